@@ -1,0 +1,173 @@
+/**
+ * cr-guest: one entry point for every stage. `cr-guest <command> --help` for each command.
+ */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { join } from "node:path";
+import { CommandError, UserError } from "./lib/errors.js";
+import { loadConfig, type PipelineConfig } from "./lib/config.js";
+import { didYouMean } from "./lib/suggest.js";
+
+interface Command {
+  summary: string;
+  usage: string;
+  options: NonNullable<ParseArgsConfig["options"]>;
+  help: Record<string, string>;
+  run: (values: Record<string, unknown>, positionals: string[]) => Promise<number>;
+}
+
+const CONFIG_OPTIONS = {
+  config: { type: "string" },
+  set: { type: "string", multiple: true },
+  "cache-dir": { type: "string" },
+} as const;
+
+const CONFIG_HELP = {
+  "--config FILE": "a pipeline.yaml on top of the embedded default",
+  "--set KEY=VALUE": "override one config key, e.g. --set kernel.base=tinyconfig (repeatable)",
+  "--cache-dir DIR": "where artifacts are cached (default: images/)",
+};
+
+function configFrom(values: Record<string, unknown>, extraSets: string[] = []): PipelineConfig {
+  const set = [...((values.set as string[] | undefined) ?? []), ...extraSets];
+  if (values["cache-dir"]) set.push(`cache_dir=${JSON.stringify(values["cache-dir"])}`);
+  return loadConfig({ configFile: values.config as string | undefined, set });
+}
+
+const COMMANDS: Record<string, Command> = {
+  kernel: {
+    summary: "build (or fetch) a checkpoint/restore guest kernel and prove its config",
+    usage: "cr-guest kernel [options]",
+    options: {
+      ...CONFIG_OPTIONS,
+      version: { type: "string" },
+      base: { type: "string" },
+      "fragment-set": { type: "string" },
+      fragment: { type: "string", multiple: true },
+      "check-config": { type: "boolean" },
+      "verify-config": { type: "string" },
+      prebuilt: { type: "boolean" },
+      suite: { type: "string" },
+      "boot-check": { type: "boolean" },
+      jobs: { type: "string" },
+      json: { type: "boolean" },
+    },
+    help: {
+      ...CONFIG_HELP,
+      "--version V": "kernel version: 6.12 (newest pinned 6.12.x), 6.1, 6.12.107, latest",
+      "--base MODE": "allnoconfig (default, Kata's method), tinyconfig, defconfig (+ kvm_guest.config)",
+      "--fragment-set NAME": "a fragment set from the config (default, debug, minimal)",
+      "--fragment FILE": "one more fragment on top of the set (repeatable)",
+      "--check-config": "configure and verify only, no build (seconds once the source is cached)",
+      "--verify-config FILE": "verify an existing .config against the fragments (no source needed)",
+      "--prebuilt": "take Debian's cloud kernel (kernel.kind=debian-cloud) and verify it",
+      "--suite S": "the Debian suite for --prebuilt (default trixie)",
+      "--boot-check": "boot the built kernel under QEMU and check /proc/config.gz in the guest",
+      "--jobs N": "parallel make jobs (default: number of CPUs)",
+      "--json": "print the artifact's metadata.json",
+    },
+    run: async (v) => {
+      const sets: string[] = [];
+      if (v.version) sets.push(`kernel.version=${JSON.stringify(v.version)}`);
+      if (v.base) sets.push(`kernel.base=${v.base}`);
+      if (v["fragment-set"]) sets.push(`kernel.fragment_set=${v["fragment-set"]}`);
+      if (v.prebuilt) sets.push("kernel.kind=debian-cloud");
+      if (v.suite) sets.push(`kernel.debian_cloud_suite=${v.suite}`);
+      if (v.jobs) sets.push(`kernel.jobs=${Number(v.jobs)}`);
+      const config = configFrom(v, sets);
+      const { runKernelStage, verifyConfigFile } = await import("./kernel/stage.js");
+      if (v["verify-config"]) {
+        const { report, text } = verifyConfigFile(config, v["verify-config"] as string);
+        console.log(text);
+        return report.passed ? 0 : 1;
+      }
+      const result = await runKernelStage(config, {
+        extraFragments: (v.fragment as string[] | undefined) ?? [],
+        checkConfigOnly: Boolean(v["check-config"]),
+        bootCheck: v["boot-check"] ? true : undefined,
+      });
+      for (const w of result.warnings) console.error(`warning: ${w}`);
+      console.log(result.reportText);
+      if (v.json && result.metadata) console.log(JSON.stringify(result.metadata, null, 2));
+      if (result.dir) {
+        console.log(`\nkernel: ${join(result.dir, "vmlinuz")}${result.cached ? " (cached)" : ""}`);
+        console.log(`config: ${join(result.dir, "config")}`);
+        console.log(`metadata: ${join(result.dir, "metadata.json")}`);
+      }
+      const passed = result.report ? result.report.passed : (result.metadata?.verify.passed ?? true);
+      return passed ? 0 : 1;
+    },
+  },
+  config: {
+    summary: "print the resolved configuration (default + --config + flags)",
+    usage: "cr-guest config [--config FILE] [--set KEY=VALUE]",
+    options: { ...CONFIG_OPTIONS },
+    help: { ...CONFIG_HELP },
+    run: async (v) => {
+      console.log(JSON.stringify(configFrom(v), null, 2));
+      return 0;
+    },
+  },
+};
+
+function commandHelp(name: string, cmd: Command): string {
+  const width = Math.max(...Object.keys(cmd.help).map((k) => k.length), 6);
+  return [
+    `${cmd.usage}`,
+    "",
+    cmd.summary,
+    "",
+    "Options:",
+    ...Object.entries({ ...cmd.help, "--help": "this help" }).map(([k, d]) => `  ${k.padEnd(width)}  ${d}`),
+  ].join("\n");
+}
+
+function mainHelp(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
+  return [
+    "cr-guest: guest kernels and images in which CRIU works, for VM-based containers",
+    "",
+    "Usage: cr-guest <command> [options]     (cr-guest <command> --help for its options)",
+    "",
+    "Commands:",
+    ...Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(width)}  ${c.summary}`),
+  ].join("\n");
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "--help" || name === "-h" || name === "help") {
+    const topic = name === "help" ? rest[0] : undefined;
+    console.log(topic && COMMANDS[topic] ? commandHelp(topic, COMMANDS[topic]) : mainHelp());
+    return 0;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) throw new UserError(`unknown command '${name}'${didYouMean(name, Object.keys(COMMANDS))}`, `commands: ${Object.keys(COMMANDS).join(", ")}`);
+  let parsed;
+  try {
+    parsed = parseArgs({ args: rest, options: { ...cmd.options, help: { type: "boolean", short: "h" } }, strict: true, allowPositionals: false });
+  } catch (err) {
+    throw new UserError(`${name}: ${(err as Error).message}`, `see 'cr-guest ${name} --help'`);
+  }
+  if (parsed.values.help) {
+    console.log(commandHelp(name, cmd));
+    return 0;
+  }
+  return cmd.run(parsed.values as Record<string, unknown>, parsed.positionals);
+}
+
+const isMain = process.argv[1] && /cli\.[tj]s$/.test(process.argv[1]);
+if (isMain) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err) => {
+      if (err instanceof UserError) {
+        console.error(`error: ${err.message}`);
+        if (err.hint) console.error(`fix: ${err.hint}`);
+        process.exit(err.exitCode);
+      }
+      if (err instanceof CommandError) process.exit(3);
+      console.error(err);
+      process.exit(70);
+    },
+  );
+}

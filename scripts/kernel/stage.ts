@@ -1,0 +1,296 @@
+/**
+ * The kernel stage: plan -> source -> configure -> verify -> build -> (boot check), each
+ * step cached. Output: images/kernel/<key>/{vmlinuz,config,build.log,metadata.json}.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { copyFile, mkdir, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { ArtifactCache } from "../lib/cache.js";
+import type { PipelineConfig } from "../lib/config.js";
+import { UserError } from "../lib/errors.js";
+import { run, tail } from "../lib/exec.js";
+import { sha256, sha256File } from "../lib/hash.js";
+import { findInPath, requireHostTools } from "../lib/host-tools.js";
+import { runSteps } from "../lib/progress.js";
+import { configureKernel, expertTrap, fragmentSummary, ARCH } from "./configure.js";
+import { parseKernelKconfig, type KconfigTree } from "./kconfig.js";
+import { kernelCacheKey, planKernel, type KernelPlan } from "./plan.js";
+import { obtainKernelSource, type KernelSource } from "./sources.js";
+import { formatVerifyReport, verifyConfig, type AllowEntry, type VerifyReport } from "./verify.js";
+import { loadKernelCatalog } from "./versions.js";
+import { loadYamlFile } from "../lib/yaml-file.js";
+import { parseDotConfig } from "./fragments.js";
+import { CommandError } from "../lib/errors.js";
+
+export interface KernelMetadata {
+  kind: "build" | "debian-cloud";
+  version: string;
+  release?: string;
+  source: KernelSource["metadata"] | { provider: string; package: string; version: string; sha256: string };
+  base?: string;
+  fragments: ReturnType<typeof fragmentSummary>;
+  config_sha256: string;
+  toolchain?: string[];
+  build_seconds?: number;
+  ccache?: { hits: number; misses: number } | null;
+  vmlinuz: { bytes: number; sha256: string };
+  verify: { checked: number; ok: number; mismatches: { symbol: string; requested: string; final: string; why: string[]; allowed?: string }[]; unknown: string[]; passed: boolean };
+  boot_check?: { status: string; seconds: number; mismatches: unknown[]; release?: string } | null;
+  created: string;
+}
+
+export interface KernelStageOptions {
+  extraFragments?: string[];
+  checkConfigOnly?: boolean;
+  bootCheck?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface KernelStageResult {
+  dir?: string;
+  cached: boolean;
+  metadata?: KernelMetadata;
+  report: VerifyReport;
+  reportText: string;
+  warnings: string[];
+  seconds: { [step: string]: number };
+}
+
+const BUILD_TOOLS = ["make", "gcc", "ld", "flex", "bison", "bc", "perl", "tar", "xz"];
+const BUILD_HEADERS = ["/usr/include/gelf.h", "/usr/include/openssl/ssl.h"];
+
+async function toolchain(): Promise<string[]> {
+  const first = async (argv: string[]) => (await run(argv, { timeoutMs: 30_000 })).stdout.split("\n")[0].trim();
+  return [await first(["gcc", "--version"]), await first(["ld", "--version"])];
+}
+
+export function loadAllowlist(file: string): AllowEntry[] {
+  if (!file || !existsSync(file)) return [];
+  const doc = loadYamlFile(file);
+  const list = (doc.value as { accepted?: AllowEntry[] } | null)?.accepted ?? [];
+  list.forEach((a, i) => {
+    if (!a?.symbol || !a.kernels || !a.reason)
+      throw new UserError(`${file}:${doc.lineOf(["accepted", i]) ?? "?"}: an allowlist entry needs symbol, kernels and reason`, "see the comment at the top of the file");
+  });
+  return list;
+}
+
+function verifySummary(report: VerifyReport): KernelMetadata["verify"] {
+  return {
+    checked: report.checked,
+    ok: report.ok.length,
+    mismatches: report.mismatches.map((m) => ({ symbol: m.symbol, requested: m.requested, final: m.final, why: m.why, allowed: m.allowed?.reason })),
+    unknown: report.unknown.map((u) => u.symbol),
+    passed: report.passed,
+  };
+}
+
+async function ccacheStats(): Promise<{ hits: number; misses: number } | null> {
+  if (!findInPath("ccache")) return null;
+  const out = await run(["ccache", "--print-stats"], { timeoutMs: 30_000, allowFailure: true });
+  if (out.exitCode !== 0) return null;
+  const get = (k: string) => Number(new RegExp(`^${k}\\t(\\d+)`, "m").exec(out.stdout)?.[1] ?? 0);
+  return { hits: get("direct_cache_hit") + get("preprocessed_cache_hit"), misses: get("cache_miss") };
+}
+
+/** Verification failures stop the stage before any long build. */
+function failOnVerify(report: VerifyReport, label: string): void {
+  if (report.passed) return;
+  throw new UserError(
+    formatVerifyReport(report, label),
+    report.unknown.length
+      ? "remove or correct the unknown symbols in the fragment files named above"
+      : "add the unmet dependencies to a fragment, or accept the drop in kernel-fragments/allowlist.yaml",
+    1,
+  );
+}
+
+interface Ctx {
+  plan: KernelPlan;
+  source?: KernelSource;
+  key?: string;
+  tools?: string[];
+  kconfig?: KconfigTree;
+  report?: VerifyReport;
+  result?: KernelStageResult;
+  warnings: string[];
+  seconds: Record<string, number>;
+}
+
+export async function runKernelStage(config: PipelineConfig, opts: KernelStageOptions = {}): Promise<KernelStageResult> {
+  if (config.kernel.kind === "debian-cloud") {
+    const { runDebianCloudKernel } = await import("./prebuilt.js");
+    return runDebianCloudKernel(config, opts);
+  }
+  const cache = new ArtifactCache(config.cache_dir);
+  const plan = planKernel(config, loadKernelCatalog(), opts.extraFragments);
+  const label = `linux ${plan.entry.version} (${config.kernel.base}, fragment set ${config.kernel.fragment_set})`;
+  const timed = async <T>(ctx: Ctx, name: string, fn: () => Promise<T>) => {
+    const t0 = Date.now();
+    try {
+      return await fn();
+    } finally {
+      ctx.seconds[name] = (Date.now() - t0) / 1000;
+    }
+  };
+  const ctx: Ctx = { plan, warnings: [], seconds: {} };
+  for (const o of plan.requested.overrides)
+    ctx.warnings.push(`${o.symbol}: ${o.from.file}:${o.from.line} sets ${o.from.value}, ${o.to.file}:${o.to.line} overrides it with ${o.to.value}`);
+
+  await runSteps(ctx, [
+    {
+      title: `Resolve ${label}`,
+      run: async (c, log) => {
+        requireHostTools(BUILD_TOOLS, BUILD_HEADERS, "building a kernel");
+        c.source = await timed(c, "source", () =>
+          obtainKernelSource({ cache, kernel: config.kernel, mirror: config.debian.mirror, log }, plan.entry),
+        );
+        c.tools = await toolchain();
+        c.key = kernelCacheKey(plan, config.kernel.base, c.source.metadata, c.tools);
+        const hit = opts.checkConfigOnly ? undefined : await cache.lookup<KernelMetadata>("kernel", c.key);
+        if (hit)
+          c.result = {
+            dir: hit.dir,
+            cached: true,
+            metadata: hit.metadata,
+            report: undefined as unknown as VerifyReport,
+            reportText: `${label}: cached (verified when built: ${hit.metadata.verify.ok}/${hit.metadata.verify.checked} symbols)`,
+            warnings: c.warnings,
+            seconds: c.seconds,
+          };
+      },
+    },
+    {
+      title: "Configure and verify",
+      skip: (c) => (c.result ? "cached" : false),
+      run: async (c, log) => {
+        const outDir = join(cache.root, "kbuild", opts.checkConfigOnly ? `check-${c.key}` : `${c.source!.metadata.provider}-${plan.entry.version}-${config.kernel.base}`);
+        await mkdir(join(cache.root, "logs"), { recursive: true });
+        const logFile = join(cache.root, "logs", `kernel-${c.key}.log`);
+        await rm(logFile, { force: true });
+        c.kconfig = parseKernelKconfig(c.source!.tree);
+        const trap = expertTrap(config.kernel.base, plan.requested, c.kconfig);
+        if (trap.length)
+          c.warnings.push(
+            `CONFIG_EXPERT=y over ${config.kernel.base}: ${trap.length} hidden default-y options will be turned off unless set explicitly, e.g. ${trap.slice(0, 12).join(", ")}${trap.length > 12 ? ", ..." : ""}`,
+          );
+        const final = await timed(c, "configure", () =>
+          configureKernel({ tree: c.source!.tree, outDir, base: config.kernel.base, requested: plan.requested, logFile, onLine: log }),
+        );
+        c.report = verifyConfig({
+          requested: plan.requested,
+          final,
+          kconfig: c.kconfig,
+          kernelVersion: plan.entry.version,
+          allowlist: loadAllowlist(config.kernel.allowlist),
+        });
+        if (opts.checkConfigOnly) {
+          c.result = { cached: false, report: c.report, reportText: formatVerifyReport(c.report, label), warnings: c.warnings, seconds: c.seconds };
+          await rm(outDir, { recursive: true, force: true });
+          return;
+        }
+        failOnVerify(c.report, label);
+        c.result = await timed(c, "build", () => buildKernel(config, cache, c, outDir, logFile, label, log));
+      },
+    },
+    {
+      title: "Boot check under QEMU",
+      skip: (c) => (!(opts.bootCheck ?? config.kernel.boot_check) || !c.result?.dir ? "not requested" : false),
+      run: async (c, log) => {
+        const { bootCheckKernel } = await import("./boot-check.js");
+        const values = Object.fromEntries([...plan.requested.values].map(([k, e]) => [k, e.value]));
+        log("booting to a config-check initramfs");
+        const boot = await timed(c, "boot_check", () =>
+          bootCheckKernel({ kernel: join(c.result!.dir!, "vmlinuz"), requested: values, workDir: join(cache.root, "boot-check", c.key!) }),
+        );
+        if (boot.status !== "ok")
+          throw new UserError(`boot check of ${label}: ${boot.status} after ${boot.seconds.toFixed(1)} s; console: ${boot.consoleLog}`, "read the console log", 3);
+        if (boot.mismatches.length)
+          throw new UserError(
+            `boot check of ${label}: the guest's /proc/config.gz differs from the request:\n${boot.mismatches.map((m) => `  ${m.symbol}: requested ${m.requested}, guest ${m.guest}`).join("\n")}`,
+            "see the console log",
+            1,
+          );
+        c.warnings.push(`boot check: booted ${boot.kernelRelease ?? "?"} in ${boot.seconds.toFixed(1)} s, all requested symbols seen in /proc/config.gz`);
+      },
+    },
+  ]);
+  return { ...ctx.result!, warnings: ctx.warnings, seconds: ctx.seconds };
+}
+
+async function buildKernel(
+  config: PipelineConfig,
+  cache: ArtifactCache,
+  c: Ctx,
+  outDir: string,
+  logFile: string,
+  label: string,
+  log: (line: string) => void,
+): Promise<KernelStageResult> {
+  const art = await cache.getOrBuild<KernelMetadata>("kernel", c.key!, async (tmp) => {
+    const ccache = findInPath("ccache");
+    const before = await ccacheStats();
+    const started = Date.now();
+    const makeArgs = ["make", "-C", c.source!.tree, `O=${outDir}`, `ARCH=${ARCH}`, `-j${c.plan.jobs}`, ...(ccache ? ["CC=ccache gcc"] : [])];
+    const env = {
+      // Reproducible: the same inputs give the same bzImage.
+      KBUILD_BUILD_TIMESTAMP: "2000-01-01 00:00:00 UTC",
+      KBUILD_BUILD_USER: "cr-guest",
+      KBUILD_BUILD_HOST: "cr-guest",
+      KBUILD_BUILD_VERSION: "1",
+    };
+    try {
+      await run([...makeArgs, "bzImage"], { timeoutMs: config.kernel.build_timeout_minutes * 60_000, logFile, onLine: log, env });
+    } catch (err) {
+      if (err instanceof CommandError)
+        throw new UserError(
+          `kernel build of ${label} failed${err.timedOut ? " (deadline)" : ""}; last lines:\n${tail(err.output, 40)}\n  full log: ${logFile}`,
+          "read the log; a compiler error usually names the option that needs a fragment change",
+          3,
+        );
+      throw err;
+    }
+    const buildSeconds = (Date.now() - started) / 1000;
+    const after = await ccacheStats();
+    const release = (await run(["make", "-s", "-C", c.source!.tree, `O=${outDir}`, `ARCH=${ARCH}`, "kernelrelease"], { timeoutMs: 60_000 })).stdout.trim();
+    await copyFile(join(outDir, "arch/x86/boot/bzImage"), join(tmp, "vmlinuz"));
+    await copyFile(join(outDir, ".config"), join(tmp, "config"));
+    await copyFile(logFile, join(tmp, "build.log"));
+    const configText = readFileSync(join(tmp, "config"), "utf8");
+    return {
+      kind: "build",
+      version: c.plan.entry.version,
+      release,
+      source: c.source!.metadata,
+      base: config.kernel.base,
+      fragments: fragmentSummary(c.plan.fragments),
+      config_sha256: sha256(configText),
+      toolchain: c.tools,
+      build_seconds: buildSeconds,
+      ccache: before && after ? { hits: after.hits - before.hits, misses: after.misses - before.misses } : null,
+      vmlinuz: { bytes: (await stat(join(tmp, "vmlinuz"))).size, sha256: await sha256File(join(tmp, "vmlinuz")) },
+      verify: verifySummary(c.report!),
+      created: new Date().toISOString(),
+    };
+  });
+  return {
+    dir: art.dir,
+    cached: art.cached,
+    metadata: art.metadata,
+    report: c.report!,
+    reportText: formatVerifyReport(c.report!, label),
+    warnings: c.warnings,
+    seconds: c.seconds,
+  };
+}
+
+/** Verifies an existing .config file (e.g. from another kernel) against the fragments. */
+export function verifyConfigFile(config: PipelineConfig, file: string, kconfigTree?: string): { report: VerifyReport; text: string } {
+  const plan = planKernel(config, loadKernelCatalog());
+  const final = parseDotConfig(readFileSync(file, "utf8"));
+  const kconfig = kconfigTree ? parseKernelKconfig(kconfigTree) : undefined;
+  const report = verifyConfig({ requested: plan.requested, final, kconfig, kernelVersion: plan.entry.version, allowlist: loadAllowlist(config.kernel.allowlist) });
+  return { report, text: formatVerifyReport(report, file) };
+}
+
+export { verifySummary, failOnVerify };

@@ -1,0 +1,178 @@
+/**
+ * Proof that a kernel config holds what was asked: every requested symbol compared with the
+ * final .config, each mismatch explained from Kconfig (unmet dependencies with the value of
+ * each symbol in them, missing prompts, selects), unknown symbols reported on their own,
+ * known drops accepted from an allowlist. Pure: inputs are parsed data.
+ */
+import semver from "semver";
+import type { FragmentEntry, RequestedConfig } from "./fragments.js";
+import {
+  conjuncts,
+  evalExpr,
+  exprSymbols,
+  exprToString,
+  symbolValue,
+  triName,
+  type Expr,
+  type KSymbol,
+  type KconfigTree,
+} from "./kconfig.js";
+import { closest } from "../lib/suggest.js";
+
+export interface AllowEntry {
+  symbol: string;
+  /** semver range of kernel versions the drop is accepted for. */
+  kernels: string;
+  reason: string;
+}
+
+export interface Mismatch {
+  symbol: string;
+  requested: string;
+  final: string;
+  why: string[];
+  from: FragmentEntry;
+  allowed?: AllowEntry;
+}
+
+export interface UnknownSymbol {
+  symbol: string;
+  from: FragmentEntry;
+  suggestion?: string;
+}
+
+export interface VerifyReport {
+  checked: number;
+  ok: string[];
+  mismatches: Mismatch[];
+  unknown: UnknownSymbol[];
+  /** True when nothing is wrong that the allowlist does not accept. */
+  passed: boolean;
+}
+
+/** Normalizes values for comparison: `"n"` and absent are the same thing. */
+function same(requested: string, final: string): boolean {
+  return requested === final || (requested.startsWith('"') && requested === `"${final.replace(/^"|"$/g, "")}"`);
+}
+
+function describeTerm(term: Expr, config: Map<string, string>): string {
+  const syms = [...exprSymbols(term)];
+  const values = syms.map((s) => `${s}=${symbolValue(s, config)}`).join(", ");
+  return `${exprToString(term)}${values ? ` [${values}]` : ""}`;
+}
+
+/** Why does `sym` (requested `requested`) have `final` in this config? */
+export function explain(sym: KSymbol, requested: string, final: string, config: Map<string, string>): string[] {
+  const why: string[] = [];
+  const wantOn = requested !== "n";
+  if (wantOn) {
+    if (requested === "m" && symbolValue("MODULES", config) !== "y") why.push("requested =m but MODULES is not enabled");
+    if (requested === "m" && sym.type === "bool") why.push(`${sym.name} is bool: it cannot be =m`);
+    for (const def of sym.defs) {
+      const at = `${def.file}:${def.line}`;
+      const unmet = def.depends
+        .flatMap(conjuncts)
+        .filter((t) => evalExpr(t, config) !== 2 && (evalExpr(t, config) !== 1 || requested === "y"));
+      if (unmet.length > 0) {
+        why.push(`unmet dependency (${at}): ${unmet.map((t) => `depends on ${describeTerm(t, config)}`).join("; ")}`);
+        continue;
+      }
+      if (!def.prompt) {
+        const sel = sym.selectedBy.map((s) => `${s.by}=${symbolValue(s.by, config)}`);
+        why.push(
+          `no prompt (${at}): a fragment cannot set it; it is only set by its default or when selected` +
+            (sel.length ? ` by ${sel.slice(0, 8).join(", ")}${sel.length > 8 ? ", ..." : ""}` : " (nothing selects it)"),
+        );
+        continue;
+      }
+      if (def.prompt.cond && evalExpr(def.prompt.cond, config) !== 2) {
+        why.push(`prompt hidden (${at}): visible only if ${describeTerm(def.prompt.cond, config)}`);
+        continue;
+      }
+      if (def.choice !== undefined) why.push(`member of a choice (${at}): another option of the choice was picked`);
+    }
+    if (final === "m" && requested === "y") {
+      const limits = sym.defs.flatMap((d) => d.depends.flatMap(conjuncts)).filter((t) => evalExpr(t, config) === 1);
+      if (limits.length) why.push(`limited to m by ${limits.map((t) => describeTerm(t, config)).join("; ")}`);
+    }
+  } else {
+    const selectors = sym.selectedBy.filter((s) => symbolValue(s.by, config) !== "n" && (!s.cond || evalExpr(s.cond, config) !== 0));
+    if (selectors.length) why.push(`selected by ${selectors.map((s) => `${s.by}=${symbolValue(s.by, config)}`).join(", ")}`);
+    else if (sym.defs.every((d) => !d.prompt)) why.push("no prompt: its default decides and a fragment cannot turn it off");
+  }
+  if (why.length === 0) why.push("no Kconfig reason found: check for a value outside its range or a conflicting fragment");
+  return why;
+}
+
+export function isAllowed(symbol: string, kernelVersion: string, allow: AllowEntry[]): AllowEntry | undefined {
+  return allow.find(
+    (a) => a.symbol === symbol && semver.satisfies(semver.coerce(kernelVersion) ?? kernelVersion, a.kernels),
+  );
+}
+
+export function verifyConfig(opts: {
+  requested: RequestedConfig;
+  final: Map<string, string>;
+  kconfig?: KconfigTree;
+  kernelVersion: string;
+  allowlist?: AllowEntry[];
+}): VerifyReport {
+  const ok: string[] = [];
+  const mismatches: Mismatch[] = [];
+  const unknown: UnknownSymbol[] = [];
+  const names = opts.kconfig ? [...opts.kconfig.symbols.keys()] : [];
+  for (const [symbol, entry] of opts.requested.values) {
+    const name = symbol.replace(/^CONFIG_/, "");
+    const sym = opts.kconfig?.symbols.get(name);
+    if (opts.kconfig && !sym) {
+      const suggestion = closest(name, names);
+      unknown.push({ symbol, from: entry, suggestion: suggestion ? `CONFIG_${suggestion}` : undefined });
+      continue;
+    }
+    const final = opts.final.get(symbol) ?? "n";
+    if (same(entry.value, final)) {
+      ok.push(symbol);
+      continue;
+    }
+    mismatches.push({
+      symbol,
+      requested: entry.value,
+      final,
+      why: sym ? explain(sym, entry.value, final, opts.final) : ["no Kconfig available to explain (prebuilt kernel)"],
+      from: entry,
+      allowed: isAllowed(symbol, opts.kernelVersion, opts.allowlist ?? []),
+    });
+  }
+  return {
+    checked: opts.requested.values.size,
+    ok,
+    mismatches,
+    unknown,
+    passed: unknown.length === 0 && mismatches.every((m) => m.allowed),
+  };
+}
+
+/** The report as a table a person reads in a terminal or a log. */
+export function formatVerifyReport(report: VerifyReport, kernelLabel: string): string {
+  const out: string[] = [];
+  out.push(`${kernelLabel}: ${report.ok.length}/${report.checked} requested symbols landed in the final .config`);
+  if (report.unknown.length) {
+    out.push("", "Symbols that do not exist in this kernel's Kconfig:");
+    for (const u of report.unknown)
+      out.push(`  ${u.symbol}  (${u.from.file}:${u.from.line})${u.suggestion ? `  did you mean ${u.suggestion}?` : ""}`);
+  }
+  if (report.mismatches.length) {
+    const rows = report.mismatches.map((m) => [m.symbol, m.requested, m.final, m.allowed ? `allowed: ${m.allowed.reason}` : m.why[0]]);
+    const header = ["symbol", "requested", "final", "why"];
+    const width = (i: number) => Math.max(header[i].length, ...rows.map((r) => r[i].length));
+    const fmt = (r: string[]) => `  ${r.slice(0, 3).map((c, i) => c.padEnd(width(i))).join("  ")}  ${r[3]}`;
+    out.push("", "Requested symbols that did not land:", fmt(header));
+    report.mismatches.forEach((m, i) => {
+      out.push(fmt(rows[i]));
+      for (const extra of m.why.slice(m.allowed ? 0 : 1)) out.push(`  ${" ".repeat(width(0) + width(1) + width(2) + 6)}${extra}`);
+      out.push(`  ${" ".repeat(width(0) + width(1) + width(2) + 6)}(requested in ${m.from.file}:${m.from.line})`);
+    });
+  }
+  out.push("", report.passed ? "verification PASSED" : "verification FAILED");
+  return out.join("\n");
+}

@@ -1,0 +1,103 @@
+/**
+ * Every external command goes through here: argv arrays (zx quotes them), a deadline that
+ * kills the whole process tree, optional streaming into a log file, and errors that say
+ * what ran, how it ended and the tail of its output.
+ */
+import { $ } from "zx";
+import { createWriteStream, type WriteStream } from "node:fs";
+import { CommandError } from "./errors.js";
+
+export interface RunOptions {
+  /** Deadline in milliseconds: every command has one. */
+  timeoutMs: number;
+  cwd?: string;
+  env?: Record<string, string | undefined>;
+  input?: string;
+  /** Append stdout and stderr to this file (the command's full log). */
+  logFile?: string;
+  /** Called with each complete output line (progress displays). */
+  onLine?: (line: string) => void;
+  /** Return the result instead of throwing when the exit code is not 0. */
+  allowFailure?: boolean;
+  /** A hint added to the error on failure. */
+  hint?: string;
+}
+
+export interface RunResult {
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  seconds: number;
+}
+
+const TAIL_LINES = 40;
+
+export function tail(text: string, lines = TAIL_LINES): string {
+  return text.trimEnd().split("\n").slice(-lines).join("\n");
+}
+
+export async function run(argv: string[], opts: RunOptions): Promise<RunResult> {
+  const [cmd, ...args] = argv;
+  const started = Date.now();
+  const log: WriteStream | undefined = opts.logFile
+    ? createWriteStream(opts.logFile, { flags: "a" })
+    : undefined;
+  log?.write(`\n$ ${argv.join(" ")}\n`);
+  const proc = $({
+    cwd: opts.cwd,
+    env: { ...process.env, ...opts.env },
+    input: opts.input,
+    nothrow: true,
+    quiet: true,
+    verbose: false,
+  })`${cmd} ${args}`;
+  let partial = "";
+  const onData = (chunk: Buffer) => {
+    log?.write(chunk);
+    if (!opts.onLine) return;
+    partial += chunk.toString();
+    const lines = partial.split("\n");
+    partial = lines.pop() ?? "";
+    for (const line of lines) if (line.trim()) opts.onLine(line);
+  };
+  proc.stdout.on("data", onData);
+  proc.stderr.on("data", onData);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    void proc.kill("SIGKILL").catch(() => undefined);
+  }, opts.timeoutMs);
+  const out = await proc;
+  clearTimeout(timer);
+  await new Promise<void>((resolve) => (log ? log.end(resolve) : resolve()));
+  const result: RunResult = {
+    exitCode: out.exitCode,
+    stdout: out.stdout,
+    stderr: out.stderr,
+    timedOut,
+    seconds: (Date.now() - started) / 1000,
+  };
+  if ((timedOut || out.exitCode !== 0) && !opts.allowFailure) {
+    const how = timedOut
+      ? `did not finish within ${Math.round(opts.timeoutMs / 1000)} s and was killed`
+      : `exited with code ${out.exitCode}${out.signal ? ` (signal ${out.signal})` : ""}`;
+    const output = tail(`${out.stdout}\n${out.stderr}`);
+    throw new CommandError(
+      `command ${how}: ${argv.join(" ")}${opts.logFile ? `\n  full log: ${opts.logFile}` : ""}\n${indent(output)}`,
+      argv,
+      out.exitCode,
+      timedOut,
+      output,
+      opts.hint,
+    );
+  }
+  return result;
+}
+
+function indent(text: string): string {
+  return text
+    .split("\n")
+    .map((l) => `    ${l}`)
+    .join("\n");
+}

@@ -1,0 +1,81 @@
+import { describe, expect, it } from "vitest";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadConfig } from "../../scripts/lib/config.js";
+import { mergeFragments, parseFragment, renderConfigFragment, parseDotConfig } from "../../scripts/kernel/fragments.js";
+import { kernelCacheKey, planKernel } from "../../scripts/kernel/plan.js";
+import { loadKernelCatalog, parseKernelCatalog, resolveKernelVersion } from "../../scripts/kernel/versions.js";
+import { FRAGMENTS_DIR } from "../../scripts/lib/paths.js";
+
+describe("fragments", () => {
+  it("parses values, reasons and 'is not set', and rejects garbage with file:line", () => {
+    const f = parseFragment('CONFIG_A=y  # why a\n# a comment\n# CONFIG_B is not set\nCONFIG_S="x y" # str\nCONFIG_N=16\n', "f.conf");
+    expect(f.entries.map((e) => [e.symbol, e.value, e.reason, e.line])).toEqual([
+      ["CONFIG_A", "y", "why a", 1],
+      ["CONFIG_B", "n", "", 3],
+      ["CONFIG_S", '"x y"', "str", 4],
+      ["CONFIG_N", "16", "", 5],
+    ]);
+    expect(() => parseFragment("CONFIG_A=y\nMEMBARRIER=y\n", "g.conf")).toThrow(/g\.conf:2/);
+  });
+
+  it("merges in order, later wins, and records the override", () => {
+    const a = parseFragment("CONFIG_A=y # a\nCONFIG_B=y # b\n", "a.conf");
+    const b = parseFragment("CONFIG_A=n # off\n", "b.conf");
+    const merged = mergeFragments([a, b]);
+    expect(merged.values.get("CONFIG_A")!.value).toBe("n");
+    expect(merged.overrides).toHaveLength(1);
+    expect(renderConfigFragment(merged)).toBe("# CONFIG_A is not set\nCONFIG_B=y\n");
+    expect(parseDotConfig(renderConfigFragment(merged)).get("CONFIG_A")).toBe("n");
+  });
+
+  it("every symbol in the repository's fragments carries a one-line reason", () => {
+    for (const name of readdirSync(FRAGMENTS_DIR).filter((n) => n.endsWith(".conf"))) {
+      const f = parseFragment(readFileSync(join(FRAGMENTS_DIR, name), "utf8"), name);
+      expect(f.entries.length).toBeGreaterThan(0);
+      for (const e of f.entries) expect(e.reason, `${name}:${e.line} ${e.symbol}`).not.toBe("");
+    }
+  });
+});
+
+describe("kernel versions", () => {
+  const catalog = loadKernelCatalog();
+  it("resolves a series to the newest pinned version, and exact versions exactly", () => {
+    expect(resolveKernelVersion("6.12", catalog).version).toBe("6.12.107");
+    expect(resolveKernelVersion("6.1", catalog).version).toBe("6.1.176");
+    expect(resolveKernelVersion("6.12.95", catalog).version).toBe("6.12.95");
+    expect(resolveKernelVersion("latest", catalog).version).toBe("7.2.13");
+  });
+  it("rejects an unknown version, listing the known ones", () => {
+    expect(() => resolveKernelVersion("5.4", catalog)).toThrow(/unknown kernel version '5.4'/);
+    try {
+      resolveKernelVersion("6.12.999", catalog);
+    } catch (err) {
+      expect((err as { hint: string }).hint).toContain("6.12.107");
+    }
+  });
+  it("every pin carries a Debian orig sha256", () => {
+    for (const entry of catalog.values()) expect(entry.debian?.orig_sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(() => parseKernelCatalog({ versions: { "6.12": {} } }, "x.yaml")).toThrow(/not a full kernel version/);
+  });
+});
+
+describe("kernel cache key", () => {
+  const config = loadConfig();
+  const catalog = loadKernelCatalog();
+  const source = { provider: "debian", sha256: "ab", patches: [] };
+  const tools = ["gcc 12", "ld 2.40"];
+  it("is stable for the same inputs and changes with each input", () => {
+    const plan = planKernel(config, catalog);
+    const key = kernelCacheKey(plan, "allnoconfig", source, tools);
+    expect(kernelCacheKey(planKernel(config, catalog), "allnoconfig", source, tools)).toBe(key);
+    expect(kernelCacheKey(plan, "tinyconfig", source, tools)).not.toBe(key);
+    expect(kernelCacheKey(plan, "allnoconfig", { ...source, sha256: "cd" }, tools)).not.toBe(key);
+    expect(kernelCacheKey(plan, "allnoconfig", source, ["gcc 14", "ld 2.40"])).not.toBe(key);
+    const dir = mkdtempSync(join(tmpdir(), "crg-frag-"));
+    const extra = join(dir, "extra.conf");
+    writeFileSync(extra, "CONFIG_MAGIC_SYSRQ=y # sysrq\n");
+    expect(kernelCacheKey(planKernel(config, catalog, [extra]), "allnoconfig", source, tools)).not.toBe(key);
+  });
+});
