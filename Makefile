@@ -1,0 +1,51 @@
+# cr-guest: make targets are thin wrappers around the CLI (bin/cr-guest).
+CRG := bin/cr-guest
+ARGS ?=
+
+.PHONY: all setup test test-unit test-integration kernel check-config bench-kernel typecheck clean help
+
+## all: the main job on the built-in default config (today: the kernel stage with its boot check)
+all: node_modules
+	$(CRG) kernel --boot-check $(ARGS)
+
+## setup: install the host's Debian packages and the npm packages
+setup:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$(grep -v '^\s*#' host-packages.txt)
+	npm ci
+
+node_modules: package-lock.json
+	npm ci
+	@touch node_modules
+
+## test: typecheck, unit tests and integration tests (what CI runs)
+test: node_modules
+	npm test
+
+test-unit: node_modules
+	npx vitest run test/unit
+
+test-integration: node_modules
+	npx vitest run test/integration
+
+## kernel: build the guest kernel (make kernel ARGS="--version 6.1 --base tinyconfig")
+kernel: node_modules
+	$(CRG) kernel $(ARGS)
+
+## check-config: configure and verify the kernel config only, no build
+check-config: node_modules
+	$(CRG) kernel --check-config $(ARGS)
+
+## bench-kernel: config time, cold build, no-op rebuild, warm-ccache rebuild, cache hit
+bench-kernel: node_modules
+	node_modules/.bin/tsx scripts/bench/kernel.ts $(ARGS)
+
+typecheck: node_modules
+	node_modules/.bin/tsc --noEmit
+
+## clean: remove built artifacts (downloads and sources are kept in images/downloads)
+clean:
+	rm -rf images/kernel images/kbuild images/logs images/boot-check
+
+help:
+	@grep -E '^## ' Makefile | sed 's/^## /  /'

@@ -1,0 +1,66 @@
+/**
+ * make bench-kernel: where the kernel stage's time goes. Prints config time, cold build
+ * (no ccache, fresh build directory), no-op rebuild, warm-ccache rebuild (fresh build
+ * directory) and the cache-hit time. A script, not a test: it measures, it does not judge.
+ * Cold and warm builds use throw-away cache directories fed from the main cache's download
+ * (local-mirror provider), so the main cache is left as it was.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadConfig } from "../lib/config.js";
+import { run } from "../lib/exec.js";
+import { CLI_PATH } from "./common.js";
+
+const main = loadConfig();
+const rows: [string, number, string][] = [];
+
+async function timeCli(label: string, args: string[], env: Record<string, string> = {}, note = ""): Promise<string> {
+  const t0 = Date.now();
+  const r = await run([CLI_PATH, ...args], { timeoutMs: 90 * 60_000, env: { ...env, CI: "" }, allowFailure: true });
+  const seconds = (Date.now() - t0) / 1000;
+  if (r.exitCode !== 0) throw new Error(`${label} failed:\n${r.stdout}\n${r.stderr}`);
+  rows.push([label, seconds, note]);
+  console.error(`${label}: ${seconds.toFixed(1)} s`);
+  return r.stdout;
+}
+
+function metadataOf(stdout: string): { build_seconds?: number; ccache?: { hits: number; misses: number } } {
+  const path = /kernel: (\S+)\/vmlinuz/.exec(stdout)![1];
+  return JSON.parse(readFileSync(join(path, "metadata.json"), "utf8"));
+}
+
+// The main cache holds the source download and a warm ccache once this has run.
+await timeCli("prepare (main cache, may build)", ["kernel"]);
+await timeCli("config + verify (source cached)", ["kernel", "--check-config"]);
+await timeCli("cache hit", ["kernel"]);
+
+const mirror = join(main.cache_dir, "downloads");
+const isolated = (dir: string) => ["--cache-dir", dir, "--set", `kernel.local_mirror=${JSON.stringify(mirror)}`, "--set", "kernel.providers=[local-mirror]"];
+
+const cold = mkdtempSync(join(tmpdir(), "crg-bench-cold-"));
+try {
+  const out = await timeCli("cold build (no ccache, incl. unpack)", ["kernel", ...isolated(cold)], { CCACHE_DISABLE: "1" });
+  const meta = metadataOf(out);
+  rows.push(["  of which make bzImage", meta.build_seconds ?? NaN, ""]);
+  // Drop the artifact but keep the build directory: make finds nothing to do.
+  await rm(join(cold, "kernel"), { recursive: true });
+  const noop = await timeCli("no-op rebuild (configure + make)", ["kernel", ...isolated(cold)], { CCACHE_DISABLE: "1" });
+  rows.push(["  of which make bzImage", metadataOf(noop).build_seconds ?? NaN, ""]);
+} finally {
+  rmSync(cold, { recursive: true, force: true });
+}
+
+const warm = mkdtempSync(join(tmpdir(), "crg-bench-warm-"));
+try {
+  const out = await timeCli("warm-ccache rebuild (fresh build dir)", ["kernel", ...isolated(warm)]);
+  const meta = metadataOf(out);
+  rows.push(["  of which make bzImage", meta.build_seconds ?? NaN, meta.ccache ? `ccache hits ${meta.ccache.hits}, misses ${meta.ccache.misses}` : "no ccache"]);
+} finally {
+  rmSync(warm, { recursive: true, force: true });
+}
+
+const cpu = (await run(["nproc"], { timeoutMs: 5000 })).stdout.trim();
+console.log(`\nkernel stage timings (${cpu} CPUs, linux ${main.kernel.version}, ${main.kernel.base})`);
+for (const [label, seconds, note] of rows) console.log(`  ${label.padEnd(40)} ${seconds.toFixed(1).padStart(7)} s  ${note}`);
