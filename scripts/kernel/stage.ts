@@ -238,6 +238,8 @@ async function buildKernel(
       KBUILD_BUILD_USER: "cr-guest",
       KBUILD_BUILD_HOST: "cr-guest",
       KBUILD_BUILD_VERSION: "1",
+      // Paths under the cache become relative: a clone elsewhere still hits ccache.
+      CCACHE_BASEDIR: cache.root,
     };
     try {
       await run([...makeArgs, "bzImage"], { timeoutMs: config.kernel.build_timeout_minutes * 60_000, logFile, onLine: log, env });

@@ -11,14 +11,21 @@ export interface Step<C> {
   run: (ctx: C, log: (line: string) => void, setTitle: (title: string) => void) => Promise<void>;
 }
 
+const NON_TTY_INTERVAL_MS = 15_000;
+
 export async function runSteps<C extends object>(ctx: C, steps: Step<C>[]): Promise<C> {
   const tasks: ListrTask<C>[] = steps.map((step) => ({
     title: step.title,
     skip: step.skip ? (c: C) => step.skip!(c) : undefined,
     task: async (c, task) => {
+      let last = 0;
       await step.run(
         c,
         (line) => {
+          // Without a terminal every output line is printed: keep logs readable.
+          const now = Date.now();
+          if (!process.stdout.isTTY && now - last < NON_TTY_INTERVAL_MS) return;
+          last = now;
           task.output = line.length > 160 ? `${line.slice(0, 157)}...` : line;
         },
         (title) => {
