@@ -14,7 +14,8 @@ export function editDistance(a: string, b: string): number {
 }
 
 /** The closest candidate, if it is close enough to be a plausible typo. */
-export function closest(word: string, candidates: Iterable<string>): string | undefined {
+export function closest(word: string, candidateList: Iterable<string>): string | undefined {
+  const candidates = [...candidateList];
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const candidate of candidates) {
@@ -25,7 +26,13 @@ export function closest(word: string, candidates: Iterable<string>): string | un
     }
   }
   const limit = Math.max(2, Math.floor(word.length / 3));
-  return bestDistance <= limit ? best : undefined;
+  if (bestDistance <= limit) return best;
+  // A misspelt prefix of a longer name ("membarier" for "membarrier-probe-nonfatal").
+  for (const candidate of candidates) {
+    const prefix = candidate.toLowerCase().slice(0, word.length);
+    if (word.length >= 4 && editDistance(word.toLowerCase(), prefix) <= 2) return candidate;
+  }
+  return undefined;
 }
 
 export function didYouMean(word: string, candidates: Iterable<string>): string {

@@ -1,0 +1,97 @@
+import { describe, expect, it } from "vitest";
+import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { checkFeatures, hasFact, loadCriuCatalog, resolveCriuVersion, suitesFrom } from "../../scripts/criu/catalog.js";
+import { applyPatches, loadPatchCatalog, selectPatches } from "../../scripts/criu/patches.js";
+import { diagnose, formatFindings } from "../../scripts/criu/doctor.js";
+import { loadYamlFile } from "../../scripts/lib/yaml-file.js";
+import { CRIU_CATALOG_FILE } from "../../scripts/lib/paths.js";
+import { run } from "../../scripts/lib/exec.js";
+
+const catalog = loadCriuCatalog();
+const kernelOptions = (loadYamlFile(CRIU_CATALOG_FILE).value as { kernel_options: { required: Record<string, string>; optional: Record<string, string> } }).kernel_options;
+
+describe("CRIU catalog", () => {
+  it("has every version the pipeline supports", () => {
+    for (const v of ["3.17.1", "3.18", "3.19", "4.0", "4.1", "4.1.1", "4.2", "4.2.1"]) expect(catalog.versions.has(v), v).toBe(true);
+  });
+  it("resolves a series to its newest release", () => {
+    expect(resolveCriuVersion("4.1", catalog).version).toBe("4.1.1");
+    expect(resolveCriuVersion("4.2", catalog).version).toBe("4.2.1");
+    expect(resolveCriuVersion("4.2.0", catalog).version).toBe("4.2"); // a full version is exact
+    expect(resolveCriuVersion("3.19", catalog).version).toBe("3.19");
+    expect(resolveCriuVersion("3.17", catalog).version).toBe("3.17.1");
+    expect(resolveCriuVersion("latest", catalog).version).toBe("4.2.1");
+  });
+  it("rejects an unknown version listing the known ones", () => {
+    expect(() => resolveCriuVersion("3.16", catalog)).toThrow(/unknown CRIU version '3.16'/);
+    try {
+      resolveCriuVersion("5.0", catalog);
+    } catch (err) {
+      expect((err as { hint: string }).hint).toMatch(/3\.17\.1.*4\.2\.1|4\.2\.1.*3\.17\.1/);
+    }
+  });
+  it("answers facts by version range", () => {
+    expect(hasFact(catalog, "membarrier_get_registrations_probe", "3.17.1")).toBe(false);
+    expect(hasFact(catalog, "membarrier_get_registrations_probe", "3.19")).toBe(true);
+    expect(hasFact(catalog, "membarrier_get_registrations_probe", "4.2.1")).toBe(true);
+    expect(checkFeatures(catalog, "3.17.1")).not.toContain("ipv6_freebind");
+    expect(checkFeatures(catalog, "4.1.1")).toEqual(expect.arrayContaining(["ipv6_freebind", "pagemap_scan", "mnt_id"]));
+    expect(checkFeatures(catalog, "4.2")).toContain("breakpoints");
+    expect(suitesFrom(catalog, "trixie")).toEqual(["trixie", "sid"]);
+  });
+});
+
+describe("CRIU patches", () => {
+  const patches = loadPatchCatalog();
+  it("selects the membarrier patch for >= 3.19 and refuses it before", () => {
+    const [p] = selectPatches(["membarrier-probe-nonfatal"], "4.1.1", patches);
+    expect(p.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(() => selectPatches(["membarrier-probe-nonfatal"], "3.17.1", patches)).toThrow(/applies to CRIU >=3.19.0, not to 3.17.1/);
+    expect(() => selectPatches(["membarier"], "4.1.1", patches)).toThrow(/did you mean 'membarrier-probe-nonfatal'/);
+  });
+
+  it("dry-runs before applying: a tree the patch does not fit is left untouched", async () => {
+    const tree = mkdtempSync(join(tmpdir(), "crg-patch-"));
+    mkdirSync(join(tree, "criu"));
+    const unrelated = "int main(void) { return 0; }\n";
+    writeFileSync(join(tree, "criu/kerndat.c"), unrelated);
+    const [p] = selectPatches(["membarrier-probe-nonfatal"], "4.1.1", patches);
+    await expect(applyPatches(tree, [p], "4.1.1")).rejects.toThrow(/does not apply to CRIU 4.1.1/);
+    const after = await run(["cat", join(tree, "criu/kerndat.c")], { timeoutMs: 5000 });
+    expect(after.stdout).toBe(unrelated);
+  });
+});
+
+describe("doctor", () => {
+  const noMembarrier = new Map([["CONFIG_CHECKPOINT_RESTORE", "y"], ["CONFIG_PROC_FS", "y"]]);
+  const base = { catalog, kernelOptions, guestSuite: "trixie", patches: [] as string[] };
+
+  it("CRIU >= 3.19 on a kernel without MEMBARRIER fails, and the patch turns it into a warning", () => {
+    const f = diagnose({ ...base, criu: resolveCriuVersion("4.1", catalog), kernelConfig: noMembarrier });
+    const m = f.find((x) => x.id === "membarrier-probe")!;
+    expect(m.severity).toBe("fail");
+    expect(m.what).toContain("kerndat_has_membarrier_get_registrations failed");
+    expect(m.fix).toContain("CONFIG_MEMBARRIER");
+    const patched = diagnose({ ...base, criu: resolveCriuVersion("4.1", catalog), kernelConfig: noMembarrier, patches: ["membarrier-probe-nonfatal"] });
+    expect(patched.find((x) => x.id === "membarrier-probe")).toBeUndefined();
+    expect(patched.find((x) => x.id === "membarrier-patched")?.severity).toBe("warn");
+    const old = diagnose({ ...base, criu: resolveCriuVersion("3.17.1", catalog), kernelConfig: noMembarrier });
+    expect(old.find((x) => x.id.startsWith("membarrier"))).toBeUndefined();
+  });
+
+  it("a trixie-linked CRIU 4.x in a bookworm userland will not start; static is fine", () => {
+    const f = diagnose({ ...base, criu: resolveCriuVersion("4.1.1", catalog), guestSuite: "bookworm", binarySuite: "trixie" });
+    expect(f.find((x) => x.id === "glibc")?.what).toContain("will not start in a bookworm userland");
+    expect(diagnose({ ...base, criu: resolveCriuVersion("4.1.1", catalog), guestSuite: "bookworm" })).toEqual([]);
+  });
+
+  it("lists required kernel options that are missing, and only those", () => {
+    const f = diagnose({ ...base, criu: resolveCriuVersion("3.17.1", catalog), kernelConfig: noMembarrier });
+    const fails = f.filter((x) => x.severity === "fail").map((x) => x.id);
+    expect(fails).toContain("kernel-FHANDLE");
+    expect(fails).not.toContain("kernel-CHECKPOINT_RESTORE");
+    expect(formatFindings(f, "CRIU 3.17.1")).toMatch(/FAIL kernel lacks CONFIG_FHANDLE/);
+  });
+});
