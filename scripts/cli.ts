@@ -27,6 +27,45 @@ const CONFIG_HELP = {
   "--cache-dir DIR": "where artifacts are cached (default: images/)",
 };
 
+const CRIU_OPTIONS = {
+  version: { type: "string" },
+  patch: { type: "string", multiple: true },
+  provider: { type: "string", multiple: true },
+  link: { type: "string" },
+  suite: { type: "string" },
+  "local-source": { type: "string" },
+} as const;
+
+const CRIU_HELP = {
+  "--version V": "CRIU version: 3.17.1, 3.19, 4.1 (newest 4.1.x), 4.2.1, latest",
+  "--patch NAME": "apply a patch from criu-builds/patches (repeatable), e.g. membarrier-probe-nonfatal",
+  "--provider P": "upstream, debian-source, local-source, debian-binary (repeatable: the order to try)",
+  "--link MODE": "static (default: only libc dynamic, runs in every suite) or dynamic",
+  "--suite S": "the guest userland suite (bookworm, trixie, sid)",
+  "--local-source DIR": "a CRIU source directory or git checkout",
+};
+
+function criuSets(v: Record<string, unknown>): string[] {
+  const sets: string[] = [];
+  if (v.version) sets.push(`criu.version=${JSON.stringify(v.version)}`);
+  if (v.patch) sets.push(`criu.patches=${JSON.stringify(v.patch)}`);
+  if (v.provider) sets.push(`criu.providers=${JSON.stringify(v.provider)}`);
+  if (v.link) sets.push(`criu.link=${v.link}`);
+  if (v.suite) sets.push(`criu.guest_suite=${v.suite}`);
+  if (v["local-source"]) sets.push(`criu.local_source=${JSON.stringify(v["local-source"])}`);
+  return sets;
+}
+
+async function readKernelConfig(file: string): Promise<Map<string, string>> {
+  const { readFile } = await import("node:fs/promises");
+  const { parseDotConfig } = await import("./kernel/fragments.js");
+  try {
+    return parseDotConfig(await readFile(file, "utf8"));
+  } catch {
+    throw new UserError(`cannot read kernel config ${file}`, "pass a kernel .config file");
+  }
+}
+
 function configFrom(values: Record<string, unknown>, extraSets: string[] = []): PipelineConfig {
   const set = [...((values.set as string[] | undefined) ?? []), ...extraSets];
   if (values["cache-dir"]) set.push(`cache_dir=${JSON.stringify(values["cache-dir"])}`);
@@ -95,6 +134,100 @@ const COMMANDS: Record<string, Command> = {
       }
       const passed = result.report ? result.report.passed : (result.metadata?.verify.passed ?? true);
       return passed ? 0 : 1;
+    },
+  },
+  criu: {
+    summary: "build or download a CRIU version for a guest userland (optionally patched)",
+    usage: "cr-guest criu [--version V] [options]",
+    options: {
+      ...CONFIG_OPTIONS,
+      ...CRIU_OPTIONS,
+      plan: { type: "boolean" },
+      force: { type: "boolean" },
+      "kernel-config": { type: "string" },
+      json: { type: "boolean" },
+    },
+    help: {
+      ...CONFIG_HELP,
+      ...CRIU_HELP,
+      "--plan": "print the resolved version, providers and cache state, build nothing",
+      "--force": "build even if the compatibility check finds a problem",
+      "--kernel-config FILE": "check compatibility against this kernel .config",
+      "--json": "print the artifact's metadata.json",
+    },
+    run: async (v) => {
+      const config = configFrom(v, criuSets(v));
+      const { planCriu, runCriuStage, doctorFor } = await import("./criu/stage.js");
+      const { ArtifactCache } = await import("./lib/cache.js");
+      const { formatFindings } = await import("./criu/doctor.js");
+      const kernelConfig = v["kernel-config"] ? await readKernelConfig(v["kernel-config"] as string) : undefined;
+      if (v.plan) {
+        const cache = new ArtifactCache(config.cache_dir);
+        const plan = planCriu(config, { cacheRoot: cache.root, mirror: config.debian.mirror, localSource: config.criu.local_source, log: () => undefined });
+        console.log(`CRIU ${config.criu.version} -> ${plan.entry.version}`);
+        console.log(`guest suite: ${plan.guestSuite}; link: ${config.criu.link}; patches: ${plan.patches.map((p) => p.name).join(", ") || "none"}`);
+        console.log("providers, in order:");
+        for (const c of plan.candidates) {
+          const state = c.key ? ((await cache.lookup("criu", c.key)) ? `cached: ${cache.dir("criu", c.key)}` : `not cached (key ${c.key}), would ${c.provider === "debian-binary" ? "download" : `build in ${plan.buildSuite(c.provider)}`}`) : `skipped: ${c.skip}`;
+          console.log(`  ${c.provider.padEnd(14)} ${state}`);
+        }
+        const findings = doctorFor(config, plan, plan.candidates.find((c) => c.key)?.provider, { kernelConfig });
+        console.log(formatFindings(findings, "compatibility"));
+        return 0;
+      }
+      const result = await runCriuStage(config, { kernelConfig, force: Boolean(v.force) });
+      for (const a of result.attempts) console.error(`note: ${a}`);
+      if (result.findings.length) console.error(formatFindings(result.findings, "compatibility"));
+      if (v.json) console.log(JSON.stringify(result.metadata, null, 2));
+      console.log(`${result.metadata.version_output.split("\n")[0]} (${result.metadata.provider}, ${result.metadata.link}, runs in ${result.metadata.runs_in.join(", ")})`);
+      console.log(`criu: ${join(result.dir, "criu")}${result.cached ? " (cached)" : ""}`);
+      console.log(`metadata: ${join(result.dir, "metadata.json")}`);
+      return 0;
+    },
+  },
+  doctor: {
+    summary: "check a CRIU version against a kernel config and guest suite: what will fail, why, the fix",
+    usage: "cr-guest doctor --criu V [--kernel-config FILE | --debian-kernel SUITE] [options]",
+    options: {
+      ...CONFIG_OPTIONS,
+      ...CRIU_OPTIONS,
+      criu: { type: "string" },
+      "kernel-config": { type: "string" },
+      "debian-kernel": { type: "string" },
+    },
+    help: {
+      ...CONFIG_HELP,
+      "--criu V": "the CRIU version (4.1 means the newest 4.1.x)",
+      ...CRIU_HELP,
+      "--kernel-config FILE": "a kernel .config (default: the config the kernel stage produces)",
+      "--debian-kernel SUITE": "check against Debian's cloud kernel of that suite",
+    },
+    run: async (v) => {
+      const sets = criuSets({ ...v, version: v.criu ?? v.version });
+      const config = configFrom(v, sets);
+      const { planCriu, doctorFor } = await import("./criu/stage.js");
+      const { formatFindings } = await import("./criu/doctor.js");
+      const { ArtifactCache } = await import("./lib/cache.js");
+      let kernelConfig: Map<string, string> | undefined;
+      let kernelLabel: string;
+      let kernelVersion: string | undefined;
+      if (v["kernel-config"]) {
+        kernelConfig = await readKernelConfig(v["kernel-config"] as string);
+        kernelLabel = v["kernel-config"] as string;
+      } else {
+        const { runKernelStage } = await import("./kernel/stage.js");
+        const kconfig = v["debian-kernel"] ? configFrom(v, [...sets, "kernel.kind=debian-cloud", `kernel.debian_cloud_suite=${v["debian-kernel"]}`]) : config;
+        const k = await runKernelStage(kconfig, { checkConfigOnly: !v["debian-kernel"] });
+        kernelConfig = k.finalConfig ?? (k.dir ? await readKernelConfig(join(k.dir, "config")) : undefined);
+        kernelVersion = k.metadata?.version ?? undefined;
+        kernelLabel = v["debian-kernel"] ? `Debian ${v["debian-kernel"]} cloud kernel ${k.metadata?.release ?? ""}` : `the configured kernel (${config.kernel.version}, ${config.kernel.base})`;
+      }
+      const cache = new ArtifactCache(config.cache_dir);
+      const plan = planCriu(config, { cacheRoot: cache.root, mirror: config.debian.mirror, localSource: config.criu.local_source, log: () => undefined });
+      const provider = plan.candidates.find((c) => c.key)?.provider;
+      const findings = doctorFor(config, plan, provider, { kernelConfig, kernelVersion: kernelVersion ?? config.kernel.version });
+      console.log(formatFindings(findings, `CRIU ${plan.entry.version} (${provider ?? "?"}, ${config.criu.link}) in ${plan.guestSuite} on ${kernelLabel}`));
+      return findings.some((f) => f.severity === "fail") ? 1 : 0;
     },
   },
   config: {

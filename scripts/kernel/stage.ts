@@ -54,6 +54,8 @@ export interface KernelStageResult {
   reportText: string;
   warnings: string[];
   seconds: { [step: string]: number };
+  /** The final .config (check-config runs). */
+  finalConfig?: Map<string, string>;
 }
 
 const BUILD_TOOLS = ["make", "gcc", "ld", "flex", "bison", "bc", "perl", "tar", "xz"];
@@ -185,7 +187,7 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
           allowlist: loadAllowlist(config.kernel.allowlist),
         });
         if (opts.checkConfigOnly) {
-          c.result = { cached: false, report: c.report, reportText: formatVerifyReport(c.report, label), warnings: c.warnings, seconds: c.seconds };
+          c.result = { cached: false, report: c.report, reportText: formatVerifyReport(c.report, label), warnings: c.warnings, seconds: c.seconds, finalConfig: final };
           await rm(outDir, { recursive: true, force: true });
           return;
         }

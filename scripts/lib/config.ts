@@ -32,10 +32,27 @@ export interface KernelConfig {
   boot_check: boolean;
 }
 
+export const CRIU_PROVIDERS = ["upstream", "debian-source", "local-source", "debian-binary"] as const;
+export type CriuProvider = (typeof CRIU_PROVIDERS)[number];
+export const LINK_MODES = ["static", "dynamic"] as const;
+
+export interface CriuConfig {
+  version: string;
+  providers: CriuProvider[];
+  link: (typeof LINK_MODES)[number];
+  patches: string[];
+  local_source: string;
+  guest_suite: string;
+  static_build_suite: string;
+  jobs: number;
+  build_timeout_minutes: number;
+}
+
 export interface PipelineConfig {
   cache_dir: string;
   debian: { mirror: string };
   kernel: KernelConfig;
+  criu: CriuConfig;
   fragment_sets: Record<string, string[]>;
   /** Where the configuration came from (for messages and metadata). */
   sources: string[];
@@ -75,6 +92,20 @@ export const CONFIG_SCHEMA: Schema = {
         build_timeout_minutes: num,
         debian_cloud_suite: str,
         boot_check: bool,
+      },
+    },
+    criu: {
+      type: "object",
+      keys: {
+        version: str,
+        providers: { type: "list", of: { type: "enum", values: CRIU_PROVIDERS } },
+        link: { type: "enum", values: LINK_MODES },
+        patches: { type: "list", of: str },
+        local_source: filePath,
+        guest_suite: str,
+        static_build_suite: str,
+        jobs: num,
+        build_timeout_minutes: num,
       },
     },
     fragment_sets: { type: "map", of: { type: "list", of: str } },
