@@ -125,6 +125,7 @@ const COMMANDS: Record<string, Command> = {
         bootCheck: v["boot-check"] ? true : undefined,
       });
       for (const w of result.warnings) console.error(`warning: ${w}`);
+      for (const n of result.notes) console.log(n);
       console.log(result.reportText);
       if (v.json && result.metadata) console.log(JSON.stringify(result.metadata, null, 2));
       if (result.dir) {

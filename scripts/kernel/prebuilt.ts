@@ -93,6 +93,7 @@ export async function runDebianCloudKernel(config: PipelineConfig, opts: KernelS
           report,
           reportText: formatVerifyReport(report, `Debian ${pkg.package} ${pkg.version}`),
           warnings: c.warnings,
+          notes: [],
           seconds: c.seconds,
         };
       },

@@ -53,6 +53,8 @@ export interface KernelStageResult {
   report: VerifyReport;
   reportText: string;
   warnings: string[];
+  /** What went right that a user wants to see (boot check results). */
+  notes: string[];
   seconds: { [step: string]: number };
   /** The final .config (check-config runs). */
   finalConfig?: Map<string, string>;
@@ -116,6 +118,7 @@ interface Ctx {
   report?: VerifyReport;
   result?: KernelStageResult;
   warnings: string[];
+  notes: string[];
   seconds: Record<string, number>;
 }
 
@@ -135,7 +138,7 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
       ctx.seconds[name] = (Date.now() - t0) / 1000;
     }
   };
-  const ctx: Ctx = { plan, warnings: [], seconds: {} };
+  const ctx: Ctx = { plan, warnings: [], notes: [], seconds: {} };
   for (const o of plan.requested.overrides)
     ctx.warnings.push(`${o.symbol}: ${o.from.file}:${o.from.line} sets ${o.from.value}, ${o.to.file}:${o.to.line} overrides it with ${o.to.value}`);
 
@@ -158,6 +161,7 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
             report: undefined as unknown as VerifyReport,
             reportText: `${label}: cached (verified when built: ${hit.metadata.verify.ok}/${hit.metadata.verify.checked} symbols)`,
             warnings: c.warnings,
+            notes: c.notes,
             seconds: c.seconds,
           };
       },
@@ -187,7 +191,7 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
           allowlist: loadAllowlist(config.kernel.allowlist),
         });
         if (opts.checkConfigOnly) {
-          c.result = { cached: false, report: c.report, reportText: formatVerifyReport(c.report, label), warnings: c.warnings, seconds: c.seconds, finalConfig: final };
+          c.result = { cached: false, report: c.report, reportText: formatVerifyReport(c.report, label), warnings: c.warnings, notes: c.notes, seconds: c.seconds, finalConfig: final };
           await rm(outDir, { recursive: true, force: true });
           return;
         }
@@ -213,11 +217,11 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
             "see the console log",
             1,
           );
-        c.warnings.push(`boot check: booted ${boot.kernelRelease ?? "?"} in ${boot.seconds.toFixed(1)} s, all requested symbols seen in /proc/config.gz`);
+        c.notes.push(`boot check: booted ${boot.kernelRelease ?? "?"} in ${boot.seconds.toFixed(1)} s, all requested symbols seen in /proc/config.gz`);
       },
     },
   ]);
-  return { ...ctx.result!, warnings: ctx.warnings, seconds: ctx.seconds };
+  return { ...ctx.result!, warnings: ctx.warnings, notes: ctx.notes, seconds: ctx.seconds };
 }
 
 async function buildKernel(
@@ -284,6 +288,7 @@ async function buildKernel(
     report: c.report!,
     reportText: formatVerifyReport(c.report!, label),
     warnings: c.warnings,
+    notes: c.notes,
     seconds: c.seconds,
   };
 }

@@ -8,6 +8,11 @@ import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crGuest, missingTools } from "../helpers/cli.js";
+import { bootVm } from "../../scripts/lib/qemu.js";
+import { run } from "../../scripts/lib/exec.js";
+import { mkdirSync, symlinkSync, copyFileSync, chmodSync } from "node:fs";
+
+let builtKernel = "";
 
 const skip = missingTools(["make", "gcc", "flex", "bison", "bc", "qemu-system-x86_64", "busybox", "cpio", "gpgv", "xz"]);
 
@@ -19,6 +24,7 @@ describe.skipIf(skip)("kernel stage (integration)", () => {
     expect(out).toMatch(/requested symbols landed in the final \.config/);
     expect(out).toContain("verification PASSED");
     const kernelPath = /kernel: (\S+vmlinuz)/.exec(out)![1];
+    builtKernel = kernelPath;
     expect(statSync(kernelPath).size).toBeGreaterThan(1_000_000);
     const meta = JSON.parse(readFileSync(join(kernelPath, "..", "metadata.json"), "utf8"));
     expect(meta.version).toMatch(/^6\.12\.\d+$/);
@@ -34,6 +40,24 @@ describe.skipIf(skip)("kernel stage (integration)", () => {
     const again = await crGuest(["kernel"], 60_000);
     expect(again.exitCode, again.stdout + again.stderr).toBe(0);
     expect(again.stdout).toContain(`kernel: ${kernelPath} (cached)`);
+  });
+
+  it("a guest that never finishes booting is a timeout within the deadline, not a hang", { timeout: 120_000 }, async () => {
+    expect(builtKernel, "the build test runs first").not.toBe("");
+    const dir = mkdtempSync(join(tmpdir(), "crg-hang-"));
+    const root = join(dir, "root");
+    mkdirSync(join(root, "bin"), { recursive: true });
+    copyFileSync("/bin/busybox", join(root, "bin/busybox"));
+    chmodSync(join(root, "bin/busybox"), 0o755);
+    for (const a of ["sh", "sleep"]) symlinkSync("busybox", join(root, "bin", a));
+    writeFileSync(join(root, "init"), "#!/bin/sh\necho CRG-HANGING\nwhile :; do sleep 1000; done\n", { mode: 0o755 });
+    const cpio = join(dir, "hang.cpio");
+    await run(["cpio", "--quiet", "-o", "-H", "newc", "-F", cpio], { cwd: root, input: "init\nbin\nbin/busybox\nbin/sh\nbin/sleep\n", timeoutMs: 30_000 });
+    const t0 = Date.now();
+    const r = await bootVm({ kernel: builtKernel, initrd: cpio, append: [], accel: "tcg", timeoutMs: 15_000, consoleLog: join(dir, "console.log"), endMarker: "CRG-NEVER" });
+    expect(r.status).toBe("timeout");
+    expect(r.console).toContain("CRG-HANGING");
+    expect(Date.now() - t0).toBeLessThan(15_000 + 10_000);
   });
 
   it("--check-config reports a nonexistent symbol with a suggestion and exits 1", { timeout: 20 * 60_000 }, async () => {

@@ -1,0 +1,117 @@
+/**
+ * QEMU runs with a host deadline, always. KVM only when a probe boot really works (here
+ * /dev/kvm exists but KVM hangs or aborts), else TCG with `-cpu max,cx16=off` (6.12 guests
+ * under QEMU 7.2 TCG with plain `-cpu max` crash at random). Results are classified so that
+ * infrastructure failures (timeout, panic, oops, QEMU errors) never pass for test results.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import { UserError } from "./errors.js";
+import { run } from "./exec.js";
+import { findInPath } from "./host-tools.js";
+
+export type Accel = "kvm" | "tcg";
+
+export interface BootResult {
+  status: "ok" | "timeout" | "panic" | "oops" | "qemu-error" | "no-marker";
+  seconds: number;
+  consoleLog: string;
+  console: string;
+  exitCode: number | null;
+  reason: string;
+}
+
+export interface BootOptions {
+  kernel: string;
+  initrd?: string;
+  drives?: { path: string; format?: "raw"; readonly?: boolean; serial?: string }[];
+  append: string[];
+  memoryMiB?: number;
+  cpus?: number;
+  accel: Accel;
+  timeoutMs: number;
+  consoleLog: string;
+  endMarker: string;
+  extraArgs?: string[];
+}
+
+const QEMU = "qemu-system-x86_64";
+
+export function requireQemu(): void {
+  if (!findInPath(QEMU)) throw new UserError(`${QEMU} is missing`, "apt-get install qemu-system-x86   (or run 'make setup')");
+}
+
+/** The QEMU command line: pure, so its choices are unit-tested. */
+export function qemuArgs(opts: BootOptions): string[] {
+  const args = [
+    QEMU,
+    "-machine", opts.accel === "kvm" ? "q35,accel=kvm" : "q35,accel=tcg",
+    "-cpu", opts.accel === "kvm" ? "host" : "max,cx16=off",
+    "-m", String(opts.memoryMiB ?? 1024),
+    "-smp", String(opts.cpus ?? 2),
+    "-nographic", "-no-reboot", "-nodefaults",
+    "-serial", `file:${opts.consoleLog}`,
+    "-kernel", opts.kernel,
+  ];
+  if (opts.initrd) args.push("-initrd", opts.initrd);
+  (opts.drives ?? []).forEach((d, i) => {
+    args.push("-drive", `file=${d.path},format=${d.format ?? "raw"},if=none,id=d${i}${d.readonly ? ",readonly=on" : ""}`);
+    args.push("-device", `virtio-blk-pci,drive=d${i}${d.serial ? `,serial=${d.serial}` : ""}`);
+  });
+  args.push("-append", ["console=ttyS0", "panic=-1", "oops=panic", ...opts.append].join(" "));
+  return [...args, ...(opts.extraArgs ?? [])];
+}
+
+/** Classifies a finished (or killed) VM from its console: pure. */
+export function classifyBoot(console: string, endMarker: string, timedOut: boolean, exitCode: number | null, stderr: string): Pick<BootResult, "status" | "reason"> {
+  if (console.includes(endMarker)) return { status: "ok", reason: "end marker seen" };
+  const line = (re: RegExp) => console.split("\n").find((l) => re.test(l))?.trim() ?? "";
+  if (/Kernel panic/.test(console)) return { status: "panic", reason: line(/Kernel panic/) };
+  if (/\bOops\b|BUG:|double fault/.test(console)) return { status: "oops", reason: line(/\bOops\b|BUG:|double fault/) };
+  if (timedOut) return { status: "timeout", reason: `no end marker before the deadline; last console line: ${console.trim().split("\n").at(-1) ?? "(none)"}` };
+  if (exitCode !== 0 && !console.trim()) return { status: "qemu-error", reason: stderr.trim().split("\n").slice(-3).join(" | ") || `qemu exited ${exitCode}` };
+  return { status: "no-marker", reason: `the guest stopped without the end marker; last console line: ${console.trim().split("\n").at(-1) ?? "(none)"}` };
+}
+
+export async function bootVm(opts: BootOptions): Promise<BootResult> {
+  requireQemu();
+  await mkdir(dirname(opts.consoleLog), { recursive: true });
+  await rm(opts.consoleLog, { force: true });
+  const r = await run(qemuArgs(opts), { timeoutMs: opts.timeoutMs, allowFailure: true });
+  const console = existsSync(opts.consoleLog) ? readFileSync(opts.consoleLog, "utf8").replace(/\r/g, "") : "";
+  return { ...classifyBoot(console, opts.endMarker, r.timedOut, r.exitCode, r.stderr), seconds: r.seconds, consoleLog: opts.consoleLog, console, exitCode: r.exitCode };
+}
+
+/**
+ * KVM only if a real guest boots with it. The verdict is cached per QEMU version, since a
+ * probe costs up to its deadline on machines where KVM hangs.
+ */
+export async function detectAccel(opts: { kernel: string; initrd: string; marker: string; timeoutMs?: number; cacheFile?: string }): Promise<{ accel: Accel; reason: string }> {
+  const forced = process.env.CR_GUEST_ACCEL;
+  if (forced === "kvm" || forced === "tcg") return { accel: forced, reason: "CR_GUEST_ACCEL" };
+  if (!existsSync("/dev/kvm")) return { accel: "tcg", reason: "/dev/kvm is absent" };
+  requireQemu();
+  const version = (await run([QEMU, "--version"], { timeoutMs: 10_000 })).stdout.split("\n")[0];
+  if (opts.cacheFile && existsSync(opts.cacheFile)) {
+    const cached = JSON.parse(readFileSync(opts.cacheFile, "utf8")) as { version: string; accel: Accel; reason: string };
+    if (cached.version === version) return { accel: cached.accel, reason: `${cached.reason} (cached probe)` };
+  }
+  const probe = await bootVm({
+    kernel: opts.kernel,
+    initrd: opts.initrd,
+    append: [],
+    accel: "kvm",
+    memoryMiB: 256,
+    cpus: 1,
+    timeoutMs: opts.timeoutMs ?? 20_000,
+    consoleLog: `${opts.cacheFile ?? "/tmp/cr-guest-kvm-probe"}.console`,
+    endMarker: opts.marker,
+  });
+  const verdict = probe.status === "ok" ? { accel: "kvm" as const, reason: "KVM probe boot succeeded" } : { accel: "tcg" as const, reason: `KVM probe failed (${probe.status}: ${probe.reason})` };
+  if (opts.cacheFile) {
+    await mkdir(dirname(opts.cacheFile), { recursive: true });
+    await writeFile(opts.cacheFile, JSON.stringify({ version, ...verdict }));
+  }
+  return verdict;
+}

@@ -1,0 +1,51 @@
+import { describe, expect, it } from "vitest";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { classifyBoot, qemuArgs } from "../../scripts/lib/qemu.js";
+import { buildConfigCheckInitramfs, parseConfigCheckConsole, END_MARKER } from "../../scripts/kernel/boot-check.js";
+import { run } from "../../scripts/lib/exec.js";
+import { missingTools } from "../helpers/cli.js";
+
+describe("QEMU command line", () => {
+  it("uses TCG with cx16 off, no reboot, a serial console file and the panic options", () => {
+    const args = qemuArgs({ kernel: "/k", append: ["root=PARTUUID=x"], accel: "tcg", timeoutMs: 1, consoleLog: "/c.log", endMarker: "M", drives: [{ path: "/d.img", readonly: true, serial: "crg-results" }] });
+    expect(args).toContain("max,cx16=off");
+    expect(args).toContain("-no-reboot");
+    expect(args).toContain("file:/c.log");
+    expect(args[args.indexOf("-append") + 1]).toBe("console=ttyS0 panic=-1 oops=panic root=PARTUUID=x");
+    expect(args).toContain("file=/d.img,format=raw,if=none,id=d0,readonly=on");
+    expect(args).toContain("virtio-blk-pci,drive=d0,serial=crg-results");
+    expect(qemuArgs({ kernel: "/k", append: [], accel: "kvm", timeoutMs: 1, consoleLog: "/c", endMarker: "M" })).toContain("host");
+  });
+});
+
+describe("boot classification", () => {
+  it("tells test results from infrastructure failures", () => {
+    expect(classifyBoot(`x\n${END_MARKER}\n`, END_MARKER, false, 0, "").status).toBe("ok");
+    expect(classifyBoot("[ 1.0] Kernel panic - not syncing: VFS: Unable to mount root\n", END_MARKER, false, 0, "")).toEqual({ status: "panic", reason: "[ 1.0] Kernel panic - not syncing: VFS: Unable to mount root" });
+    expect(classifyBoot("traps: double fault\n", END_MARKER, false, 0, "").status).toBe("oops");
+    expect(classifyBoot("booting...\n", END_MARKER, true, null, "").status).toBe("timeout");
+    expect(classifyBoot("", END_MARKER, false, 1, "qemu: could not open kernel").status).toBe("qemu-error");
+    expect(classifyBoot("init exited\n", END_MARKER, false, 0, "").status).toBe("no-marker");
+  });
+});
+
+describe("config-check initramfs", () => {
+  it("parses the guest's report among kernel noise", () => {
+    const console = `[    0.7] Run /init as init process\r\nCRG-BOOT uname=6.12.107\r\nCRG-CONFIG CONFIG_MEMBARRIER=y\n[ 0.8] random: crng init done\nCRG-CONFIG CONFIG_TUN=n\nCRG-CONFIG CONFIG_LOCALVERSION=""\n${END_MARKER}\n`;
+    const p = parseConfigCheckConsole(console);
+    expect(p).toEqual({ kernelRelease: "6.12.107", configGz: true, done: true, values: { CONFIG_MEMBARRIER: "y", CONFIG_TUN: "n", CONFIG_LOCALVERSION: '""' } });
+    expect(parseConfigCheckConsole("CRG-NO-CONFIG-GZ\n").configGz).toBe(false);
+  });
+
+  it.skipIf(missingTools(["cpio", "busybox"]))("holds /init, busybox and the requested symbols", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "crg-initramfs-"));
+    const cpio = await buildConfigCheckInitramfs({ dir, symbols: ["CONFIG_MEMBARRIER", "CONFIG_TUN"] });
+    const list = (await run(["cpio", "-t", "--quiet", "-F", cpio], { timeoutMs: 10_000 })).stdout.split("\n");
+    expect(list).toEqual(expect.arrayContaining(["init", "bin/busybox", "bin/sh", "bin/zcat"]));
+    const init = (await run(["cpio", "-i", "--quiet", "--to-stdout", "-F", cpio, "init"], { timeoutMs: 10_000 })).stdout;
+    expect(init).toContain("for sym in CONFIG_MEMBARRIER CONFIG_TUN; do");
+    expect(init).toContain(END_MARKER);
+  });
+});
