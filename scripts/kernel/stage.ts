@@ -159,7 +159,7 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
             cached: true,
             metadata: hit.metadata,
             report: undefined as unknown as VerifyReport,
-            reportText: `${label}: cached (verified when built: ${hit.metadata.verify.ok}/${hit.metadata.verify.checked} symbols)`,
+            reportText: `${label}: ${hit.metadata.verify.ok}/${hit.metadata.verify.checked} requested symbols landed in the final .config (verified when built)\n\nverification ${hit.metadata.verify.passed ? "PASSED" : "FAILED"}`,
             warnings: c.warnings,
             notes: c.notes,
             seconds: c.seconds,

@@ -99,6 +99,12 @@ export function explain(sym: KSymbol, requested: string, final: string, config: 
     const selectors = sym.selectedBy.filter((s) => symbolValue(s.by, config) !== "n" && (!s.cond || evalExpr(s.cond, config) !== 0));
     if (selectors.length) why.push(`selected by ${selectors.map((s) => `${s.by}=${symbolValue(s.by, config)}`).join(", ")}`);
     else if (sym.defs.every((d) => !d.prompt)) why.push("no prompt: its default decides and a fragment cannot turn it off");
+    else
+      for (const def of sym.defs)
+        if (def.prompt?.cond && evalExpr(def.prompt.cond, config) !== 2)
+          why.push(
+            `prompt hidden (${def.file}:${def.line}): visible only if ${describeTerm(def.prompt.cond, config)}, so its default applies; set that too to turn it off`,
+          );
   }
   if (why.length === 0) why.push("no Kconfig reason found: check for a value outside its range or a conflicting fragment");
   return why;
