@@ -3,7 +3,8 @@
  * config are extracted (no host install) and verified against the same fragments, so a user
  * sees at once which checkpoint/restore options a distribution kernel lacks.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { parseKernelKconfig, type KconfigTree } from "./kconfig.js";
 import { copyFile, mkdir, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ArtifactCache } from "../lib/cache.js";
@@ -30,6 +31,15 @@ export function imagePackageFromDepends(depends: string): string | undefined {
     .split(",")
     .map((d) => d.trim().split(/\s|\|/)[0])
     .find((name) => /^linux-image-\d.*-cloud-amd64(-unsigned)?$/.test(name));
+}
+
+/** A cached source tree of the same upstream version explains the prebuilt kernel's values. */
+function cachedKconfig(cacheRoot: string, debianVersion: string): KconfigTree | undefined {
+  const upstream = debianVersion.split("-")[0].split("+")[0];
+  const sources = join(cacheRoot, "sources");
+  if (!existsSync(sources)) return undefined;
+  const dir = readdirSync(sources).find((d) => d.startsWith(`linux-${upstream}-`) && existsSync(join(sources, d, "metadata.json")));
+  return dir ? parseKernelKconfig(join(sources, dir, "tree")) : undefined;
 }
 
 export async function runDebianCloudKernel(config: PipelineConfig, opts: KernelStageOptions): Promise<KernelStageResult> {
@@ -83,6 +93,7 @@ export async function runDebianCloudKernel(config: PipelineConfig, opts: KernelS
         const report = verifyConfig({
           requested: plan.requested,
           final: parseDotConfig(readFileSync(join(art.dir, "config"), "utf8")),
+          kconfig: cachedKconfig(cache.root, art.metadata.version),
           kernelVersion: art.metadata.version,
           allowlist: loadAllowlist(config.kernel.allowlist),
         });

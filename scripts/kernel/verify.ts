@@ -106,8 +106,20 @@ export function explain(sym: KSymbol, requested: string, final: string, config: 
             `prompt hidden (${def.file}:${def.line}): visible only if ${describeTerm(def.prompt.cond, config)}, so its default applies; set that too to turn it off`,
           );
   }
-  if (why.length === 0) why.push("no Kconfig reason found: check for a value outside its range or a conflicting fragment");
+  if (why.length === 0) {
+    if (requested === "y" && final === "m") why.push("dependencies allow y, but this config builds it as a module (present only after modprobe)");
+    else if (wantOn && final === "n")
+      why.push("dependencies met and prompt visible: the config itself says n (the base config in a build, the distribution's choice in a prebuilt kernel)");
+    else why.push("no Kconfig reason found: check for a value outside its range or a conflicting fragment");
+  }
   return why;
+}
+
+/** Prebuilt kernels come without their Kconfig: say what the values alone tell. */
+function withoutKconfig(requested: string, final: string): string {
+  if (requested === "y" && final === "m") return "built as a module: present only after modprobe (no initrd: not at boot)";
+  if (final === "n") return "not enabled in this kernel (no Kconfig source cached to explain why)";
+  return `set to ${final} in this kernel`;
 }
 
 export function isAllowed(symbol: string, kernelVersion: string, allow: AllowEntry[]): AllowEntry | undefined {
@@ -144,7 +156,7 @@ export function verifyConfig(opts: {
       symbol,
       requested: entry.value,
       final,
-      why: sym ? explain(sym, entry.value, final, opts.final) : ["no Kconfig available to explain (prebuilt kernel)"],
+      why: sym ? explain(sym, entry.value, final, opts.final) : [withoutKconfig(entry.value, final)],
       from: entry,
       allowed: isAllowed(symbol, opts.kernelVersion, opts.allowlist ?? []),
     });
