@@ -9,3 +9,4 @@ export const KERNEL_VERSIONS_FILE = join(REPO_ROOT, "kernel-versions.yaml");
 export const CRIU_BUILDS_DIR = join(REPO_ROOT, "criu-builds");
 export const CRIU_CATALOG_FILE = join(CRIU_BUILDS_DIR, "versions.yaml");
 export const CRIU_PATCHES_DIR = join(CRIU_BUILDS_DIR, "patches");
+export const AGENT_PATCHES_DIR = join(REPO_ROOT, "agent-patches");

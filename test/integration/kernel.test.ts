@@ -60,6 +60,21 @@ describe.skipIf(skip)("kernel stage (integration)", () => {
     expect(Date.now() - t0).toBeLessThan(15_000 + 10_000);
   });
 
+  it("--prebuilt verifies Debian's cloud kernel against the same fragments and names what it lacks", { timeout: 10 * 60_000 }, async () => {
+    const r = await crGuest(["kernel", "--prebuilt", "--suite", "trixie"], 9 * 60_000);
+    const out = r.stdout + r.stderr;
+    expect(r.exitCode, out).toBe(1); // a distribution kernel lacks some of our options
+    expect(out).toMatch(/Debian linux-image-6\.12\.\d+\S*-cloud-amd64 \S+: \d+\/\d+ requested symbols landed/);
+    expect(out).toMatch(/CONFIG_IKCONFIG_PROC\s+y\s+n/);
+    expect(out).toMatch(/CONFIG_TUN\s+y\s+m\s+.*module/);
+    const vmlinuz = /kernel: (\S+vmlinuz)/.exec(out)![1];
+    expect(statSync(vmlinuz).size).toBeGreaterThan(1_000_000);
+    const meta = JSON.parse(readFileSync(join(vmlinuz, "..", "metadata.json"), "utf8"));
+    expect(meta.kind).toBe("debian-cloud");
+    expect(meta.verify.passed).toBe(false);
+    expect(meta.source.sha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+
   it("--check-config reports a nonexistent symbol with a suggestion and exits 1", { timeout: 20 * 60_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), "crg-frag-"));
     const bad = join(dir, "typo.conf");
