@@ -16,7 +16,7 @@ import { requireHostTools } from "../lib/host-tools.js";
 import { runSteps } from "../lib/progress.js";
 import { loadYamlFile } from "../lib/yaml-file.js";
 import { CRIU_CATALOG_FILE } from "../lib/paths.js";
-import { CRIU_BUILD_DEPS, buildCriuInChroot } from "./build-recipe.js";
+import { buildCriuInChroot, criuBuildDeps } from "./build-recipe.js";
 import { loadCriuCatalog, resolveCriuVersion, suitesFrom, type CriuCatalog, type CriuVersionEntry } from "./catalog.js";
 import { diagnose, formatFindings, type Finding } from "./doctor.js";
 import { applyPatches, loadPatchCatalog, selectPatches, type SelectedPatch } from "./patches.js";
@@ -197,7 +197,7 @@ async function buildFromSource(
   const buildSuite = plan.buildSuite(provider);
   log(`preparing the ${buildSuite} build chroot`);
   const cache = new ArtifactCache(config.cache_dir);
-  const chroot = await ensureChroot({ cache, suite: buildSuite, packages: CRIU_BUILD_DEPS, mirror: config.debian.mirror, log });
+  const chroot = await ensureChroot({ cache, suite: buildSuite, packages: criuBuildDeps(config.criu.link), mirror: config.debian.mirror, log });
   const logFile = join(tmp, "build.log");
   const built = await buildCriuInChroot({
     chrootDir: chroot.dir,
@@ -219,7 +219,7 @@ async function buildFromSource(
     runs_in: runsIn,
     build_seconds: built.seconds,
     version_output: built.versionOutput,
-    runtime_packages: [],
+    runtime_packages: built.runtimePackages,
     needed_libs: built.neededLibs,
   });
 }
