@@ -22,6 +22,16 @@ export const DEBIAN_PACKAGE: Record<string, string> = {
   "qemu-system-x86_64": "qemu-system-x86",
   "pkg-config": "pkg-config",
   openssl: "openssl",
+  debootstrap: "debootstrap",
+  unshare: "util-linux",
+  chroot: "coreutils",
+  sgdisk: "gdisk",
+  sfdisk: "fdisk",
+  blkid: "util-linux",
+  "mkfs.ext4": "e2fsprogs",
+  guestfish: "libguestfs-tools",
+  rsync: "rsync",
+  strace: "strace",
 };
 
 /** Headers are checked by path: a missing one means a -dev package. */
