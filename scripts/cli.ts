@@ -56,6 +56,41 @@ function criuSets(v: Record<string, unknown>): string[] {
   return sets;
 }
 
+const AGENT_OPTIONS = {
+  agent: { type: "string" },
+  "kata-src": { type: "string" },
+} as const;
+
+const AGENT_HELP = {
+  "--agent FILE": "a prebuilt kata-agent binary",
+  "--kata-src DIR": "a kata-containers tree: patched for setsid() (on a copy) and built with its musl target",
+};
+
+function agentSets(v: Record<string, unknown>): string[] {
+  const sets: string[] = [];
+  if (v.agent) sets.push(`agent.binary=${JSON.stringify(v.agent)}`);
+  if (v["kata-src"]) sets.push(`agent.kata_src=${JSON.stringify(v["kata-src"])}`);
+  return sets;
+}
+
+/** CRIU, agent, image: the stages an image needs, each cached. */
+async function buildImage(config: PipelineConfig, force: boolean) {
+  const { runCriuStage } = await import("./criu/stage.js");
+  const { runAgentStage } = await import("./agent/stage.js");
+  const { runImageStage } = await import("./image/stage.js");
+  const { formatFindings } = await import("./criu/doctor.js");
+  const { runSteps } = await import("./lib/progress.js");
+  const criu = await runCriuStage(config, { force });
+  for (const a of criu.attempts) console.error(`note: ${a}`);
+  if (criu.findings.length) console.error(formatFindings(criu.findings, "compatibility"));
+  const state: { agent?: Awaited<ReturnType<typeof runAgentStage>>; image?: Awaited<ReturnType<typeof runImageStage>> } = {};
+  await runSteps(state, [
+    { title: "kata-agent", skip: () => (config.agent.binary || config.agent.kata_src ? false : "no agent configured"), run: async (s, log) => void (s.agent = await runAgentStage(config, log)) },
+    { title: `Image ${config.image.name}`, run: async (s, log) => void (s.image = await runImageStage(config, { criu, agent: s.agent, log })) },
+  ]);
+  return state.image!;
+}
+
 async function readKernelConfig(file: string): Promise<Map<string, string>> {
   const { readFile } = await import("node:fs/promises");
   const { parseDotConfig } = await import("./kernel/fragments.js");
@@ -180,7 +215,8 @@ const COMMANDS: Record<string, Command> = {
       for (const a of result.attempts) console.error(`note: ${a}`);
       if (result.findings.length) console.error(formatFindings(result.findings, "compatibility"));
       if (v.json) console.log(JSON.stringify(result.metadata, null, 2));
-      console.log(`${result.metadata.version_output.split("\n")[0]} (${result.metadata.provider}, ${result.metadata.link}, runs in ${result.metadata.runs_in.join(", ")})`);
+      const how = result.metadata.provider === "debian-binary" ? "Debian binary package" : `${result.metadata.provider}, ${result.metadata.link}`;
+      console.log(`${result.metadata.version_output.split("\n")[0]} (${how}, runs in ${result.metadata.runs_in.join(", ")})`);
       console.log(`criu: ${join(result.dir, "criu")}${result.cached ? " (cached)" : ""}`);
       console.log(`metadata: ${join(result.dir, "metadata.json")}`);
       return 0;
@@ -229,6 +265,70 @@ const COMMANDS: Record<string, Command> = {
       const findings = doctorFor(config, plan, provider, { kernelConfig, kernelVersion: kernelVersion ?? config.kernel.version });
       console.log(formatFindings(findings, `CRIU ${plan.entry.version} (${provider ?? "?"}, ${config.criu.link}) in ${plan.guestSuite} on ${kernelLabel}`));
       return findings.some((f) => f.severity === "fail") ? 1 : 0;
+    },
+  },
+  agent: {
+    summary: "a kata-agent for the image: check and patch a Kata tree for setsid(), build it, or take a prebuilt one",
+    usage: "cr-guest agent (--kata-src DIR [--check] | --agent FILE) [options]",
+    options: { ...CONFIG_OPTIONS, ...AGENT_OPTIONS, check: { type: "boolean" }, json: { type: "boolean" } },
+    help: {
+      ...CONFIG_HELP,
+      ...AGENT_HELP,
+      "--check": "only say whether the tree calls setsid() for every container process and which patch applies",
+      "--json": "print the artifact's metadata.json",
+    },
+    run: async (v) => {
+      const config = configFrom(v, agentSets(v));
+      if (!config.agent.binary && !config.agent.kata_src) throw new UserError("no agent given", "pass --kata-src DIR (a kata-containers tree) or --agent FILE (a prebuilt kata-agent)");
+      if (v.check) {
+        if (!config.agent.kata_src) throw new UserError("--check reads a source tree", "pass --kata-src DIR");
+        const { kataSourceIdentity } = await import("./agent/stage.js");
+        const { loadAgentPatches, selectAgentPatch } = await import("./agent/agent.js");
+        const id = kataSourceIdentity(config.agent.kata_src);
+        const patch = id.state === "unconditional" ? undefined : selectAgentPatch(id.version, loadAgentPatches());
+        console.log(`Kata ${id.version}: setsid() ${id.state === "unconditional" ? "is called for every container process: no patch needed" : `only with a terminal (${id.state}): ${patch?.name} applies`}`);
+        return 0;
+      }
+      const { runAgentStage } = await import("./agent/stage.js");
+      const { runSteps } = await import("./lib/progress.js");
+      const state: { art?: Awaited<ReturnType<typeof runAgentStage>> } = {};
+      await runSteps(state, [{ title: "kata-agent", run: async (s, log) => void (s.art = await runAgentStage(config, log)) }]);
+      const art = state.art!;
+      if (v.json) console.log(JSON.stringify(art.metadata, null, 2));
+      console.log(art.metadata.message);
+      console.log(`agent: ${art.binary}${art.cached ? " (cached)" : ""}`);
+      return 0;
+    },
+  },
+  image: {
+    summary: "a guest image with CRIU, the kata-agent and the test runner (fresh, or from an existing Kata image)",
+    usage: "cr-guest image [--version V] [--base FILE] [--agent FILE | --kata-src DIR] [options]",
+    options: { ...CONFIG_OPTIONS, ...CRIU_OPTIONS, ...AGENT_OPTIONS, base: { type: "string" }, name: { type: "string" }, force: { type: "boolean" }, json: { type: "boolean" } },
+    help: {
+      ...CONFIG_HELP,
+      ...CRIU_HELP,
+      ...AGENT_HELP,
+      "--base FILE": "an existing raw Kata image to add CRIU to (copied; the original is never changed)",
+      "--name N": "the image is images/<N>.img (default cr-guest)",
+      "--force": "build even if the CRIU compatibility check finds a problem",
+      "--json": "print the image's metadata.json",
+    },
+    run: async (v) => {
+      const sets = [...criuSets(v), ...agentSets(v)];
+      if (v.base) sets.push(`image.base=${JSON.stringify(v.base)}`);
+      if (v.name) sets.push(`image.name=${JSON.stringify(v.name)}`);
+      const config = configFrom(v, sets);
+      const result = await buildImage(config, Boolean(v.force));
+      if (v.json) console.log(JSON.stringify(result.metadata, null, 2));
+      const m = result.manifest;
+      console.log(`base: ${m.base}`);
+      console.log(`criu: ${m.criu.version} (${m.criu.provider}, ${m.criu.link}${m.criu.patches.length ? `, ${m.criu.patches.join(", ")}` : ""})`);
+      console.log(`agent: ${m.agent === "no agent" ? "no agent" : `${m.agent.source} ${m.agent.kata_version ?? ""} setsid ${m.agent.setsid}`}`);
+      console.log(`runner: ${m.runner.files} files`);
+      console.log(`injected and read back: ${result.metadata.injected.length} files, ${result.metadata.guestfish_launches} guestfish launch`);
+      console.log(`image: ${result.link} -> ${result.image}${result.cached ? " (cached)" : ""}`);
+      console.log(`metadata: ${join(result.dir, "metadata.json")}`);
+      return 0;
     },
   },
   config: {

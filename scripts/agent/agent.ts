@@ -123,3 +123,15 @@ FailureAction=poweroff
 # Discourage OOM-killer from touching the agent
 OOMScoreAdjust=-997
 `;
+
+/** The target Kata's osbuilder enables from basic.target; it pulls in the agent. */
+export const KATA_CONTAINERS_TARGET = `[Unit]
+Description=Kata Containers Agent Target
+Requires=basic.target
+Requires=tmp.mount
+Wants=chronyd.service
+Requires=kata-agent.service
+Conflicts=rescue.service rescue.target
+After=basic.target rescue.service rescue.target
+AllowIsolate=yes
+`;

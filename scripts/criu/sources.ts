@@ -176,6 +176,7 @@ export async function obtainCriuBinary(entry: CriuVersionEntry, ctx: ProviderCon
   return {
     binary,
     origin: { provider: "debian-binary", identity: `${pin.suite}:${pkg.version}:${pkg.sha256}`, from: pkg.url },
-    runtimePackages: dependsNames(pkg.depends),
+    // Only the criu binary is shipped, not crit: its python dependencies are left out.
+    runtimePackages: dependsNames(pkg.depends).filter((name) => !name.startsWith("python3")),
   };
 }

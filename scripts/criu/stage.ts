@@ -7,7 +7,8 @@ import { existsSync } from "node:fs";
 import { chmod, copyFile, mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ArtifactCache } from "../lib/cache.js";
-import { ensureChroot, runInChroot } from "../lib/chroot.js";
+import { ensureChroot } from "../lib/chroot.js";
+import { criuVersionIn, ensureGuestRootfs } from "../image/rootfs.js";
 import type { CriuProvider, PipelineConfig } from "../lib/config.js";
 import { NotAvailableError } from "../lib/download.js";
 import { UserError } from "../lib/errors.js";
@@ -113,21 +114,13 @@ export function doctorFor(config: PipelineConfig, plan: CriuPlan, provider: Criu
   });
 }
 
-async function versionInChroot(chrootDir: string, binary: string): Promise<string> {
-  const inside = join(chrootDir, "usr/local/sbin/criu");
-  await mkdir(join(chrootDir, "usr/local/sbin"), { recursive: true });
-  await copyFile(binary, inside);
-  await chmod(inside, 0o755);
-  const out = await runInChroot(chrootDir, ["/usr/local/sbin/criu", "--version"], { timeoutMs: 60_000 });
-  return out.stdout.trim();
-}
-
 export async function runCriuStage(config: PipelineConfig, opts: CriuStageOptions = {}): Promise<CriuStageResult> {
   const cache = new ArtifactCache(config.cache_dir);
   const state = { result: undefined as CriuStageResult | undefined, attempts: [] as string[] };
   const pctx: ProviderContext = { cacheRoot: cache.root, mirror: config.debian.mirror, localSource: config.criu.local_source, log: () => undefined };
   const plan = planCriu(config, pctx);
-  const label = `CRIU ${plan.entry.version} (${config.criu.link}${plan.patches.length ? `, patches: ${plan.patches.map((p) => p.name).join(", ")}` : ""}) for ${plan.guestSuite}`;
+  const mode = config.criu.providers[0] === "debian-binary" ? "Debian binary" : config.criu.link;
+  const label = `CRIU ${plan.entry.version} (${mode}${plan.patches.length ? `, patches: ${plan.patches.map((p) => p.name).join(", ")}` : ""}) for ${plan.guestSuite}`;
 
   await runSteps(state, [
     {
@@ -230,14 +223,16 @@ async function extractBinary(config: PipelineConfig, plan: CriuPlan, pctx: Provi
   await chmod(join(tmp, "criu"), 0o755);
   await rm(join(tmp, "extract"), { recursive: true, force: true });
   const suite = plan.entry.binary!.suite;
-  // `criu --version` where it will run: a chroot of its suite with its runtime packages.
+  // `criu --version` where it will run: the guest rootfs of its suite with its runtime
+  // packages (the image stage reuses this very chroot).
   const cache = new ArtifactCache(config.cache_dir);
-  const chroot = await ensureChroot({ cache, suite, packages: bin.runtimePackages, mirror: config.debian.mirror, log: pctx.log });
-  const versionOutput = await versionInChroot(chroot.dir, join(tmp, "criu"));
+  const rootfs = await ensureGuestRootfs({ cache, suite, runtimePackages: bin.runtimePackages, mirror: config.debian.mirror, log: pctx.log });
+  const versionOutput = await criuVersionIn(rootfs.dir, join(tmp, "criu"));
   return metadataFor(plan, bin.origin, tmp, {
     link: "debian-binary",
     build_suite: suite,
-    runs_in: suitesFrom(plan.catalog, suite),
+    // Linked against its suite's shared libraries: proven only there.
+    runs_in: [suite],
     build_seconds: null,
     version_output: versionOutput,
     runtime_packages: bin.runtimePackages,

@@ -54,8 +54,8 @@ export async function duBytes(dir: string): Promise<number> {
   return Number(out.stdout.split(/\s/)[0]);
 }
 
-export async function makeRawImage(opts: { rootfs: string; image: string; log?: (l: string) => void }): Promise<ImageLayout> {
-  const layout = planLayout(await duBytes(opts.rootfs));
+export async function makeRawImage(opts: { rootfs: string; image: string; extraMiB?: number; log?: (l: string) => void }): Promise<ImageLayout> {
+  const layout = planLayout(await duBytes(opts.rootfs), opts.extraMiB);
   await run(["truncate", "-s", String(layout.imageBytes), opts.image], { timeoutMs: 60_000 });
   await run(sgdiskArgs(opts.image, layout), { timeoutMs: 60_000 });
   opts.log?.(`mkfs.ext4 -d (${Math.round(layout.fsBytes / MiB)} MiB)`);

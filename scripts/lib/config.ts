@@ -48,11 +48,27 @@ export interface CriuConfig {
   build_timeout_minutes: number;
 }
 
+export interface ImageConfig {
+  name: string;
+  base: string;
+  extra_packages: string[];
+  free_mib: number;
+  guestfish_timeout_minutes: number;
+}
+
+export interface AgentConfig {
+  binary: string;
+  kata_src: string;
+  build_timeout_minutes: number;
+}
+
 export interface PipelineConfig {
   cache_dir: string;
   debian: { mirror: string };
   kernel: KernelConfig;
   criu: CriuConfig;
+  image: ImageConfig;
+  agent: AgentConfig;
   fragment_sets: Record<string, string[]>;
   /** Where the configuration came from (for messages and metadata). */
   sources: string[];
@@ -108,6 +124,11 @@ export const CONFIG_SCHEMA: Schema = {
         build_timeout_minutes: num,
       },
     },
+    image: {
+      type: "object",
+      keys: { name: str, base: filePath, extra_packages: { type: "list", of: str }, free_mib: num, guestfish_timeout_minutes: num },
+    },
+    agent: { type: "object", keys: { binary: filePath, kata_src: filePath, build_timeout_minutes: num } },
     fragment_sets: { type: "map", of: { type: "list", of: str } },
   },
 };
@@ -227,6 +248,10 @@ export function loadConfig(opts: LoadOptions = {}): PipelineConfig {
 }
 
 function checkCrossReferences(config: PipelineConfig): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(config.image.name))
+    throw new UserError(`image.name '${config.image.name}' is not a plain file name`, "use letters, digits, '.', '_' and '-'");
+  if (config.agent.binary && config.agent.kata_src)
+    throw new UserError("agent.binary and agent.kata_src are both set", "give either a prebuilt agent (--agent FILE) or a Kata source tree (--kata-src DIR)");
   const sets = Object.keys(config.fragment_sets);
   if (!config.fragment_sets[config.kernel.fragment_set])
     throw new UserError(

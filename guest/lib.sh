@@ -1,0 +1,97 @@
+# cr-guest guest library (POSIX sh): the results disk protocol, bounded commands with hang
+# diagnostics, and per-test records. Sourced by init, run-tests and the scenarios.
+
+RESULTS_MARKER=CRGUEST-RESULTS-V1
+END_MARKER=CRGUEST-END-OF-RUN
+# The host's side of this layout is in scripts/boot/results-disk.ts: keep both in step.
+INPUT_OFFSET_MIB=1
+OUTPUT_OFFSET_MIB=8
+
+find_results_disk() {
+	for sys in /sys/block/*; do
+		dev=/dev/${sys##*/}
+		[ -b "$dev" ] || continue
+		head=$(dd if="$dev" bs=512 count=1 2>/dev/null | head -c ${#RESULTS_MARKER} | tr -d '\000')
+		if [ "$head" = "$RESULTS_MARKER" ]; then echo "$dev"; return 0; fi
+	done
+	return 1
+}
+
+read_input() { # dev dir
+	size=$(dd if="$1" bs=512 count=1 2>/dev/null | tr -d '\000' | sed -n 's/^in=\([0-9][0-9]*\)$/\1/p')
+	[ -n "$size" ] && [ "$size" -gt 0 ] || return 1
+	dd if="$1" bs=1M skip=$INPUT_OFFSET_MIB count="$size" iflag=count_bytes 2>/dev/null | tar -xzf - -C "$2"
+}
+
+write_output() { # dev dir
+	tar -czf /run/cr-guest/out.tgz -C "$2" . || return 1
+	size=$(stat -c %s /run/cr-guest/out.tgz)
+	dd if=/run/cr-guest/out.tgz of="$1" bs=1M seek=$OUTPUT_OFFSET_MIB conv=notrunc,fsync 2>/dev/null || return 1
+	printf 'CRGUEST-DONE out=%s\n' "$size" | dd of="$1" bs=512 seek=1 conv=notrunc,fsync 2>/dev/null
+}
+
+now() { cut -d' ' -f1 /proc/uptime; }
+
+# Every process under a pid (inclusive), from /proc: no pstree needed.
+tree_pids() {
+	echo "$1"
+	for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do tree_pids "$child"; done
+}
+
+# /proc/<pid>/{wchan,stack,status} of a process tree: where each task is stuck.
+proc_diag() { # pid...
+	for root in "$@"; do
+		for p in $(tree_pids "$root"); do
+			[ -d /proc/"$p" ] || continue
+			echo "--- pid $p: $(tr '\000' ' ' < /proc/"$p"/cmdline 2>/dev/null)"
+			echo "wchan: $(cat /proc/"$p"/wchan 2>/dev/null)"
+			grep -E '^(State|PPid|NSpid|NSsid|TracerPid|SigBlk|SigPnd)' /proc/"$p"/status 2>/dev/null
+			echo "stack:"; cat /proc/"$p"/stack 2>/dev/null | sed 's/^/  /'
+		done
+	done
+}
+
+# run_bounded SECONDS DIAGFILE cmd...: runs cmd in the background; at the deadline writes
+# diagnostics (the cmd tree, $DIAG_PIDS, $DIAG_CGROUP, $DIAG_LOG) and kills it. Returns the
+# command's exit code, or 124 on timeout.
+run_bounded() {
+	limit=$1; diagfile=$2; shift 2
+	"$@" &
+	bpid=$!
+	waited=0
+	while kill -0 "$bpid" 2>/dev/null; do
+		if [ "$waited" -ge $((limit * 10)) ]; then
+			{
+				echo "TIMEOUT after ${limit}s: $*"
+				proc_diag "$bpid" $DIAG_PIDS
+				if [ -n "$DIAG_CGROUP" ]; then echo "--- $DIAG_CGROUP/cgroup.events"; cat "$DIAG_CGROUP/cgroup.events" 2>/dev/null; fi
+				if [ -n "$DIAG_LOG" ] && [ -f "$DIAG_LOG" ]; then
+					echo "--- tail of $DIAG_LOG"; tail -n 30 "$DIAG_LOG"
+					echo "--- Error lines"; grep -E 'Error|Warn' "$DIAG_LOG" | tail -n 20
+				fi
+			} >> "$diagfile" 2>&1
+			for p in $(tree_pids "$bpid"); do kill -9 "$p" 2>/dev/null; done
+			wait "$bpid" 2>/dev/null
+			return 124
+		fi
+		sleep 0.1
+		waited=$((waited + 1))
+	done
+	wait "$bpid"
+}
+
+# record NAME STATUS RC SECONDS MESSAGE: one test's verdict, read by the host.
+record() {
+	d=$OUT/tests/$1
+	mkdir -p "$d"
+	printf '%s\n' "$2" > "$d/status"
+	printf '%s\n' "$3" > "$d/rc"
+	printf '%s\n' "$4" > "$d/seconds"
+	printf '%s\n' "$5" > "$d/message"
+	echo "$2 $1${5:+: $5}"
+}
+
+# CRIU's Error lines from a log: always shown for a failure.
+criu_errors() { grep -h -E '^\(?[0-9. ]*\)? *Error|Error \(' "$@" 2>/dev/null | head -n 5; }
+
+first_error() { criu_errors "$@" | head -n 1 | sed 's/^ *([0-9. ]*) *//'; }

@@ -1,0 +1,16 @@
+# 6. A process registered for private expedited membarrier: is it still registered after a
+#    restore? (3.17.1 loses the registration: membarrier() then fails with EPERM.)
+. "$HERE/scenario-lib.sh"
+case_begin registration
+st=$WORK/mb; mkdir -p "$st"; rm -f "$st"/*
+pid=$(start_session crg-membarrier "$st")
+probe() { rm -f "$st/result"; : > "$st/probe"; wait_for "$st/result" 5 && cat "$st/result"; }
+before=$(probe) || { kill_tree "$pid"; case_end FAIL "the membarrier process did not answer (is CONFIG_MEMBARRIER on?)" error; exit 0; }
+note "before dump: $before"
+criu_run dump dump -t "$pid" -D "$IMG" || { kill_tree "$pid"; case_end FAIL "dump: $(err_of dump)" "$(outcome_of $RC)"; exit 0; }
+criu_run restore restore -D "$IMG" -d || { case_end FAIL "restore: $(err_of restore)" "$(outcome_of $RC)"; exit 0; }
+after=$(probe) || after="no answer"
+note "after restore: $after"
+if [ "$before" = ok ] && [ "$after" = ok ]; then case_end PASS "still registered after restore" success
+else case_end FAIL "registration lost: membarrier(PRIVATE_EXPEDITED) before dump: $before, after restore: $after" error; fi
+kill_tree "$pid"

@@ -1,0 +1,44 @@
+# 2. A PID namespace init, as a container's first process. Without setsid its session leader
+#    is outside the namespace and CRIU refuses ("A session leader of X(1) is outside of its
+#    pid namespace"); with setsid (what the patched kata-agent does) dump and restore work.
+. "$HERE/scenario-lib.sh"
+
+pidns_target() { # setsid|nosetsid -> pid of the namespace's init (host view)
+	if [ "$1" = setsid ]; then
+		start_session unshare --pid --fork setsid sh -c 'while :; do sleep 0.5; done' > "$WORK/outer"
+	else
+		# No setsid inside: the init inherits the session of the process that made it.
+		unshare --pid --fork sh -c 'while :; do sleep 0.5; done' < /dev/null > /dev/null 2>&1 &
+		echo $! > "$WORK/outer"
+	fi
+	outer=$(cat "$WORK/outer")
+	i=0
+	while [ $i -lt 50 ]; do
+		init=$(cat /proc/"$outer"/task/*/children 2>/dev/null | awk '{print $1}')
+		[ -n "$init" ] && { echo "$init"; return 0; }
+		sleep 0.1; i=$((i + 1))
+	done
+	return 1
+}
+
+case_begin no-setsid
+init=$(pidns_target nosetsid) || { case_end FAIL "no pidns init appeared" error; exit 0; }
+note "pidns init $init: $(grep -E '^(NSpid|NSsid)' /proc/$init/status | tr '\n' ' ')"
+criu_run dump dump -t "$init" -D "$IMG"
+msg=$(err_of dump)
+if [ $RC -ne 0 ] && grep -q "is outside of its pid namespace" "$CDIR/dump.log"; then
+	case_end PASS "reproduced: $msg" error
+elif [ $RC -eq 0 ]; then
+	case_end FAIL "dumped although the init has no session of its own (expected the session leader error)" success
+else
+	case_end FAIL "dump failed differently: $msg" "$(outcome_of $RC)"
+fi
+kill_tree "$(cat "$WORK/outer")"
+
+case_begin setsid
+init=$(pidns_target setsid) || { case_end FAIL "no pidns init appeared" error; exit 0; }
+criu_run dump dump -t "$init" -D "$IMG" || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "dump: $(err_of dump)" "$(outcome_of $RC)"; exit 0; }
+kill_tree "$(cat "$WORK/outer")"; sleep 0.3
+criu_run restore restore -D "$IMG" -d || { case_end FAIL "restore: $(err_of restore)" "$(outcome_of $RC)"; exit 0; }
+if alive "$init"; then case_end PASS "pidns init $init dumped and restored" success; else case_end FAIL "restore returned 0 but pid $init is gone" error; fi
+kill_tree "$init"

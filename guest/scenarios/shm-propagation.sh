@@ -1,0 +1,47 @@
+# 5. A /dev/shm-like tmpfs in a container's mount namespace that is a slave of a host mount:
+#    CRIU refuses it ("has unreachable sharing") unless told the master is external
+#    (--external mnt[]:m, or --enable-external-masters with --external mnt[] on older CRIU).
+. "$HERE/scenario-lib.sh"
+SRC=/run/cr-guest/shm-src
+mkdir -p "$SRC"
+mountpoint -q "$SRC" || mount -t tmpfs -o size=8m crg-shm "$SRC"
+mount --make-shared "$SRC"
+
+container() { # a process in new mount+pid namespaces whose /dev/shm is a slave of $SRC
+	start_session unshare --mount --propagation slave --pid --fork sh -c "
+		mount --bind $SRC /dev/shm
+		exec < /dev/null > /dev/null 2>&1
+		setsid sh -c 'while :; do sleep 0.5; done'
+	" > "$WORK/outer"
+	outer=$(cat "$WORK/outer")
+	i=0
+	while [ $i -lt 50 ]; do
+		init=$(cat /proc/"$outer"/task/*/children 2>/dev/null | awk '{print $1}')
+		[ -n "$init" ] && { echo "$init"; return 0; }
+		sleep 0.1; i=$((i + 1))
+	done
+	return 1
+}
+
+case_begin no-flags
+init=$(container) || { case_end FAIL "no container appeared" error; exit 0; }
+sleep 0.5
+note "propagation inside: $(grep ' /dev/shm ' /proc/$init/mountinfo)"
+criu_run dump dump -t "$init" -D "$IMG"
+if [ $RC -ne 0 ] && grep -q "has unreachable sharing" "$CDIR/dump.log"; then case_end PASS "reproduced: $(err_of dump)" error
+elif [ $RC -eq 0 ]; then case_end FAIL "dumped without flags (expected 'has unreachable sharing')" success
+else case_end FAIL "dump failed differently: $(err_of dump)" "$(outcome_of $RC)"; fi
+kill_tree "$(cat "$WORK/outer")"
+
+case_begin external-master
+init=$(container) || { case_end FAIL "no container appeared" error; exit 0; }
+sleep 0.5
+if [ "${EXTERNAL_MASTERS_SYNTAX:-mnt}" = mnt ]; then flags="--external mnt[]:m"; else flags="--enable-external-masters --external mnt[]"; fi
+# shellcheck disable=SC2086
+criu_run dump dump -t "$init" -D "$IMG" $flags || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "dump with $flags: $(err_of dump)" "$(outcome_of $RC)"; exit 0; }
+kill_tree "$(cat "$WORK/outer")"; sleep 0.3
+# shellcheck disable=SC2086
+criu_run restore restore -D "$IMG" -d $flags
+if [ $RC -eq 0 ] && alive "$init"; then case_end PASS "dumped and restored with $flags" success
+else case_end FAIL "dumped with $flags; restore: $(err_of restore)" "$(outcome_of $RC)"; fi
+kill_tree "$init"

@@ -1,0 +1,349 @@
+/**
+ * The image stage: CRIU artifact + agent + guest runner -> a raw guest image.
+ *   fresh:    guest rootfs (debootstrap, cached) -> GPT + ext4 via mkfs.ext4 -d -> inject
+ *   existing: copy of the user's Kata image (never changed) -> inspect -> inject
+ * Injection is one guestfish session that also reads every file back; the sha256 of each
+ * must match the host's. Output: images/image/<key>/{disk.img, manifest.json, metadata.json},
+ * and images/<name>.img pointing at it.
+ */
+import { closeSync, existsSync, openSync, readdirSync, readSync, statSync, writeFileSync } from "node:fs";
+import { mkdir, open, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { join, relative, resolve } from "node:path";
+import { KATA_AGENT_UNIT, KATA_CONTAINERS_TARGET } from "../agent/agent.js";
+import type { AgentArtifact } from "../agent/stage.js";
+import type { CriuStageResult } from "../criu/stage.js";
+import { ArtifactCache } from "../lib/cache.js";
+import type { PipelineConfig } from "../lib/config.js";
+import { UserError } from "../lib/errors.js";
+import { run } from "../lib/exec.js";
+import { cacheKey, sha256, sha256File } from "../lib/hash.js";
+import { requireHostTools } from "../lib/host-tools.js";
+import { REPO_ROOT } from "../lib/paths.js";
+import { injectionScript, parseChecksums, requireGuestfish, runGuestfish, type GuestOp } from "./guestfish.js";
+import { inspectImage, type ImageInspection } from "./inspect.js";
+import { makeRawImage, ROOT_PARTUUID, type ImageLayout } from "./layout.js";
+import { ensureGuestHelpers, helperSources, HELPERS_DIR } from "./helpers.js";
+import { bundleStrace, criuVersionIn, ensureGuestRootfs, guestPackages } from "./rootfs.js";
+
+export const IMAGE_RECIPE_VERSION = 1;
+export const GUEST_RUNNER_DIR = join(REPO_ROOT, "guest");
+
+/** Where things go inside the guest. */
+export const GUEST_PATHS = {
+  criu: "/usr/local/sbin/criu",
+  runner: "/usr/libexec/cr-guest",
+  strace: "/usr/local/lib/cr-guest/strace",
+  agent: "/usr/bin/kata-agent",
+  agentUnit: "/usr/lib/systemd/system/kata-agent.service",
+  kataTarget: "/usr/lib/systemd/system/kata-containers.target",
+  manifest: "/etc/cr-guest/manifest.json",
+} as const;
+
+export interface RunnerFile {
+  path: string; // relative to guest/
+  sha256: string;
+  mode: number;
+}
+
+export interface Component {
+  name: string;
+  version: string;
+  path: string;
+  sha256: string;
+  source: string;
+}
+
+export interface GuestManifest {
+  schema: 1;
+  image_key: string;
+  base: string;
+  suite: string | null;
+  criu: { version: string; provider: string; link: string; patches: string[]; sha256: string };
+  agent: { kata_version: string | null; setsid: string; sha256: string; source: string } | "no agent";
+  runner: { files: number; sha256: string };
+  components: Component[];
+}
+
+export interface ImageMetadata {
+  name: string;
+  base: { kind: "fresh"; suite: string; packages: string[]; rootfs_key: string } | { kind: "existing"; path: string; sha256: string; label: string; root_fs: string | undefined; dax: boolean };
+  root: { device: string; partuuid: string | null };
+  criu: { dir: string; version: string; sha256: string; version_in_rootfs: string | null };
+  agent: { dir: string; sha256: string; kata_version: string | null; setsid_after: string | null } | null;
+  runner: RunnerFile[];
+  layout: ImageLayout | null;
+  injected: { path: string; sha256: string }[];
+  guestfish_launches: number;
+  seconds: { rootfs: number; image: number; inject: number };
+  bytes: number;
+  created: string;
+}
+
+export interface ImageResult {
+  dir: string;
+  image: string;
+  link: string;
+  cached: boolean;
+  metadata: ImageMetadata;
+  manifest: GuestManifest;
+}
+
+/**
+ * Every file of the guest runner, hashed: part of the image's cache key. The C helpers'
+ * sources are not shipped; their static binaries go to bin/ (see helpers.ts).
+ */
+export async function runnerFiles(dir = GUEST_RUNNER_DIR): Promise<RunnerFile[]> {
+  if (!existsSync(dir)) throw new Error(`guest runner directory ${dir} is missing`);
+  const out: RunnerFile[] = [];
+  const walk = async (d: string) => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      const st = statSync(p);
+      if (st.isDirectory()) {
+        if (p !== HELPERS_DIR) await walk(p);
+      }
+      else out.push({ path: relative(dir, p), sha256: await sha256File(p), mode: st.mode & 0o111 ? 0o755 : 0o644 });
+    }
+  };
+  await walk(dir);
+  return out;
+}
+
+/** Parent directories of every target, so each upload finds its directory. */
+export function withParentDirs(ops: GuestOp[]): GuestOp[] {
+  const dirs = new Set<string>();
+  for (const o of ops) {
+    const target = o.op === "upload" || o.op === "write" ? o.to : o.op === "symlink" ? o.link : undefined;
+    if (target) dirs.add(target.slice(0, target.lastIndexOf("/")) || "/");
+  }
+  return [...[...dirs].sort().map((path) => ({ op: "mkdir" as const, path })), ...ops.filter((o) => o.op !== "mkdir"), ...ops.filter((o) => o.op === "mkdir")];
+}
+
+export interface InjectionInputs {
+  criu: string;
+  runner: { dir: string; files: RunnerFile[] };
+  helpers: { dir: string; names: string[] };
+  agent?: string;
+  straceBundle?: { dir: string; files: string[] };
+  manifest: string;
+}
+
+/** The guestfish operations for an image: pure, so unit tests see what goes where. */
+export function injectionOps(inp: InjectionInputs): GuestOp[] {
+  const ops: GuestOp[] = [{ op: "upload", from: inp.criu, to: GUEST_PATHS.criu, mode: 0o755 }];
+  for (const f of inp.runner.files) ops.push({ op: "upload", from: join(inp.runner.dir, f.path), to: `${GUEST_PATHS.runner}/${f.path}`, mode: f.mode });
+  for (const h of inp.helpers.names) ops.push({ op: "upload", from: join(inp.helpers.dir, h), to: `${GUEST_PATHS.runner}/bin/${h}`, mode: 0o755 });
+  if (inp.straceBundle)
+    for (const f of inp.straceBundle.files) ops.push({ op: "upload", from: join(inp.straceBundle.dir, f), to: `${GUEST_PATHS.strace}/${f}`, mode: 0o755 });
+  if (inp.agent) {
+    ops.push({ op: "upload", from: inp.agent, to: GUEST_PATHS.agent, mode: 0o755 });
+    ops.push({ op: "write", to: GUEST_PATHS.agentUnit, content: KATA_AGENT_UNIT, mode: 0o644 });
+    ops.push({ op: "write", to: GUEST_PATHS.kataTarget, content: KATA_CONTAINERS_TARGET, mode: 0o644 });
+    // As osbuilder does: basic.target pulls in kata-containers.target, which requires the agent.
+    ops.push({ op: "symlink", target: GUEST_PATHS.kataTarget, link: "/etc/systemd/system/basic.target.wants/kata-containers.target" });
+  }
+  ops.push({ op: "upload", from: inp.manifest, to: GUEST_PATHS.manifest, mode: 0o644 });
+  return withParentDirs(ops);
+}
+
+async function isDax(image: string): Promise<boolean> {
+  // Kata's osbuilder puts an NVDIMM PFN info block at 4 KiB when it builds a DAX image.
+  const fh = await open(image, "r");
+  try {
+    const buf = Buffer.alloc(16);
+    await fh.read(buf, 0, 16, 4096);
+    return buf.toString("latin1").startsWith("NVDIMM_PFN_INFO");
+  } finally {
+    await fh.close();
+  }
+}
+
+function checkBaseImage(path: string): void {
+  if (!existsSync(path)) throw new UserError(`base image ${path} does not exist`, "pass a raw Kata guest image with --base FILE, or leave image.base empty for a fresh image");
+  const st = statSync(path);
+  if (!st.isFile()) throw new UserError(`base image ${path} is not a file`, "pass a raw image file (e.g. kata-containers.img)");
+  try {
+    // A read probe: unreadable files fail here with a clear message rather than inside guestfish.
+    readFileSyncHead(path);
+  } catch (err) {
+    throw new UserError(`base image ${path} is not readable: ${(err as Error).message}`, "check its permissions");
+  }
+}
+
+function readFileSyncHead(path: string): void {
+  const fd = openSync(path, "r");
+  try {
+    readSync(fd, Buffer.alloc(512), 0, 512, 0);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface ImageStageInputs {
+  criu: CriuStageResult;
+  agent?: AgentArtifact;
+  log?: (line: string) => void;
+  /** Whether KVM works for the guestfish appliance (from the QEMU probe); TCG otherwise. */
+  kvm?: boolean;
+}
+
+/** The image's cache key: base, CRIU, agent, runner. Pure. */
+export function imageKey(parts: { base: unknown; criuSha: string; agentSha: string | null; runner: RunnerFile[]; helpers: string[]; freeMiB: number }): string {
+  return cacheKey({ ...parts, runner: parts.runner.map((f) => [f.path, f.sha256, f.mode]), recipe: IMAGE_RECIPE_VERSION });
+}
+
+export async function runImageStage(config: PipelineConfig, inp: ImageStageInputs): Promise<ImageResult> {
+  const log = inp.log ?? (() => undefined);
+  const cache = new ArtifactCache(config.cache_dir);
+  const criuMeta = inp.criu.metadata;
+  const criuBin = join(inp.criu.dir, "criu");
+  const runner = await runnerFiles();
+  const existing = config.image.base ? resolve(config.image.base) : undefined;
+  if (existing) {
+    checkBaseImage(existing);
+    if (criuMeta.link !== "static")
+      throw new UserError(
+        `CRIU ${criuMeta.version} (${criuMeta.link}) needs its suite's shared libraries, which cannot be installed into an existing image`,
+        "use the default static build (criu.link: static) for an existing Kata image",
+      );
+  }
+  const suite = criuMeta.guest_suite;
+  const packages = guestPackages(criuMeta.runtime_packages, config.image.extra_packages);
+  const baseId = existing ? { existing: await sha256File(existing) } : { fresh: suite, packages, mirror: config.debian.mirror };
+  const helperIds = (await helperSources()).map((h) => `${h.name}:${h.sha256}`);
+  const key = imageKey({ base: baseId, criuSha: criuMeta.criu.sha256, agentSha: inp.agent?.metadata.agent.sha256 ?? null, runner, helpers: helperIds, freeMiB: config.image.free_mib });
+
+  const art = await cache.getOrBuild<ImageMetadata>("image", key, async (tmp) => {
+    requireGuestfish();
+    const disk = join(tmp, "disk.img");
+    const seconds = { rootfs: 0, image: 0, inject: 0 };
+    let base: ImageMetadata["base"];
+    let layout: ImageLayout | null = null;
+    let inspection: ImageInspection | undefined;
+    let versionInRootfs: string | null = null;
+    let straceBundle: InjectionInputs["straceBundle"];
+    let t = Date.now();
+    if (existing) {
+      requireHostTools(["sfdisk", "blkid"], [], "an existing base image");
+      log(`copying ${existing}`);
+      // A sparse copy: the user's image is never opened for writing.
+      await run(["cp", "--sparse=always", "--reflink=auto", existing, disk], { timeoutMs: 20 * 60_000 });
+      inspection = await inspectImage(disk);
+      base = { kind: "existing", path: existing, sha256: (baseId as { existing: string }).existing, label: inspection.label, root_fs: inspection.root.fsType, dax: await isDax(disk) };
+      // strace may be missing from a Kata image: bring one with its libraries (runs anywhere).
+      const tools = await ensureGuestRootfs({ cache, suite: config.criu.static_build_suite, runtimePackages: [], mirror: config.debian.mirror, log });
+      straceBundle = await bundleStrace(tools.dir, join(tmp, "strace-bundle"));
+      seconds.image = (Date.now() - t) / 1000;
+    } else {
+      requireHostTools(["sgdisk", "mkfs.ext4", "truncate"], [], "a fresh image");
+      const rootfs = await ensureGuestRootfs({ cache, suite, runtimePackages: criuMeta.runtime_packages, extraPackages: config.image.extra_packages, mirror: config.debian.mirror, log });
+      seconds.rootfs = (Date.now() - t) / 1000;
+      // Proves this CRIU starts in this very userland before it goes into the image.
+      versionInRootfs = await criuVersionIn(rootfs.dir, criuBin);
+      log(`criu --version in the ${suite} rootfs: ${versionInRootfs.split("\n")[0]}`);
+      t = Date.now();
+      layout = await makeRawImage({ rootfs: rootfs.dir, image: disk, extraMiB: config.image.free_mib, log });
+      seconds.image = (Date.now() - t) / 1000;
+      base = { kind: "fresh", suite, packages, rootfs_key: relative(cache.root, rootfs.dir).split("/")[1] };
+    }
+    const helpers = await ensureGuestHelpers({ cache, suite: config.criu.static_build_suite, mirror: config.debian.mirror, log });
+    const manifest = guestManifest(key, config, base, criuMeta, inp.agent, runner);
+    const manifestFile = join(tmp, "manifest.json");
+    await writeFile(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
+
+    const ops = injectionOps({ criu: criuBin, runner: { dir: GUEST_RUNNER_DIR, files: runner }, helpers, agent: inp.agent?.binary, straceBundle, manifest: manifestFile });
+    const rootDevice = inspection?.rootDevice ?? "/dev/sda1";
+    const scratch = join(tmp, "gf");
+    await mkdir(scratch);
+    let n = 0;
+    const script = injectionScript(ops, (content) => {
+      const f = join(scratch, `write-${n++}`);
+      writeFileSync(f, content);
+      return f;
+    }, rootDevice);
+    t = Date.now();
+    log(`guestfish: ${ops.length} operations in one session`);
+    const gf = await runGuestfish({ image: disk, script: script.text, timeoutMs: config.image.guestfish_timeout_minutes * 60_000, kvm: inp.kvm ?? false, logFile: join(tmp, "guestfish.log") });
+    seconds.inject = (Date.now() - t) / 1000;
+    const injected = await verifyReadBack(ops, parseChecksums(gf.stdout), join(tmp, "guestfish.log"));
+    await rm(scratch, { recursive: true, force: true });
+    if (straceBundle) await rm(straceBundle.dir, { recursive: true, force: true });
+    return {
+      name: config.image.name,
+      base,
+      root: { device: rootDevice, partuuid: existing ? null : ROOT_PARTUUID },
+      criu: { dir: inp.criu.dir, version: criuMeta.version, sha256: criuMeta.criu.sha256, version_in_rootfs: versionInRootfs },
+      agent: inp.agent ? { dir: inp.agent.dir, sha256: inp.agent.metadata.agent.sha256, kata_version: inp.agent.metadata.kata_version, setsid_after: inp.agent.metadata.setsid_after } : null,
+      runner,
+      layout,
+      injected,
+      guestfish_launches: 1,
+      seconds,
+      bytes: statSync(disk).size,
+      created: new Date().toISOString(),
+    };
+  });
+  const image = join(art.dir, "disk.img");
+  const link = join(cache.root, `${config.image.name}.img`);
+  await pointAt(link, image);
+  await pointAt(join(cache.root, `${config.image.name}.json`), join(art.dir, "metadata.json"));
+  const manifest = JSON.parse(await readFile(join(art.dir, "manifest.json"), "utf8")) as GuestManifest;
+  return { dir: art.dir, image, link, cached: art.cached, metadata: art.metadata, manifest };
+}
+
+/** Every uploaded file must read back from the image with the host's sha256. */
+async function verifyReadBack(ops: GuestOp[], sums: Map<string, string>, logFile: string): Promise<{ path: string; sha256: string }[]> {
+  const out: { path: string; sha256: string }[] = [];
+  const bad: string[] = [];
+  for (const o of ops) {
+    if (o.op !== "upload") continue;
+    const expected = await sha256File(o.from);
+    const got = sums.get(o.to);
+    if (got !== expected) bad.push(`${o.to}: expected ${expected.slice(0, 16)}..., read back ${got ? `${got.slice(0, 16)}...` : "nothing"}`);
+    out.push({ path: o.to, sha256: expected });
+  }
+  for (const o of ops) {
+    if (o.op !== "write") continue;
+    const expected = sha256(o.content);
+    if (sums.get(o.to) !== expected) bad.push(`${o.to}: read back ${sums.get(o.to) ?? "nothing"}`);
+    out.push({ path: o.to, sha256: expected });
+  }
+  if (bad.length) throw new UserError(`files read back from the image differ from what was injected:\n  ${bad.join("\n  ")}`, `read ${logFile}`);
+  return out;
+}
+
+export function guestManifest(
+  key: string,
+  config: PipelineConfig,
+  base: ImageMetadata["base"],
+  criu: CriuStageResult["metadata"],
+  agent: AgentArtifact | undefined,
+  runner: RunnerFile[],
+): GuestManifest {
+  const runnerSha = cacheKey(runner.map((f) => [f.path, f.sha256]));
+  const components: Component[] = [
+    { name: "criu", version: criu.version, path: GUEST_PATHS.criu, sha256: criu.criu.sha256, source: `${criu.provider} (${criu.link}${criu.patches.length ? `; ${criu.patches.map((p) => p.name).join(", ")}` : ""})` },
+    ...runner.map((f) => ({ name: `runner/${f.path}`, version: runnerSha, path: `${GUEST_PATHS.runner}/${f.path}`, sha256: f.sha256, source: "cr-guest guest/" })),
+  ];
+  if (agent) components.push({ name: "kata-agent", version: agent.metadata.kata_version ?? "prebuilt", path: GUEST_PATHS.agent, sha256: agent.metadata.agent.sha256, source: agent.metadata.from });
+  return {
+    schema: 1,
+    image_key: key,
+    base: base.kind === "fresh" ? `fresh ${base.suite} minbase` : `existing ${base.path}`,
+    suite: base.kind === "fresh" ? base.suite : null,
+    criu: { version: criu.version, provider: criu.provider, link: criu.link, patches: criu.patches.map((p) => p.name), sha256: criu.criu.sha256 },
+    agent: agent
+      ? { kata_version: agent.metadata.kata_version, setsid: agent.metadata.setsid_after ?? "unknown (prebuilt)", sha256: agent.metadata.agent.sha256, source: agent.metadata.source }
+      : "no agent",
+    runner: { files: runner.length, sha256: runnerSha },
+    components,
+  };
+}
+
+/** Replaces a symlink atomically (a new link renamed over the old one). */
+async function pointAt(link: string, target: string): Promise<void> {
+  const tmp = `${link}.tmp-${process.pid}`;
+  await rm(tmp, { force: true });
+  await symlink(relative(join(link, ".."), target), tmp);
+  await rename(tmp, link);
+}
