@@ -3,9 +3,12 @@
 
 # An attach to a process that is not our child (what CRIU does to every task it dumps).
 ptrace_attach() { # strace
-	setsid -f sleep 60 > /dev/null 2>&1
-	sleep 0.3
-	target=$(pgrep -n -x sleep) || { echo "no target process"; return 1; }
+	rm -f /run/cr-guest/attach.pid
+	# The target writes its own pid and execs: a process that is not our child.
+	setsid -f sh -c 'echo $$ > /run/cr-guest/attach.pid; exec sleep 60' > /dev/null 2>&1
+	i=0; while [ ! -s /run/cr-guest/attach.pid ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	target=$(cat /run/cr-guest/attach.pid 2>/dev/null) || { echo "no target process"; return 1; }
+	sleep 0.2
 	timeout -s INT 2 "$1" -p "$target" -o /dev/null 2> /run/cr-guest/attach.err
 	kill "$target" 2>/dev/null
 	cat /run/cr-guest/attach.err

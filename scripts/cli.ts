@@ -88,7 +88,7 @@ async function buildImage(config: PipelineConfig, force: boolean) {
     { title: "kata-agent", skip: () => (config.agent.binary || config.agent.kata_src ? false : "no agent configured"), run: async (s, log) => void (s.agent = await runAgentStage(config, log)) },
     { title: `Image ${config.image.name}`, run: async (s, log) => void (s.image = await runImageStage(config, { criu, agent: s.agent, log })) },
   ]);
-  return state.image!;
+  return { ...state.image!, criu };
 }
 
 async function readKernelConfig(file: string): Promise<Map<string, string>> {
@@ -329,6 +329,66 @@ const COMMANDS: Record<string, Command> = {
       console.log(`image: ${result.link} -> ${result.image}${result.cached ? " (cached)" : ""}`);
       console.log(`metadata: ${join(result.dir, "metadata.json")}`);
       return 0;
+    },
+  },
+  smoke: {
+    summary: "boot the image with the kernel under QEMU: criu check, ptrace checks and dump/restore scenarios, bounded in time",
+    usage: "cr-guest smoke [--version V] [--kernel-version K] [options]",
+    options: {
+      ...CONFIG_OPTIONS,
+      ...CRIU_OPTIONS,
+      ...AGENT_OPTIONS,
+      "kernel-version": { type: "string" },
+      "fragment-set": { type: "string" },
+      fragment: { type: "string", multiple: true },
+      base: { type: "string" },
+      accel: { type: "string" },
+      force: { type: "boolean" },
+      json: { type: "boolean" },
+    },
+    help: {
+      ...CONFIG_HELP,
+      ...CRIU_HELP,
+      ...AGENT_HELP,
+      "--kernel-version K": "guest kernel version (default from the config: 6.12)",
+      "--fragment-set NAME": "kernel fragment set (default, debug, minimal)",
+      "--fragment FILE": "one more kernel fragment (repeatable)",
+      "--base FILE": "an existing raw Kata image to add CRIU to",
+      "--accel A": "auto (KVM only if a probe boot works), kvm or tcg",
+      "--force": "run again even if a complete result for these inputs exists",
+      "--json": "print results.json",
+    },
+    run: async (v) => {
+      const sets = [...criuSets(v), ...agentSets(v)];
+      if (v["kernel-version"]) sets.push(`kernel.version=${JSON.stringify(v["kernel-version"])}`);
+      if (v["fragment-set"]) sets.push(`kernel.fragment_set=${v["fragment-set"]}`);
+      if (v.base) sets.push(`image.base=${JSON.stringify(v.base)}`);
+      if (v.accel) sets.push(`boot.accel=${v.accel}`);
+      const config = configFrom(v, sets);
+      const extraFragments = (v.fragment as string[] | undefined) ?? [];
+      const { runKernelStage } = await import("./kernel/stage.js");
+      const { runBootTests, kernelRefFrom, formatRun } = await import("./boot/stage.js");
+      const { chooseAccel } = await import("./boot/accel.js");
+      const { runSteps } = await import("./lib/progress.js");
+      const kernel = await runKernelStage(config, { extraFragments, bootCheck: false });
+      for (const w of kernel.warnings) console.error(`warning: ${w}`);
+      const kref = kernelRefFrom(config, kernel, extraFragments);
+      const image = await buildImage(config, Boolean(v.force));
+      const accel = await chooseAccel(config, join(kref.dir, "vmlinuz"));
+      const state: { run?: Awaited<ReturnType<typeof runBootTests>> } = {};
+      await runSteps(state, [
+        {
+          title: `Boot and test: linux ${kref.version}, CRIU ${image.manifest.criu.version} (${accel.accel})`,
+          run: async (s, log) => void (s.run = await runBootTests(config, { kernel: kref, image, criu: image.criu, accel: accel.accel, force: Boolean(v.force), log })),
+        },
+      ]);
+      const r = state.run!;
+      if (v.json) console.log(JSON.stringify(r.results, null, 2));
+      console.log(formatRun(r.results));
+      console.log(`\nresults: ${join(r.dir, "results.json")}${r.cached ? " (cached)" : ""}`);
+      console.log(`console: ${join(r.dir, r.results.attempts.at(-1)?.console_log ?? "")}`);
+      if (r.results.status === "ERROR") return 4;
+      return r.results.summary.FAIL > 0 ? 1 : 0;
     },
   },
   config: {

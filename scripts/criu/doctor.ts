@@ -54,6 +54,15 @@ export function diagnose(input: DoctorInput): Finding[] {
       });
   }
 
+  if (kernelConfig && hasFact(catalog, "memfd_hugetlb_enosys_fatal", v) && !on(kernelConfig, "HUGETLBFS"))
+    findings.push({
+      severity: "fail",
+      id: "memfd-hugetlb",
+      what: `CRIU ${v} on a kernel with CONFIG_HUGETLBFS=n will fail every command with "kerndat_has_memfd_hugetlb failed when initializing kerndat"`,
+      why: `CRIU ${v} ${catalog.facts.memfd_hugetlb_enosys_fatal.says}`,
+      fix: "enable CONFIG_HUGETLBFS (kernel-fragments/checkpoint-restore.conf sets it), or use CRIU >= 3.18",
+    });
+
   if (input.binarySuite) {
     const runsIn = suitesFrom(catalog, input.binarySuite);
     if (!runsIn.includes(input.guestSuite)) {

@@ -62,6 +62,20 @@ export interface AgentConfig {
   build_timeout_minutes: number;
 }
 
+export const ACCELS = ["auto", "kvm", "tcg"] as const;
+
+export interface BootConfig {
+  accel: (typeof ACCELS)[number];
+  memory_mib: number;
+  cpus: number;
+  boot_timeout_seconds: number;
+  test_timeout_seconds: number;
+  deadline_minutes: number;
+  retries: number;
+  scenarios: string;
+  kernel_args: string[];
+}
+
 export interface PipelineConfig {
   cache_dir: string;
   debian: { mirror: string };
@@ -69,6 +83,7 @@ export interface PipelineConfig {
   criu: CriuConfig;
   image: ImageConfig;
   agent: AgentConfig;
+  boot: BootConfig;
   fragment_sets: Record<string, string[]>;
   /** Where the configuration came from (for messages and metadata). */
   sources: string[];
@@ -129,6 +144,20 @@ export const CONFIG_SCHEMA: Schema = {
       keys: { name: str, base: filePath, extra_packages: { type: "list", of: str }, free_mib: num, guestfish_timeout_minutes: num },
     },
     agent: { type: "object", keys: { binary: filePath, kata_src: filePath, build_timeout_minutes: num } },
+    boot: {
+      type: "object",
+      keys: {
+        accel: { type: "enum", values: ACCELS },
+        memory_mib: num,
+        cpus: num,
+        boot_timeout_seconds: num,
+        test_timeout_seconds: num,
+        deadline_minutes: num,
+        retries: num,
+        scenarios: filePath,
+        kernel_args: { type: "list", of: str },
+      },
+    },
     fragment_sets: { type: "map", of: { type: "list", of: str } },
   },
 };

@@ -21,6 +21,8 @@ export interface RunOptions {
   allowFailure?: boolean;
   /** A hint added to the error on failure. */
   hint?: string;
+  /** Checked every `everyMs` while the command runs: a returned reason kills it (e.g. a boot that never started). */
+  watch?: { everyMs: number; check: () => string | undefined };
 }
 
 export interface RunResult {
@@ -29,6 +31,8 @@ export interface RunResult {
   stderr: string;
   timedOut: boolean;
   seconds: number;
+  /** Why `watch` stopped the command, if it did. */
+  stoppedBy?: string;
 }
 
 const TAIL_LINES = 40;
@@ -68,8 +72,17 @@ export async function run(argv: string[], opts: RunOptions): Promise<RunResult> 
     timedOut = true;
     void proc.kill("SIGKILL").catch(() => undefined);
   }, opts.timeoutMs);
+  let stoppedBy: string | undefined;
+  const watcher = opts.watch
+    ? setInterval(() => {
+        if (stoppedBy) return;
+        stoppedBy = opts.watch!.check();
+        if (stoppedBy) void proc.kill("SIGKILL").catch(() => undefined);
+      }, opts.watch.everyMs)
+    : undefined;
   const out = await proc;
   clearTimeout(timer);
+  if (watcher) clearInterval(watcher);
   await new Promise<void>((resolve) => (log ? log.end(resolve) : resolve()));
   const result: RunResult = {
     exitCode: out.exitCode,
@@ -77,9 +90,12 @@ export async function run(argv: string[], opts: RunOptions): Promise<RunResult> 
     stderr: out.stderr,
     timedOut,
     seconds: (Date.now() - started) / 1000,
+    stoppedBy,
   };
-  if ((timedOut || out.exitCode !== 0) && !opts.allowFailure) {
-    const how = timedOut
+  if ((timedOut || stoppedBy || out.exitCode !== 0) && !opts.allowFailure) {
+    const how = stoppedBy
+      ? `was stopped: ${stoppedBy}`
+      : timedOut
       ? `did not finish within ${Math.round(opts.timeoutMs / 1000)} s and was killed`
       : `exited with code ${out.exitCode}${out.signal ? ` (signal ${out.signal})` : ""}`;
     const output = tail(`${out.stdout}\n${out.stderr}`);

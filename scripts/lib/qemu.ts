@@ -25,7 +25,8 @@ export interface BootResult {
 export interface BootOptions {
   kernel: string;
   initrd?: string;
-  drives?: { path: string; format?: "raw"; readonly?: boolean; serial?: string }[];
+  /** snapshot: writes go to a temporary overlay, the image file stays as it is. */
+  drives?: { path: string; format?: "raw"; readonly?: boolean; snapshot?: boolean; serial?: string }[];
   append: string[];
   memoryMiB?: number;
   cpus?: number;
@@ -34,6 +35,8 @@ export interface BootOptions {
   consoleLog: string;
   endMarker: string;
   extraArgs?: string[];
+  /** Boot deadline: this console text must appear within bootTimeoutMs, or the VM is stopped. */
+  started?: { marker: string; timeoutMs: number };
 }
 
 const QEMU = "qemu-system-x86_64";
@@ -56,7 +59,7 @@ export function qemuArgs(opts: BootOptions): string[] {
   ];
   if (opts.initrd) args.push("-initrd", opts.initrd);
   (opts.drives ?? []).forEach((d, i) => {
-    args.push("-drive", `file=${d.path},format=${d.format ?? "raw"},if=none,id=d${i}${d.readonly ? ",readonly=on" : ""}`);
+    args.push("-drive", `file=${d.path},format=${d.format ?? "raw"},if=none,id=d${i}${d.readonly ? ",readonly=on" : ""}${d.snapshot ? ",snapshot=on" : ""}`);
     args.push("-device", `virtio-blk-pci,drive=d${i}${d.serial ? `,serial=${d.serial}` : ""}`);
   });
   args.push("-append", ["console=ttyS0", "panic=-1", "oops=panic", ...opts.append].join(" "));
@@ -64,11 +67,12 @@ export function qemuArgs(opts: BootOptions): string[] {
 }
 
 /** Classifies a finished (or killed) VM from its console: pure. */
-export function classifyBoot(console: string, endMarker: string, timedOut: boolean, exitCode: number | null, stderr: string): Pick<BootResult, "status" | "reason"> {
+export function classifyBoot(console: string, endMarker: string, timedOut: boolean, exitCode: number | null, stderr: string, stoppedBy?: string): Pick<BootResult, "status" | "reason"> {
   if (console.includes(endMarker)) return { status: "ok", reason: "end marker seen" };
   const line = (re: RegExp) => console.split("\n").find((l) => re.test(l))?.trim() ?? "";
   if (/Kernel panic/.test(console)) return { status: "panic", reason: line(/Kernel panic/) };
   if (/\bOops\b|BUG:|double fault/.test(console)) return { status: "oops", reason: line(/\bOops\b|BUG:|double fault/) };
+  if (stoppedBy) return { status: "timeout", reason: stoppedBy };
   if (timedOut) return { status: "timeout", reason: `no end marker before the deadline; last console line: ${console.trim().split("\n").at(-1) ?? "(none)"}` };
   if (exitCode !== 0 && !console.trim()) return { status: "qemu-error", reason: stderr.trim().split("\n").slice(-3).join(" | ") || `qemu exited ${exitCode}` };
   return { status: "no-marker", reason: `the guest stopped without the end marker; last console line: ${console.trim().split("\n").at(-1) ?? "(none)"}` };
@@ -78,9 +82,24 @@ export async function bootVm(opts: BootOptions): Promise<BootResult> {
   requireQemu();
   await mkdir(dirname(opts.consoleLog), { recursive: true });
   await rm(opts.consoleLog, { force: true });
-  const r = await run(qemuArgs(opts), { timeoutMs: opts.timeoutMs, allowFailure: true });
-  const console = existsSync(opts.consoleLog) ? readFileSync(opts.consoleLog, "utf8").replace(/\r/g, "") : "";
-  return { ...classifyBoot(console, opts.endMarker, r.timedOut, r.exitCode, r.stderr), seconds: r.seconds, consoleLog: opts.consoleLog, console, exitCode: r.exitCode };
+  const t0 = Date.now();
+  const readConsole = () => (existsSync(opts.consoleLog) ? readFileSync(opts.consoleLog, "utf8").replace(/\r/g, "") : "");
+  const started = opts.started;
+  const watch = started
+    ? {
+        everyMs: 2000,
+        check: () => {
+          const text = readConsole();
+          if (/Kernel panic - not syncing/.test(text)) return "kernel panic";
+          if (Date.now() - t0 > started.timeoutMs && !text.includes(started.marker))
+            return `boot timeout: '${started.marker}' not on the console after ${Math.round(started.timeoutMs / 1000)} s; last line: ${text.trim().split("\n").at(-1) ?? "(none)"}`;
+          return undefined;
+        },
+      }
+    : undefined;
+  const r = await run(qemuArgs(opts), { timeoutMs: opts.timeoutMs, allowFailure: true, watch });
+  const console = readConsole();
+  return { ...classifyBoot(console, opts.endMarker, r.timedOut, r.exitCode, r.stderr, r.stoppedBy), seconds: r.seconds, consoleLog: opts.consoleLog, console, exitCode: r.exitCode };
 }
 
 /**

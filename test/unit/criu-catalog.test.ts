@@ -81,6 +81,17 @@ describe("doctor", () => {
     expect(old.find((x) => x.id.startsWith("membarrier"))).toBeUndefined();
   });
 
+  it("CRIU 3.17.1 on a kernel without HUGETLBFS fails (memfd_create ENOSYS is fatal before 3.18)", () => {
+    const old = diagnose({ ...base, criu: resolveCriuVersion("3.17.1", catalog), kernelConfig: noMembarrier });
+    const m = old.find((x) => x.id === "memfd-hugetlb")!;
+    expect(m.severity).toBe("fail");
+    expect(m.what).toContain("kerndat_has_memfd_hugetlb failed");
+    expect(m.fix).toContain("CONFIG_HUGETLBFS");
+    const withHugetlb = new Map([...noMembarrier, ["CONFIG_HUGETLBFS", "y"]]);
+    expect(diagnose({ ...base, criu: resolveCriuVersion("3.17.1", catalog), kernelConfig: withHugetlb }).find((x) => x.id === "memfd-hugetlb")).toBeUndefined();
+    expect(diagnose({ ...base, criu: resolveCriuVersion("3.18", catalog), kernelConfig: noMembarrier }).find((x) => x.id === "memfd-hugetlb")).toBeUndefined();
+  });
+
   it("a trixie-linked CRIU 4.x in a bookworm userland will not start; static is fine", () => {
     const f = diagnose({ ...base, criu: resolveCriuVersion("4.1.1", catalog), guestSuite: "bookworm", binarySuite: "trixie" });
     expect(f.find((x) => x.id === "glibc")?.what).toContain("will not start in a bookworm userland");

@@ -1,0 +1,204 @@
+/**
+ * The boot-and-test stage: kernel + image -> one QEMU run with a results disk -> results.json.
+ * The image is attached copy-on-write (snapshot=on), so runs never change it. Infrastructure
+ * failures (QEMU error, boot timeout, panic/oops, no end marker, unreadable results) are
+ * ERROR, retried, and never reported as CRIU failures. Output: images/runs/<key>/.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { rm, writeFile } from "node:fs/promises";
+import { basename, join } from "node:path";
+import type { CriuStageResult } from "../criu/stage.js";
+import { loadCriuCatalog } from "../criu/catalog.js";
+import type { ImageResult } from "../image/stage.js";
+import { ArtifactCache } from "../lib/cache.js";
+import type { PipelineConfig } from "../lib/config.js";
+import { cacheKey, sha256 } from "../lib/hash.js";
+import { bootVm, type Accel, type BootResult } from "../lib/qemu.js";
+import { createResultsDisk, readResultsDisk } from "./results-disk.js";
+import { parseKeyValues, readTestRecords, RESULTS_SCHEMA, summarize, type TestRecord, type TestStatus } from "./results.js";
+import { loadScenarios, runInput } from "./run-input.js";
+import type { KernelStageResult } from "../kernel/stage.js";
+import { planKernel } from "../kernel/plan.js";
+import { loadKernelCatalog } from "../kernel/versions.js";
+
+export const RUN_RECIPE_VERSION = 1;
+export const GUEST_INIT = "/usr/libexec/cr-guest/init";
+export const GUEST_END_MARKER = "CRGUEST-END-OF-RUN";
+export const GUEST_STARTED_MARKER = "cr-guest: init up";
+
+export interface KernelRef {
+  dir: string;
+  key: string;
+  version: string;
+  release?: string | null;
+  config_sha256: string;
+  /** Symbols the fragments asked for, with the value the guest should see. */
+  requested: Map<string, string>;
+}
+
+export interface Attempt {
+  status: BootResult["status"] | "results-unreadable";
+  reason: string;
+  seconds: number;
+  console_log: string;
+}
+
+export interface RunResults {
+  schema: number;
+  run_key: string;
+  status: "COMPLETE" | "ERROR";
+  error: string | null;
+  accel: Accel;
+  attempts: Attempt[];
+  identities: {
+    kernel: { key: string; version: string; release: string | null; config_sha256: string };
+    criu: { version: string; sha256: string; provider: string; link: string; patches: string[] };
+    agent: { sha256: string; kata_version: string | null; setsid: string | null } | null;
+    image: { key: string; base: string };
+  };
+  expectations: Record<string, string>;
+  scenarios: { name: string; about: string }[];
+  guest: Record<string, string>;
+  tests: TestRecord[];
+  summary: Record<TestStatus, number>;
+  seconds: number;
+  created: string;
+}
+
+export interface RunOptions {
+  kernel: KernelRef;
+  image: ImageResult;
+  criu: CriuStageResult;
+  accel: Accel;
+  force?: boolean;
+  log?: (line: string) => void;
+}
+
+/** The kernel command line: root by PARTUUID for our images, by partition for existing ones. */
+export function kernelCommandLine(image: ImageResult, extra: string[] = []): string[] {
+  const m = image.metadata;
+  const root = m.root.partuuid ? `root=PARTUUID=${m.root.partuuid}` : `root=${m.root.device.replace("/dev/sda", "/dev/vda")}`;
+  return [root, "rw", "rootwait", `init=${GUEST_INIT}`, "quiet", "loglevel=4", ...extra];
+}
+
+export async function runBootTests(config: PipelineConfig, o: RunOptions): Promise<{ dir: string; cached: boolean; results: RunResults }> {
+  const log = o.log ?? (() => undefined);
+  const cache = new ArtifactCache(config.cache_dir);
+  const catalog = loadCriuCatalog();
+  const criu = o.criu.metadata;
+  const input = runInput({
+    criuVersion: criu.version,
+    patches: criu.patches.map((p) => p.name),
+    catalog,
+    requested: o.kernel.requested,
+    scenarios: loadScenarios(config.boot.scenarios),
+    testTimeoutSeconds: config.boot.test_timeout_seconds,
+  });
+  const key = cacheKey({
+    kernel: o.kernel.key,
+    image: basename(o.image.dir),
+    input: Object.fromEntries(Object.entries(input.files).map(([k, v]) => [k, sha256(v)])),
+    memory: config.boot.memory_mib,
+    cpus: config.boot.cpus,
+    append: kernelCommandLine(o.image, config.boot.kernel_args),
+    recipe: RUN_RECIPE_VERSION,
+  });
+  // Only complete runs count as cached: an ERROR run is tried again.
+  const hit = await cache.lookup<RunResults>("runs", key);
+  if (hit && hit.metadata.status === "COMPLETE" && !o.force) return { dir: hit.dir, cached: true, results: hit.metadata };
+  if (hit) await rm(hit.dir, { recursive: true, force: true });
+
+  const art = await cache.getOrBuild<RunResults>("runs", key, async (tmp) => {
+    const t0 = Date.now();
+    const attempts: Attempt[] = [];
+    let tests: TestRecord[] = [];
+    let guest: Record<string, string> = {};
+    const tries = 1 + Math.max(0, config.boot.retries);
+    for (let i = 1; i <= tries; i++) {
+      const disk = join(tmp, `results-${i}.img`);
+      await createResultsDisk(disk, input.files, join(tmp, "scratch"));
+      const consoleLog = join(tmp, `console-${i}.log`);
+      log(`boot ${i}/${tries} (${o.accel}, deadline ${config.boot.deadline_minutes} min)`);
+      const boot = await bootVm({
+        kernel: join(o.kernel.dir, "vmlinuz"),
+        drives: [{ path: o.image.image, snapshot: true }, { path: disk }],
+        append: kernelCommandLine(o.image, config.boot.kernel_args),
+        memoryMiB: config.boot.memory_mib,
+        cpus: config.boot.cpus,
+        accel: o.accel,
+        timeoutMs: config.boot.deadline_minutes * 60_000,
+        consoleLog,
+        endMarker: GUEST_END_MARKER,
+        started: { marker: GUEST_STARTED_MARKER, timeoutMs: config.boot.boot_timeout_seconds * 1000 },
+      });
+      const rel = `console-${i}.log`;
+      if (boot.status !== "ok") {
+        attempts.push({ status: boot.status, reason: boot.reason, seconds: boot.seconds, console_log: rel });
+        log(`attempt ${i}: ${boot.status}: ${boot.reason}`);
+        await rm(disk, { force: true });
+        continue;
+      }
+      const out = join(tmp, "out");
+      await rm(out, { recursive: true, force: true });
+      const read = await readResultsDisk(disk, out);
+      await rm(disk, { force: true });
+      if (!read.ok) {
+        attempts.push({ status: "results-unreadable", reason: read.reason, seconds: boot.seconds, console_log: rel });
+        continue;
+      }
+      attempts.push({ status: "ok", reason: boot.reason, seconds: boot.seconds, console_log: rel });
+      tests = readTestRecords(out, tmp);
+      guest = existsSync(join(out, "info/guest.txt")) ? parseKeyValues(readFileSync(join(out, "info/guest.txt"), "utf8")) : {};
+      break;
+    }
+    await rm(join(tmp, "scratch"), { recursive: true, force: true });
+    const last = attempts.at(-1)!;
+    const complete = last.status === "ok";
+    const agent = o.image.metadata.agent;
+    return {
+      schema: RESULTS_SCHEMA,
+      run_key: key,
+      status: complete ? "COMPLETE" : "ERROR",
+      error: complete ? null : `${last.status}: ${last.reason}`,
+      accel: o.accel,
+      attempts,
+      identities: {
+        kernel: { key: o.kernel.key, version: o.kernel.version, release: o.kernel.release ?? null, config_sha256: o.kernel.config_sha256 },
+        criu: { version: criu.version, sha256: criu.criu.sha256, provider: criu.provider, link: criu.link, patches: criu.patches.map((p) => p.name) },
+        agent: agent ? { sha256: agent.sha256, kata_version: agent.kata_version, setsid: agent.setsid_after } : null,
+        image: { key: basename(o.image.dir), base: o.image.manifest.base },
+      },
+      expectations: input.expectations,
+      scenarios: input.scenarios.map((s) => ({ name: s.name, about: s.about })),
+      guest,
+      tests,
+      summary: summarize(tests),
+      seconds: (Date.now() - t0) / 1000,
+      created: new Date().toISOString(),
+    };
+  });
+  await writeFile(join(art.dir, "results.json"), `${JSON.stringify(art.metadata, null, 2)}\n`);
+  return { dir: art.dir, cached: art.cached, results: art.metadata };
+}
+
+/** A plain-text table of a run, for the terminal. */
+export function formatRun(r: RunResults): string {
+  if (r.status === "ERROR") return `ERROR (infrastructure, not a CRIU result): ${r.error}\nattempts: ${r.attempts.map((a) => `${a.status} after ${a.seconds.toFixed(0)} s`).join("; ")}`;
+  const width = Math.max(...r.tests.map((t) => t.name.length), 10);
+  const lines = r.tests.map((t) => {
+    const main = `${t.status.padEnd(5)} ${t.name.padEnd(width)} ${t.seconds.toFixed(1).padStart(6)}s  ${t.message}`;
+    const errs = t.status === "FAIL" ? t.error_lines.slice(0, 3).map((e) => `${" ".repeat(width + 16)}${e}`) : [];
+    return [main, ...errs].join("\n");
+  });
+  const s = r.summary;
+  return [...lines, "", `${s.PASS} passed, ${s.FAIL} failed, ${s.SKIP} skipped (guest kernel ${r.guest.kernel ?? "?"}, ${r.accel}, ${r.seconds.toFixed(0)} s)`].join("\n");
+}
+
+/** What the guest run needs to know about a kernel stage result. */
+export function kernelRefFrom(config: PipelineConfig, k: KernelStageResult, extraFragments: string[] = []): KernelRef {
+  if (!k.dir || !k.metadata) throw new Error("the kernel stage produced no kernel");
+  const requested = new Map([...planKernel(config, loadKernelCatalog(), extraFragments).requested.values].map(([sym, e]) => [sym, e.value]));
+  // A drop accepted by the allowlist is what the guest will (rightly) see.
+  for (const m of k.metadata.verify.mismatches) if (m.allowed) requested.set(m.symbol, m.final);
+  return { dir: k.dir, key: basename(k.dir), version: k.metadata.version, release: k.metadata.release ?? null, config_sha256: k.metadata.config_sha256, requested };
+}

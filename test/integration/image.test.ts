@@ -1,0 +1,109 @@
+/**
+ * The image stage end to end: a fresh bookworm image with CRIU 3.17.1 injected by one
+ * guestfish session, then listed and checksummed from the image by a separate read-only
+ * guestfish call; an existing (msdos, ext4) image gets CRIU without being changed itself.
+ */
+import { describe, expect, it } from "vitest";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { crGuest, missingTools } from "../helpers/cli.js";
+import { run } from "../../scripts/lib/exec.js";
+import { guestfishEnv } from "../../scripts/image/guestfish.js";
+import { sha256File } from "../../scripts/lib/hash.js";
+
+const skip = missingTools(["guestfish", "debootstrap", "sgdisk", "mkfs.ext4", "sfdisk", "blkid"]);
+
+/** A separate, read-only guestfish session: what is really in the image. */
+async function readBack(image: string, device: string, paths: string[], cat: string[]): Promise<{ sums: Map<string, string>; files: Map<string, string>; listing: string }> {
+  const lines = [`add-ro ${image}`, "run", `mount-ro ${device} /`];
+  for (const p of paths) lines.push(`echo SUM ${p}`, `checksum sha256 ${p}`);
+  for (const p of cat) lines.push(`echo CAT ${p}`, `cat ${p}`, "echo END-CAT");
+  lines.push("echo LS", "ls /usr/libexec/cr-guest");
+  const r = await run(["guestfish", "--no-progress-bars"], { input: `${lines.join("\n")}\n`, timeoutMs: 10 * 60_000, env: guestfishEnv(false) });
+  const sums = new Map<string, string>();
+  const files = new Map<string, string>();
+  const out = r.stdout.split("\n");
+  for (let i = 0; i < out.length; i++) {
+    const s = /^SUM (.+)$/.exec(out[i]);
+    if (s) sums.set(s[1], out[i + 1].trim());
+    const c = /^CAT (.+)$/.exec(out[i]);
+    if (c) {
+      const end = out.indexOf("END-CAT", i);
+      files.set(c[1], out.slice(i + 1, end).join("\n"));
+    }
+  }
+  return { sums, files, listing: r.stdout.slice(r.stdout.indexOf("LS\n") + 3) };
+}
+
+describe.skipIf(skip)("image stage (integration)", () => {
+  it("makes a fresh image with CRIU 3.17.1 in one guestfish launch; every file reads back", { timeout: 40 * 60_000 }, async () => {
+    const r = await crGuest(["image", "--version", "3.17.1", "--name", "it-3171"], 40 * 60_000);
+    const out = r.stdout + r.stderr;
+    expect(r.exitCode, out).toBe(0);
+    expect(out).toMatch(/injected and read back: \d+ files, 1 guestfish launch/);
+    expect(out).toContain("agent: no agent");
+    const image = /image: (\S+) -> (\S+)/.exec(out)![2];
+    const meta = JSON.parse(readFileSync(join(image, "..", "metadata.json"), "utf8"));
+    expect(meta.guestfish_launches).toBe(1);
+    expect(meta.criu.version_in_rootfs).toBe("Version: 3.17.1");
+    expect(meta.base).toMatchObject({ kind: "fresh", suite: "bookworm" });
+    const paths = meta.injected.map((f: { path: string }) => f.path);
+    expect(paths).toEqual(expect.arrayContaining(["/usr/local/sbin/criu", "/usr/libexec/cr-guest/init", "/usr/libexec/cr-guest/bin/crg-membarrier", "/etc/cr-guest/manifest.json"]));
+
+    const back = await readBack(image, "/dev/sda1", paths, ["/etc/cr-guest/manifest.json"]);
+    for (const f of meta.injected) expect(back.sums.get(f.path), f.path).toBe(f.sha256);
+    const manifest = JSON.parse(back.files.get("/etc/cr-guest/manifest.json")!);
+    expect(manifest.agent).toBe("no agent");
+    expect(manifest.criu).toMatchObject({ version: "3.17.1", provider: "debian-binary" });
+    expect(manifest.components.find((c: { name: string }) => c.name === "criu").sha256).toBe(back.sums.get("/usr/local/sbin/criu"));
+    expect(back.listing).toMatch(/run-tests/);
+
+    const again = await crGuest(["image", "--version", "3.17.1", "--name", "it-3171"], 5 * 60_000);
+    expect(again.stdout).toMatch(/\(cached\)/);
+  });
+
+  it("installs an agent with Kata's units (an ELF placeholder: no real agent can be built offline here)", { timeout: 20 * 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "crg-agent-"));
+    const agent = join(dir, "kata-agent");
+    copyFileSync("/usr/bin/true", agent);
+    const r = await crGuest(["image", "--version", "3.17.1", "--name", "it-agent", "--agent", agent], 20 * 60_000);
+    const out = r.stdout + r.stderr;
+    expect(r.exitCode, out).toBe(0);
+    expect(out).toMatch(/agent: prebuilt/);
+    const image = /image: (\S+) -> (\S+)/.exec(out)![2];
+    const back = await readBack(image, "/dev/sda1", ["/usr/bin/kata-agent"], ["/usr/lib/systemd/system/kata-agent.service", "/etc/cr-guest/manifest.json"]);
+    expect(back.sums.get("/usr/bin/kata-agent")).toBe(await sha256File(agent));
+    expect(back.files.get("/usr/lib/systemd/system/kata-agent.service")).toContain("ExecStart=/usr/bin/kata-agent");
+    const manifest = JSON.parse(back.files.get("/etc/cr-guest/manifest.json")!);
+    expect(manifest.agent).toMatchObject({ source: "prebuilt", setsid: "unknown (prebuilt)" });
+  });
+
+  it("adds CRIU to an existing msdos/ext4 image without changing the original", { timeout: 40 * 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "crg-base-"));
+    const rootfs = join(dir, "rootfs");
+    for (const d of ["etc", "usr/bin", "usr/local/sbin", "sbin"]) mkdirSync(join(rootfs, d), { recursive: true });
+    writeFileSync(join(rootfs, "etc/os-release"), "ID=kata-like\n");
+    const base = join(dir, "kata.img");
+    await run(["truncate", "-s", "64M", base], { timeoutMs: 10_000 });
+    await run(["sfdisk", "--quiet", base], { input: "label: dos\nstart=2048, type=83\n", timeoutMs: 10_000 });
+    await run(["mkfs.ext4", "-q", "-F", "-E", `offset=${2048 * 512}`, "-d", rootfs, base, `${(64 * 1024 - 1024)}k`], { timeoutMs: 60_000 });
+    const before = await sha256File(base);
+
+    const r = await crGuest(["image", "--base", base, "--name", "it-existing"], 40 * 60_000);
+    const out = r.stdout + r.stderr;
+    expect(r.exitCode, out).toBe(0);
+    expect(await sha256File(base)).toBe(before);
+    const image = /image: (\S+) -> (\S+)/.exec(out)![2];
+    const meta = JSON.parse(readFileSync(join(image, "..", "metadata.json"), "utf8"));
+    expect(meta.base).toMatchObject({ kind: "existing", label: "dos", root_fs: "ext4", dax: false });
+    const back = await readBack(image, "/dev/sda1", ["/usr/local/sbin/criu", "/usr/local/lib/cr-guest/strace/strace.bin"], ["/etc/os-release"]);
+    expect(back.sums.get("/usr/local/sbin/criu")).toBe(meta.criu.sha256);
+    expect(back.sums.get("/usr/local/lib/cr-guest/strace/strace.bin")).toMatch(/^[0-9a-f]{64}$/);
+    expect(back.files.get("/etc/os-release")).toContain("kata-like");
+
+    const missing = await crGuest(["image", "--base", join(dir, "nope.img"), "--name", "it-missing"], 5 * 60_000);
+    expect(missing.exitCode).not.toBe(0);
+    expect(missing.stderr).toMatch(/base image .*nope\.img does not exist/);
+  });
+});

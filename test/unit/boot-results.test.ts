@@ -1,0 +1,118 @@
+import { describe, expect, it } from "vitest";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createResultsDisk, parseDoneRecord, readResultsDisk } from "../../scripts/boot/results-disk.js";
+import { errorLines, readTestRecords, summarize } from "../../scripts/boot/results.js";
+import { loadScenarios, runInput, shQuote } from "../../scripts/boot/run-input.js";
+import { formatRun, kernelCommandLine } from "../../scripts/boot/stage.js";
+import { loadCriuCatalog } from "../../scripts/criu/catalog.js";
+import { run } from "../../scripts/lib/exec.js";
+import { REPO_ROOT } from "../../scripts/lib/paths.js";
+import type { ImageResult } from "../../scripts/image/stage.js";
+
+const LIB = join(REPO_ROOT, "guest/lib.sh");
+const tmp = (p: string) => mkdtempSync(join(tmpdir(), p));
+
+describe("results disk", () => {
+  it("carries the input to the guest's shell code and its results back", async () => {
+    const dir = tmp("crg-rdisk-");
+    const disk = join(dir, "results.img");
+    await createResultsDisk(disk, { "run.conf": "CRIU_VERSION='4.1.1'\n", "requested.conf": "CONFIG_MEMBARRIER=y\n" }, dir);
+    // The guest side, run on the host against the disk file: guest/lib.sh as shipped.
+    const script = `. ${LIB}; mkdir -p "$1/in" "$1/out/tests/x"; read_input "$2" "$1/in" || exit 9; cp "$1/in/run.conf" "$1/out/seen.conf"; echo PASS > "$1/out/tests/x/status"; mkdir -p /run/cr-guest; write_output "$2" "$1/out"`;
+    const r = await run(["sh", "-c", script, "sh", dir, disk], { timeoutMs: 30_000, allowFailure: true });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const out = join(dir, "extracted");
+    expect(await readResultsDisk(disk, out)).toEqual({ ok: true });
+    expect(readFileSync(join(out, "seen.conf"), "utf8")).toContain("CRIU_VERSION='4.1.1'");
+    expect(readFileSync(join(out, "tests/x/status"), "utf8").trim()).toBe("PASS");
+  });
+
+  it("a disk the guest never wrote is an infrastructure error, not a result", async () => {
+    const dir = tmp("crg-rdisk-");
+    const disk = join(dir, "results.img");
+    await createResultsDisk(disk, { "run.conf": "" }, dir);
+    const r = await readResultsDisk(disk, join(dir, "out"));
+    expect(r.ok).toBe(false);
+    expect(!r.ok && r.reason).toMatch(/did not write its results/);
+    expect(parseDoneRecord(Buffer.from("CRGUEST-DONE out=123\n"))).toBe(123);
+    expect(parseDoneRecord(Buffer.from("garbage"))).toBeUndefined();
+  });
+});
+
+describe("run input", () => {
+  const catalog = loadCriuCatalog();
+  const scenarios = loadScenarios(join(REPO_ROOT, "scenarios.yaml"));
+
+  it("expects the fatal membarrier probe from 3.19 on, unless patched", () => {
+    const base = { catalog, requested: new Map([["CONFIG_MEMBARRIER", "y"], ["CONFIG_EXPERT", "n"]]), scenarios, testTimeoutSeconds: 60 };
+    expect(runInput({ ...base, criuVersion: "3.17.1", patches: [] }).expectations.MEMBARRIER_PROBE).toBe("tolerant");
+    expect(runInput({ ...base, criuVersion: "4.1.1", patches: [] }).expectations.MEMBARRIER_PROBE).toBe("fatal");
+    const patched = runInput({ ...base, criuVersion: "4.1.1", patches: ["membarrier-probe-nonfatal"] });
+    expect(patched.expectations.MEMBARRIER_PROBE).toBe("tolerant");
+    expect(patched.files["run.conf"]).toContain("CRIU_PATCHES='membarrier-probe-nonfatal'");
+    expect(patched.files["requested.conf"]).toBe("CONFIG_MEMBARRIER=y\n# CONFIG_EXPERT is not set\n");
+    // Features differ by version: 4.x knows pagemap_scan, 3.17.1 does not.
+    expect(patched.files["run.conf"]).toMatch(/FEATURES='[^']*pagemap_scan/);
+    expect(runInput({ ...base, criuVersion: "3.17.1", patches: [] }).files["run.conf"]).not.toMatch(/pagemap_scan/);
+    const lines = patched.files["scenarios.conf"].trim().split("\n");
+    expect(lines.length).toBe(scenarios.length);
+    expect(lines.find((l) => l.startsWith("membarrier-enosys"))?.split("\t")[3]).toBe("no");
+  });
+
+  it("quotes values for the guest's sh", async () => {
+    const r = await run(["sh", "-c", `X=${shQuote("it's $(not) run")}; printf %s "$X"`], { timeoutMs: 5000 });
+    expect(r.stdout).toBe("it's $(not) run");
+  });
+
+  it("rejects a scenario list with a typo, a missing script or a bad range, naming file and line", () => {
+    const dir = tmp("crg-scen-");
+    const f = join(dir, "s.yaml");
+    writeFileSync(f, "scenarios:\n  - name: simple-process\n    script: simple-process.sh\n    timeout: 10\n    timout: 5\n");
+    expect(() => loadScenarios(f)).toThrow(/s\.yaml:2: unknown scenario key 'timout'.*timeout/);
+    writeFileSync(f, "scenarios:\n  - name: x\n    script: nope.sh\n    timeout: 10\n");
+    expect(() => loadScenarios(f)).toThrow(/guest\/scenarios\/nope\.sh does not exist/);
+    writeFileSync(f, "scenarios:\n  - name: x\n    script: simple-process.sh\n    timeout: 10\n    criu: banana\n");
+    expect(() => loadScenarios(f)).toThrow(/not a semver range/);
+  });
+});
+
+describe("results", () => {
+  it("reads the guest's records: nested names, CRIU Error lines, diagnostics", () => {
+    const out = tmp("crg-out-");
+    const t = join(out, "tests", "pidns-init", "no-setsid");
+    mkdirSync(t, { recursive: true });
+    writeFileSync(join(t, "status"), "PASS\n");
+    writeFileSync(join(t, "rc"), "1\n");
+    writeFileSync(join(t, "seconds"), "0.42\n");
+    writeFileSync(join(t, "message"), "reproduced\n");
+    writeFileSync(join(t, "outcome"), "error\n");
+    writeFileSync(join(t, "dump.log"), "(00.001) info\n(00.010) Error (criu/cr-dump.c:1618): A session leader of 444(1) is outside of its pid namespace\n");
+    const f = join(out, "tests", "frozen-cgroup", "without-freeze-cgroup");
+    mkdirSync(f, { recursive: true });
+    writeFileSync(join(f, "status"), "FAIL\n");
+    writeFileSync(join(f, "diag.txt"), "TIMEOUT after 30s\nwchan: do_freezer_trap\n");
+    const recs = readTestRecords(out, out);
+    expect(recs.map((r) => r.name)).toEqual(["frozen-cgroup/without-freeze-cgroup", "pidns-init/no-setsid"]);
+    const p = recs[1];
+    expect(p).toMatchObject({ status: "PASS", exit_code: 1, seconds: 0.42, outcome: "error" });
+    expect(p.error_lines).toEqual(["Error (criu/cr-dump.c:1618): A session leader of 444(1) is outside of its pid namespace"]);
+    expect(recs[0].diagnostics).toContain("do_freezer_trap");
+    expect(summarize(recs)).toEqual({ PASS: 1, FAIL: 1, SKIP: 0, ERROR: 0 });
+    expect(errorLines("Warn x\n(0.1) Error (a.c:1): b\n")).toEqual(["Error (a.c:1): b"]);
+  });
+
+  it("an infrastructure error reads as such, never as a CRIU result", () => {
+    const text = formatRun({ status: "ERROR", error: "timeout: boot timeout", attempts: [{ status: "timeout", reason: "x", seconds: 180, console_log: "c" }] } as never);
+    expect(text).toMatch(/^ERROR \(infrastructure, not a CRIU result\)/);
+  });
+
+  it("boots our images by PARTUUID and existing ones by partition", () => {
+    const fresh = { metadata: { root: { device: "/dev/sda1", partuuid: "c7a5" } } } as unknown as ImageResult;
+    expect(kernelCommandLine(fresh)).toContain("root=PARTUUID=c7a5");
+    const existing = { metadata: { root: { device: "/dev/sda2", partuuid: null } } } as unknown as ImageResult;
+    expect(kernelCommandLine(existing)).toContain("root=/dev/vda2");
+    expect(kernelCommandLine(existing)).toContain("init=/usr/libexec/cr-guest/init");
+  });
+});
