@@ -1,8 +1,9 @@
 # cr-guest: make targets are thin wrappers around the CLI (bin/cr-guest).
 CRG := bin/cr-guest
 ARGS ?=
+CRIU ?= 4.1
 
-.PHONY: all setup test test-unit test-integration kernel check-config bench-kernel typecheck clean help
+.PHONY: all setup test test-unit test-integration kernel criu image smoke check-config bench-kernel bench-criu bench-image bench-smoke typecheck clean help
 
 ## all: the main job on the built-in default config (today: the kernel stage with its boot check)
 all: node_modules
@@ -34,6 +35,18 @@ test-integration: node_modules
 kernel: node_modules
 	$(CRG) kernel $(ARGS)
 
+## criu: build or download CRIU (make criu CRIU=4.1 ARGS="--patch membarrier-probe-nonfatal")
+criu: node_modules
+	$(CRG) criu --version $(CRIU) $(ARGS)
+
+## image: a guest image with CRIU, the agent (if given) and the test runner
+image: node_modules
+	$(CRG) image --version $(CRIU) $(ARGS)
+
+## smoke: boot the image with the kernel and run criu check, ptrace checks and the scenarios
+smoke: node_modules
+	$(CRG) smoke --version $(CRIU) $(ARGS)
+
 ## check-config: configure and verify the kernel config only, no build
 check-config: node_modules
 	$(CRG) kernel --check-config $(ARGS)
@@ -42,12 +55,24 @@ check-config: node_modules
 bench-kernel: node_modules
 	node_modules/.bin/tsx scripts/bench/kernel.ts $(ARGS)
 
+## bench-criu: build chroot, CRIU build and cache-hit times (make bench-criu ARGS=4.2)
+bench-criu: node_modules
+	node_modules/.bin/tsx scripts/bench/criu.ts $(ARGS)
+
+## bench-image: rootfs, image creation, guestfish injection times, appliance launches
+bench-image: node_modules
+	node_modules/.bin/tsx scripts/bench/image.ts $(ARGS)
+
+## bench-smoke: boot to the guest init, each test, the whole guest run
+bench-smoke: node_modules
+	node_modules/.bin/tsx scripts/bench/smoke.ts $(ARGS)
+
 typecheck: node_modules
 	node_modules/.bin/tsc --noEmit
 
-## clean: remove built artifacts (downloads and sources are kept in images/downloads)
+## clean: remove built artifacts (downloads, sources and Debian chroots are kept)
 clean:
-	rm -rf images/kernel images/kbuild images/logs images/boot-check
+	rm -rf images/kernel images/kbuild images/logs images/boot-check images/criu images/agent images/helpers images/image images/runs images/*.img images/*.json
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## /  /'

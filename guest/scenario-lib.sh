@@ -18,10 +18,12 @@ case_begin() {
 }
 
 # criu_run LABEL ARGS...: one CRIU command, bounded, verbose log kept as CDIR/LABEL.log.
+# A restore also writes the restored root's host pid (see restored_pid).
 # Sets RC (124 on timeout, diagnostics in CDIR/diag.txt).
 criu_run() {
 	label=$1; shift
 	log=$CDIR/$label.log
+	if [ "$1" = restore ]; then rm -f "$WORK/restored.pid"; set -- "$@" --pidfile "$WORK/restored.pid"; fi
 	echo "+ criu $*" >> "$CDIR/out.log"
 	DIAG_LOG=$log run_bounded "$STEP_TIMEOUT" "$CDIR/diag.txt" "$CRIU" "$@" -v4 -o "$log" >> "$CDIR/out.log" 2>&1
 	RC=$?
@@ -45,8 +47,23 @@ outcome_of() { case $1 in 0) echo success ;; 124) echo hang ;; *) echo error ;; 
 # The first CRIU Error line of a step's log, for messages.
 err_of() { first_error "$CDIR/$1.log"; }
 
-# Start a command as its own session, stdio on /dev/null; prints its pid.
-start_session() { setsid "$@" < /dev/null > /dev/null 2>&1 & echo $!; }
+# Start a command as its own session, stdio on /dev/null; prints its pid once it really is a
+# session leader running the command (freezing or dumping it earlier would catch setsid itself).
+start_session() {
+	setsid "$@" < /dev/null > /dev/null 2>&1 &
+	sp=$!
+	i=0
+	while [ $i -lt 100 ]; do
+		sid=$(sed 's/^.*) //' /proc/"$sp"/stat 2>/dev/null | awk '{print $4}')
+		exe=$(readlink /proc/"$sp"/exe 2>/dev/null)
+		[ "$sid" = "$sp" ] && [ "${exe##*/}" != setsid ] && break
+		sleep 0.05; i=$((i + 1))
+	done
+	echo "$sp"
+}
+
+# The host pid of the tree's root after `criu restore --pidfile` (a pidns init gets a new one).
+restored_pid() { cat "$WORK/restored.pid" 2>/dev/null; }
 
 alive() { kill -0 "$1" 2>/dev/null; }
 

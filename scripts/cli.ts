@@ -74,13 +74,13 @@ function agentSets(v: Record<string, unknown>): string[] {
 }
 
 /** CRIU, agent, image: the stages an image needs, each cached. */
-async function buildImage(config: PipelineConfig, force: boolean) {
+async function buildImage(config: PipelineConfig, force: boolean, kernelConfig?: Map<string, string>, kernelVersion?: string) {
   const { runCriuStage } = await import("./criu/stage.js");
   const { runAgentStage } = await import("./agent/stage.js");
   const { runImageStage } = await import("./image/stage.js");
   const { formatFindings } = await import("./criu/doctor.js");
   const { runSteps } = await import("./lib/progress.js");
-  const criu = await runCriuStage(config, { force });
+  const criu = await runCriuStage(config, { force, kernelConfig, kernelVersion });
   for (const a of criu.attempts) console.error(`note: ${a}`);
   if (criu.findings.length) console.error(formatFindings(criu.findings, "compatibility"));
   const state: { agent?: Awaited<ReturnType<typeof runAgentStage>>; image?: Awaited<ReturnType<typeof runImageStage>> } = {};
@@ -373,7 +373,8 @@ const COMMANDS: Record<string, Command> = {
       const kernel = await runKernelStage(config, { extraFragments, bootCheck: false });
       for (const w of kernel.warnings) console.error(`warning: ${w}`);
       const kref = kernelRefFrom(config, kernel, extraFragments);
-      const image = await buildImage(config, Boolean(v.force));
+      // The compatibility check runs against the kernel this run boots (--force overrides it).
+      const image = await buildImage(config, Boolean(v.force), await readKernelConfig(join(kref.dir, "config")), kref.version);
       const accel = await chooseAccel(config, join(kref.dir, "vmlinuz"));
       const state: { run?: Awaited<ReturnType<typeof runBootTests>> } = {};
       await runSteps(state, [

@@ -3,9 +3,14 @@
 #    membarrier patch (or CRIU < 3.19) starts. MEMBARRIER_PROBE is fatal|tolerant from the host.
 . "$HERE/scenario-lib.sh"
 case_begin check
+# CRIU caches its kernel probes (kerndat) under /run: drop the cache so the probe really runs
+# under the filter, and again afterwards so no later run inherits what it saw here.
+drop_kdat() { rm -f /run/criu.kdat /run/criu/criu.kdat; }
+drop_kdat
 echo "+ crg-seccomp-enosys criu check" >> "$CDIR/out.log"
 DIAG_LOG=$CDIR/check.log run_bounded "$STEP_TIMEOUT" "$CDIR/diag.txt" crg-seccomp-enosys "$CRIU" check -v4 -o "$CDIR/check.log" >> "$CDIR/out.log" 2>&1
 RC=$?
+drop_kdat
 fatal=no
 grep -q "kerndat_has_membarrier_get_registrations failed" "$CDIR/check.log" && fatal=yes
 note "rc=$RC, kerndat membarrier failure: $fatal, expected: ${MEMBARRIER_PROBE:-unknown}"

@@ -40,5 +40,10 @@ init=$(pidns_target setsid) || { case_end FAIL "no pidns init appeared" error; e
 criu_run dump dump -t "$init" -D "$IMG" || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "dump: $(err_of dump)" "$(outcome_of $RC)"; exit 0; }
 kill_tree "$(cat "$WORK/outer")"; sleep 0.3
 criu_run restore restore -D "$IMG" -d || { case_end FAIL "restore: $(err_of restore)" "$(outcome_of $RC)"; exit 0; }
-if alive "$init"; then case_end PASS "pidns init $init dumped and restored" success; else case_end FAIL "restore returned 0 but pid $init is gone" error; fi
-kill_tree "$init"
+new=$(restored_pid)
+if [ -n "$new" ] && alive "$new" && grep -q '^NSpid:.*[[:space:]]1$' /proc/"$new"/status; then
+	case_end PASS "pidns init dumped and restored (host pid $init -> $new, pid 1 inside)" success
+else
+	case_end FAIL "restore returned 0 but the restored init (${new:-no pidfile}) is not running as pid 1 of its namespace" error
+fi
+kill_tree "$new"

@@ -10,21 +10,11 @@ import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../lib/config.js";
-import { run } from "../lib/exec.js";
-import { CLI_PATH } from "./common.js";
+import { Bench, cpuCount } from "./common.js";
 
 const main = loadConfig();
-const rows: [string, number, string][] = [];
-
-async function timeCli(label: string, args: string[], env: Record<string, string> = {}, note = ""): Promise<string> {
-  const t0 = Date.now();
-  const r = await run([CLI_PATH, ...args], { timeoutMs: 90 * 60_000, env: { ...env, CI: "" }, allowFailure: true });
-  const seconds = (Date.now() - t0) / 1000;
-  if (r.exitCode !== 0) throw new Error(`${label} failed:\n${r.stdout}\n${r.stderr}`);
-  rows.push([label, seconds, note]);
-  console.error(`${label}: ${seconds.toFixed(1)} s`);
-  return r.stdout;
-}
+const bench = new Bench();
+const timeCli = bench.cli.bind(bench);
 
 function metadataOf(stdout: string): { build_seconds?: number; ccache?: { hits: number; misses: number } } {
   const path = /kernel: (\S+)\/vmlinuz/.exec(stdout)![1];
@@ -43,11 +33,11 @@ const cold = mkdtempSync(join(tmpdir(), "crg-bench-cold-"));
 try {
   const out = await timeCli("cold build (no ccache, incl. unpack)", ["kernel", ...isolated(cold)], { CCACHE_DISABLE: "1" });
   const meta = metadataOf(out);
-  rows.push(["  of which make bzImage", meta.build_seconds ?? NaN, ""]);
+  bench.add("  of which make bzImage", meta.build_seconds);
   // Drop the artifact but keep the build directory: make finds nothing to do.
   await rm(join(cold, "kernel"), { recursive: true });
   const noop = await timeCli("no-op rebuild (configure + make)", ["kernel", ...isolated(cold)], { CCACHE_DISABLE: "1" });
-  rows.push(["  of which make bzImage", metadataOf(noop).build_seconds ?? NaN, ""]);
+  bench.add("  of which make bzImage", metadataOf(noop).build_seconds);
 } finally {
   rmSync(cold, { recursive: true, force: true });
 }
@@ -56,11 +46,9 @@ const warm = mkdtempSync(join(tmpdir(), "crg-bench-warm-"));
 try {
   const out = await timeCli("warm-ccache rebuild (fresh build dir)", ["kernel", ...isolated(warm)]);
   const meta = metadataOf(out);
-  rows.push(["  of which make bzImage", meta.build_seconds ?? NaN, meta.ccache ? `ccache hits ${meta.ccache.hits}, misses ${meta.ccache.misses}` : "no ccache"]);
+  bench.add("  of which make bzImage", meta.build_seconds, meta.ccache ? `ccache hits ${meta.ccache.hits}, misses ${meta.ccache.misses}` : "no ccache");
 } finally {
   rmSync(warm, { recursive: true, force: true });
 }
 
-const cpu = (await run(["nproc"], { timeoutMs: 5000 })).stdout.trim();
-console.log(`\nkernel stage timings (${cpu} CPUs, linux ${main.kernel.version}, ${main.kernel.base})`);
-for (const [label, seconds, note] of rows) console.log(`  ${label.padEnd(40)} ${seconds.toFixed(1).padStart(7)} s  ${note}`);
+bench.print(`kernel stage timings (${await cpuCount()} CPUs, linux ${main.kernel.version}, ${main.kernel.base})`);

@@ -40,6 +40,8 @@ export interface Attempt {
   status: BootResult["status"] | "results-unreadable";
   reason: string;
   seconds: number;
+  /** QEMU start to the guest init's first line. */
+  boot_seconds: number | null;
   console_log: string;
 }
 
@@ -133,7 +135,7 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
       });
       const rel = `console-${i}.log`;
       if (boot.status !== "ok") {
-        attempts.push({ status: boot.status, reason: boot.reason, seconds: boot.seconds, console_log: rel });
+        attempts.push({ status: boot.status, reason: boot.reason, seconds: boot.seconds, boot_seconds: boot.startedAfter ?? null, console_log: rel });
         log(`attempt ${i}: ${boot.status}: ${boot.reason}`);
         await rm(disk, { force: true });
         continue;
@@ -143,10 +145,10 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
       const read = await readResultsDisk(disk, out);
       await rm(disk, { force: true });
       if (!read.ok) {
-        attempts.push({ status: "results-unreadable", reason: read.reason, seconds: boot.seconds, console_log: rel });
+        attempts.push({ status: "results-unreadable", reason: read.reason, seconds: boot.seconds, boot_seconds: boot.startedAfter ?? null, console_log: rel });
         continue;
       }
-      attempts.push({ status: "ok", reason: boot.reason, seconds: boot.seconds, console_log: rel });
+      attempts.push({ status: "ok", reason: boot.reason, seconds: boot.seconds, boot_seconds: boot.startedAfter ?? null, console_log: rel });
       tests = readTestRecords(out, tmp);
       guest = existsSync(join(out, "info/guest.txt")) ? parseKeyValues(readFileSync(join(out, "info/guest.txt"), "utf8")) : {};
       break;

@@ -24,6 +24,8 @@ export interface DoctorInput {
   guestSuite: string;
   /** The suite whose glibc the binary is linked against (undefined: static, runs anywhere). */
   binarySuite?: string;
+  /** Linked with libnftables (Debian's binary, dynamic builds); static builds leave it out. */
+  withNftables?: boolean;
   patches: string[];
   kernelOptions: { required: Record<string, string>; optional: Record<string, string> };
 }
@@ -61,6 +63,15 @@ export function diagnose(input: DoctorInput): Finding[] {
       what: `CRIU ${v} on a kernel with CONFIG_HUGETLBFS=n will fail every command with "kerndat_has_memfd_hugetlb failed when initializing kerndat"`,
       why: `CRIU ${v} ${catalog.facts.memfd_hugetlb_enosys_fatal.says}`,
       fix: "enable CONFIG_HUGETLBFS (kernel-fragments/checkpoint-restore.conf sets it), or use CRIU >= 3.18",
+    });
+
+  if (kernelConfig && input.withNftables && hasFact(catalog, "nftables_probe_fatal", v) && !on(kernelConfig, "NF_TABLES_INET"))
+    findings.push({
+      severity: "fail",
+      id: "nftables-probe",
+      what: `CRIU ${v} linked with libnftables on a kernel without nf_tables will fail every command with "kerndat_has_nftables_concat failed when initializing kerndat"`,
+      why: `CRIU ${v} ${catalog.facts.nftables_probe_fatal.says}`,
+      fix: "enable CONFIG_NF_TABLES and CONFIG_NF_TABLES_INET (kernel-fragments/checkpoint-restore.conf sets them), or use the static build (no libnftables), or CRIU >= 4.0",
     });
 
   if (input.binarySuite) {

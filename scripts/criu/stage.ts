@@ -109,6 +109,7 @@ export function doctorFor(config: PipelineConfig, plan: CriuPlan, provider: Criu
     kernelVersion: opts.kernelVersion,
     guestSuite: plan.guestSuite,
     binarySuite,
+    withNftables: provider === "debian-binary" || config.criu.link === "dynamic",
     patches: plan.patches.map((p) => p.name),
     kernelOptions: kernelOptionsFromCatalog(),
   });

@@ -20,6 +20,8 @@ export interface BootResult {
   console: string;
   exitCode: number | null;
   reason: string;
+  /** Seconds from QEMU start until the `started` marker was first seen (500 ms resolution). */
+  startedAfter?: number;
 }
 
 export interface BootOptions {
@@ -85,11 +87,13 @@ export async function bootVm(opts: BootOptions): Promise<BootResult> {
   const t0 = Date.now();
   const readConsole = () => (existsSync(opts.consoleLog) ? readFileSync(opts.consoleLog, "utf8").replace(/\r/g, "") : "");
   const started = opts.started;
+  let startedAfter: number | undefined;
   const watch = started
     ? {
-        everyMs: 2000,
+        everyMs: 500,
         check: () => {
           const text = readConsole();
+          if (startedAfter === undefined && text.includes(started.marker)) startedAfter = (Date.now() - t0) / 1000;
           if (/Kernel panic - not syncing/.test(text)) return "kernel panic";
           if (Date.now() - t0 > started.timeoutMs && !text.includes(started.marker))
             return `boot timeout: '${started.marker}' not on the console after ${Math.round(started.timeoutMs / 1000)} s; last line: ${text.trim().split("\n").at(-1) ?? "(none)"}`;
@@ -99,7 +103,7 @@ export async function bootVm(opts: BootOptions): Promise<BootResult> {
     : undefined;
   const r = await run(qemuArgs(opts), { timeoutMs: opts.timeoutMs, allowFailure: true, watch });
   const console = readConsole();
-  return { ...classifyBoot(console, opts.endMarker, r.timedOut, r.exitCode, r.stderr, r.stoppedBy), seconds: r.seconds, consoleLog: opts.consoleLog, console, exitCode: r.exitCode };
+  return { ...classifyBoot(console, opts.endMarker, r.timedOut, r.exitCode, r.stderr, r.stoppedBy), seconds: r.seconds, consoleLog: opts.consoleLog, console, exitCode: r.exitCode, startedAfter };
 }
 
 /**

@@ -92,6 +92,13 @@ describe("doctor", () => {
     expect(diagnose({ ...base, criu: resolveCriuVersion("3.18", catalog), kernelConfig: noMembarrier }).find((x) => x.id === "memfd-hugetlb")).toBeUndefined();
   });
 
+  it("CRIU < 4.0 with libnftables on a kernel without nf_tables fails; static builds and 4.x do not", () => {
+    const f = diagnose({ ...base, criu: resolveCriuVersion("3.17.1", catalog), kernelConfig: noMembarrier, withNftables: true });
+    expect(f.find((x) => x.id === "nftables-probe")?.what).toContain("kerndat_has_nftables_concat failed");
+    expect(diagnose({ ...base, criu: resolveCriuVersion("3.17.1", catalog), kernelConfig: noMembarrier, withNftables: false }).find((x) => x.id === "nftables-probe")).toBeUndefined();
+    expect(diagnose({ ...base, criu: resolveCriuVersion("4.1.1", catalog), kernelConfig: noMembarrier, withNftables: true }).find((x) => x.id === "nftables-probe")).toBeUndefined();
+  });
+
   it("a trixie-linked CRIU 4.x in a bookworm userland will not start; static is fine", () => {
     const f = diagnose({ ...base, criu: resolveCriuVersion("4.1.1", catalog), guestSuite: "bookworm", binarySuite: "trixie" });
     expect(f.find((x) => x.id === "glibc")?.what).toContain("will not start in a bookworm userland");
