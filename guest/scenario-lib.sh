@@ -75,3 +75,16 @@ wait_for() {
 }
 
 kill_tree() { for p in $(tree_pids "$1"); do kill -9 "$p" 2>/dev/null; done; }
+
+# ns_init OUTER: the pid (host view) of the namespace init that `unshare --fork` (pid OUTER)
+# started, once it runs its own program (not unshare or setsid any more).
+ns_init() {
+	i=0
+	while [ $i -lt 100 ]; do
+		init=$(cat /proc/"$1"/task/*/children 2>/dev/null | awk '{print $1}')
+		exe=$(readlink /proc/"$init"/exe 2>/dev/null)
+		case "${exe##*/}" in "" | setsid | unshare) ;; *) echo "$init"; return 0 ;; esac
+		sleep 0.05; i=$((i + 1))
+	done
+	return 1
+}

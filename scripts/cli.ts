@@ -13,6 +13,8 @@ interface Command {
   options: NonNullable<ParseArgsConfig["options"]>;
   help: Record<string, string>;
   run: (values: Record<string, unknown>, positionals: string[]) => Promise<number>;
+  /** Takes positional arguments (report merge, compare). */
+  positionals?: boolean;
 }
 
 const CONFIG_OPTIONS = {
@@ -73,32 +75,18 @@ function agentSets(v: Record<string, unknown>): string[] {
   return sets;
 }
 
-/** CRIU, agent, image: the stages an image needs, each cached. */
-async function buildImage(config: PipelineConfig, force: boolean, kernelConfig?: Map<string, string>, kernelVersion?: string) {
-  const { runCriuStage } = await import("./criu/stage.js");
-  const { runAgentStage } = await import("./agent/stage.js");
-  const { runImageStage } = await import("./image/stage.js");
+/** CRIU, agent, image for the CLI: the provider chain's notes and the doctor's findings printed. */
+async function buildImage(config: PipelineConfig, force: boolean, kernel?: import("./pipeline.js").PreparedKernel) {
+  const { prepareImage } = await import("./pipeline.js");
   const { formatFindings } = await import("./criu/doctor.js");
-  const { runSteps } = await import("./lib/progress.js");
-  const criu = await runCriuStage(config, { force, kernelConfig, kernelVersion });
-  for (const a of criu.attempts) console.error(`note: ${a}`);
-  if (criu.findings.length) console.error(formatFindings(criu.findings, "compatibility"));
-  const state: { agent?: Awaited<ReturnType<typeof runAgentStage>>; image?: Awaited<ReturnType<typeof runImageStage>> } = {};
-  await runSteps(state, [
-    { title: "kata-agent", skip: () => (config.agent.binary || config.agent.kata_src ? false : "no agent configured"), run: async (s, log) => void (s.agent = await runAgentStage(config, log)) },
-    { title: `Image ${config.image.name}`, run: async (s, log) => void (s.image = await runImageStage(config, { criu, agent: s.agent, log })) },
-  ]);
-  return { ...state.image!, criu };
+  const image = await prepareImage(config, { force, kernel });
+  for (const n of image.notes) console.error(`note: ${n}`);
+  if (image.findings.length) console.error(formatFindings(image.findings, "compatibility"));
+  return image;
 }
 
 async function readKernelConfig(file: string): Promise<Map<string, string>> {
-  const { readFile } = await import("node:fs/promises");
-  const { parseDotConfig } = await import("./kernel/fragments.js");
-  try {
-    return parseDotConfig(await readFile(file, "utf8"));
-  } catch {
-    throw new UserError(`cannot read kernel config ${file}`, "pass a kernel .config file");
-  }
+  return (await import("./pipeline.js")).readKernelConfig(file);
 }
 
 function configFrom(values: Record<string, unknown>, extraSets: string[] = []): PipelineConfig {
@@ -344,6 +332,7 @@ const COMMANDS: Record<string, Command> = {
       base: { type: "string" },
       accel: { type: "string" },
       force: { type: "boolean" },
+      strict: { type: "boolean" },
       json: { type: "boolean" },
     },
     help: {
@@ -356,6 +345,7 @@ const COMMANDS: Record<string, Command> = {
       "--base FILE": "an existing raw Kata image to add CRIU to",
       "--accel A": "auto (KVM only if a probe boot works), kvm or tcg",
       "--force": "run again even if a complete result for these inputs exists",
+      "--strict": "exit 1 when any test fails (default: 0 once the run completed; 4 on an infrastructure error)",
       "--json": "print results.json",
     },
     run: async (v) => {
@@ -366,15 +356,15 @@ const COMMANDS: Record<string, Command> = {
       if (v.accel) sets.push(`boot.accel=${v.accel}`);
       const config = configFrom(v, sets);
       const extraFragments = (v.fragment as string[] | undefined) ?? [];
-      const { runKernelStage } = await import("./kernel/stage.js");
-      const { runBootTests, kernelRefFrom, formatRun } = await import("./boot/stage.js");
+      const { prepareKernel } = await import("./pipeline.js");
+      const { runBootTests, formatRun } = await import("./boot/stage.js");
       const { chooseAccel } = await import("./boot/accel.js");
       const { runSteps } = await import("./lib/progress.js");
-      const kernel = await runKernelStage(config, { extraFragments, bootCheck: false });
-      for (const w of kernel.warnings) console.error(`warning: ${w}`);
-      const kref = kernelRefFrom(config, kernel, extraFragments);
+      const kernel = await prepareKernel(config, extraFragments);
+      for (const w of kernel.stage.warnings) console.error(`warning: ${w}`);
+      const kref = kernel.ref;
       // The compatibility check runs against the kernel this run boots (--force overrides it).
-      const image = await buildImage(config, Boolean(v.force), await readKernelConfig(join(kref.dir, "config")), kref.version);
+      const image = await buildImage(config, Boolean(v.force), kernel);
       const accel = await chooseAccel(config, join(kref.dir, "vmlinuz"));
       const state: { run?: Awaited<ReturnType<typeof runBootTests>> } = {};
       await runSteps(state, [
@@ -389,7 +379,119 @@ const COMMANDS: Record<string, Command> = {
       console.log(`\nresults: ${join(r.dir, "results.json")}${r.cached ? " (cached)" : ""}`);
       console.log(`console: ${join(r.dir, r.results.attempts.at(-1)?.console_log ?? "")}`);
       if (r.results.status === "ERROR") return 4;
-      return r.results.summary.FAIL > 0 ? 1 : 0;
+      return v.strict && r.results.summary.FAIL > 0 ? 1 : 0;
+    },
+  },
+  matrix: {
+    summary: "run the version matrix (matrix.yaml): every cell built once per shared stage, booted, reported",
+    usage: "cr-guest matrix [--matrix FILE] [--plan] [--criu V] [--kernel K] [--patches P] [--cell ID] [options]",
+    options: {
+      ...CONFIG_OPTIONS,
+      matrix: { type: "string" },
+      plan: { type: "boolean" },
+      criu: { type: "string", multiple: true },
+      kernel: { type: "string", multiple: true },
+      patches: { type: "string", multiple: true },
+      suite: { type: "string", multiple: true },
+      cell: { type: "string", multiple: true },
+      out: { type: "string" },
+      force: { type: "boolean" },
+      jobs: { type: "string" },
+      strict: { type: "boolean" },
+      "emit-github": { type: "boolean" },
+    },
+    help: {
+      ...CONFIG_HELP,
+      "--matrix FILE": "the matrix (default: matrix.yaml)",
+      "--plan": "print the cells, what they share and what is cached; run nothing",
+      "--criu V": "only cells of this CRIU (axis id, or a version: 4.1 means 4.1.1) (repeatable)",
+      "--kernel K": "only cells of this kernel axis value, e.g. 6.12 (repeatable)",
+      "--patches P": "only cells of this patch axis value, e.g. unpatched (repeatable)",
+      "--suite S": "only cells of this suite axis value (repeatable)",
+      "--cell ID": "only this cell (repeatable)",
+      "--out DIR": "where cells and reports go (default: <cache_dir>/matrix/<name>)",
+      "--force": "run cells again (and boot again) even when a result with the same inputs is stored",
+      "--jobs N": "guest boots at once (default: as many as the cores allow)",
+      "--strict": "exit 1 when a cell has a failing test (default: only build failures, 4 for infrastructure errors)",
+      "--emit-github": `write the GitHub Actions workflow for this matrix (.github/workflows/cr-guest-matrix.yml)`,
+    },
+    run: async (v) => {
+      const { loadMatrixSpec, planMatrix, filterCells } = await import("./matrix/spec.js");
+      const { defaultOutDir, formatPlan, runMatrixCommand, matrixExitCode, renderGithubWorkflow, GITHUB_WORKFLOW } = await import("./matrix/command.js");
+      const { REPO_ROOT } = await import("./lib/paths.js");
+      const { resolve } = await import("node:path");
+      const base = configFrom(v);
+      const spec = loadMatrixSpec(resolve((v.matrix as string | undefined) ?? join(REPO_ROOT, "matrix.yaml")));
+      const set = [...((v.set as string[] | undefined) ?? []), ...(v["cache-dir"] ? [`cache_dir=${JSON.stringify(v["cache-dir"])}`] : [])];
+      const plan = planMatrix(spec, { configFile: v.config as string | undefined, set });
+      if (v["emit-github"]) {
+        const { mkdir, writeFile } = await import("node:fs/promises");
+        const { dirname } = await import("node:path");
+        await mkdir(dirname(GITHUB_WORKFLOW), { recursive: true });
+        await writeFile(GITHUB_WORKFLOW, renderGithubWorkflow(plan));
+        console.log(`workflow: ${GITHUB_WORKFLOW} (one job per CRIU version: ${spec.axes.criu.map((x) => x.id).join(", ")})`);
+        return 0;
+      }
+      const cells = filterCells(plan, { criu: v.criu as string[], kernel: v.kernel as string[], patches: v.patches as string[], suite: v.suite as string[], cell: v.cell as string[] });
+      const outDir = resolve((v.out as string | undefined) ?? defaultOutDir(plan, base.cache_dir));
+      if (v.plan) {
+        console.log(await formatPlan(plan, cells, outDir, Boolean(v.force)));
+        return 0;
+      }
+      const jobs = v.jobs ? Number(v.jobs) : undefined;
+      if (jobs !== undefined && !(jobs >= 1)) throw new UserError(`--jobs ${v.jobs} is not a positive number`, "pass --jobs 1 or more");
+      const { summary, report, files } = await runMatrixCommand({ plan, cells, outDir, force: Boolean(v.force), jobs });
+      const t = report.totals;
+      console.log(`\n${summary.ran.length} cells run, ${summary.kept.length} kept from earlier runs; ${summary.stageRuns.kernel} kernel, ${summary.stageRuns.image} CRIU+image and ${summary.stageRuns.boot} boot stages in ${summary.seconds.toFixed(0)} s`);
+      console.log(`report (${report.cells.length} cells: ${t.PASS} PASS, ${t.FAIL} FAIL, ${t.ERROR} ERROR, ${t["BUILD-FAILED"]} BUILD-FAILED, ${t.SKIPPED} SKIPPED):`);
+      for (const [kind, file] of Object.entries(files)) console.log(`  ${kind.padEnd(5)} ${file}`);
+      for (const f of report.findings) console.log(`finding: ${f.say}`);
+      return matrixExitCode(summary.cells, Boolean(v.strict));
+    },
+  },
+  report: {
+    summary: "report merge: combine cell results from several machines (or CI jobs) into one report",
+    usage: "cr-guest report merge INPUT... [--out DIR] [--name NAME]",
+    options: { out: { type: "string" }, name: { type: "string" } },
+    help: {
+      "INPUT": "cell.json files, directories holding them (any depth), or matrix.json reports",
+      "--out DIR": "where matrix.json, matrix.md, matrix.html and junit.xml go (default: report)",
+      "--name NAME": "the report's title (default: the matrix name of the cells)",
+    },
+    positionals: true,
+    run: async (v, positionals) => {
+      const [verb, ...inputs] = positionals;
+      if (verb !== "merge") throw new UserError(`unknown report command '${verb ?? ""}'`, "use: cr-guest report merge INPUT... --out DIR");
+      if (inputs.length === 0) throw new UserError("report merge needs at least one input", "pass cell.json files, directories or matrix.json files");
+      const { collectCells } = await import("./matrix/cell.js");
+      const { mergeCells, buildReport } = await import("./matrix/report.js");
+      const { writeReports } = await import("./matrix/command.js");
+      const { cells, duplicates } = mergeCells(inputs.map((i) => collectCells(i)));
+      if (cells.length === 0) throw new UserError(`no cell results in ${inputs.join(", ")}`, "pass the output directories of `cr-guest matrix` (they hold cells/<id>/cell.json)");
+      const report = buildReport((v.name as string | undefined) ?? cells[0].matrix, cells, { duplicates });
+      const files = await writeReports((v.out as string | undefined) ?? "report", report);
+      console.log(`merged ${cells.length} cells from ${inputs.length} inputs${duplicates.length ? ` (${duplicates.length} duplicates: newest kept)` : ""}`);
+      for (const [kind, file] of Object.entries(files)) console.log(`  ${kind.padEnd(5)} ${file}`);
+      return 0;
+    },
+  },
+  compare: {
+    summary: "compare two matrix reports: regressions, fixes, new and removed cells (exit 1 on a regression)",
+    usage: "cr-guest compare OLD NEW [--markdown]",
+    options: { markdown: { type: "boolean" }, json: { type: "boolean" } },
+    help: {
+      "OLD NEW": "matrix.json files (or directories of cell results)",
+      "--markdown": "print Markdown (for a CI job summary or a pull request comment)",
+      "--json": "print the comparison as JSON",
+    },
+    positionals: true,
+    run: async (v, positionals) => {
+      if (positionals.length !== 2) throw new UserError(`compare takes two reports, got ${positionals.length}`, "cr-guest compare OLD/matrix.json NEW/matrix.json");
+      const { collectCells } = await import("./matrix/cell.js");
+      const { compareReports, renderComparison } = await import("./matrix/report.js");
+      const cmp = compareReports(collectCells(positionals[0]), collectCells(positionals[1]));
+      console.log(v.json ? JSON.stringify(cmp, null, 2) : renderComparison(cmp, Boolean(v.markdown)));
+      return cmp.regressions.length > 0 ? 1 : 0;
     },
   },
   config: {
@@ -439,7 +541,7 @@ export async function main(argv: string[]): Promise<number> {
   if (!cmd) throw new UserError(`unknown command '${name}'${didYouMean(name, Object.keys(COMMANDS))}`, `commands: ${Object.keys(COMMANDS).join(", ")}`);
   let parsed;
   try {
-    parsed = parseArgs({ args: rest, options: { ...cmd.options, help: { type: "boolean", short: "h" } }, strict: true, allowPositionals: false });
+    parsed = parseArgs({ args: rest, options: { ...cmd.options, help: { type: "boolean", short: "h" } }, strict: true, allowPositionals: Boolean(cmd.positionals) });
   } catch (err) {
     throw new UserError(`${name}: ${(err as Error).message}`, `see 'cr-guest ${name} --help'`);
   }

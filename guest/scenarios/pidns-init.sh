@@ -11,14 +11,7 @@ pidns_target() { # setsid|nosetsid -> pid of the namespace's init (host view)
 		unshare --pid --fork sh -c 'while :; do sleep 0.5; done' < /dev/null > /dev/null 2>&1 &
 		echo $! > "$WORK/outer"
 	fi
-	outer=$(cat "$WORK/outer")
-	i=0
-	while [ $i -lt 50 ]; do
-		init=$(cat /proc/"$outer"/task/*/children 2>/dev/null | awk '{print $1}')
-		[ -n "$init" ] && { echo "$init"; return 0; }
-		sleep 0.1; i=$((i + 1))
-	done
-	return 1
+	ns_init "$(cat "$WORK/outer")"
 }
 
 case_begin no-setsid

@@ -15,14 +15,7 @@ container() { # a process in new mount+pid namespaces whose /dev/shm is a slave 
 		exec < /dev/null > /dev/null 2>&1
 		while :; do sleep 0.5; done
 	" > "$WORK/outer"
-	outer=$(cat "$WORK/outer")
-	i=0
-	while [ $i -lt 50 ]; do
-		init=$(cat /proc/"$outer"/task/*/children 2>/dev/null | awk '{print $1}')
-		[ -n "$init" ] && { echo "$init"; return 0; }
-		sleep 0.1; i=$((i + 1))
-	done
-	return 1
+	ns_init "$(cat "$WORK/outer")"
 }
 
 case_begin no-flags

@@ -43,7 +43,9 @@ export function providerIdentity(provider: CriuProvider, entry: CriuVersionEntry
     case "debian-binary":
       return entry.binary ? `${entry.binary.suite}:${entry.binary.version}` : undefined;
     case "local-source":
-      return ctx.localSource ? localSourceIdentity(ctx.localSource) : undefined;
+      // A tree of another version is no source for this one (the plan says so; a matrix
+      // gives one tree to every cell).
+      return ctx.localSource && localSourceVersion(ctx.localSource) === entry.version ? localSourceIdentity(ctx.localSource) : undefined;
   }
 }
 

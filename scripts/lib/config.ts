@@ -89,12 +89,12 @@ export interface PipelineConfig {
   sources: string[];
 }
 
-type Schema =
+export type Schema =
   | { type: "string" | "number" | "boolean"; path?: boolean }
   | { type: "enum"; values: readonly string[] }
   | { type: "list"; of: Schema }
   | { type: "map"; of: Schema }
-  | { type: "object"; keys: Record<string, Schema> };
+  | { type: "object"; keys: Record<string, Schema>; required?: string[] };
 
 const str: Schema = { type: "string" };
 const filePath: Schema = { type: "string", path: true };
@@ -163,20 +163,21 @@ export const CONFIG_SCHEMA: Schema = {
 };
 
 /** Checks `value` against `schema`; relative paths are resolved against `baseDir`. */
-function validate(
+export function validate(
   value: unknown,
   schema: Schema,
   path: (string | number)[],
   src: LocatedYaml,
   baseDir: string,
+  what = "config",
 ): unknown {
   const where = () => {
     const line = src.lineOf(path);
     return `${src.file}${line ? `:${line}` : ""}`;
   };
   const name = path.join(".") || "(top level)";
-  const fail = (what: string, fix: string): never => {
-    throw new UserError(`invalid config at ${where()}: ${name} ${what}`, fix);
+  const fail = (problem: string, fix: string): never => {
+    throw new UserError(`invalid ${what} at ${where()}: ${name} ${problem}`, fix);
   };
   switch (schema.type) {
     case "string":
@@ -198,7 +199,7 @@ function validate(
       return value;
     case "list":
       if (!Array.isArray(value)) return fail(`must be a list, got ${JSON.stringify(value)}`, "write a YAML list: [a, b]");
-      return value.map((v, i) => validate(v, schema.of, [...path, i], src, baseDir));
+      return value.map((v, i) => validate(v, schema.of, [...path, i], src, baseDir, what));
     case "map":
     case "object": {
       if (value === null || typeof value !== "object" || Array.isArray(value))
@@ -210,15 +211,17 @@ function validate(
           if (!sub) {
             const line = src.lineOf([...path, key]);
             throw new UserError(
-              `invalid config at ${src.file}${line ? `:${line}` : ""}: unknown key '${[...path, key].join(".")}'${didYouMean(key, Object.keys(schema.keys))}`,
+              `invalid ${what} at ${src.file}${line ? `:${line}` : ""}: unknown key '${[...path, key].join(".")}'${didYouMean(key, Object.keys(schema.keys))}`,
               `valid keys here: ${Object.keys(schema.keys).join(", ")}`,
             );
           }
-          out[key] = validate(v, sub, [...path, key], src, baseDir);
+          out[key] = validate(v, sub, [...path, key], src, baseDir, what);
         } else {
-          out[key] = validate(v, schema.of, [...path, key], src, baseDir);
+          out[key] = validate(v, schema.of, [...path, key], src, baseDir, what);
         }
       }
+      if (schema.type === "object")
+        for (const key of schema.required ?? []) if (!(key in value)) fail(`needs the key '${key}'`, `add ${key}: to ${name}`);
       return out;
     }
   }

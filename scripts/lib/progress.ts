@@ -1,7 +1,12 @@
 /**
  * Progress display: listr2 tasks, each showing the last line of its log while it runs.
  * On a terminal the default renderer redraws in place; in CI (no TTY) it prints lines.
+ *
+ * Inside a matrix cell, stages must not draw a display of their own (several cells run at
+ * once): `withProgressSink` routes their step titles and log lines to the cell's line
+ * instead. AsyncLocalStorage keeps concurrent cells apart.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { Listr, type ListrTask } from "listr2";
 
 export interface Step<C> {
@@ -11,23 +16,48 @@ export interface Step<C> {
   run: (ctx: C, log: (line: string) => void, setTitle: (title: string) => void) => Promise<void>;
 }
 
+export interface ProgressSink {
+  title(title: string): void;
+  line(line: string): void;
+}
+
+const sinks = new AsyncLocalStorage<ProgressSink>();
+
+export function withProgressSink<T>(sink: ProgressSink, fn: () => Promise<T>): Promise<T> {
+  return sinks.run(sink, fn);
+}
+
 const NON_TTY_INTERVAL_MS = 15_000;
 
+/** A log callback that, without a terminal, lets one line through per interval. */
+export function throttledOutput(set: (line: string) => void): (line: string) => void {
+  let last = 0;
+  return (line) => {
+    const now = Date.now();
+    if (!process.stdout.isTTY && now - last < NON_TTY_INTERVAL_MS) return;
+    last = now;
+    set(line.length > 160 ? `${line.slice(0, 157)}...` : line);
+  };
+}
+
 export async function runSteps<C extends object>(ctx: C, steps: Step<C>[]): Promise<C> {
+  const sink = sinks.getStore();
+  if (sink) {
+    for (const step of steps) {
+      const skipped = step.skip?.(ctx);
+      if (skipped) continue;
+      sink.title(step.title);
+      await step.run(ctx, sink.line, sink.title);
+    }
+    return ctx;
+  }
   const tasks: ListrTask<C>[] = steps.map((step) => ({
     title: step.title,
     skip: step.skip ? (c: C) => step.skip!(c) : undefined,
     task: async (c, task) => {
-      let last = 0;
       await step.run(
         c,
-        (line) => {
-          // Without a terminal every output line is printed: keep logs readable.
-          const now = Date.now();
-          if (!process.stdout.isTTY && now - last < NON_TTY_INTERVAL_MS) return;
-          last = now;
-          task.output = line.length > 160 ? `${line.slice(0, 157)}...` : line;
-        },
+        throttledOutput((line) => (task.output = line)),
         (title) => {
           task.title = title;
         },

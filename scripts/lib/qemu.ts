@@ -42,6 +42,8 @@ export interface BootOptions {
 }
 
 const QEMU = "qemu-system-x86_64";
+/** How long a guest may take to power off after printing its end marker. */
+const END_GRACE_MS = 5000;
 
 export function requireQemu(): void {
   if (!findInPath(QEMU)) throw new UserError(`${QEMU} is missing`, "apt-get install qemu-system-x86   (or run 'make setup')");
@@ -88,19 +90,25 @@ export async function bootVm(opts: BootOptions): Promise<BootResult> {
   const readConsole = () => (existsSync(opts.consoleLog) ? readFileSync(opts.consoleLog, "utf8").replace(/\r/g, "") : "");
   const started = opts.started;
   let startedAfter: number | undefined;
-  const watch = started
-    ? {
-        everyMs: 500,
-        check: () => {
-          const text = readConsole();
-          if (startedAfter === undefined && text.includes(started.marker)) startedAfter = (Date.now() - t0) / 1000;
-          if (/Kernel panic - not syncing/.test(text)) return "kernel panic";
-          if (Date.now() - t0 > started.timeoutMs && !text.includes(started.marker))
-            return `boot timeout: '${started.marker}' not on the console after ${Math.round(started.timeoutMs / 1000)} s; last line: ${text.trim().split("\n").at(-1) ?? "(none)"}`;
-          return undefined;
-        },
+  let endSeenAt: number | undefined;
+  const watch = {
+    everyMs: 500,
+    check: () => {
+      const text = readConsole();
+      if (started && startedAfter === undefined && text.includes(started.marker)) startedAfter = (Date.now() - t0) / 1000;
+      if (/Kernel panic - not syncing/.test(text) && !text.includes(opts.endMarker)) return "kernel panic";
+      // The guest synced its results before the end marker: a guest that does not power off
+      // after it is stopped from here instead of costing its own fallback timer.
+      if (text.includes(opts.endMarker)) {
+        endSeenAt ??= Date.now();
+        if (Date.now() - endSeenAt > END_GRACE_MS) return `stopped ${END_GRACE_MS / 1000} s after the end marker (the guest did not power off)`;
+        return undefined;
       }
-    : undefined;
+      if (started && Date.now() - t0 > started.timeoutMs && !text.includes(started.marker))
+        return `boot timeout: '${started.marker}' not on the console after ${Math.round(started.timeoutMs / 1000)} s; last line: ${text.trim().split("\n").at(-1) ?? "(none)"}`;
+      return undefined;
+    },
+  };
   const r = await run(qemuArgs(opts), { timeoutMs: opts.timeoutMs, allowFailure: true, watch });
   const console = readConsole();
   return { ...classifyBoot(console, opts.endMarker, r.timedOut, r.exitCode, r.stderr, r.stoppedBy), seconds: r.seconds, consoleLog: opts.consoleLog, console, exitCode: r.exitCode, startedAfter };

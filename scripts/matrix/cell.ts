@@ -1,0 +1,165 @@
+/**
+ * One matrix cell's result (cell.json): its inputs, the identities of what it built and
+ * booted, stage timings, and each test's status with its evidence. A cell is the unit that
+ * is stored, resumed, merged across machines and compared between reports.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { TestRecord, TestStatus } from "../boot/results.js";
+import type { RunResults } from "../boot/stage.js";
+import { UserError } from "../lib/errors.js";
+import type { AxisValues } from "./spec.js";
+
+export const CELL_SCHEMA = 1;
+
+/**
+ * PASS/FAIL: the guest run completed (FAIL: some test failed: a CRIU result).
+ * ERROR: infrastructure (boot timeout, panic, QEMU), never a CRIU result.
+ * BUILD-FAILED: a stage before the boot failed (kernel, CRIU, image).
+ * SKIPPED: the cell cannot run here (e.g. no source for that CRIU version).
+ */
+export type CellStatus = "PASS" | "FAIL" | "ERROR" | "BUILD-FAILED" | "SKIPPED";
+
+export interface StageTiming {
+  seconds: number;
+  /** Found in the artifact cache (nothing built). */
+  cached: boolean;
+  /** Another cell of this run built it first (this cell waited for it). */
+  shared: boolean;
+}
+
+export interface CellTest {
+  name: string;
+  status: TestStatus;
+  seconds: number;
+  exit_code: number | null;
+  message: string;
+  outcome?: string;
+  error_lines: string[];
+  diagnostics?: string;
+}
+
+export interface CellResult {
+  schema: number;
+  matrix: string;
+  id: string;
+  axes: AxisValues;
+  criu_version: string;
+  patches: string[];
+  /** The --set arguments that make this cell (on top of pipeline.yaml). */
+  sets: string[];
+  inputs_key: string;
+  status: CellStatus;
+  /** For ERROR, BUILD-FAILED and SKIPPED: what happened. */
+  reason: string | null;
+  /** Which stage failed, for BUILD-FAILED. */
+  failed_stage: string | null;
+  /** The compatibility check's verdicts before the run: predictions to hold against the result. */
+  predicted: { severity: string; id: string; what: string }[];
+  identities: {
+    kernel?: { key: string; version: string; release: string | null; config_sha256: string };
+    criu?: { key: string; version: string; provider: string; link: string; sha256: string; patches: string[] };
+    image?: { key: string; base: string };
+    run?: { key: string };
+  };
+  stages: Partial<Record<"kernel" | "image" | "boot", StageTiming>>;
+  accel: string | null;
+  tests: CellTest[];
+  summary: Record<TestStatus, number>;
+  /** What the guest said about itself (kernel release, ptrace_scope, seccomp, ...). */
+  guest: Record<string, string>;
+  /** The console's last lines, for a failed or broken run: the page shows them without the file. */
+  console_tail: string;
+  /** Where the full evidence is on the machine that ran it. */
+  paths: { run_dir?: string; results?: string; console?: string };
+  host: string;
+  started: string;
+  finished: string;
+  seconds: number;
+}
+
+const DIAG_MAX = 4000;
+
+export function cellTests(tests: TestRecord[]): CellTest[] {
+  return tests.map((t) => ({
+    name: t.name,
+    status: t.status,
+    seconds: t.seconds,
+    exit_code: t.exit_code,
+    message: t.message,
+    ...(t.outcome ? { outcome: t.outcome } : {}),
+    error_lines: t.error_lines,
+    ...(t.diagnostics ? { diagnostics: t.diagnostics.length > DIAG_MAX ? `${t.diagnostics.slice(0, DIAG_MAX)}\n[...]` : t.diagnostics } : {}),
+  }));
+}
+
+/** A completed guest run's verdict for the matrix: PASS, FAIL, or ERROR for infrastructure. */
+export function cellStatusOf(r: RunResults): CellStatus {
+  if (r.status === "ERROR") return "ERROR";
+  return r.summary.FAIL > 0 || r.summary.ERROR > 0 ? "FAIL" : "PASS";
+}
+
+export function tailLines(text: string, n = 60): string {
+  return text.split("\n").slice(-n).join("\n");
+}
+
+const CELL_FILE = "cell.json";
+
+export function cellDir(outDir: string, id: string): string {
+  return join(outDir, "cells", id);
+}
+
+/** Written to a temporary name and renamed: a reader never sees half a cell. */
+export async function writeCell(outDir: string, cell: CellResult): Promise<string> {
+  const dir = cellDir(outDir, cell.id);
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, CELL_FILE);
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, `${JSON.stringify(cell, null, 2)}\n`);
+  await rename(tmp, file);
+  return file;
+}
+
+export function readCell(file: string): CellResult {
+  let cell: CellResult;
+  try {
+    cell = JSON.parse(readFileSync(file, "utf8")) as CellResult;
+  } catch (err) {
+    throw new UserError(`cannot read cell result ${file}: ${(err as Error).message}`, "pass cell.json files, directories holding them, or a matrix.json");
+  }
+  if (cell.schema !== CELL_SCHEMA || !cell.id || !cell.status)
+    throw new UserError(`${file} is not a cr-guest cell result (schema ${cell.schema ?? "missing"}, expected ${CELL_SCHEMA})`, "pass cell.json files written by `cr-guest matrix`");
+  return cell;
+}
+
+export function storedCell(outDir: string, id: string): CellResult | undefined {
+  const file = join(cellDir(outDir, id), CELL_FILE);
+  return existsSync(file) ? readCell(file) : undefined;
+}
+
+/** Every cell.json under a directory (any depth), or the cells of a matrix.json. */
+export function collectCells(input: string): CellResult[] {
+  if (!existsSync(input)) throw new UserError(`${input} does not exist`, "pass cell.json files, directories holding them, or a matrix.json");
+  if (statSync(input).isFile()) {
+    if (input.endsWith(CELL_FILE)) return [readCell(input)];
+    let doc: { cells?: CellResult[] };
+    try {
+      doc = JSON.parse(readFileSync(input, "utf8")) as { cells?: CellResult[] };
+    } catch (err) {
+      throw new UserError(`${input} is not JSON (${(err as Error).message})`, "pass cell.json files, directories holding them, or a matrix.json");
+    }
+    if (!Array.isArray(doc?.cells)) throw new UserError(`${input} is neither a cell.json nor a matrix.json`, "pass files written by `cr-guest matrix`");
+    return doc.cells;
+  }
+  const out: CellResult[] = [];
+  const walk = (d: string) => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (name === CELL_FILE) out.push(readCell(p));
+    }
+  };
+  walk(input);
+  return out;
+}

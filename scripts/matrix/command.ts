@@ -1,0 +1,262 @@
+/**
+ * `cr-guest matrix`: plan -> run the cells (listr2, one line per cell) -> reports. Also the
+ * plan display with cache state, report writing, and the GitHub Actions workflow generated
+ * from matrix.yaml (one job per CRIU version, then a merge-and-compare job).
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import { cpus } from "node:os";
+import { dirname, join, relative } from "node:path";
+import { Listr } from "listr2";
+import { ArtifactCache } from "../lib/cache.js";
+import { REPO_ROOT } from "../lib/paths.js";
+import { throttledOutput } from "../lib/progress.js";
+import { planCriu } from "../criu/stage.js";
+import { collectCells, storedCell, type CellResult } from "./cell.js";
+import { buildReport, renderHtml, renderJunit, renderMarkdown, type MatrixReport } from "./report.js";
+import { keepStored, runMatrix, type MatrixRunSummary } from "./run.js";
+import { sharedStages, type MatrixPlan, type PlannedCell } from "./spec.js";
+import { realStages } from "./stages.js";
+
+export const GITHUB_WORKFLOW = join(REPO_ROOT, ".github", "workflows", "cr-guest-matrix.yml");
+
+export function defaultOutDir(plan: MatrixPlan, cacheDir: string): string {
+  return join(cacheDir, "matrix", plan.spec.name);
+}
+
+/** Stage artifacts a matrix run used, by group: lets --plan say what is cached. */
+const STAGE_INDEX = "stage-index.json";
+type StageIndex = Record<string, string>;
+
+function readStageIndex(outDir: string): StageIndex {
+  const f = join(outDir, STAGE_INDEX);
+  return existsSync(f) ? (JSON.parse(readFileSync(f, "utf8")) as StageIndex) : {};
+}
+
+async function writeAtomic(file: string, text: string): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, text);
+  await rename(tmp, file);
+}
+
+export async function writeReports(dir: string, r: MatrixReport): Promise<Record<string, string>> {
+  const files = { json: join(dir, "matrix.json"), md: join(dir, "matrix.md"), html: join(dir, "matrix.html"), junit: join(dir, "junit.xml") };
+  await writeAtomic(files.json, `${JSON.stringify(r, null, 2)}\n`);
+  await writeAtomic(files.md, renderMarkdown(r));
+  await writeAtomic(files.html, renderHtml(r));
+  await writeAtomic(files.junit, renderJunit(r));
+  return files;
+}
+
+/** The plan as a table: each cell, whether its result is kept, what each stage will cost. */
+export async function formatPlan(plan: MatrixPlan, picked: PlannedCell[], outDir: string, force: boolean): Promise<string> {
+  const index = readStageIndex(outDir);
+  const cached = (group: string) => Boolean(index[group] && existsSync(join(index[group], "metadata.json")));
+  const lines: string[] = [];
+  const s = sharedStages(picked);
+  lines.push(`matrix '${plan.spec.name}' (${plan.spec.file}): ${picked.length} of ${plan.cells.length} cells; at most ${s.kernels} kernel builds, ${s.criuBuilds} CRIU builds, ${s.images} images, ${s.boots} boots`);
+  lines.push(`results: ${outDir}`);
+  lines.push("");
+  const width = Math.max(...picked.map((c) => c.id.length), 4);
+  lines.push("  (kernel, image: '?' = not used by this matrix yet; the stage still takes a cached artifact)");
+  lines.push(`  ${"cell".padEnd(width)}  result     kernel   criu     image`);
+  for (const c of picked) {
+    if (c.skip) {
+      lines.push(`  ${c.id.padEnd(width)}  SKIPPED    ${c.skip}`);
+      continue;
+    }
+    const stored = storedCell(outDir, c.id);
+    const result = keepStored(stored, c, force) ? `kept ${stored!.status}`.padEnd(10) : "will run  ";
+    const cache = new ArtifactCache(c.config.cache_dir);
+    const criuPlan = planCriu(c.config, { cacheRoot: cache.root, mirror: c.config.debian.mirror, localSource: c.config.criu.local_source, log: () => undefined });
+    let criu = "build   ";
+    for (const cand of criuPlan.candidates) if (cand.key && (await cache.lookup("criu", cand.key))) criu = "cached  ";
+    lines.push(`  ${c.id.padEnd(width)}  ${result} ${(cached(c.groups.kernel) ? "cached" : "?").padEnd(8)} ${criu} ${cached(c.groups.image) ? "cached" : "?"}`);
+  }
+  if (plan.excluded.length) {
+    lines.push("", "not in the matrix:");
+    for (const e of plan.excluded) lines.push(`  ${e.id}: ${e.reason}`);
+  }
+  return lines.join("\n");
+}
+
+export interface MatrixCommandOptions {
+  plan: MatrixPlan;
+  cells: PlannedCell[];
+  outDir: string;
+  force: boolean;
+  jobs?: number;
+}
+
+/** Cells of this matrix stored in outDir (from this run or earlier ones), in plan order. */
+export function storedCellsOf(plan: MatrixPlan, outDir: string): CellResult[] {
+  const dir = join(outDir, "cells");
+  if (!existsSync(dir)) return [];
+  const byId = new Map(collectCells(dir).map((c) => [c.id, c]));
+  return plan.cells.map((c) => byId.get(c.id)).filter((c): c is CellResult => Boolean(c));
+}
+
+export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summary: MatrixRunSummary; report: MatrixReport; files: Record<string, string> }> {
+  const boot = o.cells[0]?.config.boot;
+  const capacity = Math.max(1, cpus().length);
+  // A TCG boot uses a host thread per vCPU: boots share the cores, builds take them all.
+  const bootWeight = o.jobs ? Math.max(1, Math.floor(capacity / o.jobs)) : Math.min(capacity, boot?.cpus ?? 1);
+  const index = readStageIndex(o.outDir);
+  const deferred = new Map<string, { promise: Promise<CellResult>; resolve: (c: CellResult) => void }>();
+  const outputs = new Map<string, (line: string) => void>();
+  for (const c of o.cells) {
+    let resolve!: (c: CellResult) => void;
+    const promise = new Promise<CellResult>((r) => (resolve = r));
+    deferred.set(c.id, { promise, resolve });
+  }
+  const list = new Listr(
+    o.cells.map((c) => ({
+      title: c.id,
+      task: async (_: unknown, task: { output: string; title: string }) => {
+        outputs.set(c.id, throttledOutput((line) => (task.output = line)));
+        const cell = await deferred.get(c.id)!.promise;
+        const t = cell.summary;
+        task.title = `${c.id}: ${cell.status}${cell.status === "PASS" || cell.status === "FAIL" ? ` (${t.PASS} pass, ${t.FAIL} fail, ${t.SKIP} skip)` : cell.reason ? ` (${cell.reason.split("\n")[0].slice(0, 120)})` : ""}`;
+      },
+    })),
+    { concurrent: true, exitOnError: false, renderer: "default", fallbackRenderer: "simple", rendererOptions: { collapseSubtasks: false } },
+  );
+  const display = list.run({});
+  const progress = (id: string, line: string) => outputs.get(id)?.(line);
+  const stages = realStages(progress, { forceBoot: o.force });
+  const summary = await runMatrix(o.plan, o.cells, {
+    outDir: o.outDir,
+    stages: {
+      kernel: async (c) => {
+        const k = await stages.kernel(c);
+        index[c.groups.kernel] = k.handle.ref.dir;
+        await writeAtomic(join(o.outDir, STAGE_INDEX), `${JSON.stringify(index, null, 2)}\n`);
+        return k;
+      },
+      image: async (c, k) => {
+        const im = await stages.image(c, k);
+        index[c.groups.image] = im.handle.dir;
+        await writeAtomic(join(o.outDir, STAGE_INDEX), `${JSON.stringify(index, null, 2)}\n`);
+        return im;
+      },
+      boot: stages.boot,
+    },
+    capacity,
+    bootWeight,
+    force: o.force,
+    onProgress: progress,
+    onCellDone: (cell) => deferred.get(cell.id)?.resolve(cell),
+  });
+  await display;
+  const report = buildReport(o.plan.spec.name, storedCellsOf(o.plan, o.outDir), { excluded: o.plan.excluded });
+  const files = await writeReports(o.outDir, report);
+  return { summary, report, files };
+}
+
+/** 0: every cell ran (PASS or FAIL are results); 1: a build failed; 4: an infrastructure error. */
+export function matrixExitCode(cells: CellResult[], strict = false): number {
+  if (cells.some((c) => c.status === "ERROR")) return 4;
+  if (cells.some((c) => c.status === "BUILD-FAILED")) return 1;
+  if (strict && cells.some((c) => c.status === "FAIL")) return 1;
+  return 0;
+}
+
+/** The CI workflow, generated from the matrix: one job per CRIU version, then merge + compare. */
+export function renderGithubWorkflow(plan: MatrixPlan): string {
+  const versions = plan.spec.axes.criu.map((v) => v.id);
+  const matrixFile = relative(REPO_ROOT, plan.spec.file) || "matrix.yaml";
+  return `# Generated by \`cr-guest matrix --emit-github\` from ${matrixFile}: do not edit by hand
+# (a unit test fails when this file and the matrix disagree).
+name: cr-guest matrix
+on:
+  push:
+    branches: [main]
+  pull_request:
+  workflow_dispatch:
+  schedule:
+    - cron: "17 3 * * 1"
+jobs:
+  cells:
+    name: CRIU \${{ matrix.criu }}
+    runs-on: ubuntu-24.04
+    # Debian 12 like the development machines; debootstrap, unshare and guestfish need privileges.
+    container:
+      image: debian:12
+      options: --privileged
+    timeout-minutes: 150
+    strategy:
+      fail-fast: false
+      matrix:
+        criu: [${versions.map((v) => JSON.stringify(v)).join(", ")}]
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/setup-node@v4
+        with:
+          node-version: 20
+      - name: Host packages and npm packages
+        run: apt-get update && apt-get install -y make && make setup
+      - name: Caches (ccache, sources, chroots, built artifacts)
+        uses: actions/cache@v4
+        with:
+          path: |
+            ~/.cache/ccache
+            images/downloads
+            images/sources
+            images/debian-index
+            images/chroots
+            images/kernel
+            images/criu
+          key: cr-guest-\${{ matrix.criu }}-\${{ hashFiles('kernel-versions.yaml', 'kernel-fragments/**', 'criu-builds/**', 'pipeline.yaml', '${matrixFile}') }}
+          restore-keys: cr-guest-\${{ matrix.criu }}-
+      - name: Cells of CRIU \${{ matrix.criu }}
+        run: bin/cr-guest matrix --matrix ${matrixFile} --criu "\${{ matrix.criu }}" --out "cells/\${{ matrix.criu }}"
+      - uses: actions/upload-artifact@v4
+        if: always()
+        with:
+          name: cells-\${{ matrix.criu }}
+          path: cells/
+  report:
+    needs: cells
+    if: always()
+    runs-on: ubuntu-24.04
+    container:
+      image: debian:12
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/setup-node@v4
+        with:
+          node-version: 20
+      - run: npm install --no-audit --no-fund
+      - uses: actions/download-artifact@v4
+        with:
+          pattern: cells-*
+          path: cells
+          merge-multiple: true
+      - name: Merge the cells into one report
+        run: bin/cr-guest report merge cells --name ${plan.spec.name} --out report
+      - name: The last report of main
+        continue-on-error: true
+        env:
+          GH_TOKEN: \${{ github.token }}
+        run: |
+          apt-get update && apt-get install -y gh
+          run_id=$(gh run list -R "\${{ github.repository }}" -w "cr-guest matrix" -b main -s success -L 1 --json databaseId -q '.[0].databaseId')
+          gh run download "$run_id" -R "\${{ github.repository }}" -n matrix-report -D last
+      - name: Compare with the last report (fails on a regression)
+        run: |
+          if [ -f last/matrix.json ]; then
+            bin/cr-guest compare last/matrix.json report/matrix.json --markdown | tee -a "$GITHUB_STEP_SUMMARY"
+          else
+            echo "no earlier report to compare with" | tee -a "$GITHUB_STEP_SUMMARY"
+          fi
+      - name: Report in the job summary
+        if: always()
+        run: cat report/matrix.md >> "$GITHUB_STEP_SUMMARY"
+      - uses: actions/upload-artifact@v4
+        if: always()
+        with:
+          name: matrix-report
+          path: report/
+`;
+}

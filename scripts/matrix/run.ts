@@ -1,0 +1,228 @@
+/**
+ * Running a matrix: every runnable cell through kernel -> image -> boot, each shared stage
+ * built once (memoized by its group), builds one at a time (a build uses every core) and
+ * boots as many at once as the machine's cores allow. One cell failing never stops the
+ * others; a stored cell with the same inputs is kept (resume) unless forced.
+ */
+import { hostname } from "node:os";
+import { errorMessage } from "../lib/errors.js";
+import type { TestStatus } from "../boot/results.js";
+import { storedCell, writeCell, type CellResult, type CellStatus, type CellTest, type StageTiming } from "./cell.js";
+import { CELL_SCHEMA } from "./cell.js";
+import type { MatrixPlan, PlannedCell } from "./spec.js";
+
+/** A weighted semaphore: `run(w, fn)` waits until `w` units of the machine are free. */
+export class Capacity {
+  private used = 0;
+  private readonly waiting: { weight: number; go: () => void }[] = [];
+  constructor(readonly total: number) {}
+
+  async run<T>(weight: number, fn: () => Promise<T>): Promise<T> {
+    const w = Math.min(Math.max(1, weight), this.total);
+    if (this.used + w <= this.total && this.waiting.length === 0) this.used += w;
+    else await new Promise<void>((go) => this.waiting.push({ weight: w, go })); // wake() grants w
+    try {
+      return await fn();
+    } finally {
+      this.used -= w;
+      this.wake();
+    }
+  }
+
+  private wake(): void {
+    // First come, first served: a waiting build is not starved by a stream of boots.
+    while (this.waiting.length && this.used + this.waiting[0].weight <= this.total) {
+      const next = this.waiting.shift()!;
+      this.used += next.weight;
+      next.go();
+    }
+  }
+}
+
+export interface KernelOutcome<K> {
+  handle: K;
+  identity: NonNullable<CellResult["identities"]["kernel"]>;
+  cached: boolean;
+}
+
+export interface ImageOutcome<I> {
+  handle: I;
+  criu: NonNullable<CellResult["identities"]["criu"]>;
+  image: NonNullable<CellResult["identities"]["image"]>;
+  cached: boolean;
+  predicted: CellResult["predicted"];
+}
+
+export interface BootOutcome {
+  status: "COMPLETE" | "ERROR";
+  error: string | null;
+  run_key: string;
+  cached: boolean;
+  accel: string;
+  tests: CellTest[];
+  summary: Record<TestStatus, number>;
+  guest: Record<string, string>;
+  console_tail: string;
+  paths: CellResult["paths"];
+}
+
+/** The stages a cell goes through. The real ones are in stages.ts. */
+export interface CellStages<K, I> {
+  kernel(cell: PlannedCell): Promise<KernelOutcome<K>>;
+  image(cell: PlannedCell, kernel: K): Promise<ImageOutcome<I>>;
+  boot(cell: PlannedCell, kernel: K, image: I): Promise<BootOutcome>;
+}
+
+export interface MatrixRunOptions<K, I> {
+  outDir: string;
+  stages: CellStages<K, I>;
+  /** Units of the machine (its cores); a build takes all, a boot `bootWeight`. */
+  capacity: number;
+  bootWeight: number;
+  force?: boolean;
+  /** Progress per cell: the step it is in, and the last log line. */
+  onProgress?: (cellId: string, step: string) => void;
+  onCellDone?: (cell: CellResult, kept: boolean) => void;
+}
+
+export interface MatrixRunSummary {
+  cells: CellResult[];
+  kept: string[];
+  ran: string[];
+  /** How many times each kind of stage really ran (not shared): the no-redundant-work proof. */
+  stageRuns: { kernel: number; image: number; boot: number };
+  seconds: number;
+}
+
+/** Memoizes a shared stage by its group id; remembers who started it. */
+class SharedStages<T> {
+  private readonly started = new Map<string, { owner: string; promise: Promise<T> }>();
+  runs = 0;
+  get(group: string, owner: string, make: () => Promise<T>): { shared: boolean; promise: Promise<T> } {
+    const have = this.started.get(group);
+    if (have) return { shared: have.owner !== owner, promise: have.promise };
+    this.runs++;
+    const promise = make();
+    this.started.set(group, { owner, promise });
+    return { shared: false, promise };
+  }
+}
+
+function emptySummary(): Record<TestStatus, number> {
+  return { PASS: 0, FAIL: 0, SKIP: 0, ERROR: 0 };
+}
+
+export function baseCell(plan: MatrixPlan, c: PlannedCell, started: Date): CellResult {
+  return {
+    schema: CELL_SCHEMA,
+    matrix: plan.spec.name,
+    id: c.id,
+    axes: c.axes,
+    criu_version: c.criuVersion,
+    patches: c.patches,
+    sets: c.sets,
+    inputs_key: c.inputsKey,
+    status: "SKIPPED",
+    reason: null,
+    failed_stage: null,
+    predicted: [],
+    identities: {},
+    stages: {},
+    accel: null,
+    tests: [],
+    summary: emptySummary(),
+    guest: {},
+    console_tail: "",
+    paths: {},
+    host: hostname(),
+    started: started.toISOString(),
+    finished: started.toISOString(),
+    seconds: 0,
+  };
+}
+
+/** A stored cell is kept when it ran with the same inputs and was not an infrastructure error. */
+export function keepStored(stored: CellResult | undefined, c: PlannedCell, force: boolean): boolean {
+  if (!stored || force) return false;
+  if (stored.inputs_key !== c.inputsKey) return false;
+  if (stored.status === "ERROR") return false;
+  // A cell skipped for lack of a source runs once one is given (then its inputs differ anyway).
+  return stored.status !== "SKIPPED" || Boolean(c.skip);
+}
+
+export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o: MatrixRunOptions<K, I>): Promise<MatrixRunSummary> {
+  const t0 = Date.now();
+  const machine = new Capacity(o.capacity);
+  const kernels = new SharedStages<{ out: KernelOutcome<K>; seconds: number }>();
+  const images = new SharedStages<{ out: ImageOutcome<I>; seconds: number }>();
+  let boots = 0;
+  const kept: string[] = [];
+  const ran: string[] = [];
+  const progress = o.onProgress ?? (() => undefined);
+  const timed = async <T>(fn: () => Promise<T>): Promise<{ out: T; seconds: number }> => {
+    const s = Date.now();
+    const out = await fn();
+    return { out, seconds: (Date.now() - s) / 1000 };
+  };
+
+  const runCell = async (c: PlannedCell): Promise<CellResult> => {
+    const stored = storedCell(o.outDir, c.id);
+    if (keepStored(stored, c, Boolean(o.force))) {
+      kept.push(c.id);
+      o.onCellDone?.(stored!, true);
+      return stored!;
+    }
+    ran.push(c.id);
+    const started = new Date();
+    const cell = baseCell(plan, c, started);
+    const finish = async (status: CellStatus, reason: string | null = null): Promise<CellResult> => {
+      cell.status = status;
+      cell.reason = reason;
+      cell.finished = new Date().toISOString();
+      cell.seconds = (Date.now() - started.getTime()) / 1000;
+      await writeCell(o.outDir, cell);
+      o.onCellDone?.(cell, false);
+      return cell;
+    };
+    if (c.skip) return finish("SKIPPED", c.skip);
+
+    let stage: "kernel" | "image" | "boot" = "kernel";
+    try {
+      progress(c.id, "kernel");
+      const k = kernels.get(c.groups.kernel, c.id, () => machine.run(o.capacity, () => timed(() => o.stages.kernel(c))));
+      const kernel = await k.promise;
+      cell.identities.kernel = kernel.out.identity;
+      cell.stages.kernel = { seconds: kernel.seconds, cached: kernel.out.cached, shared: k.shared } satisfies StageTiming;
+
+      stage = "image";
+      progress(c.id, "CRIU and image");
+      const im = images.get(c.groups.image, c.id, () => machine.run(o.capacity, () => timed(() => o.stages.image(c, kernel.out.handle))));
+      const image = await im.promise;
+      cell.identities.criu = image.out.criu;
+      cell.identities.image = image.out.image;
+      cell.predicted = image.out.predicted;
+      cell.stages.image = { seconds: image.seconds, cached: image.out.cached, shared: im.shared };
+
+      stage = "boot";
+      progress(c.id, "waiting for a boot slot");
+      const boot = await machine.run(o.bootWeight, () => {
+        boots++;
+        progress(c.id, "boot and test");
+        return timed(() => o.stages.boot(c, kernel.out.handle, image.out.handle));
+      });
+      const b = boot.out;
+      cell.identities.run = { key: b.run_key };
+      cell.stages.boot = { seconds: boot.seconds, cached: b.cached, shared: false };
+      Object.assign(cell, { accel: b.accel, tests: b.tests, summary: b.summary, guest: b.guest, console_tail: b.console_tail, paths: b.paths });
+      if (b.status === "ERROR") return finish("ERROR", b.error);
+      return finish(b.summary.FAIL > 0 || b.summary.ERROR > 0 ? "FAIL" : "PASS");
+    } catch (err) {
+      cell.failed_stage = stage;
+      // A boot stage that throws (QEMU missing, disk full) is infrastructure, not a build.
+      return finish(stage === "boot" ? "ERROR" : "BUILD-FAILED", `${stage}: ${errorMessage(err)}`);
+    }
+  };
+
+  const results = await Promise.all(cells.map(runCell));
+  return { cells: results, kept, ran, stageRuns: { kernel: kernels.runs, image: images.runs, boot: boots }, seconds: (Date.now() - t0) / 1000 };
+}

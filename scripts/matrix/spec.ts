@@ -1,0 +1,289 @@
+/**
+ * The version matrix as data (matrix.yaml) and its pure expansion into cells: the product of
+ * the axes, minus exclusions and patches that do not apply, plus inclusions, with overrides.
+ * Each cell carries its full pipeline config and the identities of the stages it shares with
+ * other cells (one kernel build per kernel variant, one CRIU build per version+patches, one
+ * image per CRIU build+suite), so running a matrix never builds anything twice.
+ */
+import semver from "semver";
+import { CONFIG_SCHEMA, loadConfig, validate, type LoadOptions, type PipelineConfig, type Schema } from "../lib/config.js";
+import { UserError, errorMessage } from "../lib/errors.js";
+import { cacheKey } from "../lib/hash.js";
+import { didYouMean } from "../lib/suggest.js";
+import { loadYamlFile, type LocatedYaml } from "../lib/yaml-file.js";
+import { loadCriuCatalog, resolveCriuVersion, semverOf, type CriuCatalog } from "../criu/catalog.js";
+import { loadPatchCatalog, selectPatches } from "../criu/patches.js";
+import { planCriu } from "../criu/stage.js";
+
+export const AXES = ["criu", "kernel", "patches", "suite"] as const;
+export type AxisName = (typeof AXES)[number];
+export type AxisValues = Record<AxisName, string>;
+
+export interface AxisValue {
+  id: string;
+  /** Pipeline config keys (dotted) and their values, applied on top of pipeline.yaml. */
+  set: Record<string, unknown>;
+}
+
+/** Matches cells: each key an axis; a value an id, or for criu also a semver range. */
+export type CellRule = Partial<AxisValues>;
+
+export interface MatrixSpec {
+  file: string;
+  name: string;
+  axes: Record<AxisName, AxisValue[]>;
+  exclude: CellRule[];
+  include: AxisValues[];
+  overrides: { match: CellRule; set: Record<string, unknown> }[];
+}
+
+const ID = /^[A-Za-z0-9][A-Za-z0-9.-]*$/;
+const idSchema: Schema = { type: "string" };
+const ruleSchema: Schema = { type: "object", keys: Object.fromEntries(AXES.map((a) => [a, idSchema])) };
+const axisValueSchema: Schema = { type: "object", keys: { id: idSchema, set: { type: "map", of: { type: "string" } } }, required: ["id"] };
+
+/** The schema of a config key path ("criu.patches"), or undefined when there is no such key. */
+function configSchemaAt(path: string[]): Schema | undefined {
+  let s: Schema | undefined = CONFIG_SCHEMA;
+  for (const key of path) {
+    if (s?.type === "object") s = s.keys[key];
+    else if (s?.type === "map") s = s.of;
+    else return undefined;
+  }
+  return s;
+}
+
+function configKeysAt(path: string[]): string[] {
+  const s = configSchemaAt(path);
+  return s?.type === "object" ? Object.keys(s.keys) : [];
+}
+
+/** `set:` maps name pipeline config keys: check each against the config schema, at its line. */
+function validateSets(src: LocatedYaml, at: (string | number)[], sets: Record<string, unknown> | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [dotted, value] of Object.entries(sets ?? {})) {
+    const path = dotted.split(".");
+    const schema = configSchemaAt(path);
+    if (!schema || schema.type === "object") {
+      const line = src.lineOf([...at, "set", dotted]);
+      const parent = path.slice(0, -1);
+      throw new UserError(
+        `invalid matrix at ${src.file}${line ? `:${line}` : ""}: '${dotted}' is not a pipeline config key${didYouMean(path.at(-1)!, configKeysAt(parent))}`,
+        `set takes keys of pipeline.yaml in dotted form, e.g. criu.version or kernel.fragment_set`,
+      );
+    }
+    out[dotted] = validate(value, schema, [...at, "set", dotted], src, process.cwd(), "matrix");
+  }
+  return out;
+}
+
+export function loadMatrixSpec(file: string): MatrixSpec {
+  const src = loadYamlFile(file);
+  const raw = (src.value ?? {}) as Record<string, unknown>;
+  const topSchema: Schema = {
+    type: "object",
+    required: ["axes"],
+    keys: {
+      name: idSchema,
+      axes: { type: "object", required: [...AXES], keys: Object.fromEntries(AXES.map((a) => [a, { type: "list", of: axisValueSchema }])) },
+      exclude: { type: "list", of: ruleSchema },
+      include: { type: "list", of: { ...ruleSchema, required: [...AXES] } as Schema },
+      overrides: { type: "list", of: { type: "object", required: ["match", "set"], keys: { match: ruleSchema, set: { type: "map", of: { type: "string" } } } } },
+    },
+  };
+  // Structure first (unknown keys, types of ids), with `set` values checked separately below.
+  const stripSets = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(stripSets) : v && typeof v === "object" ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, k === "set" && x && typeof x === "object" ? Object.fromEntries(Object.keys(x).map((n) => [n, ""])) : stripSets(x)])) : v;
+  validate(stripSets(raw), topSchema, [], src, process.cwd(), "matrix");
+  const where = (path: (string | number)[]) => `${src.file}${src.lineOf(path) ? `:${src.lineOf(path)}` : ""}`;
+
+  const axesRaw = raw.axes as Record<AxisName, { id: unknown; set?: Record<string, unknown> }[]>;
+  const axes = {} as Record<AxisName, AxisValue[]>;
+  for (const axis of AXES) {
+    const values = axesRaw[axis];
+    if (values.length === 0) throw new UserError(`invalid matrix at ${where(["axes", axis])}: axis '${axis}' has no values`, "give it at least one value");
+    const seen = new Set<string>();
+    axes[axis] = values.map((v, i) => {
+      const id = String(v.id);
+      if (!ID.test(id)) throw new UserError(`invalid matrix at ${where(["axes", axis, i, "id"])}: id '${id}' must be letters, digits, '.' and '-'`, "rename it");
+      if (seen.has(id)) throw new UserError(`invalid matrix at ${where(["axes", axis, i, "id"])}: id '${id}' appears twice in axis '${axis}'`, "give each value its own id");
+      seen.add(id);
+      return { id, set: validateSets(src, ["axes", axis, i], v.set) };
+    });
+  }
+  const checkRule = (rule: Record<string, unknown>, at: (string | number)[]): CellRule => {
+    const out: CellRule = {};
+    for (const [axis, value] of Object.entries(rule)) {
+      const v = String(value);
+      const ids = axes[axis as AxisName].map((x) => x.id);
+      const isRange = axis === "criu" && !ids.includes(v) && semver.validRange(v) !== null;
+      if (!ids.includes(v) && !isRange)
+        throw new UserError(`invalid matrix at ${where([...at, axis])}: ${axis} '${v}' is not a value of that axis${didYouMean(v, ids)}`, `${axis} values: ${ids.join(", ")}${axis === "criu" ? " (or a semver range, e.g. <3.19)" : ""}`);
+      out[axis as AxisName] = v;
+    }
+    return out;
+  };
+  const exclude = ((raw.exclude as Record<string, unknown>[] | undefined) ?? []).map((r, i) => checkRule(r, ["exclude", i]));
+  const include = ((raw.include as Record<string, unknown>[] | undefined) ?? []).map((r, i) => checkRule(r, ["include", i]) as AxisValues);
+  for (const [i, inc] of include.entries())
+    for (const axis of AXES)
+      if (!axes[axis].some((x) => x.id === inc[axis])) throw new UserError(`invalid matrix at ${where(["include", i, axis])}: include needs an id of axis '${axis}', not a range`, `${axis} values: ${axes[axis].map((x) => x.id).join(", ")}`);
+  const overrides = ((raw.overrides as { match: Record<string, unknown>; set: Record<string, unknown> }[] | undefined) ?? []).map((o, i) => ({
+    match: checkRule(o.match, ["overrides", i, "match"]),
+    set: validateSets(src, ["overrides", i], o.set),
+  }));
+  return { file, name: raw.name ? String(raw.name) : "default", axes, exclude, include, overrides };
+}
+
+export function cellId(a: AxisValues): string {
+  return AXES.map((axis) => a[axis]).join("_");
+}
+
+/** Whether a rule matches a cell; the criu key also takes a semver range on the resolved version. */
+export function ruleMatches(rule: CellRule, cell: AxisValues, criuVersion: string): boolean {
+  return AXES.every((axis) => {
+    const want = rule[axis];
+    if (want === undefined || want === cell[axis]) return true;
+    return axis === "criu" && semver.validRange(want) !== null && semver.satisfies(semverOf(criuVersion), want);
+  });
+}
+
+export function setsToArgs(set: Record<string, unknown>): string[] {
+  return Object.entries(set).map(([k, v]) => `${k}=${JSON.stringify(v)}`);
+}
+
+export interface PlannedCell {
+  id: string;
+  axes: AxisValues;
+  /** The resolved CRIU version (4.1 -> 4.1.1) and its patches. */
+  criuVersion: string;
+  patches: string[];
+  /** --set arguments of this cell, on top of the user's config. */
+  sets: string[];
+  config: PipelineConfig;
+  /** Shared stages: cells with the same id share the artifact (built once per matrix run). */
+  groups: { kernel: string; criu: string; image: string };
+  /** Hash of everything the cell's result depends on: a stored result with the same is kept. */
+  inputsKey: string;
+  /** Why the cell cannot run here (e.g. no source for this CRIU version); listed, not run. */
+  skip?: string;
+}
+
+export interface MatrixPlan {
+  spec: MatrixSpec;
+  cells: PlannedCell[];
+  /** Cells of the product that are not in the matrix, and why. */
+  excluded: { id: string; reason: string }[];
+}
+
+export interface PlanOptions extends LoadOptions {
+  catalog?: CriuCatalog;
+}
+
+/** Bump when what a cell records changes in a way that makes old stored cells stale. */
+export const CELL_RECIPE_VERSION = 1;
+
+export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan {
+  const catalog = opts.catalog ?? loadCriuCatalog();
+  const patchCatalog = loadPatchCatalog();
+  const combos: AxisValues[] = [];
+  const walk = (i: number, acc: Partial<AxisValues>) => {
+    if (i === AXES.length) return void combos.push(acc as AxisValues);
+    for (const v of spec.axes[AXES[i]]) walk(i + 1, { ...acc, [AXES[i]]: v.id });
+  };
+  walk(0, {});
+  const ids = new Set(combos.map(cellId));
+  for (const inc of spec.include) if (!ids.has(cellId(inc))) combos.push(inc);
+
+  const value = (axis: AxisName, id: string) => spec.axes[axis].find((v) => v.id === id)!;
+  const cells: PlannedCell[] = [];
+  const excluded: MatrixPlan["excluded"] = [];
+  for (const axes of combos) {
+    const id = cellId(axes);
+    const explicit = spec.include.some((inc) => cellId(inc) === id);
+    const sets = [...AXES.flatMap((a) => setsToArgs(value(a, axes[a]).set))];
+    let config: PipelineConfig;
+    try {
+      config = loadConfig({ configFile: opts.configFile, set: [...(opts.set ?? []), ...sets] });
+    } catch (err) {
+      throw new UserError(`matrix cell ${id}: ${errorMessage(err)}`, `fix the axis values of this cell in ${spec.file}`);
+    }
+    const entry = resolveCriuVersion(config.criu.version, catalog);
+    const rule = spec.exclude.find((r) => ruleMatches(r, axes, entry.version));
+    if (rule && !explicit) {
+      excluded.push({ id, reason: `excluded by rule ${JSON.stringify(rule)}` });
+      continue;
+    }
+    try {
+      selectPatches(config.criu.patches, entry.version, patchCatalog);
+    } catch (err) {
+      excluded.push({ id, reason: errorMessage(err) });
+      continue;
+    }
+    const overrideSets = spec.overrides.filter((o) => ruleMatches(o.match, axes, entry.version)).flatMap((o) => setsToArgs(o.set));
+    if (overrideSets.length) config = loadConfig({ configFile: opts.configFile, set: [...(opts.set ?? []), ...sets, ...overrideSets] });
+    const criuPlan = planCriu(config, { cacheRoot: config.cache_dir, mirror: config.debian.mirror, localSource: config.criu.local_source, log: () => undefined }, catalog);
+    const usable = criuPlan.candidates.filter((c) => c.key);
+    const reasons = [...new Set(criuPlan.candidates.map((c) => (/^no (local-source|debian-source|debian-binary) source/.test(c.skip ?? "") ? "no Debian package" : `${c.provider}: ${c.skip}`)))];
+    const skip = usable.length ? undefined : `no source for CRIU ${entry.version} here (${reasons.join("; ")}); give a source tree with --set criu.local_source=DIR`;
+    const { sources: _sources, ...settings } = config;
+    const kernelGroup = cacheKey({ kernel: config.kernel, fragments: config.fragment_sets[config.kernel.fragment_set], debian: config.debian, cache: config.cache_dir });
+    const criuGroup = cacheKey({ keys: usable.map((c) => c.key), cache: config.cache_dir });
+    const imageGroup = cacheKey({ criu: criuGroup, suite: criuPlan.guestSuite, image: config.image, agent: config.agent });
+    cells.push({
+      id,
+      axes,
+      criuVersion: entry.version,
+      patches: config.criu.patches,
+      sets: [...sets, ...overrideSets],
+      config,
+      groups: { kernel: kernelGroup, criu: criuGroup, image: imageGroup },
+      inputsKey: cacheKey({ settings, recipe: CELL_RECIPE_VERSION }),
+      ...(skip ? { skip } : {}),
+    });
+  }
+  return { spec, cells, excluded };
+}
+
+export interface CellFilter {
+  criu?: string[];
+  kernel?: string[];
+  patches?: string[];
+  suite?: string[];
+  cell?: string[];
+}
+
+/**
+ * Picks cells for `--criu 4.1 --kernel 6.12` and the like: a value matches an axis id, or for
+ * criu the resolved version (4.1 -> 4.1.1). Nothing matching is an error listing the cells.
+ */
+export function filterCells(plan: MatrixPlan, f: CellFilter, catalog: CriuCatalog = loadCriuCatalog()): PlannedCell[] {
+  const criuVersions = (f.criu ?? []).map((v) => {
+    try {
+      return resolveCriuVersion(v, catalog).version;
+    } catch {
+      return v;
+    }
+  });
+  const picked = plan.cells.filter(
+    (c) =>
+      (!f.criu?.length || f.criu.includes(c.axes.criu) || criuVersions.includes(c.criuVersion)) &&
+      (!f.kernel?.length || f.kernel.includes(c.axes.kernel)) &&
+      (!f.patches?.length || f.patches.includes(c.axes.patches)) &&
+      (!f.suite?.length || f.suite.includes(c.axes.suite)) &&
+      (!f.cell?.length || f.cell.includes(c.id)),
+  );
+  if (picked.length === 0)
+    throw new UserError(
+      `no cell of matrix '${plan.spec.name}' matches ${JSON.stringify(f)}`,
+      `cells: ${plan.cells.map((c) => c.id).join(", ")}; axis values: ${AXES.map((a) => `${a} ${plan.spec.axes[a].map((v) => v.id).join("|")}`).join("; ")}`,
+    );
+  return picked;
+}
+
+/** Distinct stage groups of some cells: what a run of them builds at most. */
+export function sharedStages(cells: PlannedCell[]): { kernels: number; criuBuilds: number; images: number; boots: number } {
+  const runnable = cells.filter((c) => !c.skip);
+  const count = (k: keyof PlannedCell["groups"]) => new Set(runnable.map((c) => c.groups[k])).size;
+  return { kernels: count("kernel"), criuBuilds: count("criu"), images: count("image"), boots: runnable.length };
+}

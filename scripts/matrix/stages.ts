@@ -1,0 +1,65 @@
+/**
+ * The real stages of a matrix cell: the same kernel, CRIU, image and boot stages the single
+ * commands run (scripts/pipeline.ts), with their progress routed to the cell's line.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import { chooseAccel } from "../boot/accel.js";
+import { runBootTests } from "../boot/stage.js";
+import { withProgressSink } from "../lib/progress.js";
+import { prepareImage, prepareKernel, type PreparedImage, type PreparedKernel } from "../pipeline.js";
+import { cellTests, tailLines } from "./cell.js";
+import type { BootOutcome, CellStages, ImageOutcome, KernelOutcome } from "./run.js";
+import type { PlannedCell } from "./spec.js";
+
+export type ProgressFn = (cellId: string, line: string) => void;
+
+/** Runs fn with every nested stage's step title and log line reported as the cell's progress. */
+function inCell<T>(c: PlannedCell, what: string, progress: ProgressFn, fn: () => Promise<T>): Promise<T> {
+  let step = what;
+  return withProgressSink({ title: (t) => progress(c.id, (step = `${what}: ${t}`)), line: (l) => progress(c.id, `${step} | ${l}`) }, fn);
+}
+
+/** forceBoot: boot again even when a complete run of the same inputs is cached (bench, --force). */
+export function realStages(progress: ProgressFn = () => undefined, o: { forceBoot?: boolean } = {}): CellStages<PreparedKernel, PreparedImage> {
+  return {
+    async kernel(c): Promise<KernelOutcome<PreparedKernel>> {
+      const k = await inCell(c, `kernel ${c.axes.kernel}`, progress, () => prepareKernel(c.config));
+      const r = k.ref;
+      return { handle: k, cached: k.stage.cached, identity: { key: r.key, version: r.version, release: r.release ?? null, config_sha256: r.config_sha256 } };
+    },
+    async image(c, kernel): Promise<ImageOutcome<PreparedImage>> {
+      // force: a predicted failure is what the matrix is there to observe, not to refuse.
+      const im = await inCell(c, `CRIU ${c.criuVersion} + image`, progress, () => prepareImage(c.config, { force: true, kernel }));
+      const m = im.criu.metadata;
+      return {
+        handle: im,
+        cached: im.cached && im.criu.cached,
+        criu: { key: basename(im.criu.dir), version: m.version, provider: m.provider, link: m.link, sha256: m.criu.sha256, patches: m.patches.map((p) => p.name) },
+        image: { key: basename(im.dir), base: im.manifest.base },
+        predicted: im.findings.map((f) => ({ severity: f.severity, id: f.id, what: f.what })),
+      };
+    },
+    async boot(c, kernel, image): Promise<BootOutcome> {
+      return inCell(c, "boot", progress, async () => {
+        const accel = await chooseAccel(c.config, join(kernel.ref.dir, "vmlinuz"));
+        const run = await runBootTests(c.config, { kernel: kernel.ref, image, criu: image.criu, accel: accel.accel, force: o.forceBoot, log: (l) => progress(c.id, `boot | ${l}`) });
+        const r = run.results;
+        const consoleFile = join(run.dir, r.attempts.at(-1)?.console_log ?? "");
+        const broken = r.status === "ERROR" || r.summary.FAIL > 0;
+        return {
+          status: r.status,
+          error: r.error,
+          run_key: r.run_key,
+          cached: run.cached,
+          accel: r.accel,
+          tests: cellTests(r.tests),
+          summary: r.summary,
+          guest: r.guest,
+          console_tail: broken && existsSync(consoleFile) ? tailLines(readFileSync(consoleFile, "utf8"), 60) : "",
+          paths: { run_dir: run.dir, results: join(run.dir, "results.json"), console: consoleFile },
+        };
+      });
+    },
+  };
+}

@@ -1,0 +1,98 @@
+/**
+ * The matrix as data: validation errors that name file and line, expansion into cells,
+ * exclusions, inclusions, overrides, patches that do not apply, sharing of stages, filters.
+ */
+import { describe, expect, it } from "vitest";
+import { join } from "node:path";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { REPO_ROOT } from "../../scripts/lib/paths.js";
+import { UserError } from "../../scripts/lib/errors.js";
+import { filterCells, loadMatrixSpec, planMatrix, ruleMatches, sharedStages } from "../../scripts/matrix/spec.js";
+
+const fixture = (name: string) => join(REPO_ROOT, "test/fixtures/matrix", name);
+const errorOf = (fn: () => unknown): UserError => {
+  try {
+    fn();
+  } catch (err) {
+    return err as UserError;
+  }
+  throw new Error("expected an error");
+};
+
+describe("matrix spec", () => {
+  it("expands the product, drops excluded cells and patches out of range, adds included cells, applies overrides", () => {
+    const plan = planMatrix(loadMatrixSpec(fixture("small.yaml")));
+    expect(plan.cells.map((c) => c.id).sort()).toEqual(
+      ["3.17.1_6.12_none_native", "3.17.1_nomb_none_native", "4.1_6.12_mb_native", "4.1_6.12_none_native", "4.1_nomb_mb_native", "4.1_nomb_none_native"].sort(),
+    );
+    const excluded = Object.fromEntries(plan.excluded.map((e) => [e.id, e.reason]));
+    expect(excluded["3.17.1_6.12_mb_native"]).toMatch(/applies to CRIU >=3.19.0, not to 3.17.1/);
+    expect(excluded["3.17.1_nomb_mb_native"]).toMatch(/excluded by rule/);
+    // "4.1" resolves to the newest 4.1.x of the catalog.
+    expect(plan.cells.find((c) => c.id === "4.1_6.12_none_native")!.criuVersion).toBe("4.1.1");
+    // The included cell was excluded by the range rule but is in, with the override applied.
+    const inc = plan.cells.find((c) => c.id === "3.17.1_nomb_none_native")!;
+    expect(inc.config.boot.deadline_minutes).toBe(7);
+    expect(inc.config.kernel.fragment_set).toBe("no-membarrier");
+    expect(plan.cells.find((c) => c.id === "3.17.1_6.12_none_native")!.config.boot.deadline_minutes).not.toBe(7);
+  });
+
+  it("shares stages: one kernel per variant, one CRIU build per version+patches, one image per build", () => {
+    const plan = planMatrix(loadMatrixSpec(fixture("small.yaml")));
+    expect(sharedStages(plan.cells)).toEqual({ kernels: 2, criuBuilds: 3, images: 3, boots: 6 });
+    const [a, b] = ["4.1_6.12_mb_native", "4.1_nomb_mb_native"].map((id) => plan.cells.find((c) => c.id === id)!);
+    expect(a.groups.criu).toBe(b.groups.criu);
+    expect(a.groups.kernel).not.toBe(b.groups.kernel);
+    expect(a.inputsKey).not.toBe(b.inputsKey);
+  });
+
+  it("the default matrix: CRIU 3.17.1, 4.1.1, 4.2.1 on 6.12 with and without MEMBARRIER, the patch where it applies, 3.19 skipped without a source", () => {
+    const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")));
+    const runnable = plan.cells.filter((c) => !c.skip);
+    expect(new Set(runnable.map((c) => c.criuVersion))).toEqual(new Set(["3.17.1", "4.1.1", "4.2.1"]));
+    expect(new Set(runnable.map((c) => c.axes.kernel))).toEqual(new Set(["6.12", "6.12-no-membarrier"]));
+    expect(runnable.filter((c) => c.patches.includes("membarrier-probe-nonfatal")).every((c) => c.criuVersion !== "3.17.1")).toBe(true);
+    const skipped = plan.cells.filter((c) => c.skip);
+    expect(skipped.map((c) => c.criuVersion)).toEqual(["3.19", "3.19", "3.19", "3.19"]);
+    expect(skipped[0].skip).toMatch(/criu\.local_source/);
+    expect(sharedStages(plan.cells).kernels).toBe(2);
+    // With a source for 3.19 its cells become runnable.
+    const tree = mkdtempSync(join(tmpdir(), "crg-criu-319-"));
+    writeFileSync(join(tree, "Makefile.versions"), "CRIU_VERSION_MAJOR := 3\nCRIU_VERSION_MINOR := 19\n");
+    const withSource = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")), { set: [`criu.local_source=${tree}`] });
+    expect(withSource.cells.filter((c) => c.criuVersion === "3.19" && !c.skip)).toHaveLength(4);
+    // ... and only those: the tree is no source for the other versions.
+    const other = withSource.cells.find((c) => c.id === "4.1.1_6.12_unpatched_native")!;
+    expect(other.groups.criu).toBe(plan.cells.find((c) => c.id === other.id)!.groups.criu);
+  });
+
+  it("filters cells as a user reproduces one CI cell: --criu 4.1 --kernel 6.12", () => {
+    const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")));
+    const cells = filterCells(plan, { criu: ["4.1"], kernel: ["6.12"], patches: ["unpatched"] });
+    expect(cells.map((c) => c.id)).toEqual(["4.1.1_6.12_unpatched_native"]);
+    const e = errorOf(() => filterCells(plan, { kernel: ["6.13"] }));
+    expect(e.message).toMatch(/no cell of matrix 'default' matches/);
+    expect(e.hint).toMatch(/kernel 6\.12\|6\.12-no-membarrier/);
+  });
+
+  it("rules match ids, and semver ranges on the resolved CRIU version", () => {
+    const cell = { criu: "4.1", kernel: "6.12", patches: "none", suite: "native" };
+    expect(ruleMatches({ criu: ">=3.19" }, cell, "4.1.1")).toBe(true);
+    expect(ruleMatches({ criu: "<4" }, cell, "4.1.1")).toBe(false);
+    expect(ruleMatches({ criu: "4.1", kernel: "nomb" }, cell, "4.1.1")).toBe(false);
+    expect(ruleMatches({}, cell, "4.1.1")).toBe(true);
+  });
+
+  it("bad input names the file and line and the fix", () => {
+    const key = errorOf(() => loadMatrixSpec(fixture("bad-key.yaml")));
+    expect(key.message).toMatch(/bad-key\.yaml:5: 'criu\.verison' is not a pipeline config key \(did you mean 'version'\?\)/);
+    const rule = errorOf(() => loadMatrixSpec(fixture("bad-rule.yaml")));
+    expect(rule.message).toMatch(/bad-rule\.yaml:8: kernel '6\.13' is not a value of that axis/);
+    expect(rule.hint).toContain("kernel values: 6.12");
+    const yaml = errorOf(() => loadMatrixSpec(fixture("malformed.yaml")));
+    expect(yaml.message).toMatch(/malformed YAML at .*malformed\.yaml:\d+/);
+    const top = errorOf(() => loadMatrixSpec(fixture("unknown-top.yaml")));
+    expect(top.message).toMatch(/unknown-top\.yaml:2: unknown key 'axis' \(did you mean 'axes'\?\)/);
+  });
+});

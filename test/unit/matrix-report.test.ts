@@ -1,0 +1,201 @@
+/**
+ * Reports from fixed cell results: the Markdown table and findings, the HTML page, JUnit,
+ * what each result depends on, merging cells from several machines, comparing two reports
+ * (and the CLI's exit codes for it), and the CI workflow kept in sync with matrix.yaml.
+ */
+import { describe, expect, it } from "vitest";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { REPO_ROOT } from "../../scripts/lib/paths.js";
+import { CELL_SCHEMA, type CellResult, type CellTest } from "../../scripts/matrix/cell.js";
+import { buildReport, compareReports, deriveFindings, loadFindingRules, mergeCells, renderComparison, renderHtml, renderJunit, renderMarkdown, statusDependencies } from "../../scripts/matrix/report.js";
+import { GITHUB_WORKFLOW, renderGithubWorkflow } from "../../scripts/matrix/command.js";
+import { loadMatrixSpec, planMatrix } from "../../scripts/matrix/spec.js";
+import { crGuest } from "../helpers/cli.js";
+
+const t = (name: string, status: CellTest["status"], message = "", error_lines: string[] = []): CellTest => ({ name, status, seconds: 1.5, exit_code: status === "PASS" ? 0 : 1, message, error_lines });
+
+function cell(criu: string, kernel: string, patches: string, tests: CellTest[], over: Partial<CellResult> = {}): CellResult {
+  const fail = tests.some((x) => x.status === "FAIL");
+  return {
+    schema: CELL_SCHEMA,
+    matrix: "fixture",
+    id: `${criu}_${kernel}_${patches}_native`,
+    axes: { criu, kernel, patches, suite: "native" },
+    criu_version: criu,
+    patches: patches === "mb" ? ["membarrier-probe-nonfatal"] : [],
+    sets: [`criu.version="${criu}"`],
+    inputs_key: "k",
+    status: fail ? "FAIL" : "PASS",
+    reason: null,
+    failed_stage: null,
+    predicted: [],
+    identities: { kernel: { key: "kk", version: "6.12.107", release: null, config_sha256: "c" }, criu: { key: "ck", version: criu, provider: criu === "3.17.1" ? "debian-binary" : "debian-source", link: "static", sha256: "s", patches: [] } },
+    stages: {},
+    accel: "tcg",
+    tests,
+    summary: { PASS: tests.filter((x) => x.status === "PASS").length, FAIL: tests.filter((x) => x.status === "FAIL").length, SKIP: tests.filter((x) => x.status === "SKIP").length, ERROR: 0 },
+    guest: {},
+    console_tail: "",
+    paths: { results: `/runs/${criu}/results.json` },
+    host: "ci-1",
+    started: "2026-11-23T10:00:00.000Z",
+    finished: "2026-11-23T10:01:00.000Z",
+    seconds: 60,
+    ...over,
+  };
+}
+
+const KERNDAT = "Error (criu/kerndat.c:1972): kerndat_has_membarrier_get_registrations failed when initializing kerndat.";
+const good = (criu: string, kernel = "6.12", patches = "none", membarrier: CellTest["status"] = "PASS") =>
+  cell(criu, kernel, patches, [
+    t("criu-check", "PASS", "Looks good."),
+    t("ptrace-strace", "PASS"),
+    t("ptrace-attach", "PASS"),
+    t("simple-process/dump-restore", "PASS"),
+    t("pidns-init/no-setsid", "PASS", "reproduced: A session leader of 12(1) is outside of its pid namespace"),
+    t("pidns-init/setsid", "PASS"),
+    t("membarrier/registration", membarrier, membarrier === "FAIL" ? "after restore: EPERM" : "still registered"),
+  ]);
+const noMembarrier = cell("4.1.1", "nomb", "none", [
+  t("criu-check", "FAIL", "criu check: exit 1", [KERNDAT, "Error (criu/crtools.c:261): Could not initialize kernel features detection."]),
+  t("ptrace-strace", "PASS"),
+  t("ptrace-attach", "PASS"),
+  t("simple-process/dump-restore", "SKIP", "criu check failed"),
+  t("membarrier/registration", "SKIP", "criu check failed"),
+]);
+const CELLS = [good("3.17.1", "6.12", "none", "FAIL"), good("4.1.1"), noMembarrier, good("4.1.1", "nomb", "mb")];
+
+describe("matrix report", () => {
+  it("Markdown: the version table with a column per scenario, key messages, findings in plain words", () => {
+    const md = renderMarkdown(buildReport("fixture", CELLS));
+    expect(md).toContain("| cell | CRIU | patches | kernel | suite | build | criu check | ptrace | dump/restore | pidns-init | membarrier | key message |");
+    expect(md).toMatch(/\| 4\.1\.1_nomb_none_native \| 4\.1\.1 \| none \| nomb \(6\.12\.107\) \| native \| debian-source, static \| FAIL \| PASS \| SKIP \| - \| SKIP \| criu-check: Error \(criu\/kerndat\.c:1972\): kerndat_has_membarrier_get_registrations failed/);
+    expect(md).toMatch(/\| 3\.17\.1_6\.12_none_native \| 3\.17\.1 \| none \| .* \| debian-binary \| PASS \| PASS \| PASS \| PASS \| FAIL \| membarrier\/registration: after restore: EPERM \|/);
+    expect(md).toContain("**CRIU >= 3.19 needs CONFIG_MEMBARRIER in the guest kernel or the membarrier-probe-nonfatal patch");
+    expect(md).toMatch(/Seen in: 4\.1\.1_nomb_none_native \(criu-check: `Error \(criu\/kerndat\.c:1972\)/);
+    expect(md).toMatch(/Passes in: .*4\.1\.1_nomb_mb_native/);
+    expect(md).toContain("loses that registration across a restore");
+    expect(md).toContain("4 cells: 2 PASS, 2 FAIL, 0 ERROR (infrastructure), 0 BUILD-FAILED, 0 SKIPPED");
+    expect(md).toContain("### 4.1.1_nomb_none_native: FAIL");
+  });
+
+  it("the first finding that explains a failure claims it: the catch-all criu-check rule stays silent", () => {
+    const f = deriveFindings(CELLS, loadFindingRules());
+    expect(f.map((x) => x.id)).toEqual(["membarrier-probe-fatal", "membarrier-registration-lost"]);
+    const other = cell("4.2.1", "6.12", "none", [t("criu-check", "FAIL", "x", ["Error (criu/net.c:3300): nft: failed"])]);
+    expect(deriveFindings([other], loadFindingRules()).map((x) => x.id)).toEqual(["criu-check-other"]);
+  });
+
+  it("says what each result depends on, when one axis decides it", () => {
+    const deps = statusDependencies([good("3.17.1", "6.12", "none", "FAIL"), good("4.1.1"), good("4.2.1")]);
+    expect(deps).toEqual(["membarrier/registration: FAIL with criu 3.17.1; PASS with criu 4.1.1, 4.2.1"]);
+    // No single axis decides criu-check here (4.1.1 fails only without MEMBARRIER and without the patch).
+    expect(statusDependencies(CELLS)).toContain("criu-check: not PASS in 4.1.1_nomb_none_native (FAIL); PASS elsewhere");
+  });
+
+  it("HTML: one self-contained page, coloured statuses, each cell's evidence one click away", () => {
+    const html = renderHtml(buildReport("fixture", [...CELLS, cell("4.2.1", "6.12", "none", [], { status: "ERROR", reason: "timeout: boot timeout after 180 s", console_tail: "Kernel panic - not syncing <x>" })]));
+    expect(html).toMatch(/^<!doctype html>/);
+    expect(html).not.toMatch(/<(link|script) [^>]*src=|href="http/); // nothing loaded from elsewhere
+    expect(html).toContain('<td class="s-fail">FAIL</td>');
+    expect(html).toContain('<td class="s-error">ERROR</td>');
+    expect(html).toContain("kerndat_has_membarrier_get_registrations failed");
+    expect(html).toContain("Kernel panic - not syncing &lt;x&gt;");
+    expect(html).toMatch(/tr class="detail" id="d2" hidden/);
+    expect(html).toContain("addEventListener(\"click\"");
+  });
+
+  it("JUnit: a suite per cell, failures with CRIU's Error lines, infrastructure as <error>", () => {
+    const xml = renderJunit(buildReport("fixture", [noMembarrier, cell("4.2.1", "6.12", "none", [], { status: "ERROR", reason: "panic: Kernel panic" }), cell("3.19", "6.12", "none", [], { status: "SKIPPED", reason: "no source" })]));
+    expect(xml).toMatch(/<testsuite name="4\.1\.1_nomb_none_native" tests="5" failures="1" errors="0" skipped="2"/);
+    expect(xml).toContain(`<failure message="criu check: exit 1">${KERNDAT}`);
+    expect(xml).toMatch(/<testcase classname="4\.2\.1_6\.12_none_native" name="boot"><error message="panic: Kernel panic">/);
+    expect(xml).toMatch(/name="cell"><skipped message="no source"\/>/);
+  });
+
+  it("merge keeps one cell per id, the newest", () => {
+    const older = good("4.1.1");
+    const newer = { ...good("4.1.1", "6.12", "none", "FAIL"), finished: "2026-11-24T00:00:00.000Z" };
+    const m = mergeCells([[older, good("3.17.1")], [newer]]);
+    expect(m.cells.map((c) => c.id)).toEqual(["3.17.1_6.12_none_native", "4.1.1_6.12_none_native"]);
+    expect(m.cells[1].status).toBe("FAIL");
+    expect(m.duplicates).toEqual(["4.1.1_6.12_none_native"]);
+  });
+
+  it("compare: regressions, fixes, new and removed cells; infrastructure errors apart, never regressions", () => {
+    const old = [good("3.17.1"), good("4.1.1"), noMembarrier, good("4.2.1")];
+    const now = [
+      good("3.17.1", "6.12", "none", "FAIL"), // regression
+      good("4.1.1", "nomb", "none"), // fix (same id as noMembarrier)
+      cell("4.2.1", "6.12", "none", [], { status: "ERROR", reason: "timeout" }), // infra: not a regression
+      good("4.2.1", "6.12", "mb"), // new
+    ];
+    const c = compareReports(old, now);
+    expect(c.regressions.map((x) => `${x.cell} ${x.test}`)).toEqual(["3.17.1_6.12_none_native membarrier/registration"]);
+    expect(c.fixes.map((x) => `${x.cell} ${x.test}`)).toEqual(["4.1.1_nomb_none_native criu-check"]);
+    expect(c.newCells).toEqual(["4.2.1_6.12_mb_native"]);
+    expect(c.removedCells).toEqual(["4.1.1_6.12_none_native"]);
+    expect(c.errors).toEqual([{ cell: "4.2.1_6.12_none_native", side: "new", reason: "timeout" }]);
+    const md = renderComparison(c, true);
+    expect(md).toContain("### Regressions (1)");
+    expect(md).toContain("- `3.17.1_6.12_none_native` membarrier/registration: PASS -> FAIL (`after restore: EPERM`)");
+    expect(renderComparison(c, false)).toContain("1 regressions, 1 fixes, 1 new cells, 1 removed cells, 1 infrastructure errors");
+    // A cell that stops building is a regression too.
+    const broken = compareReports([good("4.1.1")], [cell("4.1.1", "6.12", "none", [], { status: "BUILD-FAILED", reason: "criu: patch does not apply" })]);
+    expect(broken.regressions).toMatchObject([{ test: "build", to: "BUILD-FAILED" }]);
+  });
+
+  it("the CLI: compare exits 1 on a regression and 0 otherwise; report merge writes all four reports", { timeout: 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "crg-compare-"));
+    const write = (name: string, cells: CellResult[]) => {
+      const f = join(dir, name);
+      writeFileSync(f, JSON.stringify(buildReport("fixture", cells)));
+      return f;
+    };
+    const a = write("old.json", [good("3.17.1"), good("4.1.1")]);
+    const b = write("new.json", [good("3.17.1", "6.12", "none", "FAIL"), good("4.1.1")]);
+    const regressed = await crGuest(["compare", a, b]);
+    expect(regressed.exitCode).toBe(1);
+    expect(regressed.stdout).toContain("Regressions (1)");
+    const same = await crGuest(["compare", a, a, "--markdown"]);
+    expect(same.exitCode, same.stderr).toBe(0);
+    expect(same.stdout).toContain("0 regressions");
+    // Only an infrastructure error in the new report: reported apart, exit 0.
+    const infra = write("infra.json", [good("3.17.1"), cell("4.1.1", "6.12", "none", [], { status: "ERROR", reason: "panic" })]);
+    const e = await crGuest(["compare", a, infra]);
+    expect(e.exitCode).toBe(0);
+    expect(e.stdout).toContain("Infrastructure errors (not compared) (1)");
+    const bad = await crGuest(["compare", a]);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toContain("compare takes two reports");
+
+    // Cells from two "machines" (per-version CI jobs), merged.
+    for (const [m, c] of [["m1", good("3.17.1")], ["m2", noMembarrier]] as const) {
+      mkdirSync(join(dir, m, "cells", c.id), { recursive: true });
+      writeFileSync(join(dir, m, "cells", c.id, "cell.json"), JSON.stringify(c));
+    }
+    const merged = await crGuest(["report", "merge", join(dir, "m1"), join(dir, "m2"), "--out", join(dir, "report")]);
+    expect(merged.exitCode, merged.stderr).toBe(0);
+    expect(merged.stdout).toContain("merged 2 cells from 2 inputs");
+    expect(JSON.parse(readFileSync(join(dir, "report", "matrix.json"), "utf8")).cells).toHaveLength(2);
+    expect(readFileSync(join(dir, "report", "matrix.md"), "utf8")).toContain("kerndat_has_membarrier_get_registrations");
+    expect(readFileSync(join(dir, "report", "junit.xml"), "utf8")).toContain("<testsuites");
+    expect(readFileSync(join(dir, "report", "matrix.html"), "utf8")).toContain("<table>");
+    const none = await crGuest(["report", "merge", join(dir, "report", "matrix.md")]);
+    expect(none.exitCode).toBe(2);
+    expect(none.stderr).toMatch(/matrix\.md is not JSON/);
+  });
+
+  it("the GitHub workflow is the one generated from matrix.yaml: one job per CRIU version", () => {
+    const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")));
+    const want = renderGithubWorkflow(plan);
+    // If this fails: run `cr-guest matrix --emit-github` and commit the file.
+    expect(readFileSync(GITHUB_WORKFLOW, "utf8")).toBe(want);
+    expect(want).toContain(`criu: [${plan.spec.axes.criu.map((v) => JSON.stringify(v.id)).join(", ")}]`);
+    expect(want).toContain('bin/cr-guest matrix --matrix matrix.yaml --criu "${{ matrix.criu }}"');
+    expect(want).toContain("bin/cr-guest report merge cells");
+    expect(want).toContain("bin/cr-guest compare last/matrix.json report/matrix.json");
+  });
+});

@@ -1,0 +1,159 @@
+/**
+ * Scheduling a matrix: shared stages run once, one failing cell never stops the others,
+ * stored results are kept (resume) unless forced or stale, and the machine's capacity holds
+ * (a build runs alone, boots share the cores). The stages here are recording test doubles:
+ * the real ones are exercised by the integration test of a two-cell matrix.
+ */
+import { describe, expect, it } from "vitest";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { REPO_ROOT } from "../../scripts/lib/paths.js";
+import { loadMatrixSpec, planMatrix, type PlannedCell } from "../../scripts/matrix/spec.js";
+import { Capacity, runMatrix, type BootOutcome, type CellStages } from "../../scripts/matrix/run.js";
+import { storedCell, writeCell } from "../../scripts/matrix/cell.js";
+
+const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "test/fixtures/matrix/small.yaml")));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function recordingStages(o: { failKernel?: string; bootStatus?: (c: PlannedCell) => BootOutcome["status"]; delayMs?: number } = {}) {
+  const calls = { kernel: [] as string[], image: [] as string[], boot: [] as string[] };
+  let running = { build: 0, boot: 0 };
+  const peak = { boot: 0, buildWithOther: false };
+  const enter = (kind: "build" | "boot") => {
+    running[kind]++;
+    if (kind === "boot") peak.boot = Math.max(peak.boot, running.boot);
+    if (running.build > 1 || (running.build && running.boot)) peak.buildWithOther = true;
+  };
+  const stages: CellStages<string, string> = {
+    async kernel(c) {
+      calls.kernel.push(c.axes.kernel);
+      enter("build");
+      await sleep(o.delayMs ?? 5);
+      running.build--;
+      if (o.failKernel === c.axes.kernel) throw new Error(`make failed for ${c.axes.kernel}`);
+      return { handle: `k-${c.axes.kernel}`, cached: false, identity: { key: `k${c.axes.kernel}`, version: "6.12.107", release: null, config_sha256: "x" } };
+    },
+    async image(c, k) {
+      calls.image.push(`${c.criuVersion}+${c.patches.join(",")}`);
+      enter("build");
+      await sleep(o.delayMs ?? 5);
+      running.build--;
+      return { handle: `${k}/img`, cached: false, criu: { key: "c", version: c.criuVersion, provider: "debian-source", link: "static", sha256: "s", patches: c.patches }, image: { key: "i", base: "fresh" }, predicted: [] };
+    },
+    async boot(c) {
+      calls.boot.push(c.id);
+      enter("boot");
+      await sleep(o.delayMs ?? 5);
+      running.boot--;
+      const status = o.bootStatus?.(c) ?? "COMPLETE";
+      return {
+        status,
+        error: status === "ERROR" ? "timeout: boot timeout after 180 s" : null,
+        run_key: `r-${c.id}`,
+        cached: false,
+        accel: "tcg",
+        tests: [{ name: "criu-check", status: c.patches.length ? "PASS" : "FAIL", seconds: 1, exit_code: 0, message: "", error_lines: [] }],
+        summary: { PASS: c.patches.length ? 1 : 0, FAIL: c.patches.length ? 0 : 1, SKIP: 0, ERROR: 0 },
+        guest: {},
+        console_tail: "",
+        paths: {},
+      };
+    },
+  };
+  return { stages, calls, peak, reset: () => (running = { build: 0, boot: 0 }) };
+}
+
+const opts = (outDir: string, stages: CellStages<string, string>, extra: object = {}) => ({ outDir, stages, capacity: 2, bootWeight: 1, ...extra });
+
+describe("matrix runner", () => {
+  it("runs each shared stage once: 2 kernels, 3 CRIU+image builds, 6 boots for 6 cells", async () => {
+    const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
+    const r = recordingStages();
+    const s = await runMatrix(plan, plan.cells, opts(out, r.stages));
+    expect(r.calls.kernel.sort()).toEqual(["6.12", "nomb"]);
+    expect(r.calls.image).toHaveLength(3);
+    expect(r.calls.boot).toHaveLength(6);
+    expect(s.stageRuns).toEqual({ kernel: 2, image: 3, boot: 6 });
+    const cell = storedCell(out, "4.1_nomb_mb_native")!;
+    expect(cell.status).toBe("PASS");
+    expect(cell.identities.criu?.patches).toEqual(["membarrier-probe-nonfatal"]);
+    expect(storedCell(out, "4.1_nomb_none_native")!.status).toBe("FAIL");
+    // Cells sharing a stage say so, with the time it took.
+    const shared = plan.cells.filter((c) => c.axes.kernel === "nomb").map((c) => storedCell(out, c.id)!.stages.kernel!);
+    expect(shared.filter((t) => t.shared)).toHaveLength(shared.length - 1);
+  });
+
+  it("a failing kernel build fails its cells (BUILD-FAILED, with the reason) and no other", async () => {
+    const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
+    const r = recordingStages({ failKernel: "nomb" });
+    const s = await runMatrix(plan, plan.cells, opts(out, r.stages));
+    const byId = new Map(s.cells.map((c) => [c.id, c]));
+    for (const c of plan.cells) {
+      const got = byId.get(c.id)!;
+      if (c.axes.kernel === "nomb") {
+        expect(got.status).toBe("BUILD-FAILED");
+        expect(got.failed_stage).toBe("kernel");
+        expect(got.reason).toMatch(/kernel: make failed for nomb/);
+      } else expect(["PASS", "FAIL"]).toContain(got.status);
+    }
+    expect(r.calls.kernel.filter((k) => k === "nomb")).toHaveLength(1);
+  });
+
+  it("an infrastructure error is ERROR, not a test failure, and is retried by the next run", async () => {
+    const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
+    const first = recordingStages({ bootStatus: (c) => (c.id === "4.1_6.12_mb_native" ? "ERROR" : "COMPLETE") });
+    await runMatrix(plan, plan.cells, opts(out, first.stages));
+    expect(storedCell(out, "4.1_6.12_mb_native")).toMatchObject({ status: "ERROR", reason: "timeout: boot timeout after 180 s" });
+    const second = recordingStages();
+    const s = await runMatrix(plan, plan.cells, opts(out, second.stages));
+    expect(second.calls.boot).toEqual(["4.1_6.12_mb_native"]);
+    expect(s.kept).toHaveLength(5);
+    expect(storedCell(out, "4.1_6.12_mb_native")!.status).toBe("PASS");
+  });
+
+  it("resumes: stored cells with the same inputs are kept; --force or changed inputs run them again", async () => {
+    const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
+    await runMatrix(plan, plan.cells, opts(out, recordingStages().stages));
+    const again = recordingStages();
+    const kept = await runMatrix(plan, plan.cells, opts(out, again.stages));
+    expect(kept.kept).toHaveLength(6);
+    expect(again.calls).toEqual({ kernel: [], image: [], boot: [] });
+
+    // An interrupted run leaves cells without a result: only those run.
+    const stale = storedCell(out, "3.17.1_6.12_none_native")!;
+    await writeCell(out, { ...stale, inputs_key: "something else" });
+    const resumed = recordingStages();
+    await runMatrix(plan, plan.cells, opts(out, resumed.stages));
+    expect(resumed.calls.boot).toEqual(["3.17.1_6.12_none_native"]);
+
+    const forced = recordingStages();
+    const f = await runMatrix(plan, plan.cells, opts(out, forced.stages, { force: true }));
+    expect(f.ran).toHaveLength(6);
+    expect(forced.calls.boot).toHaveLength(6);
+  });
+
+  it("a build takes the whole machine; boots share it up to its capacity", async () => {
+    const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
+    const r = recordingStages({ delayMs: 30 });
+    await runMatrix(plan, plan.cells, opts(out, r.stages));
+    expect(r.peak.buildWithOther).toBe(false);
+    expect(r.peak.boot).toBe(2);
+    const one = recordingStages({ delayMs: 10 });
+    await runMatrix(plan, plan.cells, opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), one.stages, { bootWeight: 2 }));
+    expect(one.peak.boot).toBe(1);
+  });
+
+  it("Capacity serves waiters first come, first served", async () => {
+    const cap = new Capacity(2);
+    const order: string[] = [];
+    const job = (name: string, w: number, ms: number) => cap.run(w, async () => {
+      order.push(`+${name}`);
+      await sleep(ms);
+      order.push(`-${name}`);
+    });
+    await Promise.all([job("boot1", 1, 20), job("build", 2, 5), job("boot2", 1, 5)]);
+    // boot2 would fit beside boot1, but the build asked first.
+    expect(order).toEqual(["+boot1", "-boot1", "+build", "-build", "+boot2", "-boot2"]);
+  });
+});
