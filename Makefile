@@ -3,7 +3,7 @@ CRG := bin/cr-guest
 ARGS ?=
 CRIU ?= 4.1
 
-.PHONY: all setup test test-unit test-integration kernel criu image smoke check-config bench-kernel bench-criu bench-image bench-smoke typecheck clean help
+.PHONY: all setup test test-unit test-integration kernel criu image smoke matrix matrix-plan check-config bench bench-kernel bench-criu bench-image bench-smoke typecheck clean help
 
 ## all: the main job on the built-in default config: kernel, CRIU, image, boot and test
 all: node_modules
@@ -47,9 +47,21 @@ image: node_modules
 smoke: node_modules
 	$(CRG) smoke --version $(CRIU) $(ARGS)
 
+## matrix: every cell of matrix.yaml (make matrix ARGS="--criu 4.1 --kernel 6.12" for one cell)
+matrix: node_modules
+	$(CRG) matrix $(ARGS)
+
+## matrix-plan: the cells, what they share and what is cached; runs nothing
+matrix-plan: node_modules
+	$(CRG) matrix --plan $(ARGS)
+
 ## check-config: configure and verify the kernel config only, no build
 check-config: node_modules
 	$(CRG) kernel --check-config $(ARGS)
+
+## bench: the pipeline cold (empty cache) and warm (unchanged: only the boots rerun), per stage
+bench: node_modules
+	node_modules/.bin/tsx scripts/bench/pipeline.ts $(ARGS)
 
 ## bench-kernel: config time, cold build, no-op rebuild, warm-ccache rebuild, cache hit
 bench-kernel: node_modules

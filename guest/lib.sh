@@ -58,9 +58,11 @@ run_bounded() {
 	limit=$1; diagfile=$2; shift 2
 	"$@" &
 	bpid=$!
-	waited=0
+	# Wall time, not a count of sleeps: under TCG every fork costs, and 300 sleeps of 0.1 s
+	# took 50 s, not 30.
+	deadline=$(echo "$(now) $limit" | awk '{printf "%.2f", $1 + $2}')
 	while kill -0 "$bpid" 2>/dev/null; do
-		if [ "$waited" -ge $((limit * 10)) ]; then
+		if awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n >= d) }'; then
 			{
 				echo "TIMEOUT after ${limit}s: $*"
 				proc_diag "$bpid" $DIAG_PIDS
@@ -75,7 +77,6 @@ run_bounded() {
 			return 124
 		fi
 		sleep 0.1
-		waited=$((waited + 1))
 	done
 	wait "$bpid"
 }

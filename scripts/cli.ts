@@ -376,8 +376,17 @@ const COMMANDS: Record<string, Command> = {
       const r = state.run!;
       if (v.json) console.log(JSON.stringify(r.results, null, 2));
       console.log(formatRun(r.results));
-      console.log(`\nresults: ${join(r.dir, "results.json")}${r.cached ? " (cached)" : ""}`);
+      // The same report a matrix writes, for this one run.
+      const { cellOfSingleRun } = await import("./matrix/stages.js");
+      const { buildReport } = await import("./matrix/report.js");
+      const { writeReports } = await import("./matrix/command.js");
+      const cell = cellOfSingleRun(config, kernel, image, r);
+      const report = await writeReports(join(config.cache_dir, "report", config.image.name), buildReport(config.image.name, [cell]));
+      console.log(`\nkernel:  ${join(kref.dir, "vmlinuz")}`);
+      console.log(`image:   ${image.link} -> ${image.image}`);
+      console.log(`results: ${join(r.dir, "results.json")}${r.cached ? " (cached)" : ""}`);
       console.log(`console: ${join(r.dir, r.results.attempts.at(-1)?.console_log ?? "")}`);
+      console.log(`report:  ${report.md} (also ${report.html}, ${report.junit})`);
       if (r.results.status === "ERROR") return 4;
       return v.strict && r.results.summary.FAIL > 0 ? 1 : 0;
     },

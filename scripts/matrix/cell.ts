@@ -29,16 +29,8 @@ export interface StageTiming {
   shared: boolean;
 }
 
-export interface CellTest {
-  name: string;
-  status: TestStatus;
-  seconds: number;
-  exit_code: number | null;
-  message: string;
-  outcome?: string;
-  error_lines: string[];
-  diagnostics?: string;
-}
+/** A guest test as a cell keeps it: the run's record without its log paths (the page embeds the evidence). */
+export type CellTest = Omit<TestRecord, "logs">;
 
 export interface CellResult {
   schema: number;

@@ -98,13 +98,13 @@ export interface MatrixRunSummary {
 class SharedStages<T> {
   private readonly started = new Map<string, { owner: string; promise: Promise<T> }>();
   runs = 0;
-  get(group: string, owner: string, make: () => Promise<T>): { shared: boolean; promise: Promise<T> } {
+  get(group: string, owner: string, make: () => Promise<T>): { shared: boolean; owner: string; promise: Promise<T> } {
     const have = this.started.get(group);
-    if (have) return { shared: have.owner !== owner, promise: have.promise };
+    if (have) return { shared: have.owner !== owner, owner: have.owner, promise: have.promise };
     this.runs++;
     const promise = make();
     this.started.set(group, { owner, promise });
-    return { shared: false, promise };
+    return { shared: false, owner, promise };
   }
 }
 
@@ -190,6 +190,7 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
     try {
       progress(c.id, "kernel");
       const k = kernels.get(c.groups.kernel, c.id, () => machine.run(o.capacity, () => timed(() => o.stages.kernel(c))));
+      if (k.shared) progress(c.id, `kernel ${c.axes.kernel}: shared with ${k.owner}`);
       const kernel = await k.promise;
       cell.identities.kernel = kernel.out.identity;
       cell.stages.kernel = { seconds: kernel.seconds, cached: kernel.out.cached, shared: k.shared } satisfies StageTiming;
@@ -197,6 +198,7 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
       stage = "image";
       progress(c.id, "CRIU and image");
       const im = images.get(c.groups.image, c.id, () => machine.run(o.capacity, () => timed(() => o.stages.image(c, kernel.out.handle))));
+      if (im.shared) progress(c.id, `CRIU and image: shared with ${im.owner}`);
       const image = await im.promise;
       cell.identities.criu = image.out.criu;
       cell.identities.image = image.out.image;

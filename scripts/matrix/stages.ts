@@ -5,12 +5,14 @@
 import { existsSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { chooseAccel } from "../boot/accel.js";
-import { runBootTests } from "../boot/stage.js";
+import { runBootTests, type RunResults } from "../boot/stage.js";
+import type { PipelineConfig } from "../lib/config.js";
+import { hostname } from "node:os";
 import { withProgressSink } from "../lib/progress.js";
 import { prepareImage, prepareKernel, type PreparedImage, type PreparedKernel } from "../pipeline.js";
-import { cellTests, tailLines } from "./cell.js";
+import { CELL_SCHEMA, cellTests, tailLines, type CellResult } from "./cell.js";
 import type { BootOutcome, CellStages, ImageOutcome, KernelOutcome } from "./run.js";
-import type { PlannedCell } from "./spec.js";
+import { AXES, type PlannedCell } from "./spec.js";
 
 export type ProgressFn = (cellId: string, line: string) => void;
 
@@ -44,22 +46,69 @@ export function realStages(progress: ProgressFn = () => undefined, o: { forceBoo
       return inCell(c, "boot", progress, async () => {
         const accel = await chooseAccel(c.config, join(kernel.ref.dir, "vmlinuz"));
         const run = await runBootTests(c.config, { kernel: kernel.ref, image, criu: image.criu, accel: accel.accel, force: o.forceBoot, log: (l) => progress(c.id, `boot | ${l}`) });
-        const r = run.results;
-        const consoleFile = join(run.dir, r.attempts.at(-1)?.console_log ?? "");
-        const broken = r.status === "ERROR" || r.summary.FAIL > 0;
-        return {
-          status: r.status,
-          error: r.error,
-          run_key: r.run_key,
-          cached: run.cached,
-          accel: r.accel,
-          tests: cellTests(r.tests),
-          summary: r.summary,
-          guest: r.guest,
-          console_tail: broken && existsSync(consoleFile) ? tailLines(readFileSync(consoleFile, "utf8"), 60) : "",
-          paths: { run_dir: run.dir, results: join(run.dir, "results.json"), console: consoleFile },
-        };
+        return bootOutcome(run);
       });
     },
+  };
+}
+
+/** A guest run as the matrix records it: verdicts, evidence, and the console tail when broken. */
+export function bootOutcome(run: { dir: string; cached: boolean; results: RunResults }): BootOutcome {
+  const r = run.results;
+  const consoleFile = join(run.dir, r.attempts.at(-1)?.console_log ?? "");
+  const broken = r.status === "ERROR" || r.summary.FAIL > 0;
+  return {
+    status: r.status,
+    error: r.error,
+    run_key: r.run_key,
+    cached: run.cached,
+    accel: r.accel,
+    tests: cellTests(r.tests),
+    summary: r.summary,
+    guest: r.guest,
+    console_tail: broken && existsSync(consoleFile) ? tailLines(readFileSync(consoleFile, "utf8"), 60) : "",
+    paths: { run_dir: run.dir, results: join(run.dir, "results.json"), console: consoleFile },
+  };
+}
+
+/**
+ * One run of `cr-guest smoke` as a one-cell report, so the main job ends with the same
+ * report a matrix writes. Its axes are what the config says.
+ */
+export function cellOfSingleRun(config: PipelineConfig, kernel: PreparedKernel, image: PreparedImage, run: { dir: string; cached: boolean; results: RunResults }): CellResult {
+  const b = bootOutcome(run);
+  const m = image.criu.metadata;
+  const axes = { criu: m.version, kernel: config.kernel.version, patches: m.patches.map((p) => p.name).join("+") || "unpatched", suite: image.manifest.suite ?? "existing" };
+  const started = new Date(Date.now() - run.results.seconds * 1000);
+  return {
+    schema: CELL_SCHEMA,
+    matrix: config.image.name,
+    id: AXES.map((a) => axes[a]).join("_"),
+    axes,
+    criu_version: m.version,
+    patches: m.patches.map((p) => p.name),
+    sets: config.sources.filter((s) => s.startsWith("--set ")).map((s) => s.slice(6)),
+    inputs_key: run.results.run_key,
+    status: b.status === "ERROR" ? "ERROR" : b.summary.FAIL > 0 || b.summary.ERROR > 0 ? "FAIL" : "PASS",
+    reason: b.error,
+    failed_stage: null,
+    predicted: image.findings.map((f) => ({ severity: f.severity, id: f.id, what: f.what })),
+    identities: {
+      kernel: { key: kernel.ref.key, version: kernel.ref.version, release: kernel.ref.release ?? null, config_sha256: kernel.ref.config_sha256 },
+      criu: { key: basename(image.criu.dir), version: m.version, provider: m.provider, link: m.link, sha256: m.criu.sha256, patches: m.patches.map((p) => p.name) },
+      image: { key: basename(image.dir), base: image.manifest.base },
+      run: { key: b.run_key },
+    },
+    stages: {},
+    accel: b.accel,
+    tests: b.tests,
+    summary: b.summary,
+    guest: b.guest,
+    console_tail: b.console_tail,
+    paths: b.paths,
+    host: hostname(),
+    started: started.toISOString(),
+    finished: run.results.created,
+    seconds: run.results.seconds,
   };
 }
