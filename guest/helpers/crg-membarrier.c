@@ -20,7 +20,16 @@ int main(int argc, char **argv) {
 	snprintf(result, sizeof result, "%s/result", argv[1]);
 	snprintf(tmp, sizeof tmp, "%s/result.tmp", argv[1]);
 	if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) != 0) {
-		printf("register failed: %s\n", strerror(errno));
+		/* STATEDIR/error tells the scenario why: ENOSYS means the kernel has no membarrier(). */
+		char error[4096];
+		int err = errno;
+		FILE *f;
+		snprintf(error, sizeof error, "%s/error", argv[1]);
+		if ((f = fopen(error, "w"))) {
+			fprintf(f, "%s\n", err == ENOSYS ? "ENOSYS" : strerror(err));
+			fclose(f);
+		}
+		printf("register failed: %s\n", strerror(err));
 		return 1;
 	}
 	printf("registered\n");

@@ -169,7 +169,7 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
     {
       title: "Configure and verify",
       skip: (c) => (c.result ? "cached" : false),
-      run: async (c, log) => {
+      run: async (c, log, setTitle) => {
         const outDir = join(cache.root, "kbuild", opts.checkConfigOnly ? `check-${c.key}` : `${c.source!.metadata.provider}-${plan.entry.version}-${config.kernel.base}`);
         await mkdir(join(cache.root, "logs"), { recursive: true });
         const logFile = join(cache.root, "logs", `kernel-${c.key}.log`);
@@ -196,6 +196,7 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
           return;
         }
         failOnVerify(c.report, label);
+        setTitle(`Configured and verified (${c.report.ok.length}/${c.report.checked} symbols); build bzImage (-j${plan.jobs})`);
         c.result = await timed(c, "build", () => buildKernel(config, cache, c, outDir, logFile, label, log));
       },
     },

@@ -7,7 +7,6 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { TestRecord, TestStatus } from "../boot/results.js";
-import type { RunResults } from "../boot/stage.js";
 import { UserError } from "../lib/errors.js";
 import type { AxisValues } from "./spec.js";
 
@@ -52,7 +51,7 @@ export interface CellResult {
   identities: {
     kernel?: { key: string; version: string; release: string | null; config_sha256: string };
     criu?: { key: string; version: string; provider: string; link: string; sha256: string; patches: string[] };
-    image?: { key: string; base: string };
+    image?: { key: string; base: string; suite: string | null };
     run?: { key: string };
   };
   stages: Partial<Record<"kernel" | "image" | "boot", StageTiming>>;
@@ -86,10 +85,20 @@ export function cellTests(tests: TestRecord[]): CellTest[] {
   }));
 }
 
-/** A completed guest run's verdict for the matrix: PASS, FAIL, or ERROR for infrastructure. */
-export function cellStatusOf(r: RunResults): CellStatus {
-  if (r.status === "ERROR") return "ERROR";
-  return r.summary.FAIL > 0 || r.summary.ERROR > 0 ? "FAIL" : "PASS";
+/**
+ * Tests that are reported but never decide a cell: `criu check --all` and each `--feature`
+ * fail on every setup for reasons unrelated to the cell (apparmor, nftables, loginuid).
+ */
+export const INFORMATIONAL_TESTS = ["criu-check-all", "feature/"];
+
+export function isInformational(name: string): boolean {
+  return INFORMATIONAL_TESTS.some((p) => (p.endsWith("/") ? name.startsWith(p) : name === p));
+}
+
+/** A guest run's verdict for the matrix: ERROR for infrastructure, FAIL when a deciding test failed. */
+export function cellStatusOf(runStatus: "COMPLETE" | "ERROR", tests: CellTest[]): CellStatus {
+  if (runStatus === "ERROR") return "ERROR";
+  return tests.some((t) => !isInformational(t.name) && (t.status === "FAIL" || t.status === "ERROR")) ? "FAIL" : "PASS";
 }
 
 export function tailLines(text: string, n = 60): string {

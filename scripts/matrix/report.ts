@@ -8,7 +8,7 @@ import { loadYamlFile } from "../lib/yaml-file.js";
 import { CRIU_BUILDS_DIR } from "../lib/paths.js";
 import { join } from "node:path";
 import type { TestStatus } from "../boot/results.js";
-import type { CellResult, CellStatus, CellTest } from "./cell.js";
+import { isInformational, type CellResult, type CellStatus, type CellTest } from "./cell.js";
 import { AXES, type AxisName } from "./spec.js";
 
 export const REPORT_SCHEMA = 1;
@@ -34,8 +34,10 @@ export interface ReportFinding {
 export interface ReportColumn {
   key: string;
   title: string;
-  /** Test names in this column: exact names or "prefix/" for every case of a scenario. */
+  /** Test names in this column: a name (and its NAME/CASE tests), or "prefix/" for every test under it. */
   tests: string[];
+  /** Shown as passed/total instead of one status (informational tests). */
+  count?: boolean;
 }
 
 export interface MatrixReport {
@@ -61,22 +63,23 @@ export function loadFindingRules(file = FINDINGS_FILE): FindingRule[] {
 
 const FIXED_COLUMNS: ReportColumn[] = [
   { key: "criu-check", title: "criu check", tests: ["criu-check"] },
+  { key: "features", title: "features", tests: ["feature/"], count: true },
   { key: "ptrace", title: "ptrace", tests: ["ptrace-strace", "ptrace-attach"] },
-  { key: "dump-restore", title: "dump/restore", tests: ["simple-process/"] },
+  { key: "dump-restore", title: "dump/restore", tests: ["simple-process"] },
 ];
-const NOT_COLUMNS = new Set(["criu-version", "criu-check-all", "criu-feature", "kernel-config", "simple-process"]);
+const NOT_COLUMNS = new Set(["criu-version", "criu-check-all", "feature", "kernel-config", "simple-process"]);
 
 /** The fixed columns, then one per scenario seen in any cell (in the order first seen). */
 export function reportColumns(cells: CellResult[]): ReportColumn[] {
   const scenarios: string[] = [];
   for (const c of cells)
     for (const t of c.tests) {
-      const i = t.name.indexOf("/");
-      if (i < 0) continue;
-      const s = t.name.slice(0, i);
-      if (!NOT_COLUMNS.has(s) && !scenarios.includes(s)) scenarios.push(s);
+      // A scenario's cases are SCENARIO/CASE; a scenario skipped as a whole is SCENARIO.
+      const s = t.name.split("/")[0];
+      if (!NOT_COLUMNS.has(s) && !FIXED_COLUMNS.some((f) => f.tests.includes(s)) && !scenarios.includes(s) && (t.name.includes("/") || cells.some((o) => o.tests.some((x) => x.name.startsWith(`${s}/`)))))
+        scenarios.push(s);
     }
-  return [...FIXED_COLUMNS, ...scenarios.map((s) => ({ key: s, title: s, tests: [`${s}/`] }))];
+  return [...FIXED_COLUMNS, ...scenarios.map((s) => ({ key: s, title: s, tests: [s] }))];
 }
 
 const matchesTest = (pattern: string, name: string) => (pattern.endsWith("/") ? name.startsWith(pattern) : name === pattern || name.startsWith(`${pattern}/`));
@@ -95,7 +98,9 @@ export function aggregate(tests: CellTest[]): TestStatus | null {
 /** The status shown in a column for a cell: the cell's own status when it never booted. */
 export function columnStatus(cell: CellResult, col: ReportColumn): string {
   if (cell.status === "ERROR" || cell.status === "BUILD-FAILED" || cell.status === "SKIPPED") return cell.status;
-  return aggregate(testsIn(cell, col.tests)) ?? "-";
+  const tests = testsIn(cell, col.tests);
+  if (col.count) return tests.length ? `${tests.filter((t) => t.status === "PASS").length}/${tests.length}` : "-";
+  return aggregate(tests) ?? "-";
 }
 
 const evidenceOf = (t: CellTest) => [t.message, ...t.error_lines].join("\n");
@@ -103,7 +108,7 @@ const evidenceOf = (t: CellTest) => [t.message, ...t.error_lines].join("\n");
 /** The one line that says why a cell is not all green. */
 export function keyMessage(cell: CellResult): string {
   if (cell.status !== "PASS" && cell.status !== "FAIL") return cell.reason ?? "";
-  const failed = cell.tests.filter((t) => t.status === "FAIL" || t.status === "ERROR");
+  const failed = cell.tests.filter((t) => (t.status === "FAIL" || t.status === "ERROR") && !isInformational(t.name));
   const first = failed.find((t) => t.name === "criu-check") ?? failed[0];
   if (!first) return "";
   const detail = first.error_lines[0] ?? first.message;
@@ -149,7 +154,7 @@ export function deriveFindings(cells: CellResult[], rules: FindingRule[]): Repor
 export function statusDependencies(cells: CellResult[]): string[] {
   const done = cells.filter((c) => c.status === "PASS" || c.status === "FAIL");
   const names = [...new Set(done.flatMap((c) => c.tests.map((t) => t.name)))];
-  const lines: string[] = [];
+  const lines: { name: string; why: string }[] = [];
   for (const name of names) {
     const byCell = new Map(done.map((c) => [c, c.tests.find((t) => t.name === name)?.status]).filter((e): e is [CellResult, TestStatus] => Boolean(e[1])));
     const statuses = new Set(byCell.values());
@@ -166,13 +171,17 @@ export function statusDependencies(cells: CellResult[]): string[] {
     if (axis) {
       const groups = new Map<TestStatus, Set<string>>();
       for (const [c, s] of byCell) groups.set(s, (groups.get(s) ?? new Set()).add(c.axes[axis]));
-      lines.push(`${name}: ${[...groups].map(([s, vs]) => `${s} with ${axis} ${[...vs].join(", ")}`).join("; ")}`);
+      lines.push({ name, why: [...groups].map(([s, vs]) => `${s} with ${axis} ${[...vs].join(", ")}`).join("; ") });
     } else {
       const failing = [...byCell].filter(([, s]) => s !== "PASS").map(([c, s]) => `${c.id} (${s})`);
-      lines.push(`${name}: not PASS in ${failing.join(", ")}; PASS elsewhere`);
+      lines.push({ name, why: `not PASS in ${failing.join(", ")}; PASS elsewhere` });
     }
   }
-  return lines;
+  // Tests that depend on the same thing in the same way are one line (e.g. every --feature
+  // check failing with the same unpatched CRIU).
+  const byWhy = new Map<string, string[]>();
+  for (const l of lines) byWhy.set(l.why, [...(byWhy.get(l.why) ?? []), l.name]);
+  return [...byWhy].map(([why, names]) => `${names.length > 4 ? `${names.slice(0, 3).join(", ")} and ${names.length - 3} more` : names.join(", ")}: ${why}`);
 }
 
 function totals(cells: CellResult[]): Record<CellStatus, number> {
@@ -220,7 +229,7 @@ export function renderMarkdown(r: MatrixReport): string {
     c.criu_version,
     c.patches.join(", ") || "none",
     c.identities.kernel ? `${c.axes.kernel} (${c.identities.kernel.version})` : c.axes.kernel,
-    c.guest.suite ?? c.axes.suite,
+    c.identities.image?.suite ?? c.axes.suite,
     buildBuildColumn(c),
     ...r.columns.map((col) => columnStatus(c, col)),
     keyMessage(c),
@@ -258,8 +267,17 @@ export function renderMarkdown(r: MatrixReport): string {
     for (const c of broken) {
       lines.push(`### ${c.id}: ${c.status}`, "");
       if (c.reason) lines.push(`${c.reason}`, "");
+      // Tests failing with the same evidence are one entry (a CRIU that cannot start fails them all alike).
+      const groups = new Map<string, CellTest[]>();
       for (const t of c.tests.filter((x) => x.status === "FAIL" || x.status === "ERROR")) {
-        lines.push(`- \`${t.name}\` ${t.status}${t.outcome ? ` (${t.outcome})` : ""}: ${mdEscape(t.message)}`);
+        const k = `${t.status}\u0000${t.outcome ?? ""}\u0000${t.message}\u0000${t.error_lines.join("\n")}`;
+        groups.set(k, [...(groups.get(k) ?? []), t]);
+      }
+      for (const ts of groups.values()) {
+        const t = ts[0];
+        const names = ts.length > 4 ? `${ts.slice(0, 3).map((x) => `\`${x.name}\``).join(", ")} and ${ts.length - 3} more` : ts.map((x) => `\`${x.name}\``).join(", ");
+        const info = ts.every((x) => isInformational(x.name)) ? " (informational)" : "";
+        lines.push(`- ${names} ${t.status}${info}${t.outcome ? ` (${t.outcome})` : ""}: ${mdEscape(t.message) || "(no message)"}`);
         for (const e of t.error_lines.slice(0, 4)) lines.push(`  - \`${mdEscape(e)}\``);
       }
       if (c.paths.results) lines.push("", `Evidence: \`${c.paths.results}\` (on ${c.host})`);

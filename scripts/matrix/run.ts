@@ -8,7 +8,7 @@ import { hostname } from "node:os";
 import { errorMessage } from "../lib/errors.js";
 import type { TestStatus } from "../boot/results.js";
 import { storedCell, writeCell, type CellResult, type CellStatus, type CellTest, type StageTiming } from "./cell.js";
-import { CELL_SCHEMA } from "./cell.js";
+import { CELL_SCHEMA, cellStatusOf } from "./cell.js";
 import type { MatrixPlan, PlannedCell } from "./spec.js";
 
 /** A weighted semaphore: `run(w, fn)` waits until `w` units of the machine are free. */
@@ -217,7 +217,7 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
       cell.stages.boot = { seconds: boot.seconds, cached: b.cached, shared: false };
       Object.assign(cell, { accel: b.accel, tests: b.tests, summary: b.summary, guest: b.guest, console_tail: b.console_tail, paths: b.paths });
       if (b.status === "ERROR") return finish("ERROR", b.error);
-      return finish(b.summary.FAIL > 0 || b.summary.ERROR > 0 ? "FAIL" : "PASS");
+      return finish(cellStatusOf(b.status, b.tests));
     } catch (err) {
       cell.failed_stage = stage;
       // A boot stage that throws (QEMU missing, disk full) is infrastructure, not a build.

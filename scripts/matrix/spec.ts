@@ -6,6 +6,10 @@
  * image per CRIU build+suite), so running a matrix never builds anything twice.
  */
 import semver from "semver";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+import { REPO_ROOT } from "../lib/paths.js";
 import { CONFIG_SCHEMA, loadConfig, validate, type LoadOptions, type PipelineConfig, type Schema } from "../lib/config.js";
 import { UserError, errorMessage } from "../lib/errors.js";
 import { cacheKey } from "../lib/hash.js";
@@ -181,7 +185,23 @@ export interface PlanOptions extends LoadOptions {
 }
 
 /** Bump when what a cell records changes in a way that makes old stored cells stale. */
-export const CELL_RECIPE_VERSION = 1;
+export const CELL_RECIPE_VERSION = 2;
+
+/** The data a cell's result depends on besides its config: guest runner, fragments, catalogs, patches. */
+export const CELL_DATA_PATHS = ["guest", "kernel-fragments", "criu-builds", "kernel-versions.yaml", "agent-patches"];
+
+/** One hash of every file under the given paths (relative to the repo), plus extra files. */
+export function dataHash(paths: string[], extraFiles: string[] = [], root = REPO_ROOT): string {
+  const h = createHash("sha256");
+  const add = (p: string) => {
+    if (!existsSync(p)) return;
+    if (statSync(p).isDirectory()) for (const n of readdirSync(p).sort()) add(join(p, n));
+    else h.update(relative(root, p)).update("\0").update(readFileSync(p));
+  };
+  for (const p of paths) add(join(root, p));
+  for (const f of extraFiles) add(f);
+  return h.digest("hex");
+}
 
 export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan {
   const catalog = opts.catalog ?? loadCriuCatalog();
@@ -196,6 +216,7 @@ export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan
   for (const inc of spec.include) if (!ids.has(cellId(inc))) combos.push(inc);
 
   const value = (axis: AxisName, id: string) => spec.axes[axis].find((v) => v.id === id)!;
+  const repoData = dataHash(CELL_DATA_PATHS);
   const cells: PlannedCell[] = [];
   const excluded: MatrixPlan["excluded"] = [];
   for (const axes of combos) {
@@ -238,7 +259,7 @@ export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan
       sets: [...sets, ...overrideSets],
       config,
       groups: { kernel: kernelGroup, criu: criuGroup, image: imageGroup },
-      inputsKey: cacheKey({ settings, recipe: CELL_RECIPE_VERSION }),
+      inputsKey: cacheKey({ settings, data: repoData, scenarios: dataHash([], [config.boot.scenarios]), recipe: CELL_RECIPE_VERSION }),
       ...(skip ? { skip } : {}),
     });
   }

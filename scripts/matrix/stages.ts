@@ -10,7 +10,7 @@ import type { PipelineConfig } from "../lib/config.js";
 import { hostname } from "node:os";
 import { withProgressSink } from "../lib/progress.js";
 import { prepareImage, prepareKernel, type PreparedImage, type PreparedKernel } from "../pipeline.js";
-import { CELL_SCHEMA, cellTests, tailLines, type CellResult } from "./cell.js";
+import { CELL_SCHEMA, cellStatusOf, cellTests, tailLines, type CellResult } from "./cell.js";
 import type { BootOutcome, CellStages, ImageOutcome, KernelOutcome } from "./run.js";
 import { AXES, type PlannedCell } from "./spec.js";
 
@@ -38,7 +38,7 @@ export function realStages(progress: ProgressFn = () => undefined, o: { forceBoo
         handle: im,
         cached: im.cached && im.criu.cached,
         criu: { key: basename(im.criu.dir), version: m.version, provider: m.provider, link: m.link, sha256: m.criu.sha256, patches: m.patches.map((p) => p.name) },
-        image: { key: basename(im.dir), base: im.manifest.base },
+        image: { key: basename(im.dir), base: im.manifest.base, suite: im.manifest.suite },
         predicted: im.findings.map((f) => ({ severity: f.severity, id: f.id, what: f.what })),
       };
     },
@@ -89,14 +89,14 @@ export function cellOfSingleRun(config: PipelineConfig, kernel: PreparedKernel, 
     patches: m.patches.map((p) => p.name),
     sets: config.sources.filter((s) => s.startsWith("--set ")).map((s) => s.slice(6)),
     inputs_key: run.results.run_key,
-    status: b.status === "ERROR" ? "ERROR" : b.summary.FAIL > 0 || b.summary.ERROR > 0 ? "FAIL" : "PASS",
+    status: cellStatusOf(b.status, b.tests),
     reason: b.error,
     failed_stage: null,
     predicted: image.findings.map((f) => ({ severity: f.severity, id: f.id, what: f.what })),
     identities: {
       kernel: { key: kernel.ref.key, version: kernel.ref.version, release: kernel.ref.release ?? null, config_sha256: kernel.ref.config_sha256 },
       criu: { key: basename(image.criu.dir), version: m.version, provider: m.provider, link: m.link, sha256: m.criu.sha256, patches: m.patches.map((p) => p.name) },
-      image: { key: basename(image.dir), base: image.manifest.base },
+      image: { key: basename(image.dir), base: image.manifest.base, suite: image.manifest.suite },
       run: { key: b.run_key },
     },
     stages: {},

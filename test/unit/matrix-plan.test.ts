@@ -4,11 +4,11 @@
  */
 import { describe, expect, it } from "vitest";
 import { join } from "node:path";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { UserError } from "../../scripts/lib/errors.js";
-import { filterCells, loadMatrixSpec, planMatrix, ruleMatches, sharedStages } from "../../scripts/matrix/spec.js";
+import { CELL_DATA_PATHS, dataHash, filterCells, loadMatrixSpec, planMatrix, ruleMatches, sharedStages } from "../../scripts/matrix/spec.js";
 
 const fixture = (name: string) => join(REPO_ROOT, "test/fixtures/matrix", name);
 const errorOf = (fn: () => unknown): UserError => {
@@ -94,5 +94,23 @@ describe("matrix spec", () => {
     expect(yaml.message).toMatch(/malformed YAML at .*malformed\.yaml:\d+/);
     const top = errorOf(() => loadMatrixSpec(fixture("unknown-top.yaml")));
     expect(top.message).toMatch(/unknown-top\.yaml:2: unknown key 'axis' \(did you mean 'axes'\?\)/);
+  });
+});
+
+describe("cell inputs", () => {
+  it("a stored cell is stale when the guest runner or scenario data changes, not only the config", () => {
+    const dir = mkdtempSync(join(tmpdir(), "crg-data-"));
+    mkdirSync(join(dir, "guest"));
+    writeFileSync(join(dir, "guest", "run-tests"), "echo one\n");
+    const before = dataHash(["guest"], [], dir);
+    expect(dataHash(["guest"], [], dir)).toBe(before);
+    writeFileSync(join(dir, "guest", "run-tests"), "echo two\n");
+    expect(dataHash(["guest"], [], dir)).not.toBe(before);
+    const scen = join(dir, "scenarios.yaml");
+    writeFileSync(scen, "scenarios: []\n");
+    const withScen = dataHash(["guest"], [scen], dir);
+    writeFileSync(scen, "scenarios: [{name: x}]\n");
+    expect(dataHash(["guest"], [scen], dir)).not.toBe(withScen);
+    expect(CELL_DATA_PATHS).toEqual(expect.arrayContaining(["guest", "kernel-fragments", "criu-builds"]));
   });
 });

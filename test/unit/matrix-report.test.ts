@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
-import { CELL_SCHEMA, type CellResult, type CellTest } from "../../scripts/matrix/cell.js";
+import { CELL_SCHEMA, cellStatusOf, type CellResult, type CellTest } from "../../scripts/matrix/cell.js";
 import { buildReport, compareReports, deriveFindings, loadFindingRules, mergeCells, renderComparison, renderHtml, renderJunit, renderMarkdown, statusDependencies } from "../../scripts/matrix/report.js";
 import { GITHUB_WORKFLOW, renderGithubWorkflow } from "../../scripts/matrix/command.js";
 import { loadMatrixSpec, planMatrix } from "../../scripts/matrix/spec.js";
@@ -17,7 +17,7 @@ import { crGuest } from "../helpers/cli.js";
 const t = (name: string, status: CellTest["status"], message = "", error_lines: string[] = []): CellTest => ({ name, status, seconds: 1.5, exit_code: status === "PASS" ? 0 : 1, message, error_lines });
 
 function cell(criu: string, kernel: string, patches: string, tests: CellTest[], over: Partial<CellResult> = {}): CellResult {
-  const fail = tests.some((x) => x.status === "FAIL");
+  const fail = cellStatusOf("COMPLETE", tests) === "FAIL";
   return {
     schema: CELL_SCHEMA,
     matrix: "fixture",
@@ -51,6 +51,9 @@ const KERNDAT = "Error (criu/kerndat.c:1972): kerndat_has_membarrier_get_registr
 const good = (criu: string, kernel = "6.12", patches = "none", membarrier: CellTest["status"] = "PASS") =>
   cell(criu, kernel, patches, [
     t("criu-check", "PASS", "Looks good."),
+    t("criu-check-all", "FAIL", "dump or restore failure."),
+    t("feature/timens", "PASS"),
+    t("feature/apparmor_stacking", "FAIL"),
     t("ptrace-strace", "PASS"),
     t("ptrace-attach", "PASS"),
     t("simple-process/dump-restore", "PASS"),
@@ -58,27 +61,39 @@ const good = (criu: string, kernel = "6.12", patches = "none", membarrier: CellT
     t("pidns-init/setsid", "PASS"),
     t("membarrier/registration", membarrier, membarrier === "FAIL" ? "after restore: EPERM" : "still registered"),
   ]);
+const STARTUP = [KERNDAT, "Error (criu/crtools.c:261): Could not initialize kernel features detection."];
 const noMembarrier = cell("4.1.1", "nomb", "none", [
-  t("criu-check", "FAIL", "criu check: exit 1", [KERNDAT, "Error (criu/crtools.c:261): Could not initialize kernel features detection."]),
+  t("criu-check", "FAIL", "criu check: exit 1", STARTUP),
+  ...["timens", "apparmor_stacking", "uffd", "tun", "userns"].map((f) => t(`feature/${f}`, "FAIL", "criu check: exit 1", STARTUP)),
   t("ptrace-strace", "PASS"),
   t("ptrace-attach", "PASS"),
-  t("simple-process/dump-restore", "SKIP", "criu check failed"),
-  t("membarrier/registration", "SKIP", "criu check failed"),
+  t("simple-process", "SKIP", "criu check failed"),
+  t("membarrier", "SKIP", "criu check failed"),
 ]);
 const CELLS = [good("3.17.1", "6.12", "none", "FAIL"), good("4.1.1"), noMembarrier, good("4.1.1", "nomb", "mb")];
 
 describe("matrix report", () => {
   it("Markdown: the version table with a column per scenario, key messages, findings in plain words", () => {
     const md = renderMarkdown(buildReport("fixture", CELLS));
-    expect(md).toContain("| cell | CRIU | patches | kernel | suite | build | criu check | ptrace | dump/restore | pidns-init | membarrier | key message |");
-    expect(md).toMatch(/\| 4\.1\.1_nomb_none_native \| 4\.1\.1 \| none \| nomb \(6\.12\.107\) \| native \| debian-source, static \| FAIL \| PASS \| SKIP \| - \| SKIP \| criu-check: Error \(criu\/kerndat\.c:1972\): kerndat_has_membarrier_get_registrations failed/);
-    expect(md).toMatch(/\| 3\.17\.1_6\.12_none_native \| 3\.17\.1 \| none \| .* \| debian-binary \| PASS \| PASS \| PASS \| PASS \| FAIL \| membarrier\/registration: after restore: EPERM \|/);
+    expect(md).toContain("| cell | CRIU | patches | kernel | suite | build | criu check | features | ptrace | dump/restore | pidns-init | membarrier | key message |");
+    // Scenarios skipped as a whole (SCENARIO, not SCENARIO/CASE) show as SKIP; features as a count.
+    expect(md).toMatch(/\| 4\.1\.1_nomb_none_native \| 4\.1\.1 \| none \| nomb \(6\.12\.107\) \| native \| debian-source, static \| FAIL \| 0\/5 \| PASS \| SKIP \| - \| SKIP \| criu-check: Error \(criu\/kerndat\.c:1972\): kerndat_has_membarrier_get_registrations failed/);
+    expect(md).toMatch(/\| 3\.17\.1_6\.12_none_native \| 3\.17\.1 \| none \| .* \| debian-binary \| PASS \| 1\/2 \| PASS \| PASS \| PASS \| FAIL \| membarrier\/registration: after restore: EPERM \|/);
+    // Six tests failing with the same startup error are one entry with the error once.
+    expect(md).toContain("- `criu-check`, `feature/timens`, `feature/apparmor_stacking` and 3 more FAIL: criu check: exit 1");
+    expect(md.match(/kerndat_has_membarrier_get_registrations failed when initializing kerndat/g)!.length).toBeLessThan(6);
     expect(md).toContain("**CRIU >= 3.19 needs CONFIG_MEMBARRIER in the guest kernel or the membarrier-probe-nonfatal patch");
     expect(md).toMatch(/Seen in: 4\.1\.1_nomb_none_native \(criu-check: `Error \(criu\/kerndat\.c:1972\)/);
     expect(md).toMatch(/Passes in: .*4\.1\.1_nomb_mb_native/);
     expect(md).toContain("loses that registration across a restore");
     expect(md).toContain("4 cells: 2 PASS, 2 FAIL, 0 ERROR (infrastructure), 0 BUILD-FAILED, 0 SKIPPED");
     expect(md).toContain("### 4.1.1_nomb_none_native: FAIL");
+  });
+
+  it("informational tests (criu check --all, --feature) are reported but never decide a cell", () => {
+    expect(cellStatusOf("COMPLETE", good("4.1.1").tests)).toBe("PASS");
+    expect(cellStatusOf("COMPLETE", good("3.17.1", "6.12", "none", "FAIL").tests)).toBe("FAIL");
+    expect(cellStatusOf("ERROR", [])).toBe("ERROR");
   });
 
   it("the first finding that explains a failure claims it: the catch-all criu-check rule stays silent", () => {
@@ -92,7 +107,9 @@ describe("matrix report", () => {
     const deps = statusDependencies([good("3.17.1", "6.12", "none", "FAIL"), good("4.1.1"), good("4.2.1")]);
     expect(deps).toEqual(["membarrier/registration: FAIL with criu 3.17.1; PASS with criu 4.1.1, 4.2.1"]);
     // No single axis decides criu-check here (4.1.1 fails only without MEMBARRIER and without the patch).
-    expect(statusDependencies(CELLS)).toContain("criu-check: not PASS in 4.1.1_nomb_none_native (FAIL); PASS elsewhere");
+    const mixed = statusDependencies(CELLS);
+    // criu-check and feature/timens fail in the same cell only: one line for both.
+    expect(mixed).toContain("criu-check, feature/timens: not PASS in 4.1.1_nomb_none_native (FAIL); PASS elsewhere");
   });
 
   it("HTML: one self-contained page, coloured statuses, each cell's evidence one click away", () => {
@@ -109,7 +126,7 @@ describe("matrix report", () => {
 
   it("JUnit: a suite per cell, failures with CRIU's Error lines, infrastructure as <error>", () => {
     const xml = renderJunit(buildReport("fixture", [noMembarrier, cell("4.2.1", "6.12", "none", [], { status: "ERROR", reason: "panic: Kernel panic" }), cell("3.19", "6.12", "none", [], { status: "SKIPPED", reason: "no source" })]));
-    expect(xml).toMatch(/<testsuite name="4\.1\.1_nomb_none_native" tests="5" failures="1" errors="0" skipped="2"/);
+    expect(xml).toMatch(/<testsuite name="4\.1\.1_nomb_none_native" tests="10" failures="6" errors="0" skipped="2"/);
     expect(xml).toContain(`<failure message="criu check: exit 1">${KERNDAT}`);
     expect(xml).toMatch(/<testcase classname="4\.2\.1_6\.12_none_native" name="boot"><error message="panic: Kernel panic">/);
     expect(xml).toMatch(/name="cell"><skipped message="no source"\/>/);
@@ -134,14 +151,14 @@ describe("matrix report", () => {
     ];
     const c = compareReports(old, now);
     expect(c.regressions.map((x) => `${x.cell} ${x.test}`)).toEqual(["3.17.1_6.12_none_native membarrier/registration"]);
-    expect(c.fixes.map((x) => `${x.cell} ${x.test}`)).toEqual(["4.1.1_nomb_none_native criu-check"]);
+    expect(c.fixes.map((x) => `${x.cell} ${x.test}`)).toEqual(["4.1.1_nomb_none_native criu-check", "4.1.1_nomb_none_native feature/timens"]);
     expect(c.newCells).toEqual(["4.2.1_6.12_mb_native"]);
     expect(c.removedCells).toEqual(["4.1.1_6.12_none_native"]);
     expect(c.errors).toEqual([{ cell: "4.2.1_6.12_none_native", side: "new", reason: "timeout" }]);
     const md = renderComparison(c, true);
     expect(md).toContain("### Regressions (1)");
     expect(md).toContain("- `3.17.1_6.12_none_native` membarrier/registration: PASS -> FAIL (`after restore: EPERM`)");
-    expect(renderComparison(c, false)).toContain("1 regressions, 1 fixes, 1 new cells, 1 removed cells, 1 infrastructure errors");
+    expect(renderComparison(c, false)).toContain("1 regressions, 2 fixes, 1 new cells, 1 removed cells, 1 infrastructure errors");
     // A cell that stops building is a regression too.
     const broken = compareReports([good("4.1.1")], [cell("4.1.1", "6.12", "none", [], { status: "BUILD-FAILED", reason: "criu: patch does not apply" })]);
     expect(broken.regressions).toMatchObject([{ test: "build", to: "BUILD-FAILED" }]);
