@@ -20,20 +20,15 @@ kernel_config() {
 	[ -r /proc/config.gz ] || { echo "no /proc/config.gz (CONFIG_IKCONFIG_PROC is off)"; return 1; }
 	[ -s "$IN/requested.conf" ] || { echo "no requested symbols given"; return 0; }
 	zcat /proc/config.gz > /run/cr-guest/running.config
-	bad=0; n=0
-	while IFS= read -r line; do
-		case "$line" in
-		CONFIG_*=*) sym=${line%%=*}; want=${line#*=} ;;
-		"# CONFIG_"*" is not set") sym=${line#\# }; sym=${sym%% *}; want=n ;;
-		*) continue ;;
-		esac
-		n=$((n + 1))
-		got=$(sed -n "s/^$sym=//p" /run/cr-guest/running.config)
-		[ -n "$got" ] || got=n
-		if [ "$got" != "$want" ]; then echo "$sym: requested $want, running $got"; bad=$((bad + 1)); fi
-	done < "$IN/requested.conf"
-	echo "$((n - bad))/$n requested symbols as requested in the running kernel"
-	[ "$bad" -eq 0 ]
+	# One awk pass over both files: a sed per symbol cost 18 s under TCG.
+	awk '
+		FNR == NR { if (match($0, /^CONFIG_[A-Za-z0-9_]+=/)) run[substr($0, 1, RLENGTH - 1)] = substr($0, RLENGTH + 1); next }
+		/^CONFIG_[A-Za-z0-9_]+=/ { i = index($0, "="); sym = substr($0, 1, i - 1); want = substr($0, i + 1) }
+		/^# CONFIG_[A-Za-z0-9_]+ is not set/ { sym = $2; want = "n" }
+		sym == "" { next }
+		{ n++; got = (sym in run) ? run[sym] : "n"; if (got != want) { print sym ": requested " want ", running " got; bad++ }; sym = "" }
+		END { print (n - bad) "/" n " requested symbols as requested in the running kernel"; exit bad > 0 }
+	' /run/cr-guest/running.config "$IN/requested.conf"
 }
 
 name=$1; shift

@@ -32,6 +32,13 @@ int main(int argc, char **argv) {
 		printf("register failed: %s\n", strerror(err));
 		return 1;
 	}
+	{
+		/* STATEDIR/ready: registered, probes are answered from now on. */
+		char ready[4096];
+		FILE *f;
+		snprintf(ready, sizeof ready, "%s/ready", argv[1]);
+		if ((f = fopen(ready, "w"))) fclose(f);
+	}
 	printf("registered\n");
 	fflush(stdout);
 	for (;;) {
