@@ -217,6 +217,8 @@ export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan
 
   const value = (axis: AxisName, id: string) => spec.axes[axis].find((v) => v.id === id)!;
   const repoData = dataHash(CELL_DATA_PATHS);
+  const kernelData = dataHash(["kernel-fragments", "kernel-versions.yaml"]);
+  const guestData = dataHash(["guest"]);
   const cells: PlannedCell[] = [];
   const excluded: MatrixPlan["excluded"] = [];
   for (const axes of combos) {
@@ -248,9 +250,11 @@ export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan
     const reasons = [...new Set(criuPlan.candidates.map((c) => (/^no (local-source|debian-source|debian-binary) source/.test(c.skip ?? "") ? "no Debian package" : `${c.provider}: ${c.skip}`)))];
     const skip = usable.length ? undefined : `no source for CRIU ${entry.version} here (${reasons.join("; ")}); give a source tree with --set criu.local_source=DIR`;
     const { sources: _sources, ...settings } = config;
-    const kernelGroup = cacheKey({ kernel: config.kernel, fragments: config.fragment_sets[config.kernel.fragment_set], debian: config.debian, cache: config.cache_dir });
+    // Groups name what a stage reads: its config and the repo data behind it (fragments for a
+    // kernel, the guest runner for an image), so --plan's "cached" means the same artifact.
+    const kernelGroup = cacheKey({ kernel: config.kernel, fragments: config.fragment_sets[config.kernel.fragment_set], debian: config.debian, cache: config.cache_dir, data: kernelData });
     const criuGroup = cacheKey({ keys: usable.map((c) => c.key), cache: config.cache_dir });
-    const imageGroup = cacheKey({ criu: criuGroup, suite: criuPlan.guestSuite, image: config.image, agent: config.agent });
+    const imageGroup = cacheKey({ criu: criuGroup, suite: criuPlan.guestSuite, image: config.image, agent: config.agent, data: guestData });
     cells.push({
       id,
       axes,
