@@ -20,9 +20,16 @@ export interface Scenario {
   about: string;
   /** Skipped when `criu check` fails (default); false for scenarios about that failure. */
   gated: boolean;
+  /** Cases that record what happens (the evidence), reported but never deciding a verdict. */
+  observe: string[];
 }
 
-const SCENARIO_KEYS = ["name", "script", "timeout", "criu", "about", "gated"];
+const SCENARIO_KEYS = ["name", "script", "timeout", "criu", "about", "gated", "observe"];
+
+/** Test names that are reported but never decide a run's verdict: the observing cases. */
+export function observedTests(scenarios: Scenario[]): string[] {
+  return scenarios.flatMap((s) => s.observe.map((c) => `${s.name}/${c}`));
+}
 
 export function loadScenarios(file: string): Scenario[] {
   const src = loadYamlFile(file);
@@ -39,7 +46,9 @@ export function loadScenarios(file: string): Scenario[] {
     const range = String(s.criu ?? "*");
     if (!semver.validRange(range)) throw new UserError(`${where}: scenario ${s.name}: '${range}' is not a semver range`, 'e.g. criu: ">=3.19.0"');
     if (s.gated !== undefined && typeof s.gated !== "boolean") throw new UserError(`${where}: scenario ${s.name}: gated must be true or false`, "gated: false runs it even when criu check fails");
-    return { name: s.name, script: s.script, timeout: s.timeout, criu: range, about: String(s.about ?? ""), gated: s.gated !== false };
+    if (s.observe !== undefined && !(Array.isArray(s.observe) && s.observe.every((c) => typeof c === "string")))
+      throw new UserError(`${where}: scenario ${s.name}: observe must be a list of case names`, "e.g. observe: [without-freeze-cgroup]");
+    return { name: s.name, script: s.script, timeout: s.timeout, criu: range, about: String(s.about ?? ""), gated: s.gated !== false, observe: (s.observe as string[] | undefined) ?? [] };
   });
 }
 

@@ -58,6 +58,8 @@ export interface CellResult {
   accel: string | null;
   tests: CellTest[];
   summary: Record<TestStatus, number>;
+  /** Tests reported but not deciding this cell (criu check --all, --feature, observing cases). */
+  informational: string[];
   /** What the guest said about itself (kernel release, ptrace_scope, seccomp, ...). */
   guest: Record<string, string>;
   /** The console's last lines, for a failed or broken run: the page shows them without the file. */
@@ -91,14 +93,15 @@ export function cellTests(tests: TestRecord[]): CellTest[] {
  */
 export const INFORMATIONAL_TESTS = ["criu-check-all", "feature/"];
 
-export function isInformational(name: string): boolean {
-  return INFORMATIONAL_TESTS.some((p) => (p.endsWith("/") ? name.startsWith(p) : name === p));
+/** Patterns: "prefix/" for every test under it, else an exact name (the scenarios' observing cases). */
+export function isInformational(name: string, patterns: string[] = INFORMATIONAL_TESTS): boolean {
+  return patterns.some((p) => (p.endsWith("/") ? name.startsWith(p) : name === p));
 }
 
 /** A guest run's verdict for the matrix: ERROR for infrastructure, FAIL when a deciding test failed. */
-export function cellStatusOf(runStatus: "COMPLETE" | "ERROR", tests: CellTest[]): CellStatus {
+export function cellStatusOf(runStatus: "COMPLETE" | "ERROR", tests: CellTest[], informational: string[] = INFORMATIONAL_TESTS): CellStatus {
   if (runStatus === "ERROR") return "ERROR";
-  return tests.some((t) => !isInformational(t.name) && (t.status === "FAIL" || t.status === "ERROR")) ? "FAIL" : "PASS";
+  return tests.some((t) => !isInformational(t.name, informational) && (t.status === "FAIL" || t.status === "ERROR")) ? "FAIL" : "PASS";
 }
 
 export function tailLines(text: string, n = 60): string {

@@ -108,7 +108,7 @@ const evidenceOf = (t: CellTest) => [t.message, ...t.error_lines].join("\n");
 /** The one line that says why a cell is not all green. */
 export function keyMessage(cell: CellResult): string {
   if (cell.status !== "PASS" && cell.status !== "FAIL") return cell.reason ?? "";
-  const failed = cell.tests.filter((t) => (t.status === "FAIL" || t.status === "ERROR") && !isInformational(t.name));
+  const failed = cell.tests.filter((t) => (t.status === "FAIL" || t.status === "ERROR") && !isInformational(t.name, cell.informational));
   const first = failed.find((t) => t.name === "criu-check") ?? failed[0];
   if (!first) return "";
   const detail = first.error_lines[0] ?? first.message;
@@ -276,7 +276,7 @@ export function renderMarkdown(r: MatrixReport): string {
       for (const ts of groups.values()) {
         const t = ts[0];
         const names = ts.length > 4 ? `${ts.slice(0, 3).map((x) => `\`${x.name}\``).join(", ")} and ${ts.length - 3} more` : ts.map((x) => `\`${x.name}\``).join(", ");
-        const info = ts.every((x) => isInformational(x.name)) ? " (informational)" : "";
+        const info = ts.every((x) => isInformational(x.name, c.informational)) ? " (informational)" : "";
         lines.push(`- ${names} ${t.status}${info}${t.outcome ? ` (${t.outcome})` : ""}: ${mdEscape(t.message) || "(no message)"}`);
         for (const e of t.error_lines.slice(0, 4)) lines.push(`  - \`${mdEscape(e)}\``);
       }

@@ -61,6 +61,8 @@ export interface BootOutcome {
   accel: string;
   tests: CellTest[];
   summary: Record<TestStatus, number>;
+  /** Tests that do not decide the cell (see cell.ts INFORMATIONAL_TESTS and scenarios' observe). */
+  informational: string[];
   guest: Record<string, string>;
   console_tail: string;
   paths: CellResult["paths"];
@@ -131,6 +133,7 @@ export function baseCell(plan: MatrixPlan, c: PlannedCell, started: Date): CellR
     accel: null,
     tests: [],
     summary: emptySummary(),
+    informational: [],
     guest: {},
     console_tail: "",
     paths: {},
@@ -215,9 +218,9 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
       const b = boot.out;
       cell.identities.run = { key: b.run_key };
       cell.stages.boot = { seconds: boot.seconds, cached: b.cached, shared: false };
-      Object.assign(cell, { accel: b.accel, tests: b.tests, summary: b.summary, guest: b.guest, console_tail: b.console_tail, paths: b.paths });
+      Object.assign(cell, { accel: b.accel, tests: b.tests, summary: b.summary, informational: b.informational, guest: b.guest, console_tail: b.console_tail, paths: b.paths });
       if (b.status === "ERROR") return finish("ERROR", b.error);
-      return finish(cellStatusOf(b.status, b.tests));
+      return finish(cellStatusOf(b.status, b.tests, b.informational));
     } catch (err) {
       cell.failed_stage = stage;
       // A boot stage that throws (QEMU missing, disk full) is infrastructure, not a build.

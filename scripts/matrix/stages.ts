@@ -10,11 +10,17 @@ import type { PipelineConfig } from "../lib/config.js";
 import { hostname } from "node:os";
 import { withProgressSink } from "../lib/progress.js";
 import { prepareImage, prepareKernel, type PreparedImage, type PreparedKernel } from "../pipeline.js";
-import { CELL_SCHEMA, cellStatusOf, cellTests, tailLines, type CellResult } from "./cell.js";
+import { CELL_SCHEMA, INFORMATIONAL_TESTS, cellStatusOf, cellTests, tailLines, type CellResult } from "./cell.js";
+import { loadScenarios, observedTests } from "../boot/run-input.js";
 import type { BootOutcome, CellStages, ImageOutcome, KernelOutcome } from "./run.js";
 import { AXES, type PlannedCell } from "./spec.js";
 
 export type ProgressFn = (cellId: string, line: string) => void;
+
+/** What does not decide a cell: criu check --all and --feature, and the scenarios' observing cases. */
+export function informationalFor(config: PipelineConfig): string[] {
+  return [...INFORMATIONAL_TESTS, ...observedTests(loadScenarios(config.boot.scenarios))];
+}
 
 /** Runs fn with every nested stage's step title and log line reported as the cell's progress. */
 function inCell<T>(c: PlannedCell, what: string, progress: ProgressFn, fn: () => Promise<T>): Promise<T> {
@@ -46,14 +52,14 @@ export function realStages(progress: ProgressFn = () => undefined, o: { forceBoo
       return inCell(c, "boot", progress, async () => {
         const accel = await chooseAccel(c.config, join(kernel.ref.dir, "vmlinuz"));
         const run = await runBootTests(c.config, { kernel: kernel.ref, image, criu: image.criu, accel: accel.accel, force: o.forceBoot, log: (l) => progress(c.id, `boot | ${l}`) });
-        return bootOutcome(run);
+        return bootOutcome(run, informationalFor(c.config));
       });
     },
   };
 }
 
 /** A guest run as the matrix records it: verdicts, evidence, and the console tail when broken. */
-export function bootOutcome(run: { dir: string; cached: boolean; results: RunResults }): BootOutcome {
+export function bootOutcome(run: { dir: string; cached: boolean; results: RunResults }, informational: string[]): BootOutcome {
   const r = run.results;
   const consoleFile = join(run.dir, r.attempts.at(-1)?.console_log ?? "");
   const broken = r.status === "ERROR" || r.summary.FAIL > 0;
@@ -65,6 +71,7 @@ export function bootOutcome(run: { dir: string; cached: boolean; results: RunRes
     accel: r.accel,
     tests: cellTests(r.tests),
     summary: r.summary,
+    informational,
     guest: r.guest,
     console_tail: broken && existsSync(consoleFile) ? tailLines(readFileSync(consoleFile, "utf8"), 60) : "",
     paths: { run_dir: run.dir, results: join(run.dir, "results.json"), console: consoleFile },
@@ -76,7 +83,7 @@ export function bootOutcome(run: { dir: string; cached: boolean; results: RunRes
  * report a matrix writes. Its axes are what the config says.
  */
 export function cellOfSingleRun(config: PipelineConfig, kernel: PreparedKernel, image: PreparedImage, run: { dir: string; cached: boolean; results: RunResults }): CellResult {
-  const b = bootOutcome(run);
+  const b = bootOutcome(run, informationalFor(config));
   const m = image.criu.metadata;
   const axes = { criu: m.version, kernel: config.kernel.version, patches: m.patches.map((p) => p.name).join("+") || "unpatched", suite: image.manifest.suite ?? "existing" };
   const started = new Date(Date.now() - run.results.seconds * 1000);
@@ -89,7 +96,7 @@ export function cellOfSingleRun(config: PipelineConfig, kernel: PreparedKernel, 
     patches: m.patches.map((p) => p.name),
     sets: config.sources.filter((s) => s.startsWith("--set ")).map((s) => s.slice(6)),
     inputs_key: run.results.run_key,
-    status: cellStatusOf(b.status, b.tests),
+    status: cellStatusOf(b.status, b.tests, b.informational),
     reason: b.error,
     failed_stage: null,
     predicted: image.findings.map((f) => ({ severity: f.severity, id: f.id, what: f.what })),
@@ -103,6 +110,7 @@ export function cellOfSingleRun(config: PipelineConfig, kernel: PreparedKernel, 
     accel: b.accel,
     tests: b.tests,
     summary: b.summary,
+    informational: b.informational,
     guest: b.guest,
     console_tail: b.console_tail,
     paths: b.paths,

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { loadMatrixSpec, planMatrix, type PlannedCell } from "../../scripts/matrix/spec.js";
 import { Capacity, runMatrix, type BootOutcome, type CellStages } from "../../scripts/matrix/run.js";
-import { storedCell, writeCell } from "../../scripts/matrix/cell.js";
+import { INFORMATIONAL_TESTS, storedCell, writeCell } from "../../scripts/matrix/cell.js";
 
 const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "test/fixtures/matrix/small.yaml")));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -55,6 +55,7 @@ function recordingStages(o: { failKernel?: string; bootStatus?: (c: PlannedCell)
         accel: "tcg",
         tests: [{ name: "criu-check", status: c.patches.length ? "PASS" : "FAIL", seconds: 1, exit_code: 0, message: "", error_lines: [] }],
         summary: { PASS: c.patches.length ? 1 : 0, FAIL: c.patches.length ? 0 : 1, SKIP: 0, ERROR: 0 },
+        informational: INFORMATIONAL_TESTS,
         guest: {},
         console_tail: "",
         paths: {},
