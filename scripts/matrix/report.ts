@@ -250,7 +250,13 @@ export function renderMarkdown(r: MatrixReport): string {
   if (r.findings.length === 0) lines.push("No known failure pattern was seen.");
   for (const f of r.findings) {
     lines.push(`- **${f.say}**`);
-    lines.push(`  Seen in: ${f.seen_in.map((s) => `${s.cell} (${s.test}: \`${mdEscape(s.message)}\`)`).join("; ")}.`);
+    // Cells that show the same evidence are listed together, the evidence once.
+    const byEvidence = new Map<string, string[]>();
+    for (const s of f.seen_in) {
+      const k = `${s.test}: \`${mdEscape(s.message)}\``;
+      byEvidence.set(k, [...(byEvidence.get(k) ?? []), s.cell]);
+    }
+    lines.push(`  Seen in: ${[...byEvidence].map(([evidence, cells]) => `${cells.join(", ")} (${evidence})`).join("; ")}.`);
     if (f.passes_in.length) lines.push(`  Passes in: ${f.passes_in.join(", ")}.`);
   }
   if (r.dependencies.length) lines.push("", "## What each result depends on", "", ...r.dependencies.map((d) => `- ${mdEscape(d)}`));
