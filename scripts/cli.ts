@@ -89,10 +89,15 @@ async function readKernelConfig(file: string): Promise<Map<string, string>> {
   return (await import("./pipeline.js")).readKernelConfig(file);
 }
 
-function configFrom(values: Record<string, unknown>, extraSets: string[] = []): PipelineConfig {
+/** --set and --cache-dir as config overrides. */
+function setsFrom(values: Record<string, unknown>, extraSets: string[] = []): string[] {
   const set = [...((values.set as string[] | undefined) ?? []), ...extraSets];
   if (values["cache-dir"]) set.push(`cache_dir=${JSON.stringify(values["cache-dir"])}`);
-  return loadConfig({ configFile: values.config as string | undefined, set });
+  return set;
+}
+
+function configFrom(values: Record<string, unknown>, extraSets: string[] = []): PipelineConfig {
+  return loadConfig({ configFile: values.config as string | undefined, set: setsFrom(values, extraSets) });
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -430,10 +435,8 @@ const COMMANDS: Record<string, Command> = {
       const { defaultOutDir, formatPlan, runMatrixCommand, matrixExitCode, renderGithubWorkflow, GITHUB_WORKFLOW } = await import("./matrix/command.js");
       const { REPO_ROOT } = await import("./lib/paths.js");
       const { resolve } = await import("node:path");
-      const base = configFrom(v);
       const spec = loadMatrixSpec(resolve((v.matrix as string | undefined) ?? join(REPO_ROOT, "matrix.yaml")));
-      const set = [...((v.set as string[] | undefined) ?? []), ...(v["cache-dir"] ? [`cache_dir=${JSON.stringify(v["cache-dir"])}`] : [])];
-      const plan = planMatrix(spec, { configFile: v.config as string | undefined, set });
+      const plan = planMatrix(spec, { configFile: v.config as string | undefined, set: setsFrom(v) });
       if (v["emit-github"]) {
         const { mkdir, writeFile } = await import("node:fs/promises");
         const { dirname } = await import("node:path");
@@ -443,7 +446,7 @@ const COMMANDS: Record<string, Command> = {
         return 0;
       }
       const cells = filterCells(plan, { criu: v.criu as string[], kernel: v.kernel as string[], patches: v.patches as string[], suite: v.suite as string[], cell: v.cell as string[] });
-      const outDir = resolve((v.out as string | undefined) ?? defaultOutDir(plan, base.cache_dir));
+      const outDir = resolve((v.out as string | undefined) ?? defaultOutDir(plan, configFrom(v).cache_dir));
       if (v.plan) {
         console.log(await formatPlan(plan, cells, outDir, Boolean(v.force)));
         return 0;

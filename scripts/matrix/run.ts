@@ -114,10 +114,11 @@ function emptySummary(): Record<TestStatus, number> {
   return { PASS: 0, FAIL: 0, SKIP: 0, ERROR: 0 };
 }
 
-export function baseCell(plan: MatrixPlan, c: PlannedCell, started: Date): CellResult {
+/** A cell before any stage ran: what it is and when it started. */
+export function baseCell(matrix: string, c: Pick<PlannedCell, "id" | "axes" | "criuVersion" | "patches" | "sets" | "inputsKey">, started: Date): CellResult {
   return {
     schema: CELL_SCHEMA,
-    matrix: plan.spec.name,
+    matrix,
     id: c.id,
     axes: c.axes,
     criu_version: c.criuVersion,
@@ -142,6 +143,15 @@ export function baseCell(plan: MatrixPlan, c: PlannedCell, started: Date): CellR
     finished: started.toISOString(),
     seconds: 0,
   };
+}
+
+/** A guest run's outcome into its cell: identities, evidence, and the verdict. */
+export function applyBoot(cell: CellResult, b: BootOutcome): CellResult {
+  cell.identities.run = { key: b.run_key };
+  Object.assign(cell, { accel: b.accel, tests: b.tests, summary: b.summary, informational: b.informational, guest: b.guest, console_tail: b.console_tail, paths: b.paths });
+  cell.status = cellStatusOf(b.status, b.tests, b.informational);
+  cell.reason = b.status === "ERROR" ? b.error : null;
+  return cell;
 }
 
 /** A stored cell is kept when it ran with the same inputs and was not an infrastructure error. */
@@ -177,7 +187,7 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
     }
     ran.push(c.id);
     const started = new Date();
-    const cell = baseCell(plan, c, started);
+    const cell = baseCell(plan.spec.name, c, started);
     const finish = async (status: CellStatus, reason: string | null = null): Promise<CellResult> => {
       cell.status = status;
       cell.reason = reason;
@@ -216,11 +226,9 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
         return timed(() => o.stages.boot(c, kernel.out.handle, image.out.handle));
       });
       const b = boot.out;
-      cell.identities.run = { key: b.run_key };
       cell.stages.boot = { seconds: boot.seconds, cached: b.cached, shared: false };
-      Object.assign(cell, { accel: b.accel, tests: b.tests, summary: b.summary, informational: b.informational, guest: b.guest, console_tail: b.console_tail, paths: b.paths });
-      if (b.status === "ERROR") return finish("ERROR", b.error);
-      return finish(cellStatusOf(b.status, b.tests, b.informational));
+      applyBoot(cell, b);
+      return finish(cell.status, cell.reason);
     } catch (err) {
       cell.failed_stage = stage;
       // A boot stage that throws (QEMU missing, disk full) is infrastructure, not a build.

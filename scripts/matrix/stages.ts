@@ -7,15 +7,32 @@ import { basename, join } from "node:path";
 import { chooseAccel } from "../boot/accel.js";
 import { runBootTests, type RunResults } from "../boot/stage.js";
 import type { PipelineConfig } from "../lib/config.js";
-import { hostname } from "node:os";
 import { withProgressSink } from "../lib/progress.js";
 import { prepareImage, prepareKernel, type PreparedImage, type PreparedKernel } from "../pipeline.js";
-import { CELL_SCHEMA, INFORMATIONAL_TESTS, cellStatusOf, cellTests, tailLines, type CellResult } from "./cell.js";
+import { INFORMATIONAL_TESTS, cellTests, tailLines, type CellResult } from "./cell.js";
 import { loadScenarios, observedTests } from "../boot/run-input.js";
-import type { BootOutcome, CellStages, ImageOutcome, KernelOutcome } from "./run.js";
+import { applyBoot, baseCell, type BootOutcome, type CellStages, type ImageOutcome, type KernelOutcome } from "./run.js";
 import { AXES, type PlannedCell } from "./spec.js";
 
 export type ProgressFn = (cellId: string, line: string) => void;
+
+function kernelIdentity(k: PreparedKernel): NonNullable<CellResult["identities"]["kernel"]> {
+  const r = k.ref;
+  return { key: r.key, version: r.version, release: r.release ?? null, config_sha256: r.config_sha256 };
+}
+
+function imageIdentities(im: PreparedImage): { criu: NonNullable<CellResult["identities"]["criu"]>; image: NonNullable<CellResult["identities"]["image"]> } {
+  const m = im.criu.metadata;
+  return {
+    criu: { key: basename(im.criu.dir), version: m.version, provider: m.provider, link: m.link, sha256: m.criu.sha256, patches: m.patches.map((p) => p.name) },
+    image: { key: basename(im.dir), base: im.manifest.base, suite: im.manifest.suite },
+  };
+}
+
+/** The compatibility check's findings: what the run is expected to show. */
+function predictionsOf(im: PreparedImage): CellResult["predicted"] {
+  return im.findings.map((f) => ({ severity: f.severity, id: f.id, what: f.what }));
+}
 
 /** What does not decide a cell: criu check --all and --feature, and the scenarios' observing cases. */
 export function informationalFor(config: PipelineConfig): string[] {
@@ -33,20 +50,12 @@ export function realStages(progress: ProgressFn = () => undefined, o: { forceBoo
   return {
     async kernel(c): Promise<KernelOutcome<PreparedKernel>> {
       const k = await inCell(c, `kernel ${c.axes.kernel}`, progress, () => prepareKernel(c.config));
-      const r = k.ref;
-      return { handle: k, cached: k.stage.cached, identity: { key: r.key, version: r.version, release: r.release ?? null, config_sha256: r.config_sha256 } };
+      return { handle: k, cached: k.stage.cached, identity: kernelIdentity(k) };
     },
     async image(c, kernel): Promise<ImageOutcome<PreparedImage>> {
       // force: a predicted failure is what the matrix is there to observe, not to refuse.
       const im = await inCell(c, `CRIU ${c.criuVersion} + image`, progress, () => prepareImage(c.config, { force: true, kernel }));
-      const m = im.criu.metadata;
-      return {
-        handle: im,
-        cached: im.cached && im.criu.cached,
-        criu: { key: basename(im.criu.dir), version: m.version, provider: m.provider, link: m.link, sha256: m.criu.sha256, patches: m.patches.map((p) => p.name) },
-        image: { key: basename(im.dir), base: im.manifest.base, suite: im.manifest.suite },
-        predicted: im.findings.map((f) => ({ severity: f.severity, id: f.id, what: f.what })),
-      };
+      return { handle: im, cached: im.cached && im.criu.cached, ...imageIdentities(im), predicted: predictionsOf(im) };
     },
     async boot(c, kernel, image): Promise<BootOutcome> {
       return inCell(c, "boot", progress, async () => {
@@ -83,40 +92,16 @@ export function bootOutcome(run: { dir: string; cached: boolean; results: RunRes
  * report a matrix writes. Its axes are what the config says.
  */
 export function cellOfSingleRun(config: PipelineConfig, kernel: PreparedKernel, image: PreparedImage, run: { dir: string; cached: boolean; results: RunResults }): CellResult {
-  const b = bootOutcome(run, informationalFor(config));
   const m = image.criu.metadata;
-  const axes = { criu: m.version, kernel: config.kernel.version, patches: m.patches.map((p) => p.name).join("+") || "unpatched", suite: image.manifest.suite ?? "existing" };
-  const started = new Date(Date.now() - run.results.seconds * 1000);
-  return {
-    schema: CELL_SCHEMA,
-    matrix: config.image.name,
-    id: AXES.map((a) => axes[a]).join("_"),
-    axes,
-    criu_version: m.version,
-    patches: m.patches.map((p) => p.name),
-    sets: config.sources.filter((s) => s.startsWith("--set ")).map((s) => s.slice(6)),
-    inputs_key: run.results.run_key,
-    status: cellStatusOf(b.status, b.tests, b.informational),
-    reason: b.error,
-    failed_stage: null,
-    predicted: image.findings.map((f) => ({ severity: f.severity, id: f.id, what: f.what })),
-    identities: {
-      kernel: { key: kernel.ref.key, version: kernel.ref.version, release: kernel.ref.release ?? null, config_sha256: kernel.ref.config_sha256 },
-      criu: { key: basename(image.criu.dir), version: m.version, provider: m.provider, link: m.link, sha256: m.criu.sha256, patches: m.patches.map((p) => p.name) },
-      image: { key: basename(image.dir), base: image.manifest.base, suite: image.manifest.suite },
-      run: { key: b.run_key },
-    },
-    stages: {},
-    accel: b.accel,
-    tests: b.tests,
-    summary: b.summary,
-    informational: b.informational,
-    guest: b.guest,
-    console_tail: b.console_tail,
-    paths: b.paths,
-    host: hostname(),
-    started: started.toISOString(),
-    finished: run.results.created,
-    seconds: run.results.seconds,
-  };
+  const patches = m.patches.map((p) => p.name);
+  const axes = { criu: m.version, kernel: config.kernel.version, patches: patches.join("+") || "unpatched", suite: image.manifest.suite ?? "existing" };
+  const cell = baseCell(
+    config.image.name,
+    { id: AXES.map((a) => axes[a]).join("_"), axes, criuVersion: m.version, patches, sets: config.sources.filter((s) => s.startsWith("--set ")).map((s) => s.slice(6)), inputsKey: run.results.run_key },
+    new Date(Date.now() - run.results.seconds * 1000),
+  );
+  cell.predicted = predictionsOf(image);
+  cell.identities = { kernel: kernelIdentity(kernel), ...imageIdentities(image) };
+  applyBoot(cell, bootOutcome(run, informationalFor(config)));
+  return { ...cell, finished: run.results.created, seconds: run.results.seconds };
 }
