@@ -2,6 +2,7 @@
  * cr-guest: one entry point for every stage. `cr-guest <command> --help` for each command.
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { CommandError, UserError } from "./lib/errors.js";
 import { loadConfig, type PipelineConfig } from "./lib/config.js";
@@ -31,6 +32,10 @@ const CONFIG_HELP = {
 
 const CRIU_OPTIONS = {
   version: { type: "string" },
+  criu: { type: "string" },
+  "criu-mirror": { type: "string" },
+  git: { type: "string" },
+  ref: { type: "string" },
   patch: { type: "string", multiple: true },
   provider: { type: "string", multiple: true },
   link: { type: "string" },
@@ -39,17 +44,26 @@ const CRIU_OPTIONS = {
 } as const;
 
 const CRIU_HELP = {
-  "--version V": "CRIU version: 3.17.1, 3.19, 4.1 (newest 4.1.x), 4.2.1, latest",
+  "--criu V, --version V": "CRIU version: 3.17.1, 3.19, 4.1 (newest 4.1.x), 4.2.1, latest; with --local-source or --git it may be left out (the source's own version)",
   "--patch NAME": "apply a patch from criu-builds/patches (repeatable), e.g. membarrier-probe-nonfatal",
-  "--provider P": "upstream, debian-source, local-source, debian-binary (repeatable: the order to try)",
+  "--provider P": "local-source, git, local-mirror, debian-source, upstream, debian-binary (repeatable: only these, in this order)",
   "--link MODE": "static (default: only libc dynamic, runs in every suite) or dynamic",
   "--suite S": "the guest userland suite (bookworm, trixie, sid)",
-  "--local-source DIR": "a CRIU source directory or git checkout",
+  "--local-source PATH": "a CRIU source directory, git checkout (tracked files, commit recorded) or tarball",
+  "--criu-mirror DIR": "a directory of CRIU tarballs (criu-X.tar.gz, vX.tar.gz, criu_X.orig.tar.xz), checked against the pins",
+  "--git URL --ref REF": "build a git commit: REF (branch, tag or commit) is resolved, fetched into the cache and recorded",
 };
 
 function criuSets(v: Record<string, unknown>): string[] {
   const sets: string[] = [];
-  if (v.version) sets.push(`criu.version=${JSON.stringify(v.version)}`);
+  const version = v.criu ?? v.version;
+  if (v.criu && v.version && v.criu !== v.version) throw new UserError(`--criu ${v.criu} and --version ${v.version} disagree`, "give the CRIU version once");
+  if (v.ref && !v.git) throw new UserError("--ref without --git", "give the repository: --git URL --ref REF");
+  if (version) sets.push(`criu.version=${JSON.stringify(version)}`);
+  // A source given without a version: build the version the source declares.
+  else if (v["local-source"] || v.git) sets.push(`criu.version=""`);
+  if (v["criu-mirror"]) sets.push(`criu.local_mirror=${JSON.stringify(v["criu-mirror"])}`);
+  if (v.git) sets.push(`criu.git={url: ${JSON.stringify(v.git)}, ref: ${JSON.stringify(v.ref ?? "")}}`);
   if (v.patch) sets.push(`criu.patches=${JSON.stringify(v.patch)}`);
   if (v.provider) sets.push(`criu.providers=${JSON.stringify(v.provider)}`);
   if (v.link) sets.push(`criu.link=${v.link}`);
@@ -186,20 +200,15 @@ const COMMANDS: Record<string, Command> = {
     },
     run: async (v) => {
       const config = configFrom(v, criuSets(v));
-      const { planCriu, runCriuStage, doctorFor } = await import("./criu/stage.js");
+      const { resolveAndPlanCriu, describeCriuPlan, runCriuStage, doctorFor } = await import("./criu/stage.js");
       const { ArtifactCache } = await import("./lib/cache.js");
       const { formatFindings } = await import("./criu/doctor.js");
       const kernelConfig = v["kernel-config"] ? await readKernelConfig(v["kernel-config"] as string) : undefined;
       if (v.plan) {
         const cache = new ArtifactCache(config.cache_dir);
-        const plan = planCriu(config, { cacheRoot: cache.root, mirror: config.debian.mirror, localSource: config.criu.local_source, log: () => undefined });
-        console.log(`CRIU ${config.criu.version} -> ${plan.entry.version}`);
+        const plan = resolveAndPlanCriu(config, { strict: true });
         console.log(`guest suite: ${plan.guestSuite}; link: ${config.criu.link}; patches: ${plan.patches.map((p) => p.name).join(", ") || "none"}`);
-        console.log("providers, in order:");
-        for (const c of plan.candidates) {
-          const state = c.key ? ((await cache.lookup("criu", c.key)) ? `cached: ${cache.dir("criu", c.key)}` : `not cached (key ${c.key}), would ${c.provider === "debian-binary" ? "download" : `build in ${plan.buildSuite(c.provider)}`}`) : `skipped: ${c.skip}`;
-          console.log(`  ${c.provider.padEnd(14)} ${state}`);
-        }
+        for (const line of describeCriuPlan(plan, (key) => existsSync(join(cache.dir("criu", key), "metadata.json")))) console.log(line);
         const findings = doctorFor(config, plan, plan.candidates.find((c) => c.key)?.provider, { kernelConfig });
         console.log(formatFindings(findings, "compatibility"));
         return 0;
@@ -221,23 +230,20 @@ const COMMANDS: Record<string, Command> = {
     options: {
       ...CONFIG_OPTIONS,
       ...CRIU_OPTIONS,
-      criu: { type: "string" },
       "kernel-config": { type: "string" },
       "debian-kernel": { type: "string" },
     },
     help: {
       ...CONFIG_HELP,
-      "--criu V": "the CRIU version (4.1 means the newest 4.1.x)",
       ...CRIU_HELP,
       "--kernel-config FILE": "a kernel .config (default: the config the kernel stage produces)",
       "--debian-kernel SUITE": "check against Debian's cloud kernel of that suite",
     },
     run: async (v) => {
-      const sets = criuSets({ ...v, version: v.criu ?? v.version });
+      const sets = criuSets(v);
       const config = configFrom(v, sets);
-      const { planCriu, doctorFor } = await import("./criu/stage.js");
+      const { resolveAndPlanCriu, doctorFor } = await import("./criu/stage.js");
       const { formatFindings } = await import("./criu/doctor.js");
-      const { ArtifactCache } = await import("./lib/cache.js");
       let kernelConfig: Map<string, string> | undefined;
       let kernelLabel: string;
       let kernelVersion: string | undefined;
@@ -252,8 +258,7 @@ const COMMANDS: Record<string, Command> = {
         kernelVersion = k.metadata?.version ?? undefined;
         kernelLabel = v["debian-kernel"] ? `Debian ${v["debian-kernel"]} cloud kernel ${k.metadata?.release ?? ""}` : `the configured kernel (${config.kernel.version}, ${config.kernel.base})`;
       }
-      const cache = new ArtifactCache(config.cache_dir);
-      const plan = planCriu(config, { cacheRoot: cache.root, mirror: config.debian.mirror, localSource: config.criu.local_source, log: () => undefined });
+      const plan = resolveAndPlanCriu(config, { strict: true });
       const provider = plan.candidates.find((c) => c.key)?.provider;
       const findings = doctorFor(config, plan, provider, { kernelConfig, kernelVersion: kernelVersion ?? config.kernel.version });
       console.log(formatFindings(findings, `CRIU ${plan.entry.version} (${provider ?? "?"}, ${config.criu.link}) in ${plan.guestSuite} on ${kernelLabel}`));
@@ -414,6 +419,10 @@ const COMMANDS: Record<string, Command> = {
       jobs: { type: "string" },
       strict: { type: "boolean" },
       "emit-github": { type: "boolean" },
+      "criu-mirror": { type: "string" },
+      "local-source": { type: "string" },
+      git: { type: "string" },
+      ref: { type: "string" },
     },
     help: {
       ...CONFIG_HELP,
@@ -429,6 +438,9 @@ const COMMANDS: Record<string, Command> = {
       "--jobs N": "guest boots at once (default: as many as the cores allow)",
       "--strict": "exit 1 when a cell has a failing test (default: only build failures, 4 for infrastructure errors)",
       "--emit-github": `write the GitHub Actions workflow for this matrix (.github/workflows/cr-guest-matrix.yml)`,
+      "--criu-mirror DIR": "a directory of CRIU tarballs for every cell (checked against the pins)",
+      "--local-source PATH": "a CRIU tree, git checkout or tarball: the cells of its version build it",
+      "--git URL --ref REF": "a CRIU git commit: the cells of its version build it",
     },
     run: async (v) => {
       const { loadMatrixSpec, planMatrix, filterCells } = await import("./matrix/spec.js");
@@ -436,7 +448,8 @@ const COMMANDS: Record<string, Command> = {
       const { REPO_ROOT } = await import("./lib/paths.js");
       const { resolve } = await import("node:path");
       const spec = loadMatrixSpec(resolve((v.matrix as string | undefined) ?? join(REPO_ROOT, "matrix.yaml")));
-      const plan = planMatrix(spec, { configFile: v.config as string | undefined, set: setsFrom(v) });
+      const sourceSets = criuSets({ "criu-mirror": v["criu-mirror"], "local-source": v["local-source"], git: v.git, ref: v.ref }).filter((x) => !x.startsWith("criu.version="));
+      const plan = planMatrix(spec, { configFile: v.config as string | undefined, set: setsFrom(v, sourceSets) });
       if (v["emit-github"]) {
         const { mkdir, writeFile } = await import("node:fs/promises");
         const { dirname } = await import("node:path");

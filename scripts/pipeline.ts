@@ -50,8 +50,8 @@ export interface PreparedImage extends ImageResult {
  * that kernel's config; `force` builds even when it predicts a failure (the matrix wants to
  * observe that failure, not refuse it).
  */
-export async function prepareImage(config: PipelineConfig, opts: { force?: boolean; kernel?: PreparedKernel } = {}): Promise<PreparedImage> {
-  const criu = await runCriuStage(config, { force: opts.force, kernelConfig: opts.kernel?.config, kernelVersion: opts.kernel?.ref.version });
+export async function prepareImage(config: PipelineConfig, opts: { force?: boolean; kernel?: PreparedKernel; strict?: boolean } = {}): Promise<PreparedImage> {
+  const criu = await runCriuStage(config, { force: opts.force, strict: opts.strict, kernelConfig: opts.kernel?.config, kernelVersion: opts.kernel?.ref.version });
   const state: { agent?: AgentArtifact; image?: ImageResult } = {};
   await runSteps(state, [
     { title: "kata-agent", skip: () => (config.agent.binary || config.agent.kata_src ? false : "no agent configured"), run: async (s, log) => void (s.agent = await runAgentStage(config, log)) },

@@ -3,17 +3,23 @@
  * facts as semver ranges. Pure but for loading, so resolution and facts are unit-tested.
  */
 import semver from "semver";
+import { CRIU_PROVIDERS, type CriuProvider } from "../lib/config.js";
 import { UserError } from "../lib/errors.js";
 import { CRIU_CATALOG_FILE } from "../lib/paths.js";
 import { loadYamlFile } from "../lib/yaml-file.js";
 
 export interface CriuVersionEntry {
   version: string;
-  upstream?: { url: string; sha256?: string };
-  debian?: { version: string; suite: string; orig_sha256: string };
+  /** The pin of the GitHub tag archive v<version>.tar.gz. */
+  upstream?: { sha256: string; size?: number };
+  debian?: { version: string; suite: string; orig_sha256: string; debian_tar_sha256?: string };
   binary?: { version: string; suite: string };
   min_suite: string;
   debian_patches?: string[];
+  /** This version's own provider order (else the catalog's provider_order). */
+  providers?: CriuProvider[];
+  /** For a source whose version the catalog does not list: the catalog version whose facts apply. */
+  facts_from?: string;
 }
 
 export interface CriuFact {
@@ -27,6 +33,8 @@ export interface CriuCatalog {
   suites: { name: string; glibc: string }[];
   facts: Record<string, CriuFact>;
   checkFeatures: { criu: string; names: string[] }[];
+  /** Providers in the order tried when the config names none. */
+  providerOrder: CriuProvider[];
 }
 
 /** CRIU writes "3.19" and "4.0": semver wants three parts. */
@@ -42,19 +50,27 @@ export function parseCriuCatalog(value: unknown, file: string): CriuCatalog {
     suites?: Record<string, { glibc: string }>;
     facts?: Record<string, CriuFact>;
     check_features?: { criu: string; names: string[] }[];
+    provider_order?: CriuProvider[];
   };
   if (!doc?.versions || !doc.suites) throw new UserError(`${file}: needs 'versions:' and 'suites:'`, "see the comment at the top of the file");
   const versions = new Map<string, CriuVersionEntry>();
   for (const [version, entry] of Object.entries(doc.versions)) {
     if (!entry.min_suite || !doc.suites[entry.min_suite])
       throw new UserError(`${file}: CRIU ${version} has min_suite '${entry.min_suite}', not one of ${Object.keys(doc.suites).join(", ")}`, "fix the catalog");
+    for (const p of entry.providers ?? [])
+      if (!CRIU_PROVIDERS.includes(p)) throw new UserError(`${file}: CRIU ${version} names provider '${p}'`, `providers are: ${CRIU_PROVIDERS.join(", ")}`);
+    if (entry.upstream && !/^[0-9a-f]{64}$/.test(entry.upstream.sha256 ?? ""))
+      throw new UserError(`${file}: CRIU ${version} upstream.sha256 is not a sha256`, "pin the tag archive's sha256 (64 hex digits)");
     versions.set(version, { version, ...entry });
   }
+  const providerOrder = doc.provider_order ?? [...CRIU_PROVIDERS];
+  for (const p of providerOrder) if (!CRIU_PROVIDERS.includes(p)) throw new UserError(`${file}: provider_order names '${p}'`, `providers are: ${CRIU_PROVIDERS.join(", ")}`);
   return {
     versions,
     suites: Object.entries(doc.suites).map(([name, s]) => ({ name, glibc: String(s.glibc) })),
     facts: doc.facts ?? {},
     checkFeatures: doc.check_features ?? [],
+    providerOrder,
   };
 }
 
@@ -76,6 +92,27 @@ export function resolveCriuVersion(requested: string, catalog: CriuCatalog): Cri
       `known versions: ${known.join(", ")} (4.1 picks the newest 4.1.x); add it to criu-builds/versions.yaml`,
     );
   return catalog.versions.get(match)!;
+}
+
+/**
+ * The catalog entry for a version a source tree declares (git, local source). A listed version
+ * is itself; another one takes the facts of the newest catalog version not above it, and
+ * nothing that names a release artifact (pins, Debian packages, Debian patches).
+ */
+export function entryForSourceVersion(version: string, catalog: CriuCatalog): CriuVersionEntry {
+  const v = semverOf(version);
+  const listed = [...catalog.versions.values()].find((e) => semverOf(e.version) === v);
+  if (listed) return listed;
+  const below = [...catalog.versions.values()].filter((e) => semver.lte(semverOf(e.version), v)).sort((a, b) => semver.rcompare(semverOf(a.version), semverOf(b.version)))[0];
+  if (!below) throw new UserError(`CRIU ${version} is older than every catalog version`, `the catalog starts at ${[...catalog.versions.keys()].sort((a, b) => semver.compare(semverOf(a), semverOf(b)))[0]}`);
+  return { version, min_suite: below.min_suite, facts_from: below.version };
+}
+
+/** The providers to try for this version: the config's when it names any, else the catalog's. */
+export function providerOrderFor(entry: CriuVersionEntry, catalog: CriuCatalog, configured: CriuProvider[]): CriuProvider[] {
+  if (configured.length) return configured;
+  const facts = entry.facts_from ? catalog.versions.get(entry.facts_from) : entry;
+  return entry.providers ?? (facts?.providers && !entry.facts_from ? facts.providers : catalog.providerOrder);
 }
 
 export function hasFact(catalog: CriuCatalog, fact: string, version: string): boolean {

@@ -18,20 +18,23 @@ import { runSteps } from "../lib/progress.js";
 import { loadYamlFile } from "../lib/yaml-file.js";
 import { CRIU_CATALOG_FILE } from "../lib/paths.js";
 import { buildCriuInChroot, criuBuildDeps } from "./build-recipe.js";
-import { loadCriuCatalog, resolveCriuVersion, suitesFrom, type CriuCatalog, type CriuVersionEntry } from "./catalog.js";
+import { loadCriuCatalog, suitesFrom, type CriuCatalog, type CriuVersionEntry } from "./catalog.js";
 import { diagnose, formatFindings, type Finding } from "./doctor.js";
-import { applyPatches, loadPatchCatalog, selectPatches, type SelectedPatch } from "./patches.js";
-import { obtainCriuBinary, obtainCriuSource, providerIdentity, type CriuOrigin, type ProviderContext } from "./sources.js";
+import { applyPatches, loadPatchCatalog, selectPatches, type PatchSpec, type SelectedPatch } from "./patches.js";
+import { obtainCriuBinary, obtainCriuSource, resolveCriuSource, type CriuOrigin, type ProviderContext, type ResolvedCriu, type ResolvedProvider, type SourceProvider } from "./sources.js";
 import { cpus } from "node:os";
 
 /** Bump when the build recipe changes its output. */
-export const CRIU_RECIPE_VERSION = 1;
+export const CRIU_RECIPE_VERSION = 2;
 
 export interface CriuMetadata {
   version: string;
   provider: CriuProvider;
   from: string;
+  /** The source content: a tarball's sha256, a tree hash, a git commit (+ uncommitted changes). */
   identity: string;
+  /** The git commit built (git provider, or a local git checkout). */
+  commit?: string;
   patches: { name: string; sha256: string }[];
   debian_patches: string[];
   link: "static" | "dynamic" | "debian-binary";
@@ -46,43 +49,81 @@ export interface CriuMetadata {
   created: string;
 }
 
+export interface CriuCandidate extends ResolvedProvider {
+  /** The artifact cache key: the content, patches and recipe, never the provider. */
+  key?: string;
+}
+
 export interface CriuPlan {
   entry: CriuVersionEntry;
   catalog: CriuCatalog;
+  resolved: ResolvedCriu;
   guestSuite: string;
   patches: SelectedPatch[];
-  candidates: { provider: CriuProvider; key?: string; identity?: string; skip?: string }[];
+  candidates: CriuCandidate[];
   buildSuite: (provider: CriuProvider) => string;
 }
+
+/** Raised when no provider can serve a version: the matrix lists such a cell as SKIPPED. */
+export class NoCriuSourceError extends UserError {}
+
+export const SOURCE_FIX = "give a source: --criu-mirror DIR (a directory of release tarballs), --local-source DIR (a tree, git checkout or tarball), or --git URL --ref REF";
 
 export function kernelOptionsFromCatalog(): { required: Record<string, string>; optional: Record<string, string> } {
   return (loadYamlFile(CRIU_CATALOG_FILE).value as { kernel_options: { required: Record<string, string>; optional: Record<string, string> } }).kernel_options;
 }
 
-/** Pure planning: version, patches, and for each provider its cache key or why it is skipped. */
-export function planCriu(config: PipelineConfig, ctx: ProviderContext, catalog = loadCriuCatalog()): CriuPlan {
-  const entry = resolveCriuVersion(config.criu.version, catalog);
+/** Resolve (reads the disk; git may fetch) and plan, for callers that want both. */
+export function resolveAndPlanCriu(config: PipelineConfig, opts: { strict: boolean; memo?: Map<string, unknown> }, catalog = loadCriuCatalog(), patchCatalog = loadPatchCatalog()): CriuPlan {
+  const resolved = resolveCriuSource(config, catalog, { cacheRoot: config.cache_dir, strict: opts.strict }, opts.memo);
+  return planCriu(config, resolved, catalog, patchCatalog);
+}
+
+/** Pure planning: patches, and for each provider its cache key or why it is skipped. */
+export function planCriu(config: PipelineConfig, resolved: ResolvedCriu, catalog: CriuCatalog, patchCatalog: Map<string, PatchSpec>): CriuPlan {
+  const entry = resolved.entry;
   const guestSuite = config.criu.guest_suite || entry.min_suite;
   suitesFrom(catalog, guestSuite); // validates the suite name
-  const patches = selectPatches(config.criu.patches, entry.version, loadPatchCatalog());
+  const patches = selectPatches(config.criu.patches, entry.version, patchCatalog);
   const buildSuite = (provider: CriuProvider) =>
     provider === "debian-binary" ? entry.binary!.suite : config.criu.link === "static" ? config.criu.static_build_suite : guestSuite;
-  const candidates = config.criu.providers.map((provider) => {
-    if (provider === "debian-binary" && patches.length) return { provider, skip: "a binary package cannot be patched" };
-    const identity = providerIdentity(provider, entry, ctx);
-    if (!identity) return { provider, skip: provider === "upstream" && entry.upstream ? "no sha256 pinned for the upstream tarball" : `no ${provider} source for CRIU ${entry.version}` };
+  const candidates = resolved.providers.map((r): CriuCandidate => {
+    if (!r.identity) return r;
+    if (r.provider === "debian-binary" && patches.length) return { ...r, identity: undefined, skip: "a binary package cannot be patched" };
+    const fromSource = r.provider !== "debian-binary";
     const key = cacheKey({
       version: entry.version,
-      provider,
-      identity,
+      source: r.identity,
+      debianPatches: fromSource && resolved.debianPatches ? [resolved.debianPatches.archive, resolved.debianPatches.sha256, resolved.debianPatches.names] : [],
       patches: patches.map((p) => [p.name, p.sha256]),
-      link: provider === "debian-binary" ? "debian-binary" : config.criu.link,
-      buildSuite: buildSuite(provider),
+      link: fromSource ? config.criu.link : "debian-binary",
+      buildSuite: buildSuite(r.provider),
       recipe: CRIU_RECIPE_VERSION,
     });
-    return { provider, key, identity };
+    return { ...r, key };
   });
-  return { entry, catalog, guestSuite, patches, candidates, buildSuite };
+  return { entry, catalog, resolved, guestSuite, patches, candidates, buildSuite };
+}
+
+/** The plan in words: the version and where it came from, then each provider's answer. */
+export function describeCriuPlan(plan: CriuPlan, cached: (key: string) => boolean): string[] {
+  const r = plan.resolved;
+  const lines = [`CRIU ${plan.entry.version}${r.versionFrom === "config" ? "" : ` (the version of the ${r.versionFrom} source)`}${plan.entry.facts_from ? `; catalog facts of ${plan.entry.facts_from}` : ""}`];
+  if (r.git) lines.push(`git: ${r.git.url} ${r.git.ref} -> ${r.git.commit}`);
+  if (r.local) lines.push(`local source: ${r.local.path} (${r.local.kind}${r.local.commit ? ` at ${r.local.commit.slice(0, 12)}${r.local.dirty ? " with uncommitted changes" : ""}` : ""})`);
+  if (r.debianPatches) lines.push(`source builds apply Debian's ${r.debianPatches.names.join(", ")} from ${r.debianPatches.archive} (from the ${r.debianPatches.suite} mirror at build time; without it no source provider can serve this version)`);
+  const serving = plan.candidates.find((c) => c.key);
+  lines.push(`served by: ${serving ? `${serving.provider} (${serving.from})` : `nothing here: ${SOURCE_FIX}`}`);
+  lines.push("providers, in order:");
+  for (const c of plan.candidates) {
+    const state = c.key
+      ? cached(c.key)
+        ? `cached (key ${c.key}, ${c.identity})`
+        : `would ${c.provider === "debian-binary" ? "download" : `build in ${plan.buildSuite(c.provider)} from`} ${c.from} (key ${c.key})`
+      : `skipped: ${c.skip}`;
+    lines.push(`  ${c.provider.padEnd(14)} ${state}`);
+  }
+  return lines;
 }
 
 export interface CriuStageResult {
@@ -98,6 +139,10 @@ export interface CriuStageOptions {
   kernelVersion?: string;
   /** Build even if the compatibility check finds something that will fail. */
   force?: boolean;
+  /** A single command (default): a given source of another version is an error, not a skip. */
+  strict?: boolean;
+  /** An already resolved plan (the matrix resolves once per cell). */
+  plan?: CriuPlan;
 }
 
 export function doctorFor(config: PipelineConfig, plan: CriuPlan, provider: CriuProvider | undefined, opts: CriuStageOptions): Finding[] {
@@ -118,9 +163,9 @@ export function doctorFor(config: PipelineConfig, plan: CriuPlan, provider: Criu
 export async function runCriuStage(config: PipelineConfig, opts: CriuStageOptions = {}): Promise<CriuStageResult> {
   const cache = new ArtifactCache(config.cache_dir);
   const state = { result: undefined as CriuStageResult | undefined, attempts: [] as string[] };
-  const pctx: ProviderContext = { cacheRoot: cache.root, mirror: config.debian.mirror, localSource: config.criu.local_source, log: () => undefined };
-  const plan = planCriu(config, pctx);
-  const mode = config.criu.providers[0] === "debian-binary" ? "Debian binary" : config.criu.link;
+  const pctx: ProviderContext = { cacheRoot: cache.root, mirror: config.debian.mirror, log: () => undefined };
+  const plan = opts.plan ?? resolveAndPlanCriu(config, { strict: opts.strict ?? true });
+  const mode = plan.candidates.find((c) => c.key)?.provider === "debian-binary" ? "Debian binary" : config.criu.link;
   const label = `CRIU ${plan.entry.version} (${mode}${plan.patches.length ? `, patches: ${plan.patches.map((p) => p.name).join(", ")}` : ""}) for ${plan.guestSuite}`;
 
   await runSteps(state, [
@@ -153,20 +198,18 @@ export async function runCriuStage(config: PipelineConfig, opts: CriuStageOption
             throw new UserError(formatFindings(findings, `${label} via ${c.provider}`), "fix what the check names, or pass --force to build anyway", 1);
           try {
             const art = await cache.getOrBuild<CriuMetadata>("criu", c.key, (tmp) =>
-              c.provider === "debian-binary" ? extractBinary(config, plan, pctx, tmp) : buildFromSource(config, plan, c.provider as Exclude<CriuProvider, "debian-binary">, pctx, tmp, log),
+              c.provider === "debian-binary" ? extractBinary(config, plan, pctx, tmp) : buildFromSource(config, plan, c as CriuCandidate & { provider: SourceProvider }, pctx, tmp, log),
             );
             s.result = { dir: art.dir, cached: art.cached, metadata: art.metadata, findings, attempts: s.attempts };
             return;
           } catch (err) {
-            if (!(err instanceof NotAvailableError)) throw err;
+            // A source the user named (a tree, a git URL) never falls back to another provider.
+            if (!(err instanceof NotAvailableError) || c.provider === "local-source" || c.provider === "git") throw err;
             s.attempts.push(`${c.provider}: ${err.message}`);
             log(`${c.provider}: ${err.message}`);
           }
         }
-        throw new UserError(
-          `no provider could supply ${label}:\n${s.attempts.map((a) => `  - ${a}`).join("\n")}`,
-          "set criu.local_source to a CRIU checkout, pin an upstream sha256, or pick a version Debian packages (3.17.1, 4.1.1, 4.2.1)",
-        );
+        throw new NoCriuSourceError(`no provider could supply ${label}:\n${s.attempts.map((a) => `  - ${a}`).join("\n")}`, SOURCE_FIX);
       },
     },
   ]);
@@ -176,14 +219,15 @@ export async function runCriuStage(config: PipelineConfig, opts: CriuStageOption
 async function buildFromSource(
   config: PipelineConfig,
   plan: CriuPlan,
-  provider: Exclude<CriuProvider, "debian-binary">,
+  candidate: CriuCandidate & { provider: SourceProvider },
   pctx: ProviderContext,
   tmp: string,
   log: (line: string) => void,
 ): Promise<CriuMetadata> {
   const work = join(tmp, "work");
   await mkdir(work, { recursive: true });
-  const { tree, origin } = await obtainCriuSource(provider, plan.entry, pctx, work);
+  const provider = candidate.provider;
+  const { tree, origin } = await obtainCriuSource(candidate, plan.resolved, { ...pctx, log }, work, config.criu.upstream_url_base);
   if (plan.patches.length) {
     log(`applying ${plan.patches.map((p) => p.name).join(", ")}`);
     await applyPatches(tree, plan.patches, plan.entry.version);
@@ -254,6 +298,7 @@ async function metadataFor(
     provider: origin.provider,
     from: origin.from,
     identity: origin.identity,
+    ...(origin.commit ? { commit: origin.commit } : {}),
     patches: plan.patches.map((p) => ({ name: p.name, sha256: p.sha256 })),
     debian_patches: origin.debianPatches ?? [],
     guest_suite: plan.guestSuite,

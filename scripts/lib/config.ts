@@ -32,16 +32,21 @@ export interface KernelConfig {
   boot_check: boolean;
 }
 
-export const CRIU_PROVIDERS = ["upstream", "debian-source", "local-source", "debian-binary"] as const;
+export const CRIU_PROVIDERS = ["local-source", "git", "local-mirror", "debian-source", "upstream", "debian-binary"] as const;
 export type CriuProvider = (typeof CRIU_PROVIDERS)[number];
 export const LINK_MODES = ["static", "dynamic"] as const;
 
 export interface CriuConfig {
+  /** Empty: the version of the source given (criu.local_source or criu.git). */
   version: string;
+  /** Empty: the catalog's order for the version (provider_order, or the version's own). */
   providers: CriuProvider[];
   link: (typeof LINK_MODES)[number];
   patches: string[];
   local_source: string;
+  local_mirror: string;
+  git: { url: string; ref: string };
+  upstream_url_base: string;
   guest_suite: string;
   static_build_suite: string;
   jobs: number;
@@ -133,6 +138,9 @@ export const CONFIG_SCHEMA: Schema = {
         link: { type: "enum", values: LINK_MODES },
         patches: { type: "list", of: str },
         local_source: filePath,
+        local_mirror: filePath,
+        git: { type: "object", keys: { url: str, ref: str } },
+        upstream_url_base: str,
         guest_suite: str,
         static_build_suite: str,
         jobs: num,
@@ -284,6 +292,10 @@ function checkCrossReferences(config: PipelineConfig): void {
     throw new UserError(`image.name '${config.image.name}' is not a plain file name`, "use letters, digits, '.', '_' and '-'");
   if (config.agent.binary && config.agent.kata_src)
     throw new UserError("agent.binary and agent.kata_src are both set", "give either a prebuilt agent (--agent FILE) or a Kata source tree (--kata-src DIR)");
+  if (config.criu.git.url && config.criu.local_source)
+    throw new UserError("criu.git and criu.local_source are both set", "give either a git URL (--git URL --ref REF) or a local source (--local-source DIR)");
+  if (!config.criu.version && !config.criu.git.url && !config.criu.local_source)
+    throw new UserError("criu.version is empty and no source names a version", "give --criu V, or a source that carries its version: --local-source DIR or --git URL");
   const sets = Object.keys(config.fragment_sets);
   if (!config.fragment_sets[config.kernel.fragment_set])
     throw new UserError(

@@ -11,7 +11,6 @@ import { Listr } from "listr2";
 import { ArtifactCache } from "../lib/cache.js";
 import { REPO_ROOT } from "../lib/paths.js";
 import { throttledOutput } from "../lib/progress.js";
-import { planCriu } from "../criu/stage.js";
 import { collectCells, storedCell, type CellResult } from "./cell.js";
 import { buildReport, renderHtml, renderJunit, renderMarkdown, type MatrixReport } from "./report.js";
 import { keepStored, runMatrix, type MatrixRunSummary } from "./run.js";
@@ -60,7 +59,7 @@ export async function formatPlan(plan: MatrixPlan, picked: PlannedCell[], outDir
   lines.push("");
   const width = Math.max(...picked.map((c) => c.id.length), 4);
   lines.push("  (kernel, image: '?' = not used by this matrix yet; the stage still takes a cached artifact)");
-  lines.push(`  ${"cell".padEnd(width)}  result     kernel   criu     image`);
+  lines.push(`  ${"cell".padEnd(width)}  result     kernel   criu           image`);
   for (const c of picked) {
     if (c.skip) {
       lines.push(`  ${c.id.padEnd(width)}  SKIPPED    ${c.skip}`);
@@ -69,9 +68,9 @@ export async function formatPlan(plan: MatrixPlan, picked: PlannedCell[], outDir
     const stored = storedCell(outDir, c.id);
     const result = keepStored(stored, c, force) ? `kept ${stored!.status}`.padEnd(10) : "will run  ";
     const cache = new ArtifactCache(c.config.cache_dir);
-    const criuPlan = planCriu(c.config, { cacheRoot: cache.root, mirror: c.config.debian.mirror, localSource: c.config.criu.local_source, log: () => undefined });
-    let criu = "build   ";
-    for (const cand of criuPlan.candidates) if (cand.key && (await cache.lookup("criu", cand.key))) criu = "cached  ";
+    const serving = c.criuCandidates.find((cand) => cand.key);
+    let criu = `${serving?.provider ?? "?"}`.padEnd(14);
+    for (const cand of c.criuCandidates) if (cand.key && (await cache.lookup("criu", cand.key))) criu = `cached (${cand.provider})`.padEnd(14);
     lines.push(`  ${c.id.padEnd(width)}  ${result} ${(cached(c.groups.kernel) ? "cached" : "?").padEnd(8)} ${criu} ${cached(c.groups.image) ? "cached" : "?"}`);
   }
   if (plan.excluded.length) {

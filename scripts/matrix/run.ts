@@ -4,6 +4,7 @@
  * boots as many at once as the machine's cores allow. One cell failing never stops the
  * others; a stored cell with the same inputs is kept (resume) unless forced.
  */
+import { NoCriuSourceError } from "../criu/stage.js";
 import { hostname } from "node:os";
 import { errorMessage } from "../lib/errors.js";
 import type { TestStatus } from "../boot/results.js";
@@ -230,6 +231,8 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
       applyBoot(cell, b);
       return finish(cell.status, cell.reason);
     } catch (err) {
+      // No provider could serve this CRIU after all (e.g. upstream unreachable): not a build.
+      if (err instanceof NoCriuSourceError) return finish("SKIPPED", `${errorMessage(err)}; ${err.hint}`);
       cell.failed_stage = stage;
       // A boot stage that throws (QEMU missing, disk full) is infrastructure, not a build.
       return finish(stage === "boot" ? "ERROR" : "BUILD-FAILED", `${stage}: ${errorMessage(err)}`);

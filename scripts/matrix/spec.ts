@@ -17,7 +17,7 @@ import { didYouMean } from "../lib/suggest.js";
 import { loadYamlFile, type LocatedYaml } from "../lib/yaml-file.js";
 import { loadCriuCatalog, resolveCriuVersion, semverOf, type CriuCatalog } from "../criu/catalog.js";
 import { loadPatchCatalog, selectPatches } from "../criu/patches.js";
-import { planCriu } from "../criu/stage.js";
+import { resolveAndPlanCriu, SOURCE_FIX } from "../criu/stage.js";
 
 export const AXES = ["criu", "kernel", "patches", "suite"] as const;
 export type AxisName = (typeof AXES)[number];
@@ -171,6 +171,8 @@ export interface PlannedCell {
   inputsKey: string;
   /** Why the cell cannot run here (e.g. no source for this CRIU version); listed, not run. */
   skip?: string;
+  /** The CRIU providers in order: each one's cache key, or why it cannot serve. */
+  criuCandidates: { provider: string; key?: string; skip?: string; from?: string }[];
 }
 
 export interface MatrixPlan {
@@ -221,6 +223,8 @@ export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan
   const guestData = dataHash(["guest"]);
   const cells: PlannedCell[] = [];
   const excluded: MatrixPlan["excluded"] = [];
+  // One inspection per local tree, git ref and mirror file for the whole matrix.
+  const sourceMemo = new Map<string, unknown>();
   for (const axes of combos) {
     const id = cellId(axes);
     const explicit = spec.include.some((inc) => cellId(inc) === id);
@@ -245,10 +249,10 @@ export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan
     }
     const overrideSets = spec.overrides.filter((o) => ruleMatches(o.match, axes, entry.version)).flatMap((o) => setsToArgs(o.set));
     if (overrideSets.length) config = loadConfig({ configFile: opts.configFile, set: [...(opts.set ?? []), ...sets, ...overrideSets] });
-    const criuPlan = planCriu(config, { cacheRoot: config.cache_dir, mirror: config.debian.mirror, localSource: config.criu.local_source, log: () => undefined }, catalog);
+    const criuPlan = resolveAndPlanCriu(config, { strict: false, memo: sourceMemo }, catalog, patchCatalog);
     const usable = criuPlan.candidates.filter((c) => c.key);
-    const reasons = [...new Set(criuPlan.candidates.map((c) => (/^no (local-source|debian-source|debian-binary) source/.test(c.skip ?? "") ? "no Debian package" : `${c.provider}: ${c.skip}`)))];
-    const skip = usable.length ? undefined : `no source for CRIU ${entry.version} here (${reasons.join("; ")}); give a source tree with --set criu.local_source=DIR`;
+    const reasons = criuPlan.candidates.map((c) => `${c.provider}: ${c.skip}`);
+    const skip = usable.length ? undefined : `no source for CRIU ${entry.version} here (${reasons.join("; ")}); ${SOURCE_FIX}`;
     const { sources: _sources, ...settings } = config;
     // Groups name what a stage reads: its config and the repo data behind it (fragments for a
     // kernel, the guest runner for an image), so --plan's "cached" means the same artifact.
@@ -263,7 +267,9 @@ export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan
       sets: [...sets, ...overrideSets],
       config,
       groups: { kernel: kernelGroup, criu: criuGroup, image: imageGroup },
-      inputsKey: cacheKey({ settings, data: repoData, scenarios: dataHash([], [config.boot.scenarios]), recipe: CELL_RECIPE_VERSION }),
+      // The CRIU keys name the source content: a changed local tree or git commit is a new cell.
+      inputsKey: cacheKey({ settings, data: repoData, criu: usable.map((c) => c.key), scenarios: dataHash([], [config.boot.scenarios]), recipe: CELL_RECIPE_VERSION }),
+      criuCandidates: criuPlan.candidates.map(({ provider, key, skip, from }) => ({ provider, key, skip, from })),
       ...(skip ? { skip } : {}),
     });
   }

@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { buildFlags, criuBuildDeps, parseLdd } from "../../scripts/criu/build-recipe.js";
 import { chrootArgv, chrootKey, debootstrapArgs } from "../../scripts/lib/chroot.js";
-import { dependsNames, providerIdentity } from "../../scripts/criu/sources.js";
-import { loadCriuCatalog, resolveCriuVersion } from "../../scripts/criu/catalog.js";
-import { planCriu } from "../../scripts/criu/stage.js";
+import { dependsNames } from "../../scripts/criu/sources.js";
+import { loadCriuCatalog } from "../../scripts/criu/catalog.js";
+import { loadPatchCatalog } from "../../scripts/criu/patches.js";
+import { resolveAndPlanCriu } from "../../scripts/criu/stage.js";
 import { loadConfig } from "../../scripts/lib/config.js";
 
 describe("CRIU build recipe", () => {
@@ -43,27 +44,36 @@ describe("chroots", () => {
 
 describe("CRIU providers and plan", () => {
   const catalog = loadCriuCatalog();
-  const ctx = { cacheRoot: "/tmp/x", mirror: "M", localSource: "", log: () => undefined };
+  const patches = loadPatchCatalog();
+  const planOf = (...set: string[]) => resolveAndPlanCriu(loadConfig({ set }), { strict: true }, catalog, patches);
   it("know their identity without network, or why they cannot serve", () => {
-    const v411 = resolveCriuVersion("4.1.1", catalog);
-    expect(providerIdentity("debian-source", v411, ctx)).toMatch(/^4\.1\.1-1:f80a66/);
-    expect(providerIdentity("upstream", v411, ctx)).toBeUndefined(); // no pinned sha256
-    expect(providerIdentity("debian-binary", resolveCriuVersion("3.17.1", catalog), ctx)).toBe("bookworm:3.17.1-2+deb12u2");
-    expect(providerIdentity("debian-source", resolveCriuVersion("3.19", catalog), ctx)).toBeUndefined();
+    const byProvider = (p: ReturnType<typeof planOf>) => Object.fromEntries(p.candidates.map((c) => [c.provider, c.identity ?? c.skip]));
+    const v411 = byProvider(planOf("criu.version=4.1.1"));
+    expect(v411["debian-source"]).toBe("sha256:f80a66cb3726bb2116266d4759ce3bcbfab7abdb6b6d430bf20dd41911717afe");
+    expect(v411.upstream).toBe("sha256:a5338fe696395843543e6e09c85ccaf36614bf172c26fe8506191b7b930d2dae");
+    expect(byProvider(planOf("criu.version=3.17.1"))["debian-binary"]).toBe("deb:bookworm:3.17.1-2+deb12u2");
+    expect(byProvider(planOf("criu.version=3.19"))["debian-source"]).toBe("Debian does not package CRIU 3.19");
+    expect(byProvider(planOf("criu.version=4.2.1")).upstream).toMatch(/^sha256:feffdf46/);
   });
   it("reads Depends into package names", () => {
     expect(dependsNames("libc6 (>= 2.34), libnet1 (>= 1.1.2.1), python3:any, iproute2 | busybox")).toEqual(["libc6", "libnet1", "python3", "iproute2"]);
   });
   it("plans keys that change with patches and link mode, and skips a binary when patching", () => {
-    const base = loadConfig({ set: ["criu.version=4.1", "criu.providers=[debian-source, debian-binary]"] });
-    const plain = planCriu(base, ctx, catalog);
+    const base = ["criu.version=4.1", "criu.providers=[debian-source, debian-binary]"];
+    const plain = planOf(...base);
     expect(plain.entry.version).toBe("4.1.1");
     expect(plain.guestSuite).toBe("trixie");
-    const patched = planCriu(loadConfig({ set: ["criu.version=4.1", "criu.providers=[debian-source, debian-binary]", "criu.patches=[membarrier-probe-nonfatal]"] }), ctx, catalog);
+    const patched = planOf(...base, "criu.patches=[membarrier-probe-nonfatal]");
     expect(patched.candidates[0].key).not.toBe(plain.candidates[0].key);
     expect(patched.candidates[1].skip).toBe("a binary package cannot be patched");
-    const dynamic = planCriu(loadConfig({ set: ["criu.version=4.1", "criu.link=dynamic"] }), ctx, catalog);
+    const dynamic = planOf("criu.version=4.1", "criu.link=dynamic");
     expect(dynamic.buildSuite("debian-source")).toBe("trixie");
     expect(plain.buildSuite("debian-source")).toBe("bookworm");
+  });
+  it("source builds of 3.17.1 carry Debian's patches in their key; the binary does not", () => {
+    const p = planOf("criu.version=3.17.1");
+    expect(p.resolved.debianPatches).toMatchObject({ archive: "criu_3.17.1-2+deb12u2.debian.tar.xz", sha256: expect.stringMatching(/^bb1a4b2c/) });
+    expect(p.resolved.debianPatches!.names.slice(0, 2)).toEqual(["criu-fix-conflicting-headers", "mount-add-definition-for-FSOPEN_CLOEXEC"]);
+    expect(planOf("criu.version=4.1.1").resolved.debianPatches).toBeUndefined();
   });
 });
