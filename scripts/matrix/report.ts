@@ -5,6 +5,8 @@
  * comparing two reports.
  */
 import { loadYamlFile } from "../lib/yaml-file.js";
+import { UserError } from "../lib/errors.js";
+import { loadCriuCatalog, type CriuCatalog } from "../criu/catalog.js";
 import { CRIU_BUILDS_DIR } from "../lib/paths.js";
 import { join } from "node:path";
 import type { TestStatus } from "../boot/results.js";
@@ -20,6 +22,8 @@ export interface FindingRule {
   status?: TestStatus | "any";
   message: string;
   say: string;
+  /** The catalog fact whose CRIU range the sentence states as {criu}. */
+  fact?: string;
 }
 
 export interface ReportFinding {
@@ -56,9 +60,20 @@ export interface MatrixReport {
   merged_duplicates: string[];
 }
 
-export function loadFindingRules(file = FINDINGS_FILE): FindingRule[] {
+/** ">=3.19.0" -> ">= 3.19", "<3.18.0" -> "< 3.18": a semver range as a reader writes it. */
+export function readableRange(range: string): string {
+  return range.replace(/([<>]=?|=)\s*(\d+)\.(\d+)\.(\d+)/g, (_m, op, a, b, c) => `${op} ${a}.${b}${c === "0" ? "" : `.${c}`}`);
+}
+
+/** The rules, each sentence's {criu} filled in from the catalog fact it names. */
+export function loadFindingRules(file = FINDINGS_FILE, catalog: CriuCatalog = loadCriuCatalog()): FindingRule[] {
   const doc = loadYamlFile(file).value as { findings?: FindingRule[] };
-  return (doc?.findings ?? []).map((f) => ({ ...f, status: f.status ?? "FAIL" }));
+  return (doc?.findings ?? []).map((f) => {
+    if (f.say.includes("{criu}") && !f.fact) throw new UserError(`${file}: finding ${f.id} writes {criu} but names no fact`, "add fact: <a fact of criu-builds/versions.yaml>");
+    const fact = f.fact ? catalog.facts[f.fact] : undefined;
+    if (f.fact && !fact) throw new UserError(`${file}: finding ${f.id} names fact '${f.fact}', which criu-builds/versions.yaml does not have`, `facts: ${Object.keys(catalog.facts).join(", ")}`);
+    return { ...f, say: fact ? f.say.replaceAll("{criu}", readableRange(fact.criu)) : f.say, status: f.status ?? "FAIL" };
+  });
 }
 
 const FIXED_COLUMNS: ReportColumn[] = [

@@ -2,6 +2,7 @@
  * The matrix as data: validation errors that name file and line, expansion into cells,
  * exclusions, inclusions, overrides, patches that do not apply, sharing of stages, filters.
  */
+import { CRIU_TARBALLS, missingTarballs } from "../helpers/criu-sources.js";
 import { describe, expect, it } from "vitest";
 import { join } from "node:path";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
@@ -47,24 +48,36 @@ describe("matrix spec", () => {
     expect(a.inputsKey).not.toBe(b.inputsKey);
   });
 
-  it("the default matrix: CRIU 3.17.1, 4.1.1, 4.2.1 on 6.12 with and without MEMBARRIER, the patch where it applies, 3.19 skipped without a source", () => {
+  it("the default matrix: CRIU 3.17.1, 3.19, 4.1.1, 4.2.1 on 6.12 with and without MEMBARRIER, the patch where it applies", () => {
     const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")));
     const runnable = plan.cells.filter((c) => !c.skip);
-    expect(new Set(runnable.map((c) => c.criuVersion))).toEqual(new Set(["3.17.1", "4.1.1", "4.2.1"]));
+    expect(new Set(runnable.map((c) => c.criuVersion))).toEqual(new Set(["3.17.1", "3.19", "4.1.1", "4.2.1"]));
     expect(new Set(runnable.map((c) => c.axes.kernel))).toEqual(new Set(["6.12", "6.12-no-membarrier"]));
     expect(runnable.filter((c) => c.patches.includes("membarrier-probe-nonfatal")).every((c) => c.criuVersion !== "3.17.1")).toBe(true);
-    const skipped = plan.cells.filter((c) => c.skip);
-    expect(skipped.map((c) => c.criuVersion)).toEqual(["3.19", "3.19", "3.19", "3.19"]);
-    expect(skipped[0].skip).toMatch(/criu\.local_source/);
     expect(sharedStages(plan.cells).kernels).toBe(2);
-    // With a source for 3.19 its cells become runnable.
-    const tree = mkdtempSync(join(tmpdir(), "crg-criu-319-"));
-    writeFileSync(join(tree, "Makefile.versions"), "CRIU_VERSION_MAJOR := 3\nCRIU_VERSION_MINOR := 19\n");
-    const withSource = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")), { set: [`criu.local_source=${tree}`] });
-    expect(withSource.cells.filter((c) => c.criuVersion === "3.19" && !c.skip)).toHaveLength(4);
-    // ... and only those: the tree is no source for the other versions.
-    const other = withSource.cells.find((c) => c.id === "4.1.1_6.12_unpatched_native")!;
-    expect(other.groups.criu).toBe(plan.cells.find((c) => c.id === other.id)!.groups.criu);
+    // 3.19 has a pinned tag archive: upstream would serve it.
+    const c319 = plan.cells.find((c) => c.id === "3.19_6.12_unpatched_native")!;
+    expect(c319.criuCandidates.find((c) => c.key)?.provider).toBe("upstream");
+    // Without the network providers it is skipped, with every way to give a source.
+    const offline = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")), { set: ["criu.providers=[local-source, git, local-mirror, debian-source, debian-binary]"] });
+    const skipped = offline.cells.filter((c) => c.skip);
+    expect(skipped.map((c) => c.criuVersion)).toEqual(["3.19", "3.19", "3.19", "3.19"]);
+    for (const flag of ["--criu-mirror", "--local-source", "--git"]) expect(skipped[0].skip).toContain(flag);
+  });
+
+  it.skipIf(missingTarballs())("with a local mirror, the 3.19 cells are served from it and share one build per patch set", () => {
+    const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")), { set: [`criu.local_mirror=${CRIU_TARBALLS}`] });
+    const cells = plan.cells.filter((c) => c.criuVersion === "3.19");
+    expect(cells).toHaveLength(4);
+    for (const c of cells) expect(c.criuCandidates.find((x) => x.key)?.provider).toBe("local-mirror");
+    expect(new Set(cells.map((c) => c.groups.criu)).size).toBe(2);
+    // Offline providers come first: 4.1.1 is built from the mirror's tag archive (other bytes
+    // than Debian's orig tarball, so another build); 4.2.1, not in the mirror, is unchanged.
+    const base = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")));
+    expect(plan.cells.find((c) => c.id === "4.1.1_6.12_unpatched_native")!.criuCandidates.find((x) => x.key)?.provider).toBe("local-mirror");
+    const id = "4.2.1_6.12_unpatched_native";
+    expect(plan.cells.find((c) => c.id === id)!.criuCandidates.find((x) => x.key)?.provider).toBe("debian-source");
+    expect(plan.cells.find((c) => c.id === id)!.groups.criu).toBe(base.cells.find((c) => c.id === id)!.groups.criu);
   });
 
   it("filters cells as a user reproduces one CI cell: --criu 4.1 --kernel 6.12", () => {

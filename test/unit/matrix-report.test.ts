@@ -227,3 +227,22 @@ describe("matrix report", () => {
     expect(want).toContain("bin/cr-guest compare last/matrix.json report/matrix.json");
   });
 });
+
+describe("findings follow the catalog's facts", () => {
+  it("state a CRIU range only through the fact they rest on", async () => {
+    const { loadFindingRules, readableRange, FINDINGS_FILE } = await import("../../scripts/matrix/report.js");
+    const { loadCriuCatalog } = await import("../../scripts/criu/catalog.js");
+    const { loadYamlFile } = await import("../../scripts/lib/yaml-file.js");
+    const catalog = loadCriuCatalog();
+    const raw = (loadYamlFile(FINDINGS_FILE).value as { findings: { id: string; say: string; fact?: string }[] }).findings;
+    // No hand-written version claim: a version number in a sentence must come from {criu}.
+    for (const f of raw) expect(f.say, f.id).not.toMatch(/\d+\.\d+|\d\.x/);
+    const rules = loadFindingRules();
+    const lost = rules.find((r) => r.id === "membarrier-registration-lost")!;
+    expect(lost.say).toContain(`CRIU ${readableRange(catalog.facts.restores_membarrier_registration.criu)} keeps it`);
+    expect(lost.say).toContain("CRIU >= 3.19 keeps it");
+    expect(rules.find((r) => r.id === "membarrier-probe-fatal")!.say).toMatch(/^CRIU >= 3\.19 needs CONFIG_MEMBARRIER/);
+    expect(readableRange("<3.18.0")).toBe("< 3.18");
+    expect(readableRange(">=4.1.1")).toBe(">= 4.1.1");
+  });
+});
