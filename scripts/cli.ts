@@ -366,6 +366,8 @@ const COMMANDS: Record<string, Command> = {
       if (v.accel) sets.push(`boot.accel=${v.accel}`);
       const config = configFrom(v, sets);
       const extraFragments = (v.fragment as string[] | undefined) ?? [];
+      // Bad CRIU input fails before the kernel stage starts.
+      (await import("./criu/stage.js")).resolveAndPlanCriu(config, { strict: true });
       const { prepareKernel } = await import("./pipeline.js");
       const { runBootTests, formatRun } = await import("./boot/stage.js");
       const { chooseAccel } = await import("./boot/accel.js");

@@ -172,14 +172,12 @@ export async function runCriuStage(config: PipelineConfig, opts: CriuStageOption
     {
       title: `Resolve ${label}`,
       run: async (s) => {
-        for (const c of plan.candidates) {
-          if (!c.key) continue;
-          const hit = await cache.lookup<CriuMetadata>("criu", c.key);
-          if (hit) {
-            s.result = { dir: hit.dir, cached: true, metadata: hit.metadata, findings: doctorFor(config, plan, c.provider, opts), attempts: [] };
-            return;
-          }
-        }
+        // Only the first provider that can serve: a later one may deliver other content (a
+        // release tarball instead of the user's tree). The same content from any provider is
+        // the same key, so a mirror's build is also upstream's.
+        const c = plan.candidates.find((x) => x.key);
+        const hit = c && (await cache.lookup<CriuMetadata>("criu", c.key!));
+        if (c && hit) s.result = { dir: hit.dir, cached: true, metadata: hit.metadata, findings: doctorFor(config, plan, c.provider, opts), attempts: [] };
       },
     },
     {
@@ -194,6 +192,12 @@ export async function runCriuStage(config: PipelineConfig, opts: CriuStageOption
             continue;
           }
           const findings = doctorFor(config, plan, c.provider, opts);
+          // Reached after an earlier provider could not serve: its own build may be cached.
+          const hit = await cache.lookup<CriuMetadata>("criu", c.key);
+          if (hit) {
+            s.result = { dir: hit.dir, cached: true, metadata: hit.metadata, findings, attempts: s.attempts };
+            return;
+          }
           if (findings.some((f) => f.severity === "fail") && !opts.force)
             throw new UserError(formatFindings(findings, `${label} via ${c.provider}`), "fix what the check names, or pass --force to build anyway", 1);
           try {

@@ -39,7 +39,8 @@ export function git(cwd: string, ...args: string[]): string {
 export function gitCheckoutOf(version: string): { dir: string; tagged: string; head: string } {
   const dir = unpackRelease(version);
   git(dir, "init", "--quiet", "-b", "criu-dev");
-  git(dir, "add", "-A");
+  // -f: the release tree holds files that CRIU's .gitignore patterns match (tracked upstream).
+  git(dir, "add", "-A", "-f");
   git(dir, "commit", "--quiet", "-m", `v${version}`);
   git(dir, "tag", `v${version}`);
   const tagged = git(dir, "rev-parse", "HEAD");
