@@ -1,11 +1,10 @@
 # cr-guest guest library (POSIX sh): the results disk protocol, bounded commands with hang
 # diagnostics, and per-test records. Sourced by init, run-tests and the scenarios.
 
-RESULTS_MARKER=CRGUEST-RESULTS-V1
-END_MARKER=CRGUEST-END-OF-RUN
-# The host's side of this layout is in scripts/boot/results-disk.ts: keep both in step.
-INPUT_OFFSET_MIB=1
-OUTPUT_OFFSET_MIB=8
+# The contract shared with the host (markers, results disk layout), generated into the image
+# from scripts/lib/guest-contract.ts: RESULTS_MARKER, RESULTS_DONE_MARKER, END_MARKER,
+# STARTED_MARKER, INPUT_OFFSET_MIB, OUTPUT_OFFSET_MIB.
+. "${CRG_CONTRACT_ENV:-/usr/libexec/cr-guest/contract.env}"
 
 find_results_disk() {
 	for sys in /sys/block/*; do
@@ -27,7 +26,7 @@ write_output() { # dev dir
 	tar -czf /run/cr-guest/out.tgz -C "$2" . || return 1
 	size=$(stat -c %s /run/cr-guest/out.tgz)
 	dd if=/run/cr-guest/out.tgz of="$1" bs=1M seek=$OUTPUT_OFFSET_MIB conv=notrunc,fsync 2>/dev/null || return 1
-	printf 'CRGUEST-DONE out=%s\n' "$size" | dd of="$1" bs=512 seek=1 conv=notrunc,fsync 2>/dev/null
+	printf '%s out=%s\n' "$RESULTS_DONE_MARKER" "$size" | dd of="$1" bs=512 seek=1 conv=notrunc,fsync 2>/dev/null
 }
 
 now() { cut -d' ' -f1 /proc/uptime; }

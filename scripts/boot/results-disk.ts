@@ -2,22 +2,21 @@
  * The results channel: a second raw disk, found by the guest through a marker in its first
  * sector (device names are not stable). The host writes the run's input there as a gzipped
  * tar; the guest writes its results back as another, then a DONE record with the size.
- * Works without networking. The guest's side is guest/lib.sh: keep both in step.
- *   0        "CRGUEST-RESULTS-V1\nin=<bytes>\n"
- *   512      "CRGUEST-DONE out=<bytes>\n"   (written by the guest last)
- *   1 MiB    input tar.gz
- *   8 MiB    output tar.gz
+ * Works without networking. The layout is the guest contract (scripts/lib/guest-contract.ts),
+ * which guest/lib.sh reads from the generated contract.env.
  */
 import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import { mkdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as tar from "tar";
 
-export const RESULTS_MARKER = "CRGUEST-RESULTS-V1";
+import { INPUT_OFFSET_MIB, OUTPUT_OFFSET_MIB, RESULTS_DISK_MIB, RESULTS_DONE_MARKER, RESULTS_MARKER } from "../lib/guest-contract.js";
+
+export { RESULTS_MARKER };
 const MiB = 1024 * 1024;
-export const INPUT_OFFSET = 1 * MiB;
-export const OUTPUT_OFFSET = 8 * MiB;
-export const DISK_BYTES = 128 * MiB;
+export const INPUT_OFFSET = INPUT_OFFSET_MIB * MiB;
+export const OUTPUT_OFFSET = OUTPUT_OFFSET_MIB * MiB;
+export const DISK_BYTES = RESULTS_DISK_MIB * MiB;
 
 /** Creates the disk with the input files (name -> content) in place. */
 export async function createResultsDisk(path: string, files: Record<string, string>, scratch: string): Promise<void> {
@@ -41,7 +40,7 @@ export async function createResultsDisk(path: string, files: Record<string, stri
 }
 
 export function parseDoneRecord(sector: Buffer): number | undefined {
-  const m = /^CRGUEST-DONE out=(\d+)\n/.exec(sector.toString("latin1"));
+  const m = new RegExp(`^${RESULTS_DONE_MARKER} out=(\\d+)\\n`).exec(sector.toString("latin1"));
   return m ? Number(m[1]) : undefined;
 }
 

@@ -9,7 +9,7 @@ import { UserError } from "../lib/errors.js";
 import { loadYamlFile } from "../lib/yaml-file.js";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { GUEST_RUNNER_DIR } from "../image/stage.js";
+import { GUEST_RUNNER_DIR } from "../lib/guest-contract.js";
 import { didYouMean } from "../lib/suggest.js";
 
 export interface Scenario {

@@ -22,9 +22,9 @@ import { planKernel } from "../kernel/plan.js";
 import { loadKernelCatalog } from "../kernel/versions.js";
 
 export const RUN_RECIPE_VERSION = 1;
-export const GUEST_INIT = "/usr/libexec/cr-guest/init";
-export const GUEST_END_MARKER = "CRGUEST-END-OF-RUN";
-export const GUEST_STARTED_MARKER = "cr-guest: init up";
+import { GUEST_END_MARKER, GUEST_INIT, GUEST_STARTED_MARKER } from "../lib/guest-contract.js";
+
+export { GUEST_END_MARKER, GUEST_INIT, GUEST_STARTED_MARKER };
 
 export interface KernelRef {
   dir: string;

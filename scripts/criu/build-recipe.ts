@@ -14,6 +14,7 @@ import semver from "semver";
 import { UserError } from "../lib/errors.js";
 import { run } from "../lib/exec.js";
 import { runInChroot } from "../lib/chroot.js";
+import { parseLdd } from "../lib/rootfs.js";
 import { semverOf } from "./catalog.js";
 
 export type LinkMode = "static" | "dynamic";
@@ -105,14 +106,4 @@ export async function buildCriuInChroot(opts: {
       if (fallback.exitCode === 0 && pkg && !runtimePackages.includes(pkg)) runtimePackages.push(pkg);
     }
   return { binary: join(target, "criu/criu"), seconds, versionOutput: version.stdout.trim(), neededLibs: libs.map((l) => l.name), runtimePackages };
-}
-
-/** `ldd` lines -> library names and resolved paths (the vdso has no path). */
-export function parseLdd(text: string): { name: string; path: string }[] {
-  const out: { name: string; path: string }[] = [];
-  for (const line of text.split("\n")) {
-    const m = /^\s*(\S+)\s+=>\s+(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(/.exec(line);
-    if (m) out.push({ name: m[1].split("/").pop()!, path: m[2] ?? m[1] });
-  }
-  return out;
 }

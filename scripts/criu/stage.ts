@@ -8,7 +8,7 @@ import { chmod, copyFile, mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ArtifactCache } from "../lib/cache.js";
 import { ensureChroot } from "../lib/chroot.js";
-import { criuVersionIn, ensureGuestRootfs } from "../image/rootfs.js";
+import { criuVersionIn, ensureGuestRootfs } from "../lib/rootfs.js";
 import type { CriuProvider, PipelineConfig } from "../lib/config.js";
 import { NotAvailableError } from "../lib/download.js";
 import { UserError } from "../lib/errors.js";

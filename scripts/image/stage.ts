@@ -18,26 +18,15 @@ import { UserError } from "../lib/errors.js";
 import { run } from "../lib/exec.js";
 import { cacheKey, sha256, sha256File } from "../lib/hash.js";
 import { requireHostTools } from "../lib/host-tools.js";
-import { REPO_ROOT } from "../lib/paths.js";
 import { injectionScript, parseChecksums, requireGuestfish, runGuestfish, type GuestOp } from "./guestfish.js";
 import { inspectImage, type ImageInspection } from "./inspect.js";
 import { makeRawImage, ROOT_PARTUUID, type ImageLayout } from "./layout.js";
 import { ensureGuestHelpers, helperSources, HELPERS_DIR } from "./helpers.js";
-import { bundleStrace, criuVersionIn, ensureGuestRootfs, guestPackages } from "./rootfs.js";
+import { GUEST_CONTRACT_ENV, GUEST_PATHS, GUEST_RUNNER_DIR, guestContractEnv } from "../lib/guest-contract.js";
+import { bundleStrace, criuVersionIn, ensureGuestRootfs, guestPackages } from "../lib/rootfs.js";
 
 export const IMAGE_RECIPE_VERSION = 1;
-export const GUEST_RUNNER_DIR = join(REPO_ROOT, "guest");
-
-/** Where things go inside the guest. */
-export const GUEST_PATHS = {
-  criu: "/usr/local/sbin/criu",
-  runner: "/usr/libexec/cr-guest",
-  strace: "/usr/local/lib/cr-guest/strace",
-  agent: "/usr/bin/kata-agent",
-  agentUnit: "/usr/lib/systemd/system/kata-agent.service",
-  kataTarget: "/usr/lib/systemd/system/kata-containers.target",
-  manifest: "/etc/cr-guest/manifest.json",
-} as const;
+export { GUEST_PATHS, GUEST_RUNNER_DIR };
 
 export interface RunnerFile {
   path: string; // relative to guest/
@@ -133,6 +122,7 @@ export function injectionOps(inp: InjectionInputs): GuestOp[] {
   const ops: GuestOp[] = [{ op: "upload", from: inp.criu, to: GUEST_PATHS.criu, mode: 0o755 }];
   for (const f of inp.runner.files) ops.push({ op: "upload", from: join(inp.runner.dir, f.path), to: `${GUEST_PATHS.runner}/${f.path}`, mode: f.mode });
   for (const h of inp.helpers.names) ops.push({ op: "upload", from: join(inp.helpers.dir, h), to: `${GUEST_PATHS.runner}/bin/${h}`, mode: 0o755 });
+  ops.push({ op: "write", to: GUEST_CONTRACT_ENV, content: guestContractEnv(), mode: 0o644 });
   if (inp.straceBundle)
     for (const f of inp.straceBundle.files) ops.push({ op: "upload", from: join(inp.straceBundle.dir, f), to: `${GUEST_PATHS.strace}/${f}`, mode: 0o755 });
   if (inp.agent) {
@@ -189,7 +179,7 @@ export interface ImageStageInputs {
 
 /** The image's cache key: base, CRIU, agent, runner. Pure. */
 export function imageKey(parts: { base: unknown; criuSha: string; agentSha: string | null; runner: RunnerFile[]; helpers: string[]; freeMiB: number }): string {
-  return cacheKey({ ...parts, runner: parts.runner.map((f) => [f.path, f.sha256, f.mode]), recipe: IMAGE_RECIPE_VERSION });
+  return cacheKey({ ...parts, runner: parts.runner.map((f) => [f.path, f.sha256, f.mode]), contract: guestContractEnv(), recipe: IMAGE_RECIPE_VERSION });
 }
 
 export async function runImageStage(config: PipelineConfig, inp: ImageStageInputs): Promise<ImageResult> {

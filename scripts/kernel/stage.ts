@@ -21,44 +21,10 @@ import { loadKernelCatalog } from "./versions.js";
 import { loadYamlFile } from "../lib/yaml-file.js";
 import { parseDotConfig } from "./fragments.js";
 import { CommandError } from "../lib/errors.js";
+import { runDebianCloudKernel } from "./prebuilt.js";
+import { failOnVerify, loadAllowlist, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult } from "./result.js";
 
-export interface KernelMetadata {
-  kind: "build" | "debian-cloud";
-  version: string;
-  release?: string;
-  source: KernelSource["metadata"] | { provider: string; package: string; version: string; sha256: string };
-  base?: string;
-  fragments: ReturnType<typeof fragmentSummary>;
-  config_sha256: string;
-  toolchain?: string[];
-  build_seconds?: number;
-  ccache?: { hits: number; misses: number } | null;
-  vmlinuz: { bytes: number; sha256: string };
-  verify: { checked: number; ok: number; mismatches: { symbol: string; requested: string; final: string; why: string[]; allowed?: string }[]; unknown: string[]; passed: boolean };
-  boot_check?: { status: string; seconds: number; mismatches: unknown[]; release?: string } | null;
-  created: string;
-}
-
-export interface KernelStageOptions {
-  extraFragments?: string[];
-  checkConfigOnly?: boolean;
-  bootCheck?: boolean;
-  log?: (line: string) => void;
-}
-
-export interface KernelStageResult {
-  dir?: string;
-  cached: boolean;
-  metadata?: KernelMetadata;
-  report: VerifyReport;
-  reportText: string;
-  warnings: string[];
-  /** What went right that a user wants to see (boot check results). */
-  notes: string[];
-  seconds: { [step: string]: number };
-  /** The final .config (check-config runs). */
-  finalConfig?: Map<string, string>;
-}
+export { failOnVerify, loadAllowlist, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult };
 
 const BUILD_TOOLS = ["make", "gcc", "ld", "flex", "bison", "bc", "perl", "tar", "xz"];
 const BUILD_HEADERS = ["/usr/include/gelf.h", "/usr/include/openssl/ssl.h"];
@@ -68,45 +34,12 @@ async function toolchain(): Promise<string[]> {
   return [await first(["gcc", "--version"]), await first(["ld", "--version"])];
 }
 
-export function loadAllowlist(file: string): AllowEntry[] {
-  if (!file || !existsSync(file)) return [];
-  const doc = loadYamlFile(file);
-  const list = (doc.value as { accepted?: AllowEntry[] } | null)?.accepted ?? [];
-  list.forEach((a, i) => {
-    if (!a?.symbol || !a.kernels || !a.reason)
-      throw new UserError(`${file}:${doc.lineOf(["accepted", i]) ?? "?"}: an allowlist entry needs symbol, kernels and reason`, "see the comment at the top of the file");
-  });
-  return list;
-}
-
-function verifySummary(report: VerifyReport): KernelMetadata["verify"] {
-  return {
-    checked: report.checked,
-    ok: report.ok.length,
-    mismatches: report.mismatches.map((m) => ({ symbol: m.symbol, requested: m.requested, final: m.final, why: m.why, allowed: m.allowed?.reason })),
-    unknown: report.unknown.map((u) => u.symbol),
-    passed: report.passed,
-  };
-}
-
 async function ccacheStats(): Promise<{ hits: number; misses: number } | null> {
   if (!findInPath("ccache")) return null;
   const out = await run(["ccache", "--print-stats"], { timeoutMs: 30_000, allowFailure: true });
   if (out.exitCode !== 0) return null;
   const get = (k: string) => Number(new RegExp(`^${k}\\t(\\d+)`, "m").exec(out.stdout)?.[1] ?? 0);
   return { hits: get("direct_cache_hit") + get("preprocessed_cache_hit"), misses: get("cache_miss") };
-}
-
-/** Verification failures stop the stage before any long build. */
-function failOnVerify(report: VerifyReport, label: string): void {
-  if (report.passed) return;
-  throw new UserError(
-    formatVerifyReport(report, label),
-    report.unknown.length
-      ? "remove or correct the unknown symbols in the fragment files named above"
-      : "add the unmet dependencies to a fragment, or accept the drop in kernel-fragments/allowlist.yaml",
-    1,
-  );
 }
 
 interface Ctx {
@@ -124,7 +57,6 @@ interface Ctx {
 
 export async function runKernelStage(config: PipelineConfig, opts: KernelStageOptions = {}): Promise<KernelStageResult> {
   if (config.kernel.kind === "debian-cloud") {
-    const { runDebianCloudKernel } = await import("./prebuilt.js");
     return runDebianCloudKernel(config, opts);
   }
   const cache = new ArtifactCache(config.cache_dir);
@@ -303,4 +235,3 @@ export function verifyConfigFile(config: PipelineConfig, file: string, kconfigTr
   return { report, text: formatVerifyReport(report, file) };
 }
 
-export { verifySummary, failOnVerify };

@@ -12,7 +12,7 @@ import { crGuest, missingTools } from "../helpers/cli.js";
 import { chrootKey } from "../../scripts/lib/chroot.js";
 import { criuBuildDeps } from "../../scripts/criu/build-recipe.js";
 import { loadConfig } from "../../scripts/lib/config.js";
-import { criuVersionIn } from "../../scripts/image/rootfs.js";
+import { criuVersionIn } from "../../scripts/lib/rootfs.js";
 
 const skip = missingTools(["debootstrap", "unshare", "chroot", "gpgv", "xz", "patch", "dpkg-deb", "rsync"]);
 const config = loadConfig();

@@ -9,6 +9,7 @@ import { formatRun, kernelCommandLine } from "../../scripts/boot/stage.js";
 import { loadCriuCatalog } from "../../scripts/criu/catalog.js";
 import { run } from "../../scripts/lib/exec.js";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
+import { guestContractEnv } from "../../scripts/lib/guest-contract.js";
 import type { ImageResult } from "../../scripts/image/stage.js";
 
 const LIB = join(REPO_ROOT, "guest/lib.sh");
@@ -20,7 +21,10 @@ describe("results disk", () => {
     const disk = join(dir, "results.img");
     await createResultsDisk(disk, { "run.conf": "CRIU_VERSION='4.1.1'\n", "requested.conf": "CONFIG_MEMBARRIER=y\n" }, dir);
     // The guest side, run on the host against the disk file: guest/lib.sh as shipped.
-    const script = `. ${LIB}; mkdir -p "$1/in" "$1/out/tests/x"; read_input "$2" "$1/in" || exit 9; cp "$1/in/run.conf" "$1/out/seen.conf"; echo PASS > "$1/out/tests/x/status"; mkdir -p /run/cr-guest; write_output "$2" "$1/out"`;
+    // With the contract.env the image carries, generated from the host's contract module.
+    const env = join(dir, "contract.env");
+    writeFileSync(env, guestContractEnv());
+    const script = `CRG_CONTRACT_ENV=${env}; . ${LIB}; mkdir -p "$1/in" "$1/out/tests/x"; read_input "$2" "$1/in" || exit 9; cp "$1/in/run.conf" "$1/out/seen.conf"; echo PASS > "$1/out/tests/x/status"; mkdir -p /run/cr-guest; write_output "$2" "$1/out"`;
     const r = await run(["sh", "-c", script, "sh", dir, disk], { timeoutMs: 30_000, allowFailure: true });
     expect(r.exitCode, r.stderr).toBe(0);
     const out = join(dir, "extracted");

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { buildFlags, criuBuildDeps, parseLdd } from "../../scripts/criu/build-recipe.js";
+import { buildFlags, criuBuildDeps } from "../../scripts/criu/build-recipe.js";
+import { parseLdd } from "../../scripts/lib/rootfs.js";
 import { chrootArgv, chrootKey, debootstrapArgs } from "../../scripts/lib/chroot.js";
 import { dependsNames } from "../../scripts/criu/sources.js";
 import { loadCriuCatalog } from "../../scripts/criu/catalog.js";

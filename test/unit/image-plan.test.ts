@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GUEST_PATHS, guestManifest, imageKey, injectionOps, runnerFiles, withParentDirs, type RunnerFile } from "../../scripts/image/stage.js";
 import { injectionScript, parseChecksums } from "../../scripts/image/guestfish.js";
-import { guestPackages, GUEST_BASE_PACKAGES, parseLdd } from "../../scripts/image/rootfs.js";
+import { guestPackages, GUEST_BASE_PACKAGES, parseLdd } from "../../scripts/lib/rootfs.js";
 import { chooseRoot } from "../../scripts/image/inspect.js";
 import { planLayout } from "../../scripts/image/layout.js";
 import { loadConfig } from "../../scripts/lib/config.js";
@@ -86,7 +86,7 @@ describe("image plan", () => {
 
   it("reads ldd output, loader included", () => {
     const libs = parseLdd(`\tlinux-vdso.so.1 (0x00007ffd)\n\tlibdw.so.1 => /lib/x86_64-linux-gnu/libdw.so.1 (0x00007f)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n`);
-    expect(libs).toEqual(["/lib/x86_64-linux-gnu/libdw.so.1", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"]);
+    expect(libs.map((l) => l.path)).toEqual(["/lib/x86_64-linux-gnu/libdw.so.1", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"]);
   });
 
   it("refuses images guestfish cannot safely change, and finds xfs or ext4 roots", () => {

@@ -7,8 +7,8 @@
 import { randomBytes } from "node:crypto";
 import { chmod, copyFile, mkdir, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import type { ArtifactCache } from "../lib/cache.js";
-import { ensureChroot, runInChroot, type ChrootMetadata } from "../lib/chroot.js";
+import type { ArtifactCache } from "./cache.js";
+import { ensureChroot, runInChroot, type ChrootMetadata } from "./chroot.js";
 
 /**
  * Always in a guest: strace and procps for the ptrace checks and hang diagnostics,
@@ -50,14 +50,14 @@ export async function criuVersionIn(chrootDir: string, binary: string, timeoutMs
   }
 }
 
-/** The libraries `ldd` lists for a binary inside a chroot (absolute paths in that chroot). */
-export function parseLdd(out: string): string[] {
-  const libs: string[] = [];
-  for (const line of out.split("\n")) {
-    const m = /=>\s+(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(0x/.exec(line);
-    if (m) libs.push(m[1]);
+/** `ldd` lines -> library names and resolved paths (absolute in the chroot; the vdso has none). */
+export function parseLdd(text: string): { name: string; path: string }[] {
+  const out: { name: string; path: string }[] = [];
+  for (const line of text.split("\n")) {
+    const m = /^\s*(\S+)\s+=>\s+(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(/.exec(line);
+    if (m) out.push({ name: m[1].split("/").pop()!, path: m[2] ?? m[1] });
   }
-  return libs;
+  return out;
 }
 
 /** The wrapper runs strace through the bundled loader, so the guest's own libc never matters. */
@@ -74,7 +74,7 @@ exec "$here/ld-linux-x86-64.so.2" --library-path "$here" "$here/strace.bin" "$@"
 export async function bundleStrace(chrootDir: string, outDir: string): Promise<{ dir: string; files: string[] }> {
   await mkdir(outDir, { recursive: true });
   const ldd = await runInChroot(chrootDir, ["ldd", "/usr/bin/strace"], { timeoutMs: 30_000 });
-  const libs = parseLdd(ldd.stdout);
+  const libs = parseLdd(ldd.stdout).map((l) => l.path);
   // Resolved inside the chroot: an absolute symlink followed on the host would reach the host's file.
   const real = (await runInChroot(chrootDir, ["readlink", "-f", ...libs], { timeoutMs: 30_000 })).stdout.trim().split("\n");
   const files: string[] = [];

@@ -1,0 +1,108 @@
+/**
+ * The module layering of scripts/: no import cycles (static or `await import()`), and no
+ * import from a lower layer into a higher one:
+ *   lib/ < the stages (kernel/, criu/, agent/, image/, boot/) < the driver (pipeline.ts,
+ *   matrix/) < the CLI and the benches.
+ */
+import { describe, expect, it } from "vitest";
+import { readFileSync, readdirSync, statSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { REPO_ROOT } from "../../scripts/lib/paths.js";
+
+const SCRIPTS = join(REPO_ROOT, "scripts");
+
+export function importGraph(root = SCRIPTS): Map<string, string[]> {
+  const files: string[] = [];
+  const walk = (d: string) => {
+    for (const n of readdirSync(d)) {
+      const p = join(d, n);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (p.endsWith(".ts")) files.push(p);
+    }
+  };
+  walk(root);
+  const graph = new Map<string, string[]>();
+  for (const f of files) {
+    const text = readFileSync(f, "utf8");
+    const deps = new Set<string>();
+    // `import ... from "./x.js"`, `export ... from "./x.js"` and `await import("./x.js")`; type-only
+    // imports are erased at run time but still tie the modules together, so they count.
+    for (const m of text.matchAll(/(?:\bfrom\s+|\bimport\(\s*)["'](\.{1,2}\/[^"']+)["']/g)) deps.add(relative(root, resolve(dirname(f), m[1].replace(/\.js$/, ".ts"))));
+    graph.set(relative(root, f), [...deps]);
+  }
+  return graph;
+}
+
+/** Strongly connected components with more than one module (or a self-import): the cycles. */
+export function cycles(graph: Map<string, string[]>): string[][] {
+  let index = 0;
+  const idx = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const on = new Set<string>();
+  const out: string[][] = [];
+  const strong = (v: string) => {
+    idx.set(v, index);
+    low.set(v, index++);
+    stack.push(v);
+    on.add(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!idx.has(w)) {
+        strong(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (on.has(w)) low.set(v, Math.min(low.get(v)!, idx.get(w)!));
+    }
+    if (low.get(v) === idx.get(v)) {
+      const comp: string[] = [];
+      let w: string;
+      do {
+        w = stack.pop()!;
+        on.delete(w);
+        comp.push(w);
+      } while (w !== v);
+      if (comp.length > 1 || (graph.get(v) ?? []).includes(v)) out.push(comp.sort());
+    }
+  };
+  for (const v of graph.keys()) if (!idx.has(v)) strong(v);
+  return out;
+}
+
+const LAYERS: [RegExp, number, string][] = [
+  [/^lib\//, 0, "lib"],
+  [/^(kernel|criu|agent|image|boot)\//, 1, "stages"],
+  [/^(pipeline\.ts|matrix\/)/, 2, "driver"],
+  [/^(cli\.ts|bench\/)/, 3, "CLI"],
+];
+
+function layerOf(module: string): [number, string] {
+  const hit = LAYERS.find(([re]) => re.test(module));
+  if (!hit) throw new Error(`scripts/${module} is in no layer: add it to LAYERS`);
+  return [hit[1], hit[2]];
+}
+
+describe("module layering", () => {
+  const graph = importGraph();
+
+  it("has no import cycle, static or dynamic", () => {
+    expect(cycles(graph)).toEqual([]);
+  });
+
+  it("never imports upward", () => {
+    const upward: string[] = [];
+    for (const [from, deps] of graph)
+      for (const to of deps) {
+        const [a, an] = layerOf(from);
+        const [b, bn] = layerOf(to);
+        if (b > a) upward.push(`${from} (${an}) -> ${to} (${bn})`);
+      }
+    expect(upward).toEqual([]);
+  });
+
+  it("the checks can fail: a planted cycle and an upward import are found", () => {
+    const planted = new Map(graph);
+    planted.set("lib/a.ts", ["lib/b.ts", "matrix/run.ts"]);
+    planted.set("lib/b.ts", ["lib/a.ts"]);
+    expect(cycles(planted)).toContainEqual(["lib/a.ts", "lib/b.ts"]);
+    expect(layerOf("matrix/run.ts")[0]).toBeGreaterThan(layerOf("lib/a.ts")[0]);
+  });
+});
