@@ -31,21 +31,21 @@ test-unit: node_modules
 test-integration: node_modules
 	npx vitest run test/integration
 
-## kernel: build the guest kernel (make kernel ARGS="--version 6.1 --base tinyconfig")
+## kernel: build the guest kernel (make kernel ARGS="--kernel 6.1 --kernel-base tinyconfig")
 kernel: node_modules
 	$(CRG) kernel $(ARGS)
 
 ## criu: build or download CRIU (make criu CRIU=4.1 ARGS="--patch membarrier-probe-nonfatal")
 criu: node_modules
-	$(CRG) criu --version $(CRIU) $(ARGS)
+	$(CRG) criu --criu $(CRIU) $(ARGS)
 
 ## image: a guest image with CRIU, the agent (if given) and the test runner
 image: node_modules
-	$(CRG) image --version $(CRIU) $(ARGS)
+	$(CRG) image --criu $(CRIU) $(ARGS)
 
 ## smoke: boot the image with the kernel and run criu check, ptrace checks and the scenarios
 smoke: node_modules
-	$(CRG) smoke --version $(CRIU) $(ARGS)
+	$(CRG) smoke --criu $(CRIU) $(ARGS)
 
 ## matrix: every cell of matrix.yaml (make matrix ARGS="--criu 4.1 --kernel 6.12" for one cell)
 matrix: node_modules
@@ -53,7 +53,7 @@ matrix: node_modules
 
 ## matrix-plan: the cells, what they share and what is cached; runs nothing
 matrix-plan: node_modules
-	$(CRG) matrix --plan $(ARGS)
+	$(CRG) matrix --dry-run $(ARGS)
 
 ## check-config: configure and verify the kernel config only, no build
 check-config: node_modules

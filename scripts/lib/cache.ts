@@ -6,6 +6,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { interruptHandler } from "./interrupt.js";
 
 export interface Artifact<M> {
   dir: string;
@@ -45,14 +46,17 @@ export class ArtifactCache {
     await this.removeStaleTemps(stageDir);
     const tmp = join(stageDir, `${TMP_PREFIX}${key}-${process.pid}-${Date.now()}`);
     await mkdir(tmp);
+    const untrack = interruptHandler.temp(tmp);
     try {
       const metadata = await build(tmp);
       await writeFile(join(tmp, METADATA), `${JSON.stringify({ ...metadata, cache_key: key }, null, 2)}\n`);
       const final = this.dir(stage, key);
       if (existsSync(final)) await rm(final, { recursive: true, force: true }); // a metadata-less leftover
       await rename(tmp, final);
+      untrack();
       return { dir: final, metadata: { ...metadata, cache_key: key }, cached: false };
     } catch (err) {
+      untrack();
       await rm(tmp, { recursive: true, force: true });
       throw err;
     }

@@ -6,6 +6,7 @@
 import { $ } from "zx";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { CommandError } from "./errors.js";
+import { interruptHandler } from "./interrupt.js";
 
 export interface RunOptions {
   /** Deadline in milliseconds: every command has one. */
@@ -67,6 +68,8 @@ export async function run(argv: string[], opts: RunOptions): Promise<RunResult> 
   };
   proc.stdout.on("data", onData);
   proc.stderr.on("data", onData);
+  // Ctrl-C stops this command and what it started (QEMU, make, guestfish).
+  const unregister = interruptHandler.child(() => proc.kill("SIGKILL").catch(() => undefined));
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -81,6 +84,7 @@ export async function run(argv: string[], opts: RunOptions): Promise<RunResult> 
       }, opts.watch.everyMs)
     : undefined;
   const out = await proc;
+  unregister();
   clearTimeout(timer);
   if (watcher) clearInterval(watcher);
   await new Promise<void>((resolve) => (log ? log.end(resolve) : resolve()));

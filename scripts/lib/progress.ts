@@ -7,7 +7,7 @@
  * instead. AsyncLocalStorage keeps concurrent cells apart.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
-import { Listr, type ListrTask } from "listr2";
+import { Listr, ListrLogger, ProcessOutput, type ListrTask } from "listr2";
 
 export interface Step<C> {
   title: string;
@@ -34,7 +34,7 @@ export function throttledOutput(set: (line: string) => void): (line: string) => 
   let last = 0;
   return (line) => {
     const now = Date.now();
-    if (!process.stdout.isTTY && now - last < NON_TTY_INTERVAL_MS) return;
+    if (!process.stderr.isTTY && now - last < NON_TTY_INTERVAL_MS) return;
     last = now;
     set(line.length > 160 ? `${line.slice(0, 157)}...` : line);
   };
@@ -64,6 +64,18 @@ export async function runSteps<C extends object>(ctx: C, steps: Step<C>[]): Prom
       );
     },
   }));
-  const list = new Listr<C>(tasks, { concurrent: false, exitOnError: true, renderer: "default", fallbackRenderer: "simple" });
+  // Progress is never data: it goes to stderr, so stdout stays clean for --json and pipes.
+  const logger = () => new ListrLogger({ processOutput: new ProcessOutput(process.stderr, process.stderr) });
+  const list = new Listr<C>(tasks, {
+    concurrent: false,
+    exitOnError: true,
+    // Ctrl-C is ours (lib/interrupt.ts): listr2's own handler would exit 127 without a word.
+    registerSignalListeners: false,
+    renderer: "default",
+    fallbackRenderer: "simple",
+    rendererOptions: { logger: logger() },
+    fallbackRendererOptions: { logger: logger() },
+    fallbackRendererCondition: () => !process.stderr.isTTY,
+  });
   return list.run(ctx);
 }

@@ -40,3 +40,41 @@ describe("cr-guest CLI errors", () => {
     expect(f.stderr).toContain("--versoin");
   });
 });
+
+describe("one meaning per flag, clean machine output", () => {
+  it("cr-guest --version prints the version; help lists the exit codes", async () => {
+    const v = await crGuest(["--version"]);
+    expect(v.exitCode).toBe(0);
+    expect(v.stdout.trim()).toMatch(/^cr-guest \d+\.\d+\.\d+$/);
+    const h = await crGuest(["smoke", "--help"]);
+    expect(h.stdout).toMatch(/--criu V\s+the CRIU version/);
+    expect(h.stdout).toMatch(/--kernel K\s+the kernel version/);
+    expect(h.stdout).toMatch(/--image-base FILE/);
+    expect(h.stdout).toMatch(/Exit codes:[\s\S]*\n\s+4\s+an infrastructure error/);
+  });
+
+  it("old spellings still work, with a one-line deprecation notice; contradictions are refused", async () => {
+    const r = await crGuest(["kernel", "--check-config", "--version", "5.4"]);
+    expect(r.stderr).toContain("note: --version is deprecated in 'kernel': use --kernel");
+    expect(r.stderr).toContain("unknown kernel version '5.4'");
+    const both = await crGuest(["criu", "--criu", "4.1", "--version", "4.2", "--dry-run"]);
+    expect(both.exitCode).toBe(2);
+    expect(both.stderr).toContain("--version 4.2 and --criu 4.1 disagree");
+    const jobs = await crGuest(["kernel", "--check-config", "-j", "zero"]);
+    expect(jobs.exitCode).toBe(2);
+    expect(jobs.stderr).toContain("--jobs zero is not a positive whole number");
+  });
+
+  it("--json: stdout is exactly one JSON document, progress and text go to stderr", async () => {
+    for (const args of [["criu", "--criu", "4.1", "--dry-run", "--json"], ["matrix", "--dry-run", "--json", "--criu", "4.1"], ["config", "--json"]]) {
+      const r = await crGuest(args, 5 * 60_000);
+      expect(r.exitCode, `${args.join(" ")}: ${r.stderr}`).toBe(0);
+      expect(() => JSON.parse(r.stdout), args.join(" ")).not.toThrow();
+      expect(r.stdout.trim().startsWith("{")).toBe(true);
+    }
+    const plan = JSON.parse((await crGuest(["criu", "--criu", "4.1", "--dry-run", "--json"])).stdout);
+    expect(plan).toMatchObject({ version: "4.1.1", serving: "debian-source" });
+    const cells = JSON.parse((await crGuest(["matrix", "--dry-run", "--json", "--criu", "4.1"], 5 * 60_000)).stdout).cells;
+    expect(cells.every((c: { criu: string }) => c.criu === "4.1.1")).toBe(true);
+  });
+});

@@ -1,0 +1,312 @@
+/**
+ * What each command does, given parsed flags. The flags, the parsing and the printing of
+ * errors and help live in cli.ts and cli-flags.ts; here text goes through `ctx.say` and
+ * machine output through `ctx.emit` (one JSON document on stdout with --json).
+ */
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { UserError } from "./lib/errors.js";
+import { loadConfig, type PipelineConfig } from "./lib/config.js";
+
+export interface CommandContext {
+  values: Record<string, unknown>;
+  positionals: string[];
+  /** The config overrides the flags stand for (--set first). */
+  sets: string[];
+  json: boolean;
+  /** Human-readable lines: stdout, or stderr when --json keeps stdout for the document. */
+  say: (line: string) => void;
+  /** The one JSON document of a --json run. */
+  emit: (doc: unknown) => void;
+}
+
+export function configOf(ctx: CommandContext, extraSets: string[] = []): PipelineConfig {
+  return loadConfig({ configFile: ctx.values.config as string | undefined, set: [...ctx.sets, ...extraSets] });
+}
+
+async function readKernelConfig(file: string): Promise<Map<string, string>> {
+  return (await import("./pipeline.js")).readKernelConfig(file);
+}
+
+/** CRIU, agent and image: the provider chain's notes and the doctor's findings on stderr. */
+async function buildImage(config: PipelineConfig, force: boolean, kernel?: import("./pipeline.js").PreparedKernel) {
+  const { prepareImage } = await import("./pipeline.js");
+  const { formatFindings } = await import("./criu/doctor.js");
+  const image = await prepareImage(config, { force, kernel });
+  for (const n of image.notes) console.error(`note: ${n}`);
+  if (image.findings.length) console.error(formatFindings(image.findings, "compatibility"));
+  return image;
+}
+
+export async function kernelCommand(ctx: CommandContext): Promise<number> {
+  const v = ctx.values;
+  const config = configOf(ctx);
+  const { runKernelStage, verifyConfigFile } = await import("./kernel/stage.js");
+  if (v["verify-config"]) {
+    const { report, text } = verifyConfigFile(config, v["verify-config"] as string);
+    ctx.say(text);
+    ctx.emit({ file: v["verify-config"], passed: report.passed, symbols: symbolTable(report) });
+    return report.passed ? 0 : 1;
+  }
+  const result = await runKernelStage(config, {
+    extraFragments: (v.fragment as string[] | undefined) ?? [],
+    checkConfigOnly: Boolean(v["check-config"]),
+    bootCheck: v["boot-check"] ? true : undefined,
+  });
+  for (const w of result.warnings) console.error(`warning: ${w}`);
+  for (const n of result.notes) ctx.say(n);
+  ctx.say(result.reportText);
+  if (result.dir) {
+    ctx.say(`\nkernel: ${join(result.dir, "vmlinuz")}${result.cached ? " (cached)" : ""}`);
+    ctx.say(`config: ${join(result.dir, "config")}`);
+    ctx.say(`metadata: ${join(result.dir, "metadata.json")}`);
+  }
+  const passed = result.report ? result.report.passed : (result.metadata?.verify.passed ?? true);
+  ctx.emit({
+    passed,
+    version: config.kernel.version,
+    ...(result.report ? { checked: result.report.checked, symbols: symbolTable(result.report, result.finalConfig) } : {}),
+    warnings: result.warnings,
+    ...(result.metadata ? { metadata: result.metadata, dir: result.dir, cached: result.cached } : {}),
+  });
+  return passed ? 0 : 1;
+}
+
+/** Every requested symbol: requested value, final value and why (for --json). */
+function symbolTable(report: import("./kernel/verify.js").VerifyReport, final?: Map<string, string>) {
+  return [
+    ...report.ok.map((symbol) => ({ symbol, status: "ok", requested: final?.get(symbol) ?? null, final: final?.get(symbol) ?? null, reason: null })),
+    ...report.mismatches.map((m) => ({ symbol: m.symbol, status: m.allowed ? "allowed" : "mismatch", requested: m.requested, final: m.final, reason: [...m.why, ...(m.allowed ? [`allowed: ${m.allowed.reason}`] : [])].join("; ") })),
+    ...report.unknown.map((u) => ({ symbol: u.symbol, status: "unknown", requested: null, final: null, reason: `not in this kernel's Kconfig${u.suggestion ? `; did you mean ${u.suggestion}?` : ""}` })),
+  ];
+}
+
+export async function criuCommand(ctx: CommandContext): Promise<number> {
+  const v = ctx.values;
+  const config = configOf(ctx);
+  const { resolveAndPlanCriu, describeCriuPlan, runCriuStage, doctorFor } = await import("./criu/stage.js");
+  const { ArtifactCache } = await import("./lib/cache.js");
+  const { formatFindings } = await import("./criu/doctor.js");
+  const kernelConfig = v["kernel-config"] ? await readKernelConfig(v["kernel-config"] as string) : undefined;
+  if (v["dry-run"]) {
+    const cache = new ArtifactCache(config.cache_dir);
+    const plan = resolveAndPlanCriu(config, { strict: true });
+    const cached = (key: string) => existsSync(join(cache.dir("criu", key), "metadata.json"));
+    ctx.say(`guest suite: ${plan.guestSuite}; link: ${config.criu.link}; patches: ${plan.patches.map((p) => p.name).join(", ") || "none"}`);
+    for (const line of describeCriuPlan(plan, cached)) ctx.say(line);
+    const findings = doctorFor(config, plan, plan.candidates.find((c) => c.key)?.provider, { kernelConfig });
+    ctx.say(formatFindings(findings, "compatibility"));
+    ctx.emit({
+      version: plan.entry.version,
+      version_from: plan.resolved.versionFrom,
+      guest_suite: plan.guestSuite,
+      patches: plan.patches.map((p) => p.name),
+      serving: plan.candidates.find((c) => c.key)?.provider ?? null,
+      providers: plan.candidates.map((c) => ({ provider: c.provider, key: c.key ?? null, identity: c.identity ?? null, from: c.from ?? null, skip: c.skip ?? null, cached: c.key ? cached(c.key) : false })),
+      findings,
+    });
+    return 0;
+  }
+  const result = await runCriuStage(config, { kernelConfig, force: Boolean(v.force) });
+  for (const a of result.attempts) console.error(`note: ${a}`);
+  if (result.findings.length) console.error(formatFindings(result.findings, "compatibility"));
+  const how = result.metadata.provider === "debian-binary" ? "Debian binary package" : `${result.metadata.provider}, ${result.metadata.link}`;
+  ctx.say(`${result.metadata.version_output.split("\n")[0]} (${how}, runs in ${result.metadata.runs_in.join(", ")})`);
+  ctx.say(`criu: ${join(result.dir, "criu")}${result.cached ? " (cached)" : ""}`);
+  ctx.say(`metadata: ${join(result.dir, "metadata.json")}`);
+  ctx.emit({ dir: result.dir, cached: result.cached, metadata: result.metadata, findings: result.findings, notes: result.attempts });
+  return 0;
+}
+
+export async function doctorCommand(ctx: CommandContext): Promise<number> {
+  const v = ctx.values;
+  const config = configOf(ctx);
+  const { resolveAndPlanCriu, doctorFor } = await import("./criu/stage.js");
+  const { formatFindings } = await import("./criu/doctor.js");
+  let kernelConfig: Map<string, string> | undefined;
+  let kernelLabel: string;
+  let kernelVersion: string | undefined;
+  if (v["kernel-config"]) {
+    kernelConfig = await readKernelConfig(v["kernel-config"] as string);
+    kernelLabel = v["kernel-config"] as string;
+  } else {
+    const { runKernelStage } = await import("./kernel/stage.js");
+    const kconfig = v["debian-kernel"] ? configOf(ctx, ["kernel.kind=debian-cloud", `kernel.debian_cloud_suite=${JSON.stringify(v["debian-kernel"])}`]) : config;
+    const k = await runKernelStage(kconfig, { checkConfigOnly: !v["debian-kernel"] });
+    kernelConfig = k.finalConfig ?? (k.dir ? await readKernelConfig(join(k.dir, "config")) : undefined);
+    kernelVersion = k.metadata?.version ?? undefined;
+    kernelLabel = v["debian-kernel"] ? `Debian ${v["debian-kernel"]} cloud kernel ${k.metadata?.release ?? ""}` : `the configured kernel (${config.kernel.version}, ${config.kernel.base})`;
+  }
+  const plan = resolveAndPlanCriu(config, { strict: true });
+  const provider = plan.candidates.find((c) => c.key)?.provider;
+  const findings = doctorFor(config, plan, provider, { kernelConfig, kernelVersion: kernelVersion ?? config.kernel.version });
+  ctx.say(formatFindings(findings, `CRIU ${plan.entry.version} (${provider ?? "?"}, ${config.criu.link}) in ${plan.guestSuite} on ${kernelLabel}`));
+  const failed = findings.some((f) => f.severity === "fail");
+  ctx.emit({ criu: plan.entry.version, provider: provider ?? null, guest_suite: plan.guestSuite, kernel: kernelLabel, passed: !failed, findings });
+  return failed ? 1 : 0;
+}
+
+export async function agentCommand(ctx: CommandContext): Promise<number> {
+  const config = configOf(ctx);
+  if (!config.agent.binary && !config.agent.kata_src) throw new UserError("no agent given", "pass --kata-src DIR (a kata-containers tree) or --agent FILE (a prebuilt kata-agent)");
+  if (ctx.values.check) {
+    if (!config.agent.kata_src) throw new UserError("--check reads a source tree", "pass --kata-src DIR");
+    const { kataSourceIdentity } = await import("./agent/stage.js");
+    const { loadAgentPatches, selectAgentPatch } = await import("./agent/agent.js");
+    const id = kataSourceIdentity(config.agent.kata_src);
+    const patch = id.state === "unconditional" ? undefined : selectAgentPatch(id.version, loadAgentPatches());
+    ctx.say(`Kata ${id.version}: setsid() ${id.state === "unconditional" ? "is called for every container process: no patch needed" : `only with a terminal (${id.state}): ${patch?.name} applies`}`);
+    ctx.emit({ kata_version: id.version, setsid: id.state, patch: patch?.name ?? null });
+    return 0;
+  }
+  const { runAgentStage } = await import("./agent/stage.js");
+  const { runSteps } = await import("./lib/progress.js");
+  const state: { art?: Awaited<ReturnType<typeof runAgentStage>> } = {};
+  await runSteps(state, [{ title: "kata-agent", run: async (s, log) => void (s.art = await runAgentStage(config, log)) }]);
+  const art = state.art!;
+  ctx.say(art.metadata.message);
+  ctx.say(`agent: ${art.binary}${art.cached ? " (cached)" : ""}`);
+  ctx.emit({ binary: art.binary, cached: art.cached, metadata: art.metadata });
+  return 0;
+}
+
+export async function imageCommand(ctx: CommandContext): Promise<number> {
+  const config = configOf(ctx);
+  const result = await buildImage(config, Boolean(ctx.values.force));
+  const m = result.manifest;
+  ctx.say(`base: ${m.base}`);
+  ctx.say(`criu: ${m.criu.version} (${m.criu.provider}, ${m.criu.link}${m.criu.patches.length ? `, ${m.criu.patches.join(", ")}` : ""})`);
+  ctx.say(`agent: ${m.agent === "no agent" ? "no agent" : `${m.agent.source} ${m.agent.kata_version ?? ""} setsid ${m.agent.setsid}`}`);
+  ctx.say(`runner: ${m.runner.files} files`);
+  ctx.say(`injected and read back: ${result.metadata.injected.length} files, ${result.metadata.guestfish_launches} guestfish launch`);
+  ctx.say(`image: ${result.link} -> ${result.image}${result.cached ? " (cached)" : ""}`);
+  ctx.say(`metadata: ${join(result.dir, "metadata.json")}`);
+  ctx.emit({ image: result.image, link: result.link, cached: result.cached, metadata: result.metadata });
+  return 0;
+}
+
+export async function smokeCommand(ctx: CommandContext): Promise<number> {
+  const v = ctx.values;
+  const config = configOf(ctx);
+  const extraFragments = (v.fragment as string[] | undefined) ?? [];
+  // Bad CRIU input fails before the kernel stage starts.
+  (await import("./criu/stage.js")).resolveAndPlanCriu(config, { strict: true });
+  const { prepareKernel } = await import("./pipeline.js");
+  const { runBootTests, formatRun } = await import("./boot/stage.js");
+  const { chooseAccel } = await import("./boot/accel.js");
+  const { runSteps } = await import("./lib/progress.js");
+  const kernel = await prepareKernel(config, extraFragments);
+  for (const w of kernel.stage.warnings) console.error(`warning: ${w}`);
+  const kref = kernel.ref;
+  // The compatibility check runs against the kernel this run boots (--force overrides it).
+  const image = await buildImage(config, Boolean(v.force), kernel);
+  const accel = await chooseAccel(config, join(kref.dir, "vmlinuz"));
+  const state: { run?: Awaited<ReturnType<typeof runBootTests>> } = {};
+  await runSteps(state, [
+    {
+      title: `Boot and test: linux ${kref.version}, CRIU ${image.manifest.criu.version} (${accel.accel})`,
+      run: async (s, log) => void (s.run = await runBootTests(config, { kernel: kref, image, criu: image.criu, accel: accel.accel, force: Boolean(v.force), log })),
+    },
+  ]);
+  const r = state.run!;
+  ctx.say(formatRun(r.results));
+  // The same report a matrix writes, for this one run.
+  const { cellOfSingleRun } = await import("./matrix/stages.js");
+  const { buildReport } = await import("./matrix/report.js");
+  const { writeReports } = await import("./matrix/command.js");
+  const cell = cellOfSingleRun(config, kernel, image, r);
+  const report = await writeReports(join(config.cache_dir, "report", config.image.name), buildReport(config.image.name, [cell]));
+  const paths = {
+    kernel: join(kref.dir, "vmlinuz"),
+    image: image.image,
+    results: join(r.dir, "results.json"),
+    console: join(r.dir, r.results.attempts.at(-1)?.console_log ?? ""),
+    report: report.md,
+  };
+  ctx.say(`\nkernel:  ${paths.kernel}`);
+  ctx.say(`image:   ${image.link} -> ${image.image}`);
+  ctx.say(`results: ${paths.results}${r.cached ? " (cached)" : ""}`);
+  ctx.say(`console: ${paths.console}`);
+  ctx.say(`report:  ${report.md} (also ${report.html}, ${report.junit})`);
+  const code = r.results.status === "ERROR" ? 4 : v.strict && cell.status === "FAIL" ? 1 : 0;
+  ctx.emit({ status: r.results.status, cell_status: cell.status, summary: r.results.summary, cached: r.cached, paths, results: r.results });
+  // As in the matrix: `criu check --all` and --feature are reported, never decide.
+  return code;
+}
+
+export async function matrixCommand(ctx: CommandContext): Promise<number> {
+  const v = ctx.values;
+  const { loadMatrixSpec, planMatrix, filterCells } = await import("./matrix/spec.js");
+  const { defaultOutDir, formatPlan, runMatrixCommand, matrixExitCode, renderGithubWorkflow, GITHUB_WORKFLOW } = await import("./matrix/command.js");
+  const { REPO_ROOT } = await import("./lib/paths.js");
+  const spec = loadMatrixSpec(resolve((v.matrix as string | undefined) ?? join(REPO_ROOT, "matrix.yaml")));
+  const plan = planMatrix(spec, { configFile: v.config as string | undefined, set: ctx.sets });
+  if (v["emit-github"]) {
+    const { mkdir, writeFile } = await import("node:fs/promises");
+    const { dirname } = await import("node:path");
+    await mkdir(dirname(GITHUB_WORKFLOW), { recursive: true });
+    await writeFile(GITHUB_WORKFLOW, renderGithubWorkflow(plan));
+    ctx.say(`workflow: ${GITHUB_WORKFLOW} (one job per CRIU version: ${spec.axes.criu.map((x) => x.id).join(", ")})`);
+    ctx.emit({ workflow: GITHUB_WORKFLOW });
+    return 0;
+  }
+  const cells = filterCells(plan, { criu: v.criu as string[], kernel: v.kernel as string[], patches: v.patches as string[], suite: v["guest-suite"] as string[], cell: v.cell as string[] });
+  const outDir = resolve((v.out as string | undefined) ?? defaultOutDir(plan, configOf(ctx).cache_dir));
+  if (v["dry-run"]) {
+    ctx.say(await formatPlan(plan, cells, outDir, Boolean(v.force)));
+    ctx.emit({
+      matrix: plan.spec.name,
+      out: outDir,
+      cells: cells.map((c) => ({ id: c.id, axes: c.axes, criu: c.criuVersion, skip: c.skip ?? null, criu_provider: c.criuCandidates.find((x) => x.key)?.provider ?? null, groups: c.groups })),
+      excluded: plan.excluded,
+    });
+    return 0;
+  }
+  const boots = v.boots ? Number(v.boots) : undefined;
+  if (boots !== undefined && !(Number.isInteger(boots) && boots >= 1)) throw new UserError(`--boots ${v.boots} is not a positive whole number`, "pass --boots 1 or more");
+  const { summary, report, files } = await runMatrixCommand({ plan, cells, outDir, force: Boolean(v.force), jobs: boots });
+  const t = report.totals;
+  ctx.say(`\n${summary.ran.length} cells run, ${summary.kept.length} kept from earlier runs; ${summary.stageRuns.kernel} kernel, ${summary.stageRuns.image} CRIU+image and ${summary.stageRuns.boot} boot stages in ${summary.seconds.toFixed(0)} s`);
+  ctx.say(`report (${report.cells.length} cells: ${t.PASS} PASS, ${t.FAIL} FAIL, ${t.ERROR} ERROR, ${t["BUILD-FAILED"]} BUILD-FAILED, ${t.SKIPPED} SKIPPED):`);
+  for (const [kind, file] of Object.entries(files)) ctx.say(`  ${kind.padEnd(5)} ${file}`);
+  for (const f of report.findings) ctx.say(`finding: ${f.say}`);
+  const code = matrixExitCode(summary.cells, Boolean(v.strict));
+  ctx.emit({ matrix: plan.spec.name, totals: t, ran: summary.ran, kept: summary.kept, seconds: summary.seconds, files, findings: report.findings.map((f) => f.say), cells: summary.cells.map((c) => ({ id: c.id, status: c.status, reason: c.reason })) });
+  return code;
+}
+
+export async function reportCommand(ctx: CommandContext): Promise<number> {
+  const [verb, ...inputs] = ctx.positionals;
+  if (verb !== "merge") throw new UserError(`unknown report command '${verb ?? ""}'`, "use: cr-guest report merge INPUT... --out DIR");
+  if (inputs.length === 0) throw new UserError("report merge needs at least one input", "pass cell.json files, directories or matrix.json files");
+  const { collectCells } = await import("./matrix/cell.js");
+  const { mergeCells, buildReport } = await import("./matrix/report.js");
+  const { writeReports } = await import("./matrix/command.js");
+  const { cells, duplicates } = mergeCells(inputs.map((i) => collectCells(i)));
+  if (cells.length === 0) throw new UserError(`no cell results in ${inputs.join(", ")}`, "pass the output directories of `cr-guest matrix` (they hold cells/<id>/cell.json)");
+  const report = buildReport((ctx.values.name as string | undefined) ?? cells[0].matrix, cells, { duplicates });
+  const files = await writeReports((ctx.values.out as string | undefined) ?? "report", report);
+  ctx.say(`merged ${cells.length} cells from ${inputs.length} inputs${duplicates.length ? ` (${duplicates.length} duplicates: newest kept)` : ""}`);
+  for (const [kind, file] of Object.entries(files)) ctx.say(`  ${kind.padEnd(5)} ${file}`);
+  ctx.emit({ cells: cells.length, inputs: inputs.length, duplicates, totals: report.totals, files });
+  return 0;
+}
+
+export async function compareCommand(ctx: CommandContext): Promise<number> {
+  const p = ctx.positionals;
+  if (p.length !== 2) throw new UserError(`compare takes two reports, got ${p.length}`, "cr-guest compare OLD/matrix.json NEW/matrix.json");
+  const { collectCells } = await import("./matrix/cell.js");
+  const { compareReports, renderComparison } = await import("./matrix/report.js");
+  const cmp = compareReports(collectCells(p[0]), collectCells(p[1]));
+  ctx.say(renderComparison(cmp, Boolean(ctx.values.markdown)));
+  ctx.emit(cmp);
+  return cmp.regressions.length > 0 ? 1 : 0;
+}
+
+export async function configCommand(ctx: CommandContext): Promise<number> {
+  const config = configOf(ctx);
+  // The configuration is this command's document, with or without --json.
+  if (ctx.json) ctx.emit(config);
+  else ctx.say(JSON.stringify(config, null, 2));
+  return 0;
+}
