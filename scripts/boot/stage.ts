@@ -5,7 +5,7 @@
  * ERROR, retried, and never reported as CRIU failures. Output: images/runs/<key>/.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { rm, writeFile } from "node:fs/promises";
+import { rename, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { CriuStageResult } from "../criu/stage.js";
 import { loadCriuCatalog } from "../criu/catalog.js";
@@ -108,9 +108,11 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
   // Only complete runs count as cached: an ERROR run is tried again.
   const hit = await cache.lookup<RunResults>("runs", key);
   if (hit && hit.metadata.status === "COMPLETE" && !o.force) return { dir: hit.dir, cached: true, results: hit.metadata };
-  if (hit) await rm(hit.dir, { recursive: true, force: true });
 
-  const art = await cache.getOrBuild<RunResults>("runs", key, async (tmp) => {
+  // Every run goes into an attempt directory of its own; only a complete one replaces the
+  // run of record, so a forced rerun that dies never takes the last good evidence with it.
+  const attempts = new ArtifactCache(join(cache.root, "runs"));
+  const art = await attempts.getOrBuild<RunResults>(`${key}.attempts`, attemptStamp(), async (tmp) => {
     const t0 = Date.now();
     const attempts: Attempt[] = [];
     let tests: TestRecord[] = [];
@@ -180,7 +182,26 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
     };
   });
   await writeFile(join(art.dir, "results.json"), `${JSON.stringify(art.metadata, null, 2)}\n`);
-  return { dir: art.dir, cached: art.cached, results: art.metadata };
+  const dir = await promoteRun(join(cache.root, "runs"), key, art.dir, art.metadata.status);
+  return { dir, cached: false, results: art.metadata };
+}
+
+/** A sortable, unique name for one attempt directory. */
+function attemptStamp(): string {
+  return `${new Date().toISOString().replace(/[:.]/g, "-")}-${process.pid}`;
+}
+
+/**
+ * Makes a finished attempt the run of record (`<runs>/<key>`) when it is COMPLETE; the one it
+ * replaces moves into `<key>.attempts/` as superseded. An ERROR attempt stays where it is and
+ * the run of record (an earlier complete run, if any) is kept. Returns where the attempt is now.
+ */
+export async function promoteRun(runsRoot: string, key: string, attemptDir: string, status: RunResults["status"]): Promise<string> {
+  if (status !== "COMPLETE") return attemptDir;
+  const record = join(runsRoot, key);
+  if (existsSync(record)) await rename(record, join(runsRoot, `${key}.attempts`, `superseded-${attemptStamp()}`));
+  await rename(attemptDir, record);
+  return record;
 }
 
 /** A plain-text table of a run, for the terminal. */

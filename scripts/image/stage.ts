@@ -218,7 +218,7 @@ export async function runImageStage(config: PipelineConfig, inp: ImageStageInput
       log(`copying ${existing}`);
       // A sparse copy: the user's image is never opened for writing.
       await run(["cp", "--sparse=always", "--reflink=auto", existing, disk], { timeoutMs: 20 * 60_000 });
-      inspection = await inspectImage(disk);
+      inspection = await namingUserFile(() => inspectImage(disk), disk, existing);
       base = { kind: "existing", path: existing, sha256: (baseId as { existing: string }).existing, label: inspection.label, root_fs: inspection.root.fsType, dax: await isDax(disk) };
       // strace may be missing from a Kata image: bring one with its libraries (runs anywhere).
       const tools = await ensureGuestRootfs({ cache, suite: config.criu.static_build_suite, runtimePackages: [], mirror: config.debian.mirror, log });
@@ -336,4 +336,14 @@ async function pointAt(link: string, target: string): Promise<void> {
   await rm(tmp, { force: true });
   await symlink(relative(join(link, ".."), target), tmp);
   await rename(tmp, link);
+}
+
+/** Errors about the working copy of a user's image name the user's file, not the copy. */
+export async function namingUserFile<T>(f: () => Promise<T>, copy: string, original: string): Promise<T> {
+  try {
+    return await f();
+  } catch (err) {
+    if (err instanceof UserError) throw new UserError(err.message.split(copy).join(original), err.hint?.split(copy).join(original), err.exitCode);
+    throw err;
+  }
 }

@@ -108,4 +108,30 @@ describe.skipIf(skip)("CRIU 3.19 from its real sources (integration)", () => {
     }
     expect(criuArtifacts()).toEqual(before);
   });
+
+  it("Ctrl-C during a CRIU build: children stopped, nothing half-built left, exit 130", { timeout: 10 * 60_000 }, async () => {
+    const tree = unpackRelease("3.19");
+    // A tree nobody built before: the build really starts.
+    writeFileSync(join(tree, "criu/interrupt-test.c"), `/* ${Date.now()} */\n`);
+    const { spawn } = await import("node:child_process");
+    const { CLI } = await import("../helpers/cli.js");
+    const child = spawn(CLI, ["criu", "--criu", "3.19", "--local-source", tree], { stdio: ["ignore", "pipe", "pipe"] });
+    let err = "";
+    child.stderr.on("data", (d) => (err += d));
+    // Wait until make runs in the chroot, then interrupt.
+    const { execFileSync } = await import("node:child_process");
+    const building = () => /make -j\d+ NO_GNUTLS=1 criu/.test(execFileSync("ps", ["-eo", "args"]).toString());
+    const deadline = Date.now() + 5 * 60_000;
+    while (!building() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 300));
+    expect(building(), err).toBe(true);
+    await new Promise((r) => setTimeout(r, 2000));
+    child.kill("SIGINT");
+    const code = await new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
+    expect(code, err).toBe(130);
+    expect(err).toMatch(/interrupted/);
+    const leftovers = readdirSync(join(config.cache_dir, "criu")).filter((n) => n.startsWith(".tmp-"));
+    expect(leftovers).toEqual([]);
+    // No make of that build survives its parent.
+    expect(building()).toBe(false);
+  });
 });

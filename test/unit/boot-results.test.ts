@@ -120,3 +120,29 @@ describe("results", () => {
     expect(kernelCommandLine(existing)).toContain("init=/usr/libexec/cr-guest/init");
   });
 });
+
+describe("runs of record", () => {
+  it("an ERROR rerun keeps the last complete run; a complete one replaces it, the old one kept as superseded", async () => {
+    const { promoteRun } = await import("../../scripts/boot/stage.js");
+    const { mkdirSync, existsSync, readdirSync } = await import("node:fs");
+    const runs = tmp("crg-runs-");
+    const attempt = (name: string, text: string) => {
+      const d = join(runs, "k1.attempts", name);
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, "results.json"), text);
+      return d;
+    };
+    const first = await promoteRun(runs, "k1", attempt("a1", "complete 1"), "COMPLETE");
+    expect(first).toBe(join(runs, "k1"));
+    const failed = await promoteRun(runs, "k1", attempt("a2", "error"), "ERROR");
+    expect(failed).toBe(join(runs, "k1.attempts", "a2"));
+    expect(readFileSync(join(runs, "k1", "results.json"), "utf8")).toBe("complete 1");
+    await promoteRun(runs, "k1", attempt("a3", "complete 2"), "COMPLETE");
+    expect(readFileSync(join(runs, "k1", "results.json"), "utf8")).toBe("complete 2");
+    const kept = readdirSync(join(runs, "k1.attempts"));
+    expect(kept).toContain("a2");
+    const superseded = kept.find((n) => n.startsWith("superseded-"))!;
+    expect(readFileSync(join(runs, "k1.attempts", superseded, "results.json"), "utf8")).toBe("complete 1");
+    expect(existsSync(join(runs, "k1.attempts", "a3"))).toBe(false);
+  });
+});

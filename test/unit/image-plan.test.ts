@@ -38,6 +38,10 @@ describe("image plan", () => {
   it("without an agent: no agent files, and the manifest says so", () => {
     const ops = injectionOps(base);
     expect(ops.some((o) => (o as { to?: string }).to === "/usr/bin/kata-agent")).toBe(false);
+    // The guest contract travels with the runner, generated from the host's module.
+    const contract = ops.find((o) => (o as { to?: string }).to === "/usr/libexec/cr-guest/contract.env") as { content: string };
+    expect(contract.content).toMatch(/^RESULTS_MARKER='CRGUEST-RESULTS-V1'$/m);
+    expect(contract.content).toMatch(/^OUTPUT_OFFSET_MIB='8'$/m);
     const config = loadConfig();
     const criu = { version: "3.17.1", provider: "debian-binary", link: "debian-binary", patches: [], criu: { sha256: "c".repeat(64), bytes: 1 } } as unknown as CriuMetadata;
     const m = guestManifest("k", config, { kind: "fresh", suite: "bookworm", packages: [], rootfs_key: "r" }, criu, undefined, runner);
@@ -108,5 +112,17 @@ describe("image plan", () => {
     const dir = mkdtempSync(join(tmpdir(), "crg-img-"));
     writeFileSync(join(dir, "a"), "x");
     expect(() => loadConfig({ set: [`agent.binary=${join(dir, "a")}`, `agent.kata_src=${dir}`] })).toThrow(/both set/);
+  });
+});
+
+describe("errors about a user's base image", () => {
+  it("name the user's file, never the working copy", async () => {
+    const { namingUserFile } = await import("../../scripts/image/stage.js");
+    const { UserError } = await import("../../scripts/lib/errors.js");
+    const copy = "/work/images/image/.tmp-abc-1-2/disk.img";
+    const err = await namingUserFile(() => Promise.reject(new UserError(`${copy}: erofs is read-only`, `convert ${copy} first`)), copy, "/home/u/kata.img").catch((e) => e);
+    expect(err.message).toBe("/home/u/kata.img: erofs is read-only");
+    expect(err.hint).toBe("convert /home/u/kata.img first");
+    expect(await namingUserFile(async () => 5, copy, "x")).toBe(5);
   });
 });
