@@ -1,8 +1,8 @@
 /**
  * The CRIU stage end to end, as a user runs it: 4.1.1 built from Debian's orig tarball in a
- * trixie chroot, without and with the membarrier patch; 3.17.1 through the default provider
- * chain (its orig tarball answers 404 on this mirror, so the chain moves on to Debian's
- * binary package); `criu --version` of each in its chroot; the doctor on real configs.
+ * trixie chroot, without and with the membarrier patch; 3.17.1 through its catalog order
+ * (Debian's binary first), and its orig tarball, named as the only provider, a 404 and an
+ * error; `criu --version` of each in its chroot; the doctor on real configs.
  */
 import { describe, expect, it } from "vitest";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -22,7 +22,7 @@ describe.skipIf(skip)("CRIU stage (integration)", () => {
   let unpatched: { criu: { sha256: string } } | undefined;
 
   it("builds 4.1.1 from the Debian orig tarball in a trixie chroot (dynamic)", { timeout: 40 * 60_000 }, async () => {
-    const r = await crGuest(["criu", "--version", "4.1", "--suite", "trixie", "--link", "dynamic"], 40 * 60_000);
+    const r = await crGuest(["criu", "--criu", "4.1", "--guest-suite", "trixie", "--link", "dynamic"], 40 * 60_000);
     const out = r.stdout + r.stderr;
     expect(r.exitCode, out).toBe(0);
     expect(out).toMatch(/Version: 4\.1\.1 \(debian-source, dynamic, runs in trixie\)/);
@@ -36,7 +36,7 @@ describe.skipIf(skip)("CRIU stage (integration)", () => {
   });
 
   it("builds it again with the membarrier patch: a different binary that still runs", { timeout: 40 * 60_000 }, async () => {
-    const r = await crGuest(["criu", "--version", "4.1", "--suite", "trixie", "--link", "dynamic", "--patch", "membarrier-probe-nonfatal"], 40 * 60_000);
+    const r = await crGuest(["criu", "--criu", "4.1", "--guest-suite", "trixie", "--link", "dynamic", "--patch", "membarrier-probe-nonfatal"], 40 * 60_000);
     const out = r.stdout + r.stderr;
     expect(r.exitCode, out).toBe(0);
     const m = metadataOf(out);
@@ -48,16 +48,14 @@ describe.skipIf(skip)("CRIU stage (integration)", () => {
     expect(await criuVersionIn(chroot, join(/criu: (\S+)/.exec(out)![1]))).toMatch(/^Version: 4\.1\.1/);
   });
 
-  it("3.17.1: the orig tarball is a 404, the chain says so and takes Debian's binary for bookworm", { timeout: 30 * 60_000 }, async () => {
-    // Another test file (the image stage) may have made this artifact already: the chain is
-    // only walked for an artifact that is not cached, so make it cold first.
-    const before = await crGuest(["criu", "--version", "3.17.1", "--plan"], 60_000);
-    const cachedDir = /debian-binary\s+cached: (\S+)/.exec(before.stdout)?.[1];
-    if (cachedDir) rmSync(cachedDir, { recursive: true, force: true });
-    const r = await crGuest(["criu", "--version", "3.17.1"], 30 * 60_000);
+  it("3.17.1: Debian's binary first (catalog order); the orig tarball, asked for by name, is a 404 and an error", { timeout: 30 * 60_000 }, async () => {
+    // Another test file (the image stage) may have made this artifact already: make it cold.
+    const before = await crGuest(["criu", "--criu", "3.17.1", "--dry-run"], 60_000);
+    const cachedKey = /debian-binary\s+cached \(key (\w+)/.exec(before.stdout)?.[1];
+    if (cachedKey) rmSync(join(config.cache_dir, "criu", cachedKey), { recursive: true, force: true });
+    const r = await crGuest(["criu", "--criu", "3.17.1"], 30 * 60_000);
     const out = r.stdout + r.stderr;
     expect(r.exitCode, out).toBe(0);
-    expect(out).toMatch(/note: debian-source: .*criu_3\.17\.1\.orig\.tar\.xz is not available: HTTP 404/);
     expect(out).toMatch(/Version: 3\.17\.1 \(Debian binary package, runs in bookworm\)/);
     const m = metadataOf(out);
     expect(m).toMatchObject({ version: "3.17.1", provider: "debian-binary", guest_suite: "bookworm" });
@@ -65,12 +63,18 @@ describe.skipIf(skip)("CRIU stage (integration)", () => {
     expect(m.runtime_packages).toContain("libprotobuf-c1");
     expect(m.runtime_packages.some((p: string) => p.startsWith("python3"))).toBe(false);
 
-    const again = await crGuest(["criu", "--version", "3.17.1"], 60_000);
+    const again = await crGuest(["criu", "--criu", "3.17.1"], 60_000);
     expect(again.stdout).toMatch(/\(cached\)/);
-    const plan = await crGuest(["criu", "--version", "3.17.1", "--plan"], 60_000);
+    const plan = await crGuest(["criu", "--criu", "3.17.1", "--dry-run"], 60_000);
     expect(plan.exitCode).toBe(0);
-    expect(plan.stdout).toMatch(/debian-binary\s+cached: /);
-    expect(plan.stdout).toMatch(/upstream\s+skipped: no sha256 pinned/);
+    expect(plan.stdout).toMatch(/served by: debian-binary/);
+    expect(plan.stdout).toMatch(/debian-binary\s+cached \(key /);
+    expect(plan.stdout).toMatch(/source builds apply Debian's criu-fix-conflicting-headers, mount-add-definition-for-FSOPEN_CLOEXEC/);
+    // A provider the user names is the only one: its 404 is the error, never a fallback.
+    const named = await crGuest(["criu", "--criu", "3.17.1", "--provider", "debian-source"], 10 * 60_000);
+    expect(named.exitCode, named.stdout + named.stderr).toBe(2);
+    expect(named.stderr).toMatch(/no provider could supply CRIU 3\.17\.1[\s\S]*criu_3\.17\.1\.orig\.tar\.xz is not available: HTTP 404/);
+    expect(named.stderr).toMatch(/fix: give a source: --criu-mirror DIR/);
   });
 
   it("the doctor fails CRIU 4.1 on a kernel without MEMBARRIER and passes the patched build", { timeout: 5 * 60_000 }, async () => {

@@ -38,7 +38,7 @@ async function readBack(image: string, device: string, paths: string[], cat: str
 
 describe.skipIf(skip)("image stage (integration)", () => {
   it("makes a fresh image with CRIU 3.17.1 in one guestfish launch; every file reads back", { timeout: 40 * 60_000 }, async () => {
-    const r = await crGuest(["image", "--version", "3.17.1", "--name", "it-3171"], 40 * 60_000);
+    const r = await crGuest(["image", "--criu", "3.17.1", "--name", "it-3171"], 40 * 60_000);
     const out = r.stdout + r.stderr;
     expect(r.exitCode, out).toBe(0);
     expect(out).toMatch(/injected and read back: \d+ files, 1 guestfish launch/);
@@ -59,7 +59,7 @@ describe.skipIf(skip)("image stage (integration)", () => {
     expect(manifest.components.find((c: { name: string }) => c.name === "criu").sha256).toBe(back.sums.get("/usr/local/sbin/criu"));
     expect(back.listing).toMatch(/run-tests/);
 
-    const again = await crGuest(["image", "--version", "3.17.1", "--name", "it-3171"], 5 * 60_000);
+    const again = await crGuest(["image", "--criu", "3.17.1", "--name", "it-3171"], 5 * 60_000);
     expect(again.stdout).toMatch(/\(cached\)/);
   });
 
@@ -67,7 +67,7 @@ describe.skipIf(skip)("image stage (integration)", () => {
     const dir = mkdtempSync(join(tmpdir(), "crg-agent-"));
     const agent = join(dir, "kata-agent");
     copyFileSync("/usr/bin/true", agent);
-    const r = await crGuest(["image", "--version", "3.17.1", "--name", "it-agent", "--agent", agent], 20 * 60_000);
+    const r = await crGuest(["image", "--criu", "3.17.1", "--name", "it-agent", "--agent", agent], 20 * 60_000);
     const out = r.stdout + r.stderr;
     expect(r.exitCode, out).toBe(0);
     expect(out).toMatch(/agent: prebuilt/);
@@ -90,7 +90,7 @@ describe.skipIf(skip)("image stage (integration)", () => {
     await run(["mkfs.ext4", "-q", "-F", "-E", `offset=${2048 * 512}`, "-d", rootfs, base, `${(64 * 1024 - 1024)}k`], { timeoutMs: 60_000 });
     const before = await sha256File(base);
 
-    const r = await crGuest(["image", "--base", base, "--name", "it-existing"], 40 * 60_000);
+    const r = await crGuest(["image", "--image-base", base, "--name", "it-existing"], 40 * 60_000);
     const out = r.stdout + r.stderr;
     expect(r.exitCode, out).toBe(0);
     expect(await sha256File(base)).toBe(before);
@@ -102,7 +102,7 @@ describe.skipIf(skip)("image stage (integration)", () => {
     expect(back.sums.get("/usr/local/lib/cr-guest/strace/strace.bin")).toMatch(/^[0-9a-f]{64}$/);
     expect(back.files.get("/etc/os-release")).toContain("kata-like");
 
-    const missing = await crGuest(["image", "--base", join(dir, "nope.img"), "--name", "it-missing"], 5 * 60_000);
+    const missing = await crGuest(["image", "--image-base", join(dir, "nope.img"), "--name", "it-missing"], 5 * 60_000);
     expect(missing.exitCode).not.toBe(0);
     expect(missing.stderr).toMatch(/base image .*nope\.img does not exist/);
   });

@@ -61,7 +61,7 @@ describe.skipIf(skip)("kernel stage (integration)", () => {
   });
 
   it("--prebuilt verifies Debian's cloud kernel against the same fragments and names what it lacks", { timeout: 10 * 60_000 }, async () => {
-    const r = await crGuest(["kernel", "--prebuilt", "--suite", "trixie"], 9 * 60_000);
+    const r = await crGuest(["kernel", "--prebuilt", "--cloud-suite", "trixie"], 9 * 60_000);
     const out = r.stdout + r.stderr;
     expect(r.exitCode, out).toBe(1); // a distribution kernel lacks some of our options
     expect(out).toMatch(/Debian linux-image-6\.12\.\d+\S*-cloud-amd64 \S+: \d+\/\d+ requested symbols landed/);

@@ -18,7 +18,7 @@ describe.skipIf(skip)("version matrix (integration)", () => {
   const out = mkdtempSync(join(tmpdir(), "crg-matrix-it-"));
 
   it("runs two cells sharing one kernel, and reports the membarrier finding from the evidence", { timeout: 80 * 60_000 }, async () => {
-    const plan = await crGuest(["matrix", ...CELLS, "--out", out, "--plan"], 5 * 60_000);
+    const plan = await crGuest(["matrix", ...CELLS, "--out", out, "--dry-run"], 5 * 60_000);
     expect(plan.exitCode, plan.stderr).toBe(0);
     expect(plan.stdout).toMatch(/2 of \d+ cells; at most 1 kernel builds, 2 CRIU builds, 2 images, 2 boots/);
 

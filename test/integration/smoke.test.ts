@@ -44,7 +44,7 @@ function expectSuite(r: RunResults, version: string): void {
 
 describe.skipIf(skip)("boot and test (integration)", () => {
   it("CRIU 3.17.1: the suite passes, and the membarrier registration is lost after restore", { timeout: 60 * 60_000 }, async () => {
-    const { results } = await smoke(["--version", "3.17.1"]);
+    const { results } = await smoke(["--criu", "3.17.1"]);
     expectSuite(results, "3.17.1");
     const mb = results.tests.find((t) => t.name === "membarrier/registration")!;
     expect(mb.status).toBe("FAIL");
@@ -54,7 +54,7 @@ describe.skipIf(skip)("boot and test (integration)", () => {
   });
 
   it("CRIU 4.1.1: the suite passes and the membarrier registration survives the restore", { timeout: 60 * 60_000 }, async () => {
-    const { results } = await smoke(["--version", "4.1"]);
+    const { results } = await smoke(["--criu", "4.1"]);
     expectSuite(results, "4.1.1");
     expect(statusOf(results, "membarrier/registration")).toBe("PASS");
     // Without the patch, 4.1.1 cannot start when membarrier is ENOSYS: reproduced.
@@ -67,7 +67,7 @@ describe.skipIf(skip)("boot and test (integration)", () => {
   it("a guest that never finishes booting is an ERROR within the boot deadline", { timeout: 20 * 60_000 }, async () => {
     const t0 = Date.now();
     // init never prints the runner's first line: sleep as init.
-    const r = await smoke(["--version", "3.17.1", "--set", 'boot.kernel_args=["init=/usr/bin/sleep", "--", "3600"]', "--set", "boot.boot_timeout_seconds=25", "--set", "boot.retries=1"], 20 * 60_000);
+    const r = await smoke(["--criu", "3.17.1", "--set", 'boot.kernel_args=["init=/usr/bin/sleep", "--", "3600"]', "--set", "boot.boot_timeout_seconds=25", "--set", "boot.retries=1"], 20 * 60_000);
     const seconds = (Date.now() - t0) / 1000;
     expect(r.code).toBe(4);
     expect(r.results.status).toBe("ERROR");
