@@ -3,7 +3,7 @@ CRG := bin/cr-guest
 ARGS ?=
 CRIU ?= 4.1
 
-.PHONY: all setup test test-unit test-integration kernel criu image smoke matrix matrix-plan check-config bench bench-kernel bench-criu bench-image bench-smoke typecheck clean help
+.PHONY: schemas all setup test test-unit test-integration kernel criu image smoke matrix matrix-plan check-config bench bench-kernel bench-criu bench-image bench-smoke typecheck clean help
 
 ## all: the main job on the built-in default config: kernel, CRIU, image, boot and test
 all: node_modules
@@ -88,3 +88,7 @@ clean:
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## /  /'
+
+## schemas: write the JSON Schemas of results.json, cell.json and matrix.json into schemas/
+schemas: node_modules
+	node_modules/.bin/tsx scripts/schemas.ts

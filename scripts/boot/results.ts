@@ -2,26 +2,15 @@
  * Reading what the guest wrote (OUT/tests/<name>/{status,rc,seconds,message,outcome,...})
  * into the versioned results.json records. Pure apart from reading files.
  */
+import type { z } from "zod";
+import { RESULTS_SCHEMA_VERSION, TEST_STATUSES, type TestRecordSchema } from "../lib/output-schemas.js";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 
-export const RESULTS_SCHEMA = 1;
-export type TestStatus = "PASS" | "FAIL" | "SKIP" | "ERROR";
-
-export interface TestRecord {
-  name: string;
-  status: TestStatus;
-  seconds: number;
-  exit_code: number | null;
-  message: string;
-  /** For scenario cases: what happened (success, error, hang). */
-  outcome?: string;
-  /** CRIU's Error lines from this test's logs: always shown for a failure. */
-  error_lines: string[];
-  /** Hang diagnostics (wchan, stack, cgroup.events, log tail), when a step timed out. */
-  diagnostics?: string;
-  logs: string[];
-}
+export const RESULTS_SCHEMA = RESULTS_SCHEMA_VERSION;
+export type TestStatus = (typeof TEST_STATUSES)[number];
+/** One guest test's record (the schema is in lib/output-schemas.ts). */
+export type TestRecord = z.infer<typeof TestRecordSchema>;
 
 const read = (file: string) => (existsSync(file) ? readFileSync(file, "utf8").trim() : "");
 

@@ -4,6 +4,8 @@
  * failures (QEMU error, boot timeout, panic/oops, no end marker, unreadable results) are
  * ERROR, retried, and never reported as CRIU failures. Output: images/runs/<key>/.
  */
+import type { z } from "zod";
+import type { RunResultsSchema } from "../lib/output-schemas.js";
 import { existsSync, readFileSync } from "node:fs";
 import { rename, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
@@ -45,27 +47,8 @@ export interface Attempt {
   console_log: string;
 }
 
-export interface RunResults {
-  schema: number;
-  run_key: string;
-  status: "COMPLETE" | "ERROR";
-  error: string | null;
-  accel: Accel;
-  attempts: Attempt[];
-  identities: {
-    kernel: { key: string; version: string; release: string | null; config_sha256: string };
-    criu: { version: string; sha256: string; provider: string; link: string; patches: string[] };
-    agent: { sha256: string; kata_version: string | null; setsid: string | null } | null;
-    image: { key: string; base: string };
-  };
-  expectations: Record<string, string>;
-  scenarios: { name: string; about: string }[];
-  guest: Record<string, string>;
-  tests: TestRecord[];
-  summary: Record<TestStatus, number>;
-  seconds: number;
-  created: string;
-}
+/** results.json: one guest run (the schema is in lib/output-schemas.ts). */
+export type RunResults = z.infer<typeof RunResultsSchema>;
 
 export interface RunOptions {
   kernel: KernelRef;

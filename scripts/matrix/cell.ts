@@ -3,6 +3,8 @@
  * booted, stage timings, and each test's status with its evidence. A cell is the unit that
  * is stored, resumed, merged across machines and compared between reports.
  */
+import type { z } from "zod";
+import { CELL_SCHEMA_VERSION, CELL_STATUSES, parseOutput, type CellResultSchema, type CellTestSchema } from "../lib/output-schemas.js";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -10,7 +12,7 @@ import type { TestRecord, TestStatus } from "../boot/results.js";
 import { UserError } from "../lib/errors.js";
 import type { AxisValues } from "./spec.js";
 
-export const CELL_SCHEMA = 1;
+export const CELL_SCHEMA = CELL_SCHEMA_VERSION;
 
 /**
  * PASS/FAIL: the guest run completed (FAIL: some test failed: a CRIU result).
@@ -18,7 +20,7 @@ export const CELL_SCHEMA = 1;
  * BUILD-FAILED: a stage before the boot failed (kernel, CRIU, image).
  * SKIPPED: the cell cannot run here (e.g. no source for that CRIU version).
  */
-export type CellStatus = "PASS" | "FAIL" | "ERROR" | "BUILD-FAILED" | "SKIPPED";
+export type CellStatus = (typeof CELL_STATUSES)[number];
 
 export interface StageTiming {
   seconds: number;
@@ -29,48 +31,10 @@ export interface StageTiming {
 }
 
 /** A guest test as a cell keeps it: the run's record without its log paths (the page embeds the evidence). */
-export type CellTest = Omit<TestRecord, "logs">;
+export type CellTest = z.infer<typeof CellTestSchema>;
 
-export interface CellResult {
-  schema: number;
-  matrix: string;
-  id: string;
-  axes: AxisValues;
-  criu_version: string;
-  patches: string[];
-  /** The --set arguments that make this cell (on top of pipeline.yaml). */
-  sets: string[];
-  inputs_key: string;
-  status: CellStatus;
-  /** For ERROR, BUILD-FAILED and SKIPPED: what happened. */
-  reason: string | null;
-  /** Which stage failed, for BUILD-FAILED. */
-  failed_stage: string | null;
-  /** The compatibility check's verdicts before the run: predictions to hold against the result. */
-  predicted: { severity: string; id: string; what: string }[];
-  identities: {
-    kernel?: { key: string; version: string; release: string | null; config_sha256: string };
-    criu?: { key: string; version: string; provider: string; link: string; sha256: string; patches: string[] };
-    image?: { key: string; base: string; suite: string | null };
-    run?: { key: string };
-  };
-  stages: Partial<Record<"kernel" | "image" | "boot", StageTiming>>;
-  accel: string | null;
-  tests: CellTest[];
-  summary: Record<TestStatus, number>;
-  /** Tests reported but not deciding this cell (criu check --all, --feature, observing cases). */
-  informational: string[];
-  /** What the guest said about itself (kernel release, ptrace_scope, seccomp, ...). */
-  guest: Record<string, string>;
-  /** The console's last lines, for a failed or broken run: the page shows them without the file. */
-  console_tail: string;
-  /** Where the full evidence is on the machine that ran it. */
-  paths: { run_dir?: string; results?: string; console?: string };
-  host: string;
-  started: string;
-  finished: string;
-  seconds: number;
-}
+/** cell.json: one matrix cell (the schema is in lib/output-schemas.ts). */
+export type CellResult = z.infer<typeof CellResultSchema>;
 
 const DIAG_MAX = 4000;
 
@@ -126,15 +90,13 @@ export async function writeCell(outDir: string, cell: CellResult): Promise<strin
 }
 
 export function readCell(file: string): CellResult {
-  let cell: CellResult;
+  let value: unknown;
   try {
-    cell = JSON.parse(readFileSync(file, "utf8")) as CellResult;
+    value = JSON.parse(readFileSync(file, "utf8"));
   } catch (err) {
     throw new UserError(`cannot read cell result ${file}: ${(err as Error).message}`, "pass cell.json files, directories holding them, or a matrix.json");
   }
-  if (cell.schema !== CELL_SCHEMA || !cell.id || !cell.status)
-    throw new UserError(`${file} is not a cr-guest cell result (schema ${cell.schema ?? "missing"}, expected ${CELL_SCHEMA})`, "pass cell.json files written by `cr-guest matrix`");
-  return cell;
+  return parseOutput("cell", value, file);
 }
 
 export function storedCell(outDir: string, id: string): CellResult | undefined {
@@ -147,14 +109,14 @@ export function collectCells(input: string): CellResult[] {
   if (!existsSync(input)) throw new UserError(`${input} does not exist`, "pass cell.json files, directories holding them, or a matrix.json");
   if (statSync(input).isFile()) {
     if (input.endsWith(CELL_FILE)) return [readCell(input)];
-    let doc: { cells?: CellResult[] };
+    let doc: { cells?: unknown };
     try {
-      doc = JSON.parse(readFileSync(input, "utf8")) as { cells?: CellResult[] };
+      doc = JSON.parse(readFileSync(input, "utf8")) as { cells?: unknown };
     } catch (err) {
       throw new UserError(`${input} is not JSON (${(err as Error).message})`, "pass cell.json files, directories holding them, or a matrix.json");
     }
     if (!Array.isArray(doc?.cells)) throw new UserError(`${input} is neither a cell.json nor a matrix.json`, "pass files written by `cr-guest matrix`");
-    return doc.cells;
+    return parseOutput("matrix", doc, input).cells;
   }
   const out: CellResult[] = [];
   const walk = (d: string) => {

@@ -4,6 +4,8 @@
  * test's status depends on, read off the cells); merging cells from several machines;
  * comparing two reports.
  */
+import type { z } from "zod";
+import { REPORT_SCHEMA_VERSION, type MatrixReportSchema } from "../lib/output-schemas.js";
 import { loadYamlFile } from "../lib/yaml-file.js";
 import { UserError } from "../lib/errors.js";
 import { loadCriuCatalog, type CriuCatalog } from "../criu/catalog.js";
@@ -13,7 +15,7 @@ import type { TestStatus } from "../boot/results.js";
 import { isInformational, type CellResult, type CellStatus, type CellTest } from "./cell.js";
 import { AXES, type AxisName } from "./spec.js";
 
-export const REPORT_SCHEMA = 1;
+export const REPORT_SCHEMA = REPORT_SCHEMA_VERSION;
 export const FINDINGS_FILE = join(CRIU_BUILDS_DIR, "findings.yaml");
 
 export interface FindingRule {
@@ -44,21 +46,8 @@ export interface ReportColumn {
   count?: boolean;
 }
 
-export interface MatrixReport {
-  schema: number;
-  name: string;
-  created: string;
-  cells: CellResult[];
-  columns: ReportColumn[];
-  findings: ReportFinding[];
-  /** What each test's status depends on, where it is not the same everywhere. */
-  dependencies: string[];
-  /** Cells the plan left out, and why (not run). */
-  excluded: { id: string; reason: string }[];
-  totals: Record<CellStatus, number>;
-  /** Duplicate cells met while merging (the newest kept). */
-  merged_duplicates: string[];
-}
+/** matrix.json (the schema is in lib/output-schemas.ts). */
+export type MatrixReport = z.infer<typeof MatrixReportSchema>;
 
 /** ">=3.19.0" -> ">= 3.19", "<3.18.0" -> "< 3.18": a semver range as a reader writes it. */
 export function readableRange(range: string): string {

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crGuest, missingTools } from "../helpers/cli.js";
 import type { MatrixReport } from "../../scripts/matrix/report.js";
+import { expectValid } from "../helpers/schemas.js";
 
 const skip = missingTools(["qemu-system-x86_64", "guestfish", "debootstrap", "sgdisk", "mkfs.ext4", "gcc", "make"]);
 const CELLS = ["--criu", "4.1", "--kernel", "6.12-no-membarrier"];
@@ -27,6 +28,8 @@ describe.skipIf(skip)("version matrix (integration)", () => {
     expect(r.exitCode, log).toBe(0);
     expect(log).toMatch(/2 cells run, 0 kept from earlier runs; 1 kernel, 2 CRIU\+image and 2 boot stages/);
     const report = JSON.parse(readFileSync(join(out, "matrix.json"), "utf8")) as MatrixReport;
+    expectValid("matrix", report);
+    for (const c of report.cells) expectValid("cell", JSON.parse(readFileSync(join(out, "cells", c.id, "cell.json"), "utf8")));
     const cell = (patches: string) => report.cells.find((c) => c.axes.patches === patches)!;
     const unpatched = cell("unpatched");
     const patched = cell("membarrier-patch");

@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { crGuest, missingTools } from "../helpers/cli.js";
 import type { RunResults } from "../../scripts/boot/stage.js";
+import { expectValid } from "../helpers/schemas.js";
 
 const skip = missingTools(["qemu-system-x86_64", "guestfish", "debootstrap", "sgdisk", "mkfs.ext4"]);
 
@@ -16,7 +17,9 @@ async function smoke(args: string[], timeoutMs = 60 * 60_000): Promise<{ code: n
   const out = r.stdout + r.stderr;
   const file = /results: (\S+)/.exec(out);
   if (!file) throw new Error(`no results line (exit ${r.exitCode}):\n${out}`);
-  return { code: r.exitCode, out, results: JSON.parse(readFileSync(file[1], "utf8")) as RunResults };
+  const results = JSON.parse(readFileSync(file[1], "utf8")) as RunResults;
+  expectValid("results", results);
+  return { code: r.exitCode, out, results };
 }
 
 function statusOf(r: RunResults, name: string): string {

@@ -71,7 +71,7 @@ const LAYERS: [RegExp, number, string][] = [
   [/^lib\//, 0, "lib"],
   [/^(kernel|criu|agent|image|boot)\//, 1, "stages"],
   [/^(pipeline\.ts|matrix\/)/, 2, "driver"],
-  [/^(cli\.ts|cli-flags\.ts|commands\.ts|bench\/)/, 3, "CLI"],
+  [/^(cli\.ts|cli-flags\.ts|commands\.ts|schemas\.ts|bench\/)/, 3, "CLI"],
 ];
 
 function layerOf(module: string): [number, string] {
