@@ -6,6 +6,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { UserError } from "../lib/errors.js";
 
 export type Expr =
   | { kind: "sym"; name: string }
@@ -285,12 +286,15 @@ export function parseKconfigTree(opts: ParseOptions, top = "Kconfig"): KconfigTr
   type Block = { kind: "if" | "menu" | "choice"; deps: Expr[]; choice?: number };
   const blocks: Block[] = [];
 
-  const parseFile = (relPath: string, optional: boolean) => {
+  const parseFile = (relPath: string, optional: boolean, from?: { file: string; line: number }) => {
     const path = join(opts.srctree, relPath);
     const text = read(path);
     if (text === undefined) {
-      if (!optional) throw new Error(`Kconfig file not found: ${path}`);
-      return;
+      if (optional) return;
+      throw new UserError(
+        from ? `${join(opts.srctree, from.file)}:${from.line}: sources ${relPath}, which does not exist` : `Kconfig file not found: ${path}`,
+        "is this a complete kernel source tree? (a help text read as a directive is a cr-guest bug: report it with this line)",
+      );
     }
     files++;
     const rawLines = text.split("\n");
@@ -307,7 +311,10 @@ export function parseKconfigTree(opts: ParseOptions, top = "Kconfig"): KconfigTr
       const raw = lines[i].text;
       const line = raw.replace(/(^|\s)#.*$/, "").trim();
       if (!line) continue;
-      // Help text: everything indented deeper than its first line.
+      // Help text: every line indented at least as deep as its first line, as Kconfig's lexer
+      // reads it. The help keyword's own indent does not count: help text may sit at the
+      // same depth (6.1's drivers/scsi/aic7xxx/Kconfig.aic7xxx does). A first line at column
+      // 0 means no help text.
       if (/^(help|---help---)$/.test(line)) {
         let helpIndent = -1;
         while (i + 1 < lines.length) {
@@ -318,7 +325,7 @@ export function parseKconfigTree(opts: ParseOptions, top = "Kconfig"): KconfigTr
           }
           const w = indentWidth(next);
           if (helpIndent < 0) helpIndent = w;
-          if (w < helpIndent || w <= indentWidth(raw)) break;
+          if (w === 0 || w < helpIndent) break;
           i++;
         }
         continue;
@@ -362,11 +369,11 @@ export function parseKconfigTree(opts: ParseOptions, top = "Kconfig"): KconfigTr
             break;
           case "source":
           case "osource":
-            parseFile(expandVars(unquote(rest)), kw === "osource");
+            parseFile(expandVars(unquote(rest)), kw === "osource", { file: relPath, line: lines[i].no });
             break;
           case "rsource":
           case "orsource":
-            parseFile(join(dirname(relPath), expandVars(unquote(rest))), kw === "orsource");
+            parseFile(join(dirname(relPath), expandVars(unquote(rest))), kw === "orsource", { file: relPath, line: lines[i].no });
             break;
         }
         continue;

@@ -110,3 +110,33 @@ describe("verification", () => {
     expect(expertTrap("allnoconfig", request("CONFIG_PROC_FS=y # x\n"), tree)).toEqual([]);
   });
 });
+
+describe("Kconfig help text as real trees write it", () => {
+  it("help text at the help keyword's own indent is help (6.1's aic7xxx), not a source directive", async () => {
+    const { mkdtempSync, writeFileSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const dir = mkdtempSync(join(tmpdir(), "crg-kconfig-help-"));
+    // The shape of drivers/scsi/aic7xxx/Kconfig.aic7xxx in 6.1: help and its text, one tab each.
+    writeFileSync(
+      join(dir, "Kconfig"),
+      [
+        "config AIC7XXX_BUILD_FIRMWARE",
+        '\tbool "Build Adapter Firmware with Kernel Build"',
+        "\tdepends on AIC7XXX",
+        "\thelp",
+        "\tThis option should only be enabled if you are modifying the firmware",
+        "\tsource to the aic7xxx driver and wish to have the generated firmware",
+        "\tinclude files updated during a normal kernel build.",
+        "",
+        "config AFTER_HELP",
+        '\tbool "next"',
+        "\thelp",
+        "config NO_HELP_TEXT",
+        '\tbool "a help keyword with nothing after it"',
+        "",
+      ].join("\n"),
+    );
+    const t = parseKernelKconfig(dir);
+    expect([...t.symbols.keys()].sort()).toEqual(["AFTER_HELP", "AIC7XXX_BUILD_FIRMWARE", "NO_HELP_TEXT"]);
+  });
+});
