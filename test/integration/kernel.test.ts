@@ -89,4 +89,16 @@ describe.skipIf(skip)("kernel stage (integration)", () => {
     expect(out).toMatch(/CONFIG_CHECKPOINT_RESTORE\s+y\s+n\s+unmet dependency \(init\/Kconfig:\d+\): depends on PROC_FS \[PROC_FS=n\]/);
     expect(out).toMatch(/warning: CONFIG_EXPERT=y over allnoconfig: \d+ hidden default-y options will be turned off/);
   });
+
+  it("6.1 (Kata 3.x guests' kernel line): its whole Kconfig tree parses and --check-config passes, as JSON", { timeout: 20 * 60_000 }, async () => {
+    // 6.1's aic7xxx help text sits at its help keyword's indent: once read as a `source`.
+    const r = await crGuest(["kernel", "--kernel", "6.1", "--check-config", "--json"], 15 * 60_000);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.passed).toBe(true);
+    expect(doc.checked).toBeGreaterThan(50);
+    const mb = doc.symbols.find((x: { symbol: string }) => x.symbol === "CONFIG_MEMBARRIER");
+    expect(mb).toMatchObject({ status: "ok", final: "y" });
+    expect(r.stderr).toMatch(/linux 6\.1\.\d+ \(allnoconfig, fragment set default\): \d+\/\d+ requested symbols landed/);
+  });
 });
