@@ -189,7 +189,8 @@ export function validate(
   };
   switch (schema.type) {
     case "string":
-      if (typeof value === "number") value = String(value); // "6.12" written unquoted
+      // "6.12" written unquoted is a number to YAML: take it as written ("6.10", not 6.1).
+      if (typeof value === "number") value = src.sourceOf(path) ?? String(value);
       if (typeof value !== "string") return fail(`must be a string, got ${JSON.stringify(value)}`, "quote the value");
       return schema.path && value !== "" && !isAbsolute(value) ? resolve(baseDir, value) : value;
     case "number":

@@ -8,6 +8,8 @@ export interface LocatedYaml {
   value: unknown;
   /** Line (1-based) of the node at a key path, e.g. ["kernel", "version"]. */
   lineOf(path: (string | number)[]): number | undefined;
+  /** The source text of the scalar at a key path, as written ("6.10", not the number 6.1). */
+  sourceOf(path: (string | number)[]): string | undefined;
 }
 
 export function parseYaml(text: string, file: string): LocatedYaml {
@@ -20,9 +22,22 @@ export function parseYaml(text: string, file: string): LocatedYaml {
     const detail = err.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "");
     throw new UserError(`malformed YAML at ${where}: ${detail}`, `fix the syntax of ${file} near line ${pos?.line ?? "?"}`);
   }
+  const nodeAt = (path: (string | number)[]): Node | null | undefined => {
+    let node: Node | null | undefined = doc.contents as Node | null;
+    for (const key of path) {
+      if (isMap(node)) node = node.items.find((p) => isScalar(p.key) && p.key.value === key)?.value as Node | null | undefined;
+      else if (isSeq(node) && typeof key === "number") node = node.items[key] as Node | null;
+      else return undefined;
+    }
+    return node;
+  };
   return {
     file,
     value: doc.toJS(),
+    sourceOf(path) {
+      const node = nodeAt(path);
+      return isScalar(node) && typeof node.source === "string" ? node.source : undefined;
+    },
     lineOf(path) {
       let node: Node | null | undefined = doc.contents as Node | null;
       let line: number | undefined;

@@ -70,3 +70,11 @@ describe("pipeline config", () => {
     expect(() => loadConfig({ set: ["kernel.jobs=many"] })).toThrow(/kernel.jobs must be a number/);
   });
 });
+
+describe("versions written unquoted", () => {
+  it("are taken as written: 6.10 is not 6.1, 4.0 is not 4", () => {
+    expect(loadConfig({ set: ["kernel.version=6.10"] }).kernel.version).toBe("6.10");
+    expect(loadConfig({ set: ["criu.version=4.0"] }).criu.version).toBe("4.0");
+    expect(loadConfig({ set: ["criu.version=4.1"] }).criu.version).toBe("4.1");
+  });
+});
