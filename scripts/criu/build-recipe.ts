@@ -46,7 +46,8 @@ export function buildFlags(mode: LinkMode, version: string, gccMajor: number): {
     ld.push("-L/cr-guest-static");
   }
   // 3.17.1's libnetlink.c duplicates nla_get_s32 from libnl: only a static link sees both.
-  if (mode === "static" && semver.lt(v, "3.18.0")) ld.push("-Wl,-z,muldefs");
+  // Written as gcc's own `-z muldefs`: CRIU's nmk build.mk filters `-Wl,%` out of LDFLAGS.
+  if (mode === "static" && semver.lt(v, "3.18.0")) ld.push("-z", "muldefs");
   if (gccMajor >= 14 && semver.lt(v, "3.18.0")) makeArgs.push("WERROR=0");
   return { env: ld.length ? { LDFLAGS: ld.join(" ") } : {}, makeArgs };
 }
