@@ -17,7 +17,7 @@ import type { PipelineConfig } from "../lib/config.js";
 import { cacheKey, sha256 } from "../lib/hash.js";
 import { bootVm, type Accel, type BootResult } from "../lib/qemu.js";
 import { createResultsDisk, readResultsDisk } from "./results-disk.js";
-import { parseKeyValues, readTestRecords, RESULTS_SCHEMA, summarize, type TestRecord, type TestStatus } from "./results.js";
+import { parseKeyValues, readTestRecords, RESULTS_SCHEMA, summarize, type TestRecord } from "./results.js";
 import { loadScenarios, runInput } from "./run-input.js";
 import type { KernelStageResult } from "../kernel/stage.js";
 import { planKernel } from "../kernel/plan.js";

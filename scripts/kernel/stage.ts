@@ -2,7 +2,7 @@
  * The kernel stage: plan -> source -> configure -> verify -> build -> (boot check), each
  * step cached. Output: images/kernel/<key>/{vmlinuz,config,build.log,metadata.json}.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { copyFile, mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ArtifactCache } from "../lib/cache.js";
@@ -16,9 +16,8 @@ import { configureKernel, expertTrap, fragmentSummary, ARCH } from "./configure.
 import { parseKernelKconfig, type KconfigTree } from "./kconfig.js";
 import { kernelCacheKey, planKernel, type KernelPlan } from "./plan.js";
 import { obtainKernelSource, type KernelSource } from "./sources.js";
-import { formatVerifyReport, verifyConfig, type AllowEntry, type VerifyReport } from "./verify.js";
+import { formatVerifyReport, verifyConfig, type VerifyReport } from "./verify.js";
 import { loadKernelCatalog } from "./versions.js";
-import { loadYamlFile } from "../lib/yaml-file.js";
 import { parseDotConfig } from "./fragments.js";
 import { CommandError } from "../lib/errors.js";
 import { runDebianCloudKernel } from "./prebuilt.js";

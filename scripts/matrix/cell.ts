@@ -8,9 +8,8 @@ import { CELL_SCHEMA_VERSION, CELL_STATUSES, parseOutput, type CellResultSchema,
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { TestRecord, TestStatus } from "../boot/results.js";
+import type { TestRecord } from "../boot/results.js";
 import { UserError } from "../lib/errors.js";
-import type { AxisValues } from "./spec.js";
 
 export const CELL_SCHEMA = CELL_SCHEMA_VERSION;
 
