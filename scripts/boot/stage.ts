@@ -90,7 +90,7 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
   });
   // Only complete runs count as cached: an ERROR run is tried again.
   const hit = await cache.lookup<RunResults>("runs", key);
-  if (hit && hit.metadata.status === "COMPLETE" && !o.force) return { dir: hit.dir, cached: true, results: hit.metadata };
+  if (hit && hit.metadata.status === "COMPLETE" && !o.force) return { dir: hit.dir, cached: true, results: asResults(hit.metadata) };
 
   // Every run goes into an attempt directory of its own; only a complete one replaces the
   // run of record, so a forced rerun that dies never takes the last good evidence with it.
@@ -164,9 +164,16 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
       created: new Date().toISOString(),
     };
   });
-  await writeFile(join(art.dir, "results.json"), `${JSON.stringify(art.metadata, null, 2)}\n`);
-  const dir = await promoteRun(join(cache.root, "runs"), key, art.dir, art.metadata.status);
-  return { dir, cached: false, results: art.metadata };
+  const results = asResults(art.metadata);
+  await writeFile(join(art.dir, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
+  const dir = await promoteRun(join(cache.root, "runs"), key, art.dir, results.status);
+  return { dir, cached: false, results };
+}
+
+/** results.json is the run as its schema says: without the cache's own metadata (cache_key). */
+function asResults(metadata: RunResults & { cache_key?: string }): RunResults {
+  const { cache_key: _key, ...results } = metadata;
+  return results;
 }
 
 /** A sortable, unique name for one attempt directory. */
