@@ -25,35 +25,48 @@ export function configOf(ctx: CommandContext, extraSets: string[] = []): Pipelin
 }
 
 async function readKernelConfig(file: string): Promise<Map<string, string>> {
-  return (await import("./pipeline.js")).readKernelConfig(file);
+  const { readFile } = await import("node:fs/promises");
+  const { parseDotConfig } = await import("./kernel/fragments.js");
+  try {
+    return parseDotConfig(await readFile(file, "utf8"));
+  } catch {
+    throw new UserError(`cannot read kernel config ${file}`, "pass a kernel .config file");
+  }
 }
 
-/** CRIU, agent and image: the provider chain's notes and the doctor's findings on stderr. */
-async function buildImage(config: PipelineConfig, force: boolean, kernel?: import("./pipeline.js").PreparedKernel) {
-  const { prepareImage } = await import("./pipeline.js");
-  const { formatFindings } = await import("./criu/doctor.js");
-  const image = await prepareImage(config, { force, kernel });
-  for (const n of image.notes) console.error(`note: ${n}`);
-  if (image.findings.length) console.error(formatFindings(image.findings, "compatibility"));
-  return image;
+/** A stage's own notes (warnings, provider notes) and the doctor's predictions, on stderr. */
+async function printNotes(o: import("./driver.js").StageOutcome): Promise<void> {
+  for (const n of o.notes) console.error(n);
+  if (o.stage === "criu") {
+    const { formatFindings } = await import("./criu/doctor.js");
+    const { findings } = (o as import("./driver.js").StageOutcome<"criu">).value;
+    if (findings.length) console.error(formatFindings(findings, "compatibility"));
+  }
+}
+
+/** Runs the driver with each stage's notes printed as it finishes. */
+async function driveStages(config: PipelineConfig, targets: import("./driver.js").StageName[], o: import("./driver.js").DriveOptions = {}) {
+  const { drive } = await import("./driver.js");
+  const printing: Promise<void>[] = [];
+  const out = await drive(config, targets, { ...o, onOutcome: (x) => void printing.push(printNotes(x)) });
+  await Promise.all(printing);
+  return out;
 }
 
 export async function kernelCommand(ctx: CommandContext): Promise<number> {
   const v = ctx.values;
   const config = configOf(ctx);
-  const { runKernelStage, verifyConfigFile } = await import("./kernel/stage.js");
+  const { verifyConfigFile } = await import("./kernel/stage.js");
   if (v["verify-config"]) {
     const { report, text } = verifyConfigFile(config, v["verify-config"] as string);
     ctx.say(text);
     ctx.emit({ file: v["verify-config"], passed: report.passed, symbols: symbolTable(report) });
     return report.passed ? 0 : 1;
   }
-  const result = await runKernelStage(config, {
-    extraFragments: (v.fragment as string[] | undefined) ?? [],
-    checkConfigOnly: Boolean(v["check-config"]),
-    bootCheck: v["boot-check"] ? true : undefined,
+  const out = await driveStages(config, ["kernel"], {
+    kernel: { extraFragments: (v.fragment as string[] | undefined) ?? [], checkConfigOnly: Boolean(v["check-config"]), bootCheck: v["boot-check"] ? true : undefined },
   });
-  for (const w of result.warnings) console.error(`warning: ${w}`);
+  const result = out.kernel!.value.stage;
   for (const n of result.notes) ctx.say(n);
   ctx.say(result.reportText);
   if (result.dir) {
@@ -84,7 +97,7 @@ function symbolTable(report: import("./kernel/verify.js").VerifyReport, final?: 
 export async function criuCommand(ctx: CommandContext): Promise<number> {
   const v = ctx.values;
   const config = configOf(ctx);
-  const { resolveAndPlanCriu, describeCriuPlan, runCriuStage, doctorFor } = await import("./criu/stage.js");
+  const { resolveAndPlanCriu, describeCriuPlan, doctorFor } = await import("./criu/stage.js");
   const { ArtifactCache } = await import("./lib/cache.js");
   const { formatFindings } = await import("./criu/doctor.js");
   const kernelConfig = v["kernel-config"] ? await readKernelConfig(v["kernel-config"] as string) : undefined;
@@ -107,9 +120,8 @@ export async function criuCommand(ctx: CommandContext): Promise<number> {
     });
     return 0;
   }
-  const result = await runCriuStage(config, { kernelConfig, force: Boolean(v.force) });
-  for (const a of result.attempts) console.error(`note: ${a}`);
-  if (result.findings.length) console.error(formatFindings(result.findings, "compatibility"));
+  const out = await driveStages(config, ["criu"], { criu: { kernelConfig, force: Boolean(v.force) } });
+  const result = out.criu!.value;
   const how = result.metadata.provider === "debian-binary" ? "Debian binary package" : `${result.metadata.provider}, ${result.metadata.link}`;
   ctx.say(`${result.metadata.version_output.split("\n")[0]} (${how}, runs in ${result.metadata.runs_in.join(", ")})`);
   ctx.say(`criu: ${join(result.dir, "criu")}${result.cached ? " (cached)" : ""}`);
@@ -130,10 +142,10 @@ export async function doctorCommand(ctx: CommandContext): Promise<number> {
     kernelConfig = await readKernelConfig(v["kernel-config"] as string);
     kernelLabel = v["kernel-config"] as string;
   } else {
-    const { runKernelStage } = await import("./kernel/stage.js");
     const kconfig = v["debian-kernel"] ? configOf(ctx, ["kernel.kind=debian-cloud", `kernel.debian_cloud_suite=${JSON.stringify(v["debian-kernel"])}`]) : config;
-    const k = await runKernelStage(kconfig, { checkConfigOnly: !v["debian-kernel"] });
-    kernelConfig = k.finalConfig ?? (k.dir ? await readKernelConfig(join(k.dir, "config")) : undefined);
+    const kernel = (await driveStages(kconfig, ["kernel"], { kernel: { checkConfigOnly: !v["debian-kernel"] } })).kernel!.value;
+    const k = kernel.stage;
+    kernelConfig = kernel.config;
     kernelVersion = k.metadata?.version ?? undefined;
     kernelLabel = v["debian-kernel"] ? `Debian ${v["debian-kernel"]} cloud kernel ${k.metadata?.release ?? ""}` : `the configured kernel (${config.kernel.version}, ${config.kernel.base})`;
   }
@@ -159,11 +171,7 @@ export async function agentCommand(ctx: CommandContext): Promise<number> {
     ctx.emit({ kata_version: id.version, setsid: id.state, patch: patch?.name ?? null });
     return 0;
   }
-  const { runAgentStage } = await import("./agent/stage.js");
-  const { runSteps } = await import("./lib/progress.js");
-  const state: { art?: Awaited<ReturnType<typeof runAgentStage>> } = {};
-  await runSteps(state, [{ title: "kata-agent", run: async (s, log) => void (s.art = await runAgentStage(config, log)) }]);
-  const art = state.art!;
+  const art = (await driveStages(config, ["agent"])).agent!.value!;
   ctx.say(art.metadata.message);
   ctx.say(`agent: ${art.binary}${art.cached ? " (cached)" : ""}`);
   ctx.emit({ binary: art.binary, cached: art.cached, metadata: art.metadata });
@@ -172,7 +180,8 @@ export async function agentCommand(ctx: CommandContext): Promise<number> {
 
 export async function imageCommand(ctx: CommandContext): Promise<number> {
   const config = configOf(ctx);
-  const result = await buildImage(config, Boolean(ctx.values.force));
+  const out = await driveStages(config, ["image"], { criu: { force: Boolean(ctx.values.force) } });
+  const result = out.image!.value;
   const m = result.manifest;
   ctx.say(`base: ${m.base}`);
   ctx.say(`criu: ${m.criu.version} (${m.criu.provider}, ${m.criu.link}${m.criu.patches.length ? `, ${m.criu.patches.join(", ")}` : ""})`);
@@ -191,30 +200,17 @@ export async function smokeCommand(ctx: CommandContext): Promise<number> {
   const extraFragments = (v.fragment as string[] | undefined) ?? [];
   // Bad CRIU input fails before the kernel stage starts.
   (await import("./criu/stage.js")).resolveAndPlanCriu(config, { strict: true });
-  const { prepareKernel } = await import("./pipeline.js");
-  const { runBootTests, formatRun } = await import("./boot/stage.js");
-  const { chooseAccel } = await import("./boot/accel.js");
-  const { runSteps } = await import("./lib/progress.js");
-  const kernel = await prepareKernel(config, extraFragments);
-  for (const w of kernel.stage.warnings) console.error(`warning: ${w}`);
-  const kref = kernel.ref;
-  // The compatibility check runs against the kernel this run boots (--force overrides it).
-  const image = await buildImage(config, Boolean(v.force), kernel);
-  const accel = await chooseAccel(config, join(kref.dir, "vmlinuz"));
-  const state: { run?: Awaited<ReturnType<typeof runBootTests>> } = {};
-  await runSteps(state, [
-    {
-      title: `Boot and test: linux ${kref.version}, CRIU ${image.manifest.criu.version} (${accel.accel})`,
-      run: async (s, log) => void (s.run = await runBootTests(config, { kernel: kref, image, criu: image.criu, accel: accel.accel, force: Boolean(v.force), log })),
-    },
-  ]);
-  const r = state.run!;
+  const { formatRun } = await import("./boot/stage.js");
+  const out = await driveStages(config, ["boot"], { kernel: { extraFragments }, criu: { force: Boolean(v.force) }, boot: { force: Boolean(v.force) } });
+  const kref = out.kernel!.value.ref!;
+  const image = out.image!.value;
+  const r = out.boot!.value;
   ctx.say(formatRun(r.results));
   // The same report a matrix writes, for this one run.
   const { cellOfSingleRun } = await import("./matrix/stages.js");
   const { buildReport } = await import("./matrix/report.js");
   const { writeReports } = await import("./matrix/command.js");
-  const cell = cellOfSingleRun(config, kernel, image, r);
+  const cell = cellOfSingleRun(config, out);
   const report = await writeReports(join(config.cache_dir, "report", config.image.name), buildReport(config.image.name, [cell]));
   const paths = {
     kernel: join(kref.dir, "vmlinuz"),

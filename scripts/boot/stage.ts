@@ -19,24 +19,12 @@ import { bootVm, type Accel, type BootResult } from "../lib/qemu.js";
 import { createResultsDisk, readResultsDisk } from "./results-disk.js";
 import { parseKeyValues, readTestRecords, RESULTS_SCHEMA, summarize, type TestRecord } from "./results.js";
 import { loadScenarios, runInput } from "./run-input.js";
-import type { KernelStageResult } from "../kernel/stage.js";
-import { planKernel } from "../kernel/plan.js";
-import { loadKernelCatalog } from "../kernel/versions.js";
+import type { KernelRef } from "../kernel/result.js";
 
 export const RUN_RECIPE_VERSION = 1;
 import { GUEST_END_MARKER, GUEST_INIT, GUEST_STARTED_MARKER } from "../lib/guest-contract.js";
 
 export { GUEST_END_MARKER, GUEST_INIT, GUEST_STARTED_MARKER };
-
-export interface KernelRef {
-  dir: string;
-  key: string;
-  version: string;
-  release?: string | null;
-  config_sha256: string;
-  /** Symbols the fragments asked for, with the value the guest should see. */
-  requested: Map<string, string>;
-}
 
 export interface Attempt {
   status: BootResult["status"] | "results-unreadable";
@@ -49,6 +37,13 @@ export interface Attempt {
 
 /** results.json: one guest run (the schema is in lib/output-schemas.ts). */
 export type RunResults = z.infer<typeof RunResultsSchema>;
+
+/** A guest run of record (or the attempt that failed) and where its evidence is. */
+export interface RunRecord {
+  dir: string;
+  cached: boolean;
+  results: RunResults;
+}
 
 export interface RunOptions {
   kernel: KernelRef;
@@ -66,7 +61,7 @@ export function kernelCommandLine(image: ImageResult, extra: string[] = []): str
   return [root, "rw", "rootwait", `init=${GUEST_INIT}`, "quiet", "loglevel=4", ...extra];
 }
 
-export async function runBootTests(config: PipelineConfig, o: RunOptions): Promise<{ dir: string; cached: boolean; results: RunResults }> {
+export async function runBootTests(config: PipelineConfig, o: RunOptions): Promise<RunRecord> {
   const log = o.log ?? (() => undefined);
   const cache = new ArtifactCache(config.cache_dir);
   const catalog = loadCriuCatalog();
@@ -205,13 +200,4 @@ export function formatRun(r: RunResults): string {
   });
   const s = r.summary;
   return [...lines, "", `${s.PASS} passed, ${s.FAIL} failed, ${s.SKIP} skipped (guest kernel ${r.guest.kernel ?? "?"}, ${r.accel}, ${r.seconds.toFixed(0)} s)`].join("\n");
-}
-
-/** What the guest run needs to know about a kernel stage result. */
-export function kernelRefFrom(config: PipelineConfig, k: KernelStageResult, extraFragments: string[] = []): KernelRef {
-  if (!k.dir || !k.metadata) throw new Error("the kernel stage produced no kernel");
-  const requested = new Map([...planKernel(config, loadKernelCatalog(), extraFragments).requested.values].map(([sym, e]) => [sym, e.value]));
-  // A drop accepted by the allowlist is what the guest will (rightly) see.
-  for (const m of k.metadata.verify.mismatches) if (m.allowed) requested.set(m.symbol, m.final);
-  return { dir: k.dir, key: basename(k.dir), version: k.metadata.version, release: k.metadata.release ?? null, config_sha256: k.metadata.config_sha256, requested };
 }

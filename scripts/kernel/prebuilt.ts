@@ -19,7 +19,7 @@ import { runSteps } from "../lib/progress.js";
 import { fragmentSummary } from "./configure.js";
 import { parseDotConfig } from "./fragments.js";
 import { planKernel } from "./plan.js";
-import { loadAllowlist, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult } from "./result.js";
+import { loadAllowlist, requestedValues, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult } from "./result.js";
 import { formatVerifyReport, verifyConfig, type VerifyReport } from "./verify.js";
 import { loadKernelCatalog } from "./versions.js";
 
@@ -106,6 +106,7 @@ export async function runDebianCloudKernel(config: PipelineConfig, opts: KernelS
           warnings: c.warnings,
           notes: [],
           seconds: c.seconds,
+          requested: requestedValues(plan.requested),
         };
       },
     },

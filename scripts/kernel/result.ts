@@ -3,6 +3,7 @@
  * record: shared by kernel/stage.ts and kernel/prebuilt.ts without either importing the other.
  */
 import { existsSync } from "node:fs";
+import { basename } from "node:path";
 import { UserError } from "../lib/errors.js";
 import { loadYamlFile } from "../lib/yaml-file.js";
 import type { fragmentSummary } from "./configure.js";
@@ -45,6 +46,33 @@ export interface KernelStageResult {
   seconds: { [step: string]: number };
   /** The final .config (check-config runs). */
   finalConfig?: Map<string, string>;
+  /** Every symbol the fragments asked for, with the value asked. */
+  requested: Map<string, string>;
+}
+
+/** What a guest run needs to know about a kernel. */
+export interface KernelRef {
+  dir: string;
+  key: string;
+  version: string;
+  release?: string | null;
+  config_sha256: string;
+  /** Symbols the fragments asked for, with the value the guest should see. */
+  requested: Map<string, string>;
+}
+
+/** The kernel of a stage result, as the guest run sees it. */
+export function kernelRef(k: KernelStageResult): KernelRef {
+  if (!k.dir || !k.metadata) throw new Error("the kernel stage produced no kernel");
+  const requested = new Map(k.requested);
+  // A drop accepted by the allowlist is what the guest will (rightly) see.
+  for (const m of k.metadata.verify.mismatches) if (m.allowed) requested.set(m.symbol, m.final);
+  return { dir: k.dir, key: basename(k.dir), version: k.metadata.version, release: k.metadata.release ?? null, config_sha256: k.metadata.config_sha256, requested };
+}
+
+/** The value each requested symbol was asked to have. */
+export function requestedValues(requested: { values: Map<string, { value: string }> }): Map<string, string> {
+  return new Map([...requested.values].map(([sym, e]) => [sym, e.value]));
 }
 
 export function loadAllowlist(file: string): AllowEntry[] {

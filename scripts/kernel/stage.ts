@@ -21,7 +21,7 @@ import { loadKernelCatalog } from "./versions.js";
 import { parseDotConfig } from "./fragments.js";
 import { CommandError } from "../lib/errors.js";
 import { runDebianCloudKernel } from "./prebuilt.js";
-import { failOnVerify, loadAllowlist, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult } from "./result.js";
+import { failOnVerify, loadAllowlist, requestedValues, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult } from "./result.js";
 
 export { failOnVerify, loadAllowlist, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult };
 
@@ -48,7 +48,7 @@ interface Ctx {
   tools?: string[];
   kconfig?: KconfigTree;
   report?: VerifyReport;
-  result?: KernelStageResult;
+  result?: Omit<KernelStageResult, "requested">;
   warnings: string[];
   notes: string[];
   seconds: Record<string, number>;
@@ -153,7 +153,7 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
       },
     },
   ]);
-  return { ...ctx.result!, warnings: ctx.warnings, notes: ctx.notes, seconds: ctx.seconds };
+  return { ...ctx.result!, warnings: ctx.warnings, notes: ctx.notes, seconds: ctx.seconds, requested: requestedValues(plan.requested) };
 }
 
 async function buildKernel(
@@ -164,7 +164,7 @@ async function buildKernel(
   logFile: string,
   label: string,
   log: (line: string) => void,
-): Promise<KernelStageResult> {
+): Promise<Omit<KernelStageResult, "requested">> {
   const art = await cache.getOrBuild<KernelMetadata>("kernel", c.key!, async (tmp) => {
     const ccache = findInPath("ccache");
     const before = await ccacheStats();

@@ -65,7 +65,8 @@ export const RunResultsSchema = z.object({
 export const CellTestSchema = TestRecordSchema.omit({ logs: true });
 const stageTiming = z.object({ seconds: z.number(), cached: z.boolean(), shared: z.boolean() });
 
-export const CELL_SCHEMA_VERSION = 1;
+// 2: paths relative to the cache dir (absolute in 1).
+export const CELL_SCHEMA_VERSION = 2;
 export const CellResultSchema = z.object({
   schema: z.number().int(),
   matrix: z.string(),
@@ -99,7 +100,7 @@ export const CellResultSchema = z.object({
   guest: z.record(z.string(), z.string()),
   /** The console's last lines, for a failed or broken run. */
   console_tail: z.string(),
-  /** Where the full evidence is on the machine that ran it. */
+  /** Where the full evidence is on the host that ran it, relative to its cache dir (schema 1: absolute). */
   paths: z.object({ run_dir: z.string().optional(), results: z.string().optional(), console: z.string().optional() }),
   host: z.string(),
   started: z.string(),
@@ -107,7 +108,8 @@ export const CellResultSchema = z.object({
   seconds: z.number(),
 });
 
-export const REPORT_SCHEMA_VERSION = 1;
+// 2: its cells are schema 2.
+export const REPORT_SCHEMA_VERSION = 2;
 export const MatrixReportSchema = z.object({
   schema: z.number().int(),
   name: z.string(),

@@ -9,6 +9,8 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { TestRecord } from "../boot/results.js";
+import { loadScenarios, observedTests } from "../boot/run-input.js";
+import type { PipelineConfig } from "../lib/config.js";
 import { UserError } from "../lib/errors.js";
 
 export const CELL_SCHEMA = CELL_SCHEMA_VERSION;
@@ -55,6 +57,11 @@ export function cellTests(tests: TestRecord[]): CellTest[] {
  * fail on every setup for reasons unrelated to the cell (apparmor, nftables, loginuid).
  */
 export const INFORMATIONAL_TESTS = ["criu-check-all", "feature/"];
+
+/** What does not decide a cell: criu check --all and --feature, and the scenarios' observing cases. */
+export function informationalFor(config: PipelineConfig): string[] {
+  return [...INFORMATIONAL_TESTS, ...observedTests(loadScenarios(config.boot.scenarios))];
+}
 
 /** Patterns: "prefix/" for every test under it, else an exact name (the scenarios' observing cases). */
 export function isInformational(name: string, patterns: string[] = INFORMATIONAL_TESTS): boolean {

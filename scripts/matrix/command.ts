@@ -129,13 +129,13 @@ export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summa
     stages: {
       kernel: async (c) => {
         const k = await stages.kernel(c);
-        index[c.groups.kernel] = k.handle.ref.dir;
+        index[c.groups.kernel] = k.handle.value.ref!.dir;
         await writeAtomic(join(o.outDir, STAGE_INDEX), `${JSON.stringify(index, null, 2)}\n`);
         return k;
       },
       image: async (c, k) => {
         const im = await stages.image(c, k);
-        index[c.groups.image] = im.handle.dir;
+        index[c.groups.image] = im.handle.image.value.dir;
         await writeAtomic(join(o.outDir, STAGE_INDEX), `${JSON.stringify(index, null, 2)}\n`);
         return im;
       },

@@ -290,7 +290,7 @@ export function renderMarkdown(r: MatrixReport): string {
         lines.push(`- ${names} ${t.status}${info}${t.outcome ? ` (${t.outcome})` : ""}: ${mdEscape(t.message) || "(no message)"}`);
         for (const e of t.error_lines.slice(0, 4)) lines.push(`  - \`${mdEscape(e)}\``);
       }
-      if (c.paths.results) lines.push("", `Evidence: \`${c.paths.results}\` (on ${c.host})`);
+      if (c.paths.results) lines.push("", `Evidence: \`${c.paths.results}\` (in the cache dir on ${c.host})`);
       lines.push("");
     }
   }
@@ -326,7 +326,7 @@ export function renderHtml(r: MatrixReport): string {
 <p><b>${esc(c.id)}</b>: ${esc(c.status)}${c.reason ? ` &mdash; ${esc(c.reason)}` : ""}</p>
 <p>${c.sets.map((s) => `<code>--set ${esc(s)}</code>`).join(" ")}</p>
 ${c.predicted.length ? `<p>predicted: ${c.predicted.map((p) => `${esc(p.severity)}: ${esc(p.what)}`).join("; ")}</p>` : ""}
-<p class="small">${ids}<br>stages: ${esc(JSON.stringify(c.stages))}<br>accel ${esc(c.accel ?? "-")}, ${c.seconds.toFixed(0)} s on ${esc(c.host)}; evidence: ${esc(c.paths.results ?? "-")}</p>
+<p class="small">${ids}<br>stages: ${esc(JSON.stringify(c.stages))}<br>accel ${esc(c.accel ?? "-")}, ${c.seconds.toFixed(0)} s on ${esc(c.host)}; evidence: ${esc(c.paths.results ?? "-")} (in its cache dir)</p>
 ${tests ? `<table class="tests"><tr><th>test</th><th>status</th><th>s</th><th>message, CRIU Error lines</th></tr>${tests}</table>` : ""}
 ${c.console_tail ? `<details><summary>console (last lines)</summary><pre>${esc(c.console_tail)}</pre></details>` : ""}
 </td></tr>`;

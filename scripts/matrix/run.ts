@@ -7,8 +7,11 @@
 import { NoCriuSourceError } from "../criu/stage.js";
 import { hostname } from "node:os";
 import { errorMessage } from "../lib/errors.js";
+import { existsSync, readFileSync } from "node:fs";
+import { join, relative } from "node:path";
 import type { TestStatus } from "../boot/results.js";
-import { storedCell, writeCell, type CellResult, type CellStatus, type CellTest, type StageTiming } from "./cell.js";
+import type { RunRecord } from "../boot/stage.js";
+import { cellTests, informationalFor, storedCell, tailLines, writeCell, type CellResult, type CellStatus, type StageTiming } from "./cell.js";
 import { CELL_SCHEMA, cellStatusOf } from "./cell.js";
 import type { MatrixPlan, PlannedCell } from "./spec.js";
 
@@ -54,26 +57,12 @@ export interface ImageOutcome<I> {
   predicted: CellResult["predicted"];
 }
 
-export interface BootOutcome {
-  status: "COMPLETE" | "ERROR";
-  error: string | null;
-  run_key: string;
-  cached: boolean;
-  accel: string;
-  tests: CellTest[];
-  summary: Record<TestStatus, number>;
-  /** Tests that do not decide the cell (see cell.ts INFORMATIONAL_TESTS and scenarios' observe). */
-  informational: string[];
-  guest: Record<string, string>;
-  console_tail: string;
-  paths: CellResult["paths"];
-}
-
 /** The stages a cell goes through. The real ones are in stages.ts. */
 export interface CellStages<K, I> {
   kernel(cell: PlannedCell): Promise<KernelOutcome<K>>;
   image(cell: PlannedCell, kernel: K): Promise<ImageOutcome<I>>;
-  boot(cell: PlannedCell, kernel: K, image: I): Promise<BootOutcome>;
+  /** The guest run: the same record (results.json) a single run gives. */
+  boot(cell: PlannedCell, kernel: K, image: I): Promise<RunRecord>;
 }
 
 export interface MatrixRunOptions<K, I> {
@@ -146,12 +135,27 @@ export function baseCell(matrix: string, c: Pick<PlannedCell, "id" | "axes" | "c
   };
 }
 
-/** A guest run's outcome into its cell: identities, evidence, and the verdict. */
-export function applyBoot(cell: CellResult, b: BootOutcome): CellResult {
-  cell.identities.run = { key: b.run_key };
-  Object.assign(cell, { accel: b.accel, tests: b.tests, summary: b.summary, informational: b.informational, guest: b.guest, console_tail: b.console_tail, paths: b.paths });
-  cell.status = cellStatusOf(b.status, b.tests, b.informational);
-  cell.reason = b.status === "ERROR" ? b.error : null;
+/**
+ * A guest run into its cell: identities, verdicts, evidence (paths relative to the cache
+ * dir, so a cell reads the same on every machine), and the console tail when broken.
+ */
+export function applyRun(cell: CellResult, run: RunRecord, informational: string[], cacheDir: string): CellResult {
+  const r = run.results;
+  const consoleFile = join(run.dir, r.attempts.at(-1)?.console_log ?? "");
+  const broken = r.status === "ERROR" || r.summary.FAIL > 0;
+  const tests = cellTests(r.tests);
+  cell.identities.run = { key: r.run_key };
+  Object.assign(cell, {
+    accel: r.accel,
+    tests,
+    summary: r.summary,
+    informational,
+    guest: r.guest,
+    console_tail: broken && existsSync(consoleFile) ? tailLines(readFileSync(consoleFile, "utf8"), 60) : "",
+    paths: { run_dir: relative(cacheDir, run.dir), results: relative(cacheDir, join(run.dir, "results.json")), console: relative(cacheDir, consoleFile) },
+  });
+  cell.status = cellStatusOf(r.status, tests, informational);
+  cell.reason = r.status === "ERROR" ? r.error : null;
   return cell;
 }
 
@@ -226,9 +230,8 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
         progress(c.id, "boot and test");
         return timed(() => o.stages.boot(c, kernel.out.handle, image.out.handle));
       });
-      const b = boot.out;
-      cell.stages.boot = { seconds: boot.seconds, cached: b.cached, shared: false };
-      applyBoot(cell, b);
+      cell.stages.boot = { seconds: boot.seconds, cached: boot.out.cached, shared: false };
+      applyRun(cell, boot.out, informationalFor(c.config), c.config.cache_dir);
       return finish(cell.status, cell.reason);
     } catch (err) {
       // No provider could serve this CRIU after all (e.g. upstream unreachable): not a build.

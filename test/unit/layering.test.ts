@@ -1,8 +1,9 @@
 /**
  * The module layering of scripts/: no import cycles (static or `await import()`), and no
  * import from a lower layer into a higher one:
- *   lib/ < the stages (kernel/, criu/, agent/, image/, boot/) < the driver (pipeline.ts,
+ *   lib/ < the stages (kernel/, criu/, agent/, image/, boot/) < the driver (driver.ts,
  *   matrix/) < the CLI and the benches.
+ * And the driver is the only module that runs a stage's build step.
  */
 import { describe, expect, it } from "vitest";
 import { readFileSync, readdirSync, statSync } from "node:fs";
@@ -70,7 +71,7 @@ export function cycles(graph: Map<string, string[]>): string[][] {
 const LAYERS: [RegExp, number, string][] = [
   [/^lib\//, 0, "lib"],
   [/^(kernel|criu|agent|image|boot)\//, 1, "stages"],
-  [/^(pipeline\.ts|matrix\/)/, 2, "driver"],
+  [/^(driver\.ts|matrix\/)/, 2, "driver"],
   [/^(cli\.ts|cli-flags\.ts|commands\.ts|schemas\.ts|bench\/)/, 3, "CLI"],
 ];
 
@@ -78,6 +79,33 @@ function layerOf(module: string): [number, string] {
   const hit = LAYERS.find(([re]) => re.test(module));
   if (!hit) throw new Error(`scripts/${module} is in no layer: add it to LAYERS`);
   return [hit[1], hit[2]];
+}
+
+/** Each stage's build step and the module that defines it. */
+const BUILD_STEPS: Record<string, string> = {
+  runKernelStage: "kernel/stage.ts",
+  runDebianCloudKernel: "kernel/prebuilt.ts",
+  runCriuStage: "criu/stage.ts",
+  runAgentStage: "agent/stage.ts",
+  runImageStage: "image/stage.ts",
+  runBootTests: "boot/stage.ts",
+};
+/** The one caller each may have besides the driver (the kernel stage dispatches to the prebuilt one). */
+const ALLOWED_CALLERS: Record<string, string[]> = { runDebianCloudKernel: ["kernel/stage.ts"] };
+
+function sourcesOf(root = SCRIPTS): Map<string, string> {
+  return new Map([...importGraph(root).keys()].map((m) => [m, readFileSync(join(root, m), "utf8")]));
+}
+
+/** Modules other than the driver that name a build step. */
+function buildStepCallers(sources = sourcesOf()): string[] {
+  const out: string[] = [];
+  for (const [module, text] of sources)
+    for (const [step, home] of Object.entries(BUILD_STEPS)) {
+      if (module === home || module === "driver.ts" || ALLOWED_CALLERS[step]?.includes(module)) continue;
+      if (new RegExp(`\\b${step}\\b`).test(text)) out.push(`${module} uses ${step}`);
+    }
+  return out;
 }
 
 describe("module layering", () => {
@@ -96,6 +124,13 @@ describe("module layering", () => {
         if (b > a) upward.push(`${from} (${an}) -> ${to} (${bn})`);
       }
     expect(upward).toEqual([]);
+  });
+
+  it("only the driver runs a stage's build step", () => {
+    expect(buildStepCallers()).toEqual([]);
+    // The check can fail: a command calling a stage directly is found.
+    const planted = buildStepCallers(new Map([["commands.ts", 'const { runKernelStage } = await import("./kernel/stage.js");']]));
+    expect(planted).toEqual(["commands.ts uses runKernelStage"]);
   });
 
   it("the checks can fail: a planted cycle and an upward import are found", () => {

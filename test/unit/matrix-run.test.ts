@@ -10,13 +10,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { loadMatrixSpec, planMatrix, type PlannedCell } from "../../scripts/matrix/spec.js";
-import { Capacity, runMatrix, type BootOutcome, type CellStages } from "../../scripts/matrix/run.js";
-import { INFORMATIONAL_TESTS, storedCell, writeCell } from "../../scripts/matrix/cell.js";
+import { Capacity, runMatrix, type CellStages } from "../../scripts/matrix/run.js";
+import type { RunResults } from "../../scripts/boot/stage.js";
+import { runRecord } from "../helpers/run-record.js";
+import { storedCell, writeCell } from "../../scripts/matrix/cell.js";
 
 const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "test/fixtures/matrix/small.yaml")));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function recordingStages(o: { failKernel?: string; bootStatus?: (c: PlannedCell) => BootOutcome["status"]; delayMs?: number } = {}) {
+function recordingStages(o: { failKernel?: string; bootStatus?: (c: PlannedCell) => RunResults["status"]; delayMs?: number } = {}) {
   const calls = { kernel: [] as string[], image: [] as string[], boot: [] as string[] };
   let running = { build: 0, boot: 0 };
   const peak = { boot: 0, buildWithOther: false };
@@ -47,19 +49,7 @@ function recordingStages(o: { failKernel?: string; bootStatus?: (c: PlannedCell)
       await sleep(o.delayMs ?? 5);
       running.boot--;
       const status = o.bootStatus?.(c) ?? "COMPLETE";
-      return {
-        status,
-        error: status === "ERROR" ? "timeout: boot timeout after 180 s" : null,
-        run_key: `r-${c.id}`,
-        cached: false,
-        accel: "tcg",
-        tests: [{ name: "criu-check", status: c.patches.length ? "PASS" : "FAIL", seconds: 1, exit_code: 0, message: "", error_lines: [] }],
-        summary: { PASS: c.patches.length ? 1 : 0, FAIL: c.patches.length ? 0 : 1, SKIP: 0, ERROR: 0 },
-        informational: INFORMATIONAL_TESTS,
-        guest: {},
-        console_tail: "",
-        paths: {},
-      };
+      return runRecord(c, status);
     },
   };
   return { stages, calls, peak, reset: () => (running = { build: 0, boot: 0 }) };

@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { SCHEMAS_DIR, schemaFiles } from "../../scripts/schemas.js";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
-import { loadMatrixSpec, planMatrix } from "../../scripts/matrix/spec.js";
+import { loadMatrixSpec, planMatrix, type PlannedCell } from "../../scripts/matrix/spec.js";
+import { runRecord } from "../helpers/run-record.js";
 import { runMatrix } from "../../scripts/matrix/run.js";
 import { collectCells, readCell } from "../../scripts/matrix/cell.js";
 import { buildReport } from "../../scripts/matrix/report.js";
@@ -32,11 +33,7 @@ describe("published JSON Schemas", () => {
     const stub = {
       kernel: async () => ({ handle: "k", cached: false, identity: { key: "k", version: "6.12.107", release: null, config_sha256: "x" } }),
       image: async (c: { criuVersion: string; patches: string[] }) => ({ handle: "i", cached: false, criu: { key: "c", version: c.criuVersion, provider: "local-mirror", link: "static", sha256: "s", patches: c.patches }, image: { key: "i", base: "fresh", suite: "trixie" }, predicted: [] }),
-      boot: async () => ({
-        status: "COMPLETE" as const, error: null, run_key: "r", cached: false, accel: "tcg",
-        tests: [{ name: "criu-check", status: "PASS" as const, seconds: 1, exit_code: 0, message: "Looks good.", error_lines: [] }],
-        summary: { PASS: 1, FAIL: 0, SKIP: 0, ERROR: 0 }, informational: [], guest: {}, console_tail: "", paths: {},
-      }),
+      boot: async (c: PlannedCell) => runRecord(c, "COMPLETE"),
     };
     await runMatrix(plan, plan.cells, { outDir: out, stages: stub as never, capacity: 2, bootWeight: 1 });
     const cellFiles = readdirSync(join(out, "cells")).map((id) => join(out, "cells", id, "cell.json"));
@@ -51,6 +48,13 @@ describe("published JSON Schemas", () => {
     expect(validCell({ ...cell, status: "GREEN" })).toBe(false);
     const { tests: _t, ...noTests } = cell;
     expect(validCell(noTests)).toBe(false);
+    // Evidence paths are relative to the cache dir; a cell of the previous schema is still read.
+    expect(cell.paths.results).toMatch(/^runs\/r-[^/]+\/results\.json$/);
+    expect(readCell(cellFiles[0]).schema).toBe(2);
+    writeFileSync(cellFiles[0], JSON.stringify({ ...cell, schema: 1, paths: { results: "/abs/runs/r/results.json" } }));
+    expect(readCell(cellFiles[0]).paths.results).toBe("/abs/runs/r/results.json");
+    writeFileSync(cellFiles[0], JSON.stringify({ ...cell, schema: 3 }));
+    expect(() => readCell(cellFiles[0])).toThrow(/schema 3; this cr-guest reads 1 and 2/);
   });
 
   it("results.json: a real run's shape validates, and readers take the current schema number only", () => {

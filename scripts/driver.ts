@@ -1,0 +1,193 @@
+/**
+ * The driver: the one module that runs the stages' build steps. The stages form a graph
+ * (STAGE_GRAPH, data); a caller names the stages it wants and gets each of them and what
+ * they need, each run once, as one outcome shape. `kernel`, `criu`, `image`, `smoke`,
+ * `doctor`, every matrix cell and the benches (through the CLI) come through here, so a
+ * cell and a single run build exactly the same things.
+ */
+import { readFile } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { runAgentStage, type AgentArtifact } from "./agent/stage.js";
+import { chooseAccel } from "./boot/accel.js";
+import { runBootTests, type RunRecord } from "./boot/stage.js";
+import { runCriuStage, type CriuStageOptions, type CriuStageResult } from "./criu/stage.js";
+import { runImageStage, type ImageResult } from "./image/stage.js";
+import { parseDotConfig } from "./kernel/fragments.js";
+import { kernelRef, type KernelRef, type KernelStageOptions, type KernelStageResult } from "./kernel/result.js";
+import { runKernelStage } from "./kernel/stage.js";
+import type { PipelineConfig } from "./lib/config.js";
+import { UserError } from "./lib/errors.js";
+import { runSteps } from "./lib/progress.js";
+
+export type StageName = "kernel" | "criu" | "agent" | "image" | "boot";
+
+/**
+ * needs: must have run first. uses: read when it is part of the same run (the CRIU
+ * compatibility check reads the kernel's .config when there is one), not a reason to run it.
+ * Kernel and CRIU are otherwise independent, so a caller can build only kernels (a CI job).
+ */
+export const STAGE_GRAPH: Record<StageName, { needs: StageName[]; uses: StageName[] }> = {
+  kernel: { needs: [], uses: [] },
+  criu: { needs: [], uses: ["kernel"] },
+  agent: { needs: [], uses: [] },
+  // The agent stage is "skipped" when none is configured: the image then has none.
+  image: { needs: ["criu", "agent"], uses: [] },
+  boot: { needs: ["kernel", "image"], uses: [] },
+};
+
+/** The kernel with what the rest of the pipeline needs from it: its ref and its final .config. */
+export interface KernelArtifact {
+  stage: KernelStageResult;
+  /** Absent for a check-config run, which builds nothing. */
+  ref?: KernelRef;
+  config?: Map<string, string>;
+}
+
+export interface StageValues {
+  kernel: KernelArtifact;
+  criu: CriuStageResult;
+  agent: AgentArtifact | undefined;
+  image: ImageResult;
+  boot: RunRecord;
+}
+
+/** What every stage gives back, whatever it built. */
+export interface StageOutcome<S extends StageName = StageName> {
+  stage: S;
+  status: "done" | "skipped";
+  cached: boolean;
+  seconds: number;
+  /** What the artifact is (cache key, version, hashes): recorded in results and cells. */
+  identity: Record<string, unknown> | null;
+  /** What a user wants to read on the way: warnings, provider notes, predictions. */
+  notes: string[];
+  value: StageValues[S];
+}
+
+export type Outcomes = { [S in StageName]?: StageOutcome<S> };
+
+export interface DriveOptions {
+  kernel?: KernelStageOptions;
+  criu?: Pick<CriuStageOptions, "force" | "strict" | "kernelConfig" | "kernelVersion">;
+  boot?: { force?: boolean; log?: (line: string) => void };
+  /** Outcomes obtained before (a matrix shares one kernel across cells): used, not run again. */
+  given?: Outcomes;
+  /** Called as each stage finishes (a command prints its notes before the next stage starts). */
+  onOutcome?: (o: StageOutcome) => void;
+}
+
+/**
+ * The stages `targets` need (minus those given), in an order where each comes after what it
+ * needs and after what it uses from the same run.
+ */
+export function stagesFor(targets: StageName[], given: StageName[] = []): StageName[] {
+  const wanted = new Set<StageName>();
+  const close = (s: StageName) => {
+    if (wanted.has(s) || given.includes(s)) return;
+    wanted.add(s);
+    STAGE_GRAPH[s].needs.forEach(close);
+  };
+  targets.forEach(close);
+  const order: StageName[] = [];
+  const visit = (s: StageName) => {
+    if (order.includes(s)) return;
+    for (const d of [...STAGE_GRAPH[s].needs, ...STAGE_GRAPH[s].uses]) if (wanted.has(d)) visit(d);
+    order.push(s);
+  };
+  [...wanted].forEach(visit);
+  return order;
+}
+
+const failedStages = new WeakMap<object, StageName>();
+
+/** The stage an error of `drive` came from (a matrix cell records it as failed_stage). */
+export function failedStageOf(err: unknown): StageName | undefined {
+  return typeof err === "object" && err !== null ? failedStages.get(err) : undefined;
+}
+
+type Runner<S extends StageName> = (config: PipelineConfig, done: Outcomes, o: DriveOptions) => Promise<Omit<StageOutcome<S>, "stage" | "seconds">>;
+
+async function readDotConfigFile(file: string): Promise<Map<string, string>> {
+  return parseDotConfig(await readFile(file, "utf8"));
+}
+
+const RUNNERS: { [S in StageName]: Runner<S> } = {
+  async kernel(config, _done, o) {
+    const stage = await runKernelStage(config, o.kernel ?? {});
+    const ref = stage.dir && stage.metadata ? kernelRef(stage) : undefined;
+    const finalConfig = stage.finalConfig ?? (ref ? await readDotConfigFile(join(ref.dir, "config")) : undefined);
+    return {
+      status: "done",
+      cached: stage.cached,
+      identity: ref ? { key: ref.key, version: ref.version, release: ref.release ?? null, config_sha256: ref.config_sha256 } : null,
+      notes: stage.warnings.map((w) => `warning: ${w}`),
+      value: { stage, ref, config: finalConfig },
+    };
+  },
+  async criu(config, done, o) {
+    const k = done.kernel?.value;
+    const criu = await runCriuStage(config, { ...o.criu, kernelConfig: k?.config ?? o.criu?.kernelConfig, kernelVersion: k?.ref?.version ?? o.criu?.kernelVersion });
+    const m = criu.metadata;
+    return {
+      status: "done",
+      cached: criu.cached,
+      identity: { key: basename(criu.dir), version: m.version, provider: m.provider, link: m.link, sha256: m.criu.sha256, patches: m.patches.map((p) => p.name) },
+      notes: criu.attempts.map((a) => `note: ${a}`),
+      value: criu,
+    };
+  },
+  async agent(config) {
+    if (!config.agent.binary && !config.agent.kata_src) return { status: "skipped", cached: false, identity: null, notes: [], value: undefined };
+    const state: { agent?: AgentArtifact } = {};
+    await runSteps(state, [{ title: "kata-agent", run: async (s, log) => void (s.agent = await runAgentStage(config, log)) }]);
+    const a = state.agent!;
+    return { status: "done", cached: a.cached, identity: { key: basename(a.dir), sha256: a.metadata.agent.sha256, kata_version: a.metadata.kata_version }, notes: [], value: a };
+  },
+  async image(config, done) {
+    const criu = done.criu!.value;
+    const state: { image?: ImageResult } = {};
+    await runSteps(state, [
+      { title: `Image ${config.image.name}`, run: async (s, log) => void (s.image = await runImageStage(config, { criu, agent: done.agent?.value, log })) },
+    ]);
+    const im = state.image!;
+    return { status: "done", cached: im.cached, identity: { key: basename(im.dir), base: im.manifest.base, suite: im.manifest.suite }, notes: [], value: im };
+  },
+  async boot(config, done, o) {
+    const kernel = done.kernel!.value.ref;
+    if (!kernel) throw new UserError("a check-config kernel run builds no kernel to boot", "drop --check-config");
+    const image = done.image!.value;
+    const accel = await chooseAccel(config, join(kernel.dir, "vmlinuz"));
+    const state: { run?: RunRecord } = {};
+    await runSteps(state, [
+      {
+        title: `Boot and test: linux ${kernel.version}, CRIU ${image.manifest.criu.version} (${accel.accel})`,
+        run: async (s, log) =>
+          void (s.run = await runBootTests(config, { kernel, image, criu: done.criu!.value, accel: accel.accel, force: o.boot?.force, log: o.boot?.log ?? log })),
+      },
+    ]);
+    const run = state.run!;
+    return { status: "done", cached: run.cached, identity: { key: run.results.run_key }, notes: [], value: run };
+  },
+};
+
+/**
+ * Runs `targets` and every stage they need (those in `o.given` are taken as they are), one
+ * after another in graph order: on the machines this runs on, a kernel and a CRIU build each
+ * use every core, so overlapping them gains nothing and muddles the progress display.
+ */
+export async function drive(config: PipelineConfig, targets: StageName[], o: DriveOptions = {}): Promise<Outcomes> {
+  const done: Outcomes = { ...o.given };
+  for (const s of stagesFor(targets, Object.keys(o.given ?? {}) as StageName[])) {
+    const t0 = Date.now();
+    try {
+      const out = await (RUNNERS[s] as Runner<typeof s>)(config, done, o);
+      const outcome = { stage: s, seconds: (Date.now() - t0) / 1000, ...out } as StageOutcome;
+      (done as Record<string, StageOutcome>)[s] = outcome;
+      o.onOutcome?.(outcome);
+    } catch (err) {
+      if (typeof err === "object" && err !== null && !failedStages.has(err)) failedStages.set(err, s);
+      throw err;
+    }
+  }
+  return done;
+}
