@@ -26,7 +26,7 @@ export function configOf(ctx: CommandContext, extraSets: string[] = []): Pipelin
 
 async function readKernelConfig(file: string): Promise<Map<string, string>> {
   const { readFile } = await import("node:fs/promises");
-  const { parseDotConfig } = await import("./kernel/fragments.js");
+  const { parseDotConfig } = await import("./data/fragments.js");
   try {
     return parseDotConfig(await readFile(file, "utf8"));
   } catch {
@@ -164,9 +164,9 @@ export async function agentCommand(ctx: CommandContext): Promise<number> {
   if (ctx.values.check) {
     if (!config.agent.kata_src) throw new UserError("--check reads a source tree", "pass --kata-src DIR");
     const { kataSourceIdentity } = await import("./agent/stage.js");
-    const { loadAgentPatches, selectAgentPatch } = await import("./agent/agent.js");
+    const { selectAgentPatch } = await import("./data/agent-patches.js");
     const id = kataSourceIdentity(config.agent.kata_src);
-    const patch = id.state === "unconditional" ? undefined : selectAgentPatch(id.version, loadAgentPatches());
+    const patch = id.state === "unconditional" ? undefined : selectAgentPatch(id.version, (await import("./data/repo-data.js")).repoData().agentPatches);
     ctx.say(`Kata ${id.version}: setsid() ${id.state === "unconditional" ? "is called for every container process: no patch needed" : `only with a terminal (${id.state}): ${patch?.name} applies`}`);
     ctx.emit({ kata_version: id.version, setsid: id.state, patch: patch?.name ?? null });
     return 0;

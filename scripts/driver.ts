@@ -12,7 +12,7 @@ import { chooseAccel } from "./boot/accel.js";
 import { runBootTests, type RunRecord } from "./boot/stage.js";
 import { runCriuStage, type CriuStageOptions, type CriuStageResult } from "./criu/stage.js";
 import { runImageStage, type ImageResult } from "./image/stage.js";
-import { parseDotConfig } from "./kernel/fragments.js";
+import { parseDotConfig } from "./data/fragments.js";
 import { kernelRef, type KernelRef, type KernelStageOptions, type KernelStageResult } from "./kernel/result.js";
 import { runKernelStage } from "./kernel/stage.js";
 import type { PipelineConfig } from "./lib/config.js";

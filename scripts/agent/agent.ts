@@ -4,27 +4,16 @@
  * of X(1) is outside of its pid namespace"). Kata 4.1.0 calls it unconditionally.
  * Detection and patch selection are pure; applying and building run commands.
  */
+import { repoData } from "../data/repo-data.js";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import semver from "semver";
 import { UserError } from "../lib/errors.js";
 import { run } from "../lib/exec.js";
-import { sha256 } from "../lib/hash.js";
 import { findInPath } from "../lib/host-tools.js";
-import { AGENT_PATCHES_DIR } from "../lib/paths.js";
-import { loadYamlFile } from "../lib/yaml-file.js";
-
-export interface AgentPatchCatalog {
-  file: string;
-  fixed_in: string;
-  variants: { patch: string; kata: string }[];
-}
+import { selectAgentPatch } from "../data/agent-patches.js";
 
 export type SetsidState = "unconditional" | "terminal-only" | "absent";
-
-export function loadAgentPatches(dir = AGENT_PATCHES_DIR): AgentPatchCatalog {
-  return loadYamlFile(join(dir, "patches.yaml")).value as AgentPatchCatalog;
-}
 
 /**
  * unconditional: a setsid() call at the child function's top level (4-space indent), as in
@@ -44,18 +33,6 @@ export function kataVersion(kataSrc: string): string {
   return v.version;
 }
 
-export function selectAgentPatch(version: string, catalog: AgentPatchCatalog, dir = AGENT_PATCHES_DIR): { path: string; name: string; sha256: string } | undefined {
-  if (semver.satisfies(version, catalog.fixed_in)) return undefined;
-  const variant = catalog.variants.find((v) => semver.satisfies(version, v.kata));
-  if (!variant)
-    throw new UserError(
-      `no setsid patch for Kata ${version} (variants cover ${catalog.variants.map((v) => v.kata).join(", ")}; fixed in ${catalog.fixed_in})`,
-      "add a variant to agent-patches/ for this source layout",
-    );
-  const path = join(dir, variant.patch);
-  return { path, name: variant.patch, sha256: sha256(readFileSync(path)) };
-}
-
 export interface AgentPatchResult {
   version: string;
   before: SetsidState;
@@ -65,7 +42,7 @@ export interface AgentPatchResult {
 }
 
 /** Patches a kata source tree in place (callers pass a copy), dry run first. */
-export async function patchAgentSource(kataSrc: string, catalog = loadAgentPatches()): Promise<AgentPatchResult> {
+export async function patchAgentSource(kataSrc: string, catalog = repoData().agentPatches): Promise<AgentPatchResult> {
   const version = kataVersion(kataSrc);
   const file = join(kataSrc, catalog.file);
   if (!existsSync(file)) throw new UserError(`${file} is missing`, "pass a kata-containers tree with src/agent");

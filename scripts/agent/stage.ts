@@ -4,6 +4,7 @@
  * never changed: it is copied first. Output: images/agent/<key>/{kata-agent, metadata.json}.
  * No agent configured is a valid outcome: the image says "no agent".
  */
+import { repoData } from "../data/repo-data.js";
 import { existsSync, readFileSync } from "node:fs";
 import { chmod, copyFile, open, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -12,7 +13,8 @@ import type { PipelineConfig } from "../lib/config.js";
 import { UserError } from "../lib/errors.js";
 import { run } from "../lib/exec.js";
 import { cacheKey, sha256, sha256File } from "../lib/hash.js";
-import { kataVersion, loadAgentPatches, patchAgentSource, selectAgentPatch, setsidState, buildAgent, type SetsidState } from "./agent.js";
+import { kataVersion, patchAgentSource, setsidState, buildAgent, type SetsidState } from "./agent.js";
+import { selectAgentPatch } from "../data/agent-patches.js";
 
 export const AGENT_RECIPE_VERSION = 1;
 
@@ -50,7 +52,7 @@ async function requireElf(file: string, what: string): Promise<void> {
 
 /** What identifies a source tree's agent: its version, the rustjail file, the lock file and the patch. */
 export function kataSourceIdentity(kataSrc: string): { version: string; state: SetsidState; key: string } {
-  const catalog = loadAgentPatches();
+  const catalog = repoData().agentPatches;
   const version = kataVersion(kataSrc);
   const rs = join(kataSrc, catalog.file);
   if (!existsSync(rs)) throw new UserError(`${rs} is missing`, "pass the top of a kata-containers tree with src/agent");

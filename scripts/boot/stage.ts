@@ -4,13 +4,14 @@
  * failures (QEMU error, boot timeout, panic/oops, no end marker, unreadable results) are
  * ERROR, retried, and never reported as CRIU failures. Output: images/runs/<key>/.
  */
+import { repoData } from "../data/repo-data.js";
 import type { z } from "zod";
 import type { RunResultsSchema } from "../lib/output-schemas.js";
 import { existsSync, readFileSync } from "node:fs";
 import { rename, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { CriuStageResult } from "../criu/stage.js";
-import { loadCriuCatalog } from "../criu/catalog.js";
+
 import type { ImageResult } from "../image/stage.js";
 import { ArtifactCache } from "../lib/cache.js";
 import type { PipelineConfig } from "../lib/config.js";
@@ -18,7 +19,8 @@ import { cacheKey, sha256 } from "../lib/hash.js";
 import { bootVm, type Accel, type BootResult } from "../lib/qemu.js";
 import { createResultsDisk, readResultsDisk } from "./results-disk.js";
 import { parseKeyValues, readTestRecords, RESULTS_SCHEMA, summarize, type TestRecord } from "./results.js";
-import { loadScenarios, runInput } from "./run-input.js";
+import { runInput } from "./run-input.js";
+import { loadScenarios } from "../data/scenarios.js";
 import type { KernelRef } from "../kernel/result.js";
 
 export const RUN_RECIPE_VERSION = 1;
@@ -64,7 +66,7 @@ export function kernelCommandLine(image: ImageResult, extra: string[] = []): str
 export async function runBootTests(config: PipelineConfig, o: RunOptions): Promise<RunRecord> {
   const log = o.log ?? (() => undefined);
   const cache = new ArtifactCache(config.cache_dir);
-  const catalog = loadCriuCatalog();
+  const catalog = repoData().criu;
   const criu = o.criu.metadata;
   const input = runInput({
     criuVersion: criu.version,

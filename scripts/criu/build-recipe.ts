@@ -15,7 +15,7 @@ import { UserError } from "../lib/errors.js";
 import { run } from "../lib/exec.js";
 import { runInChroot } from "../lib/chroot.js";
 import { parseLdd } from "../lib/rootfs.js";
-import { semverOf } from "./catalog.js";
+import { semverOf } from "../data/criu-catalog.js";
 
 export type LinkMode = "static" | "dynamic";
 

@@ -18,7 +18,7 @@ import { NotAvailableError, download } from "../lib/download.js";
 import { UserError } from "../lib/errors.js";
 import { run } from "../lib/exec.js";
 import { sha256, sha256File } from "../lib/hash.js";
-import { entryForSourceVersion, providerOrderFor, resolveCriuVersion, type CriuCatalog, type CriuVersionEntry } from "./catalog.js";
+import { entryForSourceVersion, providerOrderFor, resolveCriuVersion, type CriuCatalog, type CriuVersionEntry } from "../data/criu-catalog.js";
 
 export type SourceProvider = Exclude<CriuProvider, "debian-binary">;
 

@@ -3,6 +3,7 @@
  * artifact of any provider first) -> build in a Debian chroot or extract Debian's binary ->
  * images/criu/<key>/{criu, build.log, metadata.json}.
  */
+import { repoData, type RepoData } from "../data/repo-data.js";
 import { existsSync } from "node:fs";
 import { chmod, copyFile, mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -15,12 +16,11 @@ import { UserError } from "../lib/errors.js";
 import { cacheKey, sha256File } from "../lib/hash.js";
 import { requireHostTools } from "../lib/host-tools.js";
 import { runSteps } from "../lib/progress.js";
-import { loadYamlFile } from "../lib/yaml-file.js";
-import { CRIU_CATALOG_FILE } from "../lib/paths.js";
 import { buildCriuInChroot, criuBuildDeps } from "./build-recipe.js";
-import { loadCriuCatalog, suitesFrom, type CriuCatalog, type CriuVersionEntry } from "./catalog.js";
+import { suitesFrom, type CriuCatalog, type CriuVersionEntry } from "../data/criu-catalog.js";
 import { diagnose, formatFindings, type Finding } from "./doctor.js";
-import { applyPatches, loadPatchCatalog, selectPatches, type PatchSpec, type SelectedPatch } from "./patches.js";
+import { applyPatches } from "./patches.js";
+import { selectPatches, type PatchSpec, type SelectedPatch } from "../data/criu-patches.js";
 import { obtainCriuBinary, obtainCriuSource, resolveCriuSource, type CriuOrigin, type ProviderContext, type ResolvedCriu, type ResolvedProvider, type SourceProvider } from "./sources.js";
 import { cpus } from "node:os";
 
@@ -69,14 +69,10 @@ export class NoCriuSourceError extends UserError {}
 
 export const SOURCE_FIX = "give a source: --criu-mirror DIR (a directory of release tarballs), --local-source DIR (a tree, git checkout or tarball), or --git URL --ref REF";
 
-export function kernelOptionsFromCatalog(): { required: Record<string, string>; optional: Record<string, string> } {
-  return (loadYamlFile(CRIU_CATALOG_FILE).value as { kernel_options: { required: Record<string, string>; optional: Record<string, string> } }).kernel_options;
-}
-
 /** Resolve (reads the disk; git may fetch) and plan, for callers that want both. */
-export function resolveAndPlanCriu(config: PipelineConfig, opts: { strict: boolean; memo?: Map<string, unknown> }, catalog = loadCriuCatalog(), patchCatalog = loadPatchCatalog()): CriuPlan {
-  const resolved = resolveCriuSource(config, catalog, { cacheRoot: config.cache_dir, strict: opts.strict }, opts.memo);
-  return planCriu(config, resolved, catalog, patchCatalog);
+export function resolveAndPlanCriu(config: PipelineConfig, opts: { strict: boolean; memo?: Map<string, unknown> }, data: Pick<RepoData, "criu" | "criuPatches"> = repoData()): CriuPlan {
+  const resolved = resolveCriuSource(config, data.criu, { cacheRoot: config.cache_dir, strict: opts.strict }, opts.memo);
+  return planCriu(config, resolved, data.criu, data.criuPatches);
 }
 
 /** Pure planning: patches, and for each provider its cache key or why it is skipped. */
@@ -156,7 +152,7 @@ export function doctorFor(config: PipelineConfig, plan: CriuPlan, provider: Criu
     binarySuite,
     withNftables: provider === "debian-binary" || config.criu.link === "dynamic",
     patches: plan.patches.map((p) => p.name),
-    kernelOptions: kernelOptionsFromCatalog(),
+    kernelOptions: plan.catalog.kernelOptions,
   });
 }
 

@@ -8,8 +8,8 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { BaseConfig } from "../lib/config.js";
 import { run } from "../lib/exec.js";
-import type { Fragment, RequestedConfig } from "./fragments.js";
-import { parseDotConfig, renderConfigFragment } from "./fragments.js";
+import type { Fragment, RequestedConfig } from "../data/fragments.js";
+import { parseDotConfig, renderConfigFragment } from "../data/fragments.js";
 import { evalExpr, type KconfigTree } from "./kconfig.js";
 
 export const ARCH = "x86_64";

@@ -4,11 +4,9 @@ import type { PipelineConfig } from "../lib/config.js";
 import { UserError } from "../lib/errors.js";
 import { cacheKey } from "../lib/hash.js";
 import { didYouMean } from "../lib/suggest.js";
-import { loadFragmentFile, loadNamedFragment, mergeFragments, renderConfigFragment, type Fragment, type RequestedConfig } from "./fragments.js";
-import { resolveKernelVersion, type KernelCatalog, type KernelVersionEntry } from "./versions.js";
-import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { FRAGMENTS_DIR } from "../lib/paths.js";
+import { loadFragmentFile, mergeFragments, renderConfigFragment, type Fragment, type RequestedConfig } from "../data/fragments.js";
+import { resolveKernelVersion, type KernelVersionEntry } from "../data/kernel-catalog.js";
+import type { RepoData } from "../data/repo-data.js";
 
 /** Bump when the build recipe changes in a way that changes the output. */
 export const KERNEL_RECIPE_VERSION = 1;
@@ -20,20 +18,35 @@ export interface KernelPlan {
   jobs: number;
 }
 
-export function planKernel(config: PipelineConfig, catalog: KernelCatalog, extraFragments: string[] = []): KernelPlan {
-  const entry = resolveKernelVersion(config.kernel.version, catalog);
+/** What the kernel plan needs from outside the repository: read by resolveKernelInputs. */
+export interface KernelInputs {
+  /** The user's own fragments (kernel.extra_fragments and --fragment), read from disk. */
+  userFragments: Fragment[];
+  /** Make jobs when kernel.jobs is 0: the host's CPU count. */
+  hostCpus: number;
+}
+
+/** Resolve: reads the user's fragment files and the CPU count. */
+export function resolveKernelInputs(config: PipelineConfig, extraFragments: string[] = []): KernelInputs {
+  return { userFragments: [...config.kernel.extra_fragments, ...extraFragments].map(loadFragmentFile), hostCpus: cpus().length };
+}
+
+/** Plan (pure): the version from the catalog, the fragments of the set, what they request. */
+export function planKernel(config: PipelineConfig, data: Pick<RepoData, "kernels" | "fragments">, inputs: KernelInputs): KernelPlan {
+  const entry = resolveKernelVersion(config.kernel.version, data.kernels);
   const setNames = config.fragment_sets[config.kernel.fragment_set];
   const fragments = setNames.map((name) => {
-    if (!existsSync(join(FRAGMENTS_DIR, `${name}.conf`)))
+    const f = data.fragments.get(name);
+    if (!f)
       throw new UserError(
         `fragment set '${config.kernel.fragment_set}' names '${name}', but kernel-fragments/${name}.conf does not exist`,
-        "fix fragment_sets in the config",
+        `fix fragment_sets in the config (fragments: ${[...data.fragments.keys()].join(", ")})`,
       );
-    return loadNamedFragment(name);
+    return f;
   });
-  for (const file of [...config.kernel.extra_fragments, ...extraFragments]) fragments.push(loadFragmentFile(file));
+  fragments.push(...inputs.userFragments);
   const requested = mergeFragments(fragments);
-  const jobs = config.kernel.jobs > 0 ? config.kernel.jobs : cpus().length;
+  const jobs = config.kernel.jobs > 0 ? config.kernel.jobs : inputs.hostCpus;
   return { entry, fragments, requested, jobs };
 }
 

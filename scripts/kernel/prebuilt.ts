@@ -17,11 +17,12 @@ import { cacheKey, sha256, sha256File } from "../lib/hash.js";
 import { requireHostTools } from "../lib/host-tools.js";
 import { runSteps } from "../lib/progress.js";
 import { fragmentSummary } from "./configure.js";
-import { parseDotConfig } from "./fragments.js";
-import { planKernel } from "./plan.js";
-import { loadAllowlist, requestedValues, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult } from "./result.js";
+import { parseDotConfig } from "../data/fragments.js";
+import { planKernel, resolveKernelInputs } from "./plan.js";
+import { loadAllowlist } from "../data/allowlist.js";
+import { requestedValues, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult } from "./result.js";
 import { formatVerifyReport, verifyConfig, type VerifyReport } from "./verify.js";
-import { loadKernelCatalog } from "./versions.js";
+import { repoData } from "../data/repo-data.js";
 
 const META_PACKAGE = "linux-image-cloud-amd64";
 
@@ -46,7 +47,7 @@ export async function runDebianCloudKernel(config: PipelineConfig, opts: KernelS
   requireHostTools(["dpkg-deb", "xz", "gpgv"], [], "the Debian cloud kernel");
   const cache = new ArtifactCache(config.cache_dir);
   const suite = config.kernel.debian_cloud_suite;
-  const plan = planKernel(config, loadKernelCatalog(), opts.extraFragments);
+  const plan = planKernel(config, repoData(), resolveKernelInputs(config, opts.extraFragments));
   const ctx = { seconds: {} as Record<string, number>, warnings: [] as string[], result: undefined as KernelStageResult | undefined };
   await runSteps(ctx, [
     {

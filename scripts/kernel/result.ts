@@ -2,10 +2,8 @@
  * What a kernel stage gives back (built or prebuilt), and the verification summary both
  * record: shared by kernel/stage.ts and kernel/prebuilt.ts without either importing the other.
  */
-import { existsSync } from "node:fs";
 import { basename } from "node:path";
 import { UserError } from "../lib/errors.js";
-import { loadYamlFile } from "../lib/yaml-file.js";
 import type { fragmentSummary } from "./configure.js";
 import type { KernelSource } from "./sources.js";
 import { formatVerifyReport, type AllowEntry, type VerifyReport } from "./verify.js";
@@ -73,17 +71,6 @@ export function kernelRef(k: KernelStageResult): KernelRef {
 /** The value each requested symbol was asked to have. */
 export function requestedValues(requested: { values: Map<string, { value: string }> }): Map<string, string> {
   return new Map([...requested.values].map(([sym, e]) => [sym, e.value]));
-}
-
-export function loadAllowlist(file: string): AllowEntry[] {
-  if (!file || !existsSync(file)) return [];
-  const doc = loadYamlFile(file);
-  const list = (doc.value as { accepted?: AllowEntry[] } | null)?.accepted ?? [];
-  list.forEach((a, i) => {
-    if (!a?.symbol || !a.kernels || !a.reason)
-      throw new UserError(`${file}:${doc.lineOf(["accepted", i]) ?? "?"}: an allowlist entry needs symbol, kernels and reason`, "see the comment at the top of the file");
-  });
-  return list;
 }
 
 export function verifySummary(report: VerifyReport): KernelMetadata["verify"] {

@@ -13,7 +13,7 @@ import { NotAvailableError, download } from "../lib/download.js";
 import { UserError, errorMessage } from "../lib/errors.js";
 import { run } from "../lib/exec.js";
 import { requireHostTools } from "../lib/host-tools.js";
-import type { KernelVersionEntry } from "./versions.js";
+import type { KernelVersionEntry } from "../data/kernel-catalog.js";
 
 export interface KernelSourceMetadata {
   version: string;

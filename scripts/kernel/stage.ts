@@ -14,16 +14,17 @@ import { findInPath, requireHostTools } from "../lib/host-tools.js";
 import { runSteps } from "../lib/progress.js";
 import { configureKernel, expertTrap, fragmentSummary, ARCH } from "./configure.js";
 import { parseKernelKconfig, type KconfigTree } from "./kconfig.js";
-import { kernelCacheKey, planKernel, type KernelPlan } from "./plan.js";
+import { kernelCacheKey, planKernel, resolveKernelInputs, type KernelPlan } from "./plan.js";
 import { obtainKernelSource, type KernelSource } from "./sources.js";
 import { formatVerifyReport, verifyConfig, type VerifyReport } from "./verify.js";
-import { loadKernelCatalog } from "./versions.js";
-import { parseDotConfig } from "./fragments.js";
+import { repoData } from "../data/repo-data.js";
+import { parseDotConfig } from "../data/fragments.js";
 import { CommandError } from "../lib/errors.js";
 import { runDebianCloudKernel } from "./prebuilt.js";
-import { failOnVerify, loadAllowlist, requestedValues, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult } from "./result.js";
+import { failOnVerify, requestedValues, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult } from "./result.js";
+import { loadAllowlist } from "../data/allowlist.js";
 
-export { failOnVerify, loadAllowlist, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult };
+export { failOnVerify, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult };
 
 const BUILD_TOOLS = ["make", "gcc", "ld", "flex", "bison", "bc", "perl", "tar", "xz"];
 const BUILD_HEADERS = ["/usr/include/gelf.h", "/usr/include/openssl/ssl.h"];
@@ -59,7 +60,7 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
     return runDebianCloudKernel(config, opts);
   }
   const cache = new ArtifactCache(config.cache_dir);
-  const plan = planKernel(config, loadKernelCatalog(), opts.extraFragments);
+  const plan = planKernel(config, repoData(), resolveKernelInputs(config, opts.extraFragments));
   const label = `linux ${plan.entry.version} (${config.kernel.base}, fragment set ${config.kernel.fragment_set})`;
   const timed = async <T>(ctx: Ctx, name: string, fn: () => Promise<T>) => {
     const t0 = Date.now();
@@ -227,7 +228,7 @@ async function buildKernel(
 
 /** Verifies an existing .config file (e.g. from another kernel) against the fragments. */
 export function verifyConfigFile(config: PipelineConfig, file: string, kconfigTree?: string): { report: VerifyReport; text: string } {
-  const plan = planKernel(config, loadKernelCatalog());
+  const plan = planKernel(config, repoData(), resolveKernelInputs(config));
   const final = parseDotConfig(readFileSync(file, "utf8"));
   const kconfig = kconfigTree ? parseKernelKconfig(kconfigTree) : undefined;
   const report = verifyConfig({ requested: plan.requested, final, kconfig, kernelVersion: plan.entry.version, allowlist: loadAllowlist(config.kernel.allowlist) });

@@ -5,7 +5,7 @@
  * known drops accepted from an allowlist. Pure: inputs are parsed data.
  */
 import semver from "semver";
-import type { FragmentEntry, RequestedConfig } from "./fragments.js";
+import type { FragmentEntry, RequestedConfig } from "../data/fragments.js";
 import {
   conjuncts,
   evalExpr,
@@ -18,13 +18,9 @@ import {
   type KconfigTree,
 } from "./kconfig.js";
 import { closest } from "../lib/suggest.js";
+import type { AllowEntry } from "../data/allowlist.js";
 
-export interface AllowEntry {
-  symbol: string;
-  /** semver range of kernel versions the drop is accepted for. */
-  kernels: string;
-  reason: string;
-}
+export type { AllowEntry };
 
 export interface Mismatch {
   symbol: string;

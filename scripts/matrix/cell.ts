@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { TestRecord } from "../boot/results.js";
-import { loadScenarios, observedTests } from "../boot/run-input.js";
+import { loadScenarios, observedTests } from "../data/scenarios.js";
 import type { PipelineConfig } from "../lib/config.js";
 import { UserError } from "../lib/errors.js";
 

@@ -6,28 +6,14 @@
  */
 import type { z } from "zod";
 import { REPORT_SCHEMA_VERSION, type MatrixReportSchema } from "../lib/output-schemas.js";
-import { loadYamlFile } from "../lib/yaml-file.js";
 import { UserError } from "../lib/errors.js";
-import { loadCriuCatalog, type CriuCatalog } from "../criu/catalog.js";
-import { CRIU_BUILDS_DIR } from "../lib/paths.js";
-import { join } from "node:path";
+import type { FindingRule } from "../data/findings.js";
+import { repoData } from "../data/repo-data.js";
 import type { TestStatus } from "../boot/results.js";
 import { isInformational, type CellResult, type CellStatus, type CellTest } from "./cell.js";
 import { AXES, type AxisName } from "./spec.js";
 
 export const REPORT_SCHEMA = REPORT_SCHEMA_VERSION;
-export const FINDINGS_FILE = join(CRIU_BUILDS_DIR, "findings.yaml");
-
-export interface FindingRule {
-  id: string;
-  test: string;
-  status?: TestStatus | "any";
-  message: string;
-  say: string;
-  /** The catalog fact whose CRIU range the sentence states as {criu}. */
-  fact?: string;
-}
-
 export interface ReportFinding {
   id: string;
   say: string;
@@ -48,22 +34,6 @@ export interface ReportColumn {
 
 /** matrix.json (the schema is in lib/output-schemas.ts). */
 export type MatrixReport = z.infer<typeof MatrixReportSchema>;
-
-/** ">=3.19.0" -> ">= 3.19", "<3.18.0" -> "< 3.18": a semver range as a reader writes it. */
-export function readableRange(range: string): string {
-  return range.replace(/([<>]=?|=)\s*(\d+)\.(\d+)\.(\d+)/g, (_m, op, a, b, c) => `${op} ${a}.${b}${c === "0" ? "" : `.${c}`}`);
-}
-
-/** The rules, each sentence's {criu} filled in from the catalog fact it names. */
-export function loadFindingRules(file = FINDINGS_FILE, catalog: CriuCatalog = loadCriuCatalog()): FindingRule[] {
-  const doc = loadYamlFile(file).value as { findings?: FindingRule[] };
-  return (doc?.findings ?? []).map((f) => {
-    if (f.say.includes("{criu}") && !f.fact) throw new UserError(`${file}: finding ${f.id} writes {criu} but names no fact`, "add fact: <a fact of criu-builds/versions.yaml>");
-    const fact = f.fact ? catalog.facts[f.fact] : undefined;
-    if (f.fact && !fact) throw new UserError(`${file}: finding ${f.id} names fact '${f.fact}', which criu-builds/versions.yaml does not have`, `facts: ${Object.keys(catalog.facts).join(", ")}`);
-    return { ...f, say: fact ? f.say.replaceAll("{criu}", readableRange(fact.criu)) : f.say, status: f.status ?? "FAIL" };
-  });
-}
 
 const FIXED_COLUMNS: ReportColumn[] = [
   { key: "criu-check", title: "criu check", tests: ["criu-check"] },
@@ -216,7 +186,7 @@ export function buildReport(name: string, cells: CellResult[], o: { excluded?: M
     created: o.created ?? new Date().toISOString(),
     cells,
     columns: reportColumns(cells),
-    findings: deriveFindings(cells, o.rules ?? loadFindingRules()),
+    findings: deriveFindings(cells, o.rules ?? repoData().findings),
     dependencies: statusDependencies(cells),
     excluded: o.excluded ?? [],
     totals: totals(cells),

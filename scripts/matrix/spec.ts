@@ -5,18 +5,21 @@
  * other cells (one kernel build per kernel variant, one CRIU build per version+patches, one
  * image per CRIU build+suite), so running a matrix never builds anything twice.
  */
+import { repoData } from "../data/repo-data.js";
 import semver from "semver";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { REPO_ROOT } from "../lib/paths.js";
-import { CONFIG_SCHEMA, loadConfig, validate, type LoadOptions, type PipelineConfig, type Schema } from "../lib/config.js";
+import { z } from "zod";
+import { CONFIG_SCHEMA, loadConfig, type LoadOptions, type PipelineConfig } from "../lib/config.js";
+import { checkYaml, keysOf, schemaAt } from "../lib/yaml-schema.js";
 import { UserError, errorMessage } from "../lib/errors.js";
 import { cacheKey } from "../lib/hash.js";
 import { didYouMean } from "../lib/suggest.js";
 import { loadYamlFile, type LocatedYaml } from "../lib/yaml-file.js";
-import { loadCriuCatalog, resolveCriuVersion, semverOf, type CriuCatalog } from "../criu/catalog.js";
-import { loadPatchCatalog, selectPatches } from "../criu/patches.js";
+import { resolveCriuVersion, semverOf, type CriuCatalog } from "../data/criu-catalog.js";
+import { selectPatches } from "../data/criu-patches.js";
 import { resolveAndPlanCriu, SOURCE_FIX } from "../criu/stage.js";
 
 export const AXES = ["criu", "kernel", "patches", "suite"] as const;
@@ -42,66 +45,44 @@ export interface MatrixSpec {
 }
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9.-]*$/;
-const idSchema: Schema = { type: "string" };
-const ruleSchema: Schema = { type: "object", keys: Object.fromEntries(AXES.map((a) => [a, idSchema])) };
-const axisValueSchema: Schema = { type: "object", keys: { id: idSchema, set: { type: "map", of: { type: "string" } } }, required: ["id"] };
+const idSchema = z.string();
+const ruleSchema = z.strictObject(Object.fromEntries(AXES.map((a) => [a, idSchema.optional()])) as Record<AxisName, z.ZodOptional<z.ZodString>>);
+const setsSchema = z.record(z.string(), z.unknown());
+const axisValueSchema = z.strictObject({ id: idSchema, set: setsSchema.optional() });
 
-/** The schema of a config key path ("criu.patches"), or undefined when there is no such key. */
-function configSchemaAt(path: string[]): Schema | undefined {
-  let s: Schema | undefined = CONFIG_SCHEMA;
-  for (const key of path) {
-    if (s?.type === "object") s = s.keys[key];
-    else if (s?.type === "map") s = s.of;
-    else return undefined;
-  }
-  return s;
-}
-
-function configKeysAt(path: string[]): string[] {
-  const s = configSchemaAt(path);
-  return s?.type === "object" ? Object.keys(s.keys) : [];
-}
+/** matrix.yaml's structure; `set` values are checked against the pipeline config's schema, key by key. */
+export const MATRIX_SCHEMA = z.strictObject({
+  name: idSchema.optional(),
+  axes: z.strictObject(Object.fromEntries(AXES.map((a) => [a, z.array(axisValueSchema)])) as Record<AxisName, z.ZodArray<typeof axisValueSchema>>),
+  exclude: z.array(ruleSchema).optional(),
+  include: z.array(z.strictObject(Object.fromEntries(AXES.map((a) => [a, idSchema])) as Record<AxisName, z.ZodString>)).optional(),
+  overrides: z.array(z.strictObject({ match: ruleSchema, set: setsSchema })).optional(),
+});
 
 /** `set:` maps name pipeline config keys: check each against the config schema, at its line. */
 function validateSets(src: LocatedYaml, at: (string | number)[], sets: Record<string, unknown> | undefined): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [dotted, value] of Object.entries(sets ?? {})) {
     const path = dotted.split(".");
-    const schema = configSchemaAt(path);
-    if (!schema || schema.type === "object") {
+    const schema = schemaAt(CONFIG_SCHEMA, path);
+    if (!schema || keysOf(schema).length > 0) {
       const line = src.lineOf([...at, "set", dotted]);
-      const parent = path.slice(0, -1);
       throw new UserError(
-        `invalid matrix at ${src.file}${line ? `:${line}` : ""}: '${dotted}' is not a pipeline config key${didYouMean(path.at(-1)!, configKeysAt(parent))}`,
+        `invalid matrix at ${src.file}${line ? `:${line}` : ""}: '${dotted}' is not a pipeline config key${didYouMean(path.at(-1)!, keysOf(schemaAt(CONFIG_SCHEMA, path.slice(0, -1))))}`,
         `set takes keys of pipeline.yaml in dotted form, e.g. criu.version or kernel.fragment_set`,
       );
     }
-    out[dotted] = validate(value, schema, [...at, "set", dotted], src, process.cwd(), "matrix");
+    out[dotted] = checkYaml(schema, src, { what: "matrix", baseDir: process.cwd(), at: [...at, "set", dotted] }, value);
   }
   return out;
 }
 
 export function loadMatrixSpec(file: string): MatrixSpec {
   const src = loadYamlFile(file);
-  const raw = (src.value ?? {}) as Record<string, unknown>;
-  const topSchema: Schema = {
-    type: "object",
-    required: ["axes"],
-    keys: {
-      name: idSchema,
-      axes: { type: "object", required: [...AXES], keys: Object.fromEntries(AXES.map((a) => [a, { type: "list", of: axisValueSchema }])) },
-      exclude: { type: "list", of: ruleSchema },
-      include: { type: "list", of: { ...ruleSchema, required: [...AXES] } as Schema },
-      overrides: { type: "list", of: { type: "object", required: ["match", "set"], keys: { match: ruleSchema, set: { type: "map", of: { type: "string" } } } } },
-    },
-  };
-  // Structure first (unknown keys, types of ids), with `set` values checked separately below.
-  const stripSets = (v: unknown): unknown =>
-    Array.isArray(v) ? v.map(stripSets) : v && typeof v === "object" ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, k === "set" && x && typeof x === "object" ? Object.fromEntries(Object.keys(x).map((n) => [n, ""])) : stripSets(x)])) : v;
-  validate(stripSets(raw), topSchema, [], src, process.cwd(), "matrix");
+  const raw = checkYaml(MATRIX_SCHEMA, src, { what: "matrix" });
   const where = (path: (string | number)[]) => `${src.file}${src.lineOf(path) ? `:${src.lineOf(path)}` : ""}`;
 
-  const axesRaw = raw.axes as Record<AxisName, { id: unknown; set?: Record<string, unknown> }[]>;
+  const axesRaw = raw.axes;
   const axes = {} as Record<AxisName, AxisValue[]>;
   for (const axis of AXES) {
     const values = axesRaw[axis];
@@ -115,7 +96,7 @@ export function loadMatrixSpec(file: string): MatrixSpec {
       return { id, set: validateSets(src, ["axes", axis, i], v.set) };
     });
   }
-  const checkRule = (rule: Record<string, unknown>, at: (string | number)[]): CellRule => {
+  const checkRule = (rule: Partial<Record<string, unknown>>, at: (string | number)[]): CellRule => {
     const out: CellRule = {};
     for (const [axis, value] of Object.entries(rule)) {
       const v = String(value);
@@ -127,12 +108,12 @@ export function loadMatrixSpec(file: string): MatrixSpec {
     }
     return out;
   };
-  const exclude = ((raw.exclude as Record<string, unknown>[] | undefined) ?? []).map((r, i) => checkRule(r, ["exclude", i]));
-  const include = ((raw.include as Record<string, unknown>[] | undefined) ?? []).map((r, i) => checkRule(r, ["include", i]) as AxisValues);
+  const exclude = (raw.exclude ?? []).map((r, i) => checkRule(r, ["exclude", i]));
+  const include = (raw.include ?? []).map((r, i) => checkRule(r, ["include", i]) as AxisValues);
   for (const [i, inc] of include.entries())
     for (const axis of AXES)
       if (!axes[axis].some((x) => x.id === inc[axis])) throw new UserError(`invalid matrix at ${where(["include", i, axis])}: include needs an id of axis '${axis}', not a range`, `${axis} values: ${axes[axis].map((x) => x.id).join(", ")}`);
-  const overrides = ((raw.overrides as { match: Record<string, unknown>; set: Record<string, unknown> }[] | undefined) ?? []).map((o, i) => ({
+  const overrides = (raw.overrides ?? []).map((o, i) => ({
     match: checkRule(o.match, ["overrides", i, "match"]),
     set: validateSets(src, ["overrides", i], o.set),
   }));
@@ -206,8 +187,8 @@ export function dataHash(paths: string[], extraFiles: string[] = [], root = REPO
 }
 
 export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan {
-  const catalog = opts.catalog ?? loadCriuCatalog();
-  const patchCatalog = loadPatchCatalog();
+  const catalog = opts.catalog ?? repoData().criu;
+  const patchCatalog = repoData().criuPatches;
   const combos: AxisValues[] = [];
   const walk = (i: number, acc: Partial<AxisValues>) => {
     if (i === AXES.length) return void combos.push(acc as AxisValues);
@@ -218,7 +199,7 @@ export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan
   for (const inc of spec.include) if (!ids.has(cellId(inc))) combos.push(inc);
 
   const value = (axis: AxisName, id: string) => spec.axes[axis].find((v) => v.id === id)!;
-  const repoData = dataHash(CELL_DATA_PATHS);
+  const repoDataHash = dataHash(CELL_DATA_PATHS);
   const kernelData = dataHash(["kernel-fragments", "kernel-versions.yaml"]);
   const guestData = dataHash(["guest"]);
   const cells: PlannedCell[] = [];
@@ -249,7 +230,7 @@ export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan
     }
     const overrideSets = spec.overrides.filter((o) => ruleMatches(o.match, axes, entry.version)).flatMap((o) => setsToArgs(o.set));
     if (overrideSets.length) config = loadConfig({ configFile: opts.configFile, set: [...(opts.set ?? []), ...sets, ...overrideSets] });
-    const criuPlan = resolveAndPlanCriu(config, { strict: false, memo: sourceMemo }, catalog, patchCatalog);
+    const criuPlan = resolveAndPlanCriu(config, { strict: false, memo: sourceMemo }, { criu: catalog, criuPatches: patchCatalog });
     const usable = criuPlan.candidates.filter((c) => c.key);
     const reasons = criuPlan.candidates.map((c) => `${c.provider}: ${c.skip}`);
     const skip = usable.length ? undefined : `no source for CRIU ${entry.version} here (${reasons.join("; ")}); ${SOURCE_FIX}`;
@@ -268,7 +249,7 @@ export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan
       config,
       groups: { kernel: kernelGroup, criu: criuGroup, image: imageGroup },
       // The CRIU keys name the source content: a changed local tree or git commit is a new cell.
-      inputsKey: cacheKey({ settings, data: repoData, criu: usable.map((c) => c.key), scenarios: dataHash([], [config.boot.scenarios]), recipe: CELL_RECIPE_VERSION }),
+      inputsKey: cacheKey({ settings, data: repoDataHash, criu: usable.map((c) => c.key), scenarios: dataHash([], [config.boot.scenarios]), recipe: CELL_RECIPE_VERSION }),
       criuCandidates: criuPlan.candidates.map(({ provider, key, skip, from }) => ({ provider, key, skip, from })),
       ...(skip ? { skip } : {}),
     });
@@ -288,7 +269,7 @@ export interface CellFilter {
  * Picks cells for `--criu 4.1 --kernel 6.12` and the like: a value matches an axis id, or for
  * criu the resolved version (4.1 -> 4.1.1). Nothing matching is an error listing the cells.
  */
-export function filterCells(plan: MatrixPlan, f: CellFilter, catalog: CriuCatalog = loadCriuCatalog()): PlannedCell[] {
+export function filterCells(plan: MatrixPlan, f: CellFilter, catalog: CriuCatalog = repoData().criu): PlannedCell[] {
   const criuVersions = (f.criu ?? []).map((v) => {
     try {
       return resolveCriuVersion(v, catalog).version;

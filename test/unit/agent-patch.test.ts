@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadAgentPatches, patchAgentSource, selectAgentPatch, setsidState } from "../../scripts/agent/agent.js";
+import { patchAgentSource, setsidState } from "../../scripts/agent/agent.js";
+import { loadAgentPatches, selectAgentPatch } from "../../scripts/data/agent-patches.js";
 
 const FIXTURES = join(__dirname, "../fixtures/kata");
 const RS = "src/agent/rustjail/src/container.rs";

@@ -4,9 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createResultsDisk, parseDoneRecord, readResultsDisk } from "../../scripts/boot/results-disk.js";
 import { errorLines, readTestRecords, summarize } from "../../scripts/boot/results.js";
-import { loadScenarios, runInput, shQuote } from "../../scripts/boot/run-input.js";
+import { runInput, shQuote } from "../../scripts/boot/run-input.js";
+import { loadScenarios } from "../../scripts/data/scenarios.js";
 import { formatRun, kernelCommandLine } from "../../scripts/boot/stage.js";
-import { loadCriuCatalog } from "../../scripts/criu/catalog.js";
+import { loadCriuCatalog } from "../../scripts/data/criu-catalog.js";
 import { run } from "../../scripts/lib/exec.js";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { guestContractEnv } from "../../scripts/lib/guest-contract.js";
@@ -74,11 +75,13 @@ describe("run input", () => {
     const dir = tmp("crg-scen-");
     const f = join(dir, "s.yaml");
     writeFileSync(f, "scenarios:\n  - name: simple-process\n    script: simple-process.sh\n    timeout: 10\n    timout: 5\n");
-    expect(() => loadScenarios(f)).toThrow(/s\.yaml:2: unknown scenario key 'timout'.*timeout/);
+    expect(() => loadScenarios(f)).toThrow(/s\.yaml:5: unknown key 'scenarios\.0\.timout' \(did you mean 'timeout'\?\)/);
     writeFileSync(f, "scenarios:\n  - name: x\n    script: nope.sh\n    timeout: 10\n");
     expect(() => loadScenarios(f)).toThrow(/guest\/scenarios\/nope\.sh does not exist/);
     writeFileSync(f, "scenarios:\n  - name: x\n    script: simple-process.sh\n    timeout: 10\n    criu: banana\n");
-    expect(() => loadScenarios(f)).toThrow(/not a semver range/);
+    expect(() => loadScenarios(f)).toThrow(/s\.yaml:5: scenarios\.0\.criu: must be a semver range/);
+    writeFileSync(f, "scenarios:\n  - name: x\n    script: simple-process.sh\n    timeout: soon\n");
+    expect(() => loadScenarios(f)).toThrow(/s\.yaml:4: scenarios\.0\.timeout must be a number, got "soon"/);
   });
 });
 

@@ -3,8 +3,8 @@ import { buildFlags, criuBuildDeps } from "../../scripts/criu/build-recipe.js";
 import { parseLdd } from "../../scripts/lib/rootfs.js";
 import { chrootArgv, chrootKey, debootstrapArgs } from "../../scripts/lib/chroot.js";
 import { dependsNames } from "../../scripts/criu/sources.js";
-import { loadCriuCatalog } from "../../scripts/criu/catalog.js";
-import { loadPatchCatalog } from "../../scripts/criu/patches.js";
+import { loadCriuCatalog } from "../../scripts/data/criu-catalog.js";
+import { loadPatchCatalog } from "../../scripts/data/criu-patches.js";
 import { resolveAndPlanCriu } from "../../scripts/criu/stage.js";
 import { loadConfig } from "../../scripts/lib/config.js";
 
@@ -47,7 +47,7 @@ describe("chroots", () => {
 describe("CRIU providers and plan", () => {
   const catalog = loadCriuCatalog();
   const patches = loadPatchCatalog();
-  const planOf = (...set: string[]) => resolveAndPlanCriu(loadConfig({ set }), { strict: true }, catalog, patches);
+  const planOf = (...set: string[]) => resolveAndPlanCriu(loadConfig({ set }), { strict: true }, { criu: catalog, criuPatches: patches });
   it("know their identity without network, or why they cannot serve", () => {
     const byProvider = (p: ReturnType<typeof planOf>) => Object.fromEntries(p.candidates.map((c) => [c.provider, c.identity ?? c.skip]));
     const v411 = byProvider(planOf("criu.version=4.1.1"));

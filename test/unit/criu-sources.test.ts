@@ -11,10 +11,10 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
-import { loadCriuCatalog, resolveCriuVersion } from "../../scripts/criu/catalog.js";
+import { loadCriuCatalog, resolveCriuVersion } from "../../scripts/data/criu-catalog.js";
 import { inspectLocalSource, mirrorNames, obtainCriuSource, resolveCriuSource, treeIdentity } from "../../scripts/criu/sources.js";
 import { planCriu, resolveAndPlanCriu } from "../../scripts/criu/stage.js";
-import { loadPatchCatalog } from "../../scripts/criu/patches.js";
+import { loadPatchCatalog } from "../../scripts/data/criu-patches.js";
 import { loadConfig } from "../../scripts/lib/config.js";
 import { UserError } from "../../scripts/lib/errors.js";
 import { NotAvailableError } from "../../scripts/lib/download.js";
@@ -24,7 +24,7 @@ const catalog = loadCriuCatalog();
 const patchCatalog = loadPatchCatalog();
 const cacheRoot = mkdtempSync(join(tmpdir(), "crg-src-cache-"));
 const cfg = (...set: string[]) => loadConfig({ set: [`cache_dir=${JSON.stringify(cacheRoot)}`, ...set] });
-const plan = (strict: boolean, ...set: string[]) => resolveAndPlanCriu(cfg(...set), { strict }, catalog, patchCatalog);
+const plan = (strict: boolean, ...set: string[]) => resolveAndPlanCriu(cfg(...set), { strict }, { criu: catalog, criuPatches: patchCatalog });
 const serving = (p: ReturnType<typeof plan>) => p.candidates.find((c) => c.key)!;
 const thrown = (f: () => unknown): UserError => {
   try {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { join } from "node:path";
 import { conjuncts, evalExpr, exprToString, parseExpr, parseKernelKconfig } from "../../scripts/kernel/kconfig.js";
-import { mergeFragments, parseDotConfig, parseFragment } from "../../scripts/kernel/fragments.js";
+import { mergeFragments, parseDotConfig, parseFragment } from "../../scripts/data/fragments.js";
 import { formatVerifyReport, verifyConfig } from "../../scripts/kernel/verify.js";
 import { expertTrap } from "../../scripts/kernel/configure.js";
 

@@ -3,9 +3,11 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../scripts/lib/config.js";
-import { mergeFragments, parseFragment, renderConfigFragment, parseDotConfig } from "../../scripts/kernel/fragments.js";
-import { kernelCacheKey, planKernel } from "../../scripts/kernel/plan.js";
-import { loadKernelCatalog, parseKernelCatalog, resolveKernelVersion } from "../../scripts/kernel/versions.js";
+import { mergeFragments, parseFragment, renderConfigFragment, parseDotConfig } from "../../scripts/data/fragments.js";
+import { kernelCacheKey, planKernel, resolveKernelInputs } from "../../scripts/kernel/plan.js";
+import { repoData } from "../../scripts/data/repo-data.js";
+import { parseYaml } from "../../scripts/lib/yaml-file.js";
+import { loadKernelCatalog, parseKernelCatalog, resolveKernelVersion } from "../../scripts/data/kernel-catalog.js";
 import { FRAGMENTS_DIR } from "../../scripts/lib/paths.js";
 
 describe("fragments", () => {
@@ -57,25 +59,34 @@ describe("kernel versions", () => {
   });
   it("every pin carries a Debian orig sha256", () => {
     for (const entry of catalog.values()) expect(entry.debian?.orig_sha256).toMatch(/^[0-9a-f]{64}$/);
-    expect(() => parseKernelCatalog({ versions: { "6.12": {} } }, "x.yaml")).toThrow(/not a full kernel version/);
+    expect(() => parseKernelCatalog(parseYaml('versions:\n  "6.12": {}\n', "x.yaml"))).toThrow(/x\.yaml:2: '6\.12' is not a full kernel version/);
+    expect(() => parseKernelCatalog(parseYaml('versions:\n  "6.12.1": { debain: {} }\n', "x.yaml"))).toThrow(/x\.yaml:2: unknown key 'versions\.6\.12\.1\.debain' \(did you mean 'debian'\?\)/);
   });
 });
 
 describe("kernel cache key", () => {
   const config = loadConfig();
-  const catalog = loadKernelCatalog();
+  const data = repoData();
+  const inputs = { userFragments: [], hostCpus: 2 };
   const source = { provider: "debian", sha256: "ab", patches: [] };
   const tools = ["gcc 12", "ld 2.40"];
   it("is stable for the same inputs and changes with each input", () => {
-    const plan = planKernel(config, catalog);
+    const plan = planKernel(config, data, inputs);
     const key = kernelCacheKey(plan, "allnoconfig", source, tools);
-    expect(kernelCacheKey(planKernel(config, catalog), "allnoconfig", source, tools)).toBe(key);
+    expect(kernelCacheKey(planKernel(config, data, inputs), "allnoconfig", source, tools)).toBe(key);
+    // The job count is not an input of the artifact.
+    expect(kernelCacheKey(planKernel(config, data, { ...inputs, hostCpus: 64 }), "allnoconfig", source, tools)).toBe(key);
     expect(kernelCacheKey(plan, "tinyconfig", source, tools)).not.toBe(key);
     expect(kernelCacheKey(plan, "allnoconfig", { ...source, sha256: "cd" }, tools)).not.toBe(key);
     expect(kernelCacheKey(plan, "allnoconfig", source, ["gcc 14", "ld 2.40"])).not.toBe(key);
     const dir = mkdtempSync(join(tmpdir(), "crg-frag-"));
     const extra = join(dir, "extra.conf");
     writeFileSync(extra, "CONFIG_MAGIC_SYSRQ=y # sysrq\n");
-    expect(kernelCacheKey(planKernel(config, catalog, [extra]), "allnoconfig", source, tools)).not.toBe(key);
+    expect(kernelCacheKey(planKernel(config, data, resolveKernelInputs(config, [extra])), "allnoconfig", source, tools)).not.toBe(key);
+  });
+
+  it("planning is pure: a fragment set naming a fragment the data lacks is an error naming the set", () => {
+    const without = { ...data, fragments: new Map([...data.fragments].filter(([n]) => n !== "checkpoint-restore")) };
+    expect(() => planKernel(config, without, inputs)).toThrow(/names 'checkpoint-restore', but kernel-fragments\/checkpoint-restore\.conf does not exist/);
   });
 });

@@ -1,7 +1,7 @@
 /**
  * The module layering of scripts/: no import cycles (static or `await import()`), and no
  * import from a lower layer into a higher one:
- *   lib/ < the stages (kernel/, criu/, agent/, image/, boot/) < the driver (driver.ts,
+ *   lib/ < data/ (the repository's catalogs, patches, rules, each with its schema) < the stages (kernel/, criu/, agent/, image/, boot/) < the driver (driver.ts,
  *   matrix/) < the CLI and the benches.
  * And the driver is the only module that runs a stage's build step.
  */
@@ -70,9 +70,10 @@ export function cycles(graph: Map<string, string[]>): string[][] {
 
 const LAYERS: [RegExp, number, string][] = [
   [/^lib\//, 0, "lib"],
-  [/^(kernel|criu|agent|image|boot)\//, 1, "stages"],
-  [/^(driver\.ts|matrix\/)/, 2, "driver"],
-  [/^(cli\.ts|cli-flags\.ts|commands\.ts|schemas\.ts|bench\/)/, 3, "CLI"],
+  [/^data\//, 1, "data"],
+  [/^(kernel|criu|agent|image|boot)\//, 2, "stages"],
+  [/^(driver\.ts|matrix\/)/, 3, "driver"],
+  [/^(cli\.ts|cli-flags\.ts|commands\.ts|schemas\.ts|bench\/)/, 4, "CLI"],
 ];
 
 function layerOf(module: string): [number, string] {

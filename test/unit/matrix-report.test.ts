@@ -9,8 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { CELL_SCHEMA, INFORMATIONAL_TESTS, cellStatusOf, type CellResult, type CellTest } from "../../scripts/matrix/cell.js";
-import { loadScenarios, observedTests } from "../../scripts/boot/run-input.js";
-import { buildReport, compareReports, deriveFindings, loadFindingRules, mergeCells, renderComparison, renderHtml, renderJunit, renderMarkdown, statusDependencies } from "../../scripts/matrix/report.js";
+import { loadScenarios, observedTests } from "../../scripts/data/scenarios.js";
+import { repoData } from "../../scripts/data/repo-data.js";
+import { buildReport, compareReports, deriveFindings, mergeCells, renderComparison, renderHtml, renderJunit, renderMarkdown, statusDependencies } from "../../scripts/matrix/report.js";
 import { GITHUB_WORKFLOW, renderGithubWorkflow } from "../../scripts/matrix/command.js";
 import { loadMatrixSpec, planMatrix } from "../../scripts/matrix/spec.js";
 import { crGuest } from "../helpers/cli.js";
@@ -108,10 +109,10 @@ describe("matrix report", () => {
   });
 
   it("the first finding that explains a failure claims it: the catch-all criu-check rule stays silent", () => {
-    const f = deriveFindings(CELLS, loadFindingRules());
+    const f = deriveFindings(CELLS, repoData().findings);
     expect(f.map((x) => x.id)).toEqual(["membarrier-probe-fatal", "membarrier-registration-lost"]);
     const other = cell("4.2.1", "6.12", "none", [t("criu-check", "FAIL", "x", ["Error (criu/net.c:3300): nft: failed"])]);
-    expect(deriveFindings([other], loadFindingRules()).map((x) => x.id)).toEqual(["criu-check-other"]);
+    expect(deriveFindings([other], repoData().findings).map((x) => x.id)).toEqual(["criu-check-other"]);
   });
 
   it("says what each result depends on, when one axis decides it", () => {
@@ -230,14 +231,14 @@ describe("matrix report", () => {
 
 describe("findings follow the catalog's facts", () => {
   it("state a CRIU range only through the fact they rest on", async () => {
-    const { loadFindingRules, readableRange, FINDINGS_FILE } = await import("../../scripts/matrix/report.js");
-    const { loadCriuCatalog } = await import("../../scripts/criu/catalog.js");
+    const { readableRange, FINDINGS_FILE } = await import("../../scripts/data/findings.js");
+    const { loadCriuCatalog } = await import("../../scripts/data/criu-catalog.js");
     const { loadYamlFile } = await import("../../scripts/lib/yaml-file.js");
     const catalog = loadCriuCatalog();
     const raw = (loadYamlFile(FINDINGS_FILE).value as { findings: { id: string; say: string; fact?: string }[] }).findings;
     // No hand-written version claim: a version number in a sentence must come from {criu}.
     for (const f of raw) expect(f.say, f.id).not.toMatch(/\d+\.\d+|\d\.x/);
-    const rules = loadFindingRules();
+    const rules = repoData().findings;
     const lost = rules.find((r) => r.id === "membarrier-registration-lost")!;
     expect(lost.say).toContain(`CRIU ${readableRange(catalog.facts.restores_membarrier_registration.criu)} keeps it`);
     expect(lost.say).toContain("CRIU >= 3.19 keeps it");

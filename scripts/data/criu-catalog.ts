@@ -6,26 +6,44 @@ import semver from "semver";
 import { CRIU_PROVIDERS, type CriuProvider } from "../lib/config.js";
 import { UserError } from "../lib/errors.js";
 import { CRIU_CATALOG_FILE } from "../lib/paths.js";
-import { loadYamlFile } from "../lib/yaml-file.js";
+import { z } from "zod";
+import { loadYamlFile, type LocatedYaml } from "../lib/yaml-file.js";
+import { checkYaml } from "../lib/yaml-schema.js";
 
-export interface CriuVersionEntry {
-  version: string;
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "must be a sha256 (64 hex digits)");
+const semverRange = z.string().refine((r) => semver.validRange(r) !== null, "must be a semver range, e.g. \">=3.19.0\"");
+
+const VersionEntrySchema = z.strictObject({
   /** The pin of the GitHub tag archive v<version>.tar.gz. */
-  upstream?: { sha256: string; size?: number };
-  debian?: { version: string; suite: string; orig_sha256: string; debian_tar_sha256?: string };
-  binary?: { version: string; suite: string };
-  min_suite: string;
-  debian_patches?: string[];
+  upstream: z.strictObject({ sha256: sha256Hex, size: z.number().optional() }).optional(),
+  debian: z.strictObject({ version: z.string(), suite: z.string(), orig_sha256: sha256Hex, debian_tar_sha256: sha256Hex.optional() }).optional(),
+  binary: z.strictObject({ version: z.string(), suite: z.string() }).optional(),
+  min_suite: z.string(),
+  debian_patches: z.array(z.string()).optional(),
   /** This version's own provider order (else the catalog's provider_order). */
-  providers?: CriuProvider[];
+  providers: z.array(z.enum(CRIU_PROVIDERS)).optional(),
+});
+
+const FactSchema = z.strictObject({ criu: semverRange, says: z.string() });
+
+/** criu-builds/versions.yaml. */
+export const CRIU_CATALOG_SCHEMA = z.strictObject({
+  versions: z.record(z.string(), VersionEntrySchema),
+  suites: z.record(z.string(), z.strictObject({ glibc: z.string() })),
+  facts: z.record(z.string(), FactSchema).optional(),
+  check_features: z.array(z.strictObject({ criu: semverRange, names: z.array(z.string()) })).optional(),
+  provider_order: z.array(z.enum(CRIU_PROVIDERS)).optional(),
+  /** The kernel options CRIU needs (required) or uses (optional), with what for: the doctor's list. */
+  kernel_options: z.strictObject({ required: z.record(z.string(), z.string()), optional: z.record(z.string(), z.string()) }),
+});
+
+export interface CriuVersionEntry extends z.infer<typeof VersionEntrySchema> {
+  version: string;
   /** For a source whose version the catalog does not list: the catalog version whose facts apply. */
   facts_from?: string;
 }
 
-export interface CriuFact {
-  criu: string;
-  says: string;
-}
+export type CriuFact = z.infer<typeof FactSchema>;
 
 export interface CriuCatalog {
   versions: Map<string, CriuVersionEntry>;
@@ -35,6 +53,7 @@ export interface CriuCatalog {
   checkFeatures: { criu: string; names: string[] }[];
   /** Providers in the order tried when the config names none. */
   providerOrder: CriuProvider[];
+  kernelOptions: { required: Record<string, string>; optional: Record<string, string> };
 }
 
 /** CRIU writes "3.19" and "4.0": semver wants three parts. */
@@ -44,38 +63,26 @@ export function semverOf(version: string): string {
   return v.version;
 }
 
-export function parseCriuCatalog(value: unknown, file: string): CriuCatalog {
-  const doc = value as {
-    versions?: Record<string, Omit<CriuVersionEntry, "version">>;
-    suites?: Record<string, { glibc: string }>;
-    facts?: Record<string, CriuFact>;
-    check_features?: { criu: string; names: string[] }[];
-    provider_order?: CriuProvider[];
-  };
-  if (!doc?.versions || !doc.suites) throw new UserError(`${file}: needs 'versions:' and 'suites:'`, "see the comment at the top of the file");
+export function parseCriuCatalog(src: LocatedYaml): CriuCatalog {
+  const doc = checkYaml(CRIU_CATALOG_SCHEMA, src, { what: "CRIU catalog" });
   const versions = new Map<string, CriuVersionEntry>();
   for (const [version, entry] of Object.entries(doc.versions)) {
-    if (!entry.min_suite || !doc.suites[entry.min_suite])
-      throw new UserError(`${file}: CRIU ${version} has min_suite '${entry.min_suite}', not one of ${Object.keys(doc.suites).join(", ")}`, "fix the catalog");
-    for (const p of entry.providers ?? [])
-      if (!CRIU_PROVIDERS.includes(p)) throw new UserError(`${file}: CRIU ${version} names provider '${p}'`, `providers are: ${CRIU_PROVIDERS.join(", ")}`);
-    if (entry.upstream && !/^[0-9a-f]{64}$/.test(entry.upstream.sha256 ?? ""))
-      throw new UserError(`${file}: CRIU ${version} upstream.sha256 is not a sha256`, "pin the tag archive's sha256 (64 hex digits)");
+    if (!doc.suites[entry.min_suite])
+      throw new UserError(`${src.file}:${src.lineOf(["versions", version, "min_suite"]) ?? "?"}: CRIU ${version} has min_suite '${entry.min_suite}', not one of ${Object.keys(doc.suites).join(", ")}`, "fix the catalog");
     versions.set(version, { version, ...entry });
   }
-  const providerOrder = doc.provider_order ?? [...CRIU_PROVIDERS];
-  for (const p of providerOrder) if (!CRIU_PROVIDERS.includes(p)) throw new UserError(`${file}: provider_order names '${p}'`, `providers are: ${CRIU_PROVIDERS.join(", ")}`);
   return {
     versions,
-    suites: Object.entries(doc.suites).map(([name, s]) => ({ name, glibc: String(s.glibc) })),
+    suites: Object.entries(doc.suites).map(([name, s]) => ({ name, glibc: s.glibc })),
     facts: doc.facts ?? {},
     checkFeatures: doc.check_features ?? [],
-    providerOrder,
+    providerOrder: doc.provider_order ?? [...CRIU_PROVIDERS],
+    kernelOptions: doc.kernel_options,
   };
 }
 
 export function loadCriuCatalog(file = CRIU_CATALOG_FILE): CriuCatalog {
-  return parseCriuCatalog(loadYamlFile(file).value, file);
+  return parseCriuCatalog(loadYamlFile(file));
 }
 
 /** "4.1" -> newest 4.1.x in the catalog (4.1.1); "4.1.0" -> the 4.1 release; "latest" -> newest. */

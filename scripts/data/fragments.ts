@@ -3,7 +3,7 @@
  * Parsing and merging are pure; the merged result is what the kernel is asked for and
  * what verification compares the final .config against.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { UserError } from "../lib/errors.js";
 import { sha256 } from "../lib/hash.js";
@@ -59,9 +59,14 @@ export function loadFragmentFile(file: string): Fragment {
   return parseFragment(text, file);
 }
 
-/** A named fragment from kernel-fragments/ (guest-base, checkpoint-restore, ...). */
-export function loadNamedFragment(name: string, dir = FRAGMENTS_DIR): Fragment {
-  return loadFragmentFile(join(dir, `${name}.conf`));
+/** Every fragment of kernel-fragments/ by name (guest-base, checkpoint-restore, ...). */
+export function loadFragmentDir(dir = FRAGMENTS_DIR): Map<string, Fragment> {
+  return new Map(
+    readdirSync(dir)
+      .filter((n) => n.endsWith(".conf"))
+      .sort()
+      .map((n) => [n.replace(/\.conf$/, ""), loadFragmentFile(join(dir, n))]),
+  );
 }
 
 export interface RequestedConfig {

@@ -2,31 +2,37 @@
 import semver from "semver";
 import { UserError } from "../lib/errors.js";
 import { KERNEL_VERSIONS_FILE } from "../lib/paths.js";
-import { loadYamlFile } from "../lib/yaml-file.js";
+import { z } from "zod";
+import { loadYamlFile, type LocatedYaml } from "../lib/yaml-file.js";
+import { checkYaml } from "../lib/yaml-schema.js";
 
-export interface KernelVersionEntry {
+const EntrySchema = z.strictObject({
+  kernel_org: z.strictObject({ url: z.string(), sha256: z.string().optional() }).optional(),
+  debian: z.strictObject({ version: z.string(), suites: z.array(z.string()), orig_sha256: z.string().regex(/^[0-9a-f]{64}$/, "must be a sha256"), orig_size: z.number().optional() }).optional(),
+});
+
+/** kernel-versions.yaml. */
+export const KERNEL_CATALOG_SCHEMA = z.strictObject({ versions: z.record(z.string(), EntrySchema) });
+
+export interface KernelVersionEntry extends z.infer<typeof EntrySchema> {
   version: string;
-  kernel_org?: { url: string; sha256?: string };
-  debian?: { version: string; suites: string[]; orig_sha256: string; orig_size?: number };
 }
 
 export type KernelCatalog = Map<string, KernelVersionEntry>;
 
-export function parseKernelCatalog(value: unknown, file: string): KernelCatalog {
-  const versions = (value as { versions?: Record<string, Omit<KernelVersionEntry, "version">> })?.versions;
-  if (!versions || typeof versions !== "object")
-    throw new UserError(`${file}: missing 'versions:' mapping`, "see the comment at the top of kernel-versions.yaml");
+export function parseKernelCatalog(src: LocatedYaml): KernelCatalog {
+  const doc = checkYaml(KERNEL_CATALOG_SCHEMA, src, { what: "kernel catalog" });
   const catalog: KernelCatalog = new Map();
-  for (const [version, entry] of Object.entries(versions)) {
+  for (const [version, entry] of Object.entries(doc.versions)) {
     if (!semver.valid(version))
-      throw new UserError(`${file}: '${version}' is not a full kernel version (X.Y.Z)`, "quote full versions, e.g. \"6.12.107\"");
+      throw new UserError(`${src.file}:${src.lineOf(["versions", version]) ?? "?"}: '${version}' is not a full kernel version (X.Y.Z)`, "quote full versions, e.g. \"6.12.107\"");
     catalog.set(version, { version, ...entry });
   }
   return catalog;
 }
 
 export function loadKernelCatalog(file = KERNEL_VERSIONS_FILE): KernelCatalog {
-  return parseKernelCatalog(loadYamlFile(file).value, file);
+  return parseKernelCatalog(loadYamlFile(file));
 }
 
 /** "6.12" -> newest pinned 6.12.x; "6.12.107" -> exactly that; "latest" -> newest pinned. */

@@ -1,0 +1,31 @@
+/**
+ * RepoData: the repository's own data (catalogs, patches, findings rules), loaded and checked
+ * once per process and passed to planning as a value, so planning reads no files.
+ */
+import { loadAgentPatches, type AgentPatchCatalog } from "./agent-patches.js";
+import { loadCriuCatalog, type CriuCatalog } from "./criu-catalog.js";
+import { loadPatchCatalog, type PatchSpec } from "./criu-patches.js";
+import { loadFindingRules, type FindingRule } from "./findings.js";
+import { loadKernelCatalog, type KernelCatalog } from "./kernel-catalog.js";
+import { loadFragmentDir, type Fragment } from "./fragments.js";
+
+export interface RepoData {
+  kernels: KernelCatalog;
+  criu: CriuCatalog;
+  criuPatches: Map<string, PatchSpec>;
+  agentPatches: AgentPatchCatalog;
+  findings: FindingRule[];
+  /** kernel-fragments/*.conf by name (guest-base, checkpoint-restore, ...). */
+  fragments: Map<string, Fragment>;
+}
+
+let loaded: RepoData | undefined;
+
+/** The repository's data, loaded on first use (each file checked against its schema). */
+export function repoData(): RepoData {
+  if (!loaded) {
+    const criu = loadCriuCatalog();
+    loaded = { kernels: loadKernelCatalog(), criu, criuPatches: loadPatchCatalog(), agentPatches: loadAgentPatches(), findings: loadFindingRules(criu), fragments: loadFragmentDir() };
+  }
+  return loaded;
+}

@@ -1,0 +1,57 @@
+/**
+ * The dump/restore scenarios (scenarios.yaml, or the file boot.scenarios names): what each
+ * runs in the guest, its deadline, the CRIU versions it applies to, and the cases that only
+ * observe (reported, never deciding a verdict).
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import semver from "semver";
+import { z } from "zod";
+import { UserError } from "../lib/errors.js";
+import { GUEST_RUNNER_DIR } from "../lib/guest-contract.js";
+import { loadYamlFile } from "../lib/yaml-file.js";
+import { checkYaml } from "../lib/yaml-schema.js";
+
+const ScenarioSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9-]+$/, "must be lower-case words joined by '-', e.g. simple-process"),
+  /** A script under guest/scenarios/. */
+  script: z.string(),
+  /** Seconds. */
+  timeout: z.number().positive(),
+  criu: z
+    .string()
+    .refine((r) => semver.validRange(r) !== null, "must be a semver range, e.g. \">=3.19.0\"")
+    .optional(),
+  about: z.string().optional(),
+  /** Skipped when `criu check` fails (default); false for scenarios about that failure. */
+  gated: z.boolean().optional(),
+  /** Cases that record what happens (the evidence), reported but never deciding a verdict. */
+  observe: z.array(z.string()).optional(),
+});
+
+export const SCENARIOS_SCHEMA = z.strictObject({ scenarios: z.array(ScenarioSchema) });
+
+export interface Scenario {
+  name: string;
+  script: string;
+  timeout: number;
+  criu: string;
+  about: string;
+  gated: boolean;
+  observe: string[];
+}
+
+/** Test names that are reported but never decide a run's verdict: the observing cases. */
+export function observedTests(scenarios: Scenario[]): string[] {
+  return scenarios.flatMap((s) => s.observe.map((c) => `${s.name}/${c}`));
+}
+
+export function loadScenarios(file: string): Scenario[] {
+  const src = loadYamlFile(file);
+  const doc = checkYaml(SCENARIOS_SCHEMA, src, { what: "scenarios" });
+  return doc.scenarios.map((s, i) => {
+    if (!existsSync(join(GUEST_RUNNER_DIR, "scenarios", s.script)))
+      throw new UserError(`${file}:${src.lineOf(["scenarios", i, "script"]) ?? "?"}: scenario ${s.name}: script guest/scenarios/${s.script} does not exist`, "write the script, or fix the name");
+    return { name: s.name, script: s.script, timeout: s.timeout, criu: s.criu ?? "*", about: s.about ?? "", gated: s.gated !== false, observe: s.observe ?? [] };
+  });
+}
