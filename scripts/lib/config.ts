@@ -85,7 +85,7 @@ export const CONFIG_SCHEMA = strictObject({
 });
 
 /** A user file or a --set: any subset of the keys. */
-const PARTIAL_CONFIG_SCHEMA = deepPartial(CONFIG_SCHEMA);
+export const USER_CONFIG_SCHEMA = deepPartial(CONFIG_SCHEMA);
 
 export type KernelConfig = z.infer<typeof KernelConfigSchema>;
 export type CriuConfig = z.infer<typeof CriuConfigSchema>;
@@ -111,7 +111,7 @@ function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>)
 }
 
 function validatedFile(src: LocatedYaml, baseDir = dirname(src.file)): Record<string, unknown> {
-  return checkYaml(PARTIAL_CONFIG_SCHEMA, src, { what: "config", baseDir }) as Record<string, unknown>;
+  return checkYaml(USER_CONFIG_SCHEMA, src, { what: "config", baseDir }) as Record<string, unknown>;
 }
 
 /** Parses `a.b.c=value` overrides; the value is parsed as YAML (numbers, lists, booleans). */
