@@ -30,17 +30,17 @@ interface Command {
 
 const CONFIG: FlagName[] = ["config", "set", "cache-dir"];
 const CRIU: FlagName[] = ["criu", "patch", "provider", "link", "guest-suite", "local-source", "criu-mirror", "git", "ref", "jobs"];
-const KERNEL: FlagName[] = ["kernel", "kernel-base", "kernel-mirror", "fragment-set", "fragment"];
+const KERNEL: FlagName[] = ["kernel", "kernel-base", "kernel-mirror", "fragment-set", "fragment", "kata-fragments", "kata-build-type", "kata-confidential"];
 const AGENT: FlagName[] = ["agent", "kata-src"];
 const CRIU_ALIASES = { version: "criu", suite: "guest-suite" } as const;
 
 const COMMANDS: Record<string, Command> = {
   kernel: {
     summary: "build (or fetch) a checkpoint/restore guest kernel and prove its config",
-    usage: "cr-guest kernel [--kernel K] [--check-config] [options]",
-    flags: [...CONFIG, ...KERNEL, "check-config", "verify-config", "prebuilt", "cloud-suite", "boot-check", "jobs", "json"],
+    usage: "cr-guest kernel [--kernel K] [--check-config] [--criu V] [options]",
+    flags: [...CONFIG, ...KERNEL, "check-config", "verify-config", "prebuilt", "cloud-suite", "boot-check", "criu", "config-out", "jobs", "json"],
     aliases: { version: "kernel", base: "kernel-base", suite: "cloud-suite" },
-    json: "the per-symbol verification table (requested, final, reason) and the artifact's metadata",
+    json: "the per-symbol verification table (requested, final, reason), the EXPERT trap, the CRIU doctor's findings (--criu) and the artifact's metadata",
     run: cmds.kernelCommand,
   },
   criu: {

@@ -4,7 +4,7 @@
  * machine output through `ctx.emit` (one JSON document on stdout with --json).
  */
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { UserError } from "./lib/errors.js";
 import { loadConfig, type PipelineConfig } from "./lib/config.js";
 
@@ -38,7 +38,7 @@ async function readKernelConfig(file: string): Promise<Map<string, string>> {
 async function printNotes(o: import("./driver.js").StageOutcome): Promise<void> {
   for (const n of o.notes) console.error(n);
   if (o.stage === "criu") {
-    const { formatFindings } = await import("./criu/doctor.js");
+    const { formatFindings } = await import("./data/doctor.js");
     const { findings } = (o as import("./driver.js").StageOutcome<"criu">).value;
     if (findings.length) console.error(formatFindings(findings, "compatibility"));
   }
@@ -63,22 +63,47 @@ export async function kernelCommand(ctx: CommandContext): Promise<number> {
     ctx.emit({ file: v["verify-config"], passed: report.passed, symbols: symbolTable(report) });
     return report.passed ? 0 : 1;
   }
+  const configOut = v["config-out"] ? resolve(v["config-out"] as string) : undefined;
+  if (configOut && !existsSync(dirname(configOut))) throw new UserError(`--config-out ${v["config-out"]}: the directory ${dirname(configOut)} does not exist`, "create it, or give a path in an existing directory");
+  // --criu: the doctor judges the final .config for that CRIU (a bad version fails before any work).
+  const criuPlan = v.criu ? (await import("./criu/stage.js")).resolveAndPlanCriu(config, { strict: false }) : undefined;
   const out = await driveStages(config, ["kernel"], {
-    kernel: { extraFragments: (v.fragment as string[] | undefined) ?? [], checkConfigOnly: Boolean(v["check-config"]), bootCheck: v["boot-check"] ? true : undefined },
+    kernel: {
+      extraFragments: (v.fragment as string[] | undefined) ?? [],
+      checkConfigOnly: Boolean(v["check-config"]),
+      bootCheck: v["boot-check"] ? true : undefined,
+      criuVersion: criuPlan?.entry.version,
+      configOut,
+    },
   });
-  const result = out.kernel!.value.stage;
+  const kernel = out.kernel!.value;
+  const result = kernel.stage;
   for (const n of result.notes) ctx.say(n);
   ctx.say(result.reportText);
+  if (configOut) ctx.say(`final .config: ${configOut}`);
+  let findings: import("./data/doctor.js").Finding[] = [];
+  if (criuPlan && kernel.config) {
+    const { doctorFor } = await import("./criu/stage.js");
+    const { formatFindings } = await import("./data/doctor.js");
+    findings = doctorFor(config, criuPlan, criuPlan.candidates.find((c) => c.key)?.provider, { kernelConfig: kernel.config, kernelVersion: result.metadata?.version ?? config.kernel.version });
+    ctx.say(`\n${formatFindings(findings, `CRIU ${criuPlan.entry.version} on this kernel`)}`);
+  }
+  const doctorFailed = findings.some((f) => f.severity === "fail");
   if (result.dir) {
     ctx.say(`\nkernel: ${join(result.dir, "vmlinuz")}${result.cached ? " (cached)" : ""}`);
     ctx.say(`config: ${join(result.dir, "config")}`);
     ctx.say(`metadata: ${join(result.dir, "metadata.json")}`);
   }
-  const passed = result.report ? result.report.passed : (result.metadata?.verify.passed ?? true);
+  const verified = result.report ? result.report.passed : (result.metadata?.verify.passed ?? true);
+  const passed = verified && !doctorFailed;
   ctx.emit({
     passed,
+    verified,
     version: config.kernel.version,
     ...(result.report ? { checked: result.report.checked, symbols: symbolTable(result.report, result.finalConfig) } : {}),
+    expert_trap: result.expertTrap ?? [],
+    ...(criuPlan ? { criu: criuPlan.entry.version, findings } : {}),
+    ...(configOut ? { config_out: configOut } : {}),
     warnings: result.warnings,
     ...(result.metadata ? { metadata: result.metadata, dir: result.dir, cached: result.cached } : {}),
   });
@@ -89,8 +114,14 @@ export async function kernelCommand(ctx: CommandContext): Promise<number> {
 function symbolTable(report: import("./kernel/verify.js").VerifyReport, final?: Map<string, string>) {
   return [
     ...report.ok.map((symbol) => ({ symbol, status: "ok", requested: final?.get(symbol) ?? null, final: final?.get(symbol) ?? null, reason: null })),
-    ...report.mismatches.map((m) => ({ symbol: m.symbol, status: m.allowed ? "allowed" : "mismatch", requested: m.requested, final: m.final, reason: [...m.why, ...(m.allowed ? [`allowed: ${m.allowed.reason}`] : [])].join("; ") })),
-    ...report.unknown.map((u) => ({ symbol: u.symbol, status: "unknown", requested: null, final: null, reason: `not in this kernel's Kconfig${u.suggestion ? `; did you mean ${u.suggestion}?` : ""}` })),
+    ...report.mismatches.map((m) => ({ symbol: m.symbol, status: m.whitelisted ? "whitelisted" : m.allowed ? "allowed" : "mismatch", requested: m.requested, final: m.final, reason: [...m.why, ...(m.allowed ? [`allowed: ${m.allowed.reason}`] : []), ...(m.whitelisted ? [`whitelisted by Kata: '${m.whitelisted.pattern}' (${m.whitelisted.file}:${m.whitelisted.line})`] : [])].join("; ") })),
+    ...report.unknown.map((u) => ({
+      symbol: u.symbol,
+      status: u.whitelisted ? "whitelisted" : "unknown",
+      requested: u.from.value,
+      final: null,
+      reason: `not in this kernel's Kconfig${u.suggestion ? `; did you mean ${u.suggestion}?` : ""}${u.whitelisted ? `; whitelisted by Kata: '${u.whitelisted.pattern}' (${u.whitelisted.file}:${u.whitelisted.line})` : ""}`,
+    })),
   ];
 }
 
@@ -99,7 +130,7 @@ export async function criuCommand(ctx: CommandContext): Promise<number> {
   const config = configOf(ctx);
   const { resolveAndPlanCriu, describeCriuPlan, doctorFor } = await import("./criu/stage.js");
   const { ArtifactCache } = await import("./lib/cache.js");
-  const { formatFindings } = await import("./criu/doctor.js");
+  const { formatFindings } = await import("./data/doctor.js");
   const kernelConfig = v["kernel-config"] ? await readKernelConfig(v["kernel-config"] as string) : undefined;
   if (v["dry-run"]) {
     const cache = new ArtifactCache(config.cache_dir);
@@ -134,7 +165,7 @@ export async function doctorCommand(ctx: CommandContext): Promise<number> {
   const v = ctx.values;
   const config = configOf(ctx);
   const { resolveAndPlanCriu, doctorFor } = await import("./criu/stage.js");
-  const { formatFindings } = await import("./criu/doctor.js");
+  const { formatFindings } = await import("./data/doctor.js");
   let kernelConfig: Map<string, string> | undefined;
   let kernelLabel: string;
   let kernelVersion: string | undefined;

@@ -18,7 +18,7 @@ import { requireHostTools } from "../lib/host-tools.js";
 import { runSteps } from "../lib/progress.js";
 import { buildCriuInChroot, criuBuildDeps } from "./build-recipe.js";
 import { suitesFrom, type CriuCatalog, type CriuVersionEntry } from "../data/criu-catalog.js";
-import { diagnose, formatFindings, type Finding } from "./doctor.js";
+import { diagnose, formatFindings, type Finding } from "../data/doctor.js";
 import { applyPatches } from "./patches.js";
 import { selectPatches, type PatchSpec, type SelectedPatch } from "../data/criu-patches.js";
 import { obtainCriuBinary, obtainCriuSource, resolveCriuSource, type CriuOrigin, type ProviderContext, type ResolvedCriu, type ResolvedProvider, type SourceProvider } from "./sources.js";

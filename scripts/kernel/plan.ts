@@ -7,6 +7,10 @@ import { didYouMean } from "../lib/suggest.js";
 import { loadFragmentFile, mergeFragments, renderConfigFragment, type Fragment, type RequestedConfig } from "../data/fragments.js";
 import { resolveKernelVersion, type KernelVersionEntry } from "../data/kernel-catalog.js";
 import type { RepoData } from "../data/repo-data.js";
+import { readKataTree, whitelistFor, type KataTree, type WhitelistEntry } from "../data/kata-fragments.js";
+
+/** Kata's name for the architecture this builds for (its fragments/<arch>/ directory). */
+const KATA_ARCH = "x86_64";
 
 /** Bump when the build recipe changes in a way that changes the output. */
 export const KERNEL_RECIPE_VERSION = 1;
@@ -16,6 +20,10 @@ export interface KernelPlan {
   fragments: Fragment[];
   requested: RequestedConfig;
   jobs: number;
+  /** Misses the Kata tree accepts (whitelist.conf and whitelist-<version>.conf). */
+  whitelist: WhitelistEntry[];
+  /** The Kata tree's common/ files left out, and why. */
+  kataExcluded: KataTree["excluded"];
 }
 
 /** What the kernel plan needs from outside the repository: read by resolveKernelInputs. */
@@ -24,18 +32,27 @@ export interface KernelInputs {
   userFragments: Fragment[];
   /** Make jobs when kernel.jobs is 0: the host's CPU count. */
   hostCpus: number;
+  /** kernel.kata_fragments, read as Kata reads it. */
+  kata?: KataTree;
 }
 
 /** Resolve: reads the user's fragment files and the CPU count. */
 export function resolveKernelInputs(config: PipelineConfig, extraFragments: string[] = []): KernelInputs {
-  return { userFragments: [...config.kernel.extra_fragments, ...extraFragments].map(loadFragmentFile), hostCpus: cpus().length };
+  const k = config.kernel;
+  return {
+    userFragments: [...k.extra_fragments, ...extraFragments].map(loadFragmentFile),
+    hostCpus: cpus().length,
+    kata: k.kata_fragments ? readKataTree(k.kata_fragments, { arch: KATA_ARCH, buildType: k.kata_build_type || undefined, confidential: k.kata_confidential }) : undefined,
+  };
 }
 
 /** Plan (pure): the version from the catalog, the fragments of the set, what they request. */
 export function planKernel(config: PipelineConfig, data: Pick<RepoData, "kernels" | "fragments">, inputs: KernelInputs): KernelPlan {
   const entry = resolveKernelVersion(config.kernel.version, data.kernels);
-  const setNames = config.fragment_sets[config.kernel.fragment_set];
-  const fragments = setNames.map((name) => {
+  // A Kata tree replaces the fragment set; the user's fragments stack on either.
+  const setNames = inputs.kata ? [] : config.fragment_sets[config.kernel.fragment_set];
+  const fragments = inputs.kata ? [...inputs.kata.fragments] : [];
+  fragments.push(...setNames.map((name) => {
     const f = data.fragments.get(name);
     if (!f)
       throw new UserError(
@@ -43,11 +60,11 @@ export function planKernel(config: PipelineConfig, data: Pick<RepoData, "kernels
         `fix fragment_sets in the config (fragments: ${[...data.fragments.keys()].join(", ")})`,
       );
     return f;
-  });
+  }));
   fragments.push(...inputs.userFragments);
   const requested = mergeFragments(fragments);
   const jobs = config.kernel.jobs > 0 ? config.kernel.jobs : inputs.hostCpus;
-  return { entry, fragments, requested, jobs };
+  return { entry, fragments, requested, jobs, whitelist: inputs.kata ? whitelistFor(inputs.kata, entry.version) : [], kataExcluded: inputs.kata?.excluded ?? [] };
 }
 
 export interface KernelKeyInputs {

@@ -77,7 +77,7 @@ export async function runDebianCloudKernel(config: PipelineConfig, opts: KernelS
           await copyFile(join(x, "boot", configFile), join(tmp, "config"));
           await rm(x, { recursive: true });
           const configText = readFileSync(join(tmp, "config"), "utf8");
-          const report = verifyConfig({ requested: plan.requested, final: parseDotConfig(configText), kernelVersion: pkg.version, allowlist: loadAllowlist(config.kernel.allowlist) });
+          const report = verifyConfig({ requested: plan.requested, final: parseDotConfig(configText), kernelVersion: pkg.version, allowlist: loadAllowlist(config.kernel.allowlist), whitelist: plan.whitelist });
           return {
             kind: "debian-cloud" as const,
             version: pkg.version,
@@ -97,6 +97,7 @@ export async function runDebianCloudKernel(config: PipelineConfig, opts: KernelS
           kconfig: cachedKconfig(cache.root, art.metadata.version),
           kernelVersion: art.metadata.version,
           allowlist: loadAllowlist(config.kernel.allowlist),
+          whitelist: plan.whitelist,
         });
         c.result = {
           dir: art.dir,

@@ -6,6 +6,7 @@ import { basename } from "node:path";
 import { UserError } from "../lib/errors.js";
 import type { fragmentSummary } from "./configure.js";
 import type { KernelSource } from "./sources.js";
+import type { TrapEntry } from "./expert-trap.js";
 import { formatVerifyReport, type AllowEntry, type VerifyReport } from "./verify.js";
 
 export interface KernelMetadata {
@@ -20,7 +21,7 @@ export interface KernelMetadata {
   build_seconds?: number;
   ccache?: { hits: number; misses: number } | null;
   vmlinuz: { bytes: number; sha256: string };
-  verify: { checked: number; ok: number; mismatches: { symbol: string; requested: string; final: string; why: string[]; allowed?: string }[]; unknown: string[]; passed: boolean };
+  verify: { checked: number; ok: number; mismatches: { symbol: string; requested: string; final: string; why: string[]; allowed?: string }[]; unknown: string[]; whitelisted?: string[]; passed: boolean };
   boot_check?: { status: string; seconds: number; mismatches: unknown[]; release?: string } | null;
   created: string;
 }
@@ -29,6 +30,10 @@ export interface KernelStageOptions {
   extraFragments?: string[];
   checkConfigOnly?: boolean;
   bootCheck?: boolean;
+  /** The CRIU the kernel is for: its doctor explains what the EXPERT trap costs. */
+  criuVersion?: string;
+  /** Keep the final .config here (--config-out). */
+  configOut?: string;
   log?: (line: string) => void;
 }
 
@@ -46,6 +51,8 @@ export interface KernelStageResult {
   finalConfig?: Map<string, string>;
   /** Every symbol the fragments asked for, with the value asked. */
   requested: Map<string, string>;
+  /** Options EXPERT=y turned off (measured by a second configure), C/R-relevant first. */
+  expertTrap?: TrapEntry[];
 }
 
 /** What a guest run needs to know about a kernel. */
@@ -79,6 +86,7 @@ export function verifySummary(report: VerifyReport): KernelMetadata["verify"] {
     ok: report.ok.length,
     mismatches: report.mismatches.map((m) => ({ symbol: m.symbol, requested: m.requested, final: m.final, why: m.why, allowed: m.allowed?.reason })),
     unknown: report.unknown.map((u) => u.symbol),
+    whitelisted: [...report.unknown, ...report.mismatches].filter((x) => x.whitelisted).map((x) => x.symbol),
     passed: report.passed,
   };
 }

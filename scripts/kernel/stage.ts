@@ -12,7 +12,10 @@ import { run, tail } from "../lib/exec.js";
 import { sha256, sha256File } from "../lib/hash.js";
 import { findInPath, requireHostTools } from "../lib/host-tools.js";
 import { runSteps } from "../lib/progress.js";
-import { configureKernel, expertTrap, fragmentSummary, ARCH } from "./configure.js";
+import { configureKernel, fragmentSummary, ARCH } from "./configure.js";
+import { explainTrap, formatTrap, requestsExpert, trapSymbols, withoutExpert, type TrapEntry } from "./expert-trap.js";
+import { resolveCriuVersion } from "../data/criu-catalog.js";
+import { writeAtomic } from "../lib/fs-atomic.js";
 import { parseKernelKconfig, type KconfigTree } from "./kconfig.js";
 import { kernelCacheKey, planKernel, resolveKernelInputs, type KernelPlan } from "./plan.js";
 import { obtainKernelSource, type KernelSource } from "./sources.js";
@@ -49,6 +52,7 @@ interface Ctx {
   tools?: string[];
   kconfig?: KconfigTree;
   report?: VerifyReport;
+  trap?: TrapEntry[];
   result?: Omit<KernelStageResult, "requested">;
   warnings: string[];
   notes: string[];
@@ -102,28 +106,34 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
       title: "Configure and verify",
       skip: (c) => (c.result ? "cached" : false),
       run: async (c, log, setTitle) => {
-        const outDir = join(cache.root, "kbuild", opts.checkConfigOnly ? `check-${c.key}` : `${c.source!.metadata.provider}-${plan.entry.version}-${config.kernel.base}`);
+        // One build dir per kernel variant: alternating variants (a matrix) rebuilds nothing.
+        const outDir = join(cache.root, "kbuild", opts.checkConfigOnly ? `check-${c.key}` : `${c.source!.metadata.provider}-${plan.entry.version}-${config.kernel.base}-${variantName(config, plan)}`);
         await mkdir(join(cache.root, "logs"), { recursive: true });
         const logFile = join(cache.root, "logs", `kernel-${c.key}.log`);
         await rm(logFile, { force: true });
         c.kconfig = parseKernelKconfig(c.source!.tree);
-        const trap = expertTrap(config.kernel.base, plan.requested, c.kconfig);
-        if (trap.length)
-          c.warnings.push(
-            `CONFIG_EXPERT=y over ${config.kernel.base}: ${trap.length} hidden default-y options will be turned off unless set explicitly, e.g. ${trap.slice(0, 12).join(", ")}${trap.length > 12 ? ", ..." : ""}`,
-          );
-        const final = await timed(c, "configure", () =>
-          configureKernel({ tree: c.source!.tree, outDir, base: config.kernel.base, requested: plan.requested, logFile, onLine: log }),
-        );
+        const configure = (dir: string, requested: typeof plan.requested) =>
+          configureKernel({ tree: c.source!.tree, outDir: dir, base: config.kernel.base, requested, logFile, onLine: log });
+        const final = await timed(c, "configure", () => configure(outDir, plan.requested));
+        if (requestsExpert(plan.requested)) {
+          // The exact trap: the same request without EXPERT, configured for real, diffed.
+          const noExpertDir = `${outDir}-without-expert`;
+          const noExpert = await timed(c, "expert_trap", () => configure(noExpertDir, withoutExpert(plan.requested)));
+          await rm(noExpertDir, { recursive: true, force: true });
+          c.trap = explainTrap(trapSymbols(final, noExpert, plan.requested), { ...trapCriu(config, opts.criuVersion), kernelVersion: plan.entry.version, withExpert: final, noExpert });
+          if (c.trap.length) c.warnings.push(formatTrap(c.trap, config.kernel.base));
+        }
+        if (opts.configOut) await keepConfig(join(outDir, ".config"), opts.configOut);
         c.report = verifyConfig({
           requested: plan.requested,
           final,
           kconfig: c.kconfig,
           kernelVersion: plan.entry.version,
           allowlist: loadAllowlist(config.kernel.allowlist),
+          whitelist: plan.whitelist,
         });
         if (opts.checkConfigOnly) {
-          c.result = { cached: false, report: c.report, reportText: formatVerifyReport(c.report, label), warnings: c.warnings, notes: c.notes, seconds: c.seconds, finalConfig: final };
+          c.result = { cached: false, report: c.report, reportText: formatVerifyReport(c.report, label), warnings: c.warnings, notes: c.notes, seconds: c.seconds, finalConfig: final, expertTrap: c.trap };
           await rm(outDir, { recursive: true, force: true });
           return;
         }
@@ -154,7 +164,8 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
       },
     },
   ]);
-  return { ...ctx.result!, warnings: ctx.warnings, notes: ctx.notes, seconds: ctx.seconds, requested: requestedValues(plan.requested) };
+  if (opts.configOut && ctx.result?.dir && !opts.checkConfigOnly) await keepConfig(join(ctx.result.dir, "config"), opts.configOut);
+  return { ...ctx.result!, warnings: ctx.warnings, notes: ctx.notes, seconds: ctx.seconds, requested: requestedValues(plan.requested), expertTrap: ctx.trap ?? ctx.result?.expertTrap };
 }
 
 async function buildKernel(
@@ -231,7 +242,31 @@ export function verifyConfigFile(config: PipelineConfig, file: string, kconfigTr
   const plan = planKernel(config, repoData(), resolveKernelInputs(config));
   const final = parseDotConfig(readFileSync(file, "utf8"));
   const kconfig = kconfigTree ? parseKernelKconfig(kconfigTree) : undefined;
-  const report = verifyConfig({ requested: plan.requested, final, kconfig, kernelVersion: plan.entry.version, allowlist: loadAllowlist(config.kernel.allowlist) });
+  const report = verifyConfig({ requested: plan.requested, final, kconfig, kernelVersion: plan.entry.version, allowlist: loadAllowlist(config.kernel.allowlist), whitelist: plan.whitelist });
   return { report, text: formatVerifyReport(report, file) };
 }
 
+/** The build dir's variant part: the fragment set (or the Kata tree) and any extra fragments. */
+function variantName(config: PipelineConfig, plan: KernelPlan): string {
+  const set = config.kernel.kata_fragments ? "kata" : config.kernel.fragment_set;
+  const extra = plan.fragments.length - (config.kernel.kata_fragments ? 0 : config.fragment_sets[config.kernel.fragment_set].length);
+  return extra > 0 && !config.kernel.kata_fragments ? `${set}+${sha256(plan.fragments.map((f) => f.sha256).join()).slice(0, 8)}` : set;
+}
+
+/** The CRIU whose doctor explains the trap: --criu, else the config's version when the catalog has it. */
+function trapCriu(config: PipelineConfig, criuVersion?: string) {
+  const catalog = repoData().criu;
+  const version = criuVersion ?? config.criu.version;
+  let criu;
+  try {
+    criu = version ? resolveCriuVersion(version, catalog) : undefined;
+  } catch {
+    criu = undefined; // a version the catalog lacks: the kernel options still rank the trap
+  }
+  return { catalog, criu, patches: config.criu.patches };
+}
+
+/** --config-out: the final .config, written whole or not at all. */
+async function keepConfig(from: string, to: string): Promise<void> {
+  await writeAtomic(to, readFileSync(from, "utf8"));
+}

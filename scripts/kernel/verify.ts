@@ -19,6 +19,7 @@ import {
 } from "./kconfig.js";
 import { closest } from "../lib/suggest.js";
 import type { AllowEntry } from "../data/allowlist.js";
+import { whitelisted, type WhitelistEntry } from "../data/kata-fragments.js";
 
 export type { AllowEntry };
 
@@ -29,12 +30,15 @@ export interface Mismatch {
   why: string[];
   from: FragmentEntry;
   allowed?: AllowEntry;
+  /** Accepted by the Kata tree's whitelist. */
+  whitelisted?: WhitelistEntry;
 }
 
 export interface UnknownSymbol {
   symbol: string;
   from: FragmentEntry;
   suggestion?: string;
+  whitelisted?: WhitelistEntry;
 }
 
 export interface VerifyReport {
@@ -42,7 +46,7 @@ export interface VerifyReport {
   ok: string[];
   mismatches: Mismatch[];
   unknown: UnknownSymbol[];
-  /** True when nothing is wrong that the allowlist does not accept. */
+  /** True when nothing is wrong that the allowlist or the Kata whitelist does not accept. */
   passed: boolean;
 }
 
@@ -130,7 +134,10 @@ export function verifyConfig(opts: {
   kconfig?: KconfigTree;
   kernelVersion: string;
   allowlist?: AllowEntry[];
+  /** A Kata tree's whitelist: misses it names are reported apart and do not fail. */
+  whitelist?: WhitelistEntry[];
 }): VerifyReport {
+  const wl = (symbol: string) => (opts.whitelist?.length ? whitelisted(symbol, opts.whitelist) : undefined);
   const ok: string[] = [];
   const mismatches: Mismatch[] = [];
   const unknown: UnknownSymbol[] = [];
@@ -140,7 +147,7 @@ export function verifyConfig(opts: {
     const sym = opts.kconfig?.symbols.get(name);
     if (opts.kconfig && !sym) {
       const suggestion = closest(name, names);
-      unknown.push({ symbol, from: entry, suggestion: suggestion ? `CONFIG_${suggestion}` : undefined });
+      unknown.push({ symbol, from: entry, suggestion: suggestion ? `CONFIG_${suggestion}` : undefined, whitelisted: wl(symbol) });
       continue;
     }
     const final = opts.final.get(symbol) ?? "n";
@@ -155,6 +162,7 @@ export function verifyConfig(opts: {
       why: sym ? explain(sym, entry.value, final, opts.final) : [withoutKconfig(entry.value, final)],
       from: entry,
       allowed: isAllowed(symbol, opts.kernelVersion, opts.allowlist ?? []),
+      whitelisted: wl(symbol),
     });
   }
   return {
@@ -162,7 +170,7 @@ export function verifyConfig(opts: {
     ok,
     mismatches,
     unknown,
-    passed: unknown.length === 0 && mismatches.every((m) => m.allowed),
+    passed: unknown.every((u) => u.whitelisted) && mismatches.every((m) => m.allowed || m.whitelisted),
   };
 }
 
@@ -170,22 +178,29 @@ export function verifyConfig(opts: {
 export function formatVerifyReport(report: VerifyReport, kernelLabel: string): string {
   const out: string[] = [];
   out.push(`${kernelLabel}: ${report.ok.length}/${report.checked} requested symbols landed in the final .config`);
-  if (report.unknown.length) {
+  const unknown = report.unknown.filter((u) => !u.whitelisted);
+  const mismatches = report.mismatches.filter((m) => !m.whitelisted);
+  if (unknown.length) {
     out.push("", "Symbols that do not exist in this kernel's Kconfig:");
-    for (const u of report.unknown)
+    for (const u of unknown)
       out.push(`  ${u.symbol}  (${u.from.file}:${u.from.line})${u.suggestion ? `  did you mean ${u.suggestion}?` : ""}`);
   }
-  if (report.mismatches.length) {
-    const rows = report.mismatches.map((m) => [m.symbol, m.requested, m.final, m.allowed ? `allowed: ${m.allowed.reason}` : m.why[0]]);
+  if (mismatches.length) {
+    const rows = mismatches.map((m) => [m.symbol, m.requested, m.final, m.allowed ? `allowed: ${m.allowed.reason}` : m.why[0]]);
     const header = ["symbol", "requested", "final", "why"];
     const width = (i: number) => Math.max(header[i].length, ...rows.map((r) => r[i].length));
     const fmt = (r: string[]) => `  ${r.slice(0, 3).map((c, i) => c.padEnd(width(i))).join("  ")}  ${r[3]}`;
     out.push("", "Requested symbols that did not land:", fmt(header));
-    report.mismatches.forEach((m, i) => {
+    mismatches.forEach((m, i) => {
       out.push(fmt(rows[i]));
       for (const extra of m.why.slice(m.allowed ? 0 : 1)) out.push(`  ${" ".repeat(width(0) + width(1) + width(2) + 6)}${extra}`);
       out.push(`  ${" ".repeat(width(0) + width(1) + width(2) + 6)}(requested in ${m.from.file}:${m.from.line})`);
     });
+  }
+  const accepted = [...report.unknown.filter((u) => u.whitelisted).map((u) => ({ symbol: u.symbol, what: "not in this kernel's Kconfig", w: u.whitelisted! })), ...report.mismatches.filter((m) => m.whitelisted).map((m) => ({ symbol: m.symbol, what: `requested ${m.requested}, final ${m.final}`, w: m.whitelisted! }))];
+  if (accepted.length) {
+    out.push("", `Whitelisted by Kata (${accepted.length}, accepted misses, not failures):`);
+    for (const a of accepted) out.push(`  ${a.symbol}  ${a.what}  (pattern '${a.w.pattern}', ${a.w.file}:${a.w.line})`);
   }
   out.push("", report.passed ? "verification PASSED" : "verification FAILED");
   return out.join("\n");

@@ -37,6 +37,9 @@ const KernelConfigSchema = strictObject({
   build_timeout_minutes: num,
   debian_cloud_suite: str,
   boot_check: bool,
+  kata_fragments: filePath(),
+  kata_build_type: str,
+  kata_confidential: bool,
 });
 
 export const CRIU_PROVIDERS = ["local-source", "git", "local-mirror", "debian-source", "upstream", "debian-binary"] as const;

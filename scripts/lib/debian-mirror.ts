@@ -4,6 +4,7 @@
  * file in the pool. Checksums come from here because a package's .dsc may be missing on
  * the mirror. Parsed indexes are cached as JSON so repeat lookups need no network.
  */
+import { writeAtomic } from "./fs-atomic.js";
 import { existsSync } from "node:fs";
 import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -428,8 +429,4 @@ async function fetchVerifiedInRelease(mirror: string, suite: string, suiteDir: s
   return r.stdout;
 }
 
-async function writeAtomic(file: string, data: string): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, data);
-  await rename(tmp, file);
-}
+

@@ -3,6 +3,7 @@
  * booted, stage timings, and each test's status with its evidence. A cell is the unit that
  * is stored, resumed, merged across machines and compared between reports.
  */
+import { writeAtomic } from "../lib/fs-atomic.js";
 import type { z } from "zod";
 import { CELL_SCHEMA_VERSION, CELL_STATUSES, parseOutput, type CellResultSchema, type CellTestSchema } from "../lib/output-schemas.js";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
@@ -86,12 +87,8 @@ export function cellDir(outDir: string, id: string): string {
 
 /** Written to a temporary name and renamed: a reader never sees half a cell. */
 export async function writeCell(outDir: string, cell: CellResult): Promise<string> {
-  const dir = cellDir(outDir, cell.id);
-  await mkdir(dir, { recursive: true });
-  const file = join(dir, CELL_FILE);
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, `${JSON.stringify(cell, null, 2)}\n`);
-  await rename(tmp, file);
+  const file = join(cellDir(outDir, cell.id), CELL_FILE);
+  await writeAtomic(file, `${JSON.stringify(cell, null, 2)}\n`);
   return file;
 }
 

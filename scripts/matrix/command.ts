@@ -3,6 +3,7 @@
  * plan display with cache state, report writing, and the GitHub Actions workflow generated
  * from matrix.yaml (one job per CRIU version, then a merge-and-compare job).
  */
+import { writeAtomic } from "../lib/fs-atomic.js";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
@@ -30,13 +31,6 @@ type StageIndex = Record<string, string>;
 function readStageIndex(outDir: string): StageIndex {
   const f = join(outDir, STAGE_INDEX);
   return existsSync(f) ? (JSON.parse(readFileSync(f, "utf8")) as StageIndex) : {};
-}
-
-async function writeAtomic(file: string, text: string): Promise<void> {
-  await mkdir(dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, text);
-  await rename(tmp, file);
 }
 
 export async function writeReports(dir: string, r: MatrixReport): Promise<Record<string, string>> {

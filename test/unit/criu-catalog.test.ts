@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { checkFeatures, hasFact, loadCriuCatalog, resolveCriuVersion, suitesFrom } from "../../scripts/data/criu-catalog.js";
 import { applyPatches } from "../../scripts/criu/patches.js";
 import { loadPatchCatalog, selectPatches } from "../../scripts/data/criu-patches.js";
-import { diagnose, formatFindings } from "../../scripts/criu/doctor.js";
+import { diagnose, formatFindings } from "../../scripts/data/doctor.js";
 import { loadYamlFile } from "../../scripts/lib/yaml-file.js";
 import { CRIU_CATALOG_FILE } from "../../scripts/lib/paths.js";
 import { run } from "../../scripts/lib/exec.js";

@@ -3,7 +3,7 @@
  * config -> what will fail, why, and the fix. Pure; the CLI feeds it a .config.
  */
 import semver from "semver";
-import { hasFact, semverOf, suitesFrom, type CriuCatalog, type CriuVersionEntry } from "../data/criu-catalog.js";
+import { hasFact, semverOf, suitesFrom, type CriuCatalog, type CriuVersionEntry } from "./criu-catalog.js";
 
 export type Severity = "fail" | "warn";
 
