@@ -5,7 +5,7 @@
  * Cold and warm builds use throw-away cache directories fed from the main cache's download
  * (local-mirror provider), so the main cache is left as it was.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,6 +24,11 @@ function metadataOf(stdout: string): { build_seconds?: number; ccache?: { hits: 
 // The main cache holds the source download and a warm ccache once this has run.
 await timeCli("prepare (main cache, may build)", ["kernel"]);
 await timeCli("config + verify (source cached)", ["kernel", "--check-config"]);
+// The EXPERT trap's second configure runs beside the first: this should cost about the same.
+const trapDir = mkdtempSync(join(tmpdir(), "crg-bench-trap-"));
+writeFileSync(join(trapDir, "trap.conf"), "CONFIG_EXPERT=y # bench\nCONFIG_CHECKPOINT_RESTORE=y # bench\n");
+await timeCli("config + verify + EXPERT trap + --criu doctor", ["kernel", "--check-config", "--fragment", join(trapDir, "trap.conf"), "--criu", "4.1"]);
+rmSync(trapDir, { recursive: true, force: true });
 await timeCli("cache hit", ["kernel"]);
 
 const mirror = join(main.cache_dir, "downloads");

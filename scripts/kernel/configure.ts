@@ -59,9 +59,12 @@ export async function configureKernel(opts: ConfigureOptions): Promise<Map<strin
         [join(opts.tree, "scripts/kconfig/merge_config.sh"), "-m", "-O", opts.outDir, join(opts.outDir, ".config"), join(opts.tree, "kernel/configs/kvm_guest.config"), fragmentFile],
         { timeoutMs: CONFIG_TIMEOUT_MS, logFile: opts.logFile, cwd: opts.tree },
       );
+      // merge_config.sh -m only concatenates: olddefconfig resolves the result.
+      await make(opts, ["olddefconfig"]);
       break;
   }
-  await make(opts, ["olddefconfig"]);
+  // allnoconfig with KCONFIG_ALLCONFIG writes a fully resolved .config: an olddefconfig after
+  // it changes nothing (checked on 6.12) and costs a second pass over Kconfig.
   return parseDotConfig(readFileSync(join(opts.outDir, ".config"), "utf8"));
 }
 

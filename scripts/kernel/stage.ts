@@ -107,19 +107,26 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
       skip: (c) => (c.result ? "cached" : false),
       run: async (c, log, setTitle) => {
         // One build dir per kernel variant: alternating variants (a matrix) rebuilds nothing.
-        const outDir = join(cache.root, "kbuild", opts.checkConfigOnly ? `check-${c.key}` : `${c.source!.metadata.provider}-${plan.entry.version}-${config.kernel.base}-${variantName(config, plan)}`);
+        // A check keeps one dir per source and base: kconfig's own tools are compiled once, and
+        // every configure rewrites .config whole (allnoconfig, defconfig), so nothing carries over.
+        const sourceDir = `${c.source!.metadata.provider}-${plan.entry.version}-${config.kernel.base}`;
+        const outDir = join(cache.root, "kbuild", opts.checkConfigOnly ? `check-${sourceDir}` : `${sourceDir}-${variantName(config, plan)}`);
         await mkdir(join(cache.root, "logs"), { recursive: true });
         const logFile = join(cache.root, "logs", `kernel-${c.key}.log`);
         await rm(logFile, { force: true });
+        const configure = (dir: string, requested: typeof plan.requested, log2 = logFile) =>
+          configureKernel({ tree: c.source!.tree, outDir: dir, base: config.kernel.base, requested, logFile: log2, onLine: log });
+        // The exact trap: the same request without EXPERT, configured for real beside the
+        // real one (each make uses one core), then diffed. Kconfig is parsed meanwhile.
+        const configuring = timed(c, "configure", () =>
+          Promise.all([
+            configure(outDir, plan.requested),
+            requestsExpert(plan.requested) ? configure(`${outDir}-without-expert`, withoutExpert(plan.requested), logFile.replace(/\.log$/, "-without-expert.log")) : undefined,
+          ]),
+        );
         c.kconfig = parseKernelKconfig(c.source!.tree);
-        const configure = (dir: string, requested: typeof plan.requested) =>
-          configureKernel({ tree: c.source!.tree, outDir: dir, base: config.kernel.base, requested, logFile, onLine: log });
-        const final = await timed(c, "configure", () => configure(outDir, plan.requested));
-        if (requestsExpert(plan.requested)) {
-          // The exact trap: the same request without EXPERT, configured for real, diffed.
-          const noExpertDir = `${outDir}-without-expert`;
-          const noExpert = await timed(c, "expert_trap", () => configure(noExpertDir, withoutExpert(plan.requested)));
-          await rm(noExpertDir, { recursive: true, force: true });
+        const [final, noExpert] = await configuring;
+        if (noExpert) {
           c.trap = explainTrap(trapSymbols(final, noExpert, plan.requested), { ...trapCriu(config, opts.criuVersion), kernelVersion: plan.entry.version, withExpert: final, noExpert });
           if (c.trap.length) c.warnings.push(formatTrap(c.trap, config.kernel.base));
         }
@@ -134,7 +141,6 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
         });
         if (opts.checkConfigOnly) {
           c.result = { cached: false, report: c.report, reportText: formatVerifyReport(c.report, label), warnings: c.warnings, notes: c.notes, seconds: c.seconds, finalConfig: final, expertTrap: c.trap };
-          await rm(outDir, { recursive: true, force: true });
           return;
         }
         failOnVerify(c.report, label);
