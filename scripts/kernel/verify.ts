@@ -12,7 +12,6 @@ import {
   exprSymbols,
   exprToString,
   symbolValue,
-  triName,
   type Expr,
   type KSymbol,
   type KconfigTree,
@@ -204,4 +203,55 @@ export function formatVerifyReport(report: VerifyReport, kernelLabel: string): s
   }
   out.push("", report.passed ? "verification PASSED" : "verification FAILED");
   return out.join("\n");
+}
+
+/**
+ * The reader's own verdict on one requested y/m symbol, from Kconfig alone: can the final
+ * config hold the requested value? Selected by an active symbol, or a visible prompt whose
+ * dependencies allow the value. Choice members and n-requests are not judged (undefined).
+ * Checked against what scripts/kconfig really wrote (`referenceDisagreements`), this is how
+ * the parser is tested on whole real trees.
+ */
+export function readerVerdict(sym: KSymbol, requested: string, config: Map<string, string>): boolean | undefined {
+  if (requested !== "y" && requested !== "m") return undefined;
+  if (sym.defs.some((d) => d.choice !== undefined)) return undefined;
+  if (requested === "m" && (sym.type === "bool" || symbolValue("MODULES", config) !== "y")) return false;
+  const need = requested === "y" ? 2 : 1;
+  const tri = (e: Expr | undefined) => (e ? evalExpr(e, config) : 2);
+  // Selected by an active symbol: forced, whatever its own prompt says.
+  if (sym.selectedBy.some((s) => (tri({ kind: "sym", name: s.by }) ?? 0) >= need && (tri(s.cond) ?? 0) >= need)) return true;
+  let unknown = false;
+  for (const d of sym.defs) {
+    const deps = d.depends.map(tri);
+    if (deps.includes(null)) unknown = true;
+    const depsOk = deps.every((v) => v === null || v >= need);
+    const visible = d.prompt ? tri(d.prompt.cond) : 0;
+    if (visible === null) unknown = true;
+    if (visible === 2 && depsOk) return true;
+  }
+  // No visible prompt: the first default whose condition holds decides, within the dependencies.
+  for (const d of sym.defs)
+    for (const dflt of d.defaults) {
+      const cond = tri(dflt.cond);
+      if (cond === null) return undefined;
+      if (cond === 0) continue;
+      const v = tri(dflt.value);
+      if (v === null) return undefined;
+      return v >= need && d.depends.every((dep) => (tri(dep) ?? 2) >= need) ? true : unknown ? undefined : false;
+    }
+  return unknown ? undefined : false;
+}
+
+/** Requested symbols where the reader's verdict and the final .config disagree (should be none). */
+export function referenceDisagreements(requested: RequestedConfig, final: Map<string, string>, kconfig: KconfigTree): { symbol: string; reader: boolean; landed: boolean }[] {
+  const out: { symbol: string; reader: boolean; landed: boolean }[] = [];
+  for (const [symbol, entry] of requested.values) {
+    const sym = kconfig.symbols.get(symbol.replace(/^CONFIG_/, ""));
+    if (!sym) continue;
+    const reader = readerVerdict(sym, entry.value, final);
+    if (reader === undefined) continue;
+    const landed = same(entry.value, final.get(symbol) ?? "n");
+    if (reader !== landed) out.push({ symbol, reader, landed });
+  }
+  return out;
 }

@@ -9,6 +9,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crGuest, missingTools } from "../helpers/cli.js";
 import { writeKataTree } from "../helpers/kata-tree.js";
+import { readdirSync } from "node:fs";
+import { REPO_ROOT } from "../../scripts/lib/paths.js";
+import { repoData } from "../../scripts/data/repo-data.js";
+import { loadFragmentFile, mergeFragments, parseDotConfig } from "../../scripts/data/fragments.js";
+import { parseKernelKconfig } from "../../scripts/kernel/kconfig.js";
+import { referenceDisagreements } from "../../scripts/kernel/verify.js";
 import { FRAGMENTS_DIR } from "../../scripts/lib/paths.js";
 import { bootVm } from "../../scripts/lib/qemu.js";
 import { run } from "../../scripts/lib/exec.js";
@@ -150,5 +156,34 @@ describe.skipIf(skip)("kernel stage (integration)", () => {
     const mb = doc.symbols.find((x: { symbol: string }) => x.symbol === "CONFIG_MEMBARRIER");
     expect(mb).toMatchObject({ status: "ok", final: "y" });
     expect(r.stderr).toMatch(/linux 6\.1\.\d+ \(allnoconfig, fragment set default\): \d+\/\d+ requested symbols landed/);
+  });
+
+  it("the Kconfig reader agrees with scripts/kconfig on every requested symbol, on whole 6.1 and 6.12 trees", { timeout: 20 * 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "crg-ref-"));
+    const procOff = join(dir, "proc-off.conf");
+    // Turning PROC_FS off (it has a prompt only with EXPERT) drops CHECKPOINT_RESTORE and more.
+    writeFileSync(procOff, "CONFIG_EXPERT=y # expert\n# CONFIG_PROC_FS is not set\n");
+    const data = repoData();
+    const defaults = ["guest-base", "checkpoint-restore"].map((n) => data.fragments.get(n)!);
+    const cases = [
+      { kernel: "6.1", extra: [] as string[] },
+      { kernel: "6.12", extra: [] as string[] },
+      { kernel: "6.12", extra: [procOff] },
+    ];
+    for (const c of cases) {
+      const out = join(dir, `${c.kernel}-${c.extra.length}.config`);
+      const r = await crGuest(["kernel", "--kernel", c.kernel, "--check-config", "--config-out", out, ...c.extra.flatMap((f) => ["--fragment", f]), "--json"], 15 * 60_000);
+      const doc = JSON.parse(r.stdout);
+      const version = /linux (\d+\.\d+\.\d+) \(/.exec(r.stderr)?.[1];
+      const source = readdirSync(join(REPO_ROOT, "images", "sources")).find((d) => d.startsWith(`linux-${version}-`));
+      expect(source, r.stderr).toBeDefined();
+      const kconfig = parseKernelKconfig(join(REPO_ROOT, "images", "sources", source!, "tree"));
+      const requested = mergeFragments([...defaults, ...c.extra.map(loadFragmentFile)]);
+      const final = parseDotConfig(readFileSync(out, "utf8"));
+      // Both ways: what the reader says lands did land, what it says cannot land did not.
+      expect(referenceDisagreements(requested, final, kconfig), `${c.kernel} ${c.extra.join(" ")}`).toEqual([]);
+      const missed = doc.symbols.filter((x: { status: string }) => x.status === "mismatch").map((x: { symbol: string }) => x.symbol);
+      expect(missed.length > 0, "the PROC_FS case must judge symbols that did not land").toBe(c.extra.length > 0);
+    }
   });
 });
