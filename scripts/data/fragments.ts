@@ -5,6 +5,7 @@
  */
 import { readFileSync, readdirSync } from "node:fs";
 import { basename, join } from "node:path";
+import semver from "semver";
 import { UserError } from "../lib/errors.js";
 import { sha256 } from "../lib/hash.js";
 import { FRAGMENTS_DIR } from "../lib/paths.js";
@@ -15,6 +16,8 @@ export interface FragmentEntry {
   reason: string;
   file: string;
   line: number;
+  /** `# [kernel RANGE] reason`: the line applies only to kernels in this semver range. */
+  kernels?: string;
 }
 
 export interface Fragment {
@@ -44,9 +47,22 @@ export function parseFragment(text: string, file: string): Fragment {
         `bad fragment line at ${file}:${i + 1}: '${line}'`,
         "write CONFIG_NAME=value  # reason (value y, m, n, a number or a \"string\")",
       );
-    entries.push({ symbol: m[1], value: m[2], reason: (m[3] ?? "").trim(), file, line: i + 1 });
+    entries.push({ symbol: m[1], value: m[2], ...kernelRange((m[3] ?? "").trim(), file, i + 1), file, line: i + 1 });
   });
   return { name: basename(file).replace(/\.conf$/, ""), file, sha256: sha256(text), entries };
+}
+
+/** A reason may start with `[kernel >=6.17]`: the symbol exists, or matters, only there. */
+function kernelRange(reason: string, file: string, line: number): { reason: string; kernels?: string } {
+  const m = /^\[kernel ([^\]]+)\]\s*(.*)$/.exec(reason);
+  if (!m) return { reason };
+  if (!semver.validRange(m[1])) throw new UserError(`bad kernel range at ${file}:${line}: '${m[1]}'`, "write a semver range, e.g. # [kernel >=6.17] why");
+  return { reason: m[2], kernels: m[1] };
+}
+
+/** The fragments as they apply to one kernel version: lines for other ranges left out. */
+export function forKernel(fragments: Fragment[], version: string): Fragment[] {
+  return fragments.map((f) => ({ ...f, entries: f.entries.filter((e) => !e.kernels || semver.satisfies(version, e.kernels)) }));
 }
 
 export function loadFragmentFile(file: string): Fragment {

@@ -4,7 +4,7 @@ import type { PipelineConfig } from "../lib/config.js";
 import { UserError } from "../lib/errors.js";
 import { cacheKey } from "../lib/hash.js";
 import { didYouMean } from "../lib/suggest.js";
-import { loadFragmentFile, mergeFragments, renderConfigFragment, type Fragment, type RequestedConfig } from "../data/fragments.js";
+import { forKernel, loadFragmentFile, mergeFragments, renderConfigFragment, type Fragment, type RequestedConfig } from "../data/fragments.js";
 import { resolveKernelVersion, type KernelVersionEntry } from "../data/kernel-catalog.js";
 import type { RepoData } from "../data/repo-data.js";
 import { readKataTree, whitelistFor, type KataTree, type WhitelistEntry } from "../data/kata-fragments.js";
@@ -62,7 +62,8 @@ export function planKernel(config: PipelineConfig, data: Pick<RepoData, "kernels
     return f;
   }));
   fragments.push(...inputs.userFragments);
-  const requested = mergeFragments(fragments);
+  // Lines marked `# [kernel RANGE]` count only for kernels in that range.
+  const requested = mergeFragments(forKernel(fragments, entry.version));
   const jobs = config.kernel.jobs > 0 ? config.kernel.jobs : inputs.hostCpus;
   return { entry, fragments, requested, jobs, whitelist: inputs.kata ? whitelistFor(inputs.kata, entry.version) : [], kataExcluded: inputs.kata?.excluded ?? [] };
 }

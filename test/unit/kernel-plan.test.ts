@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../scripts/lib/config.js";
-import { mergeFragments, parseFragment, renderConfigFragment, parseDotConfig } from "../../scripts/data/fragments.js";
+import { forKernel, mergeFragments, parseFragment, renderConfigFragment, parseDotConfig } from "../../scripts/data/fragments.js";
 import { kernelCacheKey, planKernel, resolveKernelInputs } from "../../scripts/kernel/plan.js";
 import { repoData } from "../../scripts/data/repo-data.js";
 import { parseYaml } from "../../scripts/lib/yaml-file.js";
@@ -47,7 +47,7 @@ describe("kernel versions", () => {
     expect(resolveKernelVersion("6.12", catalog).version).toBe("6.12.107");
     expect(resolveKernelVersion("6.1", catalog).version).toBe("6.1.176");
     expect(resolveKernelVersion("6.12.95", catalog).version).toBe("6.12.95");
-    expect(resolveKernelVersion("latest", catalog).version).toBe("7.2.13");
+    expect(resolveKernelVersion("latest", catalog).version).toBe("7.1.8");
   });
   it("rejects an unknown version, listing the known ones", () => {
     expect(() => resolveKernelVersion("5.4", catalog)).toThrow(/unknown kernel version '5.4'/);
@@ -61,6 +61,25 @@ describe("kernel versions", () => {
     for (const entry of catalog.values()) expect(entry.debian?.orig_sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(() => parseKernelCatalog(parseYaml('versions:\n  "6.12": {}\n', "x.yaml"))).toThrow(/x\.yaml:2: '6\.12' is not a full kernel version/);
     expect(() => parseKernelCatalog(parseYaml('versions:\n  "6.12.1": { debain: {} }\n', "x.yaml"))).toThrow(/x\.yaml:2: unknown key 'versions\.6\.12\.1\.debain' \(did you mean 'debian'\?\)/);
+  });
+});
+
+describe("fragment lines for a kernel range", () => {
+  it("a `# [kernel RANGE]` line counts only for kernels in that range; a bad range names file and line", () => {
+    const f = parseFragment("CONFIG_A=y # always\nCONFIG_B=y # [kernel >=6.17] legacy tables\n", "r.conf");
+    expect(f.entries[1]).toMatchObject({ symbol: "CONFIG_B", kernels: ">=6.17", reason: "legacy tables" });
+    expect([...mergeFragments(forKernel([f], "6.12.107")).values.keys()]).toEqual(["CONFIG_A"]);
+    expect([...mergeFragments(forKernel([f], "7.1.8")).values.keys()]).toEqual(["CONFIG_A", "CONFIG_B"]);
+    expect(() => parseFragment("CONFIG_A=y # [kernel soon] x\n", "r.conf")).toThrow(/bad kernel range at r\.conf:1: 'soon'/);
+  });
+
+  it("the C/R fragment asks for the legacy xtables switches on 6.17+ only, so 6.1, 6.12 and 7.x all verify", () => {
+    const config = loadConfig();
+    const inputs = { userFragments: [], hostCpus: 2 };
+    const symbolsFor = (v: string) => [...planKernel(loadConfig({ set: [`kernel.version=${v}`] }), repoData(), inputs).requested.values.keys()];
+    expect(symbolsFor("6.12")).not.toContain("CONFIG_NETFILTER_XTABLES_LEGACY");
+    expect(symbolsFor("7.1")).toEqual(expect.arrayContaining(["CONFIG_NETFILTER_XTABLES_LEGACY", "CONFIG_IP_NF_IPTABLES_LEGACY", "CONFIG_IP6_NF_IPTABLES_LEGACY"]));
+    expect(config.kernel.version).toBe("6.12");
   });
 });
 
