@@ -61,7 +61,9 @@ export const INFORMATIONAL_TESTS = ["criu-check-all", "feature/"];
 
 /** What does not decide a cell: criu check --all and --feature, and the scenarios' observing cases. */
 export function informationalFor(config: PipelineConfig): string[] {
-  return [...INFORMATIONAL_TESTS, ...observedTests(loadScenarios(config.boot.scenarios))];
+  // A distribution kernel is not built from our fragments: its config check only informs.
+  const distribution = config.kernel.kind === "debian-cloud" ? ["kernel-config"] : [];
+  return [...INFORMATIONAL_TESTS, ...distribution, ...observedTests(loadScenarios(config.boot.scenarios))];
 }
 
 /** Patterns: "prefix/" for every test under it, else an exact name (the scenarios' observing cases). */

@@ -5,6 +5,7 @@
  * others; a stored cell with the same inputs is kept (resume) unless forced.
  */
 import { NoCriuSourceError } from "../criu/stage.js";
+import { KernelCannotBootError } from "../kernel/bootable.js";
 import { hostname } from "node:os";
 import { errorMessage } from "../lib/errors.js";
 import { existsSync, readFileSync } from "node:fs";
@@ -236,6 +237,8 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
     } catch (err) {
       // No provider could serve this CRIU after all (e.g. upstream unreachable): not a build.
       if (err instanceof NoCriuSourceError) return finish("SKIPPED", `${errorMessage(err)}; ${err.hint}`);
+      // A kernel that cannot boot the image (a distribution kernel's modules): never booted.
+      if (err instanceof KernelCannotBootError) return finish("SKIPPED", errorMessage(err));
       cell.failed_stage = stage;
       // A boot stage that throws (QEMU missing, disk full) is infrastructure, not a build.
       return finish(stage === "boot" ? "ERROR" : "BUILD-FAILED", `${stage}: ${errorMessage(err)}`);

@@ -48,27 +48,30 @@ describe("matrix spec", () => {
     expect(a.inputsKey).not.toBe(b.inputsKey);
   });
 
-  it("the default matrix: CRIU 3.17.1, 3.19, 4.1.1, 4.2.1 on 6.12 with and without MEMBARRIER, the patch where it applies", () => {
+  it("the default matrix: CRIU 3.17.1, 3.19, 4.1.1, 4.2.1 on 6.1, 6.12 with and without MEMBARRIER, 7.1 and Debian's cloud kernel, the patch where it applies", () => {
     const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")));
     const runnable = plan.cells.filter((c) => !c.skip);
     expect(new Set(runnable.map((c) => c.criuVersion))).toEqual(new Set(["3.17.1", "3.19", "4.1.1", "4.2.1"]));
-    expect(new Set(runnable.map((c) => c.axes.kernel))).toEqual(new Set(["6.12", "6.12-no-membarrier"]));
+    expect(new Set(runnable.map((c) => c.axes.kernel))).toEqual(new Set(["6.1", "6.12", "6.12-no-membarrier", "7.1", "debian-cloud"]));
+    // The patch runs on the 6.12 pair only (the kernels with and without MEMBARRIER).
+    expect(new Set(runnable.filter((c) => c.patches.length).map((c) => c.axes.kernel))).toEqual(new Set(["6.12", "6.12-no-membarrier"]));
+    expect(runnable.find((c) => c.id === "4.1.1_debian-cloud_unpatched_native")?.config.kernel.kind).toBe("debian-cloud");
     expect(runnable.filter((c) => c.patches.includes("membarrier-probe-nonfatal")).every((c) => c.criuVersion !== "3.17.1")).toBe(true);
-    expect(sharedStages(plan.cells).kernels).toBe(2);
+    expect(sharedStages(plan.cells).kernels).toBe(5);
     // 3.19 has a pinned tag archive: upstream would serve it.
     const c319 = plan.cells.find((c) => c.id === "3.19_6.12_unpatched_native")!;
     expect(c319.criuCandidates.find((c) => c.key)?.provider).toBe("upstream");
     // Without the network providers it is skipped, with every way to give a source.
     const offline = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")), { set: ["criu.providers=[local-source, git, local-mirror, debian-source, debian-binary]"] });
     const skipped = offline.cells.filter((c) => c.skip);
-    expect(skipped.map((c) => c.criuVersion)).toEqual(["3.19", "3.19", "3.19", "3.19"]);
+    expect(skipped.map((c) => c.criuVersion)).toEqual(Array(7).fill("3.19"));
     for (const flag of ["--criu-mirror", "--local-source", "--git"]) expect(skipped[0].skip).toContain(flag);
   });
 
   it.skipIf(missingTarballs())("with a local mirror, the 3.19 cells are served from it and share one build per patch set", () => {
     const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")), { set: [`criu.local_mirror=${CRIU_TARBALLS}`] });
     const cells = plan.cells.filter((c) => c.criuVersion === "3.19");
-    expect(cells).toHaveLength(4);
+    expect(cells).toHaveLength(7);
     for (const c of cells) expect(c.criuCandidates.find((x) => x.key)?.provider).toBe("local-mirror");
     expect(new Set(cells.map((c) => c.groups.criu)).size).toBe(2);
     // Offline providers come first: 4.1.1 is built from the mirror's tag archive (other bytes
@@ -86,7 +89,7 @@ describe("matrix spec", () => {
     expect(cells.map((c) => c.id)).toEqual(["4.1.1_6.12_unpatched_native"]);
     const e = errorOf(() => filterCells(plan, { kernel: ["6.13"] }));
     expect(e.message).toMatch(/no cell of matrix 'default' matches/);
-    expect(e.hint).toMatch(/kernel 6\.12\|6\.12-no-membarrier/);
+    expect(e.hint).toMatch(/kernel 6\.1\|6\.12\|6\.12-no-membarrier\|7\.1\|debian-cloud/);
   });
 
   it("rules match ids, and semver ranges on the resolved CRIU version", () => {

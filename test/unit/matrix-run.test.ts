@@ -13,6 +13,7 @@ import { loadMatrixSpec, planMatrix, type PlannedCell } from "../../scripts/matr
 import { Capacity, runMatrix, type CellStages } from "../../scripts/matrix/run.js";
 import type { RunResults } from "../../scripts/boot/stage.js";
 import { runRecord } from "../helpers/run-record.js";
+import { bootBlockers, KernelCannotBootError } from "../../scripts/kernel/bootable.js";
 import { storedCell, writeCell } from "../../scripts/matrix/cell.js";
 
 const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "test/fixtures/matrix/small.yaml")));
@@ -89,6 +90,27 @@ describe("matrix runner", () => {
       } else expect(["PASS", "FAIL"]).toContain(got.status);
     }
     expect(r.calls.kernel.filter((k) => k === "nomb")).toHaveLength(1);
+  });
+
+  it("a kernel that cannot boot the image (modules, no initrd) makes its cells SKIPPED, naming what is missing, never booted", async () => {
+    const r = recordingStages();
+    const stages = { ...r.stages, boot: async (c: PlannedCell) => {
+      const blockers = bootBlockers(new Map([["CONFIG_VIRTIO_BLK", "m"], ["CONFIG_BLK_DEV_NVME", "m"], ["CONFIG_VIRTIO_PCI", "y"], ["CONFIG_EXT4_FS", "m"], ["CONFIG_DEVTMPFS", "y"]]));
+      if (c.axes.kernel === "nomb") throw new KernelCannotBootError("linux 6.12.57+deb13-cloud-amd64", blockers);
+      return r.stages.boot(c, "", "");
+    } };
+    const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
+    const s = await runMatrix(plan, plan.cells, opts(out, stages));
+    const nomb = s.cells.filter((c) => c.axes.kernel === "nomb");
+    expect(nomb.length).toBeGreaterThan(0);
+    for (const c of nomb) {
+      expect(c.status).toBe("SKIPPED");
+      expect(c.reason).toMatch(/cannot boot the image: CONFIG_VIRTIO_BLK=m \/ CONFIG_BLK_DEV_NVME=m .*; CONFIG_EXT4_FS=m/);
+      expect(c.tests).toEqual([]);
+    }
+    expect(s.cells.filter((c) => c.axes.kernel !== "nomb").every((c) => c.status !== "SKIPPED")).toBe(true);
+    // A kernel that builds them in has no blockers.
+    expect(bootBlockers(new Map([["CONFIG_VIRTIO_BLK", "y"], ["CONFIG_VIRTIO_PCI", "y"], ["CONFIG_EXT4_FS", "y"], ["CONFIG_DEVTMPFS", "y"]]))).toEqual([]);
   });
 
   it("an infrastructure error is ERROR, not a test failure, and is retried by the next run", async () => {
