@@ -15,7 +15,7 @@ import { runImageStage, type ImageResult } from "./image/stage.js";
 import { parseDotConfig } from "./data/fragments.js";
 import { kernelRef, type KernelRef, type KernelStageOptions, type KernelStageResult } from "./kernel/result.js";
 import { runKernelStage } from "./kernel/stage.js";
-import { bootBlockers, KernelCannotBootError } from "./kernel/bootable.js";
+import { bootPlan, KernelCannotBootError } from "./kernel/bootable.js";
 import type { PipelineConfig } from "./lib/config.js";
 import { UserError } from "./lib/errors.js";
 import { runSteps } from "./lib/progress.js";
@@ -158,7 +158,7 @@ const RUNNERS: { [S in StageName]: Runner<S> } = {
     if (!kernel) throw new UserError("a check-config kernel run builds no kernel to boot", "drop --check-config");
     const image = done.image!.value;
     // A kernel that cannot mount the image's root (modules, no initrd) is not booted at all.
-    const blockers = bootBlockers(done.kernel!.value.config ?? new Map());
+    const { bus, blockers } = bootPlan(done.kernel!.value.config ?? new Map());
     if (blockers.length) throw new KernelCannotBootError(`linux ${kernel.release ?? kernel.version}`, blockers);
     const accel = await chooseAccel(config, join(kernel.dir, "vmlinuz"));
     const state: { run?: RunRecord } = {};
@@ -166,7 +166,7 @@ const RUNNERS: { [S in StageName]: Runner<S> } = {
       {
         title: `Boot and test: linux ${kernel.version}, CRIU ${image.manifest.criu.version} (${accel.accel})`,
         run: async (s, log) =>
-          void (s.run = await runBootTests(config, { kernel, image, criu: done.criu!.value, accel: accel.accel, force: o.boot?.force, log: o.boot?.log ?? log })),
+          void (s.run = await runBootTests(config, { kernel, image, criu: done.criu!.value, accel: accel.accel, bus, force: o.boot?.force, log: o.boot?.log ?? log })),
       },
     ]);
     const run = state.run!;

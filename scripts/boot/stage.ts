@@ -52,14 +52,17 @@ export interface RunOptions {
   image: ImageResult;
   criu: CriuStageResult;
   accel: Accel;
+  /** The disks' bus: NVMe for a kernel that builds only that in. */
+  bus?: "virtio" | "nvme";
   force?: boolean;
   log?: (line: string) => void;
 }
 
 /** The kernel command line: root by PARTUUID for our images, by partition for existing ones. */
-export function kernelCommandLine(image: ImageResult, extra: string[] = []): string[] {
+export function kernelCommandLine(image: ImageResult, extra: string[] = [], bus: "virtio" | "nvme" = "virtio"): string[] {
   const m = image.metadata;
-  const root = m.root.partuuid ? `root=PARTUUID=${m.root.partuuid}` : `root=${m.root.device.replace("/dev/sda", "/dev/vda")}`;
+  const device = bus === "nvme" ? m.root.device.replace(/^\/dev\/sda(\d+)$/, "/dev/nvme0n1p$1") : m.root.device.replace("/dev/sda", "/dev/vda");
+  const root = m.root.partuuid ? `root=PARTUUID=${m.root.partuuid}` : `root=${device}`;
   return [root, "rw", "rootwait", `init=${GUEST_INIT}`, "quiet", "loglevel=4", ...extra];
 }
 
@@ -82,7 +85,9 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
     input: Object.fromEntries(Object.entries(input.files).map(([k, v]) => [k, sha256(v)])),
     memory: config.boot.memory_mib,
     cpus: config.boot.cpus,
-    append: kernelCommandLine(o.image, config.boot.kernel_args),
+    append: kernelCommandLine(o.image, config.boot.kernel_args, o.bus),
+    // Only a non-default bus is part of the key, so earlier runs keep their keys.
+    ...(o.bus === "nvme" ? { bus: o.bus } : {}),
     recipe: RUN_RECIPE_VERSION,
   });
   // Only complete runs count as cached: an ERROR run is tried again.
@@ -106,7 +111,8 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
       const boot = await bootVm({
         kernel: join(o.kernel.dir, "vmlinuz"),
         drives: [{ path: o.image.image, snapshot: true }, { path: disk }],
-        append: kernelCommandLine(o.image, config.boot.kernel_args),
+        append: kernelCommandLine(o.image, config.boot.kernel_args, o.bus),
+        bus: o.bus,
         memoryMiB: config.boot.memory_mib,
         cpus: config.boot.cpus,
         accel: o.accel,

@@ -6,19 +6,28 @@
  */
 import { UserError } from "../lib/errors.js";
 
-/** Each entry: alternatives, one of which must be =y. */
-const NEEDED_BUILT_IN: { any: string[]; why: string }[] = [
-  { any: ["CONFIG_VIRTIO_BLK", "CONFIG_BLK_DEV_NVME"], why: "the root disk's driver (virtio block or NVMe)" },
-  { any: ["CONFIG_VIRTIO_PCI"], why: "the virtio transport" },
-  { any: ["CONFIG_EXT4_FS"], why: "the root filesystem (ext4)" },
-  { any: ["CONFIG_DEVTMPFS"], why: "/dev without udev" },
-];
+export type DiskBus = "virtio" | "nvme";
+
+const on = (config: Map<string, string>, s: string) => config.get(s) === "y";
+
+/**
+ * The disk bus this kernel can boot from (virtio block, else NVMe: Debian's cloud kernel
+ * builds NVMe in but virtio block as a module), and what keeps it from booting at all.
+ */
+export function bootPlan(config: Map<string, string>): { bus?: DiskBus; blockers: string[] } {
+  const blockers: string[] = [];
+  const bus: DiskBus | undefined =
+    on(config, "CONFIG_VIRTIO_BLK") && on(config, "CONFIG_VIRTIO_PCI") ? "virtio" : on(config, "CONFIG_BLK_DEV_NVME") && on(config, "CONFIG_PCI") ? "nvme" : undefined;
+  const v = (s: string) => `${s}=${config.get(s) ?? "n"}`;
+  if (!bus) blockers.push(`${v("CONFIG_VIRTIO_BLK")} / ${v("CONFIG_BLK_DEV_NVME")} (the root disk's driver: virtio block or NVMe; needed built in, there is no initrd)`);
+  if (!on(config, "CONFIG_EXT4_FS")) blockers.push(`${v("CONFIG_EXT4_FS")} (the root filesystem; needed built in, there is no initrd)`);
+  if (!on(config, "CONFIG_DEVTMPFS")) blockers.push(`${v("CONFIG_DEVTMPFS")} (/dev without udev; needed built in)`);
+  return { bus, blockers };
+}
 
 /** What keeps `config` from booting our image without an initrd (empty: it can). */
 export function bootBlockers(config: Map<string, string>): string[] {
-  return NEEDED_BUILT_IN.filter((n) => !n.any.some((s) => config.get(s) === "y")).map(
-    (n) => `${n.any.map((s) => `${s}=${config.get(s) ?? "n"}`).join(" / ")} (${n.why}; needed built in, there is no initrd)`,
-  );
+  return bootPlan(config).blockers;
 }
 
 /** The kernel cannot boot the image: not a test result, and not an infrastructure error. */

@@ -37,6 +37,8 @@ export interface BootOptions {
   consoleLog: string;
   endMarker: string;
   extraArgs?: string[];
+  /** The disks' bus (default virtio). */
+  bus?: "virtio" | "nvme";
   /** Boot deadline: this console text must appear within bootTimeoutMs, or the VM is stopped. */
   started?: { marker: string; timeoutMs: number };
 }
@@ -64,7 +66,9 @@ export function qemuArgs(opts: BootOptions): string[] {
   if (opts.initrd) args.push("-initrd", opts.initrd);
   (opts.drives ?? []).forEach((d, i) => {
     args.push("-drive", `file=${d.path},format=${d.format ?? "raw"},if=none,id=d${i}${d.readonly ? ",readonly=on" : ""}${d.snapshot ? ",snapshot=on" : ""}`);
-    args.push("-device", `virtio-blk-pci,drive=d${i}${d.serial ? `,serial=${d.serial}` : ""}`);
+    // NVMe for kernels that build only that in (a distribution kernel); it needs a serial.
+    if (opts.bus === "nvme") args.push("-device", `nvme,drive=d${i},serial=${d.serial ?? `crg${i}`}`);
+    else args.push("-device", `virtio-blk-pci,drive=d${i}${d.serial ? `,serial=${d.serial}` : ""}`);
   });
   args.push("-append", ["console=ttyS0", "panic=-1", "oops=panic", ...opts.append].join(" "));
   return [...args, ...(opts.extraArgs ?? [])];

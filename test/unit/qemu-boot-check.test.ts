@@ -3,6 +3,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { classifyBoot, qemuArgs } from "../../scripts/lib/qemu.js";
+import { bootPlan } from "../../scripts/kernel/bootable.js";
 import { buildConfigCheckInitramfs, parseConfigCheckConsole, END_MARKER } from "../../scripts/kernel/boot-check.js";
 import { run } from "../../scripts/lib/exec.js";
 import { missingTools } from "../helpers/cli.js";
@@ -17,6 +18,26 @@ describe("QEMU command line", () => {
     expect(args).toContain("file=/d.img,format=raw,if=none,id=d0,readonly=on");
     expect(args).toContain("virtio-blk-pci,drive=d0,serial=crg-results");
     expect(qemuArgs({ kernel: "/k", append: [], accel: "kvm", timeoutMs: 1, consoleLog: "/c", endMarker: "M" })).toContain("host");
+  });
+
+  it("boots from NVMe when the kernel builds only that in (Debian's cloud kernel), with a serial per disk", () => {
+    const args = qemuArgs({ kernel: "/k", append: [], accel: "tcg", timeoutMs: 1, consoleLog: "/c", endMarker: "M", bus: "nvme", drives: [{ path: "/root.img", snapshot: true }, { path: "/results.img" }] });
+    expect(args).toContain("nvme,drive=d0,serial=crg0");
+    expect(args).toContain("nvme,drive=d1,serial=crg1");
+    expect(args.join(" ")).not.toContain("virtio-blk");
+  });
+});
+
+describe("which kernels can boot the image (no initrd)", () => {
+  const base = { CONFIG_VIRTIO_PCI: "y", CONFIG_PCI: "y", CONFIG_EXT4_FS: "y", CONFIG_DEVTMPFS: "y" };
+  const plan = (o: Record<string, string>) => bootPlan(new Map(Object.entries({ ...base, ...o })));
+  it("virtio block first, NVMe when virtio block is a module, else the cell is not booted", () => {
+    expect(plan({ CONFIG_VIRTIO_BLK: "y", CONFIG_BLK_DEV_NVME: "y" })).toEqual({ bus: "virtio", blockers: [] });
+    // Debian's trixie cloud kernel (6.12.117+deb13-cloud-amd64): VIRTIO_BLK=m, BLK_DEV_NVME=y.
+    expect(plan({ CONFIG_VIRTIO_BLK: "m", CONFIG_BLK_DEV_NVME: "y" })).toEqual({ bus: "nvme", blockers: [] });
+    const none = plan({ CONFIG_VIRTIO_BLK: "m", CONFIG_BLK_DEV_NVME: "m", CONFIG_EXT4_FS: "m" });
+    expect(none.bus).toBeUndefined();
+    expect(none.blockers.join("; ")).toMatch(/CONFIG_VIRTIO_BLK=m \/ CONFIG_BLK_DEV_NVME=m .*; CONFIG_EXT4_FS=m/);
   });
 });
 
