@@ -25,13 +25,7 @@ export function configOf(ctx: CommandContext, extraSets: string[] = []): Pipelin
 }
 
 async function readKernelConfig(file: string): Promise<Map<string, string>> {
-  const { readFile } = await import("node:fs/promises");
-  const { parseDotConfig } = await import("./data/fragments.js");
-  try {
-    return parseDotConfig(await readFile(file, "utf8"));
-  } catch {
-    throw new UserError(`cannot read kernel config ${file}`, "pass a kernel .config file");
-  }
+  return (await import("./data/fragments.js")).loadDotConfig(file);
 }
 
 /** A stage's own notes (warnings, provider notes) and the doctor's predictions, on stderr. */

@@ -5,14 +5,13 @@
  * `doctor`, every matrix cell and the benches (through the CLI) come through here, so a
  * cell and a single run build exactly the same things.
  */
-import { readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { runAgentStage, type AgentArtifact } from "./agent/stage.js";
 import { chooseAccel } from "./boot/accel.js";
 import { runBootTests, type RunRecord } from "./boot/stage.js";
 import { runCriuStage, type CriuStageOptions, type CriuStageResult } from "./criu/stage.js";
 import { runImageStage, type ImageResult } from "./image/stage.js";
-import { parseDotConfig } from "./data/fragments.js";
+import { loadDotConfig } from "./data/fragments.js";
 import { kernelRef, type KernelRef, type KernelStageOptions, type KernelStageResult } from "./kernel/result.js";
 import { runKernelStage } from "./kernel/stage.js";
 import { bootPlan, KernelCannotBootError } from "./kernel/bootable.js";
@@ -108,15 +107,11 @@ export function failedStageOf(err: unknown): StageName | undefined {
 
 type Runner<S extends StageName> = (config: PipelineConfig, done: Outcomes, o: DriveOptions) => Promise<Omit<StageOutcome<S>, "stage" | "seconds">>;
 
-async function readDotConfigFile(file: string): Promise<Map<string, string>> {
-  return parseDotConfig(await readFile(file, "utf8"));
-}
-
 const RUNNERS: { [S in StageName]: Runner<S> } = {
   async kernel(config, _done, o) {
     const stage = await runKernelStage(config, o.kernel ?? {});
     const ref = stage.dir && stage.metadata ? kernelRef(stage) : undefined;
-    const finalConfig = stage.finalConfig ?? (ref ? await readDotConfigFile(join(ref.dir, "config")) : undefined);
+    const finalConfig = stage.finalConfig ?? (ref ? loadDotConfig(join(ref.dir, "config")) : undefined);
     return {
       status: "done",
       cached: stage.cached,

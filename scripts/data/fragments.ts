@@ -113,6 +113,17 @@ export function renderConfigFragment(requested: RequestedConfig): string {
 }
 
 /** Parses a .config into CONFIG_X -> value ("n" for "is not set"). */
+/** A kernel .config file, parsed; a file that cannot be read is named. */
+export function loadDotConfig(file: string): Map<string, string> {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    throw new UserError(`cannot read kernel config ${file}`, "pass a kernel .config file");
+  }
+  return parseDotConfig(text);
+}
+
 export function parseDotConfig(text: string): Map<string, string> {
   const values = new Map<string, string>();
   for (const raw of text.split("\n")) {

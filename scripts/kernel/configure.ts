@@ -10,7 +10,6 @@ import type { BaseConfig } from "../lib/config.js";
 import { run } from "../lib/exec.js";
 import type { Fragment, RequestedConfig } from "../data/fragments.js";
 import { parseDotConfig, renderConfigFragment } from "../data/fragments.js";
-import { evalExpr, type KconfigTree } from "./kconfig.js";
 
 export const ARCH = "x86_64";
 const CONFIG_TIMEOUT_MS = 5 * 60_000;
@@ -66,29 +65,6 @@ export async function configureKernel(opts: ConfigureOptions): Promise<Map<strin
   // allnoconfig with KCONFIG_ALLCONFIG writes a fully resolved .config: an olddefconfig after
   // it changes nothing (checked on 6.12) and costs a second pass over Kconfig.
   return parseDotConfig(readFileSync(join(opts.outDir, ".config"), "utf8"));
-}
-
-/**
- * The EXPERT trap: over an allnoconfig base, EXPERT=y makes the `if EXPERT` prompts visible,
- * so allnoconfig turns their default-y options off (MEMBARRIER, RSEQ, FUTEX, ...) unless the
- * fragments set them explicitly. Returns the symbols that would silently go.
- */
-export function expertTrap(base: BaseConfig, requested: RequestedConfig, kconfig: KconfigTree): string[] {
-  if (base === "defconfig" || requested.values.get("CONFIG_EXPERT")?.value !== "y") return [];
-  const hidden: string[] = [];
-  const yes = new Map([["CONFIG_EXPERT", "y"]]);
-  for (const sym of kconfig.symbols.values()) {
-    if (requested.values.has(`CONFIG_${sym.name}`)) continue;
-    const expertGated = sym.defs.some(
-      (d) =>
-        d.prompt?.cond &&
-        evalExpr(d.prompt.cond, yes) === 2 &&
-        evalExpr(d.prompt.cond, new Map()) === 0 &&
-        d.defaults.some((x) => x.value.kind === "const" && x.value.value === "y" && !x.cond),
-    );
-    if (expertGated) hidden.push(`CONFIG_${sym.name}`);
-  }
-  return hidden.sort();
 }
 
 export function fragmentSummary(fragments: Fragment[]) {

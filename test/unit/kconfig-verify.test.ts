@@ -3,7 +3,6 @@ import { join } from "node:path";
 import { conjuncts, evalExpr, exprToString, parseExpr, parseKernelKconfig } from "../../scripts/kernel/kconfig.js";
 import { mergeFragments, parseDotConfig, parseFragment } from "../../scripts/data/fragments.js";
 import { formatVerifyReport, verifyConfig } from "../../scripts/kernel/verify.js";
-import { expertTrap } from "../../scripts/kernel/configure.js";
 
 const tree = parseKernelKconfig(join(__dirname, "../fixtures/kconfig"));
 const cfg = (text: string) => parseDotConfig(text);
@@ -98,16 +97,6 @@ describe("verification", () => {
     };
     expect(verifyConfig({ ...args, kernelVersion: "6.1.176" }).passed).toBe(true);
     expect(verifyConfig({ ...args, kernelVersion: "6.12.107" }).passed).toBe(false);
-  });
-
-  it("warns about the EXPERT trap over allnoconfig, naming the hidden default-y options", () => {
-    const req = request("CONFIG_EXPERT=y # expert\nCONFIG_RSEQ=y # set explicitly\n");
-    const trap = expertTrap("allnoconfig", req, tree);
-    expect(trap).toContain("CONFIG_MEMBARRIER");
-    expect(trap).toContain("CONFIG_NAMESPACES");
-    expect(trap).not.toContain("CONFIG_RSEQ");
-    expect(expertTrap("defconfig", req, tree)).toEqual([]);
-    expect(expertTrap("allnoconfig", request("CONFIG_PROC_FS=y # x\n"), tree)).toEqual([]);
   });
 });
 
