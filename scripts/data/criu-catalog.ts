@@ -24,7 +24,8 @@ const VersionEntrySchema = z.strictObject({
   providers: z.array(z.enum(CRIU_PROVIDERS)).optional(),
 });
 
-const FactSchema = z.strictObject({ criu: semverRange, says: z.string() });
+/** A fact holds for the CRIU versions in `criu` and, when it has one, the guest kernels in `kernel`. */
+const FactSchema = z.strictObject({ criu: semverRange, kernel: semverRange.optional(), says: z.string() });
 
 /** criu-builds/versions.yaml. */
 export const CRIU_CATALOG_SCHEMA = z.strictObject({
@@ -122,10 +123,28 @@ export function providerOrderFor(entry: CriuVersionEntry, catalog: CriuCatalog, 
   return entry.providers ?? (facts?.providers && !entry.facts_from ? facts.providers : catalog.providerOrder);
 }
 
-export function hasFact(catalog: CriuCatalog, fact: string, version: string): boolean {
+/** ">=3.19.0" -> ">= 3.19", "<3.18.0" -> "< 3.18": a semver range as a reader writes it. */
+export function readableRange(range: string): string {
+  return range.replace(/([<>]=?|=)\s*(\d+)\.(\d+)\.(\d+)/g, (_m, op, a, b, c) => `${op} ${a}.${b}${c === "0" ? "" : `.${c}`}`);
+}
+
+/** "6.12.57+deb13-cloud-amd64" -> "6.12.57": a kernel release as semver. */
+export function kernelSemver(release: string): string {
+  const v = semver.coerce(release);
+  if (!v) throw new UserError(`'${release}' is not a kernel version`, "write it like 6.12 or 6.12.107");
+  return v.version;
+}
+
+/**
+ * Does the fact hold for this CRIU version (and, for a fact with a kernel range, this guest
+ * kernel)? A kernel fact with the kernel unknown does not hold: nothing is claimed unseen.
+ */
+export function hasFact(catalog: CriuCatalog, fact: string, version: string, kernelVersion?: string): boolean {
   const f = catalog.facts[fact];
   if (!f) throw new Error(`unknown CRIU fact '${fact}'`);
-  return semver.satisfies(semverOf(version), f.criu);
+  if (!semver.satisfies(semverOf(version), f.criu)) return false;
+  if (!f.kernel) return true;
+  return kernelVersion !== undefined && semver.satisfies(kernelSemver(kernelVersion), f.kernel);
 }
 
 /** The `criu check --feature` names this version knows. */

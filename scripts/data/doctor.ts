@@ -2,10 +2,10 @@
  * The compatibility check: a CRIU version, how it is obtained, a guest suite and a kernel
  * config -> what will fail, why, and the fix. Pure; the CLI feeds it a .config.
  */
-import semver from "semver";
-import { hasFact, semverOf, suitesFrom, type CriuCatalog, type CriuVersionEntry } from "./criu-catalog.js";
+import { hasFact, readableRange, suitesFrom, type CriuCatalog, type CriuVersionEntry } from "./criu-catalog.js";
 
-export type Severity = "fail" | "warn";
+/** fail: something will not work; warn: something is lost; info: a prediction worth checking. */
+export type Severity = "fail" | "warn" | "info";
 
 export interface Finding {
   severity: Severity;
@@ -13,6 +13,9 @@ export interface Finding {
   what: string;
   why: string;
   fix: string;
+  /** The guest test that will show it, and the status it is predicted to have there. */
+  test?: string;
+  expect?: "PASS" | "FAIL";
 }
 
 export interface DoctorInput {
@@ -29,6 +32,17 @@ export interface DoctorInput {
   patches: string[];
   kernelOptions: { required: Record<string, string>; optional: Record<string, string> };
 }
+
+/** ">=6.13.0" -> "<6.13.0": the kernels a one-sided fact does not cover. */
+function negated(range: string): string {
+  const m = /^\s*(>=|<|>|<=)\s*(\S+)\s*$/.exec(range);
+  if (!m) return `outside ${range}`;
+  return `${({ ">=": "<", "<": ">=", ">": "<=", "<=": ">" } as Record<string, string>)[m[1]]}${m[2]}`;
+}
+
+/** A finding that says CRIU will not start at all. */
+const startsNot = (f: Finding) => f.test === "criu-check" && f.expect === "FAIL";
+const STARTS_NOT = { test: "criu-check", expect: "FAIL" } as const;
 
 const on = (config: Map<string, string>, sym: string) => ["y", "m"].includes(config.get(`CONFIG_${sym}`) ?? "n");
 
@@ -53,6 +67,7 @@ export function diagnose(input: DoctorInput): Finding[] {
         what: `CRIU ${v} on a kernel with CONFIG_MEMBARRIER=n will fail every command with "kerndat_has_membarrier_get_registrations failed when initializing kerndat"`,
         why: `CRIU >= 3.19 ${catalog.facts.membarrier_get_registrations_probe.says}; without CONFIG_MEMBARRIER the kernel answers ENOSYS`,
         fix: "enable CONFIG_MEMBARRIER (kernel-fragments/checkpoint-restore.conf sets it), or build CRIU with the membarrier-probe-nonfatal patch",
+        ...STARTS_NOT,
       });
   }
 
@@ -63,6 +78,7 @@ export function diagnose(input: DoctorInput): Finding[] {
       what: `CRIU ${v} on a kernel with CONFIG_HUGETLBFS=n will fail every command with "kerndat_has_memfd_hugetlb failed when initializing kerndat"`,
       why: `CRIU ${v} ${catalog.facts.memfd_hugetlb_enosys_fatal.says}`,
       fix: "enable CONFIG_HUGETLBFS (kernel-fragments/checkpoint-restore.conf sets it), or use CRIU >= 3.18",
+      ...STARTS_NOT,
     });
 
   if (kernelConfig && input.withNftables && hasFact(catalog, "nftables_probe_fatal", v) && !on(kernelConfig, "NF_TABLES_INET"))
@@ -72,6 +88,7 @@ export function diagnose(input: DoctorInput): Finding[] {
       what: `CRIU ${v} linked with libnftables on a kernel without nf_tables will fail every command with "kerndat_has_nftables_concat failed when initializing kerndat"`,
       why: `CRIU ${v} ${catalog.facts.nftables_probe_fatal.says}`,
       fix: "enable CONFIG_NF_TABLES and CONFIG_NF_TABLES_INET (kernel-fragments/checkpoint-restore.conf sets them), or use the static build (no libnftables), or CRIU >= 4.0",
+      ...STARTS_NOT,
     });
 
   if (input.binarySuite) {
@@ -85,6 +102,7 @@ export function diagnose(input: DoctorInput): Finding[] {
         what: `CRIU ${v} built for ${input.binarySuite} will not start in a ${input.guestSuite} userland`,
         why: `it is linked against glibc ${need}; ${input.guestSuite} has glibc ${have}`,
         fix: `use a ${runsIn.join(" or ")} guest, or a static build (criu.link: static, built in the oldest suite)`,
+        ...STARTS_NOT,
       });
     }
   }
@@ -103,14 +121,43 @@ export function diagnose(input: DoctorInput): Finding[] {
       findings.push({ severity: "warn", id: `kernel-${sym}`, what: `kernel lacks CONFIG_${sym}`, why, fix: `set CONFIG_${sym}=y for ${why}` });
   }
 
-  if (input.kernelVersion && semver.lte(semverOf(v), "3.17.1") && semver.gte(semverOf(input.kernelVersion), "6.18.0"))
+  const k = input.kernelVersion;
+  if (k && hasFact(catalog, "vdso_vvar_vclock_unknown", v, k))
     findings.push({
-      severity: "warn",
-      id: "vdso-bounds",
-      what: `CRIU ${v} cannot dump on linux ${input.kernelVersion} ("vdso: Unexpected rt vDSO area bounds")`,
-      why: "the vDSO layout changed in 6.18; seen on a 6.18 host, 6.1 and 6.12 guests work",
-      fix: "use a 6.12 guest kernel or a newer CRIU",
+      severity: "fail",
+      id: "vdso-vvar-vclock",
+      what: `CRIU ${v} on linux ${k} will fail every command with "vdso: Unexpected rt vDSO area bounds"`,
+      why: `CRIU ${readableRange(catalog.facts.vdso_vvar_vclock_unknown.criu)} ${catalog.facts.vdso_vvar_vclock_unknown.says}`,
+      fix: `use CRIU >= 4.1, or a guest kernel ${readableRange(negated(catalog.facts.vdso_vvar_vclock_unknown.kernel!))}`,
+      test: "criu-check",
+      expect: "FAIL",
     });
+
+  // Membarrier registrations across a restore: what the membarrier scenario will show, when
+  // CRIU can start at all on this kernel.
+  const membarrierOn = kernelConfig ? on(kernelConfig, "MEMBARRIER") : undefined;
+  if (membarrierOn && !findings.some(startsNot)) {
+    if (!hasFact(catalog, "restores_membarrier_registration", v))
+      findings.push({
+        severity: "fail",
+        id: "membarrier-registration",
+        what: `CRIU ${v} will not carry a membarrier registration across a restore (membarrier() then fails with EPERM)`,
+        why: `only CRIU ${readableRange(catalog.facts.restores_membarrier_registration.criu)}: ${catalog.facts.restores_membarrier_registration.says}`,
+        fix: "use CRIU >= 3.19",
+        test: "membarrier/registration",
+        expect: "FAIL",
+      });
+    else if (k && hasFact(catalog, "membarrier_registrations_without_get_registrations", v, k))
+      findings.push({
+        severity: "info",
+        id: "membarrier-before-6.3",
+        what: `CRIU ${v} on linux ${k} starts and keeps membarrier registrations, though the kernel has no MEMBARRIER_CMD_GET_REGISTRATIONS`,
+        why: `CRIU ${readableRange(catalog.facts.membarrier_registrations_without_get_registrations.criu)} ${catalog.facts.membarrier_registrations_without_get_registrations.says}`,
+        fix: "none needed",
+        test: "membarrier/registration",
+        expect: "PASS",
+      });
+  }
   return findings;
 }
 

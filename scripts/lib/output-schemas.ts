@@ -83,7 +83,7 @@ export const CellResultSchema = z.object({
   /** Which stage failed, for BUILD-FAILED. */
   failed_stage: z.string().nullable(),
   /** The compatibility check's verdicts before the run: predictions to hold against the result. */
-  predicted: z.array(z.object({ severity: z.string(), id: z.string(), what: z.string() })),
+  predicted: z.array(z.object({ severity: z.string(), id: z.string(), what: z.string(), test: z.string().optional(), expect: z.enum(["PASS", "FAIL"]).optional() })),
   identities: z.object({
     kernel: kernelIdentity.optional(),
     criu: z.object({ key: z.string(), version: z.string(), provider: z.string(), link: z.string(), sha256: z.string(), patches: z.array(z.string()) }).optional(),

@@ -7,6 +7,8 @@
 import type { z } from "zod";
 import { REPORT_SCHEMA_VERSION, type MatrixReportSchema } from "../lib/output-schemas.js";
 import { UserError } from "../lib/errors.js";
+import semver from "semver";
+import { kernelSemver, semverOf } from "../data/criu-catalog.js";
 import type { FindingRule } from "../data/findings.js";
 import { repoData } from "../data/repo-data.js";
 import type { TestStatus } from "../boot/results.js";
@@ -96,6 +98,14 @@ export function buildBuildColumn(cell: CellResult): string {
   return c ? (c.provider === "debian-binary" ? "debian-binary" : `${c.provider}, ${c.link}`) : "-";
 }
 
+/** The cell's CRIU and guest kernel versions are in the ranges (an unknown kernel is not). */
+function holdsIn(holds: { criu: string; kernel?: string }, cell: CellResult): boolean {
+  if (!semver.satisfies(semverOf(cell.criu_version), holds.criu)) return false;
+  if (!holds.kernel) return true;
+  const kernel = cell.identities.kernel?.version ?? cell.guest?.kernel;
+  return kernel !== undefined && semver.satisfies(kernelSemver(kernel), holds.kernel);
+}
+
 export function deriveFindings(cells: CellResult[], rules: FindingRule[]): ReportFinding[] {
   const claimed = new Set<string>(); // cell+test: the first rule that explains it wins
   const out: ReportFinding[] = [];
@@ -104,6 +114,7 @@ export function deriveFindings(cells: CellResult[], rules: FindingRule[]): Repor
     const seen: ReportFinding["seen_in"] = [];
     const passes = new Set<string>();
     for (const cell of cells) {
+      if (rule.holds && !holdsIn(rule.holds, cell)) continue;
       for (const t of cell.tests) {
         if (!matchesTest(rule.test, t.name)) continue;
         if (t.status === "PASS") passes.add(cell.id);
@@ -194,6 +205,32 @@ export function buildReport(name: string, cells: CellResult[], o: { excluded?: M
   };
 }
 
+export interface PredictionCheck {
+  cell: string;
+  what: string;
+  test: string;
+  expect: "PASS" | "FAIL";
+  observed: string;
+  /** undefined when the cell did not run the test (it never booted, or the test is absent). */
+  held?: boolean;
+}
+
+/**
+ * The doctor's predictions next to what the cell showed: each prediction that names a test
+ * (a failure without one predicts `criu check`), its observed status and whether it held.
+ */
+export function predictionChecks(cell: CellResult): PredictionCheck[] {
+  return cell.predicted
+    .filter((p) => p.test || p.severity === "fail")
+    .map((p) => {
+      const test = p.test ?? "criu-check";
+      const expect = (p.expect ?? "FAIL") as "PASS" | "FAIL";
+      const observed = columnStatus(cell, { key: test, title: test, tests: [test] });
+      const ran = observed === "PASS" || observed === "FAIL";
+      return { cell: cell.id, what: p.what, test, expect, observed, ...(ran ? { held: observed === expect } : {}) };
+    });
+}
+
 const mdEscape = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
 
 export function renderMarkdown(r: MatrixReport): string {
@@ -234,12 +271,11 @@ export function renderMarkdown(r: MatrixReport): string {
     if (f.passes_in.length) lines.push(`  Passes in: ${f.passes_in.join(", ")}.`);
   }
   if (r.dependencies.length) lines.push("", "## What each result depends on", "", ...r.dependencies.map((d) => `- ${mdEscape(d)}`));
-  const predicted = r.cells.filter((c) => c.predicted.some((p) => p.severity === "fail"));
-  if (predicted.length) {
+  const checks = r.cells.flatMap(predictionChecks);
+  if (checks.length) {
     lines.push("", "## Predictions of `cr-guest doctor` against the results", "");
-    for (const c of predicted)
-      for (const p of c.predicted.filter((x) => x.severity === "fail"))
-        lines.push(`- ${c.id}: predicted "${mdEscape(p.what)}"; observed: criu check ${columnStatus(c, FIXED_COLUMNS[0])}.`);
+    for (const k of checks)
+      lines.push(`- ${k.cell}: predicted ${k.expect} for ${k.test} ("${mdEscape(k.what)}"); observed: ${k.observed}${k.held === false ? " (NOT as predicted)" : ""}.`);
   }
   const broken = r.cells.filter((c) => c.status !== "PASS");
   if (broken.length) {

@@ -32,7 +32,7 @@ function imageIdentities(o: ImageStages): { criu: NonNullable<CellResult["identi
 
 /** The compatibility check's findings: what the run is expected to show. */
 function predictionsOf(o: ImageStages): CellResult["predicted"] {
-  return o.criu.value.findings.map((f) => ({ severity: f.severity, id: f.id, what: f.what }));
+  return o.criu.value.findings.map((f) => ({ severity: f.severity, id: f.id, what: f.what, ...(f.test ? { test: f.test, expect: f.expect } : {}) }));
 }
 
 /** Runs fn with every nested stage's step title and log line reported as the cell's progress. */

@@ -42,6 +42,19 @@ describe("CRIU catalog", () => {
     expect(checkFeatures(catalog, "4.2")).toContain("breakpoints");
     expect(suitesFrom(catalog, "trixie")).toEqual(["trixie", "sid"]);
   });
+
+  it("answers kernel-aware facts by both ranges, and never for an unknown kernel", () => {
+    const fact = "membarrier_registrations_without_get_registrations";
+    expect(hasFact(catalog, fact, "4.1.1", "6.1.176")).toBe(true);
+    expect(hasFact(catalog, fact, "4.1.1", "6.12.117+deb13-cloud-amd64")).toBe(false);
+    expect(hasFact(catalog, fact, "3.17.1", "6.1.176")).toBe(false);
+    expect(hasFact(catalog, fact, "4.1.1")).toBe(false);
+    expect(hasFact(catalog, "vdso_vvar_vclock_unknown", "3.19", "7.1.8")).toBe(true);
+    expect(hasFact(catalog, "vdso_vvar_vclock_unknown", "3.19", "6.12.107")).toBe(false);
+    expect(hasFact(catalog, "vdso_vvar_vclock_unknown", "4.1", "7.1.8")).toBe(false);
+    // A fact without a kernel range holds whatever the kernel.
+    expect(hasFact(catalog, "restores_membarrier_registration", "4.1.1", "6.1.176")).toBe(true);
+  });
 });
 
 describe("CRIU patches", () => {
@@ -112,5 +125,29 @@ describe("doctor", () => {
     expect(fails).toContain("kernel-FHANDLE");
     expect(fails).not.toContain("kernel-CHECKPOINT_RESTORE");
     expect(formatFindings(f, "CRIU 3.17.1")).toMatch(/FAIL kernel lacks CONFIG_FHANDLE/);
+  });
+
+  describe("predictions that depend on the kernel version", () => {
+    const withMembarrier = new Map([...noMembarrier, ["CONFIG_MEMBARRIER", "y"], ["CONFIG_HUGETLBFS", "y"]]);
+    const at = (criu: string, kernelVersion: string) => diagnose({ ...base, criu: resolveCriuVersion(criu, catalog), kernelConfig: withMembarrier, kernelVersion });
+    it("CRIU < 4.1 on a kernel with [vvar_vclock] will not start; 4.1 will, and 6.12 is fine", () => {
+      const f = at("3.19", "7.1.8").find((x) => x.id === "vdso-vvar-vclock")!;
+      expect(f).toMatchObject({ severity: "fail", test: "criu-check", expect: "FAIL" });
+      expect(f.fix).toContain("< 6.13");
+      expect(at("4.1.1", "7.1.8").find((x) => x.id === "vdso-vvar-vclock")).toBeUndefined();
+      expect(at("3.19", "6.12.107").find((x) => x.id === "vdso-vvar-vclock")).toBeUndefined();
+    });
+    it("on 6.1 CRIU >= 3.19 is predicted to start and keep registrations; 3.17.1 to lose them", () => {
+      const f = at("4.1.1", "6.1.176");
+      expect(f.find((x) => x.id === "membarrier-before-6.3")).toMatchObject({ severity: "info", test: "membarrier/registration", expect: "PASS" });
+      expect(f.filter((x) => x.severity === "fail").map((x) => x.id)).not.toContain("membarrier-probe");
+      expect(at("4.1.1", "6.12.107").find((x) => x.id === "membarrier-before-6.3")).toBeUndefined();
+      expect(at("3.17.1", "6.1.176").find((x) => x.id === "membarrier-registration")).toMatchObject({ severity: "fail", expect: "FAIL" });
+    });
+    it("predicts nothing about registrations where CRIU will not start", () => {
+      const f = at("3.17.1", "7.1.8");
+      expect(f.find((x) => x.id === "vdso-vvar-vclock")).toBeDefined();
+      expect(f.find((x) => x.id === "membarrier-registration")).toBeUndefined();
+    });
   });
 });

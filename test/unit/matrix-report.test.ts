@@ -11,7 +11,7 @@ import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { CELL_SCHEMA, INFORMATIONAL_TESTS, cellStatusOf, type CellResult, type CellTest } from "../../scripts/matrix/cell.js";
 import { loadScenarios, observedTests } from "../../scripts/data/scenarios.js";
 import { repoData } from "../../scripts/data/repo-data.js";
-import { buildReport, compareReports, deriveFindings, mergeCells, renderComparison, renderHtml, renderJunit, renderMarkdown, statusDependencies } from "../../scripts/matrix/report.js";
+import { buildReport, compareReports, deriveFindings, mergeCells, predictionChecks, renderComparison, renderHtml, renderJunit, renderMarkdown, statusDependencies } from "../../scripts/matrix/report.js";
 import { GITHUB_WORKFLOW, renderGithubWorkflow } from "../../scripts/matrix/command.js";
 import { loadMatrixSpec, planMatrix } from "../../scripts/matrix/spec.js";
 import { crGuest } from "../helpers/cli.js";
@@ -231,8 +231,8 @@ describe("matrix report", () => {
 
 describe("findings follow the catalog's facts", () => {
   it("state a CRIU range only through the fact they rest on", async () => {
-    const { readableRange, FINDINGS_FILE } = await import("../../scripts/data/findings.js");
-    const { loadCriuCatalog } = await import("../../scripts/data/criu-catalog.js");
+    const { FINDINGS_FILE } = await import("../../scripts/data/findings.js");
+    const { loadCriuCatalog, readableRange } = await import("../../scripts/data/criu-catalog.js");
     const { loadYamlFile } = await import("../../scripts/lib/yaml-file.js");
     const catalog = loadCriuCatalog();
     const raw = (loadYamlFile(FINDINGS_FILE).value as { findings: { id: string; say: string; fact?: string }[] }).findings;
@@ -245,5 +245,45 @@ describe("findings follow the catalog's facts", () => {
     expect(rules.find((r) => r.id === "membarrier-probe-fatal")!.say).toMatch(/^CRIU >= 3\.19 needs CONFIG_MEMBARRIER/);
     expect(readableRange("<3.18.0")).toBe("< 3.18");
     expect(readableRange(">=4.1.1")).toBe(">= 4.1.1");
+  });
+});
+
+describe("kernel-aware findings and predictions", () => {
+  const on61 = (criu: string, membarrier: CellTest["status"]) => {
+    const c = good(criu, "6.1", "none", membarrier);
+    return { ...c, identities: { ...c.identities, kernel: { key: "k61", version: "6.1.176", release: "6.1.176", config_sha256: "c" } } };
+  };
+  it("a finding scoped to its fact counts only cells whose CRIU and kernel are in the fact's ranges", () => {
+    const rule = repoData().findings.find((r) => r.id === "membarrier-without-get-registrations")!;
+    expect(rule.holds).toEqual({ criu: ">=3.19.0", kernel: "<6.3.0" });
+    expect(rule.say).toContain("on guest kernels < 6.3");
+    // 3.17.1 on 6.1 loses the registration (outside the CRIU range); 4.1.1 on 6.12 is outside the kernel range.
+    const cells = [on61("4.1.1", "PASS"), on61("3.17.1", "FAIL"), good("4.1.1")];
+    const [f] = deriveFindings(cells, [rule]);
+    expect(f.seen_in.map((x) => x.cell)).toEqual(["4.1.1_6.1_none_native"]);
+    // Without the scope every passing cell would be taken as evidence.
+    const [unscoped] = deriveFindings(cells, [{ ...rule, holds: undefined }]);
+    expect(unscoped.seen_in.map((x) => x.cell)).toEqual(["4.1.1_6.1_none_native", "4.1.1_6.12_none_native"]);
+    // An unknown kernel version is never evidence.
+    const noKernel = { ...on61("4.1.1", "PASS"), identities: {} };
+    expect(deriveFindings([noKernel], [rule])).toEqual([]);
+  });
+  it("each prediction naming a test is checked against that test's status", () => {
+    const c = {
+      ...on61("3.17.1", "FAIL"),
+      predicted: [
+        { severity: "fail", id: "membarrier-registration", what: "loses it", test: "membarrier/registration", expect: "FAIL" as const },
+        { severity: "info", id: "x", what: "starts", test: "criu-check", expect: "FAIL" as const },
+        { severity: "warn", id: "kernel-TUN", what: "kernel lacks CONFIG_TUN" },
+      ],
+    };
+    const checks = predictionChecks(c);
+    expect(checks.map((k) => [k.test, k.observed, k.held])).toEqual([
+      ["membarrier/registration", "FAIL", true],
+      ["criu-check", "PASS", false],
+    ]);
+    expect(renderMarkdown(buildReport("m", [c], { rules: [] }))).toContain('predicted FAIL for criu-check ("starts"); observed: PASS (NOT as predicted)');
+    // A cell that never booted has nothing to check a prediction against.
+    expect(predictionChecks({ ...c, status: "ERROR" })[0].held).toBeUndefined();
   });
 });
