@@ -28,6 +28,12 @@ async function readKernelConfig(file: string): Promise<Map<string, string>> {
   return (await import("./data/fragments.js")).loadDotConfig(file);
 }
 
+/** The version a user's .config names in its header (undefined for a file without one). */
+async function kernelConfigVersion(file: string): Promise<string | undefined> {
+  const { readFileSync } = await import("node:fs");
+  return (await import("./data/fragments.js")).dotConfigVersion(readFileSync(file, "utf8"));
+}
+
 /** A stage's own notes (warnings, provider notes) and the doctor's predictions, on stderr. */
 async function printNotes(o: import("./driver.js").StageOutcome): Promise<void> {
   for (const n of o.notes) console.error(n);
@@ -165,7 +171,9 @@ export async function doctorCommand(ctx: CommandContext): Promise<number> {
   let kernelVersion: string | undefined;
   if (v["kernel-config"]) {
     kernelConfig = await readKernelConfig(v["kernel-config"] as string);
-    kernelLabel = v["kernel-config"] as string;
+    // The kernel-aware predictions need the file's own version, not the configured kernel's.
+    kernelVersion = await kernelConfigVersion(v["kernel-config"] as string);
+    kernelLabel = `${v["kernel-config"]}${kernelVersion ? ` (linux ${kernelVersion})` : ""}`;
   } else {
     const kconfig = v["debian-kernel"] ? configOf(ctx, ["kernel.kind=debian-cloud", `kernel.debian_cloud_suite=${JSON.stringify(v["debian-kernel"])}`]) : config;
     const kernel = (await driveStages(kconfig, ["kernel"], { kernel: { checkConfigOnly: !v["debian-kernel"] } })).kernel!.value;

@@ -139,7 +139,7 @@ export function diagnose(input: DoctorInput): Finding[] {
   if (membarrierOn && !findings.some(startsNot)) {
     if (!hasFact(catalog, "restores_membarrier_registration", v))
       findings.push({
-        severity: "fail",
+        severity: "warn",
         id: "membarrier-registration",
         what: `CRIU ${v} will not carry a membarrier registration across a restore (membarrier() then fails with EPERM)`,
         why: `only CRIU ${readableRange(catalog.facts.restores_membarrier_registration.criu)}: ${catalog.facts.restores_membarrier_registration.says}`,
@@ -166,6 +166,7 @@ export function formatFindings(findings: Finding[], label: string): string {
   const lines = [`${label}:`];
   for (const f of findings) lines.push(`  ${f.severity.toUpperCase()} ${f.what}`, `       why: ${f.why}`, `       fix: ${f.fix}`);
   const fails = findings.filter((f) => f.severity === "fail").length;
-  lines.push(fails ? `${fails} problem(s) that will fail` : "warnings only");
+  const warns = findings.filter((f) => f.severity === "warn").length;
+  lines.push(fails ? `${fails} problem(s) that will fail` : warns ? "warnings only" : "no problems found; predictions only");
   return lines.join("\n");
 }

@@ -124,6 +124,11 @@ export function loadDotConfig(file: string): Map<string, string> {
   return parseDotConfig(text);
 }
 
+/** The kernel version a .config was written for, from its "# Linux/x86_64 6.1.176 Kernel Configuration" header. */
+export function dotConfigVersion(text: string): string | undefined {
+  return /^# Linux\/\S+ (\S+) Kernel Configuration$/m.exec(text)?.[1];
+}
+
 export function parseDotConfig(text: string): Map<string, string> {
   const values = new Map<string, string>();
   for (const raw of text.split("\n")) {

@@ -142,7 +142,8 @@ describe("doctor", () => {
       expect(f.find((x) => x.id === "membarrier-before-6.3")).toMatchObject({ severity: "info", test: "membarrier/registration", expect: "PASS" });
       expect(f.filter((x) => x.severity === "fail").map((x) => x.id)).not.toContain("membarrier-probe");
       expect(at("4.1.1", "6.12.107").find((x) => x.id === "membarrier-before-6.3")).toBeUndefined();
-      expect(at("3.17.1", "6.1.176").find((x) => x.id === "membarrier-registration")).toMatchObject({ severity: "fail", expect: "FAIL" });
+      // A lost registration is a loss, not a refusal: 3.17.1 still builds without --force.
+      expect(at("3.17.1", "6.1.176").find((x) => x.id === "membarrier-registration")).toMatchObject({ severity: "warn", expect: "FAIL" });
     });
     it("predicts nothing about registrations where CRIU will not start", () => {
       const f = at("3.17.1", "7.1.8");
