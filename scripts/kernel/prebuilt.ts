@@ -19,7 +19,7 @@ import { runSteps } from "../lib/progress.js";
 import { fragmentSummary } from "./configure.js";
 import { parseDotConfig } from "../data/fragments.js";
 import { planKernel, resolveKernelInputs } from "./plan.js";
-import { loadAllowlist } from "../data/allowlist.js";
+import { acceptedMisses } from "../data/allowlist.js";
 import { requestedValues, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult } from "./result.js";
 import { formatVerifyReport, verifyConfig, type VerifyReport } from "./verify.js";
 import { repoData } from "../data/repo-data.js";
@@ -77,7 +77,7 @@ export async function runDebianCloudKernel(config: PipelineConfig, opts: KernelS
           await copyFile(join(x, "boot", configFile), join(tmp, "config"));
           await rm(x, { recursive: true });
           const configText = readFileSync(join(tmp, "config"), "utf8");
-          const report = verifyConfig({ requested: plan.requested, final: parseDotConfig(configText), kernelVersion: pkg.version, allowlist: loadAllowlist(config.kernel.allowlist), whitelist: plan.whitelist });
+          const report = verifyConfig({ requested: plan.requested, final: parseDotConfig(configText), kernelVersion: pkg.version, ...acceptedMisses(config.kernel.allowlist, plan.whitelist) });
           return {
             kind: "debian-cloud" as const,
             version: pkg.version,
@@ -96,8 +96,7 @@ export async function runDebianCloudKernel(config: PipelineConfig, opts: KernelS
           final: parseDotConfig(readFileSync(join(art.dir, "config"), "utf8")),
           kconfig: cachedKconfig(cache.root, art.metadata.version),
           kernelVersion: art.metadata.version,
-          allowlist: loadAllowlist(config.kernel.allowlist),
-          whitelist: plan.whitelist,
+          ...acceptedMisses(config.kernel.allowlist, plan.whitelist),
         });
         c.result = {
           dir: art.dir,

@@ -25,7 +25,7 @@ import { parseDotConfig } from "../data/fragments.js";
 import { CommandError } from "../lib/errors.js";
 import { runDebianCloudKernel } from "./prebuilt.js";
 import { failOnVerify, requestedValues, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult } from "./result.js";
-import { loadAllowlist } from "../data/allowlist.js";
+import { acceptedMisses } from "../data/allowlist.js";
 
 export { failOnVerify, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult };
 
@@ -136,8 +136,7 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
           final,
           kconfig: c.kconfig,
           kernelVersion: plan.entry.version,
-          allowlist: loadAllowlist(config.kernel.allowlist),
-          whitelist: plan.whitelist,
+          ...acceptedMisses(config.kernel.allowlist, plan.whitelist),
         });
         if (opts.checkConfigOnly) {
           c.result = { cached: false, report: c.report, reportText: formatVerifyReport(c.report, label), warnings: c.warnings, notes: c.notes, seconds: c.seconds, finalConfig: final, expertTrap: c.trap };
@@ -248,7 +247,7 @@ export function verifyConfigFile(config: PipelineConfig, file: string, kconfigTr
   const plan = planKernel(config, repoData(), resolveKernelInputs(config));
   const final = parseDotConfig(readFileSync(file, "utf8"));
   const kconfig = kconfigTree ? parseKernelKconfig(kconfigTree) : undefined;
-  const report = verifyConfig({ requested: plan.requested, final, kconfig, kernelVersion: plan.entry.version, allowlist: loadAllowlist(config.kernel.allowlist), whitelist: plan.whitelist });
+  const report = verifyConfig({ requested: plan.requested, final, kconfig, kernelVersion: plan.entry.version, ...acceptedMisses(config.kernel.allowlist, plan.whitelist) });
   return { report, text: formatVerifyReport(report, file) };
 }
 

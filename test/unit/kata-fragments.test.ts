@@ -4,9 +4,10 @@
  * apart without failing.
  */
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, mkdirSync } from "node:fs";
+import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
+import { acceptedMisses } from "../../scripts/data/allowlist.js";
 import { readKataTree, whitelistFor, whitelisted } from "../../scripts/data/kata-fragments.js";
 import { mergeFragments } from "../../scripts/data/fragments.js";
 import { formatVerifyReport, verifyConfig } from "../../scripts/kernel/verify.js";
@@ -59,6 +60,22 @@ describe("Kata fragment trees", () => {
     const bad = verifyConfig({ requested, final, kernelVersion: "6.12.107", whitelist: whitelistFor(t, "6.12.107") });
     expect(bad.passed).toBe(false);
     expect(formatVerifyReport(bad, "k")).toMatch(/did not land:[\s\S]*CONFIG_TTY/);
+  });
+
+  it("allowlist.yaml imports a Kata whitelist: its misses are whitelisted, with our fragments alone", () => {
+    const dir = tree();
+    const allow = join(dir, "allowlist.yaml");
+    writeFileSync(allow, "accepted: []\nkata_whitelists:\n  - whitelist.conf\n");
+    const requested = mergeFragments(readKataTree(dir, { arch: "x86_64" }).fragments);
+    const final = new Map([...requested.values].map(([s, e]) => [s, e.value]));
+    final.delete("CONFIG_NF_NAT_IPV4");
+    // No Kata tree in the plan: the whitelist comes from the allowlist alone.
+    const r = verifyConfig({ requested, final, kernelVersion: "6.12.107", ...acceptedMisses(allow, []) });
+    expect(r.passed).toBe(true);
+    expect(formatVerifyReport(r, "k")).toMatch(new RegExp(`CONFIG_NF_NAT_IPV4 .*${join(dir, "whitelist.conf").replace(/[.]/g, "\\.")}:2`));
+    expect(verifyConfig({ requested, final, kernelVersion: "6.12.107", ...acceptedMisses("", []) }).passed).toBe(false);
+    writeFileSync(allow, "accepted: []\nkata_whitelists:\n  - whitelist.conf\n  - nope.conf\n");
+    expect(() => acceptedMisses(allow, [])).toThrow(/allowlist\.yaml:4: Kata whitelist nope\.conf not found/);
   });
 
   it("a directory without common/ is refused, naming it", () => {
