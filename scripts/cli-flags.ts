@@ -70,7 +70,7 @@ export const FLAGS = {
   "kata-src": { type: "string", arg: "DIR", help: "a kata-containers tree: patched for setsid() (on a copy) and built with its musl target", sets: (v: string) => [`agent.kata_src=${j(v)}`] },
   check: { type: "boolean", help: "only say whether the Kata tree calls setsid() for every container process and which patch applies" },
   accel: { type: "string", arg: "A", help: "auto (KVM only if a probe boot works), kvm or tcg", sets: (v: string) => [`boot.accel=${j(v)}`] },
-  strict: { type: "boolean", help: "exit 1 when a deciding test fails (criu check --all, --feature and observing cases never decide)" },
+  strict: { type: "boolean", help: "exit 1 when a deciding test fails unexpectedly (criu check --all, --feature, observing cases and failures the doctor predicted never decide)" },
 
   // matrix, report
   matrix: { type: "string", arg: "FILE", help: "the matrix (default: matrix.yaml)" },

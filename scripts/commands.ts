@@ -241,9 +241,11 @@ export async function smokeCommand(ctx: CommandContext): Promise<number> {
   ctx.say(formatRun(r.results));
   // The same report a matrix writes, for this one run.
   const { cellOfSingleRun } = await import("./matrix/stages.js");
-  const { buildReport } = await import("./matrix/report.js");
+  const { buildReport, cellSummary } = await import("./matrix/report.js");
   const { writeReports } = await import("./matrix/command.js");
   const cell = cellOfSingleRun(config, out);
+  // The line a reader takes at its word: what decides, apart from what only informs.
+  if (cellSummary(cell)) ctx.say(cellSummary(cell));
   const report = await writeReports(join(config.cache_dir, "report", config.image.name), buildReport(config.image.name, [cell]));
   const paths = {
     kernel: join(kref.dir, "vmlinuz"),
@@ -257,7 +259,8 @@ export async function smokeCommand(ctx: CommandContext): Promise<number> {
   ctx.say(`results: ${paths.results}${r.cached ? " (cached)" : ""}`);
   ctx.say(`console: ${paths.console}`);
   ctx.say(`report:  ${report.md} (also ${report.html}, ${report.junit})`);
-  const code = r.results.status === "ERROR" ? 4 : v.strict && cell.status === "FAIL" ? 1 : 0;
+  const { failsUnexpectedly } = await import("./matrix/verdicts.js");
+  const code = r.results.status === "ERROR" ? 4 : v.strict && failsUnexpectedly(cell) ? 1 : 0;
   ctx.emit({ status: r.results.status, cell_status: cell.status, summary: r.results.summary, cached: r.cached, paths, results: r.results });
   // As in the matrix: `criu check --all` and --feature are reported, never decide.
   return code;

@@ -197,7 +197,7 @@ export async function promoteRun(runsRoot: string, key: string, attemptDir: stri
   return record;
 }
 
-/** A plain-text table of a run, for the terminal. */
+/** A plain-text table of a run, for the terminal; the judged summary line is the caller's (verdicts.ts). */
 export function formatRun(r: RunResults): string {
   if (r.status === "ERROR") return `ERROR (infrastructure, not a CRIU result): ${r.error}\nattempts: ${r.attempts.map((a) => `${a.status} after ${a.seconds.toFixed(0)} s`).join("; ")}`;
   const width = Math.max(...r.tests.map((t) => t.name.length), 10);
@@ -206,6 +206,5 @@ export function formatRun(r: RunResults): string {
     const errs = t.status === "FAIL" ? t.error_lines.slice(0, 3).map((e) => `${" ".repeat(width + 16)}${e}`) : [];
     return [main, ...errs].join("\n");
   });
-  const s = r.summary;
-  return [...lines, "", `${s.PASS} passed, ${s.FAIL} failed, ${s.SKIP} skipped (guest kernel ${r.guest.kernel ?? "?"}, ${r.accel}, ${r.seconds.toFixed(0)} s)`].join("\n");
+  return [...lines, "", `guest kernel ${r.guest.kernel ?? "?"}, ${r.accel}, ${r.seconds.toFixed(0)} s`].join("\n");
 }

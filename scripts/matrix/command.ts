@@ -13,7 +13,8 @@ import { ArtifactCache } from "../lib/cache.js";
 import { REPO_ROOT } from "../lib/paths.js";
 import { throttledOutput } from "../lib/progress.js";
 import { collectCells, storedCell, type CellResult } from "./cell.js";
-import { buildReport, renderHtml, renderJunit, renderMarkdown, type MatrixReport } from "./report.js";
+import { failsUnexpectedly } from "./verdicts.js";
+import { buildReport, cellSummary, renderHtml, renderJunit, renderMarkdown, type MatrixReport } from "./report.js";
 import { keepStored, runMatrix, type MatrixRunSummary } from "./run.js";
 import { sharedStages, type MatrixPlan, type PlannedCell } from "./spec.js";
 import { realStages } from "./stages.js";
@@ -109,8 +110,7 @@ export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summa
       task: async (_: unknown, task: { output: string; title: string }) => {
         outputs.set(c.id, throttledOutput((line) => (task.output = line)));
         const cell = await deferred.get(c.id)!.promise;
-        const t = cell.summary;
-        task.title = `${c.id}: ${cell.status}${cell.status === "PASS" || cell.status === "FAIL" ? ` (${t.PASS} pass, ${t.FAIL} fail, ${t.SKIP} skip)` : cell.reason ? ` (${cell.reason.split("\n")[0].slice(0, 120)})` : ""}`;
+        task.title = `${c.id}: ${cell.status}${cellSummary(cell) ? ` (${cellSummary(cell)})` : cell.reason ? ` (${cell.reason.split("\n")[0].slice(0, 120)})` : ""}`;
       },
     })),
     { concurrent: true, exitOnError: false, renderer: "default", fallbackRenderer: "simple", rendererOptions: { collapseSubtasks: false } },
@@ -147,11 +147,14 @@ export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summa
   return { summary, report, files };
 }
 
-/** 0: every cell ran (PASS or FAIL are results); 1: a build failed; 4: an infrastructure error. */
+/**
+ * 0: every cell ran (PASS or FAIL are results); 1: a build failed, or with strict a deciding
+ * failure the doctor did not predict (expected failures never fail); 4: an infrastructure error.
+ */
 export function matrixExitCode(cells: CellResult[], strict = false): number {
   if (cells.some((c) => c.status === "ERROR")) return 4;
   if (cells.some((c) => c.status === "BUILD-FAILED")) return 1;
-  if (strict && cells.some((c) => c.status === "FAIL")) return 1;
+  if (strict && cells.some(failsUnexpectedly)) return 1;
   return 0;
 }
 

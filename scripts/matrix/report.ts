@@ -14,6 +14,7 @@ import { repoData } from "../data/repo-data.js";
 import type { TestStatus } from "../boot/results.js";
 import { isInformational, type CellResult, type CellStatus, type CellTest } from "./cell.js";
 import { AXES, type AxisName } from "./spec.js";
+import { judgeCell, summaryLine, sumTallies, tally, type Verdict } from "./verdicts.js";
 
 export const REPORT_SCHEMA = REPORT_SCHEMA_VERSION;
 export interface ReportFinding {
@@ -71,12 +72,36 @@ export function aggregate(tests: CellTest[]): TestStatus | null {
   return "SKIP";
 }
 
-/** The status shown in a column for a cell: the cell's own status when it never booted. */
+/** The tests' own statuses in a column (any FAIL, else ERROR, PASS, SKIP): what a prediction is checked against. */
+export function observedStatus(cell: CellResult, tests: string[]): string {
+  if (cell.status === "ERROR" || cell.status === "BUILD-FAILED" || cell.status === "SKIPPED") return cell.status;
+  return aggregate(testsIn(cell, tests)) ?? "-";
+}
+
+/**
+ * The status shown in a column for a cell: the cell's own status when it never booted; else
+ * judged (verdicts.ts): observing cases do not colour a column, an expected failure shows as
+ * XFAIL and an unexpected pass as XPASS, only an unexpected failure as FAIL.
+ */
 export function columnStatus(cell: CellResult, col: ReportColumn): string {
   if (cell.status === "ERROR" || cell.status === "BUILD-FAILED" || cell.status === "SKIPPED") return cell.status;
   const tests = testsIn(cell, col.tests);
   if (col.count) return tests.length ? `${tests.filter((t) => t.status === "PASS").length}/${tests.length}` : "-";
-  return aggregate(tests) ?? "-";
+  const judged = judgeCell(cell).filter((j) => col.tests.some((p) => matchesTest(p, j.test.name)));
+  const deciding = judged.filter((j) => j.verdict !== "informational");
+  if (deciding.length === 0) return aggregate(tests) ?? "-";
+  for (const [v, shown] of [["fail", "FAIL"], ["error", "ERROR"], ["xpass", "XPASS"], ["xfail", "XFAIL"], ["pass", "PASS"]] as const) if (deciding.some((j) => j.verdict === v)) return shown;
+  return "SKIP";
+}
+
+/** The judged summary line of one cell (empty for a cell that never ran). */
+export function cellSummary(cell: CellResult): string {
+  return cell.status === "PASS" || cell.status === "FAIL" ? summaryLine(tally(judgeCell(cell))) : "";
+}
+
+/** The judged summary over every cell that ran. */
+export function reportSummary(cells: CellResult[]): string {
+  return summaryLine(sumTallies(cells.filter((c) => c.status === "PASS" || c.status === "FAIL").map((c) => tally(judgeCell(c)))));
 }
 
 const evidenceOf = (t: CellTest) => [t.message, ...t.error_lines].join("\n");
@@ -225,7 +250,7 @@ export function predictionChecks(cell: CellResult): PredictionCheck[] {
     .map((p) => {
       const test = p.test ?? "criu-check";
       const expect = (p.expect ?? "FAIL") as "PASS" | "FAIL";
-      const observed = columnStatus(cell, { key: test, title: test, tests: [test] });
+      const observed = observedStatus(cell, [test]);
       const ran = observed === "PASS" || observed === "FAIL";
       return { cell: cell.id, what: p.what, test, expect, observed, ...(ran ? { held: observed === expect } : {}) };
     });
@@ -250,6 +275,8 @@ export function renderMarkdown(r: MatrixReport): string {
     `# CRIU version matrix: ${r.name}`,
     "",
     `${r.cells.length} cells: ${t.PASS} PASS, ${t.FAIL} FAIL, ${t.ERROR} ERROR (infrastructure), ${t["BUILD-FAILED"]} BUILD-FAILED, ${t.SKIPPED} SKIPPED. Generated ${r.created}.`,
+    "",
+    `Tests, over the cells that ran: ${reportSummary(r.cells)}. XFAIL: a failure the doctor predicted (expected); XPASS: a predicted failure that passed.`,
     "",
     `| ${head.join(" | ")} |`,
     `|${head.map(() => "---").join("|")}|`,
@@ -283,6 +310,7 @@ export function renderMarkdown(r: MatrixReport): string {
     for (const c of broken) {
       lines.push(`### ${c.id}: ${c.status}`, "");
       if (c.reason) lines.push(`${c.reason}`, "");
+      if (cellSummary(c)) lines.push(cellSummary(c), "");
       // Tests failing with the same evidence are one entry (a CRIU that cannot start fails them all alike).
       const groups = new Map<string, CellTest[]>();
       for (const t of c.tests.filter((x) => x.status === "FAIL" || x.status === "ERROR")) {
@@ -329,7 +357,7 @@ export function renderHtml(r: MatrixReport): string {
         .map(([k, v]) => `${k}: ${esc(JSON.stringify(v))}`)
         .join("<br>");
       const detail = `<tr class="detail" id="d${i}" hidden><td colspan="${head.length}">
-<p><b>${esc(c.id)}</b>: ${esc(c.status)}${c.reason ? ` &mdash; ${esc(c.reason)}` : ""}</p>
+<p><b>${esc(c.id)}</b>: ${esc(c.status)}${c.reason ? ` &mdash; ${esc(c.reason)}` : ""}${cellSummary(c) ? `<br>${esc(cellSummary(c))}` : ""}</p>
 <p>${c.sets.map((s) => `<code>--set ${esc(s)}</code>`).join(" ")}</p>
 ${c.predicted.length ? `<p>predicted: ${c.predicted.map((p) => `${esc(p.severity)}: ${esc(p.what)}`).join("; ")}</p>` : ""}
 <p class="small">${ids}<br>stages: ${esc(JSON.stringify(c.stages))}<br>accel ${esc(c.accel ?? "-")}, ${c.seconds.toFixed(0)} s on ${esc(c.host)}; evidence: ${esc(c.paths.results ?? "-")} (in its cache dir)</p>
@@ -349,11 +377,12 @@ ${c.console_tail ? `<details><summary>console (last lines)</summary><pre>${esc(c
 body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}
 tr.cell{cursor:pointer}tr.cell:hover{outline:2px solid #555}
-.s-pass{background:#c8efc8}.s-fail{background:#f6c1c1}.s-error{background:#f9e0a0}.s-skip,.s-skipped{background:#e4e4e4}.s-buildfailed{background:#e8b0e8}
+.s-pass{background:#c8efc8}.s-xfail{background:#dde8f6}.s-xpass{background:#f3e7a8}.s-fail{background:#f6c1c1}.s-error{background:#f9e0a0}.s-skip,.s-skipped{background:#e4e4e4}.s-buildfailed{background:#e8b0e8}
 pre{white-space:pre-wrap;margin:2px 0;font-size:12px}.small{font-size:12px;color:#555}table.tests{margin-top:4px}
 </style></head><body>
 <h1>CRIU version matrix: ${esc(r.name)}</h1>
 <p>${r.cells.length} cells: ${t.PASS} PASS, ${t.FAIL} FAIL, ${t.ERROR} ERROR (infrastructure), ${t["BUILD-FAILED"]} BUILD-FAILED, ${t.SKIPPED} SKIPPED. Generated ${esc(r.created)}. Click a row for its tests, CRIU's Error lines, diagnostics and console.</p>
+<p>Tests, over the cells that ran: ${esc(reportSummary(r.cells))}. XFAIL: a failure the doctor predicted (expected); XPASS: a predicted failure that passed.</p>
 <table><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr>
 ${body}
 </table>
@@ -369,27 +398,39 @@ for (const row of document.querySelectorAll("tr.cell")) row.addEventListener("cl
 
 const xmlEsc = (s: string) => esc(s).replace(/'/g, "&apos;").replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, "");
 
+/** A JUnit classname without dots in the cell id: viewers split dotted classnames into packages. */
+export const junitClassname = (cellId: string) => `cr-guest.${cellId.replace(/\./g, "_")}`;
+
+/**
+ * JUnit as GitHub, GitLab and Jenkins viewers read it: only an unexpected failure is a
+ * <failure> (with a type), an infrastructure problem an <error>; informational tests and
+ * expected failures are <skipped> with the reason, so a cell the report calls PASS is green.
+ */
 export function renderJunit(r: MatrixReport): string {
   const suites = r.cells.map((c) => {
+    const cls = xmlEsc(junitClassname(c.id));
     const cases: string[] = [];
-    if (c.status === "SKIPPED") cases.push(`<testcase classname="${xmlEsc(c.id)}" name="cell"><skipped message="${xmlEsc(c.reason ?? "")}"/></testcase>`);
-    else if (c.status === "BUILD-FAILED") cases.push(`<testcase classname="${xmlEsc(c.id)}" name="build"><failure message="${xmlEsc(c.reason ?? "")}"/></testcase>`);
-    else if (c.status === "ERROR") cases.push(`<testcase classname="${xmlEsc(c.id)}" name="boot"><error message="${xmlEsc(c.reason ?? "")}">${xmlEsc(c.console_tail)}</error></testcase>`);
-    for (const t of c.tests) {
-      const inner =
-        t.status === "FAIL"
-          ? `<failure message="${xmlEsc(t.message)}">${xmlEsc([...t.error_lines, t.diagnostics ?? ""].join("\n"))}</failure>`
-          : t.status === "SKIP"
-            ? `<skipped message="${xmlEsc(t.message)}"/>`
-            : t.status === "ERROR"
-              ? `<error message="${xmlEsc(t.message)}"/>`
-              : "";
-      cases.push(`<testcase classname="${xmlEsc(c.id)}" name="${xmlEsc(t.name)}" time="${t.seconds}">${inner}</testcase>`);
-    }
+    const kase = (name: string, time: number | undefined, inner: string) => `<testcase classname="${cls}" name="${xmlEsc(name)}"${time === undefined ? "" : ` time="${time}"`}>${inner}</testcase>`;
+    if (c.status === "SKIPPED") cases.push(kase("cell", undefined, `<skipped message="${xmlEsc(c.reason ?? "")}"/>`));
+    else if (c.status === "BUILD-FAILED") cases.push(kase("build", undefined, `<failure type="build-failed" message="${xmlEsc(c.reason ?? "")}"/>`));
+    else if (c.status === "ERROR") cases.push(kase("boot", undefined, `<error type="infrastructure" message="${xmlEsc(c.reason ?? "")}">${xmlEsc(c.console_tail)}</error>`));
+    const evidence = (t: CellTest) => xmlEsc([...t.error_lines, t.diagnostics ?? ""].join("\n").trim());
+    const inner: Record<Verdict, (j: ReturnType<typeof judgeCell>[number]) => string> = {
+      pass: () => "",
+      fail: (j) => `<failure type="${xmlEsc(j.test.outcome ?? "failure")}" message="${xmlEsc(j.test.message)}">${evidence(j.test)}</failure>`,
+      error: (j) => `<error type="test-error" message="${xmlEsc(j.test.message)}">${evidence(j.test)}</error>`,
+      skip: (j) => `<skipped message="${xmlEsc(j.test.message)}"/>`,
+      informational: (j) => `<skipped message="${xmlEsc(`informational (${j.test.status}): ${j.test.message}`)}"/>`,
+      xfail: (j) => `<skipped message="${xmlEsc(`expected failure: ${j.because}`)}">${evidence(j.test)}</skipped>`,
+      // A predicted failure that passed: the prediction is wrong, which deserves a look, not a red build.
+      xpass: (j) => `<properties><property name="unexpected-pass" value="${xmlEsc(j.because ?? "")}"/></properties>`,
+    };
+    for (const j of c.status === "PASS" || c.status === "FAIL" ? judgeCell(c) : []) cases.push(kase(j.test.name, j.test.seconds, inner[j.verdict](j)));
     const count = (re: RegExp) => cases.filter((x) => re.test(x)).length;
-    return `  <testsuite name="${xmlEsc(c.id)}" tests="${cases.length}" failures="${count(/<failure/)}" errors="${count(/<error/)}" skipped="${count(/<skipped/)}" time="${c.seconds}" hostname="${xmlEsc(c.host)}">\n    ${cases.join("\n    ")}\n  </testsuite>`;
+    return `  <testsuite name="${xmlEsc(c.id)}" tests="${cases.length}" failures="${count(/<failure/)}" errors="${count(/<error/)}" skipped="${count(/<skipped/)}" time="${c.seconds}" timestamp="${xmlEsc(c.started.replace(/\.\d+Z$/, "").replace(/Z$/, ""))}" hostname="${xmlEsc(c.host)}">\n    ${cases.join("\n    ")}\n  </testsuite>`;
   });
-  return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="cr-guest matrix ${xmlEsc(r.name)}">\n${suites.join("\n")}\n</testsuites>\n`;
+  const total = (attr: string) => suites.reduce((n, x) => n + Number(new RegExp(`${attr}="(\\d+)"`).exec(x)?.[1] ?? 0), 0);
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="cr-guest matrix ${xmlEsc(r.name)}" tests="${total("tests")}" failures="${total("failures")}" errors="${total("errors")}" skipped="${total("skipped")}">\n${suites.join("\n")}\n</testsuites>\n`;
 }
 
 export interface Change {

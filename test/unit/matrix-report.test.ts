@@ -4,6 +4,7 @@
  * (and the CLI's exit codes for it), and the CI workflow kept in sync with matrix.yaml.
  */
 import { describe, expect, it } from "vitest";
+import { XMLParser } from "fast-xml-parser";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,7 +12,8 @@ import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { CELL_SCHEMA, INFORMATIONAL_TESTS, cellStatusOf, type CellResult, type CellTest } from "../../scripts/matrix/cell.js";
 import { loadScenarios, observedTests } from "../../scripts/data/scenarios.js";
 import { repoData } from "../../scripts/data/repo-data.js";
-import { buildReport, compareReports, deriveFindings, mergeCells, predictionChecks, renderComparison, renderHtml, renderJunit, renderMarkdown, statusDependencies } from "../../scripts/matrix/report.js";
+import { buildReport, cellSummary, columnStatus, compareReports, deriveFindings, mergeCells, predictionChecks, reportColumns, reportSummary, renderComparison, renderHtml, renderJunit, renderMarkdown, statusDependencies } from "../../scripts/matrix/report.js";
+import { judgeCell, tally } from "../../scripts/matrix/verdicts.js";
 import { GITHUB_WORKFLOW, renderGithubWorkflow } from "../../scripts/matrix/command.js";
 import { loadMatrixSpec, planMatrix } from "../../scripts/matrix/spec.js";
 import { crGuest } from "../helpers/cli.js";
@@ -136,12 +138,42 @@ describe("matrix report", () => {
     expect(html).toContain("addEventListener(\"click\"");
   });
 
-  it("JUnit: a suite per cell, failures with CRIU's Error lines, infrastructure as <error>", () => {
-    const xml = renderJunit(buildReport("fixture", [noMembarrier, cell("4.2.1", "6.12", "none", [], { status: "ERROR", reason: "panic: Kernel panic" }), cell("3.19", "6.12", "none", [], { status: "SKIPPED", reason: "no source" })]));
-    expect(xml).toMatch(/<testsuite name="4\.1\.1_nomb_none_native" tests="10" failures="6" errors="0" skipped="2"/);
-    expect(xml).toContain(`<failure message="criu check: exit 1">${KERNDAT}`);
-    expect(xml).toMatch(/<testcase classname="4\.2\.1_6\.12_none_native" name="boot"><error message="panic: Kernel panic">/);
-    expect(xml).toMatch(/name="cell"><skipped message="no source"\/>/);
+  it("JUnit, read with an XML parser: only unexpected failures fail; informational and expected failures are skipped with the reason", () => {
+    const predicted = { ...noMembarrier, predicted: [{ severity: "fail", id: "membarrier-probe", what: "CRIU 4.1.1 on a kernel with CONFIG_MEMBARRIER=n will fail every command", test: "criu-check", expect: "FAIL" as const }] };
+    const xml = renderJunit(buildReport("fixture", [noMembarrier, predicted, good("4.1.1"), cell("4.2.1", "6.12", "none", [], { status: "ERROR", reason: "panic: Kernel panic" }), cell("3.19", "6.12", "none", [], { status: "SKIPPED", reason: "no source" })]));
+    const doc = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: "", isArray: (n) => ["testsuite", "testcase"].includes(n) }).parse(xml);
+    type Case = { classname: string; name: string; time?: string; failure?: { type: string; message: string; "#text"?: string }; error?: { type: string; message: string }; skipped?: { message: string } };
+    type Suite = { name: string; tests: string; failures: string; errors: string; skipped: string; timestamp: string; testcase: Case[] };
+    const suites: Suite[] = doc.testsuites.testsuite;
+    expect(Number(doc.testsuites.tests)).toBe(suites.reduce((n, x) => n + Number(x.tests), 0));
+    const byName = (n: string) => suites.find((x) => x.name === n)!;
+    for (const x of suites) {
+      expect(x.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$/);
+      expect(Number(x.tests)).toBe(x.testcase.length);
+      expect(Number(x.failures)).toBe(x.testcase.filter((c) => c.failure).length);
+      for (const c of x.testcase) expect(c.classname).toMatch(/^cr-guest\.[^.]+$/);
+    }
+    // Unpredicted: CRIU does not start, so criu check and the deciding tests behind it fail, with a type and CRIU's Error lines.
+    const plain = byName("4.1.1_nomb_none_native");
+    const check = plain.testcase.find((c) => c.name === "criu-check")!;
+    expect(check.classname).toBe("cr-guest.4_1_1_nomb_none_native");
+    expect(check.failure).toMatchObject({ type: "failure", message: "criu check: exit 1" });
+    expect(check.failure!["#text"]).toContain(KERNDAT);
+    // Features never fail a build: informational, skipped with the reason.
+    const feature = plain.testcase.find((c) => c.name === "feature/timens")!;
+    expect(feature.failure).toBeUndefined();
+    expect(feature.skipped!.message).toMatch(/^informational \(FAIL\): /);
+    expect(Number(plain.failures)).toBe(1);
+    // Predicted: the same failures are expected failures, skipped, naming the prediction.
+    const xf = suites.filter((x) => x.name === "4.1.1_nomb_none_native")[1];
+    expect(Number(xf.failures)).toBe(0);
+    expect(xf.testcase.find((c) => c.name === "criu-check")!.skipped!.message).toBe("expected failure: CRIU 4.1.1 on a kernel with CONFIG_MEMBARRIER=n will fail every command");
+    // A PASS cell with a failing informational test is green in a viewer.
+    const green = byName("4.1.1_6.12_none_native");
+    expect(Number(green.failures) + Number(green.errors)).toBe(0);
+    expect(green.testcase.find((c) => c.name === "criu-check-all")!.skipped!.message).toMatch(/^informational/);
+    expect(byName("4.2.1_6.12_none_native").testcase[0]).toMatchObject({ name: "boot", error: { type: "infrastructure", message: "panic: Kernel panic" } });
+    expect(byName("3.19_6.12_none_native").testcase[0]).toMatchObject({ name: "cell", skipped: { message: "no source" } });
   });
 
   it("merge keeps one cell per id, the newest", () => {
@@ -285,5 +317,39 @@ describe("kernel-aware findings and predictions", () => {
     expect(renderMarkdown(buildReport("m", [c], { rules: [] }))).toContain('predicted FAIL for criu-check ("starts"); observed: PASS (NOT as predicted)');
     // A cell that never booted has nothing to check a prediction against.
     expect(predictionChecks({ ...c, status: "ERROR" })[0].held).toBeUndefined();
+  });
+});
+
+describe("verdicts: deciding, informational, expected failures", () => {
+  const hang = t("frozen-cgroup/without-freeze-cgroup", "FAIL", "hang: dump did not finish in 10s");
+  const withHang = (c: CellResult) => ({ ...c, tests: [...c.tests, { ...hang, outcome: "hang" }, t("frozen-cgroup/with-freeze-cgroup", "PASS")] });
+  it("one summary line that separates what decides from what informs", () => {
+    const c = withHang(good("4.1.1"));
+    expect(c.status).toBe("PASS");
+    expect(cellSummary(c)).toBe("deciding: 8 passed, 0 failed; informational: 1/2 features, observed: criu-check-all (FAIL), frozen-cgroup/without-freeze-cgroup (hang)");
+    // The observing case does not colour its column; a deciding failure does.
+    const cols = reportColumns([c]);
+    expect(columnStatus(c, cols.find((x) => x.key === "frozen-cgroup")!)).toBe("PASS");
+    const broken = { ...c, tests: c.tests.map((x) => (x.name === "frozen-cgroup/with-freeze-cgroup" ? { ...x, status: "FAIL" as const } : x)) };
+    expect(columnStatus(broken, cols.find((x) => x.key === "frozen-cgroup")!)).toBe("FAIL");
+  });
+  it("a predicted failure is expected (XFAIL) and explains the failures of a CRIU that cannot start; a predicted failure that passes is XPASS", () => {
+    const p = { severity: "fail", id: "membarrier-probe", what: "will fail every command", test: "criu-check", expect: "FAIL" as const };
+    const xf = { ...noMembarrier, predicted: [p] };
+    const j = judgeCell(xf);
+    expect(j.filter((x) => x.verdict === "fail")).toEqual([]);
+    expect(j.find((x) => x.test.name === "criu-check")).toMatchObject({ verdict: "xfail", because: p.what });
+    expect(tally(j)).toMatchObject({ failed: 0, expectedFailures: 1, passed: 2 });
+    expect(columnStatus(xf, reportColumns([xf])[0])).toBe("XFAIL");
+    expect(reportSummary([xf])).toMatch(/^deciding: 2 passed, 0 failed, 1 expected failure, 2 skipped/);
+    // Without the prediction the same cell has an unexpected failure.
+    expect(tally(judgeCell(noMembarrier)).failed).toBe(1);
+    // The prediction did not come true: an unexpected pass, never hidden.
+    const xp = { ...good("3.17.1"), predicted: [{ severity: "warn", id: "membarrier-registration", what: "loses it", test: "membarrier/registration", expect: "FAIL" as const }] };
+    expect(judgeCell(xp).find((x) => x.test.name === "membarrier/registration")!.verdict).toBe("xpass");
+    expect(cellSummary(xp)).toContain("1 unexpected pass");
+    // A lost registration it predicted is expected, and only that test.
+    const lost = { ...good("3.17.1", "6.12", "none", "FAIL"), predicted: xp.predicted };
+    expect(tally(judgeCell(lost))).toMatchObject({ failed: 0, expectedFailures: 1 });
   });
 });
