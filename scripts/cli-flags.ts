@@ -77,6 +77,8 @@ export const FLAGS = {
   patches: { type: "string", arg: "P", help: "only cells of this patch axis value, e.g. unpatched (repeatable)" },
   cell: { type: "string", arg: "ID", help: "only this cell (repeatable)" },
   out: { type: "string", arg: "DIR", help: "where results and reports go" },
+  store: { type: "string", arg: "DIR", help: "the directory standing for CI's artifact store: kernels/, cells-<V>/, report/ (default: ci-store)" },
+  baseline: { type: "string", arg: "PATH", help: "the report to compare with (matrix.json or a directory of cells); on GitHub, the last successful run of main's matrix-report by default" },
   boots: { type: "string", arg: "N", help: "guest boots at once (default: as many as the cores allow)" },
   "emit-github": { type: "boolean", help: "write the GitHub Actions workflow for this matrix (.github/workflows/cr-guest-matrix.yml)" },
   markdown: { type: "boolean", help: "print Markdown (for a CI job summary or a pull request comment)" },

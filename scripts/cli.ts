@@ -107,6 +107,15 @@ const COMMANDS: Record<string, Command> = {
     json: "the comparison",
     run: cmds.compareCommand,
   },
+  ci: {
+    summary: "CI over jobs: ci kernels (build the matrix's kernels once), ci cell --criu V (its cells on them), ci report (merge, baseline, summary, junit, exit code)",
+    usage: "cr-guest ci kernels|cell|report [--store DIR] [--matrix FILE] [--criu V] [--baseline PATH]",
+    flags: [...CONFIG, "matrix", "store", "baseline", "local-source", "criu-mirror", "git", "ref", "kernel-mirror", "jobs", "boots", "force", "json"],
+    filters: ["criu"],
+    positionals: { usage: "kernels|cell|report", help: "the CI step: the same command runs locally (make ci-local) and in the workflow" },
+    json: "what the step made: the packed kernels, the cells, or the verdict and report files",
+    run: cmds.ciCommand,
+  },
   config: {
     summary: "print the resolved configuration (default + --config + flags)",
     usage: "cr-guest config [--config FILE] [--set KEY=VALUE]",

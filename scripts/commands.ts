@@ -4,7 +4,7 @@
  * machine output through `ctx.emit` (one JSON document on stdout with --json).
  */
 import { existsSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { UserError } from "./lib/errors.js";
 import { loadConfig, type PipelineConfig } from "./lib/config.js";
 
@@ -333,6 +333,71 @@ export async function compareCommand(ctx: CommandContext): Promise<number> {
   ctx.say(renderComparison(cmp, Boolean(ctx.values.markdown)));
   ctx.emit(cmp);
   return cmp.regressions.length > 0 ? 1 : 0;
+}
+
+/** The CI steps (matrix/ci.ts): the same commands run in the workflow and in `make ci-local`. */
+export async function ciCommand(ctx: CommandContext): Promise<number> {
+  const v = ctx.values;
+  const [step, ...extra] = ctx.positionals;
+  if (!["kernels", "cell", "report"].includes(step ?? "") || extra.length) throw new UserError(`unknown ci step '${ctx.positionals.join(" ")}'`, "use: cr-guest ci kernels | ci cell --criu V | ci report");
+  const store = resolve((v.store as string | undefined) ?? "ci-store");
+  const ci = await import("./matrix/ci.js");
+  const { loadMatrixSpec, planMatrix, filterCells } = await import("./matrix/spec.js");
+  const { REPO_ROOT } = await import("./lib/paths.js");
+  const plan = () => planMatrix(loadMatrixSpec(resolve((v.matrix as string | undefined) ?? join(REPO_ROOT, "matrix.yaml"))), { configFile: v.config as string | undefined, set: ctx.sets });
+
+  if (step === "kernels") {
+    const p = plan();
+    const kernels = await ci.packKernels(p.cells, store, (l) => console.error(l));
+    ctx.say(`${kernels.length} kernels packed in ${join(store, ci.KERNELS_DIR)}: ${kernels.map((k) => `${k.axis} (${k.release ?? k.version})`).join(", ")}`);
+    ctx.emit({ store, kernels });
+    return 0;
+  }
+  if (step === "cell") {
+    const versions = (v.criu as string[] | undefined) ?? [];
+    if (versions.length !== 1) throw new UserError("ci cell runs the cells of one CRIU version", "pass --criu V once (one CI job per version)");
+    const p = plan();
+    const cells = filterCells(p, { criu: versions });
+    const index = ci.readKernelIndex(store);
+    const { runMatrixCommand, matrixExitCode } = await import("./matrix/command.js");
+    const outDir = join(store, `cells-${versions[0]}`);
+    const { summary, files } = await runMatrixCommand({ plan: p, cells, outDir, force: Boolean(v.force), jobs: v.boots ? Number(v.boots) : undefined, kernelFrom: (c) => ci.packedKernelOutcome(store, index, c.axes.kernel) });
+    ctx.say(`${summary.cells.length} cells of CRIU ${versions[0]} in ${outDir} (${summary.ran.length} run, ${summary.kept.length} kept); kernels from ${join(store, ci.KERNELS_DIR)}`);
+    ctx.emit({ store, out: outDir, files, cells: summary.cells.map((c) => ({ id: c.id, status: c.status, reason: c.reason })) });
+    // Verdicts are the report step's: here only what stops the cells from being results.
+    return matrixExitCode(summary.cells);
+  }
+  // report
+  const { collectCells } = await import("./matrix/cell.js");
+  const { mergeCells, buildReport } = await import("./matrix/report.js");
+  const { writeReports } = await import("./matrix/command.js");
+  const dirs = ci.cellDirsIn(store);
+  const { cells, duplicates } = mergeCells(dirs.map((d) => collectCells(d)));
+  if (cells.length === 0) throw new UserError(`no cell results in ${store} (cells-*/)`, "run `cr-guest ci cell --criu V --store DIR` first (on GitHub: the cells jobs' artifacts)");
+  const report = buildReport((v.name as string | undefined) ?? cells[0].matrix, cells, { duplicates });
+  const reportDir = join(store, "report");
+  const files = await writeReports(reportDir, report);
+  let baseline = v.baseline as string | undefined;
+  let baselineLabel = baseline ? `the baseline ${baseline}` : "no baseline (none given, not on GitHub)";
+  if (!baseline) {
+    const gh = await import("./lib/github-baseline.js");
+    const { GITHUB_WORKFLOW } = await import("./matrix/command.js");
+    const context = gh.githubContext(process.env, basename(GITHUB_WORKFLOW));
+    if (context) {
+      const got = await gh.fetchBaseline(context, join(store, "baseline"));
+      if (got.status === "ok") {
+        baseline = join(store, "baseline");
+        baselineLabel = `the last successful run of ${got.branch} (run ${got.runId})`;
+      } else baselineLabel = `no baseline: ${got.note}`;
+    }
+  }
+  const verdict = ci.ciVerdict(report.cells, ci.compareWithBaseline(baseline, report.cells));
+  const summaryFile = await ci.writeCiSummary(reportDir, ci.renderCiSummary(report, verdict, baselineLabel));
+  ctx.say(ci.renderCiSummary(report, verdict, baselineLabel));
+  ctx.say(`summary: ${summaryFile}`);
+  for (const [kind, file] of Object.entries(files)) ctx.say(`  ${kind.padEnd(5)} ${file}`);
+  ctx.emit({ store, baseline: baselineLabel, exit_code: verdict.exitCode, unexpected: verdict.unexpected, expected: verdict.expected, unexpected_passes: verdict.unexpectedPasses, regressions: verdict.comparison?.regressions ?? [], infrastructure: verdict.infrastructure, files: { ...files, summary: summaryFile } });
+  return verdict.exitCode;
 }
 
 export async function configCommand(ctx: CommandContext): Promise<number> {

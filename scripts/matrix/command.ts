@@ -15,7 +15,8 @@ import { throttledOutput } from "../lib/progress.js";
 import { collectCells, storedCell, type CellResult } from "./cell.js";
 import { failsUnexpectedly } from "./verdicts.js";
 import { buildReport, cellSummary, renderHtml, renderJunit, renderMarkdown, type MatrixReport } from "./report.js";
-import { keepStored, runMatrix, type MatrixRunSummary } from "./run.js";
+import { keepStored, runMatrix, type KernelOutcome, type MatrixRunSummary } from "./run.js";
+import type { StageOutcome } from "../driver.js";
 import { sharedStages, type MatrixPlan, type PlannedCell } from "./spec.js";
 import { realStages } from "./stages.js";
 
@@ -81,6 +82,8 @@ export interface MatrixCommandOptions {
   outDir: string;
   force: boolean;
   jobs?: number;
+  /** Where each cell's kernel comes from instead of the kernel stage (CI: the packed kernels). */
+  kernelFrom?: (c: PlannedCell) => Promise<KernelOutcome<StageOutcome<"kernel">>>;
 }
 
 /** Cells of this matrix stored in outDir (from this run or earlier ones), in plan order. */
@@ -122,7 +125,7 @@ export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summa
     outDir: o.outDir,
     stages: {
       kernel: async (c) => {
-        const k = await stages.kernel(c);
+        const k = await (o.kernelFrom ?? stages.kernel)(c);
         index[c.groups.kernel] = k.handle.value.ref!.dir;
         await writeAtomic(join(o.outDir, STAGE_INDEX), `${JSON.stringify(index, null, 2)}\n`);
         return k;
