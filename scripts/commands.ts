@@ -339,13 +339,23 @@ export async function compareCommand(ctx: CommandContext): Promise<number> {
 export async function ciCommand(ctx: CommandContext): Promise<number> {
   const v = ctx.values;
   const [step, ...extra] = ctx.positionals;
-  if (!["kernels", "cell", "report"].includes(step ?? "") || extra.length) throw new UserError(`unknown ci step '${ctx.positionals.join(" ")}'`, "use: cr-guest ci kernels | ci cell --criu V | ci report");
+  if (!["keys", "kernels", "cell", "report"].includes(step ?? "") || extra.length) throw new UserError(`unknown ci step '${ctx.positionals.join(" ")}'`, "use: cr-guest ci keys | ci kernels | ci cell --criu V | ci report");
   const store = resolve((v.store as string | undefined) ?? "ci-store");
   const ci = await import("./matrix/ci.js");
   const { loadMatrixSpec, planMatrix, filterCells } = await import("./matrix/spec.js");
   const { REPO_ROOT } = await import("./lib/paths.js");
   const plan = () => planMatrix(loadMatrixSpec(resolve((v.matrix as string | undefined) ?? join(REPO_ROOT, "matrix.yaml"))), { configFile: v.config as string | undefined, set: ctx.sets });
 
+  if (step === "keys") {
+    // Cache keys for the workflow: the matrix's stage groups (what each stage reads).
+    const p = plan();
+    const keys = ci.cacheKeys(p.cells, (v.criu as string[] | undefined)?.length ? filterCells(p, { criu: v.criu as string[] }) : undefined);
+    const text = Object.entries(keys).map(([k, val]) => `${k}=${val}`).join("\n") + "\n";
+    if (process.env.GITHUB_OUTPUT) (await import("node:fs")).appendFileSync(process.env.GITHUB_OUTPUT, text);
+    ctx.say(text.trimEnd());
+    ctx.emit(keys);
+    return 0;
+  }
   if (step === "kernels") {
     const p = plan();
     const kernels = await ci.packKernels(p.cells, store, (l) => console.error(l));

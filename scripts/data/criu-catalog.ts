@@ -116,6 +116,21 @@ export function entryForSourceVersion(version: string, catalog: CriuCatalog): Cr
   return { version, min_suite: below.min_suite, facts_from: below.version };
 }
 
+/**
+ * Can a machine with network access get this version by its pins alone (the GitHub tag
+ * archive, Debian's source or binary package)? Decided from the catalog, never from what the
+ * asking machine reaches, so a generated CI file is the same everywhere.
+ */
+export function servableFromPins(requested: string, catalog: CriuCatalog): boolean {
+  let e: CriuVersionEntry;
+  try {
+    e = resolveCriuVersion(requested, catalog);
+  } catch {
+    return false;
+  }
+  return Boolean(e.upstream || e.debian || e.binary);
+}
+
 /** The providers to try for this version: the config's when it names any, else the catalog's. */
 export function providerOrderFor(entry: CriuVersionEntry, catalog: CriuCatalog, configured: CriuProvider[]): CriuProvider[] {
   if (configured.length) return configured;

@@ -12,6 +12,7 @@ import { copyFile, mkdir, readFile, rename, rm, writeFile } from "node:fs/promis
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
+import { cacheKey } from "../lib/hash.js";
 import { UserError } from "../lib/errors.js";
 import { writeAtomic } from "../lib/fs-atomic.js";
 import { loadDotConfig } from "../data/fragments.js";
@@ -98,6 +99,15 @@ export async function packedKernelOutcome(store: string, index: Record<string, P
     value: { stage, ref: { dir, key: k.key, version: k.version, release: k.release, config_sha256: k.config_sha256, requested }, config: loadDotConfig(join(dir, "config")) },
   };
   return { handle, cached: true, identity };
+}
+
+/**
+ * The workflow's cache keys: one over the kernel stages of every cell, one over the CRIU and
+ * image stages of a CRIU job's cells (the matrix's stage groups: what each stage reads).
+ */
+export function cacheKeys(all: PlannedCell[], job?: PlannedCell[]): { kernels: string; criu?: string } {
+  const groups = (cs: PlannedCell[], g: (c: PlannedCell) => string[]) => cacheKey([...new Set(cs.filter((c) => !c.skip).flatMap(g))].sort());
+  return { kernels: groups(all, (c) => [c.groups.kernel]), ...(job ? { criu: groups(job, (c) => [c.groups.criu, c.groups.image]) } : {}) };
 }
 
 /** Every cells-* directory of the store (one per CRIU job). */
