@@ -3,22 +3,23 @@ CRG := bin/cr-guest
 ARGS ?=
 CRIU ?= 4.1
 
-.PHONY: schemas all setup test test-unit test-integration kernel criu image smoke matrix matrix-plan check-config bench bench-kernel bench-criu bench-image bench-smoke typecheck clean help
+.PHONY: schemas all setup ci-local test test-unit test-integration kernel criu image smoke matrix matrix-plan check-config bench bench-kernel bench-criu bench-image bench-smoke typecheck clean help
 
 ## all: the main job on the built-in default config: kernel, CRIU, image, boot and test
 all: node_modules
 	$(CRG) smoke $(ARGS)
 
 ## setup: install the host's Debian packages and the npm packages
-# `npm install` honours package-lock.json; `npm ci` refuses it here because the registry mirror
-# only carries linux-x64 builds of optional platform packages, which npm then counts as "missing".
+# `npm ci` installs exactly package-lock.json (complete, with every platform's optional
+# packages) and never rewrites it: a fresh clone stays clean (.ci/run checks `git status`).
 setup:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$(grep -v '^\s*#' host-packages.txt)
-	npm install --no-audit --no-fund
+	npm ci --no-audit --no-fund
 
+## node_modules: the npm packages only (the CI report job, which needs no host tools)
 node_modules: package-lock.json
-	npm install --no-audit --no-fund
+	npm ci --no-audit --no-fund
 	@touch node_modules
 
 ## test: typecheck, unit tests and integration tests (what CI runs)
@@ -50,6 +51,17 @@ smoke: node_modules
 ## matrix: every cell of matrix.yaml (make matrix ARGS="--criu 4.1 --kernel 6.12" for one cell)
 matrix: node_modules
 	$(CRG) matrix $(ARGS)
+
+## ci-local: the CI workflow's steps, in its order, against a local store standing for the
+## artifact store (make ci-local CRIU="4.1 3.19" BASELINE=old/matrix.json); about an hour cold
+CI_STORE ?= ci-store
+CI_MATRIX ?= matrix.yaml
+ci-local: node_modules
+	rm -rf $(CI_STORE)/cells-* $(CI_STORE)/report $(CI_STORE)/baseline
+	$(CRG) ci keys --matrix $(CI_MATRIX)
+	$(CRG) ci kernels --matrix $(CI_MATRIX) --store $(CI_STORE) $(ARGS)
+	for v in $(CRIU); do $(CRG) ci cell --matrix $(CI_MATRIX) --criu "$$v" --store $(CI_STORE) $(ARGS) || exit $$?; done
+	$(CRG) ci report --store $(CI_STORE) $(if $(BASELINE),--baseline $(BASELINE))
 
 ## matrix-plan: the cells, what they share and what is cached; runs nothing
 matrix-plan: node_modules

@@ -40,6 +40,23 @@ export function throttledOutput(set: (line: string) => void): (line: string) => 
   };
 }
 
+/**
+ * Listr options every progress display uses. Progress is never data: it goes to stderr, so
+ * stdout stays clean for --json and pipes. Ctrl-C is ours (lib/interrupt.ts): listr2's own
+ * handler would exit 127 without a word.
+ */
+export function listrOnStderr() {
+  const logger = () => new ListrLogger({ processOutput: new ProcessOutput(process.stderr, process.stderr) });
+  return {
+    registerSignalListeners: false,
+    renderer: "default",
+    fallbackRenderer: "simple",
+    rendererOptions: { logger: logger() },
+    fallbackRendererOptions: { logger: logger() },
+    fallbackRendererCondition: () => !process.stderr.isTTY,
+  } as const;
+}
+
 export async function runSteps<C extends object>(ctx: C, steps: Step<C>[]): Promise<C> {
   const sink = sinks.getStore();
   if (sink) {
@@ -64,18 +81,6 @@ export async function runSteps<C extends object>(ctx: C, steps: Step<C>[]): Prom
       );
     },
   }));
-  // Progress is never data: it goes to stderr, so stdout stays clean for --json and pipes.
-  const logger = () => new ListrLogger({ processOutput: new ProcessOutput(process.stderr, process.stderr) });
-  const list = new Listr<C>(tasks, {
-    concurrent: false,
-    exitOnError: true,
-    // Ctrl-C is ours (lib/interrupt.ts): listr2's own handler would exit 127 without a word.
-    registerSignalListeners: false,
-    renderer: "default",
-    fallbackRenderer: "simple",
-    rendererOptions: { logger: logger() },
-    fallbackRendererOptions: { logger: logger() },
-    fallbackRendererCondition: () => !process.stderr.isTTY,
-  });
+  const list = new Listr<C>(tasks, { concurrent: false, exitOnError: true, ...listrOnStderr() });
   return list.run(ctx);
 }

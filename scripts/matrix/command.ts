@@ -13,7 +13,7 @@ import { ArtifactCache } from "../lib/cache.js";
 import { REPO_ROOT } from "../lib/paths.js";
 import { repoData } from "../data/repo-data.js";
 import { servableFromPins, type CriuCatalog } from "../data/criu-catalog.js";
-import { throttledOutput } from "../lib/progress.js";
+import { listrOnStderr, throttledOutput } from "../lib/progress.js";
 import { collectCells, storedCell, type CellResult } from "./cell.js";
 import { failsUnexpectedly } from "./verdicts.js";
 import { buildReport, cellSummary, renderHtml, renderJunit, renderMarkdown, type MatrixReport } from "./report.js";
@@ -118,7 +118,7 @@ export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summa
         task.title = `${c.id}: ${cell.status}${cellSummary(cell) ? ` (${cellSummary(cell)})` : cell.reason ? ` (${cell.reason.split("\n")[0].slice(0, 120)})` : ""}`;
       },
     })),
-    { concurrent: true, exitOnError: false, renderer: "default", fallbackRenderer: "simple", rendererOptions: { collapseSubtasks: false } },
+    { concurrent: true, exitOnError: false, ...listrOnStderr(), rendererOptions: { ...listrOnStderr().rendererOptions, collapseSubtasks: false } },
   );
   const display = list.run({});
   const progress = (id: string, line: string) => outputs.get(id)?.(line);
