@@ -302,6 +302,8 @@ export async function matrixCommand(ctx: CommandContext): Promise<number> {
   ctx.say(`report (${report.cells.length} cells: ${t.PASS} PASS, ${t.FAIL} FAIL, ${t.ERROR} ERROR, ${t["BUILD-FAILED"]} BUILD-FAILED, ${t.SKIPPED} SKIPPED):`);
   for (const [kind, file] of Object.entries(files)) ctx.say(`  ${kind.padEnd(5)} ${file}`);
   for (const f of report.findings) ctx.say(`finding: ${f.say}`);
+  const { reportSummary } = await import("./matrix/report.js");
+  ctx.say(`tests: ${reportSummary(report.cells)}`);
   const code = matrixExitCode(summary.cells, Boolean(v.strict));
   ctx.emit({ matrix: plan.spec.name, totals: t, ran: summary.ran, kept: summary.kept, seconds: summary.seconds, files, findings: report.findings.map((f) => f.say), cells: summary.cells.map((c) => ({ id: c.id, status: c.status, reason: c.reason })) });
   return code;
