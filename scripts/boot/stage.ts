@@ -34,6 +34,10 @@ export interface Attempt {
   seconds: number;
   /** QEMU start to the guest init's first line. */
   boot_seconds: number | null;
+  /** Host preparing the results disk; QEMU start to the end marker; host reading the results. */
+  prepare_seconds?: number;
+  end_seconds?: number | null;
+  read_seconds?: number;
   console_log: string;
 }
 
@@ -105,7 +109,9 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
     const tries = 1 + Math.max(0, config.boot.retries);
     for (let i = 1; i <= tries; i++) {
       const disk = join(tmp, `results-${i}.img`);
+      const tPrepare = Date.now();
       await createResultsDisk(disk, input.files, join(tmp, "scratch"));
+      const prepare_seconds = (Date.now() - tPrepare) / 1000;
       const consoleLog = join(tmp, `console-${i}.log`);
       log(`boot ${i}/${tries} (${o.accel}, deadline ${config.boot.deadline_minutes} min)`);
       const boot = await bootVm({
@@ -122,21 +128,24 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
         started: { marker: GUEST_STARTED_MARKER, timeoutMs: config.boot.boot_timeout_seconds * 1000 },
       });
       const rel = `console-${i}.log`;
+      const clock = { boot_seconds: boot.startedAfter ?? null, prepare_seconds, end_seconds: boot.endedAfter ?? null };
       if (boot.status !== "ok") {
-        attempts.push({ status: boot.status, reason: boot.reason, seconds: boot.seconds, boot_seconds: boot.startedAfter ?? null, console_log: rel });
+        attempts.push({ status: boot.status, reason: boot.reason, seconds: boot.seconds, ...clock, console_log: rel });
         log(`attempt ${i}: ${boot.status}: ${boot.reason}`);
         await rm(disk, { force: true });
         continue;
       }
       const out = join(tmp, "out");
       await rm(out, { recursive: true, force: true });
+      const tRead = Date.now();
       const read = await readResultsDisk(disk, out);
       await rm(disk, { force: true });
+      const read_seconds = (Date.now() - tRead) / 1000;
       if (!read.ok) {
-        attempts.push({ status: "results-unreadable", reason: read.reason, seconds: boot.seconds, boot_seconds: boot.startedAfter ?? null, console_log: rel });
+        attempts.push({ status: "results-unreadable", reason: read.reason, seconds: boot.seconds, ...clock, read_seconds, console_log: rel });
         continue;
       }
-      attempts.push({ status: "ok", reason: boot.reason, seconds: boot.seconds, boot_seconds: boot.startedAfter ?? null, console_log: rel });
+      attempts.push({ status: "ok", reason: boot.reason, seconds: boot.seconds, ...clock, read_seconds, console_log: rel });
       tests = readTestRecords(out, tmp);
       guest = existsSync(join(out, "info/guest.txt")) ? parseKeyValues(readFileSync(join(out, "info/guest.txt"), "utf8")) : {};
       break;
@@ -195,6 +204,27 @@ export async function promoteRun(runsRoot: string, key: string, attemptDir: stri
   if (existsSync(record)) await rename(record, join(runsRoot, `${key}.attempts`, `superseded-${attemptStamp()}`));
   await rename(attemptDir, record);
   return record;
+}
+
+/**
+ * The per-phase clock of a complete run (pure): where the time from QEMU start to the results
+ * in hand goes. Older runs without the clock give what they have.
+ */
+export function runPhases(r: RunResults): { phase: string; seconds: number | null }[] {
+  const a = r.attempts.at(-1);
+  if (!a) return [];
+  const tests = r.tests.reduce((n, t) => n + t.seconds, 0);
+  const end = a.end_seconds ?? null;
+  const boot = a.boot_seconds;
+  return [
+    { phase: "host: results disk prepared", seconds: a.prepare_seconds ?? null },
+    { phase: "QEMU start to guest init", seconds: boot },
+    { phase: "tests (sum of each test's clock)", seconds: tests },
+    { phase: "guest outside tests (set-up, collecting, packing)", seconds: end !== null && boot !== null ? Math.max(0, end - boot - tests) : null },
+    { phase: "end marker to QEMU exit (power-off)", seconds: end !== null ? Math.max(0, a.seconds - end) : null },
+    { phase: "host: results read", seconds: a.read_seconds ?? null },
+    { phase: "whole run (host clock)", seconds: r.seconds },
+  ];
 }
 
 /** A plain-text table of a run, for the terminal; the judged summary line is the caller's (verdicts.ts). */

@@ -34,6 +34,10 @@ export const AttemptSchema = z.object({
   reason: z.string(),
   seconds: z.number(),
   boot_seconds: z.number().nullable(),
+  /** The per-phase clock: host preparing the results disk, QEMU start to the end marker, the host reading results. */
+  prepare_seconds: z.number().optional(),
+  end_seconds: z.number().nullable().optional(),
+  read_seconds: z.number().optional(),
   console_log: z.string(),
 });
 

@@ -22,6 +22,8 @@ export interface BootResult {
   reason: string;
   /** Seconds from QEMU start until the `started` marker was first seen (500 ms resolution). */
   startedAfter?: number;
+  /** Seconds from QEMU start to the end marker on the console (polled every 0.5 s). */
+  endedAfter?: number;
 }
 
 export interface BootOptions {
@@ -115,7 +117,8 @@ export async function bootVm(opts: BootOptions): Promise<BootResult> {
   };
   const r = await run(qemuArgs(opts), { timeoutMs: opts.timeoutMs, allowFailure: true, watch });
   const console = readConsole();
-  return { ...classifyBoot(console, opts.endMarker, r.timedOut, r.exitCode, r.stderr, r.stoppedBy), seconds: r.seconds, consoleLog: opts.consoleLog, console, exitCode: r.exitCode, startedAfter };
+  const endedAfter = endSeenAt === undefined ? undefined : (endSeenAt - t0) / 1000;
+  return { ...classifyBoot(console, opts.endMarker, r.timedOut, r.exitCode, r.stderr, r.stoppedBy), seconds: r.seconds, consoleLog: opts.consoleLog, console, exitCode: r.exitCode, startedAfter, endedAfter };
 }
 
 /**

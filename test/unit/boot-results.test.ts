@@ -6,7 +6,7 @@ import { createResultsDisk, parseDoneRecord, readResultsDisk } from "../../scrip
 import { errorLines, readTestRecords, summarize } from "../../scripts/boot/results.js";
 import { runInput, shQuote } from "../../scripts/boot/run-input.js";
 import { loadScenarios } from "../../scripts/data/scenarios.js";
-import { formatRun, kernelCommandLine } from "../../scripts/boot/stage.js";
+import { formatRun, kernelCommandLine, runPhases } from "../../scripts/boot/stage.js";
 import { loadCriuCatalog } from "../../scripts/data/criu-catalog.js";
 import { run } from "../../scripts/lib/exec.js";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
@@ -113,6 +113,23 @@ describe("results", () => {
   it("an infrastructure error reads as such, never as a CRIU result", () => {
     const text = formatRun({ status: "ERROR", error: "timeout: boot timeout", attempts: [{ status: "timeout", reason: "x", seconds: 180, console_log: "c" }] } as never);
     expect(text).toMatch(/^ERROR \(infrastructure, not a CRIU result\)/);
+  });
+
+  it("the per-phase clock splits a run into host, boot, tests, guest overhead and power-off", () => {
+    const r = {
+      seconds: 80,
+      attempts: [{ status: "ok", reason: "end marker seen", seconds: 75, boot_seconds: 2.5, prepare_seconds: 0.4, end_seconds: 71, read_seconds: 1.2, console_log: "c" }],
+      tests: [{ seconds: 14.3 }, { seconds: 13.1 }, { seconds: 7.4 }],
+    } as never;
+    const p = Object.fromEntries(runPhases(r).map((x) => [x.phase, x.seconds]));
+    expect(p["QEMU start to guest init"]).toBe(2.5);
+    expect(p["tests (sum of each test's clock)"]).toBeCloseTo(34.8);
+    expect(p["guest outside tests (set-up, collecting, packing)"]).toBeCloseTo(71 - 2.5 - 34.8);
+    expect(p["end marker to QEMU exit (power-off)"]).toBe(4);
+    expect(p["host: results read"]).toBe(1.2);
+    // A run recorded before the clock existed: unknown phases are null, never invented.
+    const old = { seconds: 80, attempts: [{ status: "ok", reason: "", seconds: 75, boot_seconds: 2.5, console_log: "c" }], tests: [] } as never;
+    expect(Object.fromEntries(runPhases(old).map((x) => [x.phase, x.seconds]))["end marker to QEMU exit (power-off)"]).toBeNull();
   });
 
   it("boots our images by PARTUUID and existing ones by partition", () => {
