@@ -94,6 +94,21 @@ export function columnStatus(cell: CellResult, col: ReportColumn): string {
   return "SKIP";
 }
 
+/**
+ * How well a run packed the machine: the boot-seconds of the cells that booted (not cached)
+ * over the wall-clock from the first of them starting to the last finishing. Null when
+ * nothing booted.
+ */
+export function bootParallelism(cells: CellResult[]): { bootSeconds: number; wallSeconds: number; parallelism: number } | null {
+  const booted = cells.filter((c) => c.stages.boot && !c.stages.boot.cached);
+  if (booted.length === 0) return null;
+  const bootSeconds = booted.reduce((n, c) => n + c.stages.boot!.seconds, 0);
+  const start = Math.min(...booted.map((c) => Date.parse(c.started)));
+  const end = Math.max(...booted.map((c) => Date.parse(c.finished)));
+  const wallSeconds = Math.max(1, (end - start) / 1000);
+  return { bootSeconds, wallSeconds, parallelism: bootSeconds / wallSeconds };
+}
+
 /** The judged summary line of one cell (empty for a cell that never ran). */
 export function cellSummary(cell: CellResult): string {
   return cell.status === "PASS" || cell.status === "FAIL" ? summaryLine(tally(judgeCell(cell))) : "";
@@ -256,6 +271,11 @@ export function predictionChecks(cell: CellResult): PredictionCheck[] {
     });
 }
 
+function packing(cells: CellResult[]): string[] {
+  const p = bootParallelism(cells);
+  return p ? [`Boots: ${p.bootSeconds.toFixed(0)} boot-seconds in ${p.wallSeconds.toFixed(0)} s of wall-clock, a parallelism of ${p.parallelism.toFixed(2)}.`, ""] : [];
+}
+
 const mdEscape = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
 
 export function renderMarkdown(r: MatrixReport): string {
@@ -278,6 +298,7 @@ export function renderMarkdown(r: MatrixReport): string {
     "",
     `Tests, over the cells that ran: ${reportSummary(r.cells)}. XFAIL: a failure the doctor predicted (expected); XPASS: a predicted failure that passed.`,
     "",
+    ...packing(r.cells),
     `| ${head.join(" | ")} |`,
     `|${head.map(() => "---").join("|")}|`,
     ...rows.map((row) => `| ${row.map((x) => mdEscape(String(x))).join(" | ")} |`),

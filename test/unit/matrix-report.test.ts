@@ -15,7 +15,7 @@ import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { cellStatusOf, type CellResult, type CellTest } from "../../scripts/matrix/cell.js";
 import { loadScenarios, observedTests } from "../../scripts/data/scenarios.js";
 import { repoData } from "../../scripts/data/repo-data.js";
-import { buildReport, cellSummary, columnStatus, compareReports, deriveFindings, mergeCells, predictionChecks, reportColumns, reportSummary, renderComparison, renderHtml, renderJunit, renderMarkdown, statusDependencies } from "../../scripts/matrix/report.js";
+import { bootParallelism, buildReport, cellSummary, columnStatus, compareReports, deriveFindings, mergeCells, predictionChecks, reportColumns, reportSummary, renderComparison, renderHtml, renderJunit, renderMarkdown, statusDependencies } from "../../scripts/matrix/report.js";
 import { judgeCell, tally } from "../../scripts/matrix/verdicts.js";
 import { GITHUB_WORKFLOW, renderGithubWorkflow } from "../../scripts/matrix/command.js";
 import { loadMatrixSpec, planMatrix } from "../../scripts/matrix/spec.js";
@@ -324,5 +324,19 @@ describe("verdicts: deciding, informational, expected failures", () => {
     // A lost registration it predicted is expected, and only that test.
     const lost = { ...good("3.17.1", "6.12", "none", "FAIL"), predicted: xp.predicted };
     expect(tally(judgeCell(lost))).toMatchObject({ failed: 0, expectedFailures: 1 });
+  });
+});
+
+describe("how well a run packed the machine", () => {
+  it("boot-seconds over wall-clock, counting only cells that booted", () => {
+    const at = (c: CellResult, start: string, end: string, boot: number, cached = false) => ({ ...c, started: start, finished: end, stages: { boot: { seconds: boot, cached, shared: false } } });
+    const cells = [
+      at(good("4.1.1"), "2026-11-30T10:00:00.000Z", "2026-11-30T10:02:00.000Z", 100),
+      at(good("4.2.1"), "2026-11-30T10:00:30.000Z", "2026-11-30T10:03:20.000Z", 120),
+      at(good("3.17.1"), "2026-11-30T09:00:00.000Z", "2026-11-30T09:00:01.000Z", 90, true),
+    ];
+    expect(bootParallelism(cells)).toEqual({ bootSeconds: 220, wallSeconds: 200, parallelism: 1.1 });
+    expect(renderMarkdown(buildReport("m", cells, { rules: [] }))).toContain("Boots: 220 boot-seconds in 200 s of wall-clock, a parallelism of 1.10.");
+    expect(bootParallelism([cells[2]])).toBeNull();
   });
 });
