@@ -170,8 +170,11 @@ export interface PlanOptions extends LoadOptions {
 /** Bump when what a cell records changes in a way that makes old stored cells stale. */
 export const CELL_RECIPE_VERSION = 2;
 
-/** The data a cell's result depends on besides its config: guest runner, fragments, catalogs, patches. */
-export const CELL_DATA_PATHS = ["guest", "kernel-fragments", "criu-builds", "kernel-versions.yaml", "agent-patches"];
+/**
+ * The data a cell's result depends on besides its config: guest runner, fragments, catalogs,
+ * patches. Not the findings rules: they word the report, read from the cells at report time.
+ */
+export const CELL_DATA_PATHS = ["guest", "kernel-fragments", "criu-builds/versions.yaml", "criu-builds/patches", "kernel-versions.yaml", "agent-patches"];
 
 /** One hash of every file under the given paths (relative to the repo), plus extra files. */
 export function dataHash(paths: string[], extraFiles: string[] = [], root = REPO_ROOT): string {
