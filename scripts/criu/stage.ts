@@ -17,7 +17,7 @@ import { cacheKey, sha256File } from "../lib/hash.js";
 import { requireHostTools } from "../lib/host-tools.js";
 import { runSteps } from "../lib/progress.js";
 import { buildCriuInChroot, criuBuildDeps } from "./build-recipe.js";
-import { suitesFrom, type CriuCatalog, type CriuVersionEntry } from "../data/criu-catalog.js";
+import { entryForSourceVersion, suitesFrom, type CriuCatalog, type CriuVersionEntry } from "../data/criu-catalog.js";
 import { diagnose, formatFindings, type Finding } from "../data/doctor.js";
 import { applyPatches } from "./patches.js";
 import { selectPatches, type PatchSpec, type SelectedPatch } from "../data/criu-patches.js";
@@ -122,6 +122,15 @@ export function describeCriuPlan(plan: CriuPlan, cached: (key: string) => boolea
   return lines;
 }
 
+/**
+ * The compatibility check of a built CRIU against a kernel: a matrix shares one CRIU build
+ * across kernels, so each cell asks with its own kernel's config and version.
+ */
+export function doctorForBuilt(config: PipelineConfig, m: CriuMetadata, kernel: Pick<CriuStageOptions, "kernelConfig" | "kernelVersion">): Finding[] {
+  const catalog = repoData().criu;
+  return doctorFor(config, { entry: entryForSourceVersion(m.version, catalog), catalog, guestSuite: m.guest_suite, patches: m.patches }, m.provider, kernel);
+}
+
 export interface CriuStageResult {
   dir: string;
   cached: boolean;
@@ -141,7 +150,10 @@ export interface CriuStageOptions {
   plan?: CriuPlan;
 }
 
-export function doctorFor(config: PipelineConfig, plan: CriuPlan, provider: CriuProvider | undefined, opts: CriuStageOptions): Finding[] {
+/** What the compatibility check needs of a CRIU plan (a built CRIU's metadata gives the same). */
+export type DoctorPlan = Pick<CriuPlan, "entry" | "catalog" | "guestSuite"> & { patches: { name: string }[] };
+
+export function doctorFor(config: PipelineConfig, plan: DoctorPlan, provider: CriuProvider | undefined, opts: CriuStageOptions): Finding[] {
   const binarySuite = provider === "debian-binary" ? plan.entry.binary?.suite : config.criu.link === "dynamic" ? plan.guestSuite : undefined;
   return diagnose({
     criu: plan.entry,

@@ -133,6 +133,30 @@ export function diagnose(input: DoctorInput): Finding[] {
       expect: "FAIL",
     });
 
+  if (k && hasFact(catalog, "sockopt_passcred_refused", v, k))
+    findings.push({
+      severity: "fail",
+      id: "sockopt-passcred",
+      what: `CRIU ${v} on linux ${k} will fail to dump a process with a TCP socket ("Can't get 1:16 opt: Operation not supported")`,
+      why: `CRIU ${readableRange(catalog.facts.sockopt_passcred_refused.criu)} ${catalog.facts.sockopt_passcred_refused.says}`,
+      fix: `use CRIU >= 4.2, or a guest kernel ${readableRange(negated(catalog.facts.sockopt_passcred_refused.kernel!))}`,
+      test: "tcp-established",
+      expect: "FAIL",
+    });
+
+  // Our images carry no kernel modules: a sock_diag handler built as one is never loaded.
+  const tcpDiagModule = kernelConfig && ["INET_DIAG", "TCP_DIAG"].find((sym) => kernelConfig.get(`CONFIG_${sym}`) === "m");
+  if (tcpDiagModule && !findings.some(startsNot))
+    findings.push({
+      severity: "warn",
+      id: "inet-diag-module",
+      what: `CONFIG_${tcpDiagModule}=m and the guest image has no kernel modules: dumping a process with a TCP socket will fail ("Sockets (family 2 proto 6) are not collected")`,
+      why: input.kernelOptions.required.INET_DIAG ?? "TCP sockets are collected through sock_diag",
+      fix: `build CONFIG_${tcpDiagModule} in (=y), or ship and load the kernel's modules in the guest`,
+      test: "tcp-established",
+      expect: "FAIL",
+    });
+
   // Membarrier registrations across a restore: what the membarrier scenario will show, when
   // CRIU can start at all on this kernel.
   const membarrierOn = kernelConfig ? on(kernelConfig, "MEMBARRIER") : undefined;

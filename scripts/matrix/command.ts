@@ -138,6 +138,7 @@ export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summa
         await writeAtomic(join(o.outDir, STAGE_INDEX), `${JSON.stringify(index, null, 2)}\n`);
         return im;
       },
+      predict: stages.predict,
       boot: stages.boot,
     },
     capacity,

@@ -62,6 +62,8 @@ export interface ImageOutcome<I> {
 export interface CellStages<K, I> {
   kernel(cell: PlannedCell): Promise<KernelOutcome<K>>;
   image(cell: PlannedCell, kernel: K): Promise<ImageOutcome<I>>;
+  /** The doctor's predictions for this cell's own kernel (an image is shared across kernels). */
+  predict?(cell: PlannedCell, kernel: K, image: I): CellResult["predicted"];
   /** The guest run: the same record (results.json) a single run gives. */
   boot(cell: PlannedCell, kernel: K, image: I): Promise<RunRecord>;
 }
@@ -221,7 +223,7 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
       const image = await im.promise;
       cell.identities.criu = image.out.criu;
       cell.identities.image = image.out.image;
-      cell.predicted = image.out.predicted;
+      cell.predicted = o.stages.predict ? o.stages.predict(c, kernel.out.handle, image.out.handle) : image.out.predicted;
       cell.stages.image = { seconds: image.seconds, cached: image.out.cached, shared: im.shared };
 
       stage = "boot";

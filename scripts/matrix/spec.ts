@@ -168,7 +168,7 @@ export interface PlanOptions extends LoadOptions {
 }
 
 /** Bump when what a cell records changes in a way that makes old stored cells stale. */
-export const CELL_RECIPE_VERSION = 2;
+export const CELL_RECIPE_VERSION = 3;
 
 /**
  * The data a cell's result depends on besides its config: guest runner, fragments, catalogs,

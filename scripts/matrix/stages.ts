@@ -7,6 +7,7 @@ import type { PipelineConfig } from "../lib/config.js";
 import { withProgressSink } from "../lib/progress.js";
 import { drive, type Outcomes, type StageOutcome } from "../driver.js";
 import type { RunRecord } from "../boot/stage.js";
+import { doctorForBuilt } from "../criu/stage.js";
 import { applyRun, baseCell, type CellStages, type ImageOutcome, type KernelOutcome } from "./run.js";
 import { informationalFor, type CellResult } from "./cell.js";
 import { AXES, type PlannedCell } from "./spec.js";
@@ -30,9 +31,13 @@ function imageIdentities(o: ImageStages): { criu: NonNullable<CellResult["identi
   };
 }
 
-/** The compatibility check's findings: what the run is expected to show. */
-function predictionsOf(o: ImageStages): CellResult["predicted"] {
-  return o.criu.value.findings.map((f) => ({ severity: f.severity, id: f.id, what: f.what, ...(f.test ? { test: f.test, expect: f.expect } : {}) }));
+/**
+ * The compatibility check's findings for one cell: its CRIU against its own kernel (the CRIU
+ * and image stages are shared across kernels, so their own findings name only the first).
+ */
+function predictionsFor(config: PipelineConfig, kernel: StageOutcome<"kernel">, o: ImageStages): CellResult["predicted"] {
+  const findings = doctorForBuilt(config, o.criu.value.metadata, { kernelConfig: kernel.value.config, kernelVersion: kernel.value.ref?.version });
+  return findings.map((f) => ({ severity: f.severity, id: f.id, what: f.what, ...(f.test ? { test: f.test, expect: f.expect } : {}) }));
 }
 
 /** Runs fn with every nested stage's step title and log line reported as the cell's progress. */
@@ -52,8 +57,9 @@ export function realStages(progress: ProgressFn = () => undefined, o: { forceBoo
       // force: a predicted failure is what the matrix is there to observe, not to refuse.
       const out = await inCell(c, `CRIU ${c.criuVersion} + image`, progress, () => drive(c.config, ["image"], { given: { kernel }, criu: { force: true, strict: false } }));
       const stages: ImageStages = { criu: out.criu!, agent: out.agent, image: out.image! };
-      return { handle: stages, cached: out.image!.cached && out.criu!.cached, ...imageIdentities(stages), predicted: predictionsOf(stages) };
+      return { handle: stages, cached: out.image!.cached && out.criu!.cached, ...imageIdentities(stages), predicted: predictionsFor(c.config, kernel, stages) };
     },
+    predict: (c, kernel, image) => predictionsFor(c.config, kernel, image),
     async boot(c, kernel, image): Promise<RunRecord> {
       return inCell(c, "boot", progress, async () => {
         const out = await drive(c.config, ["boot"], { given: { kernel, ...image }, boot: { force: o.forceBoot, log: (l) => progress(c.id, `boot | ${l}`) } });
@@ -78,7 +84,7 @@ export function cellOfSingleRun(config: PipelineConfig, out: Outcomes): CellResu
     { id: AXES.map((a) => axes[a]).join("_"), axes, criuVersion: m.version, patches, sets: config.sources.filter((s) => s.startsWith("--set ")).map((s) => s.slice(6)), inputsKey: run.results.run_key },
     new Date(Date.now() - run.results.seconds * 1000),
   );
-  cell.predicted = predictionsOf(stages);
+  cell.predicted = predictionsFor(config, out.kernel!, stages);
   cell.identities = { kernel: kernelIdentity(out.kernel!), ...imageIdentities(stages) };
   applyRun(cell, run, informationalFor(config), config.cache_dir);
   return { ...cell, finished: run.results.created, seconds: run.results.seconds };

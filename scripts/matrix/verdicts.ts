@@ -85,7 +85,13 @@ export function summaryLine(t: Tally): string {
   if (t.unexpectedPasses) deciding.push(`${t.unexpectedPasses} unexpected pass${t.unexpectedPasses === 1 ? "" : "es"}`);
   if (t.skipped) deciding.push(`${t.skipped} skipped`);
   const info = [`${t.features.passed}/${t.features.total} features`];
-  if (t.observed.length) info.push(`observed: ${t.observed.map((o) => `${o.name} (${o.outcome && o.outcome !== "error" ? o.outcome : o.status})`).join(", ")}`);
+  // Over many cells the same observation is counted, not repeated.
+  const seen = new Map<string, number>();
+  for (const o of t.observed) {
+    const k = `${o.name} (${o.outcome && o.outcome !== "error" ? o.outcome : o.status})`;
+    seen.set(k, (seen.get(k) ?? 0) + 1);
+  }
+  if (seen.size) info.push(`observed: ${[...seen].map(([k, n]) => (n > 1 ? `${k} in ${n} cells` : k)).join(", ")}`);
   return `deciding: ${deciding.join(", ")}; informational: ${info.join(", ")}`;
 }
 

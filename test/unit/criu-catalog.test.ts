@@ -145,6 +145,12 @@ describe("doctor", () => {
       // A lost registration is a loss, not a refusal: 3.17.1 still builds without --force.
       expect(at("3.17.1", "6.1.176").find((x) => x.id === "membarrier-registration")).toMatchObject({ severity: "warn", expect: "FAIL" });
     });
+    it("a TCP diag handler built as a module (a distribution kernel) predicts the TCP dump failing", () => {
+      const cloud = new Map([...withMembarrier, ["CONFIG_INET_DIAG", "m"]]);
+      const f = diagnose({ ...base, criu: resolveCriuVersion("4.2.1", catalog), kernelConfig: cloud, kernelVersion: "6.12.117+deb13-cloud-amd64" });
+      expect(f.find((x) => x.id === "inet-diag-module")).toMatchObject({ severity: "warn", test: "tcp-established", expect: "FAIL" });
+      expect(at("4.2.1", "6.12.107").find((x) => x.id === "inet-diag-module")).toBeUndefined();
+    });
     it("predicts nothing about registrations where CRIU will not start", () => {
       const f = at("3.17.1", "7.1.8");
       expect(f.find((x) => x.id === "vdso-vvar-vclock")).toBeDefined();

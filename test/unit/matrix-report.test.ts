@@ -305,6 +305,8 @@ describe("verdicts: deciding, informational, expected failures", () => {
     expect(columnStatus(c, cols.find((x) => x.key === "frozen-cgroup")!)).toBe("PASS");
     const broken = { ...c, tests: c.tests.map((x) => (x.name === "frozen-cgroup/with-freeze-cgroup" ? { ...x, status: "FAIL" as const } : x)) };
     expect(columnStatus(broken, cols.find((x) => x.key === "frozen-cgroup")!)).toBe("FAIL");
+    // Over several cells an observation is counted, not repeated.
+    expect(reportSummary([c, withHang(good("4.2.1"))])).toBe("deciding: 16 passed, 0 failed; informational: 2/4 features, observed: criu-check-all (FAIL) in 2 cells, frozen-cgroup/without-freeze-cgroup (hang) in 2 cells");
   });
   it("a predicted failure is expected (XFAIL) and explains the failures of a CRIU that cannot start; a predicted failure that passes is XPASS", () => {
     const p = { severity: "fail", id: "membarrier-probe", what: "will fail every command", test: "criu-check", expect: "FAIL" as const };

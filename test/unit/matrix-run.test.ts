@@ -76,6 +76,17 @@ describe("matrix runner", () => {
     expect(shared.filter((t) => t.shared)).toHaveLength(shared.length - 1);
   });
 
+  it("predictions are per cell, with the cell's own kernel, though the image is shared across kernels", async () => {
+    const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
+    const r = recordingStages();
+    r.stages.predict = (c, kernel) => [{ severity: "info", id: "k", what: `${c.criuVersion} on ${kernel}` }];
+    await runMatrix(plan, plan.cells, opts(out, r.stages));
+    const shared = plan.cells.filter((c) => c.criuVersion === plan.cells[0].criuVersion && c.patches.length === 0);
+    expect(new Set(shared.map((c) => c.groups.image)).size).toBe(1);
+    expect(shared.map((c) => storedCell(out, c.id)!.predicted[0].what).sort()).toEqual(shared.map((c) => `${c.criuVersion} on k-${c.axes.kernel}`).sort());
+    expect(new Set(shared.map((c) => storedCell(out, c.id)!.predicted[0].what)).size).toBe(shared.length);
+  });
+
   it("a failing kernel build fails its cells (BUILD-FAILED, with the reason) and no other", async () => {
     const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
     const r = recordingStages({ failKernel: "nomb" });
