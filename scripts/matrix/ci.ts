@@ -169,7 +169,7 @@ export function renderCiSummary(report: MatrixReport, v: CiVerdict, baseline: st
   table("Unexpected passes (a prediction that did not come true)", ["cell", "test", "prediction"], v.unexpectedPasses.map((e) => [e.cell, e.test, e.because]));
   table("Infrastructure errors (not CRIU results)", ["cell", "reason"], v.infrastructure.map((e) => [e.cell, e.reason]));
   table("Build failures", ["cell", "reason"], v.buildFailures.map((e) => [e.cell, e.reason]));
-  lines.push("", "## Against the baseline", "", v.comparison ? renderComparison(v.comparison, true) : `No baseline: ${baseline}.`);
+  lines.push("", "## Against the baseline", "", v.comparison ? renderComparison(v.comparison, true) : `Not compared: ${baseline}.`);
   return `${lines.join("\n")}\n`;
 }
 
