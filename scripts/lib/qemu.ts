@@ -117,7 +117,8 @@ export async function bootVm(opts: BootOptions): Promise<BootResult> {
   };
   const r = await run(qemuArgs(opts), { timeoutMs: opts.timeoutMs, allowFailure: true, watch });
   const console = readConsole();
-  const endedAfter = endSeenAt === undefined ? undefined : (endSeenAt - t0) / 1000;
+  // A guest that powers off within one poll of its end marker: the marker came at the exit.
+  const endedAfter = endSeenAt !== undefined ? (endSeenAt - t0) / 1000 : console.includes(opts.endMarker) ? r.seconds : undefined;
   return { ...classifyBoot(console, opts.endMarker, r.timedOut, r.exitCode, r.stderr, r.stoppedBy), seconds: r.seconds, consoleLog: opts.consoleLog, console, exitCode: r.exitCode, startedAfter, endedAfter };
 }
 
