@@ -74,6 +74,18 @@ wait_for() {
 	[ -s "$1" ]
 }
 
+# wait_value FILE AWK-CONDITION SECONDS: until the number in FILE satisfies the condition on
+# v (e.g. "v > 7"), polled on the wall clock every 0.05 s: an event wait, not a fixed sleep.
+wait_value() {
+	deadline=$(echo "$(now) $3" | awk '{printf "%.2f", $1 + $2}')
+	while :; do
+		v=$(cat "$1" 2>/dev/null)
+		[ -n "$v" ] && awk -v v="$v" "BEGIN { exit !($2) }" && return 0
+		awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n >= d) }' && return 1
+		sleep 0.05
+	done
+}
+
 kill_tree() { for p in $(tree_pids "$1"); do kill -9 "$p" 2>/dev/null; done; }
 
 # ns_init OUTER: the pid (host view) of the namespace init that `unshare --fork` (pid OUTER)

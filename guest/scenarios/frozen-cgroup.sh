@@ -14,12 +14,26 @@ frozen_target() {
 cleanup() { echo 0 > "$CG/cgroup.freeze" 2>/dev/null; kill_tree "$1"; sleep 0.2; rmdir "$CG" 2>/dev/null; }
 
 case_begin without-freeze-cgroup
+# The same dump of an unfrozen target first: a hang is called at 20 times that (at least 2 s,
+# at most the step timeout), not after a fixed wait.
+pid=$(start_session sh -c 'while :; do sleep 0.2; done')
+t0=$(now)
+criu_run baseline dump -t "$pid" -D "$IMG" --leave-running
+base=$(echo "$(now) $t0" | awk '{printf "%.2f", $1 - $2}')
+base_rc=$RC
+kill_tree "$pid"
+rm -rf "$IMG"; mkdir -p "$IMG"
+limit=$(echo "$base $STEP_TIMEOUT" | awk '{l = int($1 * 20 + 0.999); if (l < 2) l = 2; if (l > $2) l = $2; print l}')
+[ "$base_rc" -eq 0 ] || limit=$STEP_TIMEOUT
+note "unfrozen dump: rc=$base_rc in ${base}s; hang called after ${limit}s"
 pid=$(frozen_target)
 note "target $pid in $CG: $(cat "$CG/cgroup.events" | tr '\n' ' ')"
+step=$STEP_TIMEOUT; STEP_TIMEOUT=$limit
 DIAG_PIDS=$pid DIAG_CGROUP=$CG criu_run dump dump -t "$pid" -D "$IMG"
+STEP_TIMEOUT=$step
 case $RC in
 0) case_end PASS "dump of a frozen task succeeded without --freeze-cgroup" success ;;
-124) case_end FAIL "hang: dump did not finish in ${STEP_TIMEOUT}s (diagnostics: wchan/stack of CRIU and the target, cgroup.events)" hang ;;
+124) case_end FAIL "hang: dump did not finish in ${limit}s, 20x the ${base}s of the same dump unfrozen (diagnostics: wchan/stack of CRIU and the target, cgroup.events)" hang ;;
 *) case_end FAIL "error: $(err_of dump)" error ;;
 esac
 cleanup "$pid"
