@@ -28,12 +28,6 @@ async function readKernelConfig(file: string): Promise<Map<string, string>> {
   return (await import("./data/fragments.js")).loadDotConfig(file);
 }
 
-/** The version a user's .config names in its header (undefined for a file without one). */
-async function kernelConfigVersion(file: string): Promise<string | undefined> {
-  const { readFileSync } = await import("node:fs");
-  return (await import("./data/fragments.js")).dotConfigVersion(readFileSync(file, "utf8"));
-}
-
 /** A stage's own notes (warnings, provider notes) and the doctor's predictions, on stderr. */
 async function printNotes(o: import("./driver.js").StageOutcome): Promise<void> {
   for (const n of o.notes) console.error(n);
@@ -170,9 +164,10 @@ export async function doctorCommand(ctx: CommandContext): Promise<number> {
   let kernelLabel: string;
   let kernelVersion: string | undefined;
   if (v["kernel-config"]) {
-    kernelConfig = await readKernelConfig(v["kernel-config"] as string);
     // The kernel-aware predictions need the file's own version, not the configured kernel's.
-    kernelVersion = await kernelConfigVersion(v["kernel-config"] as string);
+    const dot = (await import("./data/fragments.js")).readDotConfig(v["kernel-config"] as string);
+    kernelConfig = dot.values;
+    kernelVersion = dot.version;
     kernelLabel = `${v["kernel-config"]}${kernelVersion ? ` (linux ${kernelVersion})` : ""}`;
   } else {
     const kconfig = v["debian-kernel"] ? configOf(ctx, ["kernel.kind=debian-cloud", `kernel.debian_cloud_suite=${JSON.stringify(v["debian-kernel"])}`]) : config;
@@ -404,8 +399,9 @@ export async function ciCommand(ctx: CommandContext): Promise<number> {
     }
   }
   const verdict = ci.ciVerdict(report.cells, ci.compareWithBaseline(baseline, report.cells));
-  const summaryFile = await ci.writeCiSummary(reportDir, ci.renderCiSummary(report, verdict, baselineLabel));
-  ctx.say(ci.renderCiSummary(report, verdict, baselineLabel));
+  const summaryText = ci.renderCiSummary(report, verdict, baselineLabel);
+  const summaryFile = await ci.writeCiSummary(reportDir, summaryText);
+  ctx.say(summaryText);
   ctx.say(`summary: ${summaryFile}`);
   for (const [kind, file] of Object.entries(files)) ctx.say(`  ${kind.padEnd(5)} ${file}`);
   ctx.emit({ store, baseline: baselineLabel, exit_code: verdict.exitCode, unexpected: verdict.unexpected, expected: verdict.expected, unexpected_passes: verdict.unexpectedPasses, regressions: verdict.comparison?.regressions ?? [], infrastructure: verdict.infrastructure, files: { ...files, summary: summaryFile } });

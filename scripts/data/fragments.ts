@@ -115,13 +115,18 @@ export function renderConfigFragment(requested: RequestedConfig): string {
 /** Parses a .config into CONFIG_X -> value ("n" for "is not set"). */
 /** A kernel .config file, parsed; a file that cannot be read is named. */
 export function loadDotConfig(file: string): Map<string, string> {
+  return readDotConfig(file).values;
+}
+
+/** A .config's values and the kernel version its header names, from one read. */
+export function readDotConfig(file: string): { values: Map<string, string>; version: string | undefined } {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch {
     throw new UserError(`cannot read kernel config ${file}`, "pass a kernel .config file");
   }
-  return parseDotConfig(text);
+  return { values: parseDotConfig(text), version: dotConfigVersion(text) };
 }
 
 /** The kernel version a .config was written for, from its "# Linux/x86_64 6.1.176 Kernel Configuration" header. */

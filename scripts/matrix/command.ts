@@ -109,6 +109,7 @@ export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summa
     const promise = new Promise<CellResult>((r) => (resolve = r));
     deferred.set(c.id, { promise, resolve });
   }
+  const onStderr = listrOnStderr();
   const list = new Listr(
     o.cells.map((c) => ({
       title: c.id,
@@ -118,7 +119,7 @@ export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summa
         task.title = `${c.id}: ${cell.status}${cellSummary(cell) ? ` (${cellSummary(cell)})` : cell.reason ? ` (${cell.reason.split("\n")[0].slice(0, 120)})` : ""}`;
       },
     })),
-    { concurrent: true, exitOnError: false, ...listrOnStderr(), rendererOptions: { ...listrOnStderr().rendererOptions, collapseSubtasks: false } },
+    { concurrent: true, exitOnError: false, ...onStderr, rendererOptions: { ...onStderr.rendererOptions, collapseSubtasks: false } },
   );
   const display = list.run({});
   const progress = (id: string, line: string) => outputs.get(id)?.(line);

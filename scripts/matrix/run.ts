@@ -55,7 +55,6 @@ export interface ImageOutcome<I> {
   criu: NonNullable<CellResult["identities"]["criu"]>;
   image: NonNullable<CellResult["identities"]["image"]>;
   cached: boolean;
-  predicted: CellResult["predicted"];
 }
 
 /** The stages a cell goes through. The real ones are in stages.ts. */
@@ -223,7 +222,7 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
       const image = await im.promise;
       cell.identities.criu = image.out.criu;
       cell.identities.image = image.out.image;
-      cell.predicted = o.stages.predict ? o.stages.predict(c, kernel.out.handle, image.out.handle) : image.out.predicted;
+      cell.predicted = o.stages.predict?.(c, kernel.out.handle, image.out.handle) ?? [];
       cell.stages.image = { seconds: image.seconds, cached: image.out.cached, shared: im.shared };
 
       stage = "boot";

@@ -57,7 +57,7 @@ export function realStages(progress: ProgressFn = () => undefined, o: { forceBoo
       // force: a predicted failure is what the matrix is there to observe, not to refuse.
       const out = await inCell(c, `CRIU ${c.criuVersion} + image`, progress, () => drive(c.config, ["image"], { given: { kernel }, criu: { force: true, strict: false } }));
       const stages: ImageStages = { criu: out.criu!, agent: out.agent, image: out.image! };
-      return { handle: stages, cached: out.image!.cached && out.criu!.cached, ...imageIdentities(stages), predicted: predictionsFor(c.config, kernel, stages) };
+      return { handle: stages, cached: out.image!.cached && out.criu!.cached, ...imageIdentities(stages) };
     },
     predict: (c, kernel, image) => predictionsFor(c.config, kernel, image),
     async boot(c, kernel, image): Promise<RunRecord> {

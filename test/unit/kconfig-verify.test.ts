@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { join } from "node:path";
 import { conjuncts, evalExpr, exprToString, parseExpr, parseKernelKconfig } from "../../scripts/kernel/kconfig.js";
-import { mergeFragments, parseDotConfig, parseFragment } from "../../scripts/data/fragments.js";
+import { mergeFragments, parseDotConfig, parseFragment, readDotConfig } from "../../scripts/data/fragments.js";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { formatVerifyReport, verifyConfig } from "../../scripts/kernel/verify.js";
 
 const tree = parseKernelKconfig(join(__dirname, "../fixtures/kconfig"));
@@ -127,5 +129,19 @@ describe("Kconfig help text as real trees write it", () => {
     );
     const t = parseKernelKconfig(dir);
     expect([...t.symbols.keys()].sort()).toEqual(["AFTER_HELP", "AIC7XXX_BUILD_FIRMWARE", "NO_HELP_TEXT"]);
+  });
+});
+
+describe("a user's .config file", () => {
+  it("gives its values and the kernel version of its header from one read; unreadable is refused by name", () => {
+    const f = join(mkdtempSync(join(tmpdir(), "crg-dot-")), ".config");
+    writeFileSync(f, "#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86_64 6.1.176 Kernel Configuration\n#\nCONFIG_MEMBARRIER=y\n# CONFIG_RSEQ is not set\n");
+    const d = readDotConfig(f);
+    expect(d.version).toBe("6.1.176");
+    expect(d.values.get("CONFIG_MEMBARRIER")).toBe("y");
+    expect(d.values.get("CONFIG_RSEQ")).toBe("n");
+    writeFileSync(f, "CONFIG_MEMBARRIER=y\n");
+    expect(readDotConfig(f).version).toBeUndefined();
+    expect(() => readDotConfig(`${f}.nope`)).toThrow(/cannot read kernel config .*\.nope/);
   });
 });

@@ -42,7 +42,7 @@ function recordingStages(o: { failKernel?: string; bootStatus?: (c: PlannedCell)
       enter("build");
       await sleep(o.delayMs ?? 5);
       running.build--;
-      return { handle: `${k}/img`, cached: false, criu: { key: "c", version: c.criuVersion, provider: "debian-source", link: "static", sha256: "s", patches: c.patches }, image: { key: "i", base: "fresh", suite: "trixie" }, predicted: [] };
+      return { handle: `${k}/img`, cached: false, criu: { key: "c", version: c.criuVersion, provider: "debian-source", link: "static", sha256: "s", patches: c.patches }, image: { key: "i", base: "fresh", suite: "trixie" } };
     },
     async boot(c) {
       calls.boot.push(c.id);
