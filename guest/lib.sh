@@ -6,14 +6,38 @@
 # STARTED_MARKER, INPUT_OFFSET_MIB, OUTPUT_OFFSET_MIB.
 . "${CRG_CONTRACT_ENV:-/usr/libexec/cr-guest/contract.env}"
 
-find_results_disk() {
+find_disk() { # marker: the block device whose first sector starts with it
 	for sys in /sys/block/*; do
 		dev=/dev/${sys##*/}
 		[ -b "$dev" ] || continue
-		head=$(dd if="$dev" bs=512 count=1 2>/dev/null | head -c ${#RESULTS_MARKER} | tr -d '\000')
-		if [ "$head" = "$RESULTS_MARKER" ]; then echo "$dev"; return 0; fi
+		head=$(dd if="$dev" bs=512 count=1 2>/dev/null | head -c ${#1} | tr -d '\000')
+		if [ "$head" = "$1" ]; then echo "$dev"; return 0; fi
 	done
 	return 1
+}
+
+find_results_disk() { find_disk "$RESULTS_MARKER"; }
+
+# The transfer disk of a migration (see scripts/lib/guest-contract.ts).
+write_transfer() { # dev dir
+	tar -czf /run/cr-guest/transfer.tgz -C "$2" . || return 1
+	size=$(stat -c %s /run/cr-guest/transfer.tgz)
+	sum=$(sha256sum /run/cr-guest/transfer.tgz | cut -d' ' -f1)
+	dd if=/run/cr-guest/transfer.tgz of="$1" bs=1M seek=$TRANSFER_OFFSET_MIB conv=notrunc,fsync 2>/dev/null || return 1
+	rm -f /run/cr-guest/transfer.tgz
+	printf '%s size=%s sha256=%s\n' "$TRANSFER_DONE_MARKER" "$size" "$sum" | dd of="$1" bs=512 seek=1 conv=notrunc,fsync 2>/dev/null
+}
+
+read_transfer() { # dev dir: fails with the reason on stdout
+	rec=$(dd if="$1" bs=512 skip=1 count=1 2>/dev/null | tr -d '\000' | head -n 1)
+	size=$(echo "$rec" | sed -n "s/^$TRANSFER_DONE_MARKER size=\([0-9]*\) sha256=.*/\1/p")
+	sum=$(echo "$rec" | sed -n "s/^$TRANSFER_DONE_MARKER size=[0-9]* sha256=\([0-9a-f]*\)$/\1/p")
+	[ -n "$size" ] && [ -n "$sum" ] || { echo "no transfer record on $1"; return 1; }
+	dd if="$1" bs=1M skip=$TRANSFER_OFFSET_MIB count="$size" iflag=count_bytes 2>/dev/null > /run/cr-guest/transfer.tgz
+	got=$(sha256sum /run/cr-guest/transfer.tgz | cut -d' ' -f1)
+	[ "$got" = "$sum" ] || { echo "transfer on $1 is corrupt: sha256 $got, record says $sum"; return 1; }
+	mkdir -p "$2" && tar -xzf /run/cr-guest/transfer.tgz -C "$2" || { echo "transfer on $1 does not unpack"; return 1; }
+	rm -f /run/cr-guest/transfer.tgz
 }
 
 read_input() { # dev dir

@@ -7,6 +7,17 @@ WORK=/run/cr-guest/work/$SCENARIO
 mkdir -p "$WORK"
 T0=$(now)
 
+# Migration (scenarios.yaml `migrate:`). PHASE says which halves of a case run in this boot:
+#   both     dump and restore here (every ordinary run)
+#   dump     boot A: dump, then hand the images and the case's state over to $TRANSFER
+#   restore  boot B: take them over from $TRANSFER, then restore and check
+# CRIU_DUMP and CRIU_RESTORE are the binaries of each half (an in-place upgrade dumps with
+# one CRIU and restores with another); MIGRATE lists the cases (scenario/case) that migrate.
+: "${PHASE:=both}"
+: "${CRIU_DUMP:=$CRIU}"
+: "${CRIU_RESTORE:=$CRIU}"
+TRANSFER=${TRANSFER:-/run/cr-guest/transfer}
+
 # case_begin CASE: a fresh images dir and test dir; sets CASE, CDIR, IMG.
 case_begin() {
 	CASE=$SCENARIO/$1
@@ -23,9 +34,11 @@ case_begin() {
 criu_run() {
 	label=$1; shift
 	log=$CDIR/$label.log
+	bin=$CRIU
+	case $1 in dump) bin=$CRIU_DUMP ;; restore) bin=$CRIU_RESTORE ;; esac
 	if [ "$1" = restore ]; then rm -f "$WORK/restored.pid"; set -- "$@" --pidfile "$WORK/restored.pid"; fi
-	echo "+ criu $*" >> "$CDIR/out.log"
-	DIAG_LOG=$log run_bounded "$STEP_TIMEOUT" "$CDIR/diag.txt" "$CRIU" "$@" -v4 -o "$log" >> "$CDIR/out.log" 2>&1
+	echo "+ $bin $*" >> "$CDIR/out.log"
+	DIAG_LOG=$log run_bounded "$STEP_TIMEOUT" "$CDIR/diag.txt" "$bin" "$@" -v4 -o "$log" >> "$CDIR/out.log" 2>&1
 	RC=$?
 	echo "  rc=$RC" >> "$CDIR/out.log"
 	[ $RC -ne 0 ] && criu_errors "$log" >> "$CDIR/out.log"
@@ -86,6 +99,15 @@ wait_value() {
 	done
 }
 
+# wait_changed FILE OLD SECONDS: until FILE holds something other than OLD.
+wait_changed() {
+	deadline=$(echo "$(now) $3" | awk '{printf "%.2f", $1 + $2}')
+	while [ "$(cat "$1" 2>/dev/null)" = "$2" ]; do
+		awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n >= d) }' && return 1
+		sleep 0.05
+	done
+}
+
 kill_tree() { for p in $(tree_pids "$1"); do kill -9 "$p" 2>/dev/null; done; }
 
 # ns_init OUTER: the pid (host view) of the namespace init that `unshare --fork` (pid OUTER)
@@ -99,4 +121,56 @@ ns_init() {
 		sleep 0.05; i=$((i + 1))
 	done
 	return 1
+}
+
+# --- Cases in halves (migration) ------------------------------------------------------------
+# run_case NAME DUMP_HALF RESTORE_HALF: DUMP_HALF sets the case up and dumps it (returning
+# non-zero after case_end when it failed); RESTORE_HALF restores and checks. What the restore
+# half needs from the dump half travels with `carry VAR...` (values) and `carry_dir DIR...`
+# (files the restored process needs, e.g. its state directory). A case that does not migrate
+# runs only when MIGRATE is empty (an ordinary run).
+run_case() {
+	name=$1; dump_half=$2; restore_half=$3
+	if [ -n "$MIGRATE" ]; then
+		case " $MIGRATE " in *" $SCENARIO/$name "*) ;; *) return 0 ;; esac
+	fi
+	case_begin "$name"
+	: > "$CDIR/carried.env"; : > "$CDIR/carried.dirs"
+	case $PHASE in
+	both) "$dump_half" && "$restore_half" ;;
+	dump)
+		"$dump_half" || return 0
+		if hand_over; then case_end PASS "dumped with $($CRIU_DUMP --version | sed -n 's/^Version: //p'); handed over ($(du -sk "$TRANSFER/$CASE" | cut -f1) KiB)" success
+		else case_end FAIL "dumped, but the hand-over to $TRANSFER failed" error; fi
+		;;
+	restore)
+		if take_over; then "$restore_half"
+		else RC=0; case_end FAIL "nothing to restore: $TRANSFER/$CASE is missing or incomplete (the dump half did not hand it over)" error; fi
+		;;
+	esac
+}
+
+carry() { for v in "$@"; do eval "val=\$$v"; printf "%s='%s'\n" "$v" "$val" >> "$CDIR/carried.env"; done; }
+carry_dir() { for d in "$@"; do echo "$d" >> "$CDIR/carried.dirs"; done; }
+
+# The images, the carried values and directories of CASE into $TRANSFER/$CASE.
+hand_over() {
+	t=$TRANSFER/$CASE
+	rm -rf "$t"; mkdir -p "$t"
+	cp -a "$IMG" "$t/img" && cp "$CDIR/carried.env" "$CDIR/carried.dirs" "$t/" || return 1
+	if [ -s "$CDIR/carried.dirs" ]; then
+		# shellcheck disable=SC2046
+		tar -cf "$t/files.tar" -C / $(sed 's|^/||' "$CDIR/carried.dirs") || return 1
+	fi
+	echo ok > "$t/complete"
+}
+
+# The reverse, in boot B: the images into IMG, the files back where they were, the values set.
+take_over() {
+	t=$TRANSFER/$CASE
+	[ -f "$t/complete" ] || return 1
+	rm -rf "$IMG"; cp -a "$t/img" "$IMG" || return 1
+	if [ -f "$t/files.tar" ]; then tar -xf "$t/files.tar" -C / || return 1; fi
+	. "$t/carried.env"
+	note "taken over from $t: $(ls "$IMG" | wc -l) image files; carried: $(cut -d= -f1 "$t/carried.env" | tr '\n' ' ')"
 }

@@ -45,6 +45,15 @@ export const FLAGS = {
   git: { type: "string", arg: "URL", help: "build a CRIU git commit (with --ref): fetched into the cache and recorded" },
   ref: { type: "string", arg: "REF", help: "the branch, tag or commit of --git (e.g. criu-dev)" },
 
+  // migration pairs
+  "from-criu": { type: "string", arg: "V", help: "migrate: the CRIU that dumps (default: criu.version)" },
+  "to-criu": { type: "string", arg: "V", help: "migrate: the CRIU that restores (default: the dumping one)" },
+  "from-kernel": { type: "string", arg: "K", help: "migrate: the kernel of boot A, which dumps (default: kernel.version)" },
+  "to-kernel": { type: "string", arg: "K", help: "migrate: the kernel of boot B, which restores (default: boot A's)" },
+  "from-patch": { type: "string", multiple: true, arg: "NAME", help: "migrate: a patch of the dumping CRIU (repeatable)" },
+  "to-patch": { type: "string", multiple: true, arg: "NAME", help: "migrate: a patch of the restoring CRIU (repeatable)" },
+  "in-place": { type: "boolean", help: "migrate: one boot, one image with both CRIUs: dump with one, restore with the other (an upgrade inside the guest)" },
+
   // kernel
   kernel: { type: "string", arg: "K", help: "the kernel version: 6.12 (newest pinned 6.12.x), 6.1, 6.12.107, latest", sets: (v: string) => [`kernel.version=${j(v)}`] },
   "kernel-base": { type: "string", arg: "MODE", help: "allnoconfig (default, Kata's method), tinyconfig, defconfig (+ kvm_guest.config)", sets: (v: string) => [`kernel.base=${j(v)}`] },

@@ -82,6 +82,13 @@ const COMMANDS: Record<string, Command> = {
     json: "the run: status, summary, paths and results.json",
     run: cmds.smokeCommand,
   },
+  migrate: {
+    summary: "a migration pair: dump in boot A (one CRIU, one kernel), restore in boot B (another), as a checkpoint moves between Kata nodes",
+    usage: "cr-guest migrate --from-criu A --to-criu B [--from-kernel X --to-kernel Y] [--in-place] [options]",
+    flags: [...CONFIG, "from-criu", "to-criu", "from-kernel", "to-kernel", "from-patch", "to-patch", "in-place", "local-source", "criu-mirror", "git", "ref", "kernel-mirror", "jobs", "accel", "force", "json"],
+    json: "the pair: status, each case's dump and restore halves, the runs and the transfer disk",
+    run: cmds.migrateCommand,
+  },
   matrix: {
     summary: "run the version matrix (matrix.yaml): every cell built once per shared stage, booted, reported",
     usage: "cr-guest matrix [--matrix FILE] [--dry-run] [--criu V] [--kernel K] [--patches P] [--cell ID] [options]",

@@ -261,6 +261,21 @@ export async function smokeCommand(ctx: CommandContext): Promise<number> {
   return code;
 }
 
+export async function migrateCommand(ctx: CommandContext): Promise<number> {
+  const v = ctx.values;
+  const config = configOf(ctx);
+  const { runMigration, formatPair } = await import("./migrate/run.js");
+  const from = { criu: (v["from-criu"] as string | undefined) ?? config.criu.version, kernel: (v["from-kernel"] as string | undefined) ?? config.kernel.version, patches: (v["from-patch"] as string[] | undefined) ?? config.criu.patches };
+  const to = { criu: (v["to-criu"] as string | undefined) ?? from.criu, kernel: (v["to-kernel"] as string | undefined) ?? from.kernel, patches: (v["to-patch"] as string[] | undefined) ?? from.patches };
+  const inPlace = Boolean(v["in-place"]);
+  if (inPlace && from.kernel !== to.kernel) throw new UserError(`--in-place runs one boot, so one kernel: --from-kernel ${from.kernel} and --to-kernel ${to.kernel} differ`, "drop --in-place to migrate between kernels, or give one kernel");
+  const r = await runMigration({ configFile: v.config as string | undefined, set: ctx.sets }, { from, to, inPlace }, { force: Boolean(v.force), log: (l) => console.error(l), onOutcome: (x) => void printNotes(x) });
+  ctx.say(formatPair(r));
+  ctx.say(`pair: ${join(config.cache_dir, "migrate", r.id, "pair.json")}`);
+  ctx.emit(r);
+  return r.status === "ERROR" ? 4 : r.status === "FAIL" ? 1 : 0;
+}
+
 export async function matrixCommand(ctx: CommandContext): Promise<number> {
   const v = ctx.values;
   const { loadMatrixSpec, planMatrix, filterCells } = await import("./matrix/spec.js");

@@ -8,7 +8,7 @@
 import { basename, join } from "node:path";
 import { runAgentStage, type AgentArtifact } from "./agent/stage.js";
 import { chooseAccel } from "./boot/accel.js";
-import { runBootTests, type RunRecord } from "./boot/stage.js";
+import { runBootTests, type RunOptions as BootRunOptions, type RunRecord } from "./boot/stage.js";
 import { runCriuStage, type CriuStageOptions, type CriuStageResult } from "./criu/stage.js";
 import { runImageStage, type ImageResult } from "./image/stage.js";
 import { loadDotConfig } from "./data/fragments.js";
@@ -17,7 +17,11 @@ import { runKernelStage } from "./kernel/stage.js";
 import { bootPlan, KernelCannotBootError } from "./kernel/bootable.js";
 import type { PipelineConfig } from "./lib/config.js";
 import { UserError } from "./lib/errors.js";
-import { runSteps } from "./lib/progress.js";
+import { currentSink, runConcurrently, runSteps } from "./lib/progress.js";
+import { Branch } from "./lib/exec.js";
+import { ArtifactCache } from "./lib/cache.js";
+import { resolveAndPlanCriu } from "./criu/stage.js";
+import { runSideWork, sideWorkPlan, SIDE_WORK_NICENESS } from "./side-work.js";
 
 export type StageName = "kernel" | "criu" | "agent" | "image" | "boot";
 
@@ -69,7 +73,9 @@ export type Outcomes = { [S in StageName]?: StageOutcome<S> };
 export interface DriveOptions {
   kernel?: KernelStageOptions;
   criu?: Pick<CriuStageOptions, "force" | "strict" | "kernelConfig" | "kernelVersion">;
-  boot?: { force?: boolean; log?: (line: string) => void };
+  /** More CRIU builds for the image (a migration image holds both versions). */
+  image?: { more?: CriuStageResult[] };
+  boot?: { force?: boolean; log?: (line: string) => void; conf?: Record<string, string>; transfer?: BootRunOptions["transfer"] };
   /** Outcomes obtained before (a matrix shares one kernel across cells): used, not run again. */
   given?: Outcomes;
   /** Called as each stage finishes (a command prints its notes before the next stage starts). */
@@ -139,11 +145,11 @@ const RUNNERS: { [S in StageName]: Runner<S> } = {
     const a = state.agent!;
     return { status: "done", cached: a.cached, identity: { key: basename(a.dir), sha256: a.metadata.agent.sha256, kata_version: a.metadata.kata_version }, notes: [], value: a };
   },
-  async image(config, done) {
+  async image(config, done, o) {
     const criu = done.criu!.value;
     const state: { image?: ImageResult } = {};
     await runSteps(state, [
-      { title: `Image ${config.image.name}`, run: async (s, log) => void (s.image = await runImageStage(config, { criu, agent: done.agent?.value, log })) },
+      { title: `Image ${config.image.name}`, run: async (s, log) => void (s.image = await runImageStage(config, { criu, agent: done.agent?.value, log, more: o.image?.more })) },
     ]);
     const im = state.image!;
     return { status: "done", cached: im.cached, identity: { key: basename(im.dir), base: im.manifest.base, suite: im.manifest.suite }, notes: [], value: im };
@@ -161,7 +167,7 @@ const RUNNERS: { [S in StageName]: Runner<S> } = {
       {
         title: `Boot and test: linux ${kernel.version}, CRIU ${image.manifest.criu.version} (${accel.accel})`,
         run: async (s, log) =>
-          void (s.run = await runBootTests(config, { kernel, image, criu: done.criu!.value, accel: accel.accel, bus, force: o.boot?.force, log: o.boot?.log ?? log })),
+          void (s.run = await runBootTests(config, { kernel, image, criu: done.criu!.value, accel: accel.accel, bus, force: o.boot?.force, log: o.boot?.log ?? log, conf: o.boot?.conf, transfer: o.boot?.transfer })),
       },
     ]);
     const run = state.run!;
@@ -170,16 +176,47 @@ const RUNNERS: { [S in StageName]: Runner<S> } = {
 };
 
 /**
+ * The kernel with the later stages' downloads and debootstraps beside it (side-work.ts):
+ * the one overlap worth having on a small machine, as the compile is CPU bound and they are
+ * not. Either failing stops both. What the side work did is a note of the kernel outcome.
+ */
+async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: DriveOptions, wants: { criu: boolean; image: boolean }): Promise<Omit<StageOutcome<"kernel">, "stage" | "seconds">> {
+  const plan = resolveAndPlanCriu(config, { strict: o.criu?.strict ?? true });
+  const key = plan.candidates.find((c) => c.key)?.key;
+  const criuCached = Boolean(key && (await new ArtifactCache(config.cache_dir).lookup("criu", key)));
+  const items = sideWorkPlan(config, wants, plan, criuCached);
+  if (!items.length) return RUNNERS.kernel(config, done, o);
+  let kernel: Omit<StageOutcome<"kernel">, "stage" | "seconds"> | undefined;
+  let side: string[] = [];
+  await runConcurrently([
+    { title: "Kernel", branch: new Branch("the kernel build"), run: async () => void (kernel = await RUNNERS.kernel(config, done, o)) },
+    {
+      title: `Beside the kernel (nice ${SIDE_WORK_NICENESS})`,
+      branch: new Branch("the side work", SIDE_WORK_NICENESS),
+      run: async () => {
+        const sink = currentSink();
+        side = await runSideWork(config, plan, items, sink?.line ?? (() => undefined), sink?.title ?? (() => undefined));
+      },
+    },
+  ]);
+  return { ...kernel!, notes: [...kernel!.notes, `note: beside the kernel (nice ${SIDE_WORK_NICENESS}): ${side.join(", ")}`] };
+}
+
+/**
  * Runs `targets` and every stage they need (those in `o.given` are taken as they are), one
  * after another in graph order: on the machines this runs on, a kernel and a CRIU build each
  * use every core, so overlapping them gains nothing and muddles the progress display.
  */
 export async function drive(config: PipelineConfig, targets: StageName[], o: DriveOptions = {}): Promise<Outcomes> {
   const done: Outcomes = { ...o.given };
-  for (const s of stagesFor(targets, Object.keys(o.given ?? {}) as StageName[])) {
+  const order = stagesFor(targets, Object.keys(o.given ?? {}) as StageName[]);
+  for (const s of order) {
     const t0 = Date.now();
     try {
-      const out = await (RUNNERS[s] as Runner<typeof s>)(config, done, o);
+      const out =
+        s === "kernel" && (order.includes("criu") || order.includes("image"))
+          ? await kernelWithSideWork(config, done, o, { criu: order.includes("criu"), image: order.includes("image") })
+          : await (RUNNERS[s] as Runner<typeof s>)(config, done, o);
       const outcome = { stage: s, seconds: (Date.now() - t0) / 1000, ...out } as StageOutcome;
       (done as Record<string, StageOutcome>)[s] = outcome;
       o.onOutcome?.(outcome);

@@ -1,35 +1,45 @@
 # 3. CRIU as a sibling of its target (both children of one parent), as an agent starts it:
-#    evidence on the claim that CRIU cannot wait4() on a task that is not its child.
+#    evidence on the claim that CRIU cannot wait4() on a task that is not its child. Migrates.
 . "$HERE/scenario-lib.sh"
-case_begin dump-restore
 state=$WORK/tick
-# One parent starts the target, then CRIU: siblings. The parent writes both pids down.
-sh -c "
-	setsid sh -c 'while :; do date +%s.%N > $state.new; mv $state.new $state; sleep 0.2; done' < /dev/null > /dev/null 2>&1 &
-	target=\$!
-	echo \$target > $WORK/target
-	sleep 1
-	echo \$\$ > $WORK/parent
-	$CRIU dump -t \$target -D $IMG -v4 -o $CDIR/dump.log &
-	echo \$! > $WORK/criu
-	wait \$!
-" < /dev/null >> "$CDIR/out.log" 2>&1 &
-parent_pid=$!
-DIAG_PIDS=$parent_pid
-i=0; while alive "$parent_pid" && [ $i -lt $((STEP_TIMEOUT * 10)) ]; do sleep 0.1; i=$((i + 1)); done
-if alive "$parent_pid"; then
-	proc_diag "$parent_pid" "$(cat "$WORK/target")" >> "$CDIR/diag.txt"; kill_tree "$parent_pid"; RC=124
-else
-	wait "$parent_pid"; RC=$?
-fi
-target=$(cat "$WORK/target")
-note "parent $(cat "$WORK/parent" 2>/dev/null) started target $target and criu $(cat "$WORK/criu" 2>/dev/null) as siblings: dump rc=$RC"
-[ $RC -eq 0 ] || { kill_tree "$target"; case_end FAIL "sibling dump: $(err_of dump)" "$(outcome_of $RC)"; exit 0; }
-criu_run restore restore -D "$IMG" -d || { case_end FAIL "restore: $(err_of restore)" "$(outcome_of $RC)"; exit 0; }
-sleep 0.5
-# The tick is written to a new file and renamed: a reader never sees it half written.
-a=$(cat "$state"); sleep 1; b=$(cat "$state")
-if alive "$target" && [ -n "$a" ] && [ "$a" != "$b" ]; then case_end PASS "CRIU dumped its sibling $target and restored it: no wait4() problem" success
-elif alive "$target"; then case_end FAIL "restored sibling $target is alive but not ticking ($a, then $b)" error
-else case_end FAIL "restored sibling $target is not running" error; fi
-kill_tree "$target"
+
+dump_sibling() {
+	# One parent starts the target, then CRIU: siblings. The parent writes both pids down.
+	sh -c "
+		setsid sh -c 'while :; do date +%s.%N > $state.new; mv $state.new $state; sleep 0.2; done' < /dev/null > /dev/null 2>&1 &
+		target=\$!
+		echo \$target > $WORK/target
+		sleep 1
+		echo \$\$ > $WORK/parent
+		$CRIU_DUMP dump -t \$target -D $IMG -v4 -o $CDIR/dump.log &
+		echo \$! > $WORK/criu
+		wait \$!
+	" < /dev/null >> "$CDIR/out.log" 2>&1 &
+	parent_pid=$!
+	DIAG_PIDS=$parent_pid
+	i=0; while alive "$parent_pid" && [ $i -lt $((STEP_TIMEOUT * 10)) ]; do sleep 0.1; i=$((i + 1)); done
+	if alive "$parent_pid"; then
+		proc_diag "$parent_pid" "$(cat "$WORK/target")" >> "$CDIR/diag.txt"; kill_tree "$parent_pid"; RC=124
+	else
+		wait "$parent_pid"; RC=$?
+	fi
+	target=$(cat "$WORK/target")
+	note "parent $(cat "$WORK/parent" 2>/dev/null) started target $target and criu $(cat "$WORK/criu" 2>/dev/null) as siblings: dump rc=$RC"
+	[ $RC -eq 0 ] || { kill_tree "$target"; case_end FAIL "sibling dump: $(err_of dump)" "$(outcome_of $RC)"; return 1; }
+	carry target
+	carry_dir "$WORK"
+}
+
+restore_sibling() {
+	criu_run restore restore -D "$IMG" -d || { case_end FAIL "restore: $(err_of restore)" "$(outcome_of $RC)"; return 1; }
+	# The tick is written to a new file and renamed: a reader never sees it half written.
+	a=$(cat "$state")
+	wait_changed "$state" "$a" 5
+	b=$(cat "$state")
+	if alive "$target" && [ -n "$a" ] && [ "$a" != "$b" ]; then case_end PASS "CRIU dumped its sibling $target and restored it: no wait4() problem" success
+	elif alive "$target"; then case_end FAIL "restored sibling $target is alive but not ticking ($a, then $b)" error
+	else case_end FAIL "restored sibling $target is not running" error; fi
+	kill_tree "$target"
+}
+
+run_case dump-restore dump_sibling restore_sibling

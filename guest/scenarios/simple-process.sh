@@ -1,29 +1,38 @@
 # 1. A simple process: dump with --leave-running, kill it, restore; it goes on counting from
 #    the value it had at the dump, not from zero and not from where it was killed. Each step
-#    waits for the counter to move (an event), not for a fixed time.
+#    waits for the counter to move (an event), not for a fixed time. Migrates.
 . "$HERE/scenario-lib.sh"
-case_begin dump-restore
 state=$WORK/count
-pid=$(start_session sh -c "i=0; while :; do i=\$((i+1)); echo \$i > $state.tmp; mv $state.tmp $state; sleep 0.2; done")
-wait_value "$state" "v >= 2" 10 || { case_end FAIL "the counter did not start" error; exit 0; }
-criu_run dump dump -t "$pid" -D "$IMG" --leave-running || { kill_tree "$pid"; case_end FAIL "dump: $(err_of dump)" "$(outcome_of $RC)"; exit 0; }
-at_dump=$(cat "$state")
-# Kill it once it has counted on past the dump, so a restore from the dump is told apart.
-wait_value "$state" "v >= $((at_dump + 3))" 10
-before_kill=$(cat "$state")
-kill_tree "$pid"
-i=0; while alive "$pid" && [ $i -lt 40 ]; do sleep 0.05; i=$((i + 1)); done
-note "count at dump ~$at_dump, before kill $before_kill"
-criu_run restore restore -D "$IMG" -d || { case_end FAIL "restore: $(err_of restore)" "$(outcome_of $RC)"; exit 0; }
-# The restored counter writes values below the kill's, then keeps counting.
-wait_value "$state" "v < $before_kill" 10
-after=$(cat "$state")
-wait_value "$state" "v > $after" 10
-later=$(cat "$state")
-note "after restore $after, then $later"
-if alive "$pid" && [ "$after" -lt "$before_kill" ] && [ "$later" -gt "$after" ]; then
-	case_end PASS "restored pid $pid counts on from the dump ($at_dump -> $after -> $later; killed at $before_kill)" success
-else
-	case_end FAIL "after restore: alive=$(alive "$pid" && echo yes || echo no), counts $at_dump/$before_kill/$after/$later" error
-fi
-kill_tree "$pid"
+
+dump_simple() {
+	pid=$(start_session sh -c "i=0; while :; do i=\$((i+1)); echo \$i > $state.tmp; mv $state.tmp $state; sleep 0.2; done")
+	wait_value "$state" "v >= 2" 10 || { kill_tree "$pid"; case_end FAIL "the counter did not start" error; return 1; }
+	criu_run dump dump -t "$pid" -D "$IMG" --leave-running || { kill_tree "$pid"; case_end FAIL "dump: $(err_of dump)" "$(outcome_of $RC)"; return 1; }
+	at_dump=$(cat "$state")
+	# Kill it once it has counted on past the dump, so a restore from the dump is told apart.
+	wait_value "$state" "v >= $((at_dump + 3))" 10
+	before_kill=$(cat "$state")
+	kill_tree "$pid"
+	i=0; while alive "$pid" && [ $i -lt 40 ]; do sleep 0.05; i=$((i + 1)); done
+	note "count at dump ~$at_dump, before kill $before_kill"
+	carry pid at_dump before_kill
+	carry_dir "$WORK"
+}
+
+restore_simple() {
+	criu_run restore restore -D "$IMG" -d || { case_end FAIL "restore: $(err_of restore)" "$(outcome_of $RC)"; return 1; }
+	# The restored counter writes values below the kill's, then keeps counting.
+	wait_value "$state" "v < $before_kill" 10
+	after=$(cat "$state")
+	wait_value "$state" "v > $after" 10
+	later=$(cat "$state")
+	note "after restore $after, then $later"
+	if alive "$pid" && [ "$after" -lt "$before_kill" ] && [ "$later" -gt "$after" ]; then
+		case_end PASS "restored pid $pid counts on from the dump ($at_dump -> $after -> $later; killed at $before_kill)" success
+	else
+		case_end FAIL "after restore: alive=$(alive "$pid" && echo yes || echo no), counts $at_dump/$before_kill/$after/$later" error
+	fi
+	kill_tree "$pid"
+}
+
+run_case dump-restore dump_simple restore_simple

@@ -14,6 +14,8 @@ export interface RunInputOptions {
   requested: Map<string, string>;
   scenarios: Scenario[];
   testTimeoutSeconds: number;
+  /** More assignments for run.conf (a migration's phase and binaries). */
+  conf?: Record<string, string>;
 }
 
 /** A value for a shell assignment: single-quoted, so the guest's sh takes it literally. */
@@ -34,6 +36,7 @@ export function runInput(o: RunInputOptions): { files: Record<string, string>; s
     FEATURES: checkFeatures(o.catalog, o.criuVersion).join(" "),
     TEST_TIMEOUT: String(o.testTimeoutSeconds),
     ...expectations,
+    ...o.conf,
   };
   const applicable = o.scenarios.filter((s) => semver.satisfies(v, s.criu));
   const requested = [...o.requested].map(([sym, val]) => (val === "n" ? `# ${sym} is not set` : `${sym}=${val}`)).join("\n");

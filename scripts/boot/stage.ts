@@ -20,6 +20,7 @@ import { bootVm, type Accel, type BootResult } from "../lib/qemu.js";
 import { createResultsDisk, readResultsDisk } from "./results-disk.js";
 import { parseKeyValues, readTestRecords, RESULTS_SCHEMA, summarize, type TestRecord } from "./results.js";
 import { runInput } from "./run-input.js";
+import { copyTransferDisk, createTransferDisk, verifyTransferDisk } from "../migrate/transfer-disk.js";
 import { loadScenarios } from "../data/scenarios.js";
 import type { KernelRef } from "../kernel/result.js";
 
@@ -60,6 +61,13 @@ export interface RunOptions {
   bus?: "virtio" | "nvme";
   force?: boolean;
   log?: (line: string) => void;
+  /** More run.conf assignments (a migration's PHASE, MIGRATE, CRIU_DUMP, CRIU_RESTORE). */
+  conf?: Record<string, string>;
+  /**
+   * A migration's transfer disk: boot A gets a blank one and keeps what it wrote as
+   * <run>/transfer.img; each attempt of boot B gets a fresh copy of `readFrom`.
+   */
+  transfer?: { mode: "write" } | { mode: "read"; readFrom: string };
 }
 
 /** The kernel command line: root by PARTUUID for our images, by partition for existing ones. */
@@ -82,7 +90,9 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
     requested: o.kernel.requested,
     scenarios: loadScenarios(config.boot.scenarios),
     testTimeoutSeconds: config.boot.test_timeout_seconds,
+    conf: o.conf,
   });
+  const transferRecord = o.transfer?.mode === "read" ? verifyTransferDisk(o.transfer.readFrom) : undefined;
   const key = cacheKey({
     kernel: o.kernel.key,
     image: basename(o.image.dir),
@@ -92,6 +102,7 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
     append: kernelCommandLine(o.image, config.boot.kernel_args, o.bus),
     // Only a non-default bus is part of the key, so earlier runs keep their keys.
     ...(o.bus === "nvme" ? { bus: o.bus } : {}),
+    ...(o.transfer ? { transfer: transferRecord ? { read: transferRecord.sha256 } : "write" } : {}),
     recipe: RUN_RECIPE_VERSION,
   });
   // Only complete runs count as cached: an ERROR run is tried again.
@@ -112,11 +123,14 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
       const tPrepare = Date.now();
       await createResultsDisk(disk, input.files, join(tmp, "scratch"));
       const prepare_seconds = (Date.now() - tPrepare) / 1000;
+      const transferDisk = join(tmp, `transfer-${i}.img`);
+      if (o.transfer?.mode === "write") await createTransferDisk(transferDisk);
+      if (o.transfer?.mode === "read") await copyTransferDisk(o.transfer.readFrom, transferDisk);
       const consoleLog = join(tmp, `console-${i}.log`);
       log(`boot ${i}/${tries} (${o.accel}, deadline ${config.boot.deadline_minutes} min)`);
       const boot = await bootVm({
         kernel: join(o.kernel.dir, "vmlinuz"),
-        drives: [{ path: o.image.image, snapshot: true }, { path: disk }],
+        drives: [{ path: o.image.image, snapshot: true }, { path: disk }, ...(o.transfer ? [{ path: transferDisk }] : [])],
         append: kernelCommandLine(o.image, config.boot.kernel_args, o.bus),
         bus: o.bus,
         memoryMiB: config.boot.memory_mib,
@@ -133,6 +147,7 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
         attempts.push({ status: boot.status, reason: boot.reason, seconds: boot.seconds, ...clock, console_log: rel });
         log(`attempt ${i}: ${boot.status}: ${boot.reason}`);
         await rm(disk, { force: true });
+        await rm(transferDisk, { force: true });
         continue;
       }
       const out = join(tmp, "out");
@@ -146,11 +161,16 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
         continue;
       }
       attempts.push({ status: "ok", reason: boot.reason, seconds: boot.seconds, ...clock, read_seconds, console_log: rel });
+      if (o.transfer?.mode === "write") await rename(transferDisk, join(tmp, "transfer.img"));
       tests = readTestRecords(out, tmp);
       guest = existsSync(join(out, "info/guest.txt")) ? parseKeyValues(readFileSync(join(out, "info/guest.txt"), "utf8")) : {};
+      // A migration boot's transfer disk, as the guest saw it (status=read|unreadable|written|unwritten).
+      if (existsSync(join(out, "info/transfer.txt")))
+        for (const [k, v] of Object.entries(parseKeyValues(readFileSync(join(out, "info/transfer.txt"), "utf8")))) guest[`transfer_${k}`] = v;
       break;
     }
     await rm(join(tmp, "scratch"), { recursive: true, force: true });
+    for (let i = 1; i <= tries; i++) await rm(join(tmp, `transfer-${i}.img`), { force: true });
     const last = attempts.at(-1)!;
     const complete = last.status === "ok";
     const agent = o.image.metadata.agent;

@@ -27,6 +27,8 @@ const ScenarioSchema = z.strictObject({
   gated: z.boolean().optional(),
   /** Cases that record what happens (the evidence), reported but never deciding a verdict. */
   observe: z.array(z.string()).optional(),
+  /** Cases that can migrate: dumped in one boot, restored in another (guest/scenario-lib.sh run_case). */
+  migrate: z.array(z.string().regex(/^[a-z0-9-]+$/, "a case name, e.g. dump-restore")).optional(),
 });
 
 export const SCENARIOS_SCHEMA = z.strictObject({ scenarios: z.array(ScenarioSchema) });
@@ -39,6 +41,12 @@ export interface Scenario {
   about: string;
   gated: boolean;
   observe: string[];
+  migrate: string[];
+}
+
+/** The cases (scenario/case) that migrate, of the scenarios that apply. */
+export function migratingCases(scenarios: Scenario[]): string[] {
+  return scenarios.flatMap((s) => s.migrate.map((c) => `${s.name}/${c}`));
 }
 
 /** Test names that are reported but never decide a run's verdict: the observing cases. */
@@ -52,6 +60,6 @@ export function loadScenarios(file: string): Scenario[] {
   return doc.scenarios.map((s, i) => {
     if (!existsSync(join(GUEST_RUNNER_DIR, "scenarios", s.script)))
       throw new UserError(`${file}:${src.lineOf(["scenarios", i, "script"]) ?? "?"}: scenario ${s.name}: script guest/scenarios/${s.script} does not exist`, "write the script, or fix the name");
-    return { name: s.name, script: s.script, timeout: s.timeout, criu: s.criu ?? "*", about: s.about ?? "", gated: s.gated !== false, observe: s.observe ?? [] };
+    return { name: s.name, script: s.script, timeout: s.timeout, criu: s.criu ?? "*", about: s.about ?? "", gated: s.gated !== false, observe: s.observe ?? [], migrate: s.migrate ?? [] };
   });
 }

@@ -110,6 +110,8 @@ export function withParentDirs(ops: GuestOp[]): GuestOp[] {
 
 export interface InjectionInputs {
   criu: string;
+  /** A multi-CRIU image: every build again under its version (criuGuestPath). */
+  criuByVersion?: { from: string; to: string }[];
   runner: { dir: string; files: RunnerFile[] };
   helpers: { dir: string; names: string[] };
   agent?: string;
@@ -120,6 +122,7 @@ export interface InjectionInputs {
 /** The guestfish operations for an image: pure, so unit tests see what goes where. */
 export function injectionOps(inp: InjectionInputs): GuestOp[] {
   const ops: GuestOp[] = [{ op: "upload", from: inp.criu, to: GUEST_PATHS.criu, mode: 0o755 }];
+  for (const c of inp.criuByVersion ?? []) ops.push({ op: "upload", from: c.from, to: c.to, mode: 0o755 });
   for (const f of inp.runner.files) ops.push({ op: "upload", from: join(inp.runner.dir, f.path), to: `${GUEST_PATHS.runner}/${f.path}`, mode: f.mode });
   for (const h of inp.helpers.names) ops.push({ op: "upload", from: join(inp.helpers.dir, h), to: `${GUEST_PATHS.runner}/bin/${h}`, mode: 0o755 });
   ops.push({ op: "write", to: GUEST_CONTRACT_ENV, content: guestContractEnv(), mode: 0o644 });
@@ -175,10 +178,25 @@ export interface ImageStageInputs {
   log?: (line: string) => void;
   /** Whether KVM works for the guestfish appliance (from the QEMU probe); TCG otherwise. */
   kvm?: boolean;
+  /**
+   * More CRIU builds for the same image (a migration's other version): then every CRIU, the
+   * main one too, is also installed by version (criuGuestPath), and the manifest lists each.
+   */
+  more?: CriuStageResult[];
+}
+
+/** A CRIU build's name in a multi-CRIU image: its version, and its patches if any. */
+export function criuLabel(m: Pick<CriuStageResult["metadata"], "version" | "patches">): string {
+  return [m.version, ...m.patches.map((p) => p.name)].join("+");
+}
+
+/** Where a CRIU build sits in a multi-CRIU image. */
+export function criuGuestPath(m: Pick<CriuStageResult["metadata"], "version" | "patches">): string {
+  return `${GUEST_PATHS.criuByVersion}/${criuLabel(m)}/criu`;
 }
 
 /** The image's cache key: base, CRIU, agent, runner. Pure. */
-export function imageKey(parts: { base: unknown; criuSha: string; agentSha: string | null; runner: RunnerFile[]; helpers: string[]; freeMiB: number }): string {
+export function imageKey(parts: { base: unknown; criuSha: string; agentSha: string | null; runner: RunnerFile[]; helpers: string[]; freeMiB: number; moreCriu?: string[] }): string {
   return cacheKey({ ...parts, runner: parts.runner.map((f) => [f.path, f.sha256, f.mode]), contract: guestContractEnv(), recipe: IMAGE_RECIPE_VERSION });
 }
 
@@ -201,7 +219,17 @@ export async function runImageStage(config: PipelineConfig, inp: ImageStageInput
   const packages = guestPackages(criuMeta.runtime_packages, config.image.extra_packages);
   const baseId = existing ? { existing: await sha256File(existing) } : { fresh: suite, packages, mirror: config.debian.mirror };
   const helperIds = (await helperSources()).map((h) => `${h.name}:${h.sha256}`);
-  const key = imageKey({ base: baseId, criuSha: criuMeta.criu.sha256, agentSha: inp.agent?.metadata.agent.sha256 ?? null, runner, helpers: helperIds, freeMiB: config.image.free_mib });
+  const more = inp.more ?? [];
+  const byVersion = more.length ? [inp.criu, ...more].map((c) => ({ label: criuLabel(c.metadata), file: join(c.dir, "criu"), to: criuGuestPath(c.metadata), metadata: c.metadata })) : [];
+  const key = imageKey({
+    base: baseId,
+    criuSha: criuMeta.criu.sha256,
+    agentSha: inp.agent?.metadata.agent.sha256 ?? null,
+    runner,
+    helpers: helperIds,
+    freeMiB: config.image.free_mib,
+    ...(more.length ? { moreCriu: byVersion.map((c) => `${c.label}:${c.metadata.criu.sha256}`) } : {}),
+  });
 
   const art = await cache.getOrBuild<ImageMetadata>("image", key, async (tmp) => {
     requireGuestfish();
@@ -231,17 +259,21 @@ export async function runImageStage(config: PipelineConfig, inp: ImageStageInput
       // Proves this CRIU starts in this very userland before it goes into the image.
       versionInRootfs = await criuVersionIn(rootfs.dir, criuBin);
       log(`criu --version in the ${suite} rootfs: ${versionInRootfs.split("\n")[0]}`);
+      for (const c of more) {
+        if (!c.metadata.runs_in.includes(suite)) throw new UserError(`CRIU ${criuLabel(c.metadata)} (${c.metadata.link}, built in ${c.metadata.build_suite}) does not run in ${suite}, the image's suite`, "use static builds (criu.link: static) for an image with two CRIUs");
+        log(`criu ${criuLabel(c.metadata)} --version in the ${suite} rootfs: ${(await criuVersionIn(rootfs.dir, join(c.dir, "criu"))).split("\n")[0]}`);
+      }
       t = Date.now();
       layout = await makeRawImage({ rootfs: rootfs.dir, image: disk, extraMiB: config.image.free_mib, log });
       seconds.image = (Date.now() - t) / 1000;
       base = { kind: "fresh", suite, packages, rootfs_key: relative(cache.root, rootfs.dir).split("/")[1] };
     }
     const helpers = await ensureGuestHelpers({ cache, suite: config.criu.static_build_suite, mirror: config.debian.mirror, log });
-    const manifest = guestManifest(key, config, base, criuMeta, inp.agent, runner);
+    const manifest = guestManifest(key, config, base, criuMeta, inp.agent, runner, byVersion.map((c) => c.metadata));
     const manifestFile = join(tmp, "manifest.json");
     await writeFile(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
 
-    const ops = injectionOps({ criu: criuBin, runner: { dir: GUEST_RUNNER_DIR, files: runner }, helpers, agent: inp.agent?.binary, straceBundle, manifest: manifestFile });
+    const ops = injectionOps({ criu: criuBin, criuByVersion: byVersion.map((c) => ({ from: c.file, to: c.to })), runner: { dir: GUEST_RUNNER_DIR, files: runner }, helpers, agent: inp.agent?.binary, straceBundle, manifest: manifestFile });
     const rootDevice = inspection?.rootDevice ?? "/dev/sda1";
     const scratch = join(tmp, "gf");
     await mkdir(scratch);
@@ -309,10 +341,12 @@ export function guestManifest(
   criu: CriuStageResult["metadata"],
   agent: AgentArtifact | undefined,
   runner: RunnerFile[],
+  byVersion: CriuStageResult["metadata"][] = [],
 ): GuestManifest {
   const runnerSha = cacheKey(runner.map((f) => [f.path, f.sha256]));
   const components: Component[] = [
     { name: "criu", version: criu.version, path: GUEST_PATHS.criu, sha256: criu.criu.sha256, source: `${criu.provider} (${criu.link}${criu.patches.length ? `; ${criu.patches.map((p) => p.name).join(", ")}` : ""})` },
+    ...byVersion.map((m) => ({ name: `criu ${criuLabel(m)}`, version: m.version, path: criuGuestPath(m), sha256: m.criu.sha256, source: `${m.provider} (${m.link}${m.patches.length ? `; ${m.patches.map((p) => p.name).join(", ")}` : ""})` })),
     ...runner.map((f) => ({ name: `runner/${f.path}`, version: runnerSha, path: `${GUEST_PATHS.runner}/${f.path}`, sha256: f.sha256, source: "cr-guest guest/" })),
   ];
   if (agent) components.push({ name: "kata-agent", version: agent.metadata.kata_version ?? "prebuilt", path: GUEST_PATHS.agent, sha256: agent.metadata.agent.sha256, source: agent.metadata.from });

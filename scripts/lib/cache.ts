@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { interruptHandler } from "./interrupt.js";
+import { KeyedQueue } from "./keyed-queue.js";
 
 export interface Artifact<M> {
   dir: string;
@@ -16,11 +17,18 @@ export interface Artifact<M> {
 const METADATA = "metadata.json";
 const TMP_PREFIX = ".tmp-";
 
+const building = new KeyedQueue();
+
 export class ArtifactCache {
   constructor(readonly root: string) {}
 
   dir(stage: string, key: string): string {
     return join(this.root, stage, key);
+  }
+
+  /** A finished artifact is there (its metadata is written last). */
+  has(stage: string, key: string): boolean {
+    return existsSync(join(this.dir(stage, key), METADATA));
   }
 
   async lookup<M>(stage: string, key: string): Promise<Artifact<M> | undefined> {
@@ -34,11 +42,15 @@ export class ArtifactCache {
    * Builds an artifact unless it is cached. `build` fills the temporary directory and returns
    * the metadata; the directory is renamed into place after metadata.json is written.
    */
-  async getOrBuild<M extends object>(
-    stage: string,
-    key: string,
-    build: (tmpDir: string) => Promise<M>,
-  ): Promise<Artifact<M> & { cached: boolean }> {
+  /**
+   * The artifact, built into a temporary directory and renamed into place if absent. Two
+   * builds of one artifact in one process take turns: the second finds the first's.
+   */
+  getOrBuild<M extends object>(stage: string, key: string, build: (tmpDir: string) => Promise<M>): Promise<Artifact<M> & { cached: boolean }> {
+    return building.run(this.dir(stage, key), () => this.buildOnce(stage, key, build));
+  }
+
+  private async buildOnce<M extends object>(stage: string, key: string, build: (tmpDir: string) => Promise<M>): Promise<Artifact<M> & { cached: boolean }> {
     const hit = await this.lookup<M>(stage, key);
     if (hit) return { ...hit, cached: true };
     const stageDir = join(this.root, stage);

@@ -5,6 +5,7 @@
  * the mirror. Parsed indexes are cached as JSON so repeat lookups need no network.
  */
 import { writeAtomic } from "./fs-atomic.js";
+import { KeyedQueue } from "./keyed-queue.js";
 import { existsSync } from "node:fs";
 import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -280,8 +281,17 @@ interface CacheMeta {
 
 type Grouped = Record<string, (SourcePackage | BinaryPackage)[]>;
 
-/** Loads (from cache when fresh) the signed source or binary index of one suite. */
-export async function loadSuiteIndex(opts: LoadSuiteIndexOptions): Promise<SuiteIndex> {
+const bySuite = new KeyedQueue();
+
+/**
+ * Loads (from cache when fresh) the signed source or binary index of one suite. Loads of one
+ * suite take turns (they share its InRelease): the later one finds the index cached.
+ */
+export function loadSuiteIndex(opts: LoadSuiteIndexOptions): Promise<SuiteIndex> {
+  return bySuite.run(JSON.stringify([opts.cacheDir, trimMirror(opts.mirror), opts.suite]), () => loadSuiteIndexOnce(opts));
+}
+
+async function loadSuiteIndexOnce(opts: LoadSuiteIndexOptions): Promise<SuiteIndex> {
   const mirror = trimMirror(opts.mirror);
   const { suite, kind } = opts;
   if (!/^[a-z0-9][a-z0-9.+-]*$/.test(suite)) throw new UserError(`invalid Debian suite name ${JSON.stringify(suite)}`, `use one of ${KNOWN_SUITES}`);

@@ -10,6 +10,8 @@ import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { errorMessage, UserError } from "./errors.js";
 import { sha256File } from "./hash.js";
+import { currentBranch } from "./exec.js";
+import { KeyedQueue } from "./keyed-queue.js";
 
 /** The provider cannot serve this file (404/410, unknown host, connection refused): try the next one. */
 export class NotAvailableError extends UserError {
@@ -59,7 +61,18 @@ class Retryable extends Error {
   }
 }
 
+const byDestination = new KeyedQueue();
+
+/**
+ * Fetches `opts.url` to `opts.dest` (verified, then renamed into place). Calls for the same
+ * destination run one after another: they share the `.part` file (the cold pipeline's side
+ * work and the kernel stage both read a suite's index).
+ */
 export async function download(opts: DownloadOptions): Promise<DownloadResult> {
+  return byDestination.run(opts.dest, () => downloadOnce(opts));
+}
+
+async function downloadOnce(opts: DownloadOptions): Promise<DownloadResult> {
   const expected = opts.sha256?.toLowerCase();
   if (expected && existsSync(opts.dest)) {
     const size = (await stat(opts.dest)).size;
@@ -70,7 +83,10 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   }
   await mkdir(dirname(opts.dest), { recursive: true });
   const part = `${opts.dest}.part`;
-  const signal = AbortSignal.timeout(opts.timeoutMs);
+  const branch = currentBranch();
+  const deadline = AbortSignal.timeout(opts.timeoutMs);
+  // A download of a branch of work stops with it (the other branch failed).
+  const signal = branch ? AbortSignal.any([deadline, branch.signal]) : deadline;
   const local = localPath(opts.url);
   try {
     if (local !== undefined) {
@@ -95,6 +111,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
       return await verifyAndRename(part, opts, resumed);
     }
   } catch (err) {
+    if (branch?.signal.aborted) throw branch.signal.reason;
     if (signal.aborted) {
       throw new UserError(
         `download of ${opts.url} did not finish within ${seconds(opts.timeoutMs)} s`,

@@ -4,9 +4,67 @@
  * what ran, how it ended and the tail of its output.
  */
 import { $ } from "zx";
+import { AsyncLocalStorage } from "node:async_hooks";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { CommandError } from "./errors.js";
 import { interruptHandler } from "./interrupt.js";
+
+/**
+ * A branch of work that runs beside another (the cold pipeline's side work beside the kernel
+ * compile): its commands run at a lower CPU priority, and `cancel` stops the ones running and
+ * refuses new ones, so a failure in one branch stops the other cleanly.
+ */
+export class Branch {
+  private readonly running = new Set<() => void>();
+  private readonly aborter = new AbortController();
+  cancelled: string | undefined;
+  constructor(
+    readonly name: string,
+    /** `nice` increment for every command of the branch (0: as is). */
+    readonly niceness = 0,
+  ) {}
+
+  /** Runs fn with every command it starts (however deep) belonging to this branch. */
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    return branches.run(this, fn);
+  }
+
+  cancel(reason: string): void {
+    if (this.cancelled) return;
+    this.cancelled = reason;
+    for (const kill of this.running) kill();
+    this.aborter.abort(new BranchCancelledError(this, ["work"]));
+  }
+
+  /** Aborted on cancel: for work that is not a command (a download). */
+  get signal(): AbortSignal {
+    return this.aborter.signal;
+  }
+
+  /** Internal: a command of the branch started. Returns its unregister function. */
+  track(kill: () => void): () => void {
+    this.running.add(kill);
+    return () => this.running.delete(kill);
+  }
+}
+
+const branches = new AsyncLocalStorage<Branch>();
+
+/** The branch the caller runs in, if any. */
+export function currentBranch(): Branch | undefined {
+  return branches.getStore();
+}
+
+export class BranchCancelledError extends Error {
+  constructor(branch: Branch, argv: string[]) {
+    super(`${branch.name} stopped before ${argv[0]} ended: ${branch.cancelled}`);
+  }
+}
+
+/** The argv a branch runs: behind `nice -n N` when it asks for a lower priority. */
+export function branchArgv(argv: string[], niceness: number): string[] {
+  return niceness > 0 ? ["nice", "-n", String(niceness), ...argv] : argv;
+}
 
 export interface RunOptions {
   /** Deadline in milliseconds: every command has one. */
@@ -42,7 +100,10 @@ export function tail(text: string, lines = TAIL_LINES): string {
   return text.trimEnd().split("\n").slice(-lines).join("\n");
 }
 
-export async function run(argv: string[], opts: RunOptions): Promise<RunResult> {
+export async function run(requested: string[], opts: RunOptions): Promise<RunResult> {
+  const branch = branches.getStore();
+  if (branch?.cancelled) throw new BranchCancelledError(branch, requested);
+  const argv = branchArgv(requested, branch?.niceness ?? 0);
   const [cmd, ...args] = argv;
   const started = Date.now();
   const log: WriteStream | undefined = opts.logFile
@@ -70,6 +131,11 @@ export async function run(argv: string[], opts: RunOptions): Promise<RunResult> 
   proc.stderr.on("data", onData);
   // Ctrl-C stops this command and what it started (QEMU, make, guestfish).
   const unregister = interruptHandler.child(() => proc.kill("SIGKILL").catch(() => undefined));
+  let cancelledBy: string | undefined;
+  const untrack = branch?.track(() => {
+    cancelledBy = branch.cancelled;
+    void proc.kill("SIGKILL").catch(() => undefined);
+  });
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -85,6 +151,8 @@ export async function run(argv: string[], opts: RunOptions): Promise<RunResult> 
     : undefined;
   const out = await proc;
   unregister();
+  untrack?.();
+  if (cancelledBy) throw new BranchCancelledError(branch!, requested);
   clearTimeout(timer);
   if (watcher) clearInterval(watcher);
   await new Promise<void>((resolve) => (log ? log.end(resolve) : resolve()));

@@ -2,9 +2,12 @@
 import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 
+let written = 0;
+
 export async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
+  // pid and a counter: two writers of one file in one process never share a temporary.
+  const tmp = `${file}.tmp-${process.pid}-${++written}`;
   try {
     await writeFile(tmp, data);
     await rename(tmp, file);

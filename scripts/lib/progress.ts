@@ -8,6 +8,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { Listr, ListrLogger, ProcessOutput, type ListrTask } from "listr2";
+import { BranchCancelledError, type Branch } from "./exec.js";
 
 export interface Step<C> {
   title: string;
@@ -25,6 +26,11 @@ const sinks = new AsyncLocalStorage<ProgressSink>();
 
 export function withProgressSink<T>(sink: ProgressSink, fn: () => Promise<T>): Promise<T> {
   return sinks.run(sink, fn);
+}
+
+/** The sink the caller reports to, if it runs inside one (a cell, a concurrent branch). */
+export function currentSink(): ProgressSink | undefined {
+  return sinks.getStore();
 }
 
 const NON_TTY_INTERVAL_MS = 15_000;
@@ -83,4 +89,46 @@ export async function runSteps<C extends object>(ctx: C, steps: Step<C>[]): Prom
   }));
   const list = new Listr<C>(tasks, { concurrent: false, exitOnError: true, ...listrOnStderr() });
   return list.run(ctx);
+}
+
+export interface ConcurrentBranch {
+  title: string;
+  branch: Branch;
+  run: () => Promise<void>;
+}
+
+/**
+ * Runs branches at the same time, each with its own line (listr2, concurrent) or, inside a
+ * cell, on the cell's line. The first failure cancels the others (their commands are killed,
+ * nothing of theirs is cached half-built) and is thrown once every branch has stopped.
+ */
+export async function runConcurrently(branches: ConcurrentBranch[]): Promise<void> {
+  let first: unknown;
+  const guarded = (b: ConcurrentBranch) => async () => {
+    try {
+      await b.branch.run(b.run);
+    } catch (err) {
+      if (first === undefined && !(err instanceof BranchCancelledError)) {
+        first = err;
+        for (const other of branches) if (other !== b) other.branch.cancel(`${b.title} failed`);
+      }
+      throw err;
+    }
+  };
+  const sink = sinks.getStore();
+  if (sink) {
+    await Promise.allSettled(branches.map((b) => guarded(b)()));
+  } else {
+    const tasks: ListrTask<object>[] = branches.map((b) => ({
+      title: b.title,
+      task: async (_c, task) => {
+        const own: ProgressSink = { title: (t) => (task.title = `${b.title}: ${t}`), line: throttledOutput((l) => (task.output = l)) };
+        await withProgressSink(own, guarded(b));
+        task.title = b.title;
+      },
+    }));
+    // exitOnError false: listr waits for every branch; the error is ours to throw.
+    await new Listr<object>(tasks, { concurrent: true, exitOnError: false, ...listrOnStderr() }).run({});
+  }
+  if (first !== undefined) throw first;
 }

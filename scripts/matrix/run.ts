@@ -61,6 +61,11 @@ export interface ImageOutcome<I> {
 export interface CellStages<K, I> {
   kernel(cell: PlannedCell): Promise<KernelOutcome<K>>;
   image(cell: PlannedCell, kernel: K): Promise<ImageOutcome<I>>;
+  /**
+   * True when the cell's image stage builds no CRIU (it is cached): what is left, guestfish's
+   * appliance and a copy, uses one core, so it takes one unit and overlaps the boots.
+   */
+  imageIsLight?(cell: PlannedCell): boolean;
   /** The doctor's predictions for this cell's own kernel (an image is shared across kernels). */
   predict?(cell: PlannedCell, kernel: K, image: I): CellResult["predicted"];
   /** The guest run: the same record (results.json) a single run gives. */
@@ -217,7 +222,8 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
 
       stage = "image";
       progress(c.id, "CRIU and image");
-      const im = images.get(c.groups.image, c.id, () => machine.run(o.capacity, () => timed(() => o.stages.image(c, kernel.out.handle))));
+      const imageWeight = o.stages.imageIsLight?.(c) ? 1 : o.capacity;
+      const im = images.get(c.groups.image, c.id, () => machine.run(imageWeight, () => timed(() => o.stages.image(c, kernel.out.handle))));
       if (im.shared) progress(c.id, `CRIU and image: shared with ${im.owner}`);
       const image = await im.promise;
       cell.identities.criu = image.out.criu;

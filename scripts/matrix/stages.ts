@@ -7,7 +7,8 @@ import type { PipelineConfig } from "../lib/config.js";
 import { withProgressSink } from "../lib/progress.js";
 import { drive, type Outcomes, type StageOutcome } from "../driver.js";
 import type { RunRecord } from "../boot/stage.js";
-import { doctorForBuilt } from "../criu/stage.js";
+import { doctorForBuilt, resolveAndPlanCriu } from "../criu/stage.js";
+import { ArtifactCache } from "../lib/cache.js";
 import { applyRun, baseCell, type CellStages, type ImageOutcome, type KernelOutcome } from "./run.js";
 import { informationalFor, type CellResult } from "./cell.js";
 import { AXES, type PlannedCell } from "./spec.js";
@@ -58,6 +59,10 @@ export function realStages(progress: ProgressFn = () => undefined, o: { forceBoo
       const out = await inCell(c, `CRIU ${c.criuVersion} + image`, progress, () => drive(c.config, ["image"], { given: { kernel }, criu: { force: true, strict: false } }));
       const stages: ImageStages = { criu: out.criu!, agent: out.agent, image: out.image! };
       return { handle: stages, cached: out.image!.cached && out.criu!.cached, ...imageIdentities(stages) };
+    },
+    imageIsLight(c) {
+      const key = resolveAndPlanCriu(c.config, { strict: false }).candidates.find((x) => x.key)?.key;
+      return Boolean(key && new ArtifactCache(c.config.cache_dir).has("criu", key));
     },
     predict: (c, kernel, image) => predictionsFor(c.config, kernel, image),
     async boot(c, kernel, image): Promise<RunRecord> {

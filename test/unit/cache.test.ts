@@ -42,3 +42,19 @@ describe("artifact cache", () => {
     expect(cacheKey({ a: 1 })).not.toBe(cacheKey({ a: 2 }));
   });
 });
+
+describe("concurrent builds of one artifact", () => {
+  it("take turns: the second finds the first's artifact and never builds", async () => {
+    const cache = new ArtifactCache(mkdtempSync(join(tmpdir(), "crg-cache-")));
+    let builds = 0;
+    const build = async () => {
+      builds++;
+      await new Promise((r) => setTimeout(r, 50));
+      return { n: builds };
+    };
+    const [a, b] = await Promise.all([cache.getOrBuild("chroot", "k1", build), cache.getOrBuild("chroot", "k1", build)]);
+    expect(builds).toBe(1);
+    expect([a.cached, b.cached]).toEqual([false, true]);
+    expect(b.metadata).toMatchObject({ n: 1 });
+  });
+});

@@ -169,6 +169,18 @@ describe("download", () => {
     expect(again).toEqual({ path: dest, sha256: SHA, bytes: PAYLOAD.length, resumed: false });
   });
 
+  it("two concurrent downloads of one destination take turns (no shared .part), unverified too", async () => {
+    const dest = join(tmp(), "InRelease");
+    const both = await Promise.all([download({ url: `${base}/f`, dest, timeoutMs: 10_000 }), download({ url: `${base}/f`, dest, timeoutMs: 10_000 })]);
+    expect(both.map((r) => r.sha256)).toEqual([SHA, SHA]);
+    expect(readFileSync(dest).equals(PAYLOAD)).toBe(true);
+    expect(requests.every((r) => r.range === undefined)).toBe(true);
+    const verified = join(tmp(), "orig.tar.xz");
+    requests = [];
+    await Promise.all([download({ url: `${base}/f`, dest: verified, sha256: SHA, timeoutMs: 10_000 }), download({ url: `${base}/f`, dest: verified, sha256: SHA, timeoutMs: 10_000 })]);
+    expect(requests).toHaveLength(1); // the second found the first's verified file
+  });
+
   it("throws NotAvailableError when the connection is refused", async () => {
     const closed = createServer();
     await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));

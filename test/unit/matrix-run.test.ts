@@ -168,6 +168,30 @@ describe("matrix runner", () => {
     expect(one.peak.boot).toBe(1);
   });
 
+  it("an image stage with its CRIU cached takes one core and overlaps a boot", async () => {
+    const base = recordingStages({ delayMs: 5 });
+    const spans: { kind: string; from: number; to: number }[] = [];
+    const span = async <T>(kind: string, fn: () => Promise<T>) => {
+      const from = Date.now();
+      await sleep(40);
+      const out = await fn();
+      spans.push({ kind, from, to: Date.now() });
+      return out;
+    };
+    const stages = (light: boolean): CellStages<string, string> => ({
+      ...base.stages,
+      imageIsLight: () => light,
+      image: (c, k) => span("image", () => base.stages.image(c, k)),
+      boot: (c, k, i) => span("boot", () => base.stages.boot(c, k, i)),
+    });
+    const overlaps = () => spans.some((a) => a.kind === "image" && spans.some((b) => b.kind === "boot" && a.from < b.to && b.from < a.to));
+    await runMatrix(plan, plan.cells, opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), stages(true)));
+    expect(overlaps()).toBe(true);
+    spans.length = 0;
+    await runMatrix(plan, plan.cells, opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), stages(false)));
+    expect(overlaps()).toBe(false);
+  });
+
   it("Capacity serves waiters first come, first served", async () => {
     const cap = new Capacity(2);
     const order: string[] = [];

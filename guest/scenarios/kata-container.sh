@@ -1,0 +1,97 @@
+# 9. A container as kata-agent's rustjail starts one: new pid, mount, net, ipc and uts
+#    namespaces, its init (pid 1) a session leader, /etc/hostname, /etc/hosts and
+#    /etc/resolv.conf bind-mounted from the sandbox and a tmpfs on /dev/shm. Its process
+#    (guest/helpers/crg-kata.c) holds a TCP listener and an established connection, a unix
+#    socket pair and a file lock, and counts round trips through them.
+#    Dumped with the command line of the Kata proof of concept, killed, restored in place.
+. "$HERE/scenario-lib.sh"
+# On the root filesystem: the restored mount namespace sees the same files (a tmpfs such as
+# /run would be dumped and restored as a copy).
+K=/var/lib/cr-guest/kata
+SANDBOX=$K/sandbox
+ST=$K/state
+PORT=47031
+KATA_DUMP_FLAGS="--tcp-established --ext-unix-sk --shell-job --file-locks --skip-mnt /dev/shm --skip-mnt /etc/hostname --skip-mnt /etc/hosts --skip-mnt /etc/resolv.conf --leave-running"
+# What the restore needs besides the dump's socket, job and lock flags:
+#   --root /         the container has its own mount namespace ("The --root option is
+#                    required to restore a mount namespace"; the container's root is the guest's).
+#   --action-script  the skipped mounts are not in the image: guest/kata-mounts.sh makes them
+#                    again in the restored namespace, as the runtime makes them for a new one.
+KATA_RESTORE_FLAGS="--tcp-established --ext-unix-sk --shell-job --file-locks --root / --action-script $HERE/kata-mounts.sh"
+export KATA_SANDBOX=$SANDBOX KATA_REMOUNT_AT=${KATA_REMOUNT_AT:-setup-namespaces}
+
+if [ "$PHASE" != restore ]; then # boot B takes the sandbox and state over from boot A
+	rm -rf "$K"; mkdir -p "$SANDBOX" "$ST"
+	echo crg-kata > "$SANDBOX/hostname"
+	printf '127.0.0.1\tlocalhost crg-kata\n' > "$SANDBOX/hosts"
+	echo "nameserver 192.0.2.53" > "$SANDBOX/resolv.conf"
+fi
+
+container() { # prints the host pid of the container's init
+	start_session unshare --pid --mount --net --ipc --uts --fork --mount-proc --propagation private setsid sh -ec "
+		ip link set lo up
+		echo crg-kata > /proc/sys/kernel/hostname
+		for f in hostname hosts resolv.conf; do [ -e /etc/\$f ] || : > /etc/\$f; mount --bind $SANDBOX/\$f /etc/\$f; done
+		mount -t tmpfs -o size=8m,mode=1777 shm /dev/shm
+		exec crg-kata $PORT $ST < /dev/null > /dev/null 2>&1
+	" > "$WORK/outer"
+	ns_init "$(cat "$WORK/outer")"
+}
+
+# What the container's process sees: its pid inside, hostname, and the bind-mounted files.
+inside() { # pid
+	printf 'nspid=%s hostname=%s etc_hostname=%s resolv=%s shm=%s' \
+		"$(awk '/^NSpid:/ {print $NF}' /proc/"$1"/status)" "$(nsenter -t "$1" -u cat /proc/sys/kernel/hostname)" \
+		"$(cat /proc/"$1"/root/etc/hostname)" "$(awk '{print $2; exit}' /proc/"$1"/root/etc/resolv.conf)" \
+		"$(nsenter -t "$1" -m findmnt -n -o FSTYPE /dev/shm | tail -n 1)"
+}
+
+lock_held() { flock -n -E 99 "$ST/lock" true; [ $? -eq 99 ]; }
+
+dump_kata() {
+	init=$(container) || { case_end FAIL "no container appeared" error; return 1; }
+	wait_value "$ST/count" "v >= 5" 10 || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "the container's round trips did not start" error; return 1; }
+	note "container init $init: $(inside "$init")"
+	at_dump=$(cat "$ST/count")
+	accepts_at_dump=$(cat "$ST/accepts")
+	# shellcheck disable=SC2086
+	criu_run dump dump -t "$init" -D "$IMG" $KATA_DUMP_FLAGS || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "dump: $(err_of dump)" "$(outcome_of $RC)"; return 1; }
+	# --leave-running: the original goes on after the dump; then it is killed, as a migration does.
+	wait_value "$ST/count" "v >= $((at_dump + 3))" 10
+	before_kill=$(cat "$ST/count")
+	kill_tree "$(cat "$WORK/outer")"
+	i=0; while alive "$init" && [ $i -lt 40 ]; do sleep 0.05; i=$((i + 1)); done
+	carry at_dump accepts_at_dump before_kill
+	carry_dir "$K"
+}
+
+restore_kata() {
+	# shellcheck disable=SC2086
+	criu_run restore restore -D "$IMG" -d $KATA_RESTORE_FLAGS || { case_end FAIL "restore: $(err_of restore)" "$(outcome_of $RC)"; return 1; }
+	new=$(restored_pid)
+	[ -n "$new" ] && alive "$new" || { case_end FAIL "restore returned 0 but no restored init is running (${new:-no pidfile})" error; return 1; }
+	# From the dump's state: the counter goes back below the kill's value, then on.
+	wait_value "$ST/count" "v < $before_kill" 10
+	after=$(cat "$ST/count")
+	wait_value "$ST/count" "v > $after + 10" 10
+	later=$(cat "$ST/count")
+	wait_value "$ST/accepts" "v > $accepts_at_dump" 10
+	accepts=$(cat "$ST/accepts")
+	seen=$(inside "$new")
+	note "restored init $new: $seen; count at dump ~$at_dump, killed at $before_kill, after restore $after -> $later; accepts $accepts_at_dump -> $accepts"
+	problems=""
+	case $seen in *nspid=1\ *) ;; *) problems="$problems; not pid 1 of its namespace" ;; esac
+	case $seen in *hostname=crg-kata\ etc_hostname=crg-kata\ resolv=192.0.2.53\ shm=tmpfs*) ;; *) problems="$problems; namespaces or mounts not as before ($seen)" ;; esac
+	[ "$after" -ge "$at_dump" ] && [ "$after" -lt "$before_kill" ] || problems="$problems; counter not from the dump ($at_dump/$before_kill/$after)"
+	[ "$later" -gt "$((after + 10))" ] || problems="$problems; TCP and unix round trips stopped ($after -> $later)"
+	[ "$accepts" -gt "$accepts_at_dump" ] || problems="$problems; the listener accepts no connection"
+	lock_held || problems="$problems; the file lock is not held"
+	if [ -z "$problems" ]; then
+		case_end PASS "container restored as pid 1 with its namespaces, mounts, TCP listener and connection, socket pair and lock (count $at_dump -> $after -> $later)" success
+	else
+		case_end FAIL "restored, but${problems#;}" error
+	fi
+	kill_tree "$new"
+}
+
+run_case dump-restore dump_kata restore_kata

@@ -1,0 +1,184 @@
+/**
+ * Running a migration pair: the kernels and CRIU builds (the same stages every cell uses),
+ * one image holding both CRIUs (static builds, one userland for both boots: CRIU checks the
+ * files a process maps when it restores), boot A (dump halves, transfer disk written), the
+ * transfer disk verified, boot B (a fresh copy of it; restore halves), the verdict. Output:
+ * <cache>/migrate/<pair id>/pair.json, pointing at both runs' evidence.
+ */
+import { existsSync } from "node:fs";
+import { join, relative } from "node:path";
+import type { RunRecord } from "../boot/stage.js";
+import { resolveAndPlanCriu } from "../criu/stage.js";
+import { migratingCases, loadScenarios } from "../data/scenarios.js";
+import { repoData } from "../data/repo-data.js";
+import { suitesFrom } from "../data/criu-catalog.js";
+import { drive, type Outcomes, type StageOutcome } from "../driver.js";
+import { criuGuestPath } from "../image/stage.js";
+import { loadConfig, type PipelineConfig } from "../lib/config.js";
+import { writeAtomic } from "../lib/fs-atomic.js";
+import { GUEST_PATHS } from "../lib/guest-contract.js";
+import semver from "semver";
+import { judgePair, migrateConf, pairAxes, pairId, type PairSide, type PairSpec, type PairVerdict } from "./pair.js";
+import { TransferDiskError, verifyTransferDisk } from "./transfer-disk.js";
+
+export const PAIR_SCHEMA = 1;
+
+export interface PairResult {
+  schema: typeof PAIR_SCHEMA;
+  id: string;
+  axes: { from: PairSide; to: PairSide; in_place: boolean; changes: string };
+  status: PairVerdict["status"];
+  reason: string | null;
+  cases: PairVerdict["cases"];
+  /** The CRIU builds and kernels each side used. */
+  identities: { from: SideIdentity; to: SideIdentity; image: string | null };
+  /** Each boot's run directory (relative to the cache), for the evidence. */
+  runs: { dump: string | null; restore: string | null };
+  transfer: { disk: string; bytes: number; sha256: string } | null;
+  seconds: number;
+  created: string;
+}
+
+interface SideIdentity {
+  criu: { version: string; sha256: string; provider: string; link: string; patches: string[] } | null;
+  kernel: { version: string; key: string } | null;
+}
+
+/** The config of one side: its CRIU and kernel, a static CRIU (one rootfs serves both sides). */
+export function sideConfig(base: { configFile?: string; set: string[] }, side: PairSide): PipelineConfig {
+  const sets = [...base.set, `criu.version=${side.criu}`, `kernel.version=${side.kernel}`, `criu.patches=[${side.patches.join(", ")}]`, "criu.link=static"];
+  const config = loadConfig({ configFile: base.configFile, set: sets });
+  // A Debian binary is dynamic, linked against its own suite: never one of a pair.
+  const plan = resolveAndPlanCriu(config, { strict: true });
+  const first = plan.candidates.find((c) => c.key);
+  if (first?.provider !== "debian-binary") return config;
+  const others = plan.candidates.map((c) => c.provider).filter((p) => p !== "debian-binary");
+  return loadConfig({ configFile: base.configFile, set: [...sets, `criu.providers=[${others.join(", ")}]`] });
+}
+
+export interface MigrateOptions {
+  force?: boolean;
+  log?: (line: string) => void;
+  onOutcome?: (o: StageOutcome) => void;
+}
+
+function identity(o: Outcomes): SideIdentity {
+  const m = o.criu?.value.metadata;
+  const k = o.kernel?.value.ref;
+  return {
+    criu: m ? { version: m.version, sha256: m.criu.sha256, provider: m.provider, link: m.link, patches: m.patches.map((p) => p.name) } : null,
+    kernel: k ? { version: k.version, key: k.key } : null,
+  };
+}
+
+export async function runMigration(base: { configFile?: string; set: string[] }, pair: PairSpec, o: MigrateOptions = {}): Promise<PairResult> {
+  const t0 = Date.now();
+  const log = o.log ?? (() => undefined);
+  const cfgA = sideConfig(base, pair.from);
+  const cfgB = sideConfig(base, pair.to);
+  const catalog = repoData().criu;
+  const id = pairId(pair);
+  const outDir = join(cfgA.cache_dir, "migrate", id);
+  const result: PairResult = {
+    schema: PAIR_SCHEMA,
+    id,
+    axes: { from: pair.from, to: pair.to, in_place: pair.inPlace, changes: pairAxes(pair) },
+    status: "ERROR",
+    reason: null,
+    cases: [],
+    identities: { from: { criu: null, kernel: null }, to: { criu: null, kernel: null }, image: null },
+    runs: { dump: null, restore: null },
+    transfer: null,
+    seconds: 0,
+    created: new Date().toISOString(),
+  };
+  const done = async (): Promise<PairResult> => {
+    result.seconds = (Date.now() - t0) / 1000;
+    await writeAtomic(join(outDir, "pair.json"), `${JSON.stringify(result, null, 2)}\n`);
+    return result;
+  };
+  const rel = (dir: string) => relative(cfgA.cache_dir, dir);
+  const drv = (config: PipelineConfig, targets: Parameters<typeof drive>[1], opts: Parameters<typeof drive>[2] = {}) => drive(config, targets, { ...opts, onOutcome: o.onOutcome });
+
+  // Kernels and CRIUs: the stages of any cell (shared caches).
+  const kA = (await drv(cfgA, ["kernel"])).kernel!;
+  const kB = pair.to.kernel === pair.from.kernel && cfgB.kernel.version === cfgA.kernel.version ? kA : (await drv(cfgB, ["kernel"])).kernel!;
+  const criuA = (await drv(cfgA, ["criu"], { given: { kernel: kA }, criu: { force: true, strict: false } })).criu!;
+  const criuB = (await drv(cfgB, ["criu"], { given: { kernel: kB }, criu: { force: true, strict: false } })).criu!;
+  result.identities.from = identity({ kernel: kA, criu: criuA });
+  result.identities.to = identity({ kernel: kB, criu: criuB });
+
+  // One image for both: the later guest suite (a static build runs in every later one).
+  const sameCriu = criuA.value.metadata.criu.sha256 === criuB.value.metadata.criu.sha256;
+  const suites = catalog.suites.map((s) => s.name);
+  const laterIsB = suites.indexOf(criuB.value.metadata.guest_suite) > suites.indexOf(criuA.value.metadata.guest_suite);
+  const [primaryCfg, primary, other] = laterIsB ? [cfgB, criuB, criuA] : [cfgA, criuA, criuB];
+  suitesFrom(catalog, primary.value.metadata.guest_suite);
+  const imageOut = await drv(primaryCfg, ["image"], { given: { criu: primary }, image: { more: sameCriu ? [] : [other.value] } });
+  const image = imageOut.image!;
+  result.identities.image = image.value.manifest.image_key;
+  const paths = sameCriu
+    ? { dump: GUEST_PATHS.criu, restore: GUEST_PATHS.criu }
+    : { dump: criuGuestPath(criuA.value.metadata), restore: criuGuestPath(criuB.value.metadata) };
+  const versions = { dump: criuA.value.metadata.version, restore: criuB.value.metadata.version };
+
+  // The cases both CRIUs run (a scenario's criu range may exclude one of them).
+  const scenarios = loadScenarios(cfgA.boot.scenarios).filter((s) => semver.satisfies(versions.dump, s.criu) && semver.satisfies(versions.restore, s.criu));
+  const cases = migratingCases(scenarios);
+  const boot = (config: PipelineConfig, kernel: StageOutcome<"kernel">, criu: StageOutcome<"criu">, conf: Record<string, string>, transfer?: { mode: "write" } | { mode: "read"; readFrom: string }) =>
+    drv(config, ["boot"], { given: { kernel, criu, agent: imageOut.agent, image }, boot: { force: o.force, log, conf, transfer } });
+
+  if (pair.inPlace) {
+    log(`in place: ${cases.length} cases, dump with ${paths.dump}, restore with ${paths.restore}`);
+    const run = (await boot(cfgA, kA, criuA, migrateConf("both", cases, paths, versions, catalog))).boot!.value;
+    result.runs.dump = rel(run.dir);
+    Object.assign(result, pick(judgePair(cases, run.results, null, true)));
+    return done();
+  }
+
+  log(`boot A (${pair.from.kernel}, CRIU ${versions.dump}): dump ${cases.length} cases`);
+  const runA: RunRecord = (await boot(cfgA, kA, criuA, migrateConf("dump", cases, paths, versions, catalog), { mode: "write" })).boot!.value;
+  result.runs.dump = rel(runA.dir);
+  const afterA = judgePair(cases, runA.results);
+  if (!afterA.restoreBootNeeded) {
+    Object.assign(result, pick(afterA));
+    return done();
+  }
+  const disk = join(runA.dir, "transfer.img");
+  try {
+    const rec = verifyTransferDisk(disk);
+    result.transfer = { disk: rel(disk), bytes: rec.bytes, sha256: rec.sha256 };
+  } catch (err) {
+    if (!(err instanceof TransferDiskError)) throw err;
+    Object.assign(result, pick(afterA), { status: "ERROR", reason: err.message });
+    return done();
+  }
+  log(`boot B (${pair.to.kernel}, CRIU ${versions.restore}): restore from ${disk}`);
+  const runB = (await boot(cfgB, kB, criuB, migrateConf("restore", cases, paths, versions, catalog), { mode: "read", readFrom: disk })).boot!.value;
+  result.runs.restore = rel(runB.dir);
+  Object.assign(result, pick(judgePair(cases, runA.results, runB.results)));
+  return done();
+}
+
+function pick(v: PairVerdict): Pick<PairResult, "status" | "reason" | "cases"> {
+  return { status: v.status, reason: v.reason, cases: v.cases };
+}
+
+/** The pair as a table, for the terminal. */
+export function formatPair(r: PairResult): string {
+  const width = Math.max(10, ...r.cases.map((c) => c.name.length));
+  const lines = [`${r.id}: ${r.axes.changes}`, ""];
+  for (const c of r.cases) {
+    lines.push(`${c.status.padEnd(5)} ${c.name.padEnd(width)}  ${c.message}`);
+    const errs = [...(c.dump?.status === "FAIL" ? c.dump.error_lines : []), ...(c.restore?.status === "FAIL" ? c.restore.error_lines : [])];
+    for (const e of errs.slice(0, 3)) lines.push(`${" ".repeat(width + 8)}${e}`);
+  }
+  lines.push("", `pair: ${r.status}${r.reason ? ` (${r.reason})` : ""}, ${r.seconds.toFixed(0)} s`);
+  if (r.transfer) lines.push(`transfer disk: ${r.transfer.disk} (${r.transfer.bytes} bytes, sha256 ${r.transfer.sha256.slice(0, 16)}...)`);
+  return lines.join("\n");
+}
+
+export function pairFile(config: PipelineConfig, id: string): string | undefined {
+  const f = join(config.cache_dir, "migrate", id, "pair.json");
+  return existsSync(f) ? f : undefined;
+}

@@ -1,0 +1,176 @@
+/**
+ * Migration pairs: the transfer disk written by the guest's own shell code and verified by
+ * the host (and refused when missing, unwritten or corrupt); cases split into halves that
+ * hand their state over between two "boots" (the scenario library run twice on this host);
+ * what each boot is told; and the pair's verdict from the two runs.
+ */
+import { describe, expect, it } from "vitest";
+import { mkdtempSync, readFileSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { run } from "../../scripts/lib/exec.js";
+import { REPO_ROOT } from "../../scripts/lib/paths.js";
+import { guestContractEnv } from "../../scripts/lib/guest-contract.js";
+import { copyTransferDisk, createTransferDisk, TransferDiskError, verifyTransferDisk } from "../../scripts/migrate/transfer-disk.js";
+import { judgePair, migrateConf, pairAxes, pairId, type PairSpec } from "../../scripts/migrate/pair.js";
+import { loadCriuCatalog } from "../../scripts/data/criu-catalog.js";
+import { loadScenarios, migratingCases } from "../../scripts/data/scenarios.js";
+import type { RunResults } from "../../scripts/boot/stage.js";
+
+const tmp = (p: string) => mkdtempSync(join(tmpdir(), p));
+const LIB = join(REPO_ROOT, "guest/lib.sh");
+const SCENARIO_LIB = join(REPO_ROOT, "guest/scenario-lib.sh");
+
+async function guestSh(dir: string, script: string, ...args: string[]) {
+  const env = join(dir, "contract.env");
+  writeFileSync(env, guestContractEnv());
+  return run(["sh", "-c", `CRG_CONTRACT_ENV=${env}; . ${LIB}; mkdir -p /run/cr-guest; ${script}`, "sh", ...args], { timeoutMs: 30_000, allowFailure: true });
+}
+
+describe("transfer disk", () => {
+  it("boot A's write_transfer is verified by the host; a fresh copy reads back in boot B's read_transfer", async () => {
+    const dir = tmp("crg-xfer-");
+    const disk = join(dir, "transfer.img");
+    await createTransferDisk(disk);
+    expect(() => verifyTransferDisk(disk)).toThrow(/holds no CRGUEST-TRANSFER-DONE record: boot A did not write it/);
+    const w = await guestSh(dir, `mkdir -p "$1/t/simple-process/dump-restore/img"; echo core > "$1/t/simple-process/dump-restore/img/core-1.img"; d=$(find_disk x || true); write_transfer "$2" "$1/t"`, dir, disk);
+    expect(w.exitCode, w.stderr).toBe(0);
+    const rec = verifyTransferDisk(disk);
+    expect(rec.bytes).toBeGreaterThan(0);
+    const copy = join(dir, "transfer-b.img");
+    expect(await copyTransferDisk(disk, copy)).toEqual(rec);
+    const r = await guestSh(dir, `read_transfer "$2" "$1/back" && cat "$1/back/simple-process/dump-restore/img/core-1.img"`, dir, copy);
+    expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe("core");
+  });
+
+  it("a corrupt or missing disk is refused by name, by the host and by the guest", async () => {
+    const dir = tmp("crg-xfer-");
+    const disk = join(dir, "transfer.img");
+    await createTransferDisk(disk);
+    await guestSh(dir, `mkdir -p "$1/t/c"; head -c 100000 /dev/urandom > "$1/t/c/pages-1.img"; write_transfer "$2" "$1/t"`, dir, disk);
+    const fd = openSync(disk, "r+");
+    writeSync(fd, Buffer.from("flipped"), 0, 7, 1024 * 1024 + 500);
+    closeSync(fd);
+    expect(() => verifyTransferDisk(disk)).toThrow(new RegExp(`transfer disk ${disk} is corrupt: its data hashes to [0-9a-f]{64}, its record says`));
+    const r = await guestSh(dir, `read_transfer "$2" "$1/back"`, dir, disk);
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stdout).toMatch(/is corrupt: sha256/);
+    expect(() => verifyTransferDisk(join(dir, "gone.img"))).toThrow(TransferDiskError);
+    writeFileSync(join(dir, "plain.img"), "not a disk");
+    expect(() => verifyTransferDisk(join(dir, "plain.img"))).toThrow(/has no CRGUEST-TRANSFER-V1 marker/);
+  });
+});
+
+describe("cases in halves (guest/scenario-lib.sh, on this host)", () => {
+  // A stand-in scenario: the dump half writes state and carries a value; the restore half
+  // reads both. Run as boot A (PHASE=dump), then as boot B (PHASE=restore) with a fresh
+  // state directory, the transfer directory being the only link.
+  const script = (dir: string) => `
+HERE=${join(REPO_ROOT, "guest")}; IN=${dir}/in; OUT=$OUT; CRIU=/bin/true; SCENARIO=demo; STEP_TIMEOUT=5
+. ${SCENARIO_LIB}
+st=${dir}/state-$PHASE_DIR
+dump_demo() { mkdir -p "$st"; echo 41 > "$st/count"; at_dump=41; mkdir -p "$IMG"; echo pages > "$IMG/pages-1.img"; carry at_dump; carry_dir "$st"; }
+restore_demo() { v=$(cat "$st/count"); if [ "$v" = "$at_dump" ] && [ -f "$IMG/pages-1.img" ]; then case_end PASS "state $v came over" success; else case_end FAIL "state '$v' vs '$at_dump'" error; fi; }
+other() { case_end PASS "ran" success; }
+run_case moves dump_demo restore_demo
+run_case stays other true
+`;
+  it("boot A hands the case over, boot B takes it over and restores; a case that does not migrate runs in neither", async () => {
+    const dir = tmp("crg-halves-");
+    const sh = (phase: string, out: string) =>
+      run(["sh", "-c", `PHASE=${phase}; PHASE_DIR=same; MIGRATE="demo/moves"; TRANSFER=${dir}/transfer; WORK_ROOT=${dir}; OUT=${out}; export PHASE MIGRATE TRANSFER; ${script(dir)}`], { timeoutMs: 30_000, allowFailure: true, env: { CRG_CONTRACT_ENV: join(dir, "contract.env") } });
+    writeFileSync(join(dir, "contract.env"), guestContractEnv());
+    const a = await sh("dump", join(dir, "outA"));
+    expect(a.exitCode, a.stdout + a.stderr).toBe(0);
+    expect(readFileSync(join(dir, "outA/tests/demo/moves/status"), "utf8").trim()).toBe("PASS");
+    expect(readFileSync(join(dir, "outA/tests/demo/moves/message"), "utf8")).toMatch(/handed over/);
+    expect(readFileSync(join(dir, "transfer/demo/moves/carried.env"), "utf8")).toBe("at_dump='41'\n");
+    await run(["rm", "-rf", join(dir, "state-same")], { timeoutMs: 5000 }); // boot B starts from a fresh root
+    const b = await sh("restore", join(dir, "outB"));
+    expect(b.exitCode, b.stdout + b.stderr).toBe(0);
+    expect(readFileSync(join(dir, "outB/tests/demo/moves/message"), "utf8").trim()).toBe("state 41 came over");
+    expect(() => readFileSync(join(dir, "outB/tests/demo/stays/status"))).toThrow();
+    // Nothing handed over: boot B says so instead of restoring nothing.
+    await run(["rm", "-rf", join(dir, "transfer")], { timeoutMs: 5000 });
+    await sh("restore", join(dir, "outC"));
+    expect(readFileSync(join(dir, "outC/tests/demo/moves/message"), "utf8")).toMatch(/nothing to restore: .*transfer\/demo\/moves is missing/);
+  });
+});
+
+const record = (name: string, status: "PASS" | "FAIL" | "SKIP", message = "", error_lines: string[] = []) => ({ name, status, seconds: 1, exit_code: 0, message, error_lines, logs: [] });
+function runOf(tests: ReturnType<typeof record>[], over: Partial<RunResults> = {}): RunResults {
+  return {
+    schema: 1,
+    run_key: "k",
+    status: "COMPLETE",
+    error: null,
+    accel: "tcg",
+    attempts: [],
+    identities: { kernel: { key: "k", version: "6.12.107", release: null, config_sha256: "x" }, criu: { version: "4.1.1", sha256: "s", provider: "upstream", link: "static", patches: [] }, agent: null, image: { key: "i", base: "fresh" } },
+    expectations: {},
+    scenarios: [],
+    guest: {},
+    tests: tests as RunResults["tests"],
+    summary: { PASS: 0, FAIL: 0, SKIP: 0, ERROR: 0 },
+    seconds: 1,
+    created: "",
+    ...over,
+  };
+}
+
+describe("pair verdicts", () => {
+  const cases = ["simple-process/dump-restore", "tcp-established/loopback"];
+  const pair: PairSpec = { from: { criu: "4.1.1", kernel: "6.12", patches: [] }, to: { criu: "4.2.1", kernel: "6.12", patches: [] }, inPlace: false };
+
+  it("names the pair and what changes", () => {
+    expect(pairId(pair)).toBe("4.1.1_6.12_unpatched-to-4.2.1_6.12_unpatched");
+    expect(pairAxes(pair)).toBe("CRIU 4.1.1 -> 4.2.1");
+    expect(pairAxes({ ...pair, to: { ...pair.from, kernel: "6.1" } })).toBe("kernel 6.12 -> 6.1");
+  });
+
+  it("a dump that fails in boot A fails its case with the dump's Error lines; nothing dumped: boot B is not started", () => {
+    const a = runOf([record("criu-check", "PASS"), record(cases[0], "FAIL", "dump: Can't dump", ["Error (criu/cr-dump.c:1): boom"]), record(cases[1], "FAIL", "dump: x")]);
+    const v = judgePair(cases, a);
+    expect(v.restoreBootNeeded).toBe(false);
+    expect(v.status).toBe("FAIL");
+    expect(v.reason).toMatch(/nothing was dumped in boot A: boot B not started/);
+    expect(v.cases[0].dump?.error_lines).toEqual(["Error (criu/cr-dump.c:1): boom"]);
+  });
+
+  it("both boots: a case passes only when its restore half passes; boot B crashing is ERROR, never a CRIU result", () => {
+    const a = runOf([record(cases[0], "PASS", "dumped"), record(cases[1], "PASS", "dumped")]);
+    const b = runOf([record(cases[0], "PASS", "counts on"), record(cases[1], "FAIL", "connection dead", ["Error (criu/sk-tcp.c:1): repair"])]);
+    const v = judgePair(cases, a, b);
+    expect(v.status).toBe("FAIL");
+    expect(v.cases.map((c) => c.status)).toEqual(["PASS", "FAIL"]);
+    expect(v.cases[1].message).toBe("restore: connection dead");
+    expect(judgePair(cases, a, runOf([], { status: "ERROR", error: "panic: Kernel panic" })).status).toBe("ERROR");
+    expect(judgePair(cases, runOf([], { status: "ERROR", error: "timeout" })).status).toBe("ERROR");
+    const unreadable = judgePair(cases, a, runOf([], { guest: { transfer_status: "unreadable", transfer_reason: "transfer on /dev/vdc is corrupt" } }));
+    expect(unreadable).toMatchObject({ status: "ERROR", reason: "boot B could not read the transfer disk: transfer on /dev/vdc is corrupt" });
+  });
+
+  it("a restore half that did not run says why (the gate)", () => {
+    const a = runOf([record(cases[0], "PASS", "dumped")]);
+    const b = runOf([record("criu-check", "FAIL", "Error (criu/kerndat.c): no membarrier")]);
+    const v = judgePair([cases[0]], a, b);
+    expect(v.cases[0]).toMatchObject({ status: "FAIL", message: "restore: the restore half did not run: criu check failed (Error (criu/kerndat.c): no membarrier)" });
+  });
+
+  it("tells each boot its phase, cases and binaries, each half in its own CRIU's mount syntax", () => {
+    const catalog = loadCriuCatalog();
+    const conf = migrateConf("restore", cases, { dump: "/a/criu", restore: "/b/criu" }, { dump: "3.14.0", restore: "4.1.1" }, catalog);
+    expect(conf).toMatchObject({ PHASE: "restore", MIGRATE: cases.join(" "), CRIU: "/b/criu", CRIU_DUMP: "/a/criu", CRIU_RESTORE: "/b/criu", EXTERNAL_MASTERS_SYNTAX_DUMP: "enable" });
+    expect(migrateConf("dump", cases, { dump: "/a/criu", restore: "/b/criu" }, { dump: "4.1.1", restore: "4.2.1" }, catalog)).toMatchObject({ CRIU: "/a/criu", EXTERNAL_MASTERS_SYNTAX_DUMP: "mnt" });
+  });
+
+  it("scenarios.yaml: the cases the issue names migrate, and each script runs them with run_case", () => {
+    const scenarios = loadScenarios(join(REPO_ROOT, "scenarios.yaml"));
+    const migrating = migratingCases(scenarios);
+    for (const c of ["simple-process/dump-restore", "pidns-init/setsid", "sibling/dump-restore", "tcp-established/loopback", "shm-propagation/external-master", "membarrier/registration", "frozen-cgroup/with-freeze-cgroup", "kata-container/dump-restore"])
+      expect(migrating).toContain(c);
+    for (const s of scenarios)
+      for (const c of s.migrate) expect(readFileSync(join(REPO_ROOT, "guest/scenarios", s.script), "utf8")).toMatch(new RegExp(`^run_case ${c} `, "m"));
+  });
+});
