@@ -265,8 +265,9 @@ export async function migrateCommand(ctx: CommandContext): Promise<number> {
   const v = ctx.values;
   const config = configOf(ctx);
   const { runMigration, formatPair } = await import("./migrate/run.js");
-  const from = { criu: (v["from-criu"] as string | undefined) ?? config.criu.version, kernel: (v["from-kernel"] as string | undefined) ?? config.kernel.version, patches: (v["from-patch"] as string[] | undefined) ?? config.criu.patches };
-  const to = { criu: (v["to-criu"] as string | undefined) ?? from.criu, kernel: (v["to-kernel"] as string | undefined) ?? from.kernel, patches: (v["to-patch"] as string[] | undefined) ?? from.patches };
+  const { sideFromFlags } = await import("./migrate/pair.js");
+  const from = sideFromFlags((v["from-criu"] as string | undefined) ?? config.criu.version, (v["from-kernel"] as string | undefined) ?? config.kernel.version, (v["from-patch"] as string[] | undefined) ?? config.criu.patches);
+  const to = sideFromFlags((v["to-criu"] as string | undefined) ?? from.criu, (v["to-kernel"] as string | undefined) ?? from.kernel, (v["to-patch"] as string[] | undefined) ?? from.patches);
   const inPlace = Boolean(v["in-place"]);
   if (inPlace && from.kernel !== to.kernel) throw new UserError(`--in-place runs one boot, so one kernel: --from-kernel ${from.kernel} and --to-kernel ${to.kernel} differ`, "drop --in-place to migrate between kernels, or give one kernel");
   const r = await runMigration({ configFile: v.config as string | undefined, set: ctx.sets }, { from, to, inPlace }, { force: Boolean(v.force), log: (l) => console.error(l), onOutcome: (x) => void printNotes(x) });

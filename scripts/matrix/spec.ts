@@ -21,6 +21,7 @@ import { loadYamlFile, type LocatedYaml } from "../lib/yaml-file.js";
 import { resolveCriuVersion, semverOf, type CriuCatalog } from "../data/criu-catalog.js";
 import { selectPatches } from "../data/criu-patches.js";
 import { resolveAndPlanCriu, SOURCE_FIX } from "../criu/stage.js";
+import type { PairSide, PairSpec } from "../migrate/pair.js";
 
 export const AXES = ["criu", "kernel", "patches", "suite"] as const;
 export type AxisName = (typeof AXES)[number];
@@ -42,6 +43,8 @@ export interface MatrixSpec {
   exclude: CellRule[];
   include: AxisValues[];
   overrides: { match: CellRule; set: Record<string, unknown> }[];
+  /** Migration pairs: a base cell (axis ids; an axis not named takes its first value) and the one axis B changes. */
+  migrate: { base: AxisValues; to: Partial<AxisValues> }[];
 }
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9.-]*$/;
@@ -57,6 +60,7 @@ export const MATRIX_SCHEMA = z.strictObject({
   exclude: z.array(ruleSchema).optional(),
   include: z.array(z.strictObject(Object.fromEntries(AXES.map((a) => [a, idSchema])) as Record<AxisName, z.ZodString>)).optional(),
   overrides: z.array(z.strictObject({ match: ruleSchema, set: setsSchema })).optional(),
+  migrate: z.array(z.strictObject({ base: ruleSchema, to: ruleSchema })).optional(),
 });
 
 /** `set:` maps name pipeline config keys: check each against the config schema, at its line. */
@@ -117,7 +121,33 @@ export function loadMatrixSpec(file: string): MatrixSpec {
     match: checkRule(o.match, ["overrides", i, "match"]),
     set: validateSets(src, ["overrides", i], o.set),
   }));
-  return { file, name: raw.name ? String(raw.name) : "default", axes, exclude, include, overrides };
+  const migrate = (raw.migrate ?? []).map((m, i) => {
+    const given = checkRule(m.base, ["migrate", i, "base"]);
+    const to = checkRule(m.to, ["migrate", i, "to"]);
+    const base = Object.fromEntries(AXES.map((a) => [a, given[a] ?? axes[a][0].id])) as AxisValues;
+    for (const [a, v] of Object.entries({ ...given, ...to }))
+      if (!axes[a as AxisName].some((x) => x.id === v)) throw new UserError(`invalid matrix at ${where(["migrate", i])}: ${a} '${v}' must be an id of axis '${a}', not a range`, `${a} values: ${axes[a as AxisName].map((x) => x.id).join(", ")}`);
+    const changed = Object.entries(to).filter(([a, v]) => base[a as AxisName] !== v);
+    if (changed.length !== 1)
+      throw new UserError(`invalid matrix at ${where(["migrate", i, "to"])}: a pair changes exactly one axis from its base cell, this one changes ${changed.length ? changed.map(([a]) => a).join(" and ") : "nothing"}`, "name one axis in `to` with a value other than the base's, e.g. to: { criu: \"4.2.1\" }");
+    return { base, to };
+  });
+  return { file, name: raw.name ? String(raw.name) : "default", axes, exclude, include, overrides, migrate };
+}
+
+/** A matrix's migration pairs as PairSpecs: each side's config sets are its cell's axis values. */
+export function planPairs(spec: MatrixSpec, catalog: CriuCatalog = repoData().criu): { base: AxisValues; to: AxisValues; pair: PairSpec }[] {
+  const value = (axis: AxisName, id: string) => spec.axes[axis].find((v) => v.id === id)!;
+  const side = (cell: AxisValues): PairSide => {
+    const set = Object.assign({}, ...AXES.map((a) => value(a, cell[a]).set)) as Record<string, unknown>;
+    const criu = typeof set["criu.version"] === "string" ? resolveCriuVersion(set["criu.version"], catalog).version : cell.criu;
+    const patches = Array.isArray(set["criu.patches"]) ? (set["criu.patches"] as string[]) : [];
+    return { criu, kernel: cell.kernel, patches, sets: AXES.flatMap((a) => setsToArgs(value(a, cell[a]).set)) };
+  };
+  return spec.migrate.map(({ base, to }) => {
+    const b = { ...base, ...to } as AxisValues;
+    return { base, to: b, pair: { from: side(base), to: side(b), inPlace: false } };
+  });
 }
 
 export function cellId(a: AxisValues): string {

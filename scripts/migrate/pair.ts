@@ -8,10 +8,18 @@ import type { RunResults } from "../boot/stage.js";
 import type { TestRecord } from "../boot/results.js";
 import { hasFact, type CriuCatalog } from "../data/criu-catalog.js";
 
+/** One side of a pair: its names (CRIU version, kernel id, patches) and the config they set. */
 export interface PairSide {
   criu: string;
   kernel: string;
   patches: string[];
+  /** --set arguments for this side (from the flags, or a matrix cell's axis values). */
+  sets: string[];
+}
+
+/** A side from command-line values. */
+export function sideFromFlags(criu: string, kernel: string, patches: string[]): PairSide {
+  return { criu, kernel, patches, sets: [`criu.version=${JSON.stringify(criu)}`, `kernel.version=${JSON.stringify(kernel)}`, `criu.patches=${JSON.stringify(patches)}`] };
 }
 
 export interface PairSpec {

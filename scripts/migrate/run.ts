@@ -46,14 +46,14 @@ interface SideIdentity {
 
 /** The config of one side: its CRIU and kernel, a static CRIU (one rootfs serves both sides). */
 export function sideConfig(base: { configFile?: string; set: string[] }, side: PairSide): PipelineConfig {
-  const sets = [...base.set, `criu.version=${side.criu}`, `kernel.version=${side.kernel}`, `criu.patches=[${side.patches.join(", ")}]`, "criu.link=static"];
+  const sets = [...base.set, ...side.sets, "criu.link=static"];
   const config = loadConfig({ configFile: base.configFile, set: sets });
   // A Debian binary is dynamic, linked against its own suite: never one of a pair.
   const plan = resolveAndPlanCriu(config, { strict: true });
   const first = plan.candidates.find((c) => c.key);
   if (first?.provider !== "debian-binary") return config;
   const others = plan.candidates.map((c) => c.provider).filter((p) => p !== "debian-binary");
-  return loadConfig({ configFile: base.configFile, set: [...sets, `criu.providers=[${others.join(", ")}]`] });
+  return loadConfig({ configFile: base.configFile, set: [...sets, `criu.providers=${JSON.stringify(others)}`] });
 }
 
 export interface MigrateOptions {
@@ -102,7 +102,7 @@ export async function runMigration(base: { configFile?: string; set: string[] },
 
   // Kernels and CRIUs: the stages of any cell (shared caches).
   const kA = (await drv(cfgA, ["kernel"])).kernel!;
-  const kB = pair.to.kernel === pair.from.kernel && cfgB.kernel.version === cfgA.kernel.version ? kA : (await drv(cfgB, ["kernel"])).kernel!;
+  const kB = JSON.stringify(cfgB.kernel) === JSON.stringify(cfgA.kernel) ? kA : (await drv(cfgB, ["kernel"])).kernel!;
   const criuA = (await drv(cfgA, ["criu"], { given: { kernel: kA }, criu: { force: true, strict: false } })).criu!;
   const criuB = (await drv(cfgB, ["criu"], { given: { kernel: kB }, criu: { force: true, strict: false } })).criu!;
   result.identities.from = identity({ kernel: kA, criu: criuA });

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GUEST_PATHS, guestManifest, imageKey, injectionOps, runnerFiles, withParentDirs, type RunnerFile } from "../../scripts/image/stage.js";
+import { criuGuestPath, GUEST_PATHS, guestManifest, imageKey, injectionOps, runnerFiles, withParentDirs, type RunnerFile } from "../../scripts/image/stage.js";
 import { injectionScript, parseChecksums } from "../../scripts/image/guestfish.js";
 import { guestPackages, GUEST_BASE_PACKAGES, parseLdd } from "../../scripts/lib/rootfs.js";
 import { chooseRoot } from "../../scripts/image/inspect.js";
@@ -48,6 +48,22 @@ describe("image plan", () => {
     expect(m.agent).toBe("no agent");
     expect(m.components.map((c) => c.name)).toEqual(["criu", "runner/init", "runner/scenarios/simple-process.sh"]);
     expect(m.criu.version).toBe("3.17.1");
+  });
+
+  it("a migration image holds both CRIUs by version, in its key and its manifest", () => {
+    const a = { version: "4.1.1", provider: "upstream", link: "static", patches: [], criu: { sha256: "a".repeat(64), bytes: 1 } } as unknown as CriuMetadata;
+    const b = { version: "4.2.1", provider: "upstream", link: "static", patches: [{ name: "membarrier-probe-nonfatal", sha256: "p" }], criu: { sha256: "b".repeat(64), bytes: 1 } } as unknown as CriuMetadata;
+    expect(criuGuestPath(b)).toBe("/usr/local/lib/cr-guest/criu/4.2.1+membarrier-probe-nonfatal/criu");
+    const ops = injectionOps({ ...base, criuByVersion: [{ from: "/a/criu", to: criuGuestPath(a) }, { from: "/b/criu", to: criuGuestPath(b) }] });
+    const uploads = ops.filter((o) => o.op === "upload").map((o) => (o as { to: string }).to);
+    expect(uploads).toEqual(expect.arrayContaining([GUEST_PATHS.criu, "/usr/local/lib/cr-guest/criu/4.1.1/criu", "/usr/local/lib/cr-guest/criu/4.2.1+membarrier-probe-nonfatal/criu"]));
+    const m = guestManifest("k", loadConfig(), { kind: "fresh", suite: "trixie", packages: [], rootfs_key: "r" }, a, undefined, runner, [a, b]);
+    expect(m.components.filter((c) => c.name.startsWith("criu ")).map((c) => [c.name, c.path, c.sha256[0]])).toEqual([
+      ["criu 4.1.1", "/usr/local/lib/cr-guest/criu/4.1.1/criu", "a"],
+      ["criu 4.2.1+membarrier-probe-nonfatal", "/usr/local/lib/cr-guest/criu/4.2.1+membarrier-probe-nonfatal/criu", "b"],
+    ]);
+    const parts = { base: "x", criuSha: "a", agentSha: null, runner, helpers: [], freeMiB: 1 };
+    expect(imageKey({ ...parts, moreCriu: ["4.1.1:a", "4.2.1:b"] })).not.toBe(imageKey(parts));
   });
 
   it("one guestfish script does every operation and reads each file back", () => {

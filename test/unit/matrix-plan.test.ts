@@ -9,7 +9,8 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { UserError } from "../../scripts/lib/errors.js";
-import { CELL_DATA_PATHS, dataHash, filterCells, loadMatrixSpec, planMatrix, ruleMatches, sharedStages } from "../../scripts/matrix/spec.js";
+import { CELL_DATA_PATHS, dataHash, filterCells, loadMatrixSpec, planMatrix, planPairs, ruleMatches, sharedStages } from "../../scripts/matrix/spec.js";
+import { pairId } from "../../scripts/migrate/pair.js";
 
 const fixture = (name: string) => join(REPO_ROOT, "test/fixtures/matrix", name);
 const errorOf = (fn: () => unknown): UserError => {
@@ -110,6 +111,38 @@ describe("matrix spec", () => {
     expect(yaml.message).toMatch(/malformed YAML at .*malformed\.yaml:\d+/);
     const top = errorOf(() => loadMatrixSpec(fixture("unknown-top.yaml")));
     expect(top.message).toMatch(/unknown-top\.yaml:2: unknown key 'axis' \(did you mean 'axes'\?\)/);
+  });
+});
+
+describe("migration pairs in matrix.yaml", () => {
+  it("the default matrix's pairs: a base cell and one changed axis, each side with its cell's config", () => {
+    const spec = loadMatrixSpec(join(REPO_ROOT, "matrix.yaml"));
+    const pairs = planPairs(spec);
+    expect(pairs.map((p) => pairId(p.pair))).toEqual([
+      "4.1.1_6.12_unpatched-to-4.2.1_6.12_unpatched",
+      "3.17.1_6.12_unpatched-to-4.1.1_6.12_unpatched",
+      "4.2.1_6.12_unpatched-to-4.1.1_6.12_unpatched",
+      "4.1.1_6.12_unpatched-to-4.1.1_6.1_unpatched",
+      "4.1.1_6.1_unpatched-to-4.1.1_6.12_unpatched",
+    ]);
+    const kernelPair = pairs[3].pair;
+    expect(kernelPair.to.sets).toContain('kernel.version="6.1"');
+    expect(kernelPair.from.sets).toContain('criu.version="4.1.1"');
+    expect(pairs[0].to).toMatchObject({ criu: "4.2.1", kernel: "6.12", patches: "unpatched", suite: "native" });
+  });
+
+  it("a pair that changes no axis or two, or names an unknown value, is refused at its line", () => {
+    const dir = mkdtempSync(join(tmpdir(), "crg-pairs-"));
+    const axes = `axes:\n  criu: [{ id: "4.1.1", set: { criu.version: "4.1.1" } }, { id: "4.2.1", set: { criu.version: "4.2.1" } }]\n  kernel: [{ id: "6.12" }, { id: "6.1" }]\n  patches: [{ id: unpatched }]\n  suite: [{ id: native }]\n`;
+    const file = (name: string, migrate: string) => {
+      const f = join(dir, name);
+      writeFileSync(f, `${axes}migrate:\n${migrate}`);
+      return f;
+    };
+    expect(errorOf(() => loadMatrixSpec(file("two.yaml", '  - { base: { criu: "4.1.1" }, to: { criu: "4.2.1", kernel: "6.1" } }\n'))).message).toMatch(/two\.yaml:7: a pair changes exactly one axis from its base cell, this one changes criu and kernel/);
+    expect(errorOf(() => loadMatrixSpec(file("none.yaml", '  - { base: { criu: "4.1.1" }, to: { criu: "4.1.1" } }\n'))).message).toMatch(/none\.yaml:7: .* this one changes nothing/);
+    const unknown = errorOf(() => loadMatrixSpec(file("unknown.yaml", '  - { base: { criu: "4.1.1" }, to: { kernel: "6.13" } }\n')));
+    expect(unknown.message).toMatch(/unknown\.yaml:7: kernel '6\.13' is not a value of that axis/);
   });
 });
 

@@ -12,7 +12,7 @@ import { run } from "../../scripts/lib/exec.js";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { guestContractEnv } from "../../scripts/lib/guest-contract.js";
 import { copyTransferDisk, createTransferDisk, TransferDiskError, verifyTransferDisk } from "../../scripts/migrate/transfer-disk.js";
-import { judgePair, migrateConf, pairAxes, pairId, type PairSpec } from "../../scripts/migrate/pair.js";
+import { judgePair, migrateConf, pairAxes, pairId, sideFromFlags, type PairSpec } from "../../scripts/migrate/pair.js";
 import { loadCriuCatalog } from "../../scripts/data/criu-catalog.js";
 import { loadScenarios, migratingCases } from "../../scripts/data/scenarios.js";
 import type { RunResults } from "../../scripts/boot/stage.js";
@@ -121,7 +121,7 @@ function runOf(tests: ReturnType<typeof record>[], over: Partial<RunResults> = {
 
 describe("pair verdicts", () => {
   const cases = ["simple-process/dump-restore", "tcp-established/loopback"];
-  const pair: PairSpec = { from: { criu: "4.1.1", kernel: "6.12", patches: [] }, to: { criu: "4.2.1", kernel: "6.12", patches: [] }, inPlace: false };
+  const pair: PairSpec = { from: sideFromFlags("4.1.1", "6.12", []), to: sideFromFlags("4.2.1", "6.12", []), inPlace: false };
 
   it("names the pair and what changes", () => {
     expect(pairId(pair)).toBe("4.1.1_6.12_unpatched-to-4.2.1_6.12_unpatched");
