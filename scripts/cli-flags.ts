@@ -52,6 +52,7 @@ export const FLAGS = {
   "to-kernel": { type: "string", arg: "K", help: "migrate: the kernel of boot B, which restores (default: boot A's)" },
   "from-patch": { type: "string", multiple: true, arg: "NAME", help: "migrate: a patch of the dumping CRIU (repeatable)" },
   "to-patch": { type: "string", multiple: true, arg: "NAME", help: "migrate: a patch of the restoring CRIU (repeatable)" },
+  pairs: { type: "boolean", help: "matrix: run only its migration pairs (matrix.yaml `migrate:`); without filters a matrix runs its cells, then its pairs" },
   "in-place": { type: "boolean", help: "migrate: one boot, one image with both CRIUs: dump with one, restore with the other (an upgrade inside the guest)" },
 
   // kernel

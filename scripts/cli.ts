@@ -85,14 +85,14 @@ const COMMANDS: Record<string, Command> = {
   migrate: {
     summary: "a migration pair: dump in boot A (one CRIU, one kernel), restore in boot B (another), as a checkpoint moves between Kata nodes",
     usage: "cr-guest migrate --from-criu A --to-criu B [--from-kernel X --to-kernel Y] [--in-place] [options]",
-    flags: [...CONFIG, "from-criu", "to-criu", "from-kernel", "to-kernel", "from-patch", "to-patch", "in-place", "local-source", "criu-mirror", "git", "ref", "kernel-mirror", "jobs", "accel", "force", "json"],
+    flags: [...CONFIG, "from-criu", "to-criu", "from-kernel", "to-kernel", "from-patch", "to-patch", "in-place", "criu", "kernel", "kernel-base", "fragment-set", "provider", "local-source", "criu-mirror", "git", "ref", "kernel-mirror", "jobs", "accel", "force", "json"],
     json: "the pair: status, each case's dump and restore halves, the runs and the transfer disk",
     run: cmds.migrateCommand,
   },
   matrix: {
     summary: "run the version matrix (matrix.yaml): every cell built once per shared stage, booted, reported",
     usage: "cr-guest matrix [--matrix FILE] [--dry-run] [--criu V] [--kernel K] [--patches P] [--cell ID] [options]",
-    flags: [...CONFIG, "matrix", "local-source", "criu-mirror", "git", "ref", "kernel-mirror", "jobs", "out", "boots", "force", "strict", "dry-run", "emit-github", "json"],
+    flags: [...CONFIG, "matrix", "local-source", "criu-mirror", "git", "ref", "kernel-mirror", "jobs", "out", "boots", "pairs", "force", "strict", "dry-run", "emit-github", "json"],
     filters: ["criu", "kernel", "patches", "guest-suite", "cell"],
     aliases: { plan: "dry-run", suite: "guest-suite" },
     json: "the totals, each cell's status and the report files (with --dry-run: the cells)",

@@ -266,8 +266,12 @@ export async function migrateCommand(ctx: CommandContext): Promise<number> {
   const config = configOf(ctx);
   const { runMigration, formatPair } = await import("./migrate/run.js");
   const { sideFromFlags } = await import("./migrate/pair.js");
-  const from = sideFromFlags((v["from-criu"] as string | undefined) ?? config.criu.version, (v["from-kernel"] as string | undefined) ?? config.kernel.version, (v["from-patch"] as string[] | undefined) ?? config.criu.patches);
-  const to = sideFromFlags((v["to-criu"] as string | undefined) ?? from.criu, (v["to-kernel"] as string | undefined) ?? from.kernel, (v["to-patch"] as string[] | undefined) ?? from.patches);
+  const { resolveCriuVersion } = await import("./data/criu-catalog.js");
+  const { repoData } = await import("./data/repo-data.js");
+  // Named as resolved (4.1 -> 4.1.1): the pair's id and report say which build ran.
+  const version = (v: string) => resolveCriuVersion(v, repoData().criu).version;
+  const from = sideFromFlags(version((v["from-criu"] as string | undefined) ?? config.criu.version), (v["from-kernel"] as string | undefined) ?? config.kernel.version, (v["from-patch"] as string[] | undefined) ?? config.criu.patches);
+  const to = sideFromFlags(version((v["to-criu"] as string | undefined) ?? from.criu), (v["to-kernel"] as string | undefined) ?? from.kernel, (v["to-patch"] as string[] | undefined) ?? from.patches);
   const inPlace = Boolean(v["in-place"]);
   if (inPlace && from.kernel !== to.kernel) throw new UserError(`--in-place runs one boot, so one kernel: --from-kernel ${from.kernel} and --to-kernel ${to.kernel} differ`, "drop --in-place to migrate between kernels, or give one kernel");
   const r = await runMigration({ configFile: v.config as string | undefined, set: ctx.sets }, { from, to, inPlace }, { force: Boolean(v.force), log: (l) => console.error(l), onOutcome: (x) => void printNotes(x) });
@@ -307,7 +311,9 @@ export async function matrixCommand(ctx: CommandContext): Promise<number> {
   }
   const boots = v.boots ? Number(v.boots) : undefined;
   if (boots !== undefined && !(Number.isInteger(boots) && boots >= 1)) throw new UserError(`--boots ${v.boots} is not a positive whole number`, "pass --boots 1 or more");
-  const { summary, report, files } = await runMatrixCommand({ plan, cells, outDir, force: Boolean(v.force), jobs: boots });
+  // Without filters the matrix runs its cells, then its migration pairs; --pairs: only the pairs.
+  const filtered = ["criu", "kernel", "patches", "guest-suite", "cell"].some((f) => ((v[f] as string[] | undefined) ?? []).length > 0);
+  const { summary, report, files } = await runMatrixCommand({ plan, cells: v.pairs ? [] : cells, outDir, force: Boolean(v.force), jobs: boots, pairs: Boolean(v.pairs) || !filtered, base: { configFile: v.config as string | undefined, set: ctx.sets } });
   const t = report.totals;
   ctx.say(`\n${summary.ran.length} cells run, ${summary.kept.length} kept from earlier runs; ${summary.stageRuns.kernel} kernel, ${summary.stageRuns.image} CRIU+image and ${summary.stageRuns.boot} boot stages in ${summary.seconds.toFixed(0)} s`);
   ctx.say(`report (${report.cells.length} cells: ${t.PASS} PASS, ${t.FAIL} FAIL, ${t.ERROR} ERROR, ${t["BUILD-FAILED"]} BUILD-FAILED, ${t.SKIPPED} SKIPPED):`);

@@ -20,7 +20,7 @@ import { bootVm, type Accel, type BootResult } from "../lib/qemu.js";
 import { createResultsDisk, readResultsDisk } from "./results-disk.js";
 import { parseKeyValues, readTestRecords, RESULTS_SCHEMA, summarize, type TestRecord } from "./results.js";
 import { runInput } from "./run-input.js";
-import { copyTransferDisk, createTransferDisk, verifyTransferDisk } from "../migrate/transfer-disk.js";
+import { copyTransferDisk, createTransferDisk, verifyTransferDisk } from "./transfer-disk.js";
 import { loadScenarios } from "../data/scenarios.js";
 import type { KernelRef } from "../kernel/result.js";
 

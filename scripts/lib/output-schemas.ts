@@ -110,6 +110,20 @@ export const CellResultSchema = z.object({
   started: z.string(),
   finished: z.string(),
   seconds: z.number(),
+  /**
+   * A migration pair (`cr-guest migrate`, matrix.yaml `migrate:`): dumped in a guest of the
+   * `from` cell, restored in one of the `to` cell. Its tests are the migrating cases.
+   */
+  migration: z
+    .object({
+      from: z.object({ criu: z.string(), kernel: z.string(), patches: z.string(), suite: z.string() }),
+      to: z.object({ criu: z.string(), kernel: z.string(), patches: z.string(), suite: z.string() }),
+      in_place: z.boolean(),
+      changes: z.string(),
+      runs: z.object({ dump: z.string().nullable(), restore: z.string().nullable() }),
+      transfer: z.object({ disk: z.string(), bytes: z.number(), sha256: z.string() }).nullable(),
+    })
+    .optional(),
 });
 
 // 2: its cells are schema 2.

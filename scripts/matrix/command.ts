@@ -14,12 +14,17 @@ import { REPO_ROOT } from "../lib/paths.js";
 import { repoData } from "../data/repo-data.js";
 import { servableFromPins, type CriuCatalog } from "../data/criu-catalog.js";
 import { listrOnStderr, throttledOutput } from "../lib/progress.js";
-import { collectCells, storedCell, type CellResult } from "./cell.js";
+import { collectCells, storedCell, writeCell, type CellResult } from "./cell.js";
+import { pairCell, pairInputsKey } from "./pairs.js";
+import { pairAxes, pairId } from "../migrate/pair.js";
+import { runMigration } from "../migrate/run.js";
+import { cacheKey } from "../lib/hash.js";
+import { errorMessage, UserError } from "../lib/errors.js";
 import { failsUnexpectedly } from "./verdicts.js";
 import { buildReport, cellSummary, renderHtml, renderJunit, renderMarkdown, type MatrixReport } from "./report.js";
 import { keepStored, runMatrix, type KernelOutcome, type MatrixRunSummary } from "./run.js";
 import type { StageOutcome } from "../driver.js";
-import { sharedStages, type MatrixPlan, type PlannedCell } from "./spec.js";
+import { CELL_DATA_PATHS, dataHash, planPairs, sharedStages, type MatrixPlan, type PlannedCell } from "./spec.js";
 import { realStages } from "./stages.js";
 
 export const GITHUB_WORKFLOW = join(REPO_ROOT, ".github", "workflows", "cr-guest-matrix.yml");
@@ -86,14 +91,52 @@ export interface MatrixCommandOptions {
   jobs?: number;
   /** Where each cell's kernel comes from instead of the kernel stage (CI: the packed kernels). */
   kernelFrom?: (c: PlannedCell) => Promise<KernelOutcome<StageOutcome<"kernel">>>;
+  /** Run the matrix's migration pairs after the cells (one at a time: each is two boots). */
+  pairs?: boolean;
+  /** The user's config file and --set arguments (a pair derives each side's config from them). */
+  base?: { configFile?: string; set: string[] };
 }
 
-/** Cells of this matrix stored in outDir (from this run or earlier ones), in plan order. */
+/** Cells of this matrix stored in outDir (from this run or earlier ones), in plan order; then its pairs. */
 export function storedCellsOf(plan: MatrixPlan, outDir: string): CellResult[] {
   const dir = join(outDir, "cells");
   if (!existsSync(dir)) return [];
   const byId = new Map(collectCells(dir).map((c) => [c.id, c]));
-  return plan.cells.map((c) => byId.get(c.id)).filter((c): c is CellResult => Boolean(c));
+  const ids = [...plan.cells.map((c) => c.id), ...planPairs(plan.spec).map((p) => pairId(p.pair))];
+  return ids.map((id) => byId.get(id)).filter((c): c is CellResult => Boolean(c));
+}
+
+/**
+ * The matrix's migration pairs, one after another (each is two boots on every core it gets);
+ * a stored pair with the same inputs is kept unless forced. Returns the pair cells.
+ */
+export async function runMatrixPairs(plan: MatrixPlan, outDir: string, o: { force: boolean; base: { configFile?: string; set: string[] }; say: (line: string) => void }): Promise<CellResult[]> {
+  const data = dataHash(CELL_DATA_PATHS);
+  const out: CellResult[] = [];
+  for (const p of planPairs(plan.spec)) {
+    const id = pairId(p.pair);
+    const inputsKey = pairInputsKey(cacheKey({ sets: [...o.base.set, ...p.pair.from.sets], data }), cacheKey({ sets: [...o.base.set, ...p.pair.to.sets], data }));
+    const stored = storedCell(outDir, id);
+    if (stored && !o.force && stored.inputs_key === inputsKey && stored.status !== "ERROR") {
+      o.say(`pair ${id}: ${stored.status} (kept from an earlier run)`);
+      out.push(stored);
+      continue;
+    }
+    o.say(`pair ${id}: ${pairAxes(p.pair)}`);
+    let cell: CellResult;
+    try {
+      const r = await runMigration(o.base, p.pair, { force: o.force, log: (l) => o.say(`  ${l}`) });
+      cell = pairCell(plan.spec.name, p.base, p.to, inputsKey, r);
+    } catch (err) {
+      // A side that cannot be served or built: the pair did not run (SKIPPED with the fix).
+      const r = { id, axes: { from: p.pair.from, to: p.pair.to, in_place: false, changes: pairAxes(p.pair) }, status: "SKIPPED" as const, reason: `${errorMessage(err)}${err instanceof UserError && err.hint ? `; ${err.hint}` : ""}`, cases: [], identities: { from: { criu: null, kernel: null }, to: { criu: null, kernel: null }, image: null }, runs: { dump: null, restore: null }, transfer: null, seconds: 0, created: new Date().toISOString(), schema: 1 as const };
+      cell = pairCell(plan.spec.name, p.base, p.to, inputsKey, r);
+    }
+    await writeCell(outDir, cell);
+    o.say(`pair ${id}: ${cell.status}${cell.reason ? ` (${cell.reason.split("\n")[0].slice(0, 160)})` : ""}`);
+    out.push(cell);
+  }
+  return out;
 }
 
 export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summary: MatrixRunSummary; report: MatrixReport; files: Record<string, string> }> {
@@ -149,6 +192,7 @@ export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summa
     onCellDone: (cell) => deferred.get(cell.id)?.resolve(cell),
   });
   await display;
+  if (o.pairs) await runMatrixPairs(o.plan, o.outDir, { force: o.force, base: o.base ?? { set: [] }, say: (l) => console.error(l) });
   const report = buildReport(o.plan.spec.name, storedCellsOf(o.plan, o.outDir), { excluded: o.plan.excluded });
   const files = await writeReports(o.outDir, report);
   return { summary, report, files };

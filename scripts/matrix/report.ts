@@ -10,6 +10,7 @@ import { UserError } from "../lib/errors.js";
 import semver from "semver";
 import { kernelSemver, semverOf } from "../data/criu-catalog.js";
 import type { FindingRule } from "../data/findings.js";
+import { renderPairGrids } from "./pairs.js";
 import { repoData } from "../data/repo-data.js";
 import type { TestStatus } from "../boot/results.js";
 import { isInformational, type CellResult, type CellStatus, type CellTest } from "./cell.js";
@@ -236,7 +237,8 @@ export function buildReport(name: string, cells: CellResult[], o: { excluded?: M
     name,
     created: o.created ?? new Date().toISOString(),
     cells,
-    columns: reportColumns(cells),
+    // Migration pairs have their own grid (renderPairGrids): the columns are the cells' tests.
+    columns: reportColumns(cells.filter((c) => !c.migration)),
     findings: deriveFindings(cells, o.rules ?? repoData().findings),
     dependencies: statusDependencies(cells),
     excluded: o.excluded ?? [],
@@ -280,7 +282,7 @@ const mdEscape = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
 
 export function renderMarkdown(r: MatrixReport): string {
   const head = ["cell", "CRIU", "patches", "kernel", "suite", "build", ...r.columns.map((c) => c.title), "key message"];
-  const rows = r.cells.map((c) => [
+  const rows = r.cells.filter((c) => !c.migration).map((c) => [
     c.id,
     c.criu_version,
     c.patches.join(", ") || "none",
@@ -303,6 +305,7 @@ export function renderMarkdown(r: MatrixReport): string {
     `|${head.map(() => "---").join("|")}|`,
     ...rows.map((row) => `| ${row.map((x) => mdEscape(String(x))).join(" | ")} |`),
     "",
+    ...renderPairGrids(r.cells),
     "## Findings",
     "",
   ];

@@ -19,7 +19,7 @@ import { writeAtomic } from "../lib/fs-atomic.js";
 import { GUEST_PATHS } from "../lib/guest-contract.js";
 import semver from "semver";
 import { judgePair, migrateConf, pairAxes, pairId, type PairSide, type PairSpec, type PairVerdict } from "./pair.js";
-import { TransferDiskError, verifyTransferDisk } from "./transfer-disk.js";
+import { TransferDiskError, verifyTransferDisk } from "../boot/transfer-disk.js";
 
 export const PAIR_SCHEMA = 1;
 

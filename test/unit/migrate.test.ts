@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { run } from "../../scripts/lib/exec.js";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { guestContractEnv } from "../../scripts/lib/guest-contract.js";
-import { copyTransferDisk, createTransferDisk, TransferDiskError, verifyTransferDisk } from "../../scripts/migrate/transfer-disk.js";
+import { copyTransferDisk, createTransferDisk, TransferDiskError, verifyTransferDisk } from "../../scripts/boot/transfer-disk.js";
 import { judgePair, migrateConf, pairAxes, pairId, sideFromFlags, type PairSpec } from "../../scripts/migrate/pair.js";
 import { loadCriuCatalog } from "../../scripts/data/criu-catalog.js";
 import { loadScenarios, migratingCases } from "../../scripts/data/scenarios.js";

@@ -1,0 +1,91 @@
+/**
+ * Migration pairs in a matrix: each pair's result (migrate/run.ts) as a cell like any other
+ * (cell.json with from/to axes, so merge, compare and JUnit take it as it is), and the
+ * compatibility grid of the report: per migrating case, rows dump with, columns restore with.
+ */
+import { hostname } from "node:os";
+import type { PairResult } from "../migrate/run.js";
+import { cacheKey } from "../lib/hash.js";
+import type { AxisValues } from "./spec.js";
+import { CELL_SCHEMA, type CellResult, type CellStatus, type CellTest } from "./cell.js";
+
+/** A side of a pair as a reader names it: "4.1.1 on 6.12" (patches and suite when not the default). */
+export function sideLabel(a: AxisValues): string {
+  return `${a.criu} on ${a.kernel}${a.patches !== "unpatched" ? ` +${a.patches}` : ""}${a.suite !== "native" ? ` (${a.suite})` : ""}`;
+}
+
+/** The pair's result as a cell: id, from/to axes, one test per migrating case. */
+export function pairCell(matrix: string, from: AxisValues, to: AxisValues, inputsKey: string, r: PairResult): CellResult {
+  const tests: CellTest[] = r.cases.map((c) => ({
+    name: c.name,
+    status: c.status,
+    seconds: (c.dump?.seconds ?? 0) + (c.restore?.seconds ?? 0),
+    exit_code: 0,
+    message: c.message,
+    error_lines: [...(c.dump?.status === "FAIL" ? c.dump.error_lines : []), ...(c.restore?.status === "FAIL" ? c.restore.error_lines : [])],
+    logs: [],
+  }));
+  const count = (s: string) => tests.filter((t) => t.status === s).length;
+  const status: CellStatus = r.status === "SKIPPED" ? "SKIPPED" : r.status;
+  return {
+    schema: CELL_SCHEMA,
+    matrix,
+    id: r.id,
+    axes: from,
+    criu_version: r.axes.from.criu,
+    patches: r.axes.from.patches,
+    sets: r.axes.from.sets,
+    inputs_key: inputsKey,
+    status,
+    reason: r.reason,
+    failed_stage: null,
+    predicted: [],
+    identities: {
+      ...(r.identities.from.kernel ? { kernel: { key: r.identities.from.kernel.key, version: r.identities.from.kernel.version, release: null, config_sha256: "" } } : {}),
+    },
+    stages: {},
+    accel: null,
+    tests,
+    summary: { PASS: count("PASS"), FAIL: count("FAIL"), SKIP: count("SKIP"), ERROR: 0 },
+    informational: [],
+    guest: {},
+    console_tail: "",
+    paths: { ...(r.runs.dump ? { run_dir: r.runs.dump } : {}) },
+    host: hostname(),
+    started: r.created,
+    finished: new Date(Date.parse(r.created) + r.seconds * 1000).toISOString(),
+    seconds: r.seconds,
+    migration: { from, to, in_place: r.axes.in_place, changes: r.axes.changes, runs: r.runs, transfer: r.transfer },
+  };
+}
+
+/** What a pair's result depends on: both sides' config and the repo data (as a cell's key). */
+export function pairInputsKey(fromKey: string, toKey: string): string {
+  return cacheKey({ from: fromKey, to: toKey, kind: "migration" });
+}
+
+/** The compatibility grids, in markdown: one per migrating case, then the failures' evidence. */
+export function renderPairGrids(cells: CellResult[]): string[] {
+  const pairs = cells.filter((c) => c.migration);
+  if (!pairs.length) return [];
+  const rows = [...new Set(pairs.map((p) => sideLabel(p.migration!.from)))];
+  const cols = [...new Set(pairs.map((p) => sideLabel(p.migration!.to)))];
+  const cases = [...new Set(pairs.flatMap((p) => p.tests.map((t) => t.name)))];
+  const out = ["## Migration: dump with (rows), restore with (columns)", ""];
+  out.push(`${pairs.length} pairs: ${pairs.map((p) => `${p.id} **${p.status}**`).join(", ")}`, "");
+  const statusOf = (p: CellResult | undefined, test: string) => {
+    if (!p) return "";
+    if (p.status === "ERROR" || p.status === "SKIPPED") return p.status;
+    return p.tests.find((t) => t.name === test)?.status ?? "-";
+  };
+  for (const test of cases) {
+    out.push(`### ${test}`, "", `| dump with \\ restore with | ${cols.join(" | ")} |`, `|---|${cols.map(() => "---").join("|")}|`);
+    for (const row of rows) out.push(`| ${row} | ${cols.map((col) => statusOf(pairs.find((p) => sideLabel(p.migration!.from) === row && sideLabel(p.migration!.to) === col), test)).join(" | ")} |`);
+    out.push("");
+  }
+  const failures = pairs.flatMap((p) =>
+    p.status === "ERROR" || (p.status === "FAIL" && !p.tests.length) ? [`- ${p.id}: ${p.status}: ${p.reason ?? ""}`] : p.tests.filter((t) => t.status === "FAIL").map((t) => `- ${p.id}, ${t.name}: ${t.message}${t.error_lines.length ? `\n  \`${t.error_lines[0]}\`` : ""}`),
+  );
+  if (failures.length) out.push("Failures, with CRIU's first Error line:", "", ...failures, "");
+  return out;
+}
