@@ -23,7 +23,6 @@ export function pairCell(matrix: string, from: AxisValues, to: AxisValues, input
     exit_code: 0,
     message: c.message,
     error_lines: [...(c.dump?.status === "FAIL" ? c.dump.error_lines : []), ...(c.restore?.status === "FAIL" ? c.restore.error_lines : [])],
-    logs: [],
   }));
   const count = (s: string) => tests.filter((t) => t.status === s).length;
   const status: CellStatus = r.status === "SKIPPED" ? "SKIPPED" : r.status;
@@ -39,7 +38,7 @@ export function pairCell(matrix: string, from: AxisValues, to: AxisValues, input
     status,
     reason: r.reason,
     failed_stage: null,
-    predicted: [],
+    predicted: r.predicted,
     identities: {
       ...(r.identities.from.kernel ? { kernel: { key: r.identities.from.kernel.key, version: r.identities.from.kernel.version, release: null, config_sha256: "" } } : {}),
     },

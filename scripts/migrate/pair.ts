@@ -157,3 +157,32 @@ function finish(cases: PairCase[], reason: string | null, restoreBootNeeded: boo
     restoreBootNeeded,
   };
 }
+
+/** A prediction in a cell's `predicted` list (an expected failure when it names a test). */
+export interface PairPrediction {
+  severity: string;
+  id: string;
+  what: string;
+  test?: string;
+  expect?: "PASS" | "FAIL";
+}
+
+/**
+ * What the catalog predicts for a pair's cases: a registration only survives when both CRIUs
+ * keep it; a dump on a kernel that refuses socket options fails for CRIUs that read them. A
+ * failure predicted here is an expected failure (XFAIL) of the pair, under the rule of #10.
+ */
+export function pairPredictions(catalog: CriuCatalog, v: { dump: string; restore: string; dumpKernel?: string; restoreKernel?: string }, cases: string[]): PairPrediction[] {
+  const out: PairPrediction[] = [];
+  const has = (fact: string, criu: string, kernel?: string) => hasFact(catalog, fact, criu, kernel);
+  if (cases.includes("membarrier/registration")) {
+    const keeps = (criu: string, kernel?: string) => has("restores_membarrier_registration", criu) || has("membarrier_registrations_without_get_registrations", criu, kernel);
+    const lost = [!keeps(v.dump, v.dumpKernel) && `the dumping CRIU ${v.dump}`, !keeps(v.restore, v.restoreKernel) && `the restoring CRIU ${v.restore}`].filter(Boolean);
+    if (lost.length)
+      out.push({ severity: "warn", id: "pair-membarrier-registration", what: `${lost.join(" and ")} does not keep a membarrier registration across a dump and restore`, test: "membarrier/registration", expect: "FAIL" });
+  }
+  if (has("sockopt_passcred_refused", v.dump, v.dumpKernel))
+    for (const test of ["tcp-established/loopback", "kata-container/dump-restore"].filter((t) => cases.includes(t)))
+      out.push({ severity: "warn", id: "pair-sockopt-passcred", what: `CRIU ${v.dump} cannot dump a TCP socket on linux ${v.dumpKernel} (SO_PASSCRED refused on TCP sockets)`, test, expect: "FAIL" });
+  return out;
+}

@@ -18,7 +18,7 @@ import { loadConfig, type PipelineConfig } from "../lib/config.js";
 import { writeAtomic } from "../lib/fs-atomic.js";
 import { GUEST_PATHS } from "../lib/guest-contract.js";
 import semver from "semver";
-import { judgePair, migrateConf, pairAxes, pairId, type PairSide, type PairSpec, type PairVerdict } from "./pair.js";
+import { judgePair, migrateConf, pairAxes, pairId, pairPredictions, type PairPrediction, type PairSide, type PairSpec, type PairVerdict } from "./pair.js";
 import { TransferDiskError, verifyTransferDisk } from "../boot/transfer-disk.js";
 
 export const PAIR_SCHEMA = 1;
@@ -30,6 +30,8 @@ export interface PairResult {
   status: PairVerdict["status"];
   reason: string | null;
   cases: PairVerdict["cases"];
+  /** The catalog's predictions for the cases: a predicted failure is an expected one. */
+  predicted: PairPrediction[];
   /** The CRIU builds and kernels each side used. */
   identities: { from: SideIdentity; to: SideIdentity; image: string | null };
   /** Each boot's run directory (relative to the cache), for the evidence. */
@@ -86,6 +88,7 @@ export async function runMigration(base: { configFile?: string; set: string[] },
     status: "ERROR",
     reason: null,
     cases: [],
+    predicted: [],
     identities: { from: { criu: null, kernel: null }, to: { criu: null, kernel: null }, image: null },
     runs: { dump: null, restore: null },
     transfer: null,
@@ -125,6 +128,7 @@ export async function runMigration(base: { configFile?: string; set: string[] },
   // The cases both CRIUs run (a scenario's criu range may exclude one of them).
   const scenarios = loadScenarios(cfgA.boot.scenarios).filter((s) => semver.satisfies(versions.dump, s.criu) && semver.satisfies(versions.restore, s.criu));
   const cases = migratingCases(scenarios);
+  result.predicted = pairPredictions(catalog, { ...versions, dumpKernel: kA.value.ref?.version, restoreKernel: kB.value.ref?.version }, cases);
   const boot = (config: PipelineConfig, kernel: StageOutcome<"kernel">, criu: StageOutcome<"criu">, conf: Record<string, string>, transfer?: { mode: "write" } | { mode: "read"; readFrom: string }) =>
     drv(config, ["boot"], { given: { kernel, criu, agent: imageOut.agent, image }, boot: { force: o.force, log, conf, transfer } });
 

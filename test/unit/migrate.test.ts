@@ -12,7 +12,10 @@ import { run } from "../../scripts/lib/exec.js";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { guestContractEnv } from "../../scripts/lib/guest-contract.js";
 import { copyTransferDisk, createTransferDisk, TransferDiskError, verifyTransferDisk } from "../../scripts/boot/transfer-disk.js";
-import { judgePair, migrateConf, pairAxes, pairId, sideFromFlags, type PairSpec } from "../../scripts/migrate/pair.js";
+import { judgePair, migrateConf, pairAxes, pairId, pairPredictions, sideFromFlags, type PairSpec } from "../../scripts/migrate/pair.js";
+import { pairCell, renderPairGrids } from "../../scripts/matrix/pairs.js";
+import { failsUnexpectedly, judgeCell } from "../../scripts/matrix/verdicts.js";
+import { expectValid } from "../helpers/schemas.js";
 import { loadCriuCatalog } from "../../scripts/data/criu-catalog.js";
 import { loadScenarios, migratingCases } from "../../scripts/data/scenarios.js";
 import type { RunResults } from "../../scripts/boot/stage.js";
@@ -163,6 +166,34 @@ describe("pair verdicts", () => {
     const conf = migrateConf("restore", cases, { dump: "/a/criu", restore: "/b/criu" }, { dump: "3.14.0", restore: "4.1.1" }, catalog);
     expect(conf).toMatchObject({ PHASE: "restore", MIGRATE: cases.join(" "), CRIU: "/b/criu", CRIU_DUMP: "/a/criu", CRIU_RESTORE: "/b/criu", EXTERNAL_MASTERS_SYNTAX_DUMP: "enable" });
     expect(migrateConf("dump", cases, { dump: "/a/criu", restore: "/b/criu" }, { dump: "4.1.1", restore: "4.2.1" }, catalog)).toMatchObject({ CRIU: "/a/criu", EXTERNAL_MASTERS_SYNTAX_DUMP: "mnt" });
+  });
+
+  it("predicts from the catalog: a registration survives only when both CRIUs keep it; a pair cell judges it XFAIL", () => {
+    const catalog = loadCriuCatalog();
+    const cases = ["membarrier/registration", "tcp-established/loopback", "simple-process/dump-restore"];
+    expect(pairPredictions(catalog, { dump: "4.1.1", restore: "4.2.1", dumpKernel: "6.12.107", restoreKernel: "6.12.107" }, cases)).toEqual([]);
+    const up = pairPredictions(catalog, { dump: "3.17.1", restore: "4.1.1", dumpKernel: "6.12.107", restoreKernel: "6.12.107" }, cases);
+    expect(up).toEqual([expect.objectContaining({ test: "membarrier/registration", expect: "FAIL", what: "the dumping CRIU 3.17.1 does not keep a membarrier registration across a dump and restore" })]);
+    // On 6.1 CRIU >= 3.19 keeps it without GET_REGISTRATIONS; a 7.1 dump of a TCP socket by 4.1.1 fails.
+    expect(pairPredictions(catalog, { dump: "4.1.1", restore: "4.1.1", dumpKernel: "6.1.176", restoreKernel: "6.12.107" }, cases)).toEqual([]);
+    expect(pairPredictions(catalog, { dump: "4.1.1", restore: "4.2.1", dumpKernel: "7.1.8", restoreKernel: "7.1.8" }, cases).map((p) => p.test)).toEqual(["tcp-established/loopback"]);
+    const r = {
+      schema: 1 as const, id: "3.17.1_6.12_unpatched-to-4.1.1_6.12_unpatched", axes: { from: sideFromFlags("3.17.1", "6.12", []), to: sideFromFlags("4.1.1", "6.12", []), in_place: false, changes: "CRIU 3.17.1 -> 4.1.1" },
+      status: "FAIL" as const, reason: "1 of 2 cases failed", predicted: up,
+      cases: [
+        { name: "membarrier/registration", status: "FAIL" as const, message: "restore: registration lost", dump: null, restore: null },
+        { name: "simple-process/dump-restore", status: "PASS" as const, message: "counts on", dump: null, restore: null },
+      ],
+      identities: { from: { criu: null, kernel: null }, to: { criu: null, kernel: null }, image: null }, runs: { dump: "runs/a", restore: "runs/b" }, transfer: null, seconds: 100, created: new Date().toISOString(),
+    };
+    const axes = (criu: string) => ({ criu, kernel: "6.12", patches: "unpatched", suite: "native" });
+    const cell = pairCell("default", axes("3.17.1"), axes("4.1.1"), "k", r);
+    expectValid("cell", cell);
+    expect(judgeCell(cell).map((j) => j.verdict)).toEqual(["xfail", "pass"]);
+    expect(failsUnexpectedly(cell)).toBe(false);
+    const md = renderPairGrids([cell]).join("\n");
+    expect(md).toContain("### membarrier/registration");
+    expect(md).toMatch(/\| 3\.17\.1 on 6\.12 \| FAIL \|/);
   });
 
   it("scenarios.yaml: the cases the issue names migrate, and each script runs them with run_case", () => {
