@@ -165,7 +165,7 @@ const RUNNERS: { [S in StageName]: Runner<S> } = {
     const state: { run?: RunRecord } = {};
     await runSteps(state, [
       {
-        title: `Boot and test: linux ${kernel.version}, CRIU ${image.manifest.criu.version} (${accel.accel})`,
+        title: `Boot and test: linux ${kernel.version}, CRIU ${done.criu!.value.metadata.version} (${accel.accel})`,
         run: async (s, log) =>
           void (s.run = await runBootTests(config, { kernel, image, criu: done.criu!.value, accel: accel.accel, bus, force: o.boot?.force, log: o.boot?.log ?? log, conf: o.boot?.conf, transfer: o.boot?.transfer })),
       },
