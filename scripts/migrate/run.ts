@@ -111,12 +111,10 @@ export async function runMigration(base: { configFile?: string; set: string[] },
   result.identities.from = identity({ kernel: kA, criu: criuA });
   result.identities.to = identity({ kernel: kB, criu: criuB });
 
-  // One image for both: the later guest suite (a static build runs in every later one).
+  // One image for both: the older of the two CRIUs' guest suites that both run in (static
+  // builds run in their build suite and every later one), else the later one.
   const sameCriu = criuA.value.metadata.criu.sha256 === criuB.value.metadata.criu.sha256;
-  const suites = catalog.suites.map((s) => s.name);
-  const laterIsB = suites.indexOf(criuB.value.metadata.guest_suite) > suites.indexOf(criuA.value.metadata.guest_suite);
-  const [primaryCfg, primary, other] = laterIsB ? [cfgB, criuB, criuA] : [cfgA, criuA, criuB];
-  suitesFrom(catalog, primary.value.metadata.guest_suite);
+  const [primaryCfg, primary, other] = imageSide(catalog, [cfgA, criuA], [cfgB, criuB]);
   const imageOut = await drv(primaryCfg, ["image"], { given: { criu: primary }, image: { more: sameCriu ? [] : [other.value] } });
   const image = imageOut.image!;
   result.identities.image = image.value.manifest.image_key;
@@ -162,6 +160,18 @@ export async function runMigration(base: { configFile?: string; set: string[] },
   result.runs.restore = rel(runB.dir);
   Object.assign(result, pick(judgePair(cases, runA.results, runB.results)));
   return done();
+}
+
+type Side = [PipelineConfig, StageOutcome<"criu">];
+
+/** Which side's CRIU makes the image (its guest suite), and the other. Exported for tests. */
+export function imageSide(catalog: ReturnType<typeof repoData>["criu"], a: Side, b: Side): [PipelineConfig, StageOutcome<"criu">, StageOutcome<"criu">] {
+  const order = (x: Side) => catalog.suites.findIndex((s) => s.name === x[1].value.metadata.guest_suite);
+  const [older, newer] = order(a) <= order(b) ? [a, b] : [b, a];
+  const fits = newer[1].value.metadata.runs_in.includes(older[1].value.metadata.guest_suite);
+  const [primary, rest] = fits ? [older, newer] : [newer, older];
+  suitesFrom(catalog, primary[1].value.metadata.guest_suite);
+  return [primary[0], primary[1], rest[1]];
 }
 
 function pick(v: PairVerdict): Pick<PairResult, "status" | "reason" | "cases"> {

@@ -16,6 +16,9 @@ import { judgePair, migrateConf, pairAxes, pairId, pairPredictions, sideFromFlag
 import { pairCell, renderPairGrids } from "../../scripts/matrix/pairs.js";
 import { failsUnexpectedly, judgeCell } from "../../scripts/matrix/verdicts.js";
 import { expectValid } from "../helpers/schemas.js";
+import { imageSide } from "../../scripts/migrate/run.js";
+import { loadConfig } from "../../scripts/lib/config.js";
+import type { StageOutcome } from "../../scripts/driver.js";
 import { loadCriuCatalog } from "../../scripts/data/criu-catalog.js";
 import { loadScenarios, migratingCases } from "../../scripts/data/scenarios.js";
 import type { RunResults } from "../../scripts/boot/stage.js";
@@ -194,6 +197,19 @@ describe("pair verdicts", () => {
     const md = renderPairGrids([cell]).join("\n");
     expect(md).toContain("### membarrier/registration");
     expect(md).toMatch(/\| 3\.17\.1 on 6\.12 \| FAIL \|/);
+  });
+
+  it("one image for both sides: the older guest suite both static builds run in", () => {
+    const catalog = loadCriuCatalog();
+    const side = (version: string, guest_suite: string, runs_in: string[]) =>
+      [loadConfig(), { value: { metadata: { version, guest_suite, runs_in } } } as unknown as StageOutcome<"criu">] as [ReturnType<typeof loadConfig>, StageOutcome<"criu">];
+    const a = side("4.1.1", "trixie", ["bookworm", "trixie", "sid"]);
+    const b = side("4.2.1", "sid", ["bookworm", "trixie", "sid"]);
+    expect(imageSide(catalog, a, b)[1].value.metadata.version).toBe("4.1.1");
+    expect(imageSide(catalog, b, a)[1].value.metadata.version).toBe("4.1.1");
+    // A dynamic build runs only in its own suite: then the image is of that one.
+    const dyn = side("4.2.1", "sid", ["sid"]);
+    expect(imageSide(catalog, a, dyn)[1].value.metadata.version).toBe("4.2.1");
   });
 
   it("scenarios.yaml: the cases the issue names migrate, and each script runs them with run_case", () => {
