@@ -12,13 +12,16 @@ SANDBOX=$K/sandbox
 ST=$K/state
 PORT=47031
 KATA_DUMP_FLAGS="--tcp-established --ext-unix-sk --shell-job --file-locks --skip-mnt /dev/shm --skip-mnt /etc/hostname --skip-mnt /etc/hosts --skip-mnt /etc/resolv.conf --leave-running"
-# What the restore needs besides the dump's socket, job and lock flags:
-#   --root /         the container has its own mount namespace ("The --root option is
-#                    required to restore a mount namespace"; the container's root is the guest's).
-#   --action-script  the skipped mounts are not in the image: guest/kata-mounts.sh makes them
-#                    again in the restored namespace, as the runtime makes them for a new one.
-KATA_RESTORE_FLAGS="--tcp-established --ext-unix-sk --shell-job --file-locks --root / --action-script $HERE/kata-mounts.sh"
-export KATA_SANDBOX=$SANDBOX KATA_REMOUNT_AT=${KATA_REMOUNT_AT:-post-setup-namespaces}
+# What the restore needs besides the dump's socket, job and lock flags: --root / (the
+# container has its own mount namespace: "The --root option is required to restore a mount
+# namespace"; its root is the guest's). Nothing else: the mounts --skip-mnt left out are not
+# in the image and come back without them. Making them again from a CRIU action script did
+# not work here (4.2.1): mounted at setup-namespaces or post-setup-namespaces they are lost;
+# at post-restore or post-resume a bind mount through `nsenter -m` is not seen by the
+# container, and through `nsenter -m -r` it fails with EINVAL (the tasks' root is then not a
+# mount of their namespace). So the sandbox-mounts case only observes what the container
+# sees: a runtime has to make them another way (e.g. --external mnt[] instead of --skip-mnt).
+KATA_RESTORE_FLAGS="--tcp-established --ext-unix-sk --shell-job --file-locks --root /"
 
 if [ "$PHASE" != restore ]; then # boot B takes the sandbox and state over from boot A
 	rm -rf "$K"; mkdir -p "$SANDBOX" "$ST"
@@ -83,13 +86,18 @@ restore_kata() {
 	note "restored init $new: $seen; count at dump ~$at_dump, killed at $before_kill, after restore $after -> $later; accepts at the kill $accepts_at_kill, after restore $accepts"
 	problems=""
 	case $seen in *nspid=1\ *) ;; *) problems="$problems; not pid 1 of its namespace" ;; esac
-	case $seen in *hostname=crg-kata\ etc_hostname=crg-kata\ resolv=192.0.2.53\ shm=tmpfs*) ;; *) problems="$problems; namespaces or mounts not as before ($seen)" ;; esac
+	case $seen in *\ hostname=crg-kata\ *) ;; *) problems="$problems; its uts namespace is not the dumped one ($seen)" ;; esac
+	# Observed, never deciding: the mounts the dump skipped, as the restored container sees them.
+	case $seen in
+	*etc_hostname=crg-kata\ resolv=192.0.2.53\ shm=tmpfs*) record "$SCENARIO/sandbox-mounts" PASS 0 0 "the skipped mounts are there after the restore ($seen)" ;;
+	*) record "$SCENARIO/sandbox-mounts" FAIL 0 0 "the mounts --skip-mnt left out are not in the restored container (/etc/hostname, /etc/resolv.conf and /dev/shm are the guest's: $seen): a runtime must make them again" ;;
+	esac
 	[ "$after" -lt "$before_kill" ] || problems="$problems; counter not from the dump (after the dump ~$at_dump, killed at $before_kill, restored at $after)"
 	[ "$later" -gt "$((after + 10))" ] || problems="$problems; TCP and unix round trips stopped ($after -> $later)"
 	[ "$accepts" != "$accepts_at_kill" ] || problems="$problems; the listener accepts no connection"
 	lock_held || problems="$problems; the file lock is not held"
 	if [ -z "$problems" ]; then
-		case_end PASS "container restored as pid 1 with its namespaces, mounts, TCP listener and connection, socket pair and lock (count $at_dump -> $after -> $later)" success
+		case_end PASS "container restored as pid 1 with its namespaces, TCP listener and connection, socket pair and lock (count ~$at_dump -> $after -> $later)" success
 	else
 		case_end FAIL "restored, but${problems#;}" error
 	fi
