@@ -34,6 +34,11 @@ container() { # prints the host pid of the container's init
 	start_session unshare --pid --mount --net --ipc --uts --fork --mount-proc --propagation private setsid sh -ec "
 		ip link set lo up
 		echo crg-kata > /proc/sys/kernel/hostname
+		# A container has its own /run and /tmp, not the guest's: CRIU dumps a tmpfs's content,
+		# and the guest's /run holds the live logs of this very dump ('Can't dump tmpfs content').
+		umount -l /run /tmp
+		mount -t tmpfs -o mode=755 tmpfs /run
+		mount -t tmpfs -o mode=1777 tmpfs /tmp
 		for f in hostname hosts resolv.conf; do [ -e /etc/\$f ] || : > /etc/\$f; mount --bind $SANDBOX/\$f /etc/\$f; done
 		mount -t tmpfs -o size=8m,mode=1777 shm /dev/shm
 		exec crg-kata $PORT $ST < /dev/null > /dev/null 2>&1
