@@ -89,11 +89,12 @@ wait_for() {
 
 # wait_value FILE AWK-CONDITION SECONDS: until the number in FILE satisfies the condition on
 # v (e.g. "v > 7"), polled on the wall clock every 0.05 s: an event wait, not a fixed sleep.
+# SEEN is the value that satisfied it (a fast counter moves on before a second read).
 wait_value() {
 	deadline=$(echo "$(now) $3" | awk '{printf "%.2f", $1 + $2}')
 	while :; do
 		v=$(cat "$1" 2>/dev/null)
-		[ -n "$v" ] && awk -v v="$v" "BEGIN { exit !($2) }" && return 0
+		[ -n "$v" ] && awk -v v="$v" "BEGIN { exit !($2) }" && { SEEN=$v; return 0; }
 		awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n >= d) }' && return 1
 		sleep 0.05
 	done
