@@ -227,9 +227,9 @@ export async function smokeCommand(ctx: CommandContext): Promise<number> {
   const config = configOf(ctx);
   const extraFragments = (v.fragment as string[] | undefined) ?? [];
   // Bad CRIU input fails before the kernel stage starts.
-  (await import("./criu/stage.js")).resolveAndPlanCriu(config, { strict: true });
+  const plan = (await import("./criu/stage.js")).resolveAndPlanCriu(config, { strict: true });
   const { formatRun } = await import("./boot/stage.js");
-  const out = await driveStages(config, ["boot"], { kernel: { extraFragments }, criu: { force: Boolean(v.force) }, boot: { force: Boolean(v.force) } });
+  const out = await driveStages(config, ["boot"], { kernel: { extraFragments }, criu: { force: Boolean(v.force), plan }, boot: { force: Boolean(v.force) } });
   const kref = out.kernel!.value.ref!;
   const image = out.image!.value;
   const r = out.boot!.value;

@@ -72,7 +72,7 @@ export type Outcomes = { [S in StageName]?: StageOutcome<S> };
 
 export interface DriveOptions {
   kernel?: KernelStageOptions;
-  criu?: Pick<CriuStageOptions, "force" | "strict" | "kernelConfig" | "kernelVersion">;
+  criu?: Pick<CriuStageOptions, "force" | "strict" | "kernelConfig" | "kernelVersion" | "plan">;
   /** More CRIU builds for the image (a migration image holds both versions). */
   image?: { more?: CriuStageResult[] };
   boot?: { force?: boolean; log?: (line: string) => void; conf?: Record<string, string>; transfer?: BootRunOptions["transfer"] };
@@ -181,9 +181,9 @@ const RUNNERS: { [S in StageName]: Runner<S> } = {
  * not. Either failing stops both. What the side work did is a note of the kernel outcome.
  */
 async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: DriveOptions, wants: { criu: boolean; image: boolean }): Promise<Omit<StageOutcome<"kernel">, "stage" | "seconds">> {
-  const plan = resolveAndPlanCriu(config, { strict: o.criu?.strict ?? true });
+  const plan = o.criu!.plan!;
   const key = plan.candidates.find((c) => c.key)?.key;
-  const criuCached = Boolean(key && (await new ArtifactCache(config.cache_dir).lookup("criu", key)));
+  const criuCached = Boolean(key && new ArtifactCache(config.cache_dir).has("criu", key));
   const items = sideWorkPlan(config, wants, plan, criuCached);
   if (!items.length) return RUNNERS.kernel(config, done, o);
   let kernel: Omit<StageOutcome<"kernel">, "stage" | "seconds"> | undefined;
@@ -210,11 +210,13 @@ async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: Dri
 export async function drive(config: PipelineConfig, targets: StageName[], o: DriveOptions = {}): Promise<Outcomes> {
   const done: Outcomes = { ...o.given };
   const order = stagesFor(targets, Object.keys(o.given ?? {}) as StageName[]);
+  // The CRIU plan, resolved once: the side work beside the kernel and the CRIU stage read it.
+  if (order.includes("kernel") && order.includes("criu") && !o.criu?.plan) o = { ...o, criu: { ...o.criu, plan: resolveAndPlanCriu(config, { strict: o.criu?.strict ?? true }) } };
   for (const s of order) {
     const t0 = Date.now();
     try {
       const out =
-        s === "kernel" && (order.includes("criu") || order.includes("image"))
+        s === "kernel" && order.includes("criu")
           ? await kernelWithSideWork(config, done, o, { criu: order.includes("criu"), image: order.includes("image") })
           : await (RUNNERS[s] as Runner<typeof s>)(config, done, o);
       const outcome = { stage: s, seconds: (Date.now() - t0) / 1000, ...out } as StageOutcome;

@@ -5,13 +5,11 @@
  * transfer disk verified, boot B (a fresh copy of it; restore halves), the verdict. Output:
  * <cache>/migrate/<pair id>/pair.json, pointing at both runs' evidence.
  */
-import { existsSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { RunRecord } from "../boot/stage.js";
 import { resolveAndPlanCriu } from "../criu/stage.js";
 import { migratingCases, loadScenarios } from "../data/scenarios.js";
 import { repoData } from "../data/repo-data.js";
-import { suitesFrom } from "../data/criu-catalog.js";
 import { drive, type Outcomes, type StageOutcome } from "../driver.js";
 import { criuGuestPath } from "../image/stage.js";
 import { loadConfig, type PipelineConfig } from "../lib/config.js";
@@ -170,7 +168,6 @@ export function imageSide(catalog: ReturnType<typeof repoData>["criu"], a: Side,
   const [older, newer] = order(a) <= order(b) ? [a, b] : [b, a];
   const fits = newer[1].value.metadata.runs_in.includes(older[1].value.metadata.guest_suite);
   const [primary, rest] = fits ? [older, newer] : [newer, older];
-  suitesFrom(catalog, primary[1].value.metadata.guest_suite);
   return [primary[0], primary[1], rest[1]];
 }
 
@@ -190,9 +187,4 @@ export function formatPair(r: PairResult): string {
   lines.push("", `pair: ${r.status}${r.reason ? ` (${r.reason})` : ""}, ${r.seconds.toFixed(0)} s`);
   if (r.transfer) lines.push(`transfer disk: ${r.transfer.disk} (${r.transfer.bytes} bytes, sha256 ${r.transfer.sha256.slice(0, 16)}...)`);
   return lines.join("\n");
-}
-
-export function pairFile(config: PipelineConfig, id: string): string | undefined {
-  const f = join(config.cache_dir, "migrate", id, "pair.json");
-  return existsSync(f) ? f : undefined;
 }
