@@ -129,7 +129,7 @@ export async function runMatrixPairs(plan: MatrixPlan, outDir: string, o: { forc
       cell = pairCell(plan.spec.name, p.base, p.to, inputsKey, r);
     } catch (err) {
       // A side that cannot be served or built: the pair did not run (SKIPPED with the fix).
-      const r = { id, axes: { from: p.pair.from, to: p.pair.to, in_place: false, changes: pairAxes(p.pair) }, status: "SKIPPED" as const, reason: `${errorMessage(err)}${err instanceof UserError && err.hint ? `; ${err.hint}` : ""}`, cases: [], predicted: [], identities: { from: { criu: null, kernel: null }, to: { criu: null, kernel: null }, image: null }, runs: { dump: null, restore: null }, transfer: null, seconds: 0, created: new Date().toISOString(), schema: 1 as const };
+      const r = { id, axes: { from: p.pair.from, to: p.pair.to, in_place: false, changes: pairAxes(p.pair) }, status: "SKIPPED" as const, reason: `${errorMessage(err)}${err instanceof UserError && err.hint ? `; ${err.hint}` : ""}`, cases: [], predicted: [], identities: { from: { criu: null, kernel: null }, to: { criu: null, kernel: null }, image: null }, runs: { dump: null, restore: null }, transfer: null, crit: [], seconds: 0, created: new Date().toISOString(), schema: 1 as const };
       cell = pairCell(plan.spec.name, p.base, p.to, inputsKey, r);
     }
     await writeCell(outDir, cell);

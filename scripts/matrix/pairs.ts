@@ -9,6 +9,9 @@ import { cacheKey } from "../lib/hash.js";
 import type { AxisValues } from "./spec.js";
 import { CELL_SCHEMA, type CellResult, type CellStatus, type CellTest } from "./cell.js";
 
+/** crit's readings in a pair cell: informational tests, never deciding. */
+export const CRIT_TEST_PREFIX = "crit/";
+
 /** A side of a pair as a reader names it: "4.1.1 on 6.12" (patches and suite when not the default). */
 export function sideLabel(a: AxisValues): string {
   return `${a.criu} on ${a.kernel}${a.patches !== "unpatched" ? ` +${a.patches}` : ""}${a.suite !== "native" ? ` (${a.suite})` : ""}`;
@@ -24,6 +27,16 @@ export function pairCell(matrix: string, from: AxisValues, to: AxisValues, input
     message: c.message,
     error_lines: [...(c.dump?.status === "FAIL" ? c.dump.error_lines : []), ...(c.restore?.status === "FAIL" ? c.restore.error_lines : [])],
   }));
+  // crit's readings of the dump: informational, one test per CRIU version.
+  for (const c of r.crit ?? [])
+    tests.push({
+      name: `${CRIT_TEST_PREFIX}${c.version}`,
+      status: c.status === "ok" ? "PASS" : "FAIL",
+      seconds: 0,
+      exit_code: 0,
+      message: `${c.role === "both" ? "dump and restore" : c.role} side's crit: ${c.message}`,
+      error_lines: c.cases.filter((x) => x.status === "FAIL").map((x) => `${x.name}: ${x.message}`),
+    });
   const count = (s: string) => tests.filter((t) => t.status === s).length;
   const status: CellStatus = r.status === "SKIPPED" ? "SKIPPED" : r.status;
   return {
@@ -46,7 +59,7 @@ export function pairCell(matrix: string, from: AxisValues, to: AxisValues, input
     accel: null,
     tests,
     summary: { PASS: count("PASS"), FAIL: count("FAIL"), SKIP: count("SKIP"), ERROR: 0 },
-    informational: [],
+    informational: [CRIT_TEST_PREFIX],
     guest: {},
     console_tail: "",
     paths: { ...(r.runs.dump ? { run_dir: r.runs.dump } : {}) },
@@ -69,7 +82,7 @@ export function renderPairGrids(cells: CellResult[]): string[] {
   if (!pairs.length) return [];
   const rows = [...new Set(pairs.map((p) => sideLabel(p.migration!.from)))];
   const cols = [...new Set(pairs.map((p) => sideLabel(p.migration!.to)))];
-  const cases = [...new Set(pairs.flatMap((p) => p.tests.map((t) => t.name)))];
+  const cases = [...new Set(pairs.flatMap((p) => p.tests.map((t) => t.name).filter((n) => !n.startsWith(CRIT_TEST_PREFIX))))];
   const out = ["## Migration: dump with (rows), restore with (columns)", ""];
   out.push(`${pairs.length} pairs: ${pairs.map((p) => `${p.id} **${p.status}**`).join(", ")}`, "");
   const statusOf = (p: CellResult | undefined, test: string) => {
@@ -86,5 +99,7 @@ export function renderPairGrids(cells: CellResult[]): string[] {
     p.status === "ERROR" || (p.status === "FAIL" && !p.tests.length) ? [`- ${p.id}: ${p.status}: ${p.reason ?? ""}`] : p.tests.filter((t) => t.status === "FAIL").map((t) => `- ${p.id}, ${t.name}: ${t.message}${t.error_lines.length ? `\n  \`${t.error_lines[0]}\`` : ""}`),
   );
   if (failures.length) out.push("Failures, with CRIU's first Error line:", "", ...failures, "");
+  const crit = pairs.flatMap((p) => p.tests.filter((t) => t.name.startsWith(CRIT_TEST_PREFIX)).map((t) => `| ${p.id} | ${t.name.slice(CRIT_TEST_PREFIX.length)} | ${t.status} | ${t.message.replace(/\|/g, "\\|")} |`));
+  if (crit.length) out.push("crit on each dump (informational: decoding inventory.img and the process tree):", "", "| pair | crit of CRIU | status | reading |", "|---|---|---|---|", ...crit, "");
   return out;
 }

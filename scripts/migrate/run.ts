@@ -18,6 +18,7 @@ import { GUEST_PATHS } from "../lib/guest-contract.js";
 import semver from "semver";
 import { judgePair, migrateConf, pairAxes, pairId, pairPredictions, type PairPrediction, type PairSide, type PairSpec, type PairVerdict } from "./pair.js";
 import { TransferDiskError, verifyTransferDisk } from "../boot/transfer-disk.js";
+import { inspectPairDump, type CritReading } from "./crit.js";
 
 export const PAIR_SCHEMA = 1;
 
@@ -35,6 +36,8 @@ export interface PairResult {
   /** Each boot's run directory (relative to the cache), for the evidence. */
   runs: { dump: string | null; restore: string | null };
   transfer: { disk: string; bytes: number; sha256: string } | null;
+  /** crit of each side's CRIU on boot A's dump (informational; absent in place: no dump leaves the guest). */
+  crit: CritReading[];
   seconds: number;
   created: string;
 }
@@ -90,6 +93,7 @@ export async function runMigration(base: { configFile?: string; set: string[] },
     identities: { from: { criu: null, kernel: null }, to: { criu: null, kernel: null }, image: null },
     runs: { dump: null, restore: null },
     transfer: null,
+    crit: [],
     seconds: 0,
     created: new Date().toISOString(),
   };
@@ -153,9 +157,21 @@ export async function runMigration(base: { configFile?: string; set: string[] },
     Object.assign(result, pick(afterA), { status: "ERROR", reason: err.message });
     return done();
   }
+  // crit reads the dump on the host while boot B runs (it never throws: its failures are evidence).
+  const crit = inspectPairDump(
+    [
+      { role: "dump", config: cfgA, criu: criuA.value.metadata },
+      { role: "restore", config: cfgB, criu: criuB.value.metadata },
+    ],
+    disk,
+    result.transfer!.bytes,
+    cases,
+    log,
+  );
   log(`boot B (${pair.to.kernel}, CRIU ${versions.restore}): restore from ${disk}`);
   const runB = (await boot(cfgB, kB, criuB, migrateConf("restore", cases, paths, versions, catalog), { mode: "read", readFrom: disk })).boot!.value;
   result.runs.restore = rel(runB.dir);
+  result.crit = await crit;
   Object.assign(result, pick(judgePair(cases, runA.results, runB.results)));
   return done();
 }
@@ -184,6 +200,7 @@ export function formatPair(r: PairResult): string {
     const errs = [...(c.dump?.status === "FAIL" ? c.dump.error_lines : []), ...(c.restore?.status === "FAIL" ? c.restore.error_lines : [])];
     for (const e of errs.slice(0, 3)) lines.push(`${" ".repeat(width + 8)}${e}`);
   }
+  for (const c of r.crit ?? []) lines.push(`crit ${c.version} (${c.role === "both" ? "dump and restore" : c.role}): ${c.message}`);
   lines.push("", `pair: ${r.status}${r.reason ? ` (${r.reason})` : ""}, ${r.seconds.toFixed(0)} s`);
   if (r.transfer) lines.push(`transfer disk: ${r.transfer.disk} (${r.transfer.bytes} bytes, sha256 ${r.transfer.sha256.slice(0, 16)}...)`);
   return lines.join("\n");

@@ -1,7 +1,8 @@
 /**
  * A migration pair end to end, as CI can afford it (one CRIU-only pair on the 6.12 kernel the
  * suite builds anyway): CRIU 4.1.1 dumps in boot A, the transfer disk carries the images and
- * each case's state, CRIU 4.2.1 restores in boot B from one image holding both.
+ * each case's state, CRIU 4.2.1 restores in boot B from one image holding both; crit of both
+ * reads the dump.
  */
 import { describe, expect, it } from "vitest";
 import { existsSync, readFileSync } from "node:fs";
@@ -44,6 +45,12 @@ describe.skipIf(skip)("migration (integration)", () => {
     }
     // The counter of simple-process went on in boot B from the value boot A dumped.
     expect(pair.cases.find((x) => x.name === "simple-process/dump-restore")!.message).toMatch(/counts on from the dump/);
+    // crit of both CRIUs, made from their own source trees, decoded boot A's dumps (per direction).
+    expect(pair.crit.map((c) => [c.version, c.role])).toEqual([["4.1.1", "dump"], ["4.2.1", "restore"]]);
+    for (const c of pair.crit) {
+      expect(c.status, `crit ${c.version}: ${c.message}`).toBe("ok");
+      expect(c.cases.find((x) => x.name === "simple-process/dump-restore")?.message).toMatch(/^inventory img_version \d+; ps: \d+ sh/);
+    }
     expect(existsSync(join(CACHE, "migrate", pair.id, "pair.json"))).toBe(true);
   });
 });

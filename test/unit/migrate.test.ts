@@ -188,15 +188,24 @@ describe("pair verdicts", () => {
         { name: "simple-process/dump-restore", status: "PASS" as const, message: "counts on", dump: null, restore: null },
       ],
       identities: { from: { criu: null, kernel: null }, to: { criu: null, kernel: null }, image: null }, runs: { dump: "runs/a", restore: "runs/b" }, transfer: null, seconds: 100, created: new Date().toISOString(),
+      crit: [
+        { version: "3.17.1", role: "dump" as const, status: "ok" as const, message: "decoded all 2 dumps", cases: [] },
+        { version: "4.1.1", role: "restore" as const, status: "failed" as const, message: "decoded 1 of 2 dumps", cases: [{ name: "membarrier/registration", status: "FAIL" as const, message: "crit x ps: KeyError" }] },
+      ],
     };
     const axes = (criu: string) => ({ criu, kernel: "6.12", patches: "unpatched", suite: "native" });
     const cell = pairCell("default", axes("3.17.1"), axes("4.1.1"), "k", r);
     expectValid("cell", cell);
-    expect(judgeCell(cell).map((j) => j.verdict)).toEqual(["xfail", "pass"]);
+    expect(judgeCell(cell).map((j) => j.verdict)).toEqual(["xfail", "pass", "informational", "informational"]);
     expect(failsUnexpectedly(cell)).toBe(false);
     const md = renderPairGrids([cell]).join("\n");
     expect(md).toContain("### membarrier/registration");
     expect(md).toMatch(/\| 3\.17\.1 on 6\.12 \| FAIL \|/);
+    // crit's readings are informational: in the cell, not in the grid, never deciding.
+    expect(cell.tests.map((t) => t.name)).toEqual(["membarrier/registration", "simple-process/dump-restore", "crit/3.17.1", "crit/4.1.1"]);
+    expect(cell.tests.find((t) => t.name === "crit/4.1.1")).toMatchObject({ status: "FAIL", error_lines: ["membarrier/registration: crit x ps: KeyError"] });
+    expect(md).not.toContain("### crit/");
+    expect(md).toMatch(/\| 3\.17\.1_6\.12_unpatched-to-4\.1\.1_6\.12_unpatched \| 4\.1\.1 \| FAIL \| restore side's crit: decoded 1 of 2 dumps \|/);
   });
 
   it("one image for both sides: the older guest suite both static builds run in", () => {
