@@ -122,8 +122,8 @@ export function judgePair(cases: string[], a: RunResults, b?: RunResults | null,
       continue;
     }
     if (!d) out.push({ name, status: "FAIL", message: `dump: ${missing(a, "the dump half")}`, dump: null, restore: null });
-    else if (d.status === "SKIP") out.push({ name, status: "SKIP", message: `dump: ${d.message}`, dump: half(d), restore: null });
-    else if (d.status !== "PASS") out.push({ name, status: "FAIL", message: `dump: ${d.message}`, dump: half(d), restore: null });
+    else if (d.status === "SKIP") out.push({ name, status: "SKIP", message: inHalf("dump", d.message), dump: half(d), restore: null });
+    else if (d.status !== "PASS") out.push({ name, status: "FAIL", message: inHalf("dump", d.message), dump: half(d), restore: null });
     else out.push({ name, status: "FAIL", message: "dumped; not restored yet", dump: half(d), restore: null });
   }
   const dumped = out.filter((c) => c.dump?.status === "PASS");
@@ -142,10 +142,15 @@ export function judgePair(cases: string[], a: RunResults, b?: RunResults | null,
       c.message = `restore: ${missing(b, "the restore half")}`;
     } else {
       c.status = r.status === "PASS" ? "PASS" : r.status === "SKIP" ? "SKIP" : "FAIL";
-      c.message = r.status === "PASS" ? r.message : `restore: ${r.message}`;
+      c.message = r.status === "PASS" ? r.message : inHalf("restore", r.message);
     }
   }
   return finish(out, null, true);
+}
+
+/** A half's message, named once (the guest may have named the half already). */
+export function inHalf(half: "dump" | "restore", message: string): string {
+  return message.startsWith(`${half}: `) ? message : `${half}: ${message}`;
 }
 
 function finish(cases: PairCase[], reason: string | null, restoreBootNeeded: boolean): PairVerdict {

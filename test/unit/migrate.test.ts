@@ -142,6 +142,8 @@ describe("pair verdicts", () => {
     expect(v.status).toBe("FAIL");
     expect(v.reason).toMatch(/nothing was dumped in boot A: boot B not started/);
     expect(v.cases[0].dump?.error_lines).toEqual(["Error (criu/cr-dump.c:1): boom"]);
+    // The half is named once, whether or not the guest named it.
+    expect(v.cases.map((c) => c.message)).toEqual(["dump: Can't dump", "dump: x"]);
   });
 
   it("both boots: a case passes only when its restore half passes; boot B crashing is ERROR, never a CRIU result", () => {
@@ -151,6 +153,8 @@ describe("pair verdicts", () => {
     expect(v.status).toBe("FAIL");
     expect(v.cases.map((c) => c.status)).toEqual(["PASS", "FAIL"]);
     expect(v.cases[1].message).toBe("restore: connection dead");
+    const named = judgePair([cases[0]], a, runOf([record(cases[0], "FAIL", "restore: Error (criu/cr-restore.c:2320): Restoring FAILED.")]));
+    expect(named.cases[0].message).toBe("restore: Error (criu/cr-restore.c:2320): Restoring FAILED.");
     expect(judgePair(cases, a, runOf([], { status: "ERROR", error: "panic: Kernel panic" })).status).toBe("ERROR");
     expect(judgePair(cases, runOf([], { status: "ERROR", error: "timeout" })).status).toBe("ERROR");
     const unreadable = judgePair(cases, a, runOf([], { guest: { transfer_status: "unreadable", transfer_reason: "transfer on /dev/vdc is corrupt" } }));
