@@ -283,7 +283,8 @@ export async function migrateCommand(ctx: CommandContext): Promise<number> {
 
 export async function matrixCommand(ctx: CommandContext): Promise<number> {
   const v = ctx.values;
-  const { loadMatrixSpec, planMatrix, filterCells } = await import("./matrix/spec.js");
+  const { loadMatrixSpec, planMatrix, filterCells, planPairs } = await import("./matrix/spec.js");
+  const { pairId, pairAxes } = await import("./migrate/pair.js");
   const { defaultOutDir, formatPlan, runMatrixCommand, matrixExitCode, renderGithubWorkflow, GITHUB_WORKFLOW } = await import("./matrix/command.js");
   const { REPO_ROOT } = await import("./lib/paths.js");
   const spec = loadMatrixSpec(resolve((v.matrix as string | undefined) ?? join(REPO_ROOT, "matrix.yaml")));
@@ -299,21 +300,23 @@ export async function matrixCommand(ctx: CommandContext): Promise<number> {
   }
   const cells = filterCells(plan, { criu: v.criu as string[], kernel: v.kernel as string[], patches: v.patches as string[], suite: v["guest-suite"] as string[], cell: v.cell as string[] });
   const outDir = resolve((v.out as string | undefined) ?? defaultOutDir(plan, configOf(ctx).cache_dir));
+  // Without filters the matrix runs its cells, then its migration pairs; --pairs: only the pairs.
+  const filtered = ["criu", "kernel", "patches", "guest-suite", "cell"].some((f) => ((v[f] as string[] | undefined) ?? []).length > 0);
+  const withPairs = Boolean(v.pairs) || !filtered;
   if (v["dry-run"]) {
-    ctx.say(await formatPlan(plan, cells, outDir, Boolean(v.force)));
+    ctx.say(await formatPlan(plan, v.pairs ? [] : cells, outDir, Boolean(v.force), withPairs ? { set: ctx.sets } : undefined));
     ctx.emit({
       matrix: plan.spec.name,
       out: outDir,
-      cells: cells.map((c) => ({ id: c.id, axes: c.axes, criu: c.criuVersion, skip: c.skip ?? null, criu_provider: c.criuCandidates.find((x) => x.key)?.provider ?? null, groups: c.groups })),
+      cells: (v.pairs ? [] : cells).map((c) => ({ id: c.id, axes: c.axes, criu: c.criuVersion, skip: c.skip ?? null, criu_provider: c.criuCandidates.find((x) => x.key)?.provider ?? null, groups: c.groups })),
       excluded: plan.excluded,
+      pairs: withPairs ? planPairs(plan.spec).map((p) => ({ id: pairId(p.pair), changes: pairAxes(p.pair), from: p.base, to: p.to })) : [],
     });
     return 0;
   }
   const boots = v.boots ? Number(v.boots) : undefined;
   if (boots !== undefined && !(Number.isInteger(boots) && boots >= 1)) throw new UserError(`--boots ${v.boots} is not a positive whole number`, "pass --boots 1 or more");
-  // Without filters the matrix runs its cells, then its migration pairs; --pairs: only the pairs.
-  const filtered = ["criu", "kernel", "patches", "guest-suite", "cell"].some((f) => ((v[f] as string[] | undefined) ?? []).length > 0);
-  const { summary, report, files } = await runMatrixCommand({ plan, cells: v.pairs ? [] : cells, outDir, force: Boolean(v.force), jobs: boots, pairs: Boolean(v.pairs) || !filtered, base: { configFile: v.config as string | undefined, set: ctx.sets } });
+  const { summary, report, files } = await runMatrixCommand({ plan, cells: v.pairs ? [] : cells, outDir, force: Boolean(v.force), jobs: boots, pairs: withPairs, base: { configFile: v.config as string | undefined, set: ctx.sets } });
   const t = report.totals;
   ctx.say(`\n${summary.ran.length} cells run, ${summary.kept.length} kept from earlier runs; ${summary.stageRuns.kernel} kernel, ${summary.stageRuns.image} CRIU+image and ${summary.stageRuns.boot} boot stages in ${summary.seconds.toFixed(0)} s`);
   ctx.say(`report (${report.cells.length} cells: ${t.PASS} PASS, ${t.FAIL} FAIL, ${t.ERROR} ERROR, ${t["BUILD-FAILED"]} BUILD-FAILED, ${t.SKIPPED} SKIPPED):`);
@@ -361,7 +364,8 @@ export async function ciCommand(ctx: CommandContext): Promise<number> {
   if (!["keys", "kernels", "cell", "report"].includes(step ?? "") || extra.length) throw new UserError(`unknown ci step '${ctx.positionals.join(" ")}'`, "use: cr-guest ci keys | ci kernels | ci cell --criu V | ci report");
   const store = resolve((v.store as string | undefined) ?? "ci-store");
   const ci = await import("./matrix/ci.js");
-  const { loadMatrixSpec, planMatrix, filterCells } = await import("./matrix/spec.js");
+  const { loadMatrixSpec, planMatrix, filterCells, planPairs } = await import("./matrix/spec.js");
+  const { pairId, pairAxes } = await import("./migrate/pair.js");
   const { REPO_ROOT } = await import("./lib/paths.js");
   const plan = () => planMatrix(loadMatrixSpec(resolve((v.matrix as string | undefined) ?? join(REPO_ROOT, "matrix.yaml"))), { configFile: v.config as string | undefined, set: ctx.sets });
 

@@ -52,7 +52,7 @@ export async function writeReports(dir: string, r: MatrixReport): Promise<Record
 }
 
 /** The plan as a table: each cell, whether its result is kept, what each stage will cost. */
-export async function formatPlan(plan: MatrixPlan, picked: PlannedCell[], outDir: string, force: boolean): Promise<string> {
+export async function formatPlan(plan: MatrixPlan, picked: PlannedCell[], outDir: string, force: boolean, pairs?: { set: string[] }): Promise<string> {
   const index = readStageIndex(outDir);
   const cached = (group: string) => Boolean(index[group] && existsSync(join(index[group], "metadata.json")));
   const lines: string[] = [];
@@ -61,8 +61,7 @@ export async function formatPlan(plan: MatrixPlan, picked: PlannedCell[], outDir
   lines.push(`results: ${outDir}`);
   lines.push("");
   const width = Math.max(...picked.map((c) => c.id.length), 4);
-  lines.push("  (kernel, image: '?' = not used by this matrix yet; the stage still takes a cached artifact)");
-  lines.push(`  ${"cell".padEnd(width)}  result     kernel   criu           image`);
+  if (picked.length) lines.push("  (kernel, image: '?' = not used by this matrix yet; the stage still takes a cached artifact)", `  ${"cell".padEnd(width)}  result     kernel   criu           image`);
   for (const c of picked) {
     if (c.skip) {
       lines.push(`  ${c.id.padEnd(width)}  SKIPPED    ${c.skip}`);
@@ -75,6 +74,18 @@ export async function formatPlan(plan: MatrixPlan, picked: PlannedCell[], outDir
     let criu = `${serving?.provider ?? "?"}`.padEnd(14);
     for (const cand of c.criuCandidates) if (cand.key && (await cache.lookup("criu", cand.key))) criu = `cached (${cand.provider})`.padEnd(14);
     lines.push(`  ${c.id.padEnd(width)}  ${result} ${(cached(c.groups.kernel) ? "cached" : "?").padEnd(8)} ${criu} ${cached(c.groups.image) ? "cached" : "?"}`);
+  }
+  const planned = pairs ? planPairs(plan.spec) : [];
+  if (planned.length) {
+    lines.push("", `migration pairs (after the cells; each is two boots, or one in place):`);
+    const data = dataHash(CELL_DATA_PATHS);
+    const pw = Math.max(...planned.map((p) => pairId(p.pair).length));
+    for (const p of planned) {
+      const id = pairId(p.pair);
+      const stored = storedCell(outDir, id);
+      const kept = stored && !force && stored.inputs_key === pairKey(p, pairs!, data) && stored.status !== "ERROR";
+      lines.push(`  ${id.padEnd(pw)}  ${(kept ? `kept ${stored.status}` : "will run").padEnd(10)} ${pairAxes(p.pair)}`);
+    }
   }
   if (plan.excluded.length) {
     lines.push("", "not in the matrix:");
@@ -106,6 +117,11 @@ export function storedCellsOf(plan: MatrixPlan, outDir: string): CellResult[] {
   return ids.map((id) => byId.get(id)).filter((c): c is CellResult => Boolean(c));
 }
 
+/** What a stored pair must match to be kept: both sides' sets over the user's, and the repo data. */
+function pairKey(p: ReturnType<typeof planPairs>[number], base: { set: string[] }, data: string): string {
+  return pairInputsKey(cacheKey({ sets: [...base.set, ...p.pair.from.sets], data }), cacheKey({ sets: [...base.set, ...p.pair.to.sets], data }));
+}
+
 /**
  * The matrix's migration pairs, one after another (each is two boots on every core it gets);
  * a stored pair with the same inputs is kept unless forced. Returns the pair cells.
@@ -115,7 +131,7 @@ export async function runMatrixPairs(plan: MatrixPlan, outDir: string, o: { forc
   const out: CellResult[] = [];
   for (const p of planPairs(plan.spec)) {
     const id = pairId(p.pair);
-    const inputsKey = pairInputsKey(cacheKey({ sets: [...o.base.set, ...p.pair.from.sets], data }), cacheKey({ sets: [...o.base.set, ...p.pair.to.sets], data }));
+    const inputsKey = pairKey(p, o.base, data);
     const stored = storedCell(outDir, id);
     if (stored && !o.force && stored.inputs_key === inputsKey && stored.status !== "ERROR") {
       o.say(`pair ${id}: ${stored.status} (kept from an earlier run)`);

@@ -60,7 +60,7 @@ export function reportColumns(cells: CellResult[]): ReportColumn[] {
   return [...FIXED_COLUMNS, ...scenarios.map((s) => ({ key: s, title: s, tests: [s] }))];
 }
 
-const matchesTest = (pattern: string, name: string) => (pattern.endsWith("/") ? name.startsWith(pattern) : name === pattern || name.startsWith(`${pattern}/`));
+const matchesTest = (pattern: string, name: string) => pattern === "*" || (pattern.endsWith("/") ? name.startsWith(pattern) : name === pattern || name.startsWith(`${pattern}/`));
 
 export function testsIn(cell: CellResult, patterns: string[]): CellTest[] {
   return cell.tests.filter((t) => patterns.some((p) => matchesTest(p, t.name)));

@@ -186,6 +186,10 @@ export function pairPredictions(catalog: CriuCatalog, v: { dump: string; restore
     if (lost.length)
       out.push({ severity: "warn", id: "pair-membarrier-registration", what: `${lost.join(" and ")} does not keep a membarrier registration across a dump and restore`, test: "membarrier/registration", expect: "FAIL" });
   }
+  // An image format the restoring CRIU cannot read fails every case.
+  if (has("pagemap_nr_pages_64", v.dump) && !has("pagemap_nr_pages_64", v.restore))
+    for (const test of cases)
+      out.push({ severity: "warn", id: "pair-pagemap-nr-pages", what: `CRIU ${v.restore} cannot read the page runs CRIU ${v.dump} writes (pagemap nr_pages): it restores no memory`, test, expect: "FAIL" });
   if (has("sockopt_passcred_refused", v.dump, v.dumpKernel))
     for (const test of ["tcp-established/loopback", "kata-container/dump-restore"].filter((t) => cases.includes(t)))
       out.push({ severity: "warn", id: "pair-sockopt-passcred", what: `CRIU ${v.dump} cannot dump a TCP socket on linux ${v.dumpKernel} (SO_PASSCRED refused on TCP sockets)`, test, expect: "FAIL" });

@@ -22,6 +22,8 @@ import type { StageOutcome } from "../../scripts/driver.js";
 import { loadCriuCatalog } from "../../scripts/data/criu-catalog.js";
 import { loadScenarios, migratingCases } from "../../scripts/data/scenarios.js";
 import type { RunResults } from "../../scripts/boot/stage.js";
+import { deriveFindings } from "../../scripts/matrix/report.js";
+import { repoData } from "../../scripts/data/repo-data.js";
 
 const tmp = (p: string) => mkdtempSync(join(tmpdir(), p));
 const LIB = join(REPO_ROOT, "guest/lib.sh");
@@ -184,6 +186,11 @@ describe("pair verdicts", () => {
     // On 6.1 CRIU >= 3.19 keeps it without GET_REGISTRATIONS; a 7.1 dump of a TCP socket by 4.1.1 fails.
     expect(pairPredictions(catalog, { dump: "4.1.1", restore: "4.1.1", dumpKernel: "6.1.176", restoreKernel: "6.12.107" }, cases)).toEqual([]);
     expect(pairPredictions(catalog, { dump: "4.1.1", restore: "4.2.1", dumpKernel: "7.1.8", restoreKernel: "7.1.8" }, cases).map((p) => p.test)).toEqual(["tcp-established/loopback"]);
+    // A downgrade across the pagemap change (4.2 writes nr_pages, 4.1 reads compat_nr_pages): every case.
+    const down = pairPredictions(catalog, { dump: "4.2.1", restore: "4.1.1", dumpKernel: "6.12.107", restoreKernel: "6.12.107" }, cases);
+    expect(down.map((p) => p.test)).toEqual(cases);
+    expect(down[0]).toMatchObject({ id: "pair-pagemap-nr-pages", expect: "FAIL", what: "CRIU 4.1.1 cannot read the page runs CRIU 4.2.1 writes (pagemap nr_pages): it restores no memory" });
+    expect(pairPredictions(catalog, { dump: "4.2.1", restore: "4.2.1", dumpKernel: "6.12.107", restoreKernel: "6.1.176" }, cases)).toEqual([]);
     const r = {
       schema: 1 as const, id: "3.17.1_6.12_unpatched-to-4.1.1_6.12_unpatched", axes: { from: sideFromFlags("3.17.1", "6.12", []), to: sideFromFlags("4.1.1", "6.12", []), in_place: false, changes: "CRIU 3.17.1 -> 4.1.1" },
       status: "FAIL" as const, reason: "1 of 2 cases failed", predicted: up,
@@ -205,6 +212,11 @@ describe("pair verdicts", () => {
     const md = renderPairGrids([cell]).join("\n");
     expect(md).toContain("### membarrier/registration");
     expect(md).toMatch(/\| 3\.17\.1 on 6\.12 \| FAIL \|/);
+    // A finding rule for any test ("*"): the downgrade's vDSO failure, in words from the catalog fact.
+    const vdso = { ...cell, id: "4.2.1_6.12_unpatched-to-4.1.1_6.12_unpatched", tests: [{ ...cell.tests[1], status: "FAIL" as const, message: "restore: Restoring FAILED.", error_lines: ["pie: 10068: Error (criu/pie/util-vdso.c:117): vdso: ELF header magic mismatch"] }] };
+    const found = deriveFindings([vdso], repoData().findings).find((f) => f.id === "pagemap-downgrade");
+    expect(found?.seen_in).toEqual([{ cell: vdso.id, test: "simple-process/dump-restore", message: "pie: 10068: Error (criu/pie/util-vdso.c:117): vdso: ELF header magic mismatch" }]);
+    expect(found?.say).toMatch(/^A dump taken by CRIU >= 4\.2 cannot be restored by an older CRIU: these versions write/);
     // crit's readings are informational: in the cell, not in the grid, never deciding.
     expect(cell.tests.map((t) => t.name)).toEqual(["membarrier/registration", "simple-process/dump-restore", "crit/3.17.1", "crit/4.1.1"]);
     expect(cell.tests.find((t) => t.name === "crit/4.1.1")).toMatchObject({ status: "FAIL", error_lines: ["membarrier/registration: crit x ps: KeyError"] });
