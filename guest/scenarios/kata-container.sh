@@ -1,6 +1,6 @@
 # 9. A container as kata-agent's rustjail starts one: new pid, mount, net, ipc and uts
 #    namespaces, its init (pid 1) a session leader, /etc/hostname, /etc/hosts and
-#    /etc/resolv.conf bind-mounted from the sandbox and a tmpfs on /dev/shm. Its process
+#    /etc/resolv.conf bind-mounted from the sandbox, /dev a tmpfs with its nodes and a tmpfs on /dev/shm. Its process
 #    (guest/helpers/crg-kata.c) holds a TCP listener and an established connection, a unix
 #    socket pair and a file lock, and counts round trips through them.
 #    Dumped with the command line of the Kata proof of concept, killed, restored in place.
@@ -40,6 +40,15 @@ container() { # prints the host pid of the container's init
 		mount -t tmpfs -o mode=755 tmpfs /run
 		mount -t tmpfs -o mode=1777 tmpfs /tmp
 		for f in hostname hosts resolv.conf; do [ -e /etc/\$f ] || : > /etc/\$f; mount --bind $SANDBOX/\$f /etc/\$f; done
+		# /dev as an OCI runtime makes it (rustjail, runc): a tmpfs with the device nodes made
+		# in it, not the guest's devtmpfs. CRIU knows a devtmpfs by its device number, which
+		# differs between guest kernels: restored on another kernel, the guest's devtmpfs reads
+		# as a private one whose content was never dumped ('No tmpfs-dev-5.tar.gz.img image').
+		umount -l /dev
+		mount -t tmpfs -o mode=755,size=65536k tmpfs /dev
+		for n in null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9 tty:5:0; do mknod -m 666 /dev/\${n%%:*} c \$(echo \${n#*:} | tr : ' '); done
+		ln -s /proc/self/fd /dev/fd
+		mkdir /dev/shm
 		mount -t tmpfs -o size=8m,mode=1777 shm /dev/shm
 		exec crg-kata $PORT $ST < /dev/null > /dev/null 2>&1
 	" > "$WORK/outer"
