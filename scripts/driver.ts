@@ -75,7 +75,7 @@ export interface DriveOptions {
   criu?: Pick<CriuStageOptions, "force" | "strict" | "kernelConfig" | "kernelVersion" | "plan">;
   /** More CRIU builds for the image (a migration image holds both versions). */
   image?: { more?: CriuStageResult[] };
-  boot?: { force?: boolean; log?: (line: string) => void; conf?: Record<string, string>; transfer?: BootRunOptions["transfer"] };
+  boot?: { force?: boolean; log?: (line: string) => void; conf?: Record<string, string>; transfer?: BootRunOptions["transfer"]; vcpus?: number };
   /** Outcomes obtained before (a matrix shares one kernel across cells): used, not run again. */
   given?: Outcomes;
   /** Called as each stage finishes (a command prints its notes before the next stage starts). */
@@ -167,7 +167,7 @@ const RUNNERS: { [S in StageName]: Runner<S> } = {
       {
         title: `Boot and test: linux ${kernel.version}, CRIU ${done.criu!.value.metadata.version} (${accel.accel})`,
         run: async (s, log) =>
-          void (s.run = await runBootTests(config, { kernel, image, criu: done.criu!.value, accel: accel.accel, bus, force: o.boot?.force, log: o.boot?.log ?? log, conf: o.boot?.conf, transfer: o.boot?.transfer })),
+          void (s.run = await runBootTests(config, { kernel, image, criu: done.criu!.value, accel: accel.accel, bus, force: o.boot?.force, log: o.boot?.log ?? log, conf: o.boot?.conf, transfer: o.boot?.transfer, vcpus: o.boot?.vcpus })),
       },
     ]);
     const run = state.run!;

@@ -37,6 +37,8 @@ export interface Attempt {
   boot_seconds: number | null;
   /** Host preparing the results disk; QEMU start to the end marker; host reading the results. */
   prepare_seconds?: number;
+  /** The guest's vCPUs in this attempt. */
+  vcpus?: number;
   end_seconds?: number | null;
   read_seconds?: number;
   console_log: string;
@@ -68,6 +70,11 @@ export interface RunOptions {
    * <run>/transfer.img; each attempt of boot B gets a fresh copy of `readFrom`.
    */
   transfer?: { mode: "write" } | { mode: "read"; readFrom: string };
+  /**
+   * The guest's vCPUs for this boot (at most boot.cpus): a matrix picks them from the host's
+   * free cores. Not part of the run key: boot.cpus, the most a run may get, is.
+   */
+  vcpus?: number;
 }
 
 /** The kernel command line: root by PARTUUID for our images, by partition for existing ones. */
@@ -83,6 +90,7 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
   const cache = new ArtifactCache(config.cache_dir);
   const catalog = repoData().criu;
   const criu = o.criu.metadata;
+  const vcpus = Math.min(Math.max(1, o.vcpus ?? config.boot.cpus), config.boot.cpus);
   const input = runInput({
     criuVersion: criu.version,
     patches: criu.patches.map((p) => p.name),
@@ -134,7 +142,7 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
         append: kernelCommandLine(o.image, config.boot.kernel_args, o.bus),
         bus: o.bus,
         memoryMiB: config.boot.memory_mib,
-        cpus: config.boot.cpus,
+        cpus: vcpus,
         accel: o.accel,
         timeoutMs: config.boot.deadline_minutes * 60_000,
         consoleLog,
@@ -142,7 +150,7 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
         started: { marker: GUEST_STARTED_MARKER, timeoutMs: config.boot.boot_timeout_seconds * 1000 },
       });
       const rel = `console-${i}.log`;
-      const clock = { boot_seconds: boot.startedAfter ?? null, prepare_seconds, end_seconds: boot.endedAfter ?? null };
+      const clock = { boot_seconds: boot.startedAfter ?? null, prepare_seconds, end_seconds: boot.endedAfter ?? null, vcpus };
       if (boot.status !== "ok") {
         attempts.push({ status: boot.status, reason: boot.reason, seconds: boot.seconds, ...clock, console_log: rel });
         log(`attempt ${i}: ${boot.status}: ${boot.reason}`);

@@ -38,6 +38,8 @@ export const AttemptSchema = z.object({
   prepare_seconds: z.number().optional(),
   end_seconds: z.number().nullable().optional(),
   read_seconds: z.number().optional(),
+  /** The guest's vCPUs in this attempt (a matrix picks them from the free cores). */
+  vcpus: z.number().int().optional(),
   console_log: z.string(),
 });
 
@@ -67,7 +69,7 @@ export const RunResultsSchema = z.object({
 });
 
 export const CellTestSchema = TestRecordSchema.omit({ logs: true });
-const stageTiming = z.object({ seconds: z.number(), cached: z.boolean(), shared: z.boolean() });
+const stageTiming = z.object({ seconds: z.number(), cached: z.boolean(), shared: z.boolean(), vcpus: z.number().int().optional() });
 
 // 2: paths relative to the cache dir (absolute in 1).
 export const CELL_SCHEMA_VERSION = 2;

@@ -30,6 +30,8 @@ export interface StageTiming {
   cached: boolean;
   /** Another cell of this run built it first (this cell waited for it). */
   shared: boolean;
+  /** A boot: the guest's vCPUs. */
+  vcpus?: number;
 }
 
 /** A guest test as a cell keeps it: the run's record without its log paths (the page embeds the evidence). */

@@ -203,6 +203,8 @@ export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summa
     },
     capacity,
     bootWeight,
+    // --boots N fixes the share of each boot; else each boot gets the cores free for it.
+    adaptiveVcpus: !o.jobs,
     force: o.force,
     onProgress: progress,
     onCellDone: (cell) => deferred.get(cell.id)?.resolve(cell),

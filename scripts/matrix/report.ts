@@ -100,14 +100,17 @@ export function columnStatus(cell: CellResult, col: ReportColumn): string {
  * over the wall-clock from the first of them starting to the last finishing. Null when
  * nothing booted.
  */
-export function bootParallelism(cells: CellResult[]): { bootSeconds: number; wallSeconds: number; parallelism: number } | null {
+export function bootParallelism(cells: CellResult[]): { bootSeconds: number; wallSeconds: number; parallelism: number; vcpus: Record<string, number> } | null {
   const booted = cells.filter((c) => c.stages.boot && !c.stages.boot.cached);
   if (booted.length === 0) return null;
   const bootSeconds = booted.reduce((n, c) => n + c.stages.boot!.seconds, 0);
   const start = Math.min(...booted.map((c) => Date.parse(c.started)));
   const end = Math.max(...booted.map((c) => Date.parse(c.finished)));
   const wallSeconds = Math.max(1, (end - start) / 1000);
-  return { bootSeconds, wallSeconds, parallelism: bootSeconds / wallSeconds };
+  // How many guests ran with how many vCPUs.
+  const vcpus: Record<string, number> = {};
+  for (const c of booted) if (c.stages.boot!.vcpus) vcpus[c.stages.boot!.vcpus] = (vcpus[c.stages.boot!.vcpus] ?? 0) + 1;
+  return { bootSeconds, wallSeconds, parallelism: bootSeconds / wallSeconds, vcpus };
 }
 
 /** The judged summary line of one cell (empty for a cell that never ran). */
@@ -275,7 +278,9 @@ export function predictionChecks(cell: CellResult): PredictionCheck[] {
 
 function packing(cells: CellResult[]): string[] {
   const p = bootParallelism(cells);
-  return p ? [`Boots: ${p.bootSeconds.toFixed(0)} boot-seconds in ${p.wallSeconds.toFixed(0)} s of wall-clock, a parallelism of ${p.parallelism.toFixed(2)}.`, ""] : [];
+  if (!p) return [];
+  const vcpus = Object.entries(p.vcpus).map(([n, boots]) => `${boots} with ${n} vCPU${n === "1" ? "" : "s"}`);
+  return [`Boots: ${p.bootSeconds.toFixed(0)} boot-seconds in ${p.wallSeconds.toFixed(0)} s of wall-clock, a parallelism of ${p.parallelism.toFixed(2)}${vcpus.length ? ` (guests: ${vcpus.join(", ")})` : ""}.`, ""];
 }
 
 const mdEscape = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");

@@ -19,15 +19,17 @@ import type { MatrixPlan, PlannedCell } from "./spec.js";
 /** A weighted semaphore: `run(w, fn)` waits until `w` units of the machine are free. */
 export class Capacity {
   private used = 0;
-  private readonly waiting: { weight: number; go: () => void }[] = [];
+  private readonly waiting: { weight: () => number; go: (w: number) => void }[] = [];
   constructor(readonly total: number) {}
 
-  async run<T>(weight: number, fn: () => Promise<T>): Promise<T> {
-    const w = Math.min(Math.max(1, weight), this.total);
-    if (this.used + w <= this.total && this.waiting.length === 0) this.used += w;
-    else await new Promise<void>((go) => this.waiting.push({ weight: w, go })); // wake() grants w
+  /** weight: a number, or a function read when the units are granted (fn gets what it was granted). */
+  async run<T>(weight: number | (() => number), fn: (granted: number) => Promise<T>): Promise<T> {
+    const want = () => Math.min(Math.max(1, typeof weight === "number" ? weight : weight()), this.total);
+    let w: number;
+    if (this.waiting.length === 0 && this.used + want() <= this.total) this.used += w = want();
+    else w = await new Promise<number>((go) => this.waiting.push({ weight: want, go })); // wake() grants it
     try {
-      return await fn();
+      return await fn(w);
     } finally {
       this.used -= w;
       this.wake();
@@ -36,12 +38,22 @@ export class Capacity {
 
   private wake(): void {
     // First come, first served: a waiting build is not starved by a stream of boots.
-    while (this.waiting.length && this.used + this.waiting[0].weight <= this.total) {
+    while (this.waiting.length && this.used + this.waiting[0].weight() <= this.total) {
       const next = this.waiting.shift()!;
-      this.used += next.weight;
-      next.go();
+      const w = next.weight();
+      this.used += w;
+      next.go(w);
     }
   }
+}
+
+/**
+ * Pure: the vCPUs of the next boot. Boots still to come share the cores: one vCPU each while
+ * there are as many boots as cores (measured here: two 1-vCPU guests side by side finish two
+ * cells sooner than two 2-vCPU guests one after the other), the most allowed for the last one.
+ */
+export function guestVcpus(capacity: number, most: number, bootsToCome: number): number {
+  return Math.min(Math.max(1, most), Math.max(1, Math.floor(capacity / Math.max(1, bootsToCome))));
 }
 
 export interface KernelOutcome<K> {
@@ -69,7 +81,8 @@ export interface CellStages<K, I> {
   /** The doctor's predictions for this cell's own kernel (an image is shared across kernels). */
   predict?(cell: PlannedCell, kernel: K, image: I): CellResult["predicted"];
   /** The guest run: the same record (results.json) a single run gives. */
-  boot(cell: PlannedCell, kernel: K, image: I): Promise<RunRecord>;
+  /** vcpus: the guest's share of the machine, picked when the boot starts. */
+  boot(cell: PlannedCell, kernel: K, image: I, vcpus?: number): Promise<RunRecord>;
 }
 
 export interface MatrixRunOptions<K, I> {
@@ -78,6 +91,12 @@ export interface MatrixRunOptions<K, I> {
   /** Units of the machine (its cores); a build takes all, a boot `bootWeight`. */
   capacity: number;
   bootWeight: number;
+  /**
+   * A boot takes as many cores as it will run vCPUs (a TCG vCPU is a host thread): with
+   * `adaptiveVcpus` each boot gets the machine's cores shared among the boots still to come
+   * (at most bootWeight, at least 1), else bootWeight.
+   */
+  adaptiveVcpus?: boolean;
   force?: boolean;
   /** Progress per cell: the step it is in, and the last log line. */
   onProgress?: (cellId: string, step: string) => void;
@@ -181,6 +200,8 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
   const kernels = new SharedStages<{ out: KernelOutcome<K>; seconds: number }>();
   const images = new SharedStages<{ out: ImageOutcome<I>; seconds: number }>();
   let boots = 0;
+  // The cells still to boot (neither kept nor skipped): they share the cores (guestVcpus).
+  let bootsToCome = cells.filter((c) => !c.skip && !keepStored(storedCell(o.outDir, c.id), c, Boolean(o.force))).length;
   const kept: string[] = [];
   const ran: string[] = [];
   const progress = o.onProgress ?? (() => undefined);
@@ -201,6 +222,7 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
     const started = new Date();
     const cell = baseCell(plan.spec.name, c, started);
     const finish = async (status: CellStatus, reason: string | null = null): Promise<CellResult> => {
+      if (!c.skip) bootsToCome--;
       cell.status = status;
       cell.reason = reason;
       cell.finished = new Date().toISOString();
@@ -233,12 +255,15 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
 
       stage = "boot";
       progress(c.id, "waiting for a boot slot");
-      const boot = await machine.run(o.bootWeight, () => {
+      // Adaptive: the share is read when the cores are granted, from the boots still to come then.
+      let vcpus = o.bootWeight;
+      const boot = await machine.run(o.adaptiveVcpus ? () => guestVcpus(o.capacity, o.bootWeight, bootsToCome) : o.bootWeight, (granted) => {
         boots++;
-        progress(c.id, "boot and test");
-        return timed(() => o.stages.boot(c, kernel.out.handle, image.out.handle));
+        vcpus = granted;
+        progress(c.id, `boot and test (${vcpus} vCPU${vcpus > 1 ? "s" : ""})`);
+        return timed(() => o.stages.boot(c, kernel.out.handle, image.out.handle, o.adaptiveVcpus ? vcpus : undefined));
       });
-      cell.stages.boot = { seconds: boot.seconds, cached: boot.out.cached, shared: false };
+      cell.stages.boot = { seconds: boot.seconds, cached: boot.out.cached, shared: false, vcpus: boot.out.results.attempts.at(-1)?.vcpus ?? vcpus };
       applyRun(cell, boot.out, informationalFor(c.config), c.config.cache_dir);
       return finish(cell.status, cell.reason);
     } catch (err) {

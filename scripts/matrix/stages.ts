@@ -65,9 +65,9 @@ export function realStages(progress: ProgressFn = () => undefined, o: { forceBoo
       return Boolean(key && new ArtifactCache(c.config.cache_dir).has("criu", key));
     },
     predict: (c, kernel, image) => predictionsFor(c.config, kernel, image),
-    async boot(c, kernel, image): Promise<RunRecord> {
+    async boot(c, kernel, image, vcpus): Promise<RunRecord> {
       return inCell(c, "boot", progress, async () => {
-        const out = await drive(c.config, ["boot"], { given: { kernel, ...image }, boot: { force: o.forceBoot, log: (l) => progress(c.id, `boot | ${l}`) } });
+        const out = await drive(c.config, ["boot"], { given: { kernel, ...image }, boot: { force: o.forceBoot, log: (l) => progress(c.id, `boot | ${l}`), vcpus } });
         return out.boot!.value;
       });
     },

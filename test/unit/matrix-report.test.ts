@@ -331,14 +331,14 @@ describe("verdicts: deciding, informational, expected failures", () => {
 
 describe("how well a run packed the machine", () => {
   it("boot-seconds over wall-clock, counting only cells that booted", () => {
-    const at = (c: CellResult, start: string, end: string, boot: number, cached = false) => ({ ...c, started: start, finished: end, stages: { boot: { seconds: boot, cached, shared: false } } });
+    const at = (c: CellResult, start: string, end: string, boot: number, cached = false) => ({ ...c, started: start, finished: end, stages: { boot: { seconds: boot, cached, shared: false, vcpus: 1 } } });
     const cells = [
       at(good("4.1.1"), "2026-11-30T10:00:00.000Z", "2026-11-30T10:02:00.000Z", 100),
       at(good("4.2.1"), "2026-11-30T10:00:30.000Z", "2026-11-30T10:03:20.000Z", 120),
       at(good("3.17.1"), "2026-11-30T09:00:00.000Z", "2026-11-30T09:00:01.000Z", 90, true),
     ];
-    expect(bootParallelism(cells)).toEqual({ bootSeconds: 220, wallSeconds: 200, parallelism: 1.1 });
-    expect(renderMarkdown(buildReport("m", cells, { rules: [] }))).toContain("Boots: 220 boot-seconds in 200 s of wall-clock, a parallelism of 1.10.");
+    expect(bootParallelism(cells)).toEqual({ bootSeconds: 220, wallSeconds: 200, parallelism: 1.1, vcpus: { 1: 2 } });
+    expect(renderMarkdown(buildReport("m", cells, { rules: [] }))).toContain("Boots: 220 boot-seconds in 200 s of wall-clock, a parallelism of 1.10 (guests: 2 with 1 vCPU).");
     expect(bootParallelism([cells[2]])).toBeNull();
   });
 });

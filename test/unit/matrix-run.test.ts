@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { loadMatrixSpec, planMatrix, type PlannedCell } from "../../scripts/matrix/spec.js";
-import { Capacity, runMatrix, type CellStages } from "../../scripts/matrix/run.js";
+import { Capacity, guestVcpus, runMatrix, type CellStages } from "../../scripts/matrix/run.js";
 import type { RunResults } from "../../scripts/boot/stage.js";
 import { runRecord } from "../helpers/run-record.js";
 import { bootBlockers, KernelCannotBootError } from "../../scripts/kernel/bootable.js";
@@ -192,6 +192,31 @@ describe("matrix runner", () => {
     expect(overlaps()).toBe(false);
   });
 
+  it("each boot gets the cores shared among the boots still to come: one each while they are many, all for the last", async () => {
+    expect(guestVcpus(2, 2, 6)).toBe(1);
+    expect(guestVcpus(2, 2, 2)).toBe(1);
+    expect(guestVcpus(2, 2, 1)).toBe(2);
+    expect(guestVcpus(8, 2, 1)).toBe(2); // never more than boot.cpus
+    expect(guestVcpus(8, 4, 2)).toBe(4);
+    expect(guestVcpus(1, 2, 0)).toBe(1);
+    const base = recordingStages({ delayMs: 5 });
+    const given: { id: string; vcpus?: number }[] = [];
+    const stages: CellStages<string, string> = { ...base.stages, boot: (c, k, i, vcpus) => (given.push({ id: c.id, vcpus }), base.stages.boot(c, k, i)) };
+    const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
+    await runMatrix(plan, plan.cells, opts(out, stages, { bootWeight: 2, adaptiveVcpus: true }));
+    // Six boots arriving together: each shares the two cores with another (the last one too).
+    expect(given.map((g) => g.vcpus)).toEqual([1, 1, 1, 1, 1, 1]);
+    // The cell records what its guest got; without adaptiveVcpus the stage picks (boot.cpus).
+    expect(storedCell(out, given[0].id)?.stages.boot?.vcpus).toBe(1);
+    // A boot alone gets both; the share is read when the cores are granted, not when it asked.
+    given.length = 0;
+    await runMatrix(plan, plan.cells.slice(0, 1), opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), stages, { bootWeight: 2, adaptiveVcpus: true }));
+    expect(given.map((g) => g.vcpus)).toEqual([2]);
+    given.length = 0;
+    await runMatrix(plan, plan.cells, opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), stages, { bootWeight: 2 }));
+    expect(given.every((g) => g.vcpus === undefined)).toBe(true);
+  });
+
   it("Capacity serves waiters first come, first served", async () => {
     const cap = new Capacity(2);
     const order: string[] = [];
@@ -203,5 +228,14 @@ describe("matrix runner", () => {
     await Promise.all([job("boot1", 1, 20), job("build", 2, 5), job("boot2", 1, 5)]);
     // boot2 would fit beside boot1, but the build asked first.
     expect(order).toEqual(["+boot1", "-boot1", "+build", "-build", "+boot2", "-boot2"]);
+    // A weight given as a function is read when the units are granted.
+    let share = 2;
+    const granted: number[] = [];
+    const holder = cap.run(2, async () => {
+      await sleep(10);
+      share = 1;
+    });
+    await Promise.all([holder, cap.run(() => share, async (w) => void granted.push(w))]);
+    expect(granted).toEqual([1]);
   });
 });
