@@ -25,7 +25,7 @@ import { loadScenarios } from "../data/scenarios.js";
 import type { KernelRef } from "../kernel/result.js";
 
 export const RUN_RECIPE_VERSION = 1;
-import { GUEST_END_MARKER, GUEST_INIT, GUEST_STARTED_MARKER } from "../lib/guest-contract.js";
+import { GUEST_CLOCK_PREFIX, GUEST_END_MARKER, GUEST_INIT, GUEST_STARTED_MARKER } from "../lib/guest-contract.js";
 
 export { GUEST_END_MARKER, GUEST_INIT, GUEST_STARTED_MARKER };
 
@@ -39,6 +39,8 @@ export interface Attempt {
   prepare_seconds?: number;
   /** The guest's vCPUs in this attempt. */
   vcpus?: number;
+  /** The guest's clock marks (uptime at each), from the console. */
+  guest_clock?: GuestMark[];
   end_seconds?: number | null;
   read_seconds?: number;
   console_log: string;
@@ -150,7 +152,8 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
         started: { marker: GUEST_STARTED_MARKER, timeoutMs: config.boot.boot_timeout_seconds * 1000 },
       });
       const rel = `console-${i}.log`;
-      const clock = { boot_seconds: boot.startedAfter ?? null, prepare_seconds, end_seconds: boot.endedAfter ?? null, vcpus };
+      const marks = existsSync(consoleLog) ? parseGuestClock(readFileSync(consoleLog, "utf8")) : [];
+      const clock = { boot_seconds: boot.startedAfter ?? null, prepare_seconds, end_seconds: boot.endedAfter ?? null, vcpus, ...(marks.length ? { guest_clock: marks } : {}) };
       if (boot.status !== "ok") {
         attempts.push({ status: boot.status, reason: boot.reason, seconds: boot.seconds, ...clock, console_log: rel });
         log(`attempt ${i}: ${boot.status}: ${boot.reason}`);
@@ -234,9 +237,40 @@ export async function promoteRun(runsRoot: string, key: string, attemptDir: stri
   return record;
 }
 
+export interface GuestMark {
+  mark: string;
+  uptime: number;
+}
+
+/** Pure: the guest's clock marks in a console log, in order. */
+export function parseGuestClock(console: string): GuestMark[] {
+  const out: GuestMark[] = [];
+  for (const line of console.split("\n")) {
+    const at = line.indexOf(GUEST_CLOCK_PREFIX);
+    if (at < 0) continue;
+    const m = /^(\S+) (\d+(?:\.\d+)?)\s*$/.exec(line.slice(at + GUEST_CLOCK_PREFIX.length));
+    if (m) out.push({ mark: m[1], uptime: Number(m[2]) });
+  }
+  return out;
+}
+
+/** What the time from one guest mark to the next was spent on. */
+function markPhase(mark: string): string {
+  if (mark.startsWith("scenario:")) return `guest: scenario ${mark.slice("scenario:".length)}`;
+  const names: Record<string, string> = {
+    init: "guest: set-up (mounts, input disk)",
+    checks: "guest: criu check, --feature checks, ptrace, kernel config",
+    "tests-done": "guest: results packed and written",
+    transfer: "guest: transfer disk written",
+    written: "guest: sync to the end marker",
+  };
+  return names[mark] ?? `guest: ${mark}`;
+}
+
 /**
  * The per-phase clock of a complete run (pure): where the time from QEMU start to the results
- * in hand goes. Older runs without the clock give what they have.
+ * in hand goes. With the guest's marks, the guest's part splits into set-up, checks, each
+ * scenario and packing; without them (older runs) into the tests' own clocks and the rest.
  */
 export function runPhases(r: RunResults): { phase: string; seconds: number | null }[] {
   const a = r.attempts.at(-1);
@@ -244,11 +278,20 @@ export function runPhases(r: RunResults): { phase: string; seconds: number | nul
   const tests = r.tests.reduce((n, t) => n + t.seconds, 0);
   const end = a.end_seconds ?? null;
   const boot = a.boot_seconds;
+  const marks = a.guest_clock ?? [];
+  const guest: { phase: string; seconds: number | null }[] = [];
+  if (marks.length && end !== null && boot !== null) {
+    // The init mark is taken as the guest init's first line appears (boot_seconds on the host's clock).
+    const hostAt = (m: GuestMark) => boot + (m.uptime - marks[0].uptime);
+    marks.forEach((m, i) => guest.push({ phase: markPhase(m.mark), seconds: Math.max(0, (i + 1 < marks.length ? hostAt(marks[i + 1]) : end) - hostAt(m)) }));
+  } else {
+    guest.push({ phase: "tests (sum of each test's clock)", seconds: tests });
+    guest.push({ phase: "guest outside tests (set-up, collecting, packing)", seconds: end !== null && boot !== null ? Math.max(0, end - boot - tests) : null });
+  }
   return [
     { phase: "host: results disk prepared", seconds: a.prepare_seconds ?? null },
     { phase: "QEMU start to guest init", seconds: boot },
-    { phase: "tests (sum of each test's clock)", seconds: tests },
-    { phase: "guest outside tests (set-up, collecting, packing)", seconds: end !== null && boot !== null ? Math.max(0, end - boot - tests) : null },
+    ...guest,
     { phase: "end marker to QEMU exit (power-off)", seconds: end !== null ? Math.max(0, a.seconds - end) : null },
     { phase: "host: results read", seconds: a.read_seconds ?? null },
     { phase: "whole run (host clock)", seconds: r.seconds },

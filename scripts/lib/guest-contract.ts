@@ -29,6 +29,8 @@ export const GUEST_CONTRACT_ENV = `${GUEST_PATHS.runner}/contract.env`;
 /** Console markers: the init's first line, and the last line of a run. */
 export const GUEST_STARTED_MARKER = "cr-guest: init up";
 export const GUEST_END_MARKER = "CRGUEST-END-OF-RUN";
+/** The guest's clock marks on the console: `cr-guest: clock <mark> <uptime seconds>` (lib.sh `mark`). */
+export const GUEST_CLOCK_PREFIX = "cr-guest: clock ";
 
 /**
  * The results disk: found by a marker in its first sector (device names are not stable).

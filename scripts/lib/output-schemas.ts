@@ -40,6 +40,8 @@ export const AttemptSchema = z.object({
   read_seconds: z.number().optional(),
   /** The guest's vCPUs in this attempt (a matrix picks them from the free cores). */
   vcpus: z.number().int().optional(),
+  /** The guest's own clock marks (uptime), read from the console: where the guest's time goes. */
+  guest_clock: z.array(z.object({ mark: z.string(), uptime: z.number() })).optional(),
   console_log: z.string(),
 });
 

@@ -6,7 +6,7 @@ import { createResultsDisk, parseDoneRecord, readResultsDisk } from "../../scrip
 import { errorLines, readTestRecords, summarize } from "../../scripts/boot/results.js";
 import { runInput, shQuote } from "../../scripts/boot/run-input.js";
 import { loadScenarios } from "../../scripts/data/scenarios.js";
-import { formatRun, kernelCommandLine, runPhases } from "../../scripts/boot/stage.js";
+import { formatRun, kernelCommandLine, parseGuestClock, runPhases } from "../../scripts/boot/stage.js";
 import { loadCriuCatalog } from "../../scripts/data/criu-catalog.js";
 import { run } from "../../scripts/lib/exec.js";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
@@ -130,6 +130,34 @@ describe("results", () => {
     // A run recorded before the clock existed: unknown phases are null, never invented.
     const old = { seconds: 80, attempts: [{ status: "ok", reason: "", seconds: 75, boot_seconds: 2.5, console_log: "c" }], tests: [] } as never;
     expect(Object.fromEntries(runPhases(old).map((x) => [x.phase, x.seconds]))["end marker to QEMU exit (power-off)"]).toBeNull();
+  });
+
+  it("with the guest's clock marks the guest's time splits into set-up, checks, each scenario and packing", () => {
+    // As the console shows them: kernel lines, the marks (some after the init's prefix), noise.
+    const console = [
+      "[    0.000000] Linux version 6.12.107",
+      "cr-guest: init up: 6.12.107",
+      "cr-guest: clock init 3.10",
+      "cr-guest: clock checks 4.60",
+      "cr-guest: PASS criu-check: Looks good.",
+      "cr-guest: clock scenario:simple-process 30.60",
+      "cr-guest: clock scenario:kata-container 38.10",
+      "cr-guest: clock tests-done 60.10",
+      "cr-guest: clock written 68.60",
+      "cr-guest: clock broken",
+    ].join("\n");
+    const marks = parseGuestClock(console);
+    expect(marks.map((m) => m.mark)).toEqual(["init", "checks", "scenario:simple-process", "scenario:kata-container", "tests-done", "written"]);
+    const r = { seconds: 80, attempts: [{ status: "ok", reason: "", seconds: 75, boot_seconds: 2.5, end_seconds: 68.5, console_log: "c", guest_clock: marks }], tests: [{ seconds: 20 }] } as never;
+    const p = Object.fromEntries(runPhases(r).map((x) => [x.phase, x.seconds]));
+    expect(p["guest: set-up (mounts, input disk)"]).toBeCloseTo(1.5);
+    expect(p["guest: criu check, --feature checks, ptrace, kernel config"]).toBeCloseTo(26);
+    expect(p["guest: scenario simple-process"]).toBeCloseTo(7.5);
+    expect(p["guest: scenario kata-container"]).toBeCloseTo(22);
+    expect(p["guest: results packed and written"]).toBeCloseTo(8.5);
+    // The last mark runs to the end marker, on the host's clock (init at 2.5 s = uptime 3.1).
+    expect(p["guest: sync to the end marker"]).toBeCloseTo(68.5 - (2.5 + 65.5));
+    expect(p["tests (sum of each test's clock)"]).toBeUndefined();
   });
 
   it("boots our images by PARTUUID and existing ones by partition", () => {
