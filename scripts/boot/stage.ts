@@ -260,8 +260,9 @@ function markPhase(mark: string): string {
   const names: Record<string, string> = {
     init: "guest: set-up (mounts, input disk)",
     checks: "guest: criu check, --feature checks, ptrace, kernel config",
-    "tests-done": "guest: results packed and written",
+    "tests-done": "guest: end of the tests to packing",
     transfer: "guest: transfer disk written",
+    packing: "guest: results packed and written",
     written: "guest: sync to the end marker",
   };
   return names[mark] ?? `guest: ${mark}`;

@@ -143,18 +143,20 @@ describe("results", () => {
       "cr-guest: clock scenario:simple-process 30.60",
       "cr-guest: clock scenario:kata-container 38.10",
       "cr-guest: clock tests-done 60.10",
+      "cr-guest: clock packing 60.20",
       "cr-guest: clock written 68.60",
       "cr-guest: clock broken",
     ].join("\n");
     const marks = parseGuestClock(console);
-    expect(marks.map((m) => m.mark)).toEqual(["init", "checks", "scenario:simple-process", "scenario:kata-container", "tests-done", "written"]);
+    expect(marks.map((m) => m.mark)).toEqual(["init", "checks", "scenario:simple-process", "scenario:kata-container", "tests-done", "packing", "written"]);
     const r = { seconds: 80, attempts: [{ status: "ok", reason: "", seconds: 75, boot_seconds: 2.5, end_seconds: 68.5, console_log: "c", guest_clock: marks }], tests: [{ seconds: 20 }] } as never;
     const p = Object.fromEntries(runPhases(r).map((x) => [x.phase, x.seconds]));
     expect(p["guest: set-up (mounts, input disk)"]).toBeCloseTo(1.5);
     expect(p["guest: criu check, --feature checks, ptrace, kernel config"]).toBeCloseTo(26);
     expect(p["guest: scenario simple-process"]).toBeCloseTo(7.5);
     expect(p["guest: scenario kata-container"]).toBeCloseTo(22);
-    expect(p["guest: results packed and written"]).toBeCloseTo(8.5);
+    expect(p["guest: end of the tests to packing"]).toBeCloseTo(0.1);
+    expect(p["guest: results packed and written"]).toBeCloseTo(8.4);
     // The last mark runs to the end marker, on the host's clock (init at 2.5 s = uptime 3.1).
     expect(p["guest: sync to the end marker"]).toBeCloseTo(68.5 - (2.5 + 65.5));
     expect(p["tests (sum of each test's clock)"]).toBeUndefined();
