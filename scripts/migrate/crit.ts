@@ -9,8 +9,9 @@ import { existsSync, readdirSync } from "node:fs";
 import { cp, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { criuBuildDeps } from "../criu/build-recipe.js";
-import { obtainCriuSource, type SourceProvider } from "../criu/sources.js";
-import { resolveAndPlanCriu, type CriuMetadata } from "../criu/stage.js";
+import { obtainCriuSource, type ResolvedProvider, type SourceProvider } from "../criu/sources.js";
+import { resolveAndPlanCriu, SOURCE_FIX, type CriuMetadata } from "../criu/stage.js";
+import { NotAvailableError } from "../lib/download.js";
 import { ArtifactCache } from "../lib/cache.js";
 import { ensureChroot, runInChroot } from "../lib/chroot.js";
 import type { PipelineConfig } from "../lib/config.js";
@@ -18,7 +19,7 @@ import { run } from "../lib/exec.js";
 import { cacheKey } from "../lib/hash.js";
 import { TRANSFER_OFFSET_MIB } from "../lib/guest-contract.js";
 
-export const CRIT_RECIPE_VERSION = 1;
+export const CRIT_RECIPE_VERSION = 2;
 const STEP_TIMEOUT_MS = 2 * 60_000;
 
 export class CritUnavailableError extends Error {}
@@ -58,8 +59,11 @@ export function pbPy(protos: string[]): string {
 
 export interface CritMetadata {
   version: string;
-  /** The source content the CRIU build came from (the same identity as its metadata). */
+  /** The source content crit was made from. */
   identity: string;
+  /** That source, for a reader; same_source: the very content the CRIU build came from. */
+  source: string;
+  same_source: boolean;
   build_suite: string;
   chroot_packages: string[];
   argv: string[];
@@ -75,54 +79,81 @@ function chrootPackages(m: CriuMetadata): string[] {
   return criuBuildDeps(m.link === "dynamic" ? "dynamic" : "static");
 }
 
-/** crit for a CRIU build (cached by its source identity): throws CritUnavailableError with the reason. */
+/**
+ * Pure: the sources crit can be made from, best first: the build's own content (under any
+ * provider that serves it), then any other source of the version (the image protos are the
+ * version's, whichever tarball they come from).
+ */
+export function critSources<C extends { provider: string; key?: string; identity?: string }>(candidates: C[], buildIdentity: string): C[] {
+  const servable = candidates.filter((c) => c.key && c.identity && c.provider !== "debian-binary");
+  return [...servable.filter((c) => c.identity === buildIdentity), ...servable.filter((c) => c.identity !== buildIdentity)];
+}
+
+/** crit for a CRIU build (cached by the source it is made from): throws CritUnavailableError with the reason. */
 export async function ensureCrit(config: PipelineConfig, criu: CriuMetadata, log: (l: string) => void = () => undefined): Promise<CritTool> {
   const cache = new ArtifactCache(config.cache_dir);
   const packages = chrootPackages(criu);
-  const key = cacheKey({ recipe: CRIT_RECIPE_VERSION, version: criu.version, identity: criu.identity, suite: criu.build_suite, packages, mirror: config.debian.mirror });
-  const art = await cache.getOrBuild<CritMetadata>("crit", key, async (tmp) => {
-    const plan = resolveAndPlanCriu(config, { strict: false });
-    const candidate = plan.candidates.find((c) => c.key && c.provider === criu.provider);
-    if (!candidate || candidate.provider === "debian-binary")
-      throw new CritUnavailableError(`crit ${criu.version}: no source tree for a CRIU from ${criu.provider} (crit is made from the source)`);
-    const work = join(tmp, "work");
-    await mkdir(work, { recursive: true });
-    const { tree, origin } = await obtainCriuSource(candidate as typeof candidate & { provider: SourceProvider }, plan.resolved, { cacheRoot: cache.root, mirror: config.debian.mirror, log }, work, config.criu.upstream_url_base);
-    if (origin.identity !== criu.identity) throw new CritUnavailableError(`crit ${criu.version}: the source now reads ${origin.identity}, the build came from ${criu.identity}`);
-    const layout = critLayout((rel) => existsSync(join(tree, rel)), `CRIU ${criu.version} source (${origin.from})`);
-    const chroot = await ensureChroot({ cache, suite: criu.build_suite, packages, mirror: config.debian.mirror, log });
-    // Generated in the chroot (its protoc and Python), from a copy of the tree there.
-    const inside = `/build/crit-${key}-${process.pid}`;
-    const there = join(chroot.dir, inside);
-    await rm(there, { recursive: true, force: true });
-    await mkdir(join(chroot.dir, "build"), { recursive: true });
+  const plan = resolveAndPlanCriu(config, { strict: false });
+  const sources = critSources(plan.candidates, criu.identity);
+  if (!sources.length) throw new CritUnavailableError(`no provider serves the source of CRIU ${criu.version} (crit is made from it): ${SOURCE_FIX}`);
+  const tried: string[] = [];
+  for (const candidate of sources) {
+    const key = cacheKey({ recipe: CRIT_RECIPE_VERSION, version: criu.version, identity: candidate.identity, suite: criu.build_suite, packages, mirror: config.debian.mirror });
     try {
-      await run(["cp", "-a", tree, there], { timeoutMs: STEP_TIMEOUT_MS });
-      const out = join(there, "out");
-      await mkdir(join(out, "pycriu", "images"), { recursive: true });
-      for (const dir of [layout.pycriu, `${layout.pycriu}/images`])
-        for (const f of readdirSync(join(tree, dir)).filter((n) => n.endsWith(".py")))
-          await cp(join(tree, dir, f), join(out, "pycriu", dir === layout.pycriu ? "" : "images", f));
-      const protos = imageProtos(readdirSync(join(tree, "images")));
-      const step = (argv: string[]) => runInChroot(chroot.dir, argv, { cwd: inside, timeoutMs: STEP_TIMEOUT_MS, onLine: log });
-      await step(["protoc", "-I=images/", "-I=/usr/include/", `--python_out=${inside}/out/pycriu/images`, ...protos.map((p) => `images/${p}`)]);
-      await step(["protoc", "-I=images/", `--python_out=${inside}/out/pycriu`, "images/rpc.proto"]);
-      await step(["python3", "scripts/magic-gen.py", "criu/include/magic.h", `${inside}/out/pycriu/images/magic.py`]);
-      await writeFile(join(out, "pycriu", "images", "pb.py"), pbPy(protos));
-      const versionPy = `__version__ = '${criu.version}'\n`;
-      await writeFile(join(out, "pycriu", "version.py"), versionPy);
-      if (layout.critPackage) {
-        await cp(join(tree, layout.critPackage), join(out, "crit"), { recursive: true });
-        await writeFile(join(out, "crit", "version.py"), versionPy);
-      }
-      await cp(out, join(tmp, "tool"), { recursive: true });
-    } finally {
-      await rm(there, { recursive: true, force: true });
-      await rm(work, { recursive: true, force: true });
+      const art = await cache.getOrBuild<CritMetadata>("crit", key, (tmp) => makeCrit(config, criu, plan, candidate as typeof candidate & { provider: SourceProvider }, { key, packages, tmp, log }));
+      return { dir: join(art.dir, "tool"), metadata: art.metadata };
+    } catch (err) {
+      if (!(err instanceof NotAvailableError)) throw err;
+      tried.push(`${candidate.provider}: ${err.message}`);
     }
-    return { version: criu.version, identity: criu.identity, build_suite: criu.build_suite, chroot_packages: packages, argv: critArgv(layout), created: new Date().toISOString() };
-  });
-  return { dir: join(art.dir, "tool"), metadata: art.metadata };
+  }
+  throw new CritUnavailableError(`the source of CRIU ${criu.version} could not be had (${tried.join("; ")}): ${SOURCE_FIX}`);
+}
+
+async function makeCrit(
+  config: PipelineConfig,
+  criu: CriuMetadata,
+  plan: ReturnType<typeof resolveAndPlanCriu>,
+  candidate: ResolvedProvider & { provider: SourceProvider },
+  o: { key: string; packages: string[]; tmp: string; log: (l: string) => void },
+): Promise<CritMetadata> {
+  const { key, packages, tmp, log } = o;
+  const cache = new ArtifactCache(config.cache_dir);
+  const work = join(tmp, "work");
+  await mkdir(work, { recursive: true });
+  const { tree, origin } = await obtainCriuSource(candidate, plan.resolved, { cacheRoot: cache.root, mirror: config.debian.mirror, log }, work, config.criu.upstream_url_base);
+  const layout = critLayout((rel) => existsSync(join(tree, rel)), `CRIU ${criu.version} source (${origin.from})`);
+  const chroot = await ensureChroot({ cache, suite: criu.build_suite, packages, mirror: config.debian.mirror, log });
+  // Generated in the chroot (its protoc and Python), from a copy of the tree there.
+  const inside = `/build/crit-${key}-${process.pid}`;
+  const there = join(chroot.dir, inside);
+  await rm(there, { recursive: true, force: true });
+  await mkdir(join(chroot.dir, "build"), { recursive: true });
+  try {
+    await run(["cp", "-a", tree, there], { timeoutMs: STEP_TIMEOUT_MS });
+    const out = join(there, "out");
+    await mkdir(join(out, "pycriu", "images"), { recursive: true });
+    for (const dir of [layout.pycriu, `${layout.pycriu}/images`])
+      for (const f of readdirSync(join(tree, dir)).filter((n) => n.endsWith(".py")))
+        await cp(join(tree, dir, f), join(out, "pycriu", dir === layout.pycriu ? "" : "images", f));
+    const protos = imageProtos(readdirSync(join(tree, "images")));
+    const step = (argv: string[]) => runInChroot(chroot.dir, argv, { cwd: inside, timeoutMs: STEP_TIMEOUT_MS, onLine: log });
+    await step(["protoc", "-I=images/", "-I=/usr/include/", `--python_out=${inside}/out/pycriu/images`, ...protos.map((p) => `images/${p}`)]);
+    await step(["protoc", "-I=images/", `--python_out=${inside}/out/pycriu`, "images/rpc.proto"]);
+    await step(["python3", "scripts/magic-gen.py", "criu/include/magic.h", `${inside}/out/pycriu/images/magic.py`]);
+    await writeFile(join(out, "pycriu", "images", "pb.py"), pbPy(protos));
+    const versionPy = `__version__ = '${criu.version}'\n`;
+    await writeFile(join(out, "pycriu", "version.py"), versionPy);
+    if (layout.critPackage) {
+      await cp(join(tree, layout.critPackage), join(out, "crit"), { recursive: true });
+      await writeFile(join(out, "crit", "version.py"), versionPy);
+    }
+    await cp(out, join(tmp, "tool"), { recursive: true });
+  } finally {
+    await rm(there, { recursive: true, force: true });
+    await rm(work, { recursive: true, force: true });
+  }
+  return { version: criu.version, identity: origin.identity, source: origin.from, same_source: origin.identity === criu.identity, build_suite: criu.build_suite, chroot_packages: packages, argv: critArgv(layout), created: new Date().toISOString() };
 }
 
 /** crit's reading of one case's dump. */
@@ -226,7 +257,10 @@ export async function inspectPairDump(
     try {
       const tool = await ensureCrit(side.config, side.criu, log);
       const read = await readDumps(tool, side.config, disk, transferBytes, cases);
-      readings.push({ version: side.criu.version, role: side.role, ...critSummary(read), cases: read });
+      const summary = critSummary(read);
+      // crit made from another source of the version (the build's own is not reachable now).
+      if (!tool.metadata.same_source) summary.message += ` (crit from ${tool.metadata.source})`;
+      readings.push({ version: side.criu.version, role: side.role, ...summary, cases: read });
     } catch (err) {
       readings.push({ version: side.criu.version, role: side.role, status: "unavailable", message: (err as Error).message.split("\n")[0], cases: [] });
     }

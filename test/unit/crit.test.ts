@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { critArgv, critCaseVerdict, critLayout, critSummary, CritUnavailableError, imageProtos, pbPy } from "../../scripts/migrate/crit.js";
+import { critArgv, critCaseVerdict, critLayout, critSources, critSummary, CritUnavailableError, imageProtos, pbPy } from "../../scripts/migrate/crit.js";
 import { missingTarballs, unpackRelease } from "../helpers/criu-sources.js";
 
 const ok = (stdout: string) => ({ exitCode: 0, stdout, stderr: "" });
@@ -39,6 +39,21 @@ describe.skipIf(missingTarballs())("crit from a CRIU tree", () => {
     } finally {
       for (const t of Object.values(trees)) rmSync(dirname(t), { recursive: true, force: true });
     }
+  });
+});
+
+describe("where crit comes from", () => {
+  it("the build's own content first (under any provider serving it), then other sources of the version; never a binary package", () => {
+    const candidates = [
+      { provider: "debian-binary", key: "b", identity: "deb:bookworm:3.17.1-2" },
+      { provider: "local-mirror", identity: undefined, skip: "criu.local_mirror is not set" },
+      { provider: "debian-source", key: "d", identity: "sha256:orig" },
+      { provider: "upstream", key: "u", identity: "sha256:tag" },
+    ];
+    // A build from the tag archive (made once with --criu-mirror): upstream serves that content.
+    expect(critSources(candidates, "sha256:tag").map((c) => c.provider)).toEqual(["upstream", "debian-source"]);
+    expect(critSources(candidates, "sha256:orig").map((c) => c.provider)).toEqual(["debian-source", "upstream"]);
+    expect(critSources(candidates.slice(0, 2), "sha256:tag")).toEqual([]);
   });
 });
 
