@@ -8,6 +8,7 @@ import type { PairResult } from "../migrate/run.js";
 import { cacheKey } from "../lib/hash.js";
 import type { AxisValues } from "./spec.js";
 import { CELL_SCHEMA, type CellResult, type CellStatus, type CellTest } from "./cell.js";
+import { judgeCell } from "./verdicts.js";
 
 /** crit's readings in a pair cell: informational tests, never deciding. */
 export const CRIT_TEST_PREFIX = "crit/";
@@ -85,10 +86,14 @@ export function renderPairGrids(cells: CellResult[]): string[] {
   const cases = [...new Set(pairs.flatMap((p) => p.tests.map((t) => t.name).filter((n) => !n.startsWith(CRIT_TEST_PREFIX))))];
   const out = ["## Migration: dump with (rows), restore with (columns)", ""];
   out.push(`${pairs.length} pairs: ${pairs.map((p) => `${p.id} **${p.status}**`).join(", ")}`, "");
+  // As judged: a failure the catalog predicted is XFAIL, a predicted failure that passed XPASS.
+  const judged = new Map(pairs.map((p) => [p.id, new Map(judgeCell(p).map((j) => [j.test.name, j]))]));
+  const shown = { xfail: "XFAIL", xpass: "XPASS" } as Record<string, string>;
   const statusOf = (p: CellResult | undefined, test: string) => {
     if (!p) return "";
     if (p.status === "ERROR" || p.status === "SKIPPED") return p.status;
-    return p.tests.find((t) => t.name === test)?.status ?? "-";
+    const j = judged.get(p.id)!.get(test);
+    return j ? (shown[j.verdict] ?? j.test.status) : "-";
   };
   for (const test of cases) {
     out.push(`### ${test}`, "", `| dump with \\ restore with | ${cols.join(" | ")} |`, `|---|${cols.map(() => "---").join("|")}|`);
@@ -96,7 +101,14 @@ export function renderPairGrids(cells: CellResult[]): string[] {
     out.push("");
   }
   const failures = pairs.flatMap((p) =>
-    p.status === "ERROR" || (p.status === "FAIL" && !p.tests.length) ? [`- ${p.id}: ${p.status}: ${p.reason ?? ""}`] : p.tests.filter((t) => t.status === "FAIL").map((t) => `- ${p.id}, ${t.name}: ${t.message}${t.error_lines.length ? `\n  \`${t.error_lines[0]}\`` : ""}`),
+    p.status === "ERROR" || (p.status === "FAIL" && !p.tests.length)
+      ? [`- ${p.id}: ${p.status}: ${p.reason ?? ""}`]
+      : [...judged.get(p.id)!.values()]
+          .filter((j) => j.verdict === "fail" || j.verdict === "xfail")
+          .map(({ test: t, verdict, because }) => {
+            const line = t.error_lines.find((l) => !t.message.includes(l));
+            return `- ${p.id}, ${t.name}: ${verdict === "xfail" ? `expected (${because}): ` : ""}${t.message}${line ? `\n  \`${line}\`` : ""}`;
+          }),
   );
   if (failures.length) out.push("Failures, with CRIU's first Error line:", "", ...failures, "");
   const crit = pairs.flatMap((p) => p.tests.filter((t) => t.name.startsWith(CRIT_TEST_PREFIX)).map((t) => `| ${p.id} | ${t.name.slice(CRIT_TEST_PREFIX.length)} | ${t.status} | ${t.message.replace(/\|/g, "\\|")} |`));
