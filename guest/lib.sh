@@ -55,6 +55,9 @@ write_output() { # dev dir
 
 now() { cut -d' ' -f1 /proc/uptime; }
 
+# A clock mark for the host's per-phase clock (the init prefixes it with "cr-guest: ").
+mark() { echo "clock $1 $(now)"; }
+
 # Every process under a pid (inclusive), from /proc: no pstree needed.
 tree_pids() {
 	echo "$1"
