@@ -16,6 +16,30 @@ import type { ImageResult } from "../../scripts/image/stage.js";
 const LIB = join(REPO_ROOT, "guest/lib.sh");
 const tmp = (p: string) => mkdtempSync(join(tmpdir(), p));
 
+describe("run_bounded (guest/lib.sh, run by this host's sh)", () => {
+  it("returns the command's exit code at once, and 124 with diagnostics at the deadline, leaving no watchdog behind", async () => {
+    const dir = tmp("crg-bounded-");
+    const env = join(dir, "contract.env");
+    writeFileSync(env, guestContractEnv());
+    // Unique sleep lengths, so leftovers can be told apart from anything else on the host.
+    const script = `CRG_CONTRACT_ENV=${env}; . ${LIB}
+      t0=$(now); run_bounded 5 "$1/a" sh -c 'exit 3'; echo "quick rc=$? $(echo "$(now) $t0" | awk '{print $1-$2}')"
+      t0=$(now); run_bounded 1 "$1/b" sleep 31.37; echo "slow rc=$? $(echo "$(now) $t0" | awk '{print $1-$2}')"
+      run_bounded 301.37 "$1/c" true; echo "short rc=$?"
+      sleep 0.3; pgrep -f "^sleep (31|301)\\.37" || echo "no leftovers"`;
+    const r = await run(["sh", "-c", script, "sh", dir], { timeoutMs: 30_000, allowFailure: true });
+    const lines = r.stdout.trim().split("\n");
+    const [quick, slow] = lines.map((l) => Number(l.split(" ")[2]));
+    expect(lines[0]).toMatch(/^quick rc=3 /);
+    expect(quick).toBeLessThan(1);
+    expect(lines[1]).toMatch(/^slow rc=124 /);
+    expect(slow).toBeGreaterThanOrEqual(1);
+    expect(slow).toBeLessThan(4);
+    expect(readFileSync(join(dir, "b"), "utf8")).toMatch(/^TIMEOUT after 1s: sleep 31\.37/);
+    expect(lines.slice(2)).toEqual(["short rc=0", "no leftovers"]);
+  });
+});
+
 describe("results disk", () => {
   it("carries the input to the guest's shell code and its results back", async () => {
     const dir = tmp("crg-rdisk-");
