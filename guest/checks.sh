@@ -9,7 +9,12 @@ ptrace_attach() { # strace
 	i=0; while [ ! -s /run/cr-guest/attach.pid ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 	target=$(cat /run/cr-guest/attach.pid 2>/dev/null) || { echo "no target process"; return 1; }
 	sleep 0.2
-	timeout -s INT 2 "$1" -p "$target" -o /dev/null 2> /run/cr-guest/attach.err
+	timeout -s INT 2 "$1" -p "$target" -o /dev/null 2> /run/cr-guest/attach.err &
+	spid=$!
+	# strace says it attached at once: stop it then, not after its 2 s (timeout relays the INT).
+	i=0; while ! grep -q "Process $target attached" /run/cr-guest/attach.err && [ $i -lt 40 ]; do sleep 0.05; i=$((i + 1)); done
+	kill -INT "$spid" 2>/dev/null
+	wait "$spid"
 	kill "$target" 2>/dev/null
 	cat /run/cr-guest/attach.err
 	if grep -q "Process $target attached" /run/cr-guest/attach.err; then echo "attached to $target"; else return 1; fi

@@ -6,7 +6,10 @@
 CG=/sys/fs/cgroup/crg-$SCENARIO
 frozen_target() {
 	rmdir "$CG" 2>/dev/null; mkdir -p "$CG"
-	pid=$(start_session sh -c 'while :; do sleep 0.2; done')
+	# The target moves itself into the cgroup before it forks: a child forked before a move from
+	# outside stays in the old cgroup, and CRIU --freeze-cgroup then finds a child it never
+	# seized ("Unseizable non-zombie ... err -1/10"). The move from outside makes sure it is in.
+	pid=$(start_session sh -c 'echo $$ > "$1/cgroup.procs"; while :; do sleep 0.2; done' sh "$CG")
 	echo "$pid" > "$CG/cgroup.procs"
 	echo 1 > "$CG/cgroup.freeze"
 	i=0; while ! grep -q '^frozen 1' "$CG/cgroup.events" && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done

@@ -26,7 +26,8 @@ describe("run_bounded (guest/lib.sh, run by this host's sh)", () => {
       t0=$(now); run_bounded 5 "$1/a" sh -c 'exit 3'; echo "quick rc=$? $(echo "$(now) $t0" | awk '{print $1-$2}')"
       t0=$(now); run_bounded 1 "$1/b" sleep 31.37; echo "slow rc=$? $(echo "$(now) $t0" | awk '{print $1-$2}')"
       run_bounded 301.37 "$1/c" true; echo "short rc=$?"
-      sleep 0.3; pgrep -f "^sleep (31|301)\\.37" || echo "no leftovers"`;
+      sleep 0.3; pgrep -f "^sleep (31|301)\\.37" || echo "no leftovers"
+      uptime_cs a; sleep 0.3; seconds_since s "$a"; echo "$s"`;
     const r = await run(["sh", "-c", script, "sh", dir], { timeoutMs: 30_000, allowFailure: true });
     const lines = r.stdout.trim().split("\n");
     const [quick, slow] = lines.map((l) => Number(l.split(" ")[2]));
@@ -36,7 +37,9 @@ describe("run_bounded (guest/lib.sh, run by this host's sh)", () => {
     expect(slow).toBeGreaterThanOrEqual(1);
     expect(slow).toBeLessThan(4);
     expect(readFileSync(join(dir, "b"), "utf8")).toMatch(/^TIMEOUT after 1s: sleep 31\.37/);
-    expect(lines.slice(2)).toEqual(["short rc=0", "no leftovers"]);
+    expect(lines.slice(2, 4)).toEqual(["short rc=0", "no leftovers"]);
+    // The test clock without forks: seconds with two decimals.
+    expect(lines[4]).toMatch(/^0\.[3-9]\d$/);
   });
 });
 
