@@ -135,6 +135,24 @@ record() {
 	echo "$2 $1${5:+: $5}"
 }
 
+# run_test NAME CMD...: a test that passes when CMD exits 0, under setsid, bounded in time
+# ($TEST_TIMEOUT); its verdict and evidence go to $OUT/tests/NAME.
+run_test() {
+	name=$1; shift
+	d=$OUT/tests/$name; mkdir -p "$d"
+	uptime_cs start
+	run_bounded "$TEST_TIMEOUT" "$d/diag.txt" setsid -w "$@" > "$d/out.log" 2>&1
+	rc=$?
+	seconds_since secs "$start"
+	if [ $rc -eq 0 ]; then record "$name" PASS 0 "$secs" "$(tail -n 1 "$d/out.log")"
+	elif [ $rc -eq 124 ]; then record "$name" FAIL 124 "$secs" "timeout after ${TEST_TIMEOUT}s"
+	else
+		msg=$(first_error "$d/out.log")
+		record "$name" FAIL "$rc" "$secs" "${msg:-$(tail -n 1 "$d/out.log")}"
+	fi
+	return $rc
+}
+
 # CRIU's Error lines from a log: always shown for a failure.
 criu_errors() { grep -h -E '^\(?[0-9. ]*\)? *Error|Error \(' "$@" 2>/dev/null | head -n 5; }
 

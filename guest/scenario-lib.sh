@@ -42,6 +42,12 @@ criu_run() {
 	RC=$?
 	echo "  rc=$RC" >> "$CDIR/out.log"
 	[ $RC -ne 0 ] && criu_errors "$log" >> "$CDIR/out.log"
+	# A restore that finds a dumped pid taken: who holds it.
+	if [ $RC -ne 0 ] && [ "$1" = restore ]; then
+		for p in $(sed -n "s/.*Can't fork for \([0-9]*\): File exists.*/\1/p" "$log" | sort -u); do
+			echo "  pid $p is taken by: $(tr '\0' ' ' < /proc/"$p"/cmdline 2>/dev/null)($(grep -E '^(State|PPid):' /proc/"$p"/status 2>/dev/null | tr '\n\t' '  '))" >> "$CDIR/out.log"
+		done
+	fi
 	return $RC
 }
 
