@@ -4,6 +4,7 @@
  * under QEMU 7.2 TCG with plain `-cpu max` crash at random). Results are classified so that
  * infrastructure failures (timeout, panic, oops, QEMU errors) never pass for test results.
  */
+import { writeAtomic } from "./fs-atomic.js";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
@@ -45,7 +46,7 @@ export interface BootOptions {
   started?: { marker: string; timeoutMs: number };
 }
 
-const QEMU = "qemu-system-x86_64";
+export const QEMU = "qemu-system-x86_64";
 /** How long a guest may take to power off after printing its end marker. */
 const END_GRACE_MS = 5000;
 
@@ -126,7 +127,8 @@ export async function bootVm(opts: BootOptions): Promise<BootResult> {
  * KVM only if a real guest boots with it. The verdict is cached per QEMU version, since a
  * probe costs up to its deadline on machines where KVM hangs.
  */
-export async function detectAccel(opts: { kernel: string; initrd: string; marker: string; timeoutMs?: number; cacheFile?: string }): Promise<{ accel: Accel; reason: string }> {
+/** initrd: a path, or how to make one (called only when a probe boot is needed). */
+export async function detectAccel(opts: { kernel: string; initrd: string | (() => Promise<string>); marker: string; timeoutMs?: number; cacheFile?: string }): Promise<{ accel: Accel; reason: string }> {
   const forced = process.env.CR_GUEST_ACCEL;
   if (forced === "kvm" || forced === "tcg") return { accel: forced, reason: "CR_GUEST_ACCEL" };
   if (!existsSync("/dev/kvm")) return { accel: "tcg", reason: "/dev/kvm is absent" };
@@ -138,7 +140,7 @@ export async function detectAccel(opts: { kernel: string; initrd: string; marker
   }
   const probe = await bootVm({
     kernel: opts.kernel,
-    initrd: opts.initrd,
+    initrd: typeof opts.initrd === "string" ? opts.initrd : await opts.initrd(),
     append: [],
     accel: "kvm",
     memoryMiB: 256,
@@ -150,7 +152,7 @@ export async function detectAccel(opts: { kernel: string; initrd: string; marker
   const verdict = probe.status === "ok" ? { accel: "kvm" as const, reason: "KVM probe boot succeeded" } : { accel: "tcg" as const, reason: `KVM probe failed (${probe.status}: ${probe.reason})` };
   if (opts.cacheFile) {
     await mkdir(dirname(opts.cacheFile), { recursive: true });
-    await writeFile(opts.cacheFile, JSON.stringify({ version, ...verdict }));
+    await writeAtomic(opts.cacheFile, JSON.stringify({ version, ...verdict }));
   }
   return verdict;
 }

@@ -2,7 +2,10 @@ import { describe, expect, it } from "vitest";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { classifyBoot, qemuArgs } from "../../scripts/lib/qemu.js";
+import { classifyBoot, qemuArgs, QEMU } from "../../scripts/lib/qemu.js";
+import { chooseAccel } from "../../scripts/boot/accel.js";
+import { loadConfig } from "../../scripts/lib/config.js";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { bootPlan } from "../../scripts/kernel/bootable.js";
 import { buildConfigCheckInitramfs, parseConfigCheckConsole, END_MARKER } from "../../scripts/kernel/boot-check.js";
 import { run } from "../../scripts/lib/exec.js";
@@ -68,5 +71,19 @@ describe("config-check initramfs", () => {
     const init = (await run(["cpio", "-i", "--quiet", "--to-stdout", "-F", cpio, "init"], { timeoutMs: 10_000 })).stdout;
     expect(init).toContain("for sym in CONFIG_MEMBARRIER CONFIG_TUN; do");
     expect(init).toContain(END_MARKER);
+  });
+});
+
+describe("the accelerator probe", () => {
+  it.skipIf(missingTools(["qemu-system-x86_64"]))("boots started together ask once, and a cached verdict builds no probe initramfs", async () => {
+    const cache = mkdtempSync(join(tmpdir(), "crg-accel-"));
+    const version = (await run([QEMU, "--version"], { timeoutMs: 10_000 })).stdout.split("\n")[0];
+    mkdirSync(join(cache, "boot-check"));
+    writeFileSync(join(cache, "boot-check", "kvm-probe.json"), JSON.stringify({ version, accel: "tcg", reason: "KVM probe failed (a test)" }));
+    const config = loadConfig({ set: [`cache_dir=${cache}`, "boot.accel=auto"] });
+    // A matrix starts its boots together; a kernel that does not exist is never booted here.
+    const got = await Promise.all([1, 2, 3].map(() => chooseAccel(config, join(cache, "no-such-vmlinuz"))));
+    expect(new Set(got.map((g) => g.accel))).toEqual(new Set(["tcg"]));
+    expect(readdirSync(join(cache, "boot-check"))).toEqual(["kvm-probe.json"]);
   });
 });
