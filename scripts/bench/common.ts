@@ -1,4 +1,5 @@
 /** Benchmarks run the real CLI, as a user would, and print a table of what they measured. */
+import { runPhases, type RunResults } from "../boot/stage.js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "../lib/exec.js";
@@ -41,4 +42,9 @@ export function metadataFrom<T>(stdout: string, label = "metadata"): T {
 
 export async function cpuCount(): Promise<string> {
   return (await run(["nproc"], { timeoutMs: 5000 })).stdout.trim();
+}
+
+/** A guest run's per-phase clock as bench rows, each with its share of the whole run. */
+export function addPhases(bench: Bench, results: RunResults, indent: string): void {
+  for (const p of runPhases(results)) bench.add(`${indent}${p.phase}`, p.seconds, p.seconds !== null ? `${((100 * p.seconds) / results.seconds).toFixed(0)}%` : "not measured");
 }

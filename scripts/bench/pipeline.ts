@@ -10,7 +10,8 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "../lib/paths.js";
 import type { CellResult } from "../matrix/cell.js";
-import { Bench, cpuCount } from "./common.js";
+import type { RunResults } from "../boot/stage.js";
+import { addPhases, Bench, cpuCount } from "./common.js";
 
 const args = process.argv.slice(2);
 const cells = args.length ? args : ["--criu", "4.1", "--kernel", "6.12", "--patches", "unpatched"];
@@ -23,6 +24,12 @@ const stagesOf = (): CellResult[] => JSON.parse(readFileSync(join(out, "matrix.j
 await matrix("cold: empty cache", []);
 for (const c of stagesOf()) for (const [stage, t] of Object.entries(c.stages)) bench.add(`  ${c.id} ${stage}`, t.seconds, t.cached ? "cached" : t.shared ? "shared" : "built");
 await matrix("warm: unchanged inputs, --force (boots only)", ["--force"]);
-for (const c of stagesOf()) for (const [stage, t] of Object.entries(c.stages)) bench.add(`  ${c.id} ${stage}`, t.seconds, t.cached ? "cached" : "ran");
+for (const c of stagesOf()) {
+  for (const [stage, t] of Object.entries(c.stages)) bench.add(`  ${c.id} ${stage}`, t.seconds, t.cached ? "cached" : "ran");
+  // The boot's own phases (the per-phase clock of its results.json), each with its share.
+  if (!c.paths.results) continue;
+  const results = JSON.parse(readFileSync(join(cache, c.paths.results), "utf8")) as RunResults;
+  addPhases(bench, results, "    ");
+}
 await matrix("no-op: stored results kept", []);
 bench.print(`pipeline timings (${await cpuCount()} CPUs; cache ${cache}, remove it when done)`);

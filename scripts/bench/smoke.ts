@@ -3,8 +3,8 @@
  * boot to the guest init, each test, the whole run. `--force` so the run really happens.
  */
 import { readFileSync } from "node:fs";
-import { runPhases, type RunResults } from "../boot/stage.js";
-import { Bench, cpuCount } from "./common.js";
+import type { RunResults } from "../boot/stage.js";
+import { addPhases, Bench, cpuCount } from "./common.js";
 
 const args = process.argv.slice(2);
 const bench = new Bench();
@@ -13,7 +13,7 @@ const out = await bench.cli("smoke run (boot + every test)", ["smoke", "--force"
 const results = JSON.parse(readFileSync(/results: (\S+)/.exec(out)![1], "utf8")) as RunResults;
 const ok = results.attempts.at(-1)!;
 // The phases, each with its share of the whole run; then each test.
-for (const p of runPhases(results)) bench.add(`  ${p.phase}`, p.seconds, p.seconds !== null ? `${((100 * p.seconds) / results.seconds).toFixed(0)}%` : "not measured");
+addPhases(bench, results, "  ");
 for (const t of results.tests) bench.add(`    ${t.name}`, t.seconds, t.status);
 bench.add("  VM total (QEMU start to exit)", ok.seconds, `${results.accel}; ${results.summary.PASS} pass, ${results.summary.FAIL} fail, ${results.summary.SKIP} skip`);
 bench.print(`smoke timings (${await cpuCount()} CPUs, CRIU ${results.identities.criu.version}, linux ${results.identities.kernel.version})`);
