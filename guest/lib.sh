@@ -92,14 +92,16 @@ proc_diag() { # pid...
 # command's exit code, or 124 on timeout.
 run_bounded() {
 	limit=$1; diagfile=$2; shift 2
-	"$@" &
-	bpid=$!
+	rm -f "$diagfile.deadline" "$diagfile.pid"
 	# A watchdog that sleeps once, not a poll: under TCG every fork costs (a 0.1 s poll with
-	# its date and awk took a core's worth of time beside every test and scenario).
+	# its date and awk took a core's worth of time beside every test and scenario). It starts
+	# before the command, so nothing of ours forks while the command starts (a CRIU restore
+	# asks for exact pids then).
 	(
 		trap 'kill "$spid" 2>/dev/null; exit 0' TERM
 		sleep "$limit" & spid=$!
 		wait "$spid"
+		bpid=$(cat "$diagfile.pid" 2>/dev/null)
 		: > "$diagfile.deadline"
 		{
 			echo "TIMEOUT after ${limit}s: $*"
@@ -113,10 +115,14 @@ run_bounded() {
 		for p in $(tree_pids "$bpid"); do kill -9 "$p" 2>/dev/null; done
 	) &
 	wpid=$!
+	"$@" &
+	bpid=$!
+	echo "$bpid" > "$diagfile.pid"
 	wait "$bpid"
 	brc=$?
 	kill "$wpid" 2>/dev/null
 	wait "$wpid" 2>/dev/null
+	rm -f "$diagfile.pid"
 	if [ -e "$diagfile.deadline" ]; then
 		rm -f "$diagfile.deadline"
 		return 124

@@ -37,18 +37,33 @@ criu_run() {
 	bin=$CRIU
 	case $1 in dump) bin=$CRIU_DUMP ;; restore) bin=$CRIU_RESTORE ;; esac
 	if [ "$1" = restore ]; then rm -f "$WORK/restored.pid"; set -- "$@" --pidfile "$WORK/restored.pid"; fi
-	echo "+ $bin $*" >> "$CDIR/out.log"
-	DIAG_LOG=$log run_bounded "$STEP_TIMEOUT" "$CDIR/diag.txt" "$bin" "$@" -v4 -o "$log" >> "$CDIR/out.log" 2>&1
+	criu_once "$bin" "$@"
+	# A restore that finds a dumped pid taken (by a process of this guest, not of the dump):
+	# say who holds it, wait for it to go (5 s at most) and restore once more. The first
+	# attempt's log stays as LABEL.pid-taken.log; out.log says what happened.
+	if [ $RC -ne 0 ] && [ "$1" = restore ]; then
+		taken=$(sed -n "s/.*Can't fork for \([0-9]*\): File exists.*/\1/p" "$log" | sort -u)
+		[ -n "$taken" ] || return $RC
+		for p in $taken; do
+			echo "  pid $p is taken by: $(tr '\0' ' ' 2>/dev/null < /proc/"$p"/cmdline)($(grep -E '^(State|PPid):' /proc/"$p"/status 2>/dev/null | tr '\n\t' '  '))" >> "$CDIR/out.log"
+		done
+		i=0
+		for p in $taken; do while [ -e /proc/"$p" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; done
+		for p in $taken; do [ -e /proc/"$p" ] && return $RC; done
+		mv "$log" "$CDIR/$label.pid-taken.log"
+		echo "  pid $taken free again after $((i / 10)).$((i % 10))s: restoring once more" >> "$CDIR/out.log"
+		criu_once "$bin" "$@"
+	fi
+	return $RC
+}
+
+criu_once() { # bin args...: one bounded run into $log, RC and the Error lines in out.log
+	echo "+ $*" >> "$CDIR/out.log"
+	DIAG_LOG=$log run_bounded "$STEP_TIMEOUT" "$CDIR/diag.txt" "$@" -v4 -o "$log" >> "$CDIR/out.log" 2>&1
 	RC=$?
 	echo "  rc=$RC" >> "$CDIR/out.log"
 	[ $RC -ne 0 ] && criu_errors "$log" >> "$CDIR/out.log"
-	# A restore that finds a dumped pid taken: who holds it.
-	if [ $RC -ne 0 ] && [ "$1" = restore ]; then
-		for p in $(sed -n "s/.*Can't fork for \([0-9]*\): File exists.*/\1/p" "$log" | sort -u); do
-			echo "  pid $p is taken by: $(tr '\0' ' ' < /proc/"$p"/cmdline 2>/dev/null)($(grep -E '^(State|PPid):' /proc/"$p"/status 2>/dev/null | tr '\n\t' '  '))" >> "$CDIR/out.log"
-		done
-	fi
-	return $RC
+	return 0
 }
 
 note() { echo "$*" >> "$CDIR/out.log"; }
