@@ -62,6 +62,13 @@ export function verifyTransferDisk(path: string): TransferRecord {
   }
 }
 
+/** The archive boot A wrote (verified first), copied to `dest` (the host reads the dumps with crit). */
+export async function readTransferArchive(disk: string, dest: string): Promise<TransferRecord> {
+  const rec = verifyTransferDisk(disk);
+  await run(["dd", `if=${disk}`, `of=${dest}`, "bs=1M", `skip=${TRANSFER_OFFSET_MIB}`, `count=${rec.bytes}`, "iflag=count_bytes"], { timeoutMs: 5 * 60_000 });
+  return rec;
+}
+
 /** A fresh copy for one attempt of boot B (a retried boot never sees what the last one did). */
 export async function copyTransferDisk(from: string, to: string): Promise<TransferRecord> {
   const rec = verifyTransferDisk(from);

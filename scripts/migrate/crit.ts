@@ -17,7 +17,7 @@ import { ensureChroot, runInChroot } from "../lib/chroot.js";
 import type { PipelineConfig } from "../lib/config.js";
 import { run } from "../lib/exec.js";
 import { cacheKey } from "../lib/hash.js";
-import { TRANSFER_OFFSET_MIB } from "../lib/guest-contract.js";
+import { readTransferArchive } from "../boot/transfer-disk.js";
 
 export const CRIT_RECIPE_VERSION = 2;
 const STEP_TIMEOUT_MS = 2 * 60_000;
@@ -215,7 +215,7 @@ export function critSummary(cases: CritCase[]): Pick<CritReading, "status" | "me
  * Each case's dump on the transfer disk (`<case>/img` in boot A's archive), read by this crit
  * in its chroot. Never throws for crit's own failures: they are the evidence.
  */
-export async function readDumps(tool: CritTool, config: PipelineConfig, disk: string, transferBytes: number, cases: string[]): Promise<CritCase[]> {
+export async function readDumps(tool: CritTool, config: PipelineConfig, disk: string, cases: string[]): Promise<CritCase[]> {
   const cache = new ArtifactCache(config.cache_dir);
   const chroot = await ensureChroot({ cache, suite: tool.metadata.build_suite, packages: tool.metadata.chroot_packages, mirror: config.debian.mirror });
   const inside = `/build/crit-read-${process.pid}-${Date.now()}`;
@@ -223,7 +223,7 @@ export async function readDumps(tool: CritTool, config: PipelineConfig, disk: st
   await mkdir(join(there, "dump"), { recursive: true });
   try {
     await cp(tool.dir, join(there, "tool"), { recursive: true });
-    await run(["dd", `if=${disk}`, `of=${join(there, "transfer.tgz")}`, "bs=1M", `skip=${TRANSFER_OFFSET_MIB}`, `count=${transferBytes}`, "iflag=count_bytes"], { timeoutMs: STEP_TIMEOUT_MS });
+    await readTransferArchive(disk, join(there, "transfer.tgz"));
     await run(["tar", "-xzf", join(there, "transfer.tgz"), "-C", join(there, "dump")], { timeoutMs: STEP_TIMEOUT_MS });
     const crit = (args: string[]) =>
       runInChroot(chroot.dir, [...tool.metadata.argv, ...args], { cwd: `${inside}/dump`, env: { PYTHONPATH: `${inside}/tool` }, timeoutMs: STEP_TIMEOUT_MS, allowFailure: true });
@@ -243,7 +243,6 @@ export async function readDumps(tool: CritTool, config: PipelineConfig, disk: st
 export async function inspectPairDump(
   sides: { role: "dump" | "restore"; config: PipelineConfig; criu: CriuMetadata }[],
   disk: string,
-  transferBytes: number,
   cases: string[],
   log: (l: string) => void = () => undefined,
 ): Promise<CritReading[]> {
@@ -256,7 +255,7 @@ export async function inspectPairDump(
     }
     try {
       const tool = await ensureCrit(side.config, side.criu, log);
-      const read = await readDumps(tool, side.config, disk, transferBytes, cases);
+      const read = await readDumps(tool, side.config, disk, cases);
       const summary = critSummary(read);
       // crit made from another source of the version (the build's own is not reachable now).
       if (!tool.metadata.same_source) summary.message += ` (crit from ${tool.metadata.source})`;

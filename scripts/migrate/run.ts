@@ -164,7 +164,6 @@ export async function runMigration(base: { configFile?: string; set: string[] },
       { role: "restore", config: cfgB, criu: criuB.value.metadata },
     ],
     disk,
-    result.transfer!.bytes,
     cases,
     log,
   );

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { run } from "../../scripts/lib/exec.js";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { guestContractEnv } from "../../scripts/lib/guest-contract.js";
-import { copyTransferDisk, createTransferDisk, TransferDiskError, verifyTransferDisk } from "../../scripts/boot/transfer-disk.js";
+import { copyTransferDisk, createTransferDisk, readTransferArchive, TransferDiskError, verifyTransferDisk } from "../../scripts/boot/transfer-disk.js";
 import { judgePair, migrateConf, pairAxes, pairId, pairPredictions, sideFromFlags, type PairSpec } from "../../scripts/migrate/pair.js";
 import { pairCell, renderPairGrids } from "../../scripts/matrix/pairs.js";
 import { failsUnexpectedly, judgeCell } from "../../scripts/matrix/verdicts.js";
@@ -50,6 +50,11 @@ describe("transfer disk", () => {
     const r = await guestSh(dir, `read_transfer "$2" "$1/back" && cat "$1/back/simple-process/dump-restore/img/core-1.img"`, dir, copy);
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe("core");
+    // The host's own copy of the archive (what crit reads): the bytes the record names.
+    const tgz = join(dir, "host.tgz");
+    expect(await readTransferArchive(disk, tgz)).toEqual(rec);
+    const listed = await run(["tar", "-tzf", tgz], { timeoutMs: 10_000 });
+    expect(listed.stdout).toContain("simple-process/dump-restore/img/core-1.img");
   });
 
   it("a corrupt or missing disk is refused by name, by the host and by the guest", async () => {
