@@ -6,13 +6,14 @@ ptrace_attach() { # strace
 	rm -f /run/cr-guest/attach.pid
 	# The target writes its own pid and execs: a process that is not our child.
 	setsid -f sh -c 'echo $$ > /run/cr-guest/attach.pid; exec sleep 60' > /dev/null 2>&1
-	i=0; while [ ! -s /run/cr-guest/attach.pid ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	i=0; while [ ! -s /run/cr-guest/attach.pid ] && [ $i -lt 200 ]; do sleep 0.025; i=$((i + 1)); done
 	target=$(cat /run/cr-guest/attach.pid 2>/dev/null) || { echo "no target process"; return 1; }
-	sleep 0.2
+	# Attach once it runs sleep (an attach during its exec would see the shell).
+	i=0; while [ "$(readlink /proc/"$target"/exe 2>/dev/null)" != "$(command -v sleep)" ] && [ $i -lt 200 ]; do sleep 0.025; i=$((i + 1)); done
 	timeout -s INT 2 "$1" -p "$target" -o /dev/null 2> /run/cr-guest/attach.err &
 	spid=$!
 	# strace says it attached at once: stop it then, not after its 2 s (timeout relays the INT).
-	i=0; while ! grep -q "Process $target attached" /run/cr-guest/attach.err && [ $i -lt 40 ]; do sleep 0.05; i=$((i + 1)); done
+	i=0; while ! grep -q "Process $target attached" /run/cr-guest/attach.err && [ $i -lt 80 ]; do sleep 0.025; i=$((i + 1)); done
 	kill -INT "$spid" 2>/dev/null
 	wait "$spid"
 	kill "$target" 2>/dev/null

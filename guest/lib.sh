@@ -58,15 +58,15 @@ now() { cut -d' ' -f1 /proc/uptime; }
 # The uptime in centiseconds into the variable named $1, and the seconds since such a reading
 # into the variable named $1 ("3.07"): builtins only, as a fork costs tens of milliseconds
 # under TCG and every test took a dozen of them for its bookkeeping.
-uptime_cs() { read -r _up _rest < /proc/uptime; _i=${_up%.*}; _f=${_up#*.}; eval "$1=\$((_i * 100 + 1$_f - 100))"; }
+uptime_cs() { read -r _uc_up _uc_rest < /proc/uptime; _uc_i=${_uc_up%.*}; _uc_f=${_uc_up#*.}; eval "$1=\$((_uc_i * 100 + 1$_uc_f - 100))"; }
 seconds_since() { # var start_cs
-	uptime_cs _now
-	_d=$((_now - $2)); _c=$((_d % 100)); [ "$_c" -lt 10 ] && _c=0$_c
-	eval "$1=$((_d / 100)).$_c"
+	uptime_cs _ss_now
+	_ss_d=$((_ss_now - $2)); _ss_c=$((_ss_d % 100)); [ "$_ss_c" -lt 10 ] && _ss_c=0$_ss_c
+	eval "$1=$((_ss_d / 100)).$_ss_c"
 }
 
 # A clock mark for the host's per-phase clock (the init prefixes it with "cr-guest: ").
-mark() { echo "clock $1 $(now)"; }
+mark() { read -r _mk_up _mk_rest < /proc/uptime; echo "clock $1 $_mk_up"; }
 
 # Every process under a pid (inclusive), from /proc: no pstree needed.
 tree_pids() {
@@ -145,18 +145,86 @@ record() {
 # ($TEST_TIMEOUT); its verdict and evidence go to $OUT/tests/NAME.
 run_test() {
 	name=$1; shift
-	d=$OUT/tests/$name; mkdir -p "$d"
+	d=$OUT/tests/$name; [ -d "$d" ] || mkdir -p "$d"
 	uptime_cs start
 	run_bounded "$TEST_TIMEOUT" "$d/diag.txt" setsid -w "$@" > "$d/out.log" 2>&1
 	rc=$?
 	seconds_since secs "$start"
-	if [ $rc -eq 0 ]; then record "$name" PASS 0 "$secs" "$(tail -n 1 "$d/out.log")"
-	elif [ $rc -eq 124 ]; then record "$name" FAIL 124 "$secs" "timeout after ${TEST_TIMEOUT}s"
-	else
-		msg=$(first_error "$d/out.log")
-		record "$name" FAIL "$rc" "$secs" "${msg:-$(tail -n 1 "$d/out.log")}"
-	fi
+	verdict "$name" "$rc" "$secs"
 	return $rc
+}
+
+# verdict NAME RC SECONDS: the record of a finished test from its out.log: PASS with its last
+# line, a timeout, or FAIL with CRIU's first Error line (else its last line).
+verdict() {
+	_vd=$OUT/tests/$1
+	if [ "$2" -eq 0 ]; then last_line _msg "$_vd/out.log"; record "$1" PASS 0 "$3" "$_msg"
+	elif [ "$2" -eq 124 ]; then record "$1" FAIL 124 "$3" "timeout after ${TEST_TIMEOUT}s"
+	else
+		_msg=$(first_error "$_vd/out.log")
+		[ -n "$_msg" ] || last_line _msg "$_vd/out.log"
+		record "$1" FAIL "$2" "$3" "$_msg"
+	fi
+}
+
+# last_line VAR FILE: the file's last line into VAR, with builtins only.
+last_line() {
+	_ll=
+	while IFS= read -r _l || [ -n "$_l" ]; do _ll=$_l; done < "$2"
+	eval "$1=\$_ll"
+}
+
+# run_feature_checks FEATURE...: a test feature/F per feature, `$CRIU check --feature F`, as
+# many at once as the guest has CPUs (CRIU's check takes one --feature at a time). Each keeps
+# its own directory, clock and verdict like run_test, but they share one watchdog: TEST_TIMEOUT
+# for them all, as a watchdog per check cost more than the check under TCG. At the deadline
+# the check that was running FAILs as a timeout with the diagnostics (its own command line among
+# them); those not reached are SKIPped, naming it.
+run_feature_checks() {
+	[ $# -gt 0 ] || return 0
+	_dirs=; for _rf in "$@"; do _dirs="$_dirs $OUT/tests/feature/$_rf"; done
+	# shellcheck disable=SC2086
+	mkdir -p $_dirs
+	_diag=$OUT/tests/feature-checks.diag
+	# shellcheck disable=SC2016
+	run_bounded "$TEST_TIMEOUT" "$_diag" setsid -w sh -c '. "$HERE/lib.sh"; feature_pool "$@"' sh "$@"
+	_hung=
+	for _rf in "$@"; do
+		_d=$OUT/tests/feature/$_rf
+		[ -f "$_d/status" ] && continue
+		if [ -f "$_d/out.log" ]; then
+			cp "$_diag" "$_d/diag.txt" 2>/dev/null
+			record "feature/$_rf" FAIL 124 "$TEST_TIMEOUT" "timeout: the feature checks did not finish in ${TEST_TIMEOUT}s, this one was running"
+			_hung="$_hung feature/$_rf"
+		else
+			record "feature/$_rf" SKIP 0 0 "not run: the feature checks' deadline (${TEST_TIMEOUT}s) passed while${_hung:- another check} ran"
+		fi
+	done
+	rm -f "$_diag"
+}
+
+# The pool of run_feature_checks: worker K of N takes every Nth feature from the Kth (they
+# take about the same time each, so no worker waits long for another). N: CHECK_JOBS, else
+# the CPUs.
+feature_pool() {
+	_fp_n=${CHECK_JOBS:-$(nproc 2>/dev/null || echo 1)}
+	_fp_k=0
+	while [ $_fp_k -lt "$_fp_n" ]; do feature_worker "$_fp_k" "$_fp_n" "$@" & _fp_k=$((_fp_k + 1)); done
+	wait
+}
+
+feature_worker() { # k n feature...
+	_fw_k=$1; _fw_n=$2; shift 2; _fw_i=0
+	for _fw_f; do
+		if [ $((_fw_i % _fw_n)) -eq "$_fw_k" ]; then
+			uptime_cs _fw_start
+			"$CRIU" check --feature "$_fw_f" > "$OUT/tests/feature/$_fw_f/out.log" 2>&1
+			_fw_rc=$?
+			seconds_since _fw_secs "$_fw_start"
+			verdict "feature/$_fw_f" "$_fw_rc" "$_fw_secs"
+		fi
+		_fw_i=$((_fw_i + 1))
+	done
 }
 
 # CRIU's Error lines from a log: always shown for a failure.

@@ -5,7 +5,6 @@
 [ -f "$IN/run.conf" ] && . "$IN/run.conf"
 WORK=/run/cr-guest/work/$SCENARIO
 mkdir -p "$WORK"
-T0=$(now)
 
 # Migration (scenarios.yaml `migrate:`). PHASE says which halves of a case run in this boot:
 #   both     dump and restore here (every ordinary run)
@@ -24,7 +23,7 @@ case_begin() {
 	CDIR=$OUT/tests/$CASE
 	IMG=$WORK/$1.img
 	rm -rf "$IMG"; mkdir -p "$CDIR" "$IMG"
-	CASE_T0=$(now)
+	uptime_cs CASE_T0
 	: > "$CDIR/out.log"
 }
 
@@ -70,7 +69,7 @@ note() { echo "$*" >> "$CDIR/out.log"; }
 
 # case_end STATUS MESSAGE [OUTCOME]: OUTCOME is success, error or hang (for the report).
 case_end() {
-	secs=$(echo "$(now) $CASE_T0" | awk '{printf "%.2f", $1-$2}')
+	seconds_since secs "$CASE_T0"
 	printf '%s\n' "${3:-}" > "$CDIR/outcome"
 	record "$CASE" "$1" "${RC:-0}" "$secs" "$2"
 }
@@ -83,15 +82,18 @@ err_of() { first_error "$CDIR/$1.log"; }
 
 # Start a command as its own session, stdio on /dev/null; prints its pid once it really is a
 # session leader running the command (freezing or dumping it earlier would catch setsid itself).
+# The waits below poll with builtins and one `sleep` per round: a fork costs under TCG.
 start_session() {
 	setsid "$@" < /dev/null > /dev/null 2>&1 &
 	sp=$!
 	i=0
-	while [ $i -lt 100 ]; do
-		sid=$(sed 's/^.*) //' /proc/"$sp"/stat 2>/dev/null | awk '{print $4}')
-		exe=$(readlink /proc/"$sp"/exe 2>/dev/null)
-		[ "$sid" = "$sp" ] && [ "${exe##*/}" != setsid ] && break
-		sleep 0.05; i=$((i + 1))
+	while [ $i -lt 200 ]; do
+		# /proc/PID/stat: "pid (comm) state ppid pgrp session ..."; comm may hold spaces.
+		st=; { read -r st < /proc/"$sp"/stat; } 2>/dev/null
+		st=${st##*) }
+		# shellcheck disable=SC2086
+		[ -n "$st" ] && set -- $st && [ "$4" = "$sp" ] && exe=$(readlink /proc/"$sp"/exe 2>/dev/null) && [ "${exe##*/}" != setsid ] && break
+		sleep 0.025; i=$((i + 1))
 	done
 	echo "$sp"
 }
@@ -101,46 +103,71 @@ restored_pid() { cat "$WORK/restored.pid" 2>/dev/null; }
 
 alive() { kill -0 "$1" 2>/dev/null; }
 
+# deadline_cs VAR SECONDS: the uptime (centiseconds) SECONDS from now; past VAR: true once it is.
+deadline_cs() { uptime_cs _dl_now; eval "$1=$((_dl_now + $2 * 100))"; }
+past() { uptime_cs _pa_now; [ "$_pa_now" -ge "$1" ]; }
+
 # wait_for FILE SECONDS: until FILE exists and is non-empty.
 wait_for() {
-	i=0
-	while [ ! -s "$1" ] && [ $i -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
-	[ -s "$1" ]
+	deadline_cs _wf_end "$2"
+	while [ ! -s "$1" ]; do past "$_wf_end" && return 1; sleep 0.025; done
 }
 
-# wait_value FILE AWK-CONDITION SECONDS: until the number in FILE satisfies the condition on
-# v (e.g. "v > 7"), polled on the wall clock every 0.05 s: an event wait, not a fixed sleep.
+# wait_value FILE CONDITION SECONDS: until the number in FILE satisfies the shell arithmetic
+# CONDITION on v (e.g. "v > 7"), polled every 0.025 s: an event wait, not a fixed sleep.
 # SEEN is the value that satisfied it (a fast counter moves on before a second read).
 wait_value() {
-	deadline=$(echo "$(now) $3" | awk '{printf "%.2f", $1 + $2}')
+	deadline_cs _wv_end "$3"
 	while :; do
-		v=$(cat "$1" 2>/dev/null)
-		[ -n "$v" ] && awk -v v="$v" "BEGIN { exit !($2) }" && { SEEN=$v; return 0; }
-		awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n >= d) }' && return 1
-		sleep 0.05
+		v=; { read -r v < "$1"; } 2>/dev/null
+		case $v in '' | *[!0-9]*) ;; *) eval "_wv_ok=\$(( $2 ))"; [ "$_wv_ok" = 1 ] && { SEEN=$v; return 0; } ;; esac
+		past "$_wv_end" && return 1
+		sleep 0.025
 	done
 }
 
 # wait_changed FILE OLD SECONDS: until FILE holds something other than OLD.
 wait_changed() {
-	deadline=$(echo "$(now) $3" | awk '{printf "%.2f", $1 + $2}')
-	while [ "$(cat "$1" 2>/dev/null)" = "$2" ]; do
-		awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n >= d) }' && return 1
-		sleep 0.05
+	deadline_cs _wc_end "$3"
+	while :; do
+		_wc_v=; { read -r _wc_v < "$1"; } 2>/dev/null
+		[ "$_wc_v" != "$2" ] && return 0
+		past "$_wc_end" && return 1
+		sleep 0.025
+	done
+}
+
+# wait_gone PID... : until none of them exists any more (2 s at most: a killed process whose
+# pid a restore needs, or whose mounts the next case reuses).
+wait_gone() {
+	deadline_cs _wg_end 2
+	for _wg_p; do
+		while [ -e /proc/"$_wg_p" ]; do past "$_wg_end" && return 1; sleep 0.025; done
 	done
 }
 
 kill_tree() { for p in $(tree_pids "$1"); do kill -9 "$p" 2>/dev/null; done; }
 
+# kill_tree_wait PID: kill_tree, then wait until the whole tree is gone.
+kill_tree_wait() {
+	_kt_pids=$(tree_pids "$1")
+	for p in $_kt_pids; do kill -9 "$p" 2>/dev/null; done
+	# shellcheck disable=SC2086
+	wait_gone $_kt_pids
+}
+
 # ns_init OUTER: the pid (host view) of the namespace init that `unshare --fork` (pid OUTER)
 # started, once it runs its own program (not unshare or setsid any more).
 ns_init() {
 	i=0
-	while [ $i -lt 100 ]; do
-		init=$(cat /proc/"$1"/task/*/children 2>/dev/null | awk '{print $1}')
-		exe=$(readlink /proc/"$init"/exe 2>/dev/null)
-		case "${exe##*/}" in "" | setsid | unshare) ;; *) echo "$init"; return 0 ;; esac
-		sleep 0.05; i=$((i + 1))
+	while [ $i -lt 200 ]; do
+		init=
+		for c in /proc/"$1"/task/*/children; do { read -r init _ < "$c"; } 2>/dev/null; [ -n "$init" ] && break; done
+		if [ -n "$init" ]; then
+			exe=$(readlink /proc/"$init"/exe 2>/dev/null)
+			case "${exe##*/}" in "" | setsid | unshare) ;; *) echo "$init"; return 0 ;; esac
+		fi
+		sleep 0.025; i=$((i + 1))
 	done
 	return 1
 }

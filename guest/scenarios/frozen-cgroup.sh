@@ -12,24 +12,35 @@ frozen_target() {
 	pid=$(start_session sh -c 'echo $$ > "$1/cgroup.procs"; while :; do sleep 0.2; done' sh "$CG")
 	echo "$pid" > "$CG/cgroup.procs"
 	echo 1 > "$CG/cgroup.freeze"
-	i=0; while ! grep -q '^frozen 1' "$CG/cgroup.events" && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	deadline_cs end 5
+	until [ "$(frozen_state)" = 1 ] || past "$end"; do sleep 0.025; done
 	echo "$pid"
 }
-cleanup() { echo 0 > "$CG/cgroup.freeze" 2>/dev/null; kill_tree "$1"; sleep 0.2; rmdir "$CG" 2>/dev/null; }
+frozen_state() { while read -r k v; do [ "$k" = frozen ] && echo "$v"; done < "$CG/cgroup.events"; }
+cleanup() { echo 0 > "$CG/cgroup.freeze" 2>/dev/null; kill_tree_wait "$1"; rmdir "$CG" 2>/dev/null; }
 
 without_freeze() {
 	# The same dump of an unfrozen target first: a hang is called at 20 times that (at least 2 s,
-	# at most the step timeout), not after a fixed wait.
+	# at most the step timeout), not after a fixed wait. "That" is the dump as CRIU's own log
+	# times it (its last timestamp): the wall clock adds our process start-up, which TCG makes
+	# noisy (0.33-0.6 s measured around a 0.22 s dump), and the hang call moved with it.
 	pid=$(start_session sh -c 'while :; do sleep 0.2; done')
-	t0=$(now)
+	uptime_cs t0
 	criu_run baseline dump -t "$pid" -D "$IMG" --leave-running
-	base=$(echo "$(now) $t0" | awk '{printf "%.2f", $1 - $2}')
+	seconds_since wall "$t0"
+	uptime_cs t1
 	base_rc=$RC
-	kill_tree "$pid"
+	kill_tree_wait "$pid"
 	rm -rf "$IMG"; mkdir -p "$IMG"
-	limit=$(echo "$base $STEP_TIMEOUT" | awk '{l = int($1 * 20 + 0.999); if (l < 2) l = 2; if (l > $2) l = $2; print l}')
+	base_cs=$(awk -F'[()]' '/^\([0-9]+\.[0-9]+\)/ { t = $2 } END { if (t != "") printf "%d\n", t * 100 + 0.5 }' "$CDIR/baseline.log" 2>/dev/null)
+	[ -n "$base_cs" ] || base_cs=$((t1 - t0))
+	base=$((base_cs / 100)).$((base_cs % 100 / 10))$((base_cs % 10))
+	# 20 times the baseline, in whole seconds rounded up, within [2, STEP_TIMEOUT].
+	limit=$(( (base_cs * 20 + 99) / 100 ))
+	[ "$limit" -lt 2 ] && limit=2
+	[ "$limit" -gt "$STEP_TIMEOUT" ] && limit=$STEP_TIMEOUT
 	[ "$base_rc" -eq 0 ] || limit=$STEP_TIMEOUT
-	note "unfrozen dump: rc=$base_rc in ${base}s; hang called after ${limit}s"
+	note "unfrozen dump: rc=$base_rc in ${base}s by CRIU's clock (${wall}s wall); hang called after ${limit}s"
 	pid=$(frozen_target)
 	note "target $pid in $CG: $(cat "$CG/cgroup.events" | tr '\n' ' ')"
 	step=$STEP_TIMEOUT; STEP_TIMEOUT=$limit

@@ -89,8 +89,7 @@ dump_kata() {
 	wait_value "$ST/count" "v >= $((at_dump + 10))" 10
 	before_kill=$(cat "$ST/count")
 	accepts_at_kill=$(cat "$ST/accepts")
-	kill_tree "$(cat "$WORK/outer")"
-	i=0; while alive "$init" && [ $i -lt 40 ]; do sleep 0.05; i=$((i + 1)); done
+	kill_tree_wait "$(cat "$WORK/outer")"
 	carry at_dump before_kill accepts_at_kill
 	carry_dir "$K"
 }

@@ -34,7 +34,7 @@ no_setsid() {
 dump_setsid() {
 	init=$(pidns_target setsid) || { case_end FAIL "no pidns init appeared" error; return 1; }
 	criu_run dump dump -t "$init" -D "$IMG" || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "dump: $(err_of dump)" "$(outcome_of $RC)"; return 1; }
-	kill_tree "$(cat "$WORK/outer")"; sleep 0.3
+	kill_tree_wait "$(cat "$WORK/outer")"
 	carry init
 }
 

@@ -4,12 +4,14 @@
 state=$WORK/tick
 
 dump_sibling() {
-	# One parent starts the target, then CRIU: siblings. The parent writes both pids down.
+	# One parent starts the target, then (once it ticks) CRIU: siblings. The parent writes both
+	# pids down.
+	rm -f "$state"
 	sh -c "
-		setsid sh -c 'while :; do date +%s.%N > $state.new; mv $state.new $state; sleep 0.2; done' < /dev/null > /dev/null 2>&1 &
+		setsid sh -c 'while :; do date +%s.%N > $state.new; mv $state.new $state; sleep 0.1; done' < /dev/null > /dev/null 2>&1 &
 		target=\$!
 		echo \$target > $WORK/target
-		sleep 1
+		i=0; while [ ! -s $state ] && [ \$i -lt 200 ]; do sleep 0.025; i=\$((i + 1)); done
 		echo \$\$ > $WORK/parent
 		$CRIU_DUMP dump -t \$target -D $IMG -v4 -o $CDIR/dump.log &
 		echo \$! > $WORK/criu
@@ -17,7 +19,8 @@ dump_sibling() {
 	" < /dev/null >> "$CDIR/out.log" 2>&1 &
 	parent_pid=$!
 	DIAG_PIDS=$parent_pid
-	i=0; while alive "$parent_pid" && [ $i -lt $((STEP_TIMEOUT * 10)) ]; do sleep 0.1; i=$((i + 1)); done
+	deadline_cs end "$STEP_TIMEOUT"
+	while alive "$parent_pid" && ! past "$end"; do sleep 0.025; done
 	if alive "$parent_pid"; then
 		proc_diag "$parent_pid" "$(cat "$WORK/target")" >> "$CDIR/diag.txt"; kill_tree "$parent_pid"; RC=124
 	else

@@ -5,15 +5,14 @@
 state=$WORK/count
 
 dump_simple() {
-	pid=$(start_session sh -c "i=0; while :; do i=\$((i+1)); echo \$i > $state.tmp; mv $state.tmp $state; sleep 0.2; done")
+	pid=$(start_session sh -c "i=0; while :; do i=\$((i+1)); echo \$i > $state.tmp; mv $state.tmp $state; sleep 0.1; done")
 	wait_value "$state" "v >= 2" 10 || { kill_tree "$pid"; case_end FAIL "the counter did not start" error; return 1; }
 	criu_run dump dump -t "$pid" -D "$IMG" --leave-running || { kill_tree "$pid"; case_end FAIL "dump: $(err_of dump)" "$(outcome_of $RC)"; return 1; }
 	at_dump=$(cat "$state")
 	# Kill it once it has counted on past the dump, so a restore from the dump is told apart.
 	wait_value "$state" "v >= $((at_dump + 3))" 10
 	before_kill=$(cat "$state")
-	kill_tree "$pid"
-	i=0; while alive "$pid" && [ $i -lt 40 ]; do sleep 0.05; i=$((i + 1)); done
+	kill_tree_wait "$pid"
 	note "count at dump ~$at_dump, before kill $before_kill"
 	carry pid at_dump before_kill
 	carry_dir "$WORK"

@@ -259,7 +259,9 @@ function markPhase(mark: string): string {
   if (mark.startsWith("scenario:")) return `guest: scenario ${mark.slice("scenario:".length)}`;
   const names: Record<string, string> = {
     init: "guest: set-up (mounts, input disk)",
-    checks: "guest: criu check, --feature checks, ptrace, kernel config",
+    checks: "guest: criu --version, criu check, check --all",
+    features: "guest: the --feature checks",
+    ptrace: "guest: ptrace checks, kernel config",
     "tests-done": "guest: end of the tests to packing",
     transfer: "guest: transfer disk written",
     packing: "guest: results packed and written",

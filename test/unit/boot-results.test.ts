@@ -43,6 +43,56 @@ describe("run_bounded (guest/lib.sh, run by this host's sh)", () => {
   });
 });
 
+describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this host)", () => {
+  it("runs the feature checks in a pool under one deadline: each its own verdict, the hung one a timeout with diagnostics, the unreached skipped", async () => {
+    const dir = tmp("crg-features-");
+    writeFileSync(join(dir, "contract.env"), guestContractEnv());
+    // A CRIU stand-in: `check --feature F` passes, fails with an Error line, or hangs.
+    const criu = join(dir, "criu");
+    writeFileSync(criu, `#!/bin/sh\ncase $3 in\n  hang) sleep 41.73 ;;\n  bad*) echo "(00.010) Error (criu/cr-check.c:9): $3 is off"; echo "the end"; exit 1 ;;\n  *) echo "$3 is supported" ;;\nesac\n`, { mode: 0o755 });
+    const out = join(dir, "out");
+    // Two workers: one takes a, hang, late; the other b, bad1, c.
+    const script = `CRG_CONTRACT_ENV=${dir}/contract.env; HERE=${join(REPO_ROOT, "guest")}; OUT=${out}; CRIU=${criu}; TEST_TIMEOUT=2; CHECK_JOBS=2
+      export HERE OUT CRIU TEST_TIMEOUT CHECK_JOBS CRG_CONTRACT_ENV; . ${LIB}
+      uptime_cs t0; run_feature_checks a b hang bad1 late c; seconds_since s "$t0"; echo "took $s"
+      sleep 0.2; pgrep -f "^sleep 41\\.73" || echo "no leftovers"`;
+    const r = await run(["sh", "-c", script], { timeoutMs: 30_000, allowFailure: true });
+    const read = (t: string, f: string) => readFileSync(join(out, "tests/feature", t, f), "utf8").trim();
+    for (const t of ["a", "b", "c"]) expect([read(t, "status"), read(t, "message")]).toEqual(["PASS", `${t} is supported`]);
+    expect([read("bad1", "status"), read("bad1", "rc"), read("bad1", "message")]).toEqual(["FAIL", "1", "Error (criu/cr-check.c:9): bad1 is off"]);
+    expect([read("hang", "status"), read("hang", "rc")]).toEqual(["FAIL", "124"]);
+    expect(read("hang", "diag.txt")).toMatch(/TIMEOUT after 2s[\s\S]*check --feature hang/);
+    expect([read("late", "status"), read("late", "message")]).toEqual(["SKIP", "not run: the feature checks' deadline (2s) passed while feature/hang ran"]);
+    const took = Number(/took (\S+)/.exec(r.stdout)?.[1]);
+    expect(took).toBeGreaterThanOrEqual(2);
+    expect(took).toBeLessThan(5);
+    expect(r.stdout).toMatch(/no leftovers/);
+    expect(() => readFileSync(join(out, "tests/feature-checks.diag"))).toThrow();
+  });
+
+  it("waits for a value, a change and a process's end with builtins, and gives up at the deadline", async () => {
+    const dir = tmp("crg-waits-");
+    writeFileSync(join(dir, "contract.env"), guestContractEnv());
+    const f = join(dir, "count");
+    const script = `HERE=${join(REPO_ROOT, "guest")}; IN=${dir}; OUT=${dir}/out; CRIU=/bin/true; SCENARIO=waits; STEP_TIMEOUT=5; CRG_CONTRACT_ENV=${dir}/contract.env
+      . ${join(REPO_ROOT, "guest/scenario-lib.sh")}
+      echo x > ${f}
+      ( i=0; while [ $i -lt 8 ]; do i=$((i + 1)); echo $i > ${f}.t; mv ${f}.t ${f}; sleep 0.1; done ) &
+      wait_value ${f} "v >= 5" 5 && echo "reached $SEEN"
+      wait_value ${f} "v > 100" 1 || echo "gave up"
+      wait_changed ${f} 8 1 || echo "unchanged"
+      pid=$(start_session sh -c 'while :; do sleep 0.05; done')
+      [ "$(ps -o sid= -p "$pid" | tr -d ' ')" = "$pid" ] && echo "session leader $pid"
+      kill_tree_wait "$pid" && ! [ -e /proc/$pid ] && echo "gone"`;
+    const r = await run(["sh", "-c", script], { timeoutMs: 30_000, allowFailure: true });
+    const lines = r.stdout.trim().split("\n");
+    expect(Number(/reached (\d+)/.exec(lines[0])?.[1])).toBeGreaterThanOrEqual(5);
+    expect(lines.slice(1, 3)).toEqual(["gave up", "unchanged"]);
+    expect(lines[3]).toMatch(/^session leader \d+$/);
+    expect(lines[4]).toBe("gone");
+  });
+});
+
 describe("results disk", () => {
   it("carries the input to the guest's shell code and its results back", async () => {
     const dir = tmp("crg-rdisk-");
@@ -167,6 +217,8 @@ describe("results", () => {
       "cr-guest: clock init 3.10",
       "cr-guest: clock checks 4.60",
       "cr-guest: PASS criu-check: Looks good.",
+      "cr-guest: clock features 6.60",
+      "cr-guest: clock ptrace 26.60",
       "cr-guest: clock scenario:simple-process 30.60",
       "cr-guest: clock scenario:kata-container 38.10",
       "cr-guest: clock tests-done 60.10",
@@ -175,11 +227,13 @@ describe("results", () => {
       "cr-guest: clock broken",
     ].join("\n");
     const marks = parseGuestClock(console);
-    expect(marks.map((m) => m.mark)).toEqual(["init", "checks", "scenario:simple-process", "scenario:kata-container", "tests-done", "packing", "written"]);
+    expect(marks.map((m) => m.mark)).toEqual(["init", "checks", "features", "ptrace", "scenario:simple-process", "scenario:kata-container", "tests-done", "packing", "written"]);
     const r = { seconds: 80, attempts: [{ status: "ok", reason: "", seconds: 75, boot_seconds: 2.5, end_seconds: 68.5, console_log: "c", guest_clock: marks }], tests: [{ seconds: 20 }] } as never;
     const p = Object.fromEntries(runPhases(r).map((x) => [x.phase, x.seconds]));
     expect(p["guest: set-up (mounts, input disk)"]).toBeCloseTo(1.5);
-    expect(p["guest: criu check, --feature checks, ptrace, kernel config"]).toBeCloseTo(26);
+    expect(p["guest: criu --version, criu check, check --all"]).toBeCloseTo(2);
+    expect(p["guest: the --feature checks"]).toBeCloseTo(20);
+    expect(p["guest: ptrace checks, kernel config"]).toBeCloseTo(4);
     expect(p["guest: scenario simple-process"]).toBeCloseTo(7.5);
     expect(p["guest: scenario kata-container"]).toBeCloseTo(22);
     expect(p["guest: end of the tests to packing"]).toBeCloseTo(0.1);
