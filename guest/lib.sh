@@ -98,8 +98,12 @@ run_bounded() {
 	# before the command, so nothing of ours forks while the command starts (a CRIU restore
 	# asks for exact pids then).
 	(
-		trap 'kill "$spid" 2>/dev/null; exit 0' TERM
+		# A TERM before the sleep's pid is known is remembered, not lost (the sleep would outlive
+		# us): the command may end, and the watchdog be stopped, before it got that far.
+		_rb_stop=; trap '_rb_stop=1' TERM
 		sleep "$limit" & spid=$!
+		trap 'kill "$spid" 2>/dev/null; exit 0' TERM
+		[ -n "$_rb_stop" ] && { kill "$spid" 2>/dev/null; exit 0; }
 		wait "$spid"
 		bpid=$(cat "$diagfile.pid" 2>/dev/null)
 		: > "$diagfile.deadline"
