@@ -20,7 +20,7 @@ import { UserError } from "./lib/errors.js";
 import { currentSink, runConcurrently, runSteps } from "./lib/progress.js";
 import { Branch } from "./lib/exec.js";
 import { ArtifactCache } from "./lib/cache.js";
-import { doctorFor, resolveAndPlanCriu } from "./criu/stage.js";
+import { resolveAndPlanCriu } from "./criu/stage.js";
 import { runSideWork, sideWorkPlan, SIDE_WORK_NICENESS } from "./side-work.js";
 
 export type StageName = "kernel" | "criu" | "agent" | "image" | "boot";
@@ -176,90 +176,36 @@ const RUNNERS: { [S in StageName]: Runner<S> } = {
 };
 
 /**
- * The stages of `order` that can be built while the kernel compiles: those that need no
- * kernel, directly or through what they need (pure). The CRIU stage only *uses* the kernel
- * (its compatibility check reads the final .config), which is known minutes before the
- * compile ends.
+ * The kernel with the later stages' downloads and debootstraps beside it (side-work.ts):
+ * the one overlap worth having on a small machine, as the compile is CPU bound and they are
+ * not. Either failing stops both. What the side work did is a note of the kernel outcome.
  */
-export function stagesBesideKernel(order: StageName[]): StageName[] {
-  const needsKernel = (s: StageName): boolean => STAGE_GRAPH[s].needs.some((n) => n === "kernel" || needsKernel(n));
-  return order.filter((s) => s !== "kernel" && !needsKernel(s));
-}
-
-/**
- * The kernel with the rest of the build beside it: the downloads and debootstraps of the later
- * stages (side-work.ts), then, once the kernel's .config is configured and verified, the CRIU
- * build, the agent and the image (stagesBesideKernel), all behind `nice` so the compile keeps
- * the CPUs and they use what it leaves (its serial phases, the link). A CRIU whose
- * compatibility check fails on that config is not built beside it: the CRIU stage then refuses
- * after the kernel, as it would alone. A cached kernel (no configure step) leaves the stages to
- * the ordinary order. Either branch failing stops both. Returns the kernel's outcome; the
- * stages built beside it are in `done`.
- */
-async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: DriveOptions, order: StageName[]): Promise<Omit<StageOutcome<"kernel">, "stage" | "seconds">> {
+async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: DriveOptions, wants: { criu: boolean; image: boolean }): Promise<Omit<StageOutcome<"kernel">, "stage" | "seconds">> {
   const plan = o.criu!.plan!;
   const key = plan.candidates.find((c) => c.key)?.key;
   const criuCached = Boolean(key && new ArtifactCache(config.cache_dir).has("criu", key));
-  const items = sideWorkPlan(config, { criu: order.includes("criu"), image: order.includes("image") }, plan, criuCached);
-  const beside = stagesBesideKernel(order);
-  if (!items.length && !beside.length) return RUNNERS.kernel(config, done, o);
+  const items = sideWorkPlan(config, wants, plan, criuCached);
+  if (!items.length) return RUNNERS.kernel(config, done, o);
   let kernel: Omit<StageOutcome<"kernel">, "stage" | "seconds"> | undefined;
-  const notes: string[] = [];
-  type KernelFacts = { config: Map<string, string>; version: string } | undefined;
-  let onConfigured!: (facts: KernelFacts) => void;
-  const configured = new Promise<KernelFacts>((resolve) => (onConfigured = resolve));
-  const kernelOptions = { ...o.kernel, onConfigured: (final: Map<string, string>, version: string) => onConfigured({ config: final, version }) };
+  let side: string[] = [];
   await runConcurrently([
-    {
-      title: "Kernel",
-      branch: new Branch("the kernel build"),
-      run: async () => {
-        try {
-          kernel = await RUNNERS.kernel(config, done, { ...o, kernel: kernelOptions });
-        } finally {
-          onConfigured(undefined); // a cache hit or a failure: nothing was configured
-        }
-      },
-    },
+    { title: "Kernel", branch: new Branch("the kernel build"), run: async () => void (kernel = await RUNNERS.kernel(config, done, o)) },
     {
       title: `Beside the kernel (nice ${SIDE_WORK_NICENESS})`,
       branch: new Branch("the side work", SIDE_WORK_NICENESS),
       run: async () => {
         const sink = currentSink();
-        const side = await runSideWork(config, plan, items, sink?.line ?? (() => undefined), sink?.title ?? (() => undefined));
-        if (side.length) notes.push(`note: beside the kernel (nice ${SIDE_WORK_NICENESS}): ${side.join(", ")}`);
-        const facts = await configured;
-        if (!facts || !beside.length) return;
-        const findings = doctorFor(config, plan, plan.candidates.find((c) => c.key)?.provider, { kernelConfig: facts.config, kernelVersion: facts.version });
-        if (!criuCached && !o.criu?.force && findings.some((f) => f.severity === "fail")) {
-          notes.push("note: CRIU not built beside the kernel: its compatibility check with this kernel's .config fails (below)");
-          return;
-        }
-        const withKernel: DriveOptions = { ...o, criu: { ...o.criu, kernelConfig: facts.config, kernelVersion: facts.version } };
-        const built: string[] = [];
-        for (const s of beside) {
-          const t0 = Date.now();
-          try {
-            const out = await (RUNNERS[s] as Runner<typeof s>)(config, done, withKernel);
-            (done as Record<string, StageOutcome>)[s] = { stage: s, seconds: (Date.now() - t0) / 1000, ...out } as StageOutcome;
-            built.push(`${s} ${out.cached ? "(cached)" : `${((Date.now() - t0) / 1000).toFixed(0)} s`}`);
-          } catch (err) {
-            if (typeof err === "object" && err !== null) failedStages.set(err, s);
-            throw err;
-          }
-        }
-        notes.push(`note: built beside the kernel compile (nice ${SIDE_WORK_NICENESS}): ${built.join(", ")}`);
+        side = await runSideWork(config, plan, items, sink?.line ?? (() => undefined), sink?.title ?? (() => undefined));
       },
     },
   ]);
-  return { ...kernel!, notes: [...kernel!.notes, ...notes] };
+  return { ...kernel!, notes: [...kernel!.notes, `note: beside the kernel (nice ${SIDE_WORK_NICENESS}): ${side.join(", ")}`] };
 }
 
 /**
- * Runs `targets` and every stage they need (those in `o.given` are taken as they are), each
- * once, in graph order. The one overlap is the kernel's compile with the build work that does
- * not need it (kernelWithSideWork); otherwise a kernel, a CRIU build and a boot each use every
- * core of the machines this runs on.
+ * Runs `targets` and every stage they need (those in `o.given` are taken as they are), one
+ * after another in graph order: on the machines this runs on, a kernel and a CRIU build each
+ * use every core, so overlapping them gains nothing and muddles the progress display.
  */
 export async function drive(config: PipelineConfig, targets: StageName[], o: DriveOptions = {}): Promise<Outcomes> {
   const done: Outcomes = { ...o.given };
@@ -267,17 +213,11 @@ export async function drive(config: PipelineConfig, targets: StageName[], o: Dri
   // The CRIU plan, resolved once: the side work beside the kernel and the CRIU stage read it.
   if (order.includes("kernel") && order.includes("criu") && !o.criu?.plan) o = { ...o, criu: { ...o.criu, plan: resolveAndPlanCriu(config, { strict: o.criu?.strict ?? true }) } };
   for (const s of order) {
-    // Built beside the kernel (kernelWithSideWork): its outcome is there, said in order.
-    const early = (done as Record<string, StageOutcome>)[s];
-    if (early) {
-      o.onOutcome?.(early);
-      continue;
-    }
     const t0 = Date.now();
     try {
       const out =
         s === "kernel" && order.includes("criu")
-          ? await kernelWithSideWork(config, done, o, order)
+          ? await kernelWithSideWork(config, done, o, { criu: order.includes("criu"), image: order.includes("image") })
           : await (RUNNERS[s] as Runner<typeof s>)(config, done, o);
       const outcome = { stage: s, seconds: (Date.now() - t0) / 1000, ...out } as StageOutcome;
       (done as Record<string, StageOutcome>)[s] = outcome;

@@ -35,12 +35,6 @@ export interface KernelStageOptions {
   /** Keep the final .config here (--config-out). */
   configOut?: string;
   log?: (line: string) => void;
-  /**
-   * Called once the final .config is verified, before the compile starts (not for a cache
-   * hit): what runs beside the kernel and depends on its config (the CRIU compatibility
-   * check) can go on then.
-   */
-  onConfigured?: (final: Map<string, string>, version: string) => void;
 }
 
 export interface KernelStageResult {

@@ -3,7 +3,7 @@
  * an order where each stage comes after what it needs and what it reads from the same run.
  */
 import { describe, expect, it } from "vitest";
-import { STAGE_GRAPH, stagesBesideKernel, stagesFor, type StageName } from "../../scripts/driver.js";
+import { STAGE_GRAPH, stagesFor, type StageName } from "../../scripts/driver.js";
 
 describe("stage graph", () => {
   it("a boot needs everything; kernel first, so the CRIU check can read its .config", () => {
@@ -28,12 +28,5 @@ describe("stage graph", () => {
       for (const s of order) for (const d of [...STAGE_GRAPH[s].needs, ...STAGE_GRAPH[s].uses]) if (order.includes(d)) expect(order.indexOf(d)).toBeLessThan(order.indexOf(s));
       for (const s of order) for (const n of STAGE_GRAPH[s].needs) expect(order).toContain(n);
     }
-  });
-
-  it("beside the kernel's compile: what needs no kernel (the CRIU check only reads its .config), never the boot", () => {
-    expect(stagesBesideKernel(stagesFor(["boot"]))).toEqual(["criu", "agent", "image"]);
-    expect(stagesBesideKernel(stagesFor(["criu"], []))).toEqual(["criu"]);
-    expect(stagesBesideKernel(stagesFor(["kernel"]))).toEqual([]);
-    for (const s of stagesBesideKernel(Object.keys(STAGE_GRAPH) as StageName[])) expect(stagesFor([s])).not.toContain("kernel");
   });
 });
