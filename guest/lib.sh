@@ -53,8 +53,6 @@ write_output() { # dev dir
 	printf '%s out=%s\n' "$RESULTS_DONE_MARKER" "$size" | dd of="$1" bs=512 seek=1 conv=notrunc,fsync 2>/dev/null
 }
 
-now() { cut -d' ' -f1 /proc/uptime; }
-
 # The uptime in centiseconds into the variable named $1, and the seconds since such a reading
 # into the variable named $1 ("3.07"): builtins only, as a fork costs tens of milliseconds
 # under TCG and every test took a dozen of them for its bookkeeping.

@@ -46,11 +46,12 @@ criu_run() {
 		for p in $taken; do
 			echo "  pid $p is taken by: $(tr '\0' ' ' 2>/dev/null < /proc/"$p"/cmdline)($(grep -E '^(State|PPid):' /proc/"$p"/status 2>/dev/null | tr '\n\t' '  '))" >> "$CDIR/out.log"
 		done
-		i=0
-		for p in $taken; do while [ -e /proc/"$p" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done; done
-		for p in $taken; do [ -e /proc/"$p" ] && return $RC; done
+		uptime_cs waited
+		# shellcheck disable=SC2086
+		wait_gone 5 $taken || return $RC
+		seconds_since waited "$waited"
 		mv "$log" "$CDIR/$label.pid-taken.log"
-		echo "  pid $taken free again after $((i / 10)).$((i % 10))s: restoring once more" >> "$CDIR/out.log"
+		echo "  pid $taken free again after ${waited}s: restoring once more" >> "$CDIR/out.log"
 		criu_once "$bin" "$@"
 	fi
 	return $RC
@@ -137,10 +138,10 @@ wait_changed() {
 	done
 }
 
-# wait_gone PID... : until none of them exists any more (2 s at most: a killed process whose
-# pid a restore needs, or whose mounts the next case reuses).
+# wait_gone SECONDS PID...: until none of them exists any more (a killed process whose pid a
+# restore needs, or whose mounts the next case reuses).
 wait_gone() {
-	deadline_cs _wg_end 2
+	deadline_cs _wg_end "$1"; shift
 	for _wg_p; do
 		while [ -e /proc/"$_wg_p" ]; do past "$_wg_end" && return 1; sleep 0.025; done
 	done
@@ -153,7 +154,7 @@ kill_tree_wait() {
 	_kt_pids=$(tree_pids "$1")
 	for p in $_kt_pids; do kill -9 "$p" 2>/dev/null; done
 	# shellcheck disable=SC2086
-	wait_gone $_kt_pids
+	wait_gone 2 $_kt_pids
 }
 
 # ns_init OUTER: the pid (host view) of the namespace init that `unshare --fork` (pid OUTER)

@@ -23,8 +23,8 @@ describe("run_bounded (guest/lib.sh, run by this host's sh)", () => {
     writeFileSync(env, guestContractEnv());
     // Unique sleep lengths, so leftovers can be told apart from anything else on the host.
     const script = `CRG_CONTRACT_ENV=${env}; . ${LIB}
-      t0=$(now); run_bounded 5 "$1/a" sh -c 'exit 3'; echo "quick rc=$? $(echo "$(now) $t0" | awk '{print $1-$2}')"
-      t0=$(now); run_bounded 1 "$1/b" sleep 31.37; echo "slow rc=$? $(echo "$(now) $t0" | awk '{print $1-$2}')"
+      uptime_cs t0; run_bounded 5 "$1/a" sh -c 'exit 3'; rc=$?; seconds_since s "$t0"; echo "quick rc=$rc $s"
+      uptime_cs t0; run_bounded 1 "$1/b" sleep 31.37; rc=$?; seconds_since s "$t0"; echo "slow rc=$rc $s"
       run_bounded 301.37 "$1/c" true; echo "short rc=$?"
       sleep 0.3; pgrep -f "^sleep (31|301)\\.37" || echo "no leftovers"
       uptime_cs a; sleep 0.3; seconds_since s "$a"; echo "$s"`;
