@@ -10,7 +10,8 @@ find_disk() { # marker: the block device whose first sector starts with it
 	for sys in /sys/block/*; do
 		dev=/dev/${sys##*/}
 		[ -b "$dev" ] || continue
-		head=$(dd if="$dev" bs=512 count=1 2>/dev/null | head -c ${#1} | tr -d '\000')
+		# One program per disk: the shell drops the NUL bytes of a disk that is not ours.
+		head=$(head -c ${#1} "$dev" 2>/dev/null)
 		if [ "$head" = "$1" ]; then echo "$dev"; return 0; fi
 	done
 	return 1
@@ -41,8 +42,12 @@ read_transfer() { # dev dir: fails with the reason on stdout
 }
 
 read_input() { # dev dir
-	size=$(dd if="$1" bs=512 count=1 2>/dev/null | tr -d '\000' | sed -n 's/^in=\([0-9][0-9]*\)$/\1/p')
-	[ -n "$size" ] && [ "$size" -gt 0 ] || return 1
+	# The header is two text lines (the marker, in=SIZE): read with builtins.
+	{ read -r _ri_marker; read -r _ri_in; } < "$1" 2>/dev/null
+	[ "$_ri_marker" = "$RESULTS_MARKER" ] || return 1
+	size=${_ri_in#in=}
+	case $size in '' | *[!0-9]*) return 1 ;; esac
+	[ "$size" -gt 0 ] || return 1
 	dd if="$1" bs=1M skip=$INPUT_OFFSET_MIB count="$size" iflag=count_bytes 2>/dev/null | tar -xzf - -C "$2"
 }
 
@@ -70,6 +75,28 @@ mark() { read -r _mk_up _mk_rest < /proc/uptime; echo "clock $1 $_mk_up"; }
 tree_pids() {
 	echo "$1"
 	for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do tree_pids "$child"; done
+}
+
+# kill_tree PID: SIGKILL for the whole tree. Each process is stopped first, and the tree read
+# again until no new one shows up: a stopped process forks no more, while a list read once
+# and killed misses what forks in between (a check's child started at the deadline outlived
+# it). The killed pids are left in KILLED_PIDS.
+kill_tree() {
+	KILLED_PIDS=
+	_kt_seen=" "
+	while :; do
+		_kt_new=
+		for _kt_p in $(tree_pids "$1"); do
+			case $_kt_seen in *" $_kt_p "*) continue ;; esac
+			kill -STOP "$_kt_p" 2>/dev/null
+			_kt_seen="$_kt_seen$_kt_p "; _kt_new=1
+		done
+		[ -n "$_kt_new" ] || break
+	done
+	# The root last: whoever waits for it goes on once everything under it is gone too.
+	for _kt_p in $_kt_seen; do [ "$_kt_p" = "$1" ] || kill -9 "$_kt_p" 2>/dev/null; done
+	kill -9 "$1" 2>/dev/null
+	KILLED_PIDS=$_kt_seen
 }
 
 # /proc/<pid>/{wchan,stack,status} of a process tree: where each task is stuck.
@@ -103,6 +130,9 @@ run_bounded() {
 		trap 'kill "$spid" 2>/dev/null; exit 0' TERM
 		[ -n "$_rb_stop" ] && { kill "$spid" 2>/dev/null; exit 0; }
 		wait "$spid"
+		# From here on the watchdog finishes its work: the command ends as it is killed, and
+		# the TERM that follows must not cut the kill short.
+		trap '' TERM
 		bpid=$(cat "$diagfile.pid" 2>/dev/null)
 		: > "$diagfile.deadline"
 		{
@@ -114,7 +144,7 @@ run_bounded() {
 				echo "--- Error lines"; grep -E 'Error|Warn' "$DIAG_LOG" | tail -n 20
 			fi
 		} >> "$diagfile" 2>&1
-		for p in $(tree_pids "$bpid"); do kill -9 "$p" 2>/dev/null; done
+		kill_tree "$bpid"
 	) &
 	wpid=$!
 	"$@" &
@@ -227,6 +257,76 @@ feature_worker() { # k n feature...
 		fi
 		_fw_i=$((_fw_i + 1))
 	done
+}
+
+# run_scenarios QUEUE: the scenarios listed in QUEUE (name<TAB>timeout<TAB>script<TAB>holds per
+# line), SCENARIO_JOBS at a time (default: the CPUs), started in the order listed. "holds" names
+# (comma-separated, "-" for none) what a scenario changes or reads for the whole guest, e.g. the
+# root mount table, which a new mount namespace copies: two that hold the same name never run at
+# once. Each scenario keeps its own deadline (6 times its step timeout), directory and records,
+# and marks the clock at its start (scenario:NAME) and end (scenario-done:NAME).
+run_scenarios() {
+	_rs_pool=${SCENARIO_POOL_DIR:-/run/cr-guest/pool}
+	rm -rf "$_rs_pool"; mkdir -p "$_rs_pool/claimed" "$_rs_pool/held"
+	_rs_n=${SCENARIO_JOBS:-$(nproc 2>/dev/null || echo 1)}
+	_rs_k=0
+	while [ $_rs_k -lt "$_rs_n" ]; do scenario_worker "$1" "$_rs_pool" & _rs_k=$((_rs_k + 1)); done
+	wait
+	rm -rf "$_rs_pool"
+}
+
+# A worker of run_scenarios: takes the first scenario not yet claimed whose holds are all free
+# (mkdir is the atomic claim), runs it, frees its holds; waits while only blocked ones are left.
+scenario_worker() { # queue pooldir
+	_sw_tab=$(printf '\t')
+	while :; do
+		_sw_left=; _sw_pick=
+		while IFS="$_sw_tab" read -r _sw_name _sw_timeout _sw_script _sw_holds; do
+			[ -n "$_sw_name" ] && [ ! -d "$2/claimed/$_sw_name" ] || continue
+			_sw_left=1
+			take_holds "$2/held" "$_sw_holds" || continue
+			if mkdir "$2/claimed/$_sw_name" 2>/dev/null; then _sw_pick=1; break; fi
+			drop_holds "$2/held" "$_sw_holds"
+		done < "$1"
+		if [ -z "$_sw_pick" ]; then
+			[ -n "$_sw_left" ] || return 0
+			sleep 0.05; continue
+		fi
+		run_scenario "$_sw_name" "$_sw_timeout" "$_sw_script"
+		drop_holds "$2/held" "$_sw_holds"
+	done
+}
+
+take_holds() { # dir holds: every one of them (a directory each) or none
+	_th_got=; _th_rest=$2
+	[ "$_th_rest" = - ] && return 0
+	while [ -n "$_th_rest" ]; do
+		_th=${_th_rest%%,*}
+		if [ "$_th" = "$_th_rest" ]; then _th_rest=; else _th_rest=${_th_rest#*,}; fi
+		if mkdir "$1/$_th" 2>/dev/null; then _th_got="$_th_got,$_th"
+		else drop_holds "$1" "${_th_got#,}"; return 1; fi
+	done
+}
+
+drop_holds() { # dir holds
+	_dh_rest=$2
+	[ "$_dh_rest" = - ] && return 0
+	while [ -n "$_dh_rest" ]; do
+		_dh=${_dh_rest%%,*}
+		if [ "$_dh" = "$_dh_rest" ]; then _dh_rest=; else _dh_rest=${_dh_rest#*,}; fi
+		rmdir "$1/$_dh" 2>/dev/null
+	done
+}
+
+# run_scenario NAME TIMEOUT SCRIPT: one scenario script, bounded; it records its own cases.
+run_scenario() {
+	mkdir -p "$OUT/scenarios/$1"
+	echo "scenario $1"
+	mark "scenario:$1"
+	SCENARIO=$1 SCENARIO_DIR=$OUT/scenarios/$1 STEP_TIMEOUT=$2 \
+		run_bounded $(($2 * 6)) "$OUT/scenarios/$1/diag.txt" sh "$HERE/scenarios/$3" < /dev/null
+	[ $? -eq 124 ] && record "$1" FAIL 124 "$(($2 * 6))" "scenario script timed out"
+	mark "scenario-done:$1"
 }
 
 # CRIU's Error lines from a log: always shown for a failure.

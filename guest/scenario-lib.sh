@@ -147,14 +147,11 @@ wait_gone() {
 	done
 }
 
-kill_tree() { for p in $(tree_pids "$1"); do kill -9 "$p" 2>/dev/null; done; }
-
-# kill_tree_wait PID: kill_tree, then wait until the whole tree is gone.
+# kill_tree_wait PID: kill_tree (lib.sh), then wait until the whole tree is gone.
 kill_tree_wait() {
-	_kt_pids=$(tree_pids "$1")
-	for p in $_kt_pids; do kill -9 "$p" 2>/dev/null; done
+	kill_tree "$1"
 	# shellcheck disable=SC2086
-	wait_gone 2 $_kt_pids
+	wait_gone 2 $KILLED_PIDS
 }
 
 # ns_init OUTER: the pid (host view) of the namespace init that `unshare --fork` (pid OUTER)

@@ -14,6 +14,8 @@ export interface RunInputOptions {
   requested: Map<string, string>;
   scenarios: Scenario[];
   testTimeoutSeconds: number;
+  /** Scenarios run at once in the guest; 0: as many as it has vCPUs. */
+  scenarioJobs?: number;
   /** More assignments for run.conf (a migration's phase and binaries). */
   conf?: Record<string, string>;
 }
@@ -35,6 +37,7 @@ export function runInput(o: RunInputOptions): { files: Record<string, string>; s
     CRIU_PATCHES: o.patches.join(" "),
     FEATURES: checkFeatures(o.catalog, o.criuVersion).join(" "),
     TEST_TIMEOUT: String(o.testTimeoutSeconds),
+    ...(o.scenarioJobs ? { SCENARIO_JOBS: String(o.scenarioJobs) } : {}),
     ...expectations,
     ...o.conf,
   };
@@ -44,7 +47,7 @@ export function runInput(o: RunInputOptions): { files: Record<string, string>; s
     files: {
       "run.conf": `${Object.entries(conf).map(([k, val]) => `${k}=${shQuote(val)}`).join("\n")}\n`,
       "requested.conf": requested ? `${requested}\n` : "",
-      "scenarios.conf": applicable.map((s) => `${s.name}\t${s.timeout}\t${s.script}\t${s.gated ? "yes" : "no"}`).join("\n") + (applicable.length ? "\n" : ""),
+      "scenarios.conf": applicable.map((s) => `${s.name}\t${s.timeout}\t${s.script}\t${s.gated ? "yes" : "no"}\t${s.holds.join(",") || "-"}`).join("\n") + (applicable.length ? "\n" : ""),
     },
     scenarios: applicable,
     expectations,

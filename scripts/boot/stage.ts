@@ -23,9 +23,11 @@ import { runInput } from "./run-input.js";
 import { copyTransferDisk, createTransferDisk, verifyTransferDisk } from "./transfer-disk.js";
 import { loadScenarios } from "../data/scenarios.js";
 import type { KernelRef } from "../kernel/result.js";
-
-export const RUN_RECIPE_VERSION = 1;
 import { GUEST_CLOCK_PREFIX, GUEST_END_MARKER, GUEST_INIT, GUEST_STARTED_MARKER } from "../lib/guest-contract.js";
+
+// 2: the guest sees every vCPU (one socket each; with -smp N alone it saw one) and runs its
+// scenarios side by side.
+export const RUN_RECIPE_VERSION = 2;
 
 export { GUEST_END_MARKER, GUEST_INIT, GUEST_STARTED_MARKER };
 
@@ -79,6 +81,15 @@ export interface RunOptions {
   vcpus?: number;
 }
 
+/** How many CPUs a sysfs list such as "0-1,3" names (undefined when there is none). */
+export function onlineCpus(list: string | undefined): number | undefined {
+  if (!list || !/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(list.trim())) return undefined;
+  return list.trim().split(",").reduce((n, r) => {
+    const [a, b] = r.split("-").map(Number);
+    return n + (b === undefined ? 1 : b - a + 1);
+  }, 0);
+}
+
 /** The kernel command line: root by PARTUUID for our images, by partition for existing ones. */
 export function kernelCommandLine(image: ImageResult, extra: string[] = [], bus: "virtio" | "nvme" = "virtio"): string[] {
   const m = image.metadata;
@@ -100,6 +111,7 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
     requested: o.kernel.requested,
     scenarios: loadScenarios(config.boot.scenarios),
     testTimeoutSeconds: config.boot.test_timeout_seconds,
+    scenarioJobs: config.boot.scenario_jobs,
     conf: o.conf,
   });
   const transferRecord = o.transfer?.mode === "read" ? verifyTransferDisk(o.transfer.readFrom) : undefined;
@@ -175,6 +187,8 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
       if (o.transfer?.mode === "write") await rename(transferDisk, join(tmp, "transfer.img"));
       tests = readTestRecords(out, tmp);
       guest = existsSync(join(out, "info/guest.txt")) ? parseKeyValues(readFileSync(join(out, "info/guest.txt"), "utf8")) : {};
+      const online = onlineCpus(guest.cpus_online);
+      if (online !== undefined && online < vcpus) log(`warning: the guest saw ${online} of its ${vcpus} vCPUs (cpus_online=${guest.cpus_online}): its scenarios and checks ran with fewer workers`);
       // A migration boot's transfer disk, as the guest saw it (status=read|unreadable|written|unwritten).
       if (existsSync(join(out, "info/transfer.txt")))
         for (const [k, v] of Object.entries(parseKeyValues(readFileSync(join(out, "info/transfer.txt"), "utf8")))) guest[`transfer_${k}`] = v;
@@ -254,6 +268,9 @@ export function parseGuestClock(console: string): GuestMark[] {
   return out;
 }
 
+const SPAN_START = "scenario:";
+const SPAN_END = "scenario-done:";
+
 /** What the time from one guest mark to the next was spent on. */
 function markPhase(mark: string): string {
   if (mark.startsWith("scenario:")) return `guest: scenario ${mark.slice("scenario:".length)}`;
@@ -262,6 +279,7 @@ function markPhase(mark: string): string {
     checks: "guest: criu --version, criu check, check --all",
     features: "guest: the --feature checks",
     ptrace: "guest: ptrace checks, kernel config",
+    scenarios: "guest: the scenarios",
     "tests-done": "guest: end of the tests to packing",
     transfer: "guest: transfer disk written",
     packing: "guest: results packed and written",
@@ -286,7 +304,18 @@ export function runPhases(r: RunResults): { phase: string; seconds: number | nul
   if (marks.length && end !== null && boot !== null) {
     // The init mark is taken as the guest init's first line appears (boot_seconds on the host's clock).
     const hostAt = (m: GuestMark) => boot + (m.uptime - marks[0].uptime);
-    marks.forEach((m, i) => guest.push({ phase: markPhase(m.mark), seconds: Math.max(0, (i + 1 < marks.length ? hostAt(marks[i + 1]) : end) - hostAt(m)) }));
+    // Scenarios that ran side by side mark their start and end (scenario:X, scenario-done:X):
+    // spans within the "scenarios" phase, listed under it. A start without an end (a run
+    // from before the pool) is a phase of its own, as it was then.
+    const ends = new Map(marks.filter((m) => m.mark.startsWith(SPAN_END)).map((m) => [m.mark.slice(SPAN_END.length), m]));
+    const spanOf = (m: GuestMark) => (m.mark.startsWith(SPAN_START) ? ends.get(m.mark.slice(SPAN_START.length)) : undefined);
+    const phases = marks.filter((m) => !m.mark.startsWith(SPAN_END) && !spanOf(m));
+    phases.forEach((m, i) => {
+      guest.push({ phase: markPhase(m.mark), seconds: Math.max(0, (i + 1 < phases.length ? hostAt(phases[i + 1]) : end) - hostAt(m)) });
+      if (m.mark === "scenarios")
+        for (const s of marks.filter((x) => spanOf(x)))
+          guest.push({ phase: `  ${markPhase(s.mark)} (side by side)`, seconds: Math.max(0, spanOf(s)!.uptime - s.uptime) });
+    });
   } else {
     guest.push({ phase: "tests (sum of each test's clock)", seconds: tests });
     guest.push({ phase: "guest outside tests (set-up, collecting, packing)", seconds: end !== null && boot !== null ? Math.max(0, end - boot - tests) : null });

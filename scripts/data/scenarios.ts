@@ -29,6 +29,11 @@ const ScenarioSchema = z.strictObject({
   observe: z.array(z.string()).optional(),
   /** Cases that can migrate: dumped in one boot, restored in another (guest/scenario-lib.sh run_case). */
   migrate: z.array(z.string().regex(/^[a-z0-9-]+$/, "a case name, e.g. dump-restore")).optional(),
+  /**
+   * What the scenario changes or reads for the whole guest (e.g. root-mounts, xtables-lock):
+   * scenarios run side by side, but two that hold the same name never at once.
+   */
+  holds: z.array(z.string().regex(/^[a-z0-9-]+$/, "a lower-case name, e.g. root-mounts")).optional(),
 });
 
 export const SCENARIOS_SCHEMA = z.strictObject({ scenarios: z.array(ScenarioSchema) });
@@ -42,6 +47,7 @@ export interface Scenario {
   gated: boolean;
   observe: string[];
   migrate: string[];
+  holds: string[];
 }
 
 /** The cases (scenario/case) that migrate, of the scenarios that apply. */
@@ -60,6 +66,6 @@ export function loadScenarios(file: string): Scenario[] {
   return doc.scenarios.map((s, i) => {
     if (!existsSync(join(GUEST_RUNNER_DIR, "scenarios", s.script)))
       throw new UserError(`${file}:${src.lineOf(["scenarios", i, "script"]) ?? "?"}: scenario ${s.name}: script guest/scenarios/${s.script} does not exist`, "write the script, or fix the name");
-    return { name: s.name, script: s.script, timeout: s.timeout, criu: s.criu ?? "*", about: s.about ?? "", gated: s.gated !== false, observe: s.observe ?? [], migrate: s.migrate ?? [] };
+    return { name: s.name, script: s.script, timeout: s.timeout, criu: s.criu ?? "*", about: s.about ?? "", gated: s.gated !== false, observe: s.observe ?? [], migrate: s.migrate ?? [], holds: s.holds ?? [] };
   });
 }

@@ -79,6 +79,7 @@ export const CONFIG_SCHEMA = strictObject({
     cpus: num,
     boot_timeout_seconds: num,
     test_timeout_seconds: num,
+    scenario_jobs: num,
     deadline_minutes: num,
     retries: num,
     scenarios: filePath(),

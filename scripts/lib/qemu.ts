@@ -54,6 +54,10 @@ export function requireQemu(): void {
   if (!findInPath(QEMU)) throw new UserError(`${QEMU} is missing`, "apt-get install qemu-system-x86   (or run 'make setup')");
 }
 
+export function smpTopology(cpus: number): string {
+  return `${cpus},sockets=${cpus},cores=1,threads=1`;
+}
+
 /** The QEMU command line: pure, so its choices are unit-tested. */
 export function qemuArgs(opts: BootOptions): string[] {
   const args = [
@@ -61,7 +65,9 @@ export function qemuArgs(opts: BootOptions): string[] {
     "-machine", opts.accel === "kvm" ? "q35,accel=kvm" : "q35,accel=tcg",
     "-cpu", opts.accel === "kvm" ? "host" : "max,cx16=off",
     "-m", String(opts.memoryMiB ?? 1024),
-    "-smp", String(opts.cpus ?? 2),
+    // One socket per vCPU: QEMU's default puts them all as cores of one socket, and SeaBIOS's
+    // MP table lists one processor per socket, so a kernel without ACPI saw a single CPU.
+    "-smp", smpTopology(opts.cpus ?? 2),
     "-nographic", "-no-reboot", "-nodefaults",
     "-serial", `file:${opts.consoleLog}`,
     "-kernel", opts.kernel,

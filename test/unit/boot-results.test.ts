@@ -6,7 +6,7 @@ import { createResultsDisk, parseDoneRecord, readResultsDisk } from "../../scrip
 import { errorLines, readTestRecords, summarize } from "../../scripts/boot/results.js";
 import { runInput, shQuote } from "../../scripts/boot/run-input.js";
 import { loadScenarios } from "../../scripts/data/scenarios.js";
-import { formatRun, kernelCommandLine, parseGuestClock, runPhases } from "../../scripts/boot/stage.js";
+import { formatRun, kernelCommandLine, onlineCpus, parseGuestClock, runPhases } from "../../scripts/boot/stage.js";
 import { loadCriuCatalog } from "../../scripts/data/criu-catalog.js";
 import { run } from "../../scripts/lib/exec.js";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
@@ -68,6 +68,49 @@ describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this
     expect(took).toBeLessThan(5);
     expect(r.stdout).toMatch(/no leftovers/);
     expect(() => readFileSync(join(out, "tests/feature-checks.diag"))).toThrow();
+  });
+
+  it("runs the scenarios side by side in the order listed, never two that hold the same thing at once, each under its own deadline", async () => {
+    const dir = tmp("crg-scenarios-");
+    writeFileSync(join(dir, "contract.env"), guestContractEnv());
+    // HERE as the guest has it: lib.sh, and stand-in scenarios that log their start and end.
+    const here = join(dir, "here");
+    mkdirSync(join(here, "scenarios"), { recursive: true });
+    writeFileSync(join(here, "lib.sh"), readFileSync(LIB));
+    const log = join(dir, "log");
+    writeFileSync(join(here, "scenarios", "sleeper.sh"), `. "$HERE/lib.sh"; uptime_cs t; echo "start $SCENARIO $t" >> ${log}; sleep "$(cat "$IN/$SCENARIO")"; uptime_cs t; echo "end $SCENARIO $t" >> ${log}; record "$SCENARIO/case" PASS 0 0 "slept"\n`);
+    const input = join(dir, "in");
+    mkdirSync(input);
+    const queue = join(dir, "queue");
+    // name, step timeout, script, holds: "long" and "mounts2" share a hold; "stuck" overruns its 6 s.
+    const rows = [["long", "1.2", "mounts"], ["stuck", "8", "-"], ["short1", "0.3", "-"], ["mounts2", "0.3", "mounts"], ["short2", "0.3", "-"], ["short3", "0.3", "-"]];
+    for (const [name, secs] of rows) writeFileSync(join(input, name), secs);
+    writeFileSync(queue, rows.map(([name, , holds]) => `${name}\t${name === "stuck" ? 1 : 60}\tsleeper.sh\t${holds}\n`).join(""));
+    const out = join(dir, "out");
+    const script = `CRG_CONTRACT_ENV=${dir}/contract.env; HERE=${here}; IN=${input}; OUT=${out}; SCENARIO_JOBS=2; SCENARIO_POOL_DIR=${dir}/pool
+      export HERE IN OUT CRG_CONTRACT_ENV SCENARIO_JOBS SCENARIO_POOL_DIR; . ${LIB}
+      uptime_cs t0; run_scenarios ${queue}; seconds_since s "$t0"; echo "took $s"`;
+    const r = await run(["sh", "-c", script], { timeoutMs: 30_000, allowFailure: true });
+    const events = readFileSync(log, "utf8").trim().split("\n").map((l) => l.split(" ")).map(([what, name, cs]) => ({ what, name, at: Number(cs) }));
+    const at = (what: string, name: string) => events.find((e) => e.what === what && e.name === name)!.at;
+    // Every scenario once; the first two in the list start first, side by side.
+    expect(events.filter((e) => e.what === "start").map((e) => e.name).sort()).toEqual(rows.map(([n]) => n).sort());
+    expect(events.filter((e) => e.what === "start").slice(0, 2).map((e) => e.name).sort()).toEqual(["long", "stuck"]);
+    // The two that hold "mounts" never overlap: mounts2 waits for long, the others go past it.
+    expect(at("start", "mounts2")).toBeGreaterThanOrEqual(at("end", "long"));
+    expect(at("start", "short1")).toBeLessThan(at("end", "long") + 50);
+    for (const name of ["long", "short1", "mounts2", "short2", "short3"])
+      expect(readFileSync(join(out, "tests", name, "case", "status"), "utf8").trim()).toBe("PASS");
+    // The stuck one is stopped at its own deadline (6 x 1 s) and recorded, with diagnostics.
+    expect([readFileSync(join(out, "tests/stuck/status"), "utf8").trim(), readFileSync(join(out, "tests/stuck/rc"), "utf8").trim()]).toEqual(["FAIL", "124"]);
+    expect(readFileSync(join(out, "scenarios/stuck/diag.txt"), "utf8")).toMatch(/^TIMEOUT after 6s: sh .*sleeper\.sh/);
+    // Side by side: the whole is the stuck one's deadline, not the sum (6 + 1.2 + 4 x 0.3 s).
+    const took = Number(/took (\S+)/.exec(r.stdout)?.[1]);
+    expect(took).toBeGreaterThanOrEqual(6);
+    expect(took).toBeLessThan(7.5);
+    // Clock marks at each start and end, for the host's per-phase clock.
+    for (const [name] of rows) expect(r.stdout).toMatch(new RegExp(`clock scenario:${name} [\\d.]+\\n[\\s\\S]*clock scenario-done:${name} [\\d.]+`));
+    expect(() => readFileSync(join(dir, "pool"))).toThrow();
   });
 
   it("waits for a value, a change and a process's end with builtins, and gives up at the deadline", async () => {
@@ -241,6 +284,33 @@ describe("results", () => {
     // The last mark runs to the end marker, on the host's clock (init at 2.5 s = uptime 3.1).
     expect(p["guest: sync to the end marker"]).toBeCloseTo(68.5 - (2.5 + 65.5));
     expect(p["tests (sum of each test's clock)"]).toBeUndefined();
+  });
+
+  it("scenarios that ran side by side are spans under the scenarios phase, not phases of their own", () => {
+    const marks = parseGuestClock(
+      ["init 3.00", "checks 4.00", "scenarios 10.00", "scenario:kata-container 10.01", "scenario:frozen-cgroup 10.02", "scenario-done:frozen-cgroup 19.02", "scenario:sibling 19.03", "scenario-done:sibling 22.03", "scenario-done:kata-container 24.01", "tests-done 24.10", "packing 24.20", "written 25.00"]
+        .map((l) => `cr-guest: clock ${l}`)
+        .join("\n"),
+    );
+    const r = { seconds: 40, attempts: [{ status: "ok", reason: "", seconds: 30, boot_seconds: 2, end_seconds: 24.5, console_log: "c", guest_clock: marks }], tests: [] } as never;
+    const rows = runPhases(r);
+    const names = rows.map((x) => x.phase);
+    const p = Object.fromEntries(rows.map((x) => [x.phase, x.seconds]));
+    expect(p["guest: the scenarios"]).toBeCloseTo(14.1);
+    // Each span right under it, with its own length; they overlap, so they are not phases.
+    expect(names.slice(names.indexOf("guest: the scenarios") + 1, names.indexOf("guest: the scenarios") + 4)).toEqual(["  guest: scenario kata-container (side by side)", "  guest: scenario frozen-cgroup (side by side)", "  guest: scenario sibling (side by side)"]);
+    expect(p["  guest: scenario kata-container (side by side)"]).toBeCloseTo(14);
+    expect(p["  guest: scenario frozen-cgroup (side by side)"]).toBeCloseTo(9);
+    expect(p["guest: end of the tests to packing"]).toBeCloseTo(0.1);
+    expect(names.some((n) => n.includes("scenario-done"))).toBe(false);
+  });
+
+  it("counts the CPUs the guest had online, from its sysfs list", () => {
+    expect(onlineCpus("0")).toBe(1);
+    expect(onlineCpus("0-1")).toBe(2);
+    expect(onlineCpus("0-3,6,8-9")).toBe(7);
+    expect(onlineCpus("")).toBeUndefined();
+    expect(onlineCpus("junk")).toBeUndefined();
   });
 
   it("boots our images by PARTUUID and existing ones by partition", () => {

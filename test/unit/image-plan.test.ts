@@ -27,7 +27,11 @@ describe("image plan", () => {
     expect(uploads).toContain(GUEST_PATHS.manifest);
     const writes = ops.filter((o) => o.op === "write").map((o) => (o as { to: string; content: string }));
     expect(writes.find((w) => w.to.endsWith("kata-agent.service"))?.content).toContain("ExecStart=/usr/bin/kata-agent");
-    expect(ops.find((o) => o.op === "symlink")).toMatchObject({ link: "/etc/systemd/system/basic.target.wants/kata-containers.target" });
+    const links = ops.filter((o) => o.op === "symlink") as { target: string; link: string }[];
+    expect(links).toContainEqual({ op: "symlink", target: "/usr/lib/systemd/system/kata-containers.target", link: "/etc/systemd/system/basic.target.wants/kata-containers.target" });
+    // The init's legacy iptables: the plain names, made in the image rather than at each boot.
+    expect(links).toContainEqual({ op: "symlink", target: "/usr/sbin/iptables-legacy-restore", link: "/usr/libexec/cr-guest/iptables-legacy/iptables-restore" });
+    expect(links.filter((l) => l.link.startsWith("/usr/libexec/cr-guest/iptables-legacy/")).map((l) => l.link.split("/").at(-1)).sort()).toEqual(["ip6tables", "ip6tables-restore", "ip6tables-save", "iptables", "iptables-restore", "iptables-save"]);
     // Every directory is made before anything is put into it.
     const firstUpload = ops.findIndex((o) => o.op !== "mkdir");
     const mkdirs = ops.slice(0, firstUpload).map((o) => (o as { path: string }).path);

@@ -21,6 +21,10 @@ describe("QEMU command line", () => {
     expect(args).toContain("file=/d.img,format=raw,if=none,id=d0,readonly=on");
     expect(args).toContain("virtio-blk-pci,drive=d0,serial=crg-results");
     expect(qemuArgs({ kernel: "/k", append: [], accel: "kvm", timeoutMs: 1, consoleLog: "/c", endMarker: "M" })).toContain("host");
+    // One socket per vCPU: SeaBIOS's MP table lists one processor per socket, and a guest
+    // kernel without ACPI booted with "-smp 2" alone saw one CPU.
+    const smp = qemuArgs({ kernel: "/k", append: [], accel: "tcg", timeoutMs: 1, consoleLog: "/c", endMarker: "M", cpus: 3 });
+    expect(smp[smp.indexOf("-smp") + 1]).toBe("3,sockets=3,cores=1,threads=1");
   });
 
   it("boots from NVMe when the kernel builds only that in (Debian's cloud kernel), with a serial per disk", () => {
