@@ -260,7 +260,7 @@ feature_worker() { # k n feature...
 }
 
 # run_scenarios QUEUE: the scenarios listed in QUEUE (name<TAB>timeout<TAB>script<TAB>holds per
-# line), SCENARIO_JOBS at a time (default: the CPUs), started in the order listed. "holds" names
+# line), SCENARIO_JOBS at a time (default: the CPUs, at least 2), started in the order listed. "holds" names
 # (comma-separated, "-" for none) what a scenario changes or reads for the whole guest, e.g. the
 # root mount table, which a new mount namespace copies: two that hold the same name never run at
 # once. Each scenario keeps its own deadline (6 times its step timeout), directory and records,
@@ -268,7 +268,9 @@ feature_worker() { # k n feature...
 run_scenarios() {
 	_rs_pool=${SCENARIO_POOL_DIR:-/run/cr-guest/pool}
 	rm -rf "$_rs_pool"; mkdir -p "$_rs_pool/claimed" "$_rs_pool/held"
+	# One per CPU, and two at least: a scenario waiting for a hang leaves its CPU idle.
 	_rs_n=${SCENARIO_JOBS:-$(nproc 2>/dev/null || echo 1)}
+	[ "$_rs_n" -ge 2 ] || [ -n "$SCENARIO_JOBS" ] || _rs_n=2
 	_rs_k=0
 	while [ $_rs_k -lt "$_rs_n" ]; do scenario_worker "$1" "$_rs_pool" & _rs_k=$((_rs_k + 1)); done
 	wait
