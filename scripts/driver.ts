@@ -21,7 +21,7 @@ import { currentSink, runConcurrently, runSteps } from "./lib/progress.js";
 import { Branch } from "./lib/exec.js";
 import { ArtifactCache } from "./lib/cache.js";
 import { resolveAndPlanCriu } from "./criu/stage.js";
-import { runSideWork, sideWorkPlan, SIDE_WORK_NICENESS } from "./side-work.js";
+import { runSideWork, sideWorkPlan, SIDE_WORK_PRIORITY } from "./side-work.js";
 
 export type StageName = "kernel" | "criu" | "agent" | "image" | "boot";
 
@@ -191,15 +191,15 @@ async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: Dri
   await runConcurrently([
     { title: "Kernel", branch: new Branch("the kernel build"), run: async () => void (kernel = await RUNNERS.kernel(config, done, o)) },
     {
-      title: `Beside the kernel (nice ${SIDE_WORK_NICENESS})`,
-      branch: new Branch("the side work", SIDE_WORK_NICENESS),
+      title: `Beside the kernel (at ${SIDE_WORK_PRIORITY} CPU priority)`,
+      branch: new Branch("the side work", SIDE_WORK_PRIORITY),
       run: async () => {
         const sink = currentSink();
         side = await runSideWork(config, plan, items, sink?.line ?? (() => undefined), sink?.title ?? (() => undefined));
       },
     },
   ]);
-  return { ...kernel!, notes: [...kernel!.notes, `note: beside the kernel (nice ${SIDE_WORK_NICENESS}): ${side.join(", ")}`] };
+  return { ...kernel!, notes: [...kernel!.notes, `note: beside the kernel (at ${SIDE_WORK_PRIORITY} CPU priority): ${side.join(", ")}`] };
 }
 
 /**

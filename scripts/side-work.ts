@@ -1,7 +1,7 @@
 /**
  * The cold pipeline's side work: what the CRIU and image stages will download and
  * debootstrap, done while the kernel compiles. The compile is CPU bound and keeps every core;
- * this work is network and disk bound and runs behind `nice`, into the very caches those
+ * this work is network and disk bound and runs at the idle CPU priority, into the very caches those
  * stages read, so they find it there. Planning (which pieces, from the config and the CRIU
  * plan) is pure; running is `runSideWork`.
  */
@@ -17,8 +17,8 @@ import { ensureChroot } from "./lib/chroot.js";
 import type { PipelineConfig } from "./lib/config.js";
 import { ensureGuestRootfs } from "./lib/rootfs.js";
 
-/** The `nice` increment of the side work: the kernel compile keeps the CPUs. */
-export const SIDE_WORK_NICENESS = 10;
+/** The side work's CPU priority: SCHED_IDLE, so the kernel compile keeps the CPUs. */
+export const SIDE_WORK_PRIORITY = "idle" as const;
 
 /** Providers whose source is fetched over the network (the others are local copies). */
 const FETCHED: SourceProvider[] = ["upstream", "debian-source"];

@@ -11,7 +11,7 @@ import { interruptHandler } from "./interrupt.js";
 
 /**
  * A branch of work that runs beside another (the cold pipeline's side work beside the kernel
- * compile): its commands run at a lower CPU priority, and `cancel` stops the ones running and
+ * compile): its commands can run at the idle CPU priority, and `cancel` stops the ones running and
  * refuses new ones, so a failure in one branch stops the other cleanly.
  */
 export class Branch {
@@ -20,8 +20,8 @@ export class Branch {
   cancelled: string | undefined;
   constructor(
     readonly name: string,
-    /** `nice` increment for every command of the branch (0: as is). */
-    readonly niceness = 0,
+    /** "idle": every command of the branch runs under SCHED_IDLE (see branchArgv). */
+    readonly priority: BranchPriority = "normal",
   ) {}
 
   /** Runs fn with every command it starts (however deep) belonging to this branch. */
@@ -61,9 +61,16 @@ export class BranchCancelledError extends Error {
   }
 }
 
-/** The argv a branch runs: behind `nice -n N` when it asks for a lower priority. */
-export function branchArgv(argv: string[], niceness: number): string[] {
-  return niceness > 0 ? ["nice", "-n", String(niceness), ...argv] : argv;
+export type BranchPriority = "normal" | "idle";
+
+/**
+ * The argv a branch runs. "idle": under SCHED_IDLE (`chrt --idle 0`, util-linux), inherited by
+ * every child, so it gets a CPU only when nothing else wants it. `nice 10` was not enough: on
+ * 2 cores a niced debootstrap still took its weight's share, and the compile beside it ran
+ * ~90 s slower.
+ */
+export function branchArgv(argv: string[], priority: BranchPriority): string[] {
+  return priority === "idle" ? ["chrt", "--idle", "0", ...argv] : argv;
 }
 
 export interface RunOptions {
@@ -103,7 +110,7 @@ export function tail(text: string, lines = TAIL_LINES): string {
 export async function run(requested: string[], opts: RunOptions): Promise<RunResult> {
   const branch = branches.getStore();
   if (branch?.cancelled) throw new BranchCancelledError(branch, requested);
-  const argv = branchArgv(requested, branch?.niceness ?? 0);
+  const argv = branchArgv(requested, branch?.priority ?? "normal");
   const [cmd, ...args] = argv;
   const started = Date.now();
   const log: WriteStream | undefined = opts.logFile

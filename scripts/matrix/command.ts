@@ -185,7 +185,10 @@ export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summa
   const stages = realStages(progress, { forceBoot: o.force });
   const summary = await runMatrix(o.plan, o.cells, {
     outDir: o.outDir,
+    // Every hook of the real stages (imageIsLight too: dropped here, every image took the
+    // whole machine and the boots waited behind them), with the stage index kept on the way.
     stages: {
+      ...stages,
       kernel: async (c) => {
         const k = await (o.kernelFrom ?? stages.kernel)(c);
         index[c.groups.kernel] = k.handle.value.ref!.dir;
@@ -198,8 +201,6 @@ export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summa
         await writeAtomic(join(o.outDir, STAGE_INDEX), `${JSON.stringify(index, null, 2)}\n`);
         return im;
       },
-      predict: stages.predict,
-      boot: stages.boot,
     },
     capacity,
     bootWeight,

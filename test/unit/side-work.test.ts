@@ -43,12 +43,14 @@ describe("side work plan", () => {
 });
 
 describe("branches", () => {
-  it("run their commands behind nice when asked", async () => {
-    expect(branchArgv(["make", "-j2"], 0)).toEqual(["make", "-j2"]);
-    expect(branchArgv(["debootstrap", "x"], 10)).toEqual(["nice", "-n", "10", "debootstrap", "x"]);
-    const niced = await new Branch("side", 7).run(() => run(["nice"], { timeoutMs: 5000 }));
-    const base = Number((await run(["nice"], { timeoutMs: 5000 })).stdout.trim());
-    expect(Number(niced.stdout.trim())).toBe(Math.min(19, base + 7));
+  it("run their commands at the idle CPU priority when asked, children included", async () => {
+    expect(branchArgv(["make", "-j2"], "normal")).toEqual(["make", "-j2"]);
+    expect(branchArgv(["debootstrap", "x"], "idle")).toEqual(["chrt", "--idle", "0", "debootstrap", "x"]);
+    // A grandchild's policy, as the kernel reports it.
+    const idle = await new Branch("side", "idle").run(() => run(["sh", "-c", "sh -c 'chrt -p $$'"], { timeoutMs: 5000 }));
+    expect(idle.stdout).toMatch(/scheduling policy: SCHED_IDLE/);
+    const normal = await run(["sh", "-c", "chrt -p $$"], { timeoutMs: 5000 });
+    expect(normal.stdout).toMatch(/scheduling policy: SCHED_OTHER/);
   });
 
   it("a failing branch kills the other's running command and is the error thrown", async () => {
@@ -71,7 +73,7 @@ describe("branches", () => {
         },
         {
           title: "failing",
-          branch: new Branch("the failing branch", 5),
+          branch: new Branch("the failing branch", "idle"),
           run: async () => {
             await run(["sleep", "0.2"], { timeoutMs: 5000 });
             await run(["false"], { timeoutMs: 5000 });
@@ -79,7 +81,7 @@ describe("branches", () => {
         },
       ]),
     );
-    await expect(attempt).rejects.toThrow(/command exited with code 1: nice -n 5 false/);
+    await expect(attempt).rejects.toThrow(/command exited with code 1: chrt --idle 0 false/);
     expect(slowError).toBeInstanceOf(BranchCancelledError);
     expect(String(slowError)).toMatch(/the slow branch stopped before sleep ended: failing failed/);
     expect(Date.now() - t0).toBeLessThan(10_000);
