@@ -3,14 +3,19 @@
 #    membarrier patch (or CRIU < 3.19) starts. MEMBARRIER_PROBE is fatal|tolerant from the host.
 . "$HERE/scenario-lib.sh"
 case_begin check
-# CRIU caches its kernel probes (kerndat) under /run: drop the cache so the probe really runs
-# under the filter, and again afterwards so no later run inherits what it saw here.
-drop_kdat() { rm -f /run/criu.kdat /run/criu/criu.kdat; }
-drop_kdat
-echo "+ crg-seccomp-enosys criu check" >> "$CDIR/out.log"
-DIAG_LOG=$CDIR/check.log run_bounded "$STEP_TIMEOUT" "$CDIR/diag.txt" crg-seccomp-enosys "$CRIU" check -v4 -o "$CDIR/check.log" >> "$CDIR/out.log" 2>&1
+# CRIU caches its kernel probes (kerndat) in /run/criu.kdat, and the other scenarios' CRIUs
+# run beside this one: with the guest's /run it could load a cache written without the filter
+# (the probe never runs: "Looks good"), or leave one written under it (a tolerant CRIU saves
+# "no membarrier" for the others). So this CRIU gets a /run of its own: a tmpfs in a private
+# mount namespace; its log goes to a directory outside /run and is copied back.
+PRIV=/tmp/crg-enosys; rm -rf "$PRIV"; mkdir -p "$PRIV"
+echo "+ crg-seccomp-enosys criu check (own /run)" >> "$CDIR/out.log"
+# shellcheck disable=SC2016
+DIAG_LOG=$PRIV/check.log run_bounded "$STEP_TIMEOUT" "$CDIR/diag.txt" \
+	unshare --mount --propagation private sh -c 'mount -t tmpfs -o mode=755 crg-run /run && exec crg-seccomp-enosys "$1" check -v4 -o "$2"' sh "$CRIU" "$PRIV/check.log" >> "$CDIR/out.log" 2>&1
 RC=$?
-drop_kdat
+cp "$PRIV/check.log" "$CDIR/check.log" 2>/dev/null
+rm -rf "$PRIV"
 fatal=no
 grep -q "kerndat_has_membarrier_get_registrations failed" "$CDIR/check.log" && fatal=yes
 note "rc=$RC, kerndat membarrier failure: $fatal, expected: ${MEMBARRIER_PROBE:-unknown}"
