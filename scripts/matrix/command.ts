@@ -155,6 +155,31 @@ export async function runMatrixPairs(plan: MatrixPlan, outDir: string, o: { forc
   return out;
 }
 
+type RealStages = ReturnType<typeof realStages>;
+
+/**
+ * The real stages with the stage index kept up to date as kernels and images come. Every other
+ * hook passes through as it is (imageIsLight was once dropped here: every image then took the
+ * whole machine and the boots waited behind them).
+ */
+export function indexedStages(stages: RealStages, index: Record<string, string>, outDir: string, kernelFrom?: RealStages["kernel"]): RealStages {
+  return {
+    ...stages,
+    kernel: async (c) => {
+      const k = await (kernelFrom ?? stages.kernel)(c);
+      index[c.groups.kernel] = k.handle.value.ref!.dir;
+      await writeAtomic(join(outDir, STAGE_INDEX), `${JSON.stringify(index, null, 2)}\n`);
+      return k;
+    },
+    image: async (c, k) => {
+      const im = await stages.image(c, k);
+      index[c.groups.image] = im.handle.image.value.dir;
+      await writeAtomic(join(outDir, STAGE_INDEX), `${JSON.stringify(index, null, 2)}\n`);
+      return im;
+    },
+  };
+}
+
 export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summary: MatrixRunSummary; report: MatrixReport; files: Record<string, string> }> {
   const boot = o.cells[0]?.config.boot;
   const capacity = Math.max(1, cpus().length);
@@ -185,23 +210,7 @@ export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summa
   const stages = realStages(progress, { forceBoot: o.force });
   const summary = await runMatrix(o.plan, o.cells, {
     outDir: o.outDir,
-    // Every hook of the real stages (imageIsLight too: dropped here, every image took the
-    // whole machine and the boots waited behind them), with the stage index kept on the way.
-    stages: {
-      ...stages,
-      kernel: async (c) => {
-        const k = await (o.kernelFrom ?? stages.kernel)(c);
-        index[c.groups.kernel] = k.handle.value.ref!.dir;
-        await writeAtomic(join(o.outDir, STAGE_INDEX), `${JSON.stringify(index, null, 2)}\n`);
-        return k;
-      },
-      image: async (c, k) => {
-        const im = await stages.image(c, k);
-        index[c.groups.image] = im.handle.image.value.dir;
-        await writeAtomic(join(o.outDir, STAGE_INDEX), `${JSON.stringify(index, null, 2)}\n`);
-        return im;
-      },
-    },
+    stages: indexedStages(stages, index, o.outDir, o.kernelFrom),
     capacity,
     bootWeight,
     // --boots N fixes the share of each boot; else each boot gets the cores free for it.

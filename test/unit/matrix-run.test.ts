@@ -15,6 +15,8 @@ import type { RunResults } from "../../scripts/boot/stage.js";
 import { runRecord } from "../helpers/run-record.js";
 import { bootBlockers, KernelCannotBootError } from "../../scripts/kernel/bootable.js";
 import { storedCell, writeCell } from "../../scripts/matrix/cell.js";
+import { indexedStages } from "../../scripts/matrix/command.js";
+import { realStages } from "../../scripts/matrix/stages.js";
 
 const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "test/fixtures/matrix/small.yaml")));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -190,6 +192,16 @@ describe("matrix runner", () => {
     spans.length = 0;
     await runMatrix(plan, plan.cells, opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), stages(false)));
     expect(overlaps()).toBe(false);
+  });
+
+  it("the matrix command hands the runner every hook of the real stages, imageIsLight too", () => {
+    // Dropped once: every image stage then took the whole machine and the boots waited.
+    const real = realStages();
+    const handed = indexedStages(real, {}, mkdtempSync(join(tmpdir(), "crg-index-")));
+    expect(Object.keys(handed).sort()).toEqual(Object.keys(real).sort());
+    expect(handed.imageIsLight).toBe(real.imageIsLight);
+    expect(handed.boot).toBe(real.boot);
+    expect(handed.kernel).not.toBe(real.kernel);
   });
 
   it("each boot gets the cores shared among the boots still to come: one each while they are many, all for the last", async () => {
