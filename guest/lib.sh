@@ -260,11 +260,12 @@ feature_worker() { # k n feature...
 }
 
 # run_scenarios QUEUE: the scenarios listed in QUEUE (name<TAB>timeout<TAB>script<TAB>holds per
-# line), SCENARIO_JOBS at a time (default: the CPUs, at least 2), started in the order listed. "holds" names
-# (comma-separated, "-" for none) what a scenario changes or reads for the whole guest, e.g. the
-# root mount table, which a new mount namespace copies: two that hold the same name never run at
-# once. Each scenario keeps its own deadline (6 times its step timeout), directory and records,
-# and marks the clock at its start (scenario:NAME) and end (scenario-done:NAME).
+# line), SCENARIO_JOBS at a time (default: the CPUs, at least 2), started in the order listed.
+# "holds" names (space-separated, "-" for none) what a scenario changes or reads for the whole
+# guest, e.g. the root mount table, which a new mount namespace copies: two that hold the same
+# name never run at once. Each scenario keeps its own deadline (6 times its step timeout),
+# directory and records, and marks the clock at its start (scenario:NAME) and its end
+# (scenario-done:NAME).
 run_scenarios() {
 	_rs_pool=${SCENARIO_POOL_DIR:-/run/cr-guest/pool}
 	rm -rf "$_rs_pool"; mkdir -p "$_rs_pool/claimed" "$_rs_pool/held"
@@ -300,24 +301,16 @@ scenario_worker() { # queue pooldir
 }
 
 take_holds() { # dir holds: every one of them (a directory each) or none
-	_th_got=; _th_rest=$2
-	[ "$_th_rest" = - ] && return 0
-	while [ -n "$_th_rest" ]; do
-		_th=${_th_rest%%,*}
-		if [ "$_th" = "$_th_rest" ]; then _th_rest=; else _th_rest=${_th_rest#*,}; fi
-		if mkdir "$1/$_th" 2>/dev/null; then _th_got="$_th_got,$_th"
-		else drop_holds "$1" "${_th_got#,}"; return 1; fi
+	_th_got=
+	for _th in $2; do
+		[ "$_th" = - ] && continue
+		if mkdir "$1/$_th" 2>/dev/null; then _th_got="$_th_got $_th"
+		else drop_holds "$1" "$_th_got"; return 1; fi
 	done
 }
 
 drop_holds() { # dir holds
-	_dh_rest=$2
-	[ "$_dh_rest" = - ] && return 0
-	while [ -n "$_dh_rest" ]; do
-		_dh=${_dh_rest%%,*}
-		if [ "$_dh" = "$_dh_rest" ]; then _dh_rest=; else _dh_rest=${_dh_rest#*,}; fi
-		rmdir "$1/$_dh" 2>/dev/null
-	done
+	for _dh in $2; do [ "$_dh" = - ] || rmdir "$1/$_dh" 2>/dev/null; done
 }
 
 # run_scenario NAME TIMEOUT SCRIPT: one scenario script, bounded; it records its own cases.

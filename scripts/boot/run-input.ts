@@ -47,7 +47,7 @@ export function runInput(o: RunInputOptions): { files: Record<string, string>; s
     files: {
       "run.conf": `${Object.entries(conf).map(([k, val]) => `${k}=${shQuote(val)}`).join("\n")}\n`,
       "requested.conf": requested ? `${requested}\n` : "",
-      "scenarios.conf": applicable.map((s) => `${s.name}\t${s.timeout}\t${s.script}\t${s.gated ? "yes" : "no"}\t${s.holds.join(",") || "-"}`).join("\n") + (applicable.length ? "\n" : ""),
+      "scenarios.conf": applicable.map((s) => `${s.name}\t${s.timeout}\t${s.script}\t${s.gated ? "yes" : "no"}\t${s.holds.join(" ") || "-"}`).join("\n") + (applicable.length ? "\n" : ""),
     },
     scenarios: applicable,
     expectations,

@@ -273,7 +273,7 @@ const SPAN_END = "scenario-done:";
 
 /** What the time from one guest mark to the next was spent on. */
 function markPhase(mark: string): string {
-  if (mark.startsWith("scenario:")) return `guest: scenario ${mark.slice("scenario:".length)}`;
+  if (mark.startsWith(SPAN_START)) return `guest: scenario ${mark.slice(SPAN_START.length)}`;
   const names: Record<string, string> = {
     init: "guest: set-up (mounts, input disk)",
     checks: "guest: criu --version, criu check, check --all",

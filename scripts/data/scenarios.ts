@@ -30,7 +30,7 @@ const ScenarioSchema = z.strictObject({
   /** Cases that can migrate: dumped in one boot, restored in another (guest/scenario-lib.sh run_case). */
   migrate: z.array(z.string().regex(/^[a-z0-9-]+$/, "a case name, e.g. dump-restore")).optional(),
   /**
-   * What the scenario changes or reads for the whole guest (e.g. root-mounts, xtables-lock):
+   * What the scenario changes or reads for the whole guest (e.g. root-mounts, the root mount table):
    * scenarios run side by side, but two that hold the same name never at once.
    */
   holds: z.array(z.string().regex(/^[a-z0-9-]+$/, "a lower-case name, e.g. root-mounts")).optional(),

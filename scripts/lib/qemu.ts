@@ -54,7 +54,7 @@ export function requireQemu(): void {
   if (!findInPath(QEMU)) throw new UserError(`${QEMU} is missing`, "apt-get install qemu-system-x86   (or run 'make setup')");
 }
 
-export function smpTopology(cpus: number): string {
+function smpTopology(cpus: number): string {
   return `${cpus},sockets=${cpus},cores=1,threads=1`;
 }
 

@@ -82,8 +82,9 @@ describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this
     const input = join(dir, "in");
     mkdirSync(input);
     const queue = join(dir, "queue");
-    // name, step timeout, script, holds: "long" and "mounts2" share a hold; "stuck" overruns its 6 s.
-    const rows = [["long", "1.2", "mounts"], ["stuck", "8", "-"], ["short1", "0.3", "-"], ["mounts2", "0.3", "mounts"], ["short2", "0.3", "-"], ["short3", "0.3", "-"]];
+    // name, step timeout, script, holds: "long" holds two, one of them shared with "mounts2";
+    // "stuck" overruns its 6 s.
+    const rows = [["long", "1.2", "other mounts"], ["stuck", "8", "-"], ["short1", "0.3", "-"], ["mounts2", "0.3", "mounts"], ["short2", "0.3", "-"], ["short3", "0.3", "-"]];
     for (const [name, secs] of rows) writeFileSync(join(input, name), secs);
     writeFileSync(queue, rows.map(([name, , holds]) => `${name}\t${name === "stuck" ? 1 : 60}\tsleeper.sh\t${holds}\n`).join(""));
     const out = join(dir, "out");
