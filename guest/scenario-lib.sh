@@ -108,6 +108,14 @@ alive() { kill -0 "$1" 2>/dev/null; }
 deadline_cs() { uptime_cs _dl_now; eval "$1=$((_dl_now + $2 * 100))"; }
 past() { uptime_cs _pa_now; [ "$_pa_now" -ge "$1" ]; }
 
+# Counter files (the targets of simple-process, tcp-established, kata-container): one line, the
+# value left-aligned in 20 columns, rewritten in place through a descriptor that stays open.
+# Not through a temporary file and a rename: a --leave-running dump that catches the temporary
+# open restores after the rename has taken its name ("Can't open file ...count.tmp on
+# restore"). The fixed width keeps the size CRIU checks at restore the same.
+# counter FILE: the number in it (empty before the first write).
+counter() { _cv=; { read -r _cv < "$1"; } 2>/dev/null; printf '%s' "$_cv"; }
+
 # wait_for FILE SECONDS: until FILE exists and is non-empty.
 wait_for() {
 	deadline_cs _wf_end "$2"
@@ -131,7 +139,7 @@ wait_value() {
 wait_changed() {
 	deadline_cs _wc_end "$3"
 	while :; do
-		_wc_v=; { read -r _wc_v < "$1"; } 2>/dev/null
+		_wc_v=$(counter "$1")
 		[ "$_wc_v" != "$2" ] && return 0
 		past "$_wc_end" && return 1
 		sleep 0.025

@@ -6,7 +6,8 @@
  *   - an flock(LOCK_EX) on STATEDIR/lock.
  * Every 100 ms it sends a counter through the TCP connection and the socket pair and reads
  * it back on the other end; every 10th tick it also connects to its own listener, accepts and
- * exchanges the counter (the listener still works). It writes, each through a rename:
+ * exchanges the counter (the listener still works). It writes, each in place as a counter
+ * file (crg-counter.h):
  *   STATEDIR/count    the last counter that made the round trips
  *   STATEDIR/accepts  how many fresh connections the listener accepted
  * A restored copy goes on from the dumped values; any failed round trip exits with 1.
@@ -20,19 +21,8 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "crg-counter.h"
 
-static char dir[4000];
-
-static void put(const char *name, unsigned long v) {
-	char path[4096], tmp[4200];
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	FILE *f = fopen(tmp, "w");
-	if (!f) return;
-	fprintf(f, "%lu\n", v);
-	fclose(f);
-	rename(tmp, path);
-}
 
 static int roundtrip(int a, int b, unsigned long n) {
 	unsigned long got = 0;
@@ -44,9 +34,8 @@ int main(int argc, char **argv) {
 	/* A container starts with its stdio only (rustjail closes the rest); an inherited fd of
 	 * the runner's mount namespace would not be dumpable from the container's. */
 	for (int fd = 3; fd < 1024; fd++) close(fd);
-	snprintf(dir, sizeof dir, "%s", argv[2]);
 	char lock[4096];
-	snprintf(lock, sizeof lock, "%s/lock", dir);
+	snprintf(lock, sizeof lock, "%s/lock", argv[2]);
 	int lfd = open(lock, O_RDWR | O_CREAT, 0644);
 	if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB)) { perror("crg-kata: lock"); return 1; }
 
@@ -58,6 +47,8 @@ int main(int argc, char **argv) {
 	int pair[2];
 	if (ssk < 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, pair)) { perror("crg-kata: sockets"); return 1; }
 
+	int count_fd = counter_open(argv[2], "count"), accepts_fd = counter_open(argv[2], "accepts");
+	if (count_fd < 0 || accepts_fd < 0) { perror("crg-kata: counter files"); return 1; }
 	unsigned long accepts = 0;
 	for (unsigned long n = 1;; n++) {
 		if (!roundtrip(csk, ssk, n)) { perror("crg-kata: tcp round trip"); return 1; }
@@ -69,9 +60,9 @@ int main(int argc, char **argv) {
 			if (s < 0 || !roundtrip(c, s, n)) { perror("crg-kata: listener round trip"); return 1; }
 			close(s);
 			close(c);
-			put("accepts", ++accepts);
+			counter_put(accepts_fd, ++accepts);
 		}
-		put("count", n);
+		counter_put(count_fd, n);
 		usleep(100 * 1000);
 	}
 }

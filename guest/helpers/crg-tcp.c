@@ -1,7 +1,7 @@
 /*
  * crg-tcp PORT STATEDIR: one process holding both ends of an established TCP connection on
  * loopback. Every 200 ms it sends a counter through the connection, reads it back on the
- * other end and writes the last value read to STATEDIR/count. After a restore with
+ * other end and writes the last value read to STATEDIR/count (a counter file, crg-counter.h). After a restore with
  * --tcp-established the count keeps growing from where the dump left it.
  */
 #include <arpa/inet.h>
@@ -11,12 +11,12 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "crg-counter.h"
 
 int main(int argc, char **argv) {
 	if (argc != 3) { fprintf(stderr, "usage: crg-tcp PORT STATEDIR\n"); return 2; }
-	char count[4096], tmp[4096];
-	snprintf(count, sizeof count, "%s/count", argv[2]);
-	snprintf(tmp, sizeof tmp, "%s/count.tmp", argv[2]);
+	int count_fd = counter_open(argv[2], "count");
+	if (count_fd < 0) { perror("crg-tcp: count"); return 1; }
 	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[1])), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	int one = 1, lsk = socket(AF_INET, SOCK_STREAM, 0), csk = socket(AF_INET, SOCK_STREAM, 0);
 	setsockopt(lsk, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -29,8 +29,7 @@ int main(int argc, char **argv) {
 	for (unsigned long n = 1;; n++) {
 		unsigned long got = 0;
 		if (write(csk, &n, sizeof n) != sizeof n || read(ssk, &got, sizeof got) != sizeof got || got != n) { perror("crg-tcp: io"); return 1; }
-		FILE *f = fopen(tmp, "w");
-		if (f) { fprintf(f, "%lu\n", got); fclose(f); rename(tmp, count); }
+		counter_put(count_fd, got);
 		usleep(200 * 1000);
 	}
 }

@@ -77,18 +77,18 @@ dump_kata() {
 	if [ $RC -ne 0 ] && grep -q "In-flight connection" "$CDIR/dump.log"; then
 		note "an in-flight connection at the dump (PoC flags have no --skip-in-flight): dumping once more after the next round trip"
 		mv "$CDIR/dump.log" "$CDIR/dump.in-flight.log"
-		v=$(cat "$ST/count"); wait_value "$ST/count" "v > $v" 5
+		v=$(counter "$ST/count"); wait_value "$ST/count" "v > $v" 5
 		rm -rf "$IMG"; mkdir -p "$IMG"
 		# shellcheck disable=SC2086
 		criu_run dump dump -t "$init" -D "$IMG" $KATA_DUMP_FLAGS
 	fi
 	[ $RC -eq 0 ] || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "dump: $(err_of dump)" "$(outcome_of $RC)"; return 1; }
 	# Read after the dump: the dumped values are at most these (the process ran on while CRIU started).
-	at_dump=$(cat "$ST/count")
+	at_dump=$(counter "$ST/count")
 	# --leave-running: the original goes on after the dump; it is killed 10 ticks later, as a migration does.
 	wait_value "$ST/count" "v >= $((at_dump + 10))" 10
-	before_kill=$(cat "$ST/count")
-	accepts_at_kill=$(cat "$ST/accepts")
+	before_kill=$(counter "$ST/count")
+	accepts_at_kill=$(counter "$ST/accepts")
 	kill_tree_wait "$(cat "$WORK/outer")"
 	carry at_dump before_kill accepts_at_kill
 	carry_dir "$K"
@@ -102,12 +102,12 @@ restore_kata() {
 	# From the dump's state: the counter goes back below the kill's value, then on. It ticks
 	# every 100 ms: the value that satisfied the wait is the evidence (a second read may already
 	# be past the kill's value under TCG), and the kill waits 10 ticks past the dump.
-	if wait_value "$ST/count" "v < $before_kill" 30; then after=$SEEN; else after=$(cat "$ST/count"); fi
+	if wait_value "$ST/count" "v < $before_kill" 30; then after=$SEEN; else after=$(counter "$ST/count"); fi
 	wait_value "$ST/count" "v > $after + 10" 30
-	later=$(cat "$ST/count")
+	later=$(counter "$ST/count")
 	# A new value is written after each fresh connection the listener accepts (every 10th tick).
 	wait_changed "$ST/accepts" "$accepts_at_kill" 30
-	accepts=$(cat "$ST/accepts")
+	accepts=$(counter "$ST/accepts")
 	seen=$(inside "$new")
 	note "restored init $new: $seen; count at dump ~$at_dump, killed at $before_kill, after restore $after -> $later; accepts at the kill $accepts_at_kill, after restore $accepts"
 	problems=""

@@ -5,13 +5,13 @@
 state=$WORK/count
 
 dump_simple() {
-	pid=$(start_session sh -c "i=0; while :; do i=\$((i+1)); echo \$i > $state.tmp; mv $state.tmp $state; sleep 0.1; done")
+	pid=$(start_session sh -c "i=0; while :; do i=\$((i+1)); printf '%-20s\\n' \$i | dd of=$state conv=notrunc status=none; sleep 0.1; done")
 	wait_value "$state" "v >= 2" 10 || { kill_tree "$pid"; case_end FAIL "the counter did not start" error; return 1; }
 	criu_run dump dump -t "$pid" -D "$IMG" --leave-running || { kill_tree "$pid"; case_end FAIL "dump: $(err_of dump)" "$(outcome_of $RC)"; return 1; }
-	at_dump=$(cat "$state")
+	at_dump=$(counter "$state")
 	# Kill it once it has counted on past the dump, so a restore from the dump is told apart.
 	wait_value "$state" "v >= $((at_dump + 3))" 10
-	before_kill=$(cat "$state")
+	before_kill=$(counter "$state")
 	kill_tree_wait "$pid"
 	note "count at dump ~$at_dump, before kill $before_kill"
 	carry pid at_dump before_kill
@@ -22,9 +22,9 @@ restore_simple() {
 	criu_run restore restore -D "$IMG" -d || { case_end FAIL "restore: $(err_of restore)" "$(outcome_of $RC)"; return 1; }
 	# The restored counter writes values below the kill's, then keeps counting.
 	wait_value "$state" "v < $before_kill" 10
-	after=$(cat "$state")
+	after=$(counter "$state")
 	wait_value "$state" "v > $after" 10
-	later=$(cat "$state")
+	later=$(counter "$state")
 	note "after restore $after, then $later"
 	if alive "$pid" && [ "$after" -lt "$before_kill" ] && [ "$later" -gt "$after" ]; then
 		case_end PASS "restored pid $pid counts on from the dump ($at_dump -> $after -> $later; killed at $before_kill)" success

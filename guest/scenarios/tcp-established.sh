@@ -8,7 +8,7 @@ dump_tcp() {
 	pid=$(start_session crg-tcp 47011 "$st")
 	wait_for "$st/count" 10 || { kill_tree "$pid"; case_end FAIL "no connection came up" error; return 1; }
 	criu_run dump dump -t "$pid" -D "$IMG" --tcp-established || { kill_tree "$pid"; case_end FAIL "dump: $(err_of dump)" "$(outcome_of $RC)"; return 1; }
-	at_dump=$(cat "$st/count")
+	at_dump=$(counter "$st/count")
 	carry pid at_dump
 	carry_dir "$st"
 }
@@ -16,7 +16,7 @@ dump_tcp() {
 restore_tcp() {
 	criu_run restore restore -D "$IMG" -d --tcp-established || { case_end FAIL "restore: $(err_of restore)" "$(outcome_of $RC)"; return 1; }
 	wait_value "$st/count" "v > $at_dump + 3" 5
-	after=$(cat "$st/count")
+	after=$(counter "$st/count")
 	note "count at dump $at_dump, after restore $after"
 	if alive "$pid" && [ "$after" -gt "$at_dump" ]; then case_end PASS "connection carries data after restore ($at_dump -> $after)" success
 	else case_end FAIL "connection dead after restore (count $at_dump -> $after, alive=$(alive "$pid" && echo yes || echo no))" error; fi

@@ -1,7 +1,8 @@
 /**
  * The guest's small C helpers (guest/helpers/*.c: membarrier registration, a seccomp filter
  * that hides membarrier, a loopback TCP pair), compiled statically in the static-build chroot
- * so they run in any guest userland. Cached by the hash of their sources and that chroot.
+ * so they run in any guest userland. Cached by the hash of their sources (the .c files and the
+ * headers they share) and that chroot.
  */
 import { randomBytes } from "node:crypto";
 import { readdirSync } from "node:fs";
@@ -27,16 +28,30 @@ export async function helperSources(dir = HELPERS_DIR): Promise<{ name: string; 
   return out;
 }
 
+/** The headers the helpers share (guest/helpers/*.h), by file name. */
+export async function helperHeaders(dir = HELPERS_DIR): Promise<{ name: string; file: string; sha256: string }[]> {
+  const out = [];
+  for (const f of readdirSync(dir).filter((n) => n.endsWith(".h")).sort()) out.push({ name: f, file: join(dir, f), sha256: await sha256File(join(dir, f)) });
+  return out;
+}
+
 export async function ensureGuestHelpers(opts: { cache: ArtifactCache; suite: string; mirror: string; log?: (l: string) => void }): Promise<{ dir: string; names: string[]; cached: boolean }> {
   const sources = await helperSources();
+  const headers = await helperHeaders();
   const packages = criuBuildDeps("static");
-  const key = cacheKey({ sources: sources.map((s) => [s.name, s.sha256]), chroot: chrootKey(opts.suite, packages, opts.mirror), flags: "-O2 -static" });
+  const key = cacheKey({
+    sources: sources.map((s) => [s.name, s.sha256]),
+    headers: headers.map((h) => [h.name, h.sha256]),
+    chroot: chrootKey(opts.suite, packages, opts.mirror),
+    flags: "-O2 -static",
+  });
   const art = await opts.cache.getOrBuild<HelpersMetadata>("helpers", key, async (tmp) => {
     const chroot = await ensureChroot({ cache: opts.cache, suite: opts.suite, packages, mirror: opts.mirror, log: opts.log });
     const inside = `/tmp/crg-helpers-${randomBytes(4).toString("hex")}`;
     await mkdir(join(chroot.dir, inside), { recursive: true });
     try {
       const helpers = [];
+      for (const h of headers) await copyFile(h.file, join(chroot.dir, inside, h.name));
       for (const s of sources) {
         await copyFile(s.file, join(chroot.dir, inside, `${s.name}.c`));
         await runInChroot(chroot.dir, ["gcc", "-O2", "-Wall", "-Werror", "-static", "-o", s.name, `${s.name}.c`], { timeoutMs: 5 * 60_000, cwd: inside });

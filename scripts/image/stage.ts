@@ -21,7 +21,7 @@ import { requireHostTools } from "../lib/host-tools.js";
 import { injectionScript, parseChecksums, requireGuestfish, runGuestfish, type GuestOp } from "./guestfish.js";
 import { inspectImage, type ImageInspection } from "./inspect.js";
 import { makeRawImage, ROOT_PARTUUID, type ImageLayout } from "./layout.js";
-import { ensureGuestHelpers, helperSources, HELPERS_DIR } from "./helpers.js";
+import { ensureGuestHelpers, helperHeaders, helperSources, HELPERS_DIR } from "./helpers.js";
 import { GUEST_CONTRACT_ENV, GUEST_PATHS, GUEST_RUNNER_DIR, guestContractEnv } from "../lib/guest-contract.js";
 import { bundleStrace, criuVersionIn, ensureGuestRootfs, guestPackages } from "../lib/rootfs.js";
 
@@ -223,7 +223,7 @@ export async function runImageStage(config: PipelineConfig, inp: ImageStageInput
   const suite = criuMeta.guest_suite;
   const packages = guestPackages(criuMeta.runtime_packages, config.image.extra_packages);
   const baseId = existing ? { existing: await sha256File(existing) } : { fresh: suite, packages, mirror: config.debian.mirror };
-  const helperIds = (await helperSources()).map((h) => `${h.name}:${h.sha256}`);
+  const helperIds = [...(await helperSources()), ...(await helperHeaders())].map((h) => `${h.name}:${h.sha256}`);
   const more = inp.more ?? [];
   const byVersion = more.length ? [inp.criu, ...more].map((c) => ({ label: criuLabel(c.metadata), file: join(c.dir, "criu"), to: criuGuestPath(c.metadata), metadata: c.metadata })) : [];
   const key = imageKey({
