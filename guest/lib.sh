@@ -112,6 +112,25 @@ proc_diag() { # pid...
 	done
 }
 
+# Every process of the guest but kernel threads, one line each (pid ppid state wchan comm),
+# read with builtins only (a fork per process would cost seconds under TCG), and the kernel
+# stack of a CRIU outside the trees shown: a process that left the tree (reparented when its
+# parent died) is often where a hang is.
+proc_table() { # pid... (the trees already shown)
+	_pt_shown=" $(for r in "$@"; do tree_pids "$r"; done | tr '\n' ' ') "
+	for _pt_d in /proc/[0-9]*; do
+		_pt_stat=; { read -r _pt_stat < "$_pt_d/stat"; } 2>/dev/null || [ -n "$_pt_stat" ] || continue
+		_pt_comm=${_pt_stat#*\(}; _pt_comm=${_pt_comm%\)*}
+		set -- ${_pt_stat##*\) }
+		# kthreadd (pid 2) and its children: kernel threads.
+		[ "$2" = 2 ] || [ "$_pt_d" = /proc/2 ] && continue
+		_pt_w=; { read -r _pt_w < "$_pt_d/wchan"; } 2>/dev/null
+		echo "${_pt_d#/proc/} $2 $1 ${_pt_w:--} $_pt_comm"
+		case "$_pt_shown" in *" ${_pt_d#/proc/} "*) continue ;; esac
+		case "$_pt_comm" in criu*) sed 's/^/    /' "$_pt_d/stack" 2>/dev/null ;; esac
+	done
+}
+
 # run_bounded SECONDS DIAGFILE cmd...: runs cmd in the background; at the deadline writes
 # diagnostics (the cmd tree, $DIAG_PIDS, $DIAG_CGROUP, $DIAG_LOG) and kills it. Returns the
 # command's exit code, or 124 on timeout.
@@ -138,6 +157,8 @@ run_bounded() {
 		{
 			echo "TIMEOUT after ${limit}s: $*"
 			proc_diag "$bpid" $DIAG_PIDS
+			echo "--- every process (pid ppid state wchan command)"
+			proc_table "$bpid" $DIAG_PIDS
 			if [ -n "$DIAG_CGROUP" ]; then echo "--- $DIAG_CGROUP/cgroup.events"; cat "$DIAG_CGROUP/cgroup.events" 2>/dev/null; fi
 			if [ -n "$DIAG_LOG" ] && [ -f "$DIAG_LOG" ]; then
 				echo "--- tail of $DIAG_LOG"; tail -n 30 "$DIAG_LOG"

@@ -36,7 +36,12 @@ describe("run_bounded (guest/lib.sh, run by this host's sh)", () => {
     expect(lines[1]).toMatch(/^slow rc=124 /);
     expect(slow).toBeGreaterThanOrEqual(1);
     expect(slow).toBeLessThan(4);
-    expect(readFileSync(join(dir, "b"), "utf8")).toMatch(/^TIMEOUT after 1s: sleep 31\.37/);
+    const diag = readFileSync(join(dir, "b"), "utf8");
+    expect(diag).toMatch(/^TIMEOUT after 1s: sleep 31\.37/);
+    // Every process of the machine, the stuck sleep among them: pid ppid state wchan comm.
+    const table = diag.split("--- every process (pid ppid state wchan command)\n")[1] ?? "";
+    expect(table).toMatch(/^\d+ \d+ S \S+ sleep$/m);
+    expect(table).toMatch(/^1 0 [A-Z] \S+ \S+/m);
     expect(lines.slice(2, 4)).toEqual(["short rc=0", "no leftovers"]);
     // The test clock without forks: seconds with two decimals.
     expect(lines[4]).toMatch(/^0\.[3-9]\d$/);
@@ -134,6 +139,33 @@ describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this
     expect(lines.slice(1, 3)).toEqual(["gave up", "unchanged"]);
     expect(lines[3]).toMatch(/^session leader \d+$/);
     expect(lines[4]).toBe("gone");
+  });
+});
+
+describe("counter files (guest/helpers/crg-counter.h, read by scenario-lib.sh's counter)", () => {
+  it("are rewritten in place at a fixed size, so a dump that catches a write restores the same file", async () => {
+    const dir = tmp("crg-counter-");
+    await run(["gcc", "-O2", "-Wall", "-Werror", "-o", join(dir, "crg-kata"), join(REPO_ROOT, "guest/helpers/crg-kata.c")], { timeoutMs: 120_000 });
+    mkdirSync(join(dir, "st"));
+    const st = join(dir, "st");
+    const port = 40_000 + (process.pid % 20_000);
+    const script = `HERE=${join(REPO_ROOT, "guest")}; IN=${dir}; OUT=${dir}/out; CRIU=/bin/true; SCENARIO=counter; STEP_TIMEOUT=5; CRG_CONTRACT_ENV=${dir}/contract.env
+      . ${join(REPO_ROOT, "guest/scenario-lib.sh")}
+      ${join(dir, "crg-kata")} ${port} ${st} & pid=$!
+      wait_value ${st}/count "v >= 1" 10 && first=$(stat -c %i ${st}/count)
+      # Past 9 -> 10: the size stays the same when the value gets a digit longer.
+      wait_value ${st}/count "v >= 12" 10 && echo "value $(counter ${st}/count) size $(stat -c %s ${st}/count) $(stat -c %s ${st}/accepts) inode $([ "$(stat -c %i ${st}/count)" = "$first" ] && echo same)"
+      ls ${st}
+      kill $pid`;
+    writeFileSync(join(dir, "contract.env"), guestContractEnv());
+    const r = await run(["sh", "-c", script], { timeoutMs: 30_000, allowFailure: true });
+    const m = /value (\d+) size (\d+) (\d+) inode (\w*)/.exec(r.stdout);
+    expect(m, r.stdout + r.stderr).not.toBeNull();
+    expect(Number(m![1])).toBeGreaterThanOrEqual(12);
+    expect([m![2], m![3], m![4]]).toEqual(["21", "21", "same"]);
+    // No temporary name ever: a dump can only have the counter itself open.
+    expect(r.stdout.split("\n").filter((l) => /^(count|accepts|lock)$/.test(l)).sort()).toEqual(["accepts", "count", "lock"]);
+    expect(r.stdout).not.toMatch(/\.tmp/);
   });
 });
 
