@@ -26,8 +26,8 @@ import type { KernelRef } from "../kernel/result.js";
 import { GUEST_CLOCK_PREFIX, GUEST_END_MARKER, GUEST_INIT, GUEST_STARTED_MARKER } from "../lib/guest-contract.js";
 
 // 2: the guest sees every vCPU (one socket each; with -smp N alone it saw one) and runs its
-// scenarios side by side.
-export const RUN_RECIPE_VERSION = 2;
+// scenarios side by side. 3: the guest has a virtio-rng device, as Kata's have.
+export const RUN_RECIPE_VERSION = 3;
 
 export { GUEST_END_MARKER, GUEST_INIT, GUEST_STARTED_MARKER };
 

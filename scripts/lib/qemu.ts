@@ -70,6 +70,11 @@ export function qemuArgs(opts: BootOptions): string[] {
     "-smp", smpTopology(opts.cpus ?? 2),
     "-nographic", "-no-reboot", "-nodefaults",
     "-serial", `file:${opts.consoleLog}`,
+    // An entropy source, as Kata's QEMU gives every guest (virtio-rng from the host's
+    // /dev/urandom): without one a kernel that does not credit RDRAND (6.1) starts with an
+    // uninitialized CRNG, and getrandom() fails with EAGAIN for a long while.
+    "-object", "rng-random,id=rng0,filename=/dev/urandom",
+    "-device", "virtio-rng-pci,rng=rng0",
     "-kernel", opts.kernel,
   ];
   if (opts.initrd) args.push("-initrd", opts.initrd);

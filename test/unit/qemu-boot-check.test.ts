@@ -25,6 +25,9 @@ describe("QEMU command line", () => {
     // kernel without ACPI booted with "-smp 2" alone saw one CPU.
     const smp = qemuArgs({ kernel: "/k", append: [], accel: "tcg", timeoutMs: 1, consoleLog: "/c", endMarker: "M", cpus: 3 });
     expect(smp[smp.indexOf("-smp") + 1]).toBe("3,sockets=3,cores=1,threads=1");
+    // An entropy source as Kata gives its guests: a virtio-rng device fed by the host's urandom.
+    expect(args[args.indexOf("-object") + 1]).toBe("rng-random,id=rng0,filename=/dev/urandom");
+    expect(args).toContain("virtio-rng-pci,rng=rng0");
   });
 
   it("boots from NVMe when the kernel builds only that in (Debian's cloud kernel), with a serial per disk", () => {
