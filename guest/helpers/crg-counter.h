@@ -3,7 +3,8 @@
  * left-aligned in 20 columns, rewritten in place through a descriptor held open from the
  * start. Not through a temporary file and a rename: a --leave-running dump that catches the
  * temporary open restores after the rename has taken its name. The fixed width keeps the
- * file's size, which CRIU checks at restore, the same whatever the value.
+ * file's size, which CRIU checks at restore, the same whatever the value; so write a value
+ * before anything can be dumped (an empty file dumped, 21 bytes at restore: "bad size").
  */
 #ifndef CRG_COUNTER_H
 #define CRG_COUNTER_H

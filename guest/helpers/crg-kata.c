@@ -49,7 +49,9 @@ int main(int argc, char **argv) {
 
 	int count_fd = counter_open(argv[2], "count"), accepts_fd = counter_open(argv[2], "accepts");
 	if (count_fd < 0 || accepts_fd < 0) { perror("crg-kata: counter files"); return 1; }
+	/* Written at once: a dump before the first accept must see the size a restore will find. */
 	unsigned long accepts = 0;
+	counter_put(accepts_fd, accepts);
 	for (unsigned long n = 1;; n++) {
 		if (!roundtrip(csk, ssk, n)) { perror("crg-kata: tcp round trip"); return 1; }
 		if (!roundtrip(pair[0], pair[1], n)) { perror("crg-kata: unix round trip"); return 1; }

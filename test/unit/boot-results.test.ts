@@ -153,6 +153,8 @@ describe("counter files (guest/helpers/crg-counter.h, read by scenario-lib.sh's 
       . ${join(REPO_ROOT, "guest/scenario-lib.sh")}
       ${join(dir, "crg-kata")} ${port} ${st} & pid=$!
       wait_value ${st}/count "v >= 1" 10 && first=$(stat -c %i ${st}/count)
+      # Before the first accept (tick 10): already its full size, as a dump now would record it.
+      echo "early accepts $(counter ${st}/accepts) size $(stat -c %s ${st}/accepts)"
       # Past 9 -> 10: the size stays the same when the value gets a digit longer.
       wait_value ${st}/count "v >= 12" 10 && echo "value $(counter ${st}/count) size $(stat -c %s ${st}/count) $(stat -c %s ${st}/accepts) inode $([ "$(stat -c %i ${st}/count)" = "$first" ] && echo same)"
       ls ${st}
@@ -163,6 +165,7 @@ describe("counter files (guest/helpers/crg-counter.h, read by scenario-lib.sh's 
     expect(m, r.stdout + r.stderr).not.toBeNull();
     expect(Number(m![1])).toBeGreaterThanOrEqual(12);
     expect([m![2], m![3], m![4]]).toEqual(["21", "21", "same"]);
+    expect(r.stdout).toMatch(/^early accepts 0 size 21$/m);
     // No temporary name ever: a dump can only have the counter itself open.
     expect(r.stdout.split("\n").filter((l) => /^(count|accepts|lock)$/.test(l)).sort()).toEqual(["accepts", "count", "lock"]);
     expect(r.stdout).not.toMatch(/\.tmp/);
