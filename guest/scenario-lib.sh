@@ -108,13 +108,12 @@ alive() { kill -0 "$1" 2>/dev/null; }
 deadline_cs() { uptime_cs _dl_now; eval "$1=$((_dl_now + $2 * 100))"; }
 past() { uptime_cs _pa_now; [ "$_pa_now" -ge "$1" ]; }
 
-# Counter files (the targets of simple-process, tcp-established, kata-container): one line, the
-# value left-aligned in 20 columns, rewritten in place through a descriptor that stays open.
-# Not through a temporary file and a rename: a --leave-running dump that catches the temporary
-# open restores after the rename has taken its name ("Can't open file ...count.tmp on
-# restore"). The fixed width keeps the size CRIU checks at restore the same.
+# Counter files (the targets of simple-process, tcp-established, kata-container; the format and
+# why it is written in place: guest/helpers/crg-counter.h).
+# read_counter VAR FILE: the number in FILE into VAR, with builtins only (the waits poll it).
+read_counter() { eval "$1="; { read -r "$1" < "$2"; } 2>/dev/null; }
 # counter FILE: the number in it (empty before the first write).
-counter() { _cv=; { read -r _cv < "$1"; } 2>/dev/null; printf '%s' "$_cv"; }
+counter() { read_counter _cv "$1"; printf '%s' "$_cv"; }
 
 # wait_for FILE SECONDS: until FILE exists and is non-empty.
 wait_for() {
@@ -128,7 +127,7 @@ wait_for() {
 wait_value() {
 	deadline_cs _wv_end "$3"
 	while :; do
-		v=; { read -r v < "$1"; } 2>/dev/null
+		read_counter v "$1"
 		case $v in '' | *[!0-9]*) ;; *) eval "_wv_ok=\$(( $2 ))"; [ "$_wv_ok" = 1 ] && { SEEN=$v; return 0; } ;; esac
 		past "$_wv_end" && return 1
 		sleep 0.025
@@ -139,7 +138,7 @@ wait_value() {
 wait_changed() {
 	deadline_cs _wc_end "$3"
 	while :; do
-		_wc_v=$(counter "$1")
+		read_counter _wc_v "$1"
 		[ "$_wc_v" != "$2" ] && return 0
 		past "$_wc_end" && return 1
 		sleep 0.025

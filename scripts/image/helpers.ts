@@ -22,17 +22,21 @@ export interface HelpersMetadata {
   created: string;
 }
 
-export async function helperSources(dir = HELPERS_DIR): Promise<{ name: string; file: string; sha256: string }[]> {
+/** The files in `dir` ending in `ext`, sorted, each with its hash. */
+async function hashedFiles(dir: string, ext: string): Promise<{ base: string; file: string; sha256: string }[]> {
   const out = [];
-  for (const f of readdirSync(dir).filter((n) => n.endsWith(".c")).sort()) out.push({ name: f.slice(0, -2), file: join(dir, f), sha256: await sha256File(join(dir, f)) });
+  for (const f of readdirSync(dir).filter((n) => n.endsWith(ext)).sort()) out.push({ base: f, file: join(dir, f), sha256: await sha256File(join(dir, f)) });
   return out;
+}
+
+/** The helpers' C sources, named by the program each builds. */
+export async function helperSources(dir = HELPERS_DIR): Promise<{ name: string; file: string; sha256: string }[]> {
+  return (await hashedFiles(dir, ".c")).map((f) => ({ name: f.base.slice(0, -2), file: f.file, sha256: f.sha256 }));
 }
 
 /** The headers the helpers share (guest/helpers/*.h), by file name. */
 export async function helperHeaders(dir = HELPERS_DIR): Promise<{ name: string; file: string; sha256: string }[]> {
-  const out = [];
-  for (const f of readdirSync(dir).filter((n) => n.endsWith(".h")).sort()) out.push({ name: f, file: join(dir, f), sha256: await sha256File(join(dir, f)) });
-  return out;
+  return (await hashedFiles(dir, ".h")).map((f) => ({ name: f.base, file: f.file, sha256: f.sha256 }));
 }
 
 export async function ensureGuestHelpers(opts: { cache: ArtifactCache; suite: string; mirror: string; log?: (l: string) => void }): Promise<{ dir: string; names: string[]; cached: boolean }> {
