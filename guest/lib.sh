@@ -152,7 +152,10 @@ run_bounded() {
 		# From here on the watchdog finishes its work: the command ends as it is killed, and
 		# the TERM that follows must not cut the kill short.
 		trap '' TERM
-		bpid=$(cat "$diagfile.pid" 2>/dev/null)
+		# The command's pid, written right after its fork: on a loaded machine the deadline can
+		# come first, and an empty pid would leave the command running past it.
+		bpid=; _rb_n=0
+		while { read -r bpid < "$diagfile.pid"; } 2>/dev/null; [ -z "$bpid" ] && [ "$_rb_n" -lt 1000 ]; do sleep 0.01; _rb_n=$((_rb_n + 1)); done
 		: > "$diagfile.deadline"
 		{
 			echo "TIMEOUT after ${limit}s: $*"

@@ -27,7 +27,8 @@ describe("run_bounded (guest/lib.sh, run by this host's sh)", () => {
       uptime_cs t0; run_bounded 1 "$1/b" sleep 31.37; rc=$?; seconds_since s "$t0"; echo "slow rc=$rc $s"
       run_bounded 301.37 "$1/c" true; echo "short rc=$?"
       sleep 0.3; pgrep -f "^sleep (31|301)\\.37" || echo "no leftovers"
-      uptime_cs a; sleep 0.3; seconds_since s "$a"; echo "$s"`;
+      uptime_cs a; sleep 0.3; seconds_since s "$a"; echo "$s"
+      uptime_cs t0; run_bounded 0 "$1/d" sleep 7.37; rc=$?; seconds_since s "$t0"; echo "zero rc=$rc $s"`;
     const r = await run(["sh", "-c", script, "sh", dir], { timeoutMs: 30_000, allowFailure: true });
     const lines = r.stdout.trim().split("\n");
     const [quick, slow] = lines.map((l) => Number(l.split(" ")[2]));
@@ -45,6 +46,9 @@ describe("run_bounded (guest/lib.sh, run by this host's sh)", () => {
     expect(lines.slice(2, 4)).toEqual(["short rc=0", "no leftovers"]);
     // The test clock without forks: seconds with two decimals.
     expect(lines[4]).toMatch(/^0\.[3-9]\d$/);
+    // A deadline that comes before the command's pid is written (a loaded machine) still kills it.
+    expect(lines[5]).toMatch(/^zero rc=124 /);
+    expect(Number(lines[5].split(" ")[2])).toBeLessThan(5);
   });
 });
 
