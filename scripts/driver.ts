@@ -21,7 +21,7 @@ import { currentSink, runConcurrently, runSteps } from "./lib/progress.js";
 import { Branch } from "./lib/exec.js";
 import { ArtifactCache } from "./lib/cache.js";
 import { resolveAndPlanCriu } from "./criu/stage.js";
-import { runSideWork, sideWorkPlan, SIDE_WORK_PRIORITY } from "./side-work.js";
+import { runSideWork, sideWorkPlan, SIDE_WORK_PRIORITY, type KernelConfigured } from "./side-work.js";
 
 export type StageName = "kernel" | "criu" | "agent" | "image" | "boot";
 
@@ -128,15 +128,7 @@ const RUNNERS: { [S in StageName]: Runner<S> } = {
   },
   async criu(config, done, o) {
     const k = done.kernel?.value;
-    const criu = await runCriuStage(config, { ...o.criu, kernelConfig: k?.config ?? o.criu?.kernelConfig, kernelVersion: k?.ref?.version ?? o.criu?.kernelVersion });
-    const m = criu.metadata;
-    return {
-      status: "done",
-      cached: criu.cached,
-      identity: { key: basename(criu.dir), version: m.version, provider: m.provider, link: m.link, sha256: m.criu.sha256, patches: m.patches.map((p) => p.name) },
-      notes: criu.attempts.map((a) => `note: ${a}`),
-      value: criu,
-    };
+    return criuOutcome(await runCriuStage(config, { ...o.criu, kernelConfig: k?.config ?? o.criu?.kernelConfig, kernelVersion: k?.ref?.version ?? o.criu?.kernelVersion }));
   },
   async agent(config) {
     if (!config.agent.binary && !config.agent.kata_src) return { status: "skipped", cached: false, identity: null, notes: [], value: undefined };
@@ -175,31 +167,72 @@ const RUNNERS: { [S in StageName]: Runner<S> } = {
   },
 };
 
+function criuOutcome(criu: CriuStageResult, notes: string[] = []): Omit<StageOutcome<"criu">, "stage" | "seconds"> {
+  const m = criu.metadata;
+  return {
+    status: "done",
+    cached: criu.cached,
+    identity: { key: basename(criu.dir), version: m.version, provider: m.provider, link: m.link, sha256: m.criu.sha256, patches: m.patches.map((p) => p.name) },
+    notes: [...notes, ...criu.attempts.map((a) => `note: ${a}`)],
+    value: criu,
+  };
+}
+
+type Stripped<S extends StageName> = Omit<StageOutcome<S>, "stage" | "seconds">;
+
 /**
- * The kernel with the later stages' downloads and debootstraps beside it (side-work.ts):
- * the one overlap worth having on a small machine, as the compile is CPU bound and they are
- * not. Either failing stops both. What the side work did is a note of the kernel outcome.
+ * The kernel with the later stages' work beside it (side-work.ts): sources, chroots, the guest
+ * rootfs and the CRIU build itself, at the idle CPU priority, as the compile is CPU bound and
+ * leaves a core free now and then. Either failing stops both. What the side work did is a
+ * note of the kernel outcome; a CRIU it built is this run's CRIU outcome.
  */
-async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: DriveOptions, wants: { criu: boolean; image: boolean }): Promise<Omit<StageOutcome<"kernel">, "stage" | "seconds">> {
+async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: DriveOptions, wants: { criu: boolean; image: boolean }): Promise<{ kernel: Stripped<"kernel">; criu?: Stripped<"criu"> }> {
   const plan = o.criu!.plan!;
   const key = plan.candidates.find((c) => c.key)?.key;
   const criuCached = Boolean(key && new ArtifactCache(config.cache_dir).has("criu", key));
   const items = sideWorkPlan(config, wants, plan, criuCached);
-  if (!items.length) return RUNNERS.kernel(config, done, o);
-  let kernel: Omit<StageOutcome<"kernel">, "stage" | "seconds"> | undefined;
-  let side: string[] = [];
+  if (!items.length) return { kernel: await RUNNERS.kernel(config, done, o) };
+  // The side work's CRIU build waits for the kernel's final .config: given before the compile
+  // by a fresh build, at the end by a cached kernel; a failed kernel rejects it.
+  let configured!: (v: KernelConfigured) => void;
+  let notConfigured!: (err: unknown) => void;
+  const kernelConfigured = new Promise<KernelConfigured>((res, rej) => ((configured = res), (notConfigured = rej)));
+  kernelConfigured.catch(() => undefined);
+  const side = new Branch("the side work", SIDE_WORK_PRIORITY);
+  let kernel: Stripped<"kernel"> | undefined;
+  let result: Awaited<ReturnType<typeof runSideWork>> | undefined;
   await runConcurrently([
-    { title: "Kernel", branch: new Branch("the kernel build"), run: async () => void (kernel = await RUNNERS.kernel(config, done, o)) },
+    {
+      title: "Kernel",
+      branch: new Branch("the kernel build"),
+      run: async () => {
+        try {
+          kernel = await RUNNERS.kernel(config, done, { ...o, kernel: { ...o.kernel, onConfigured: (c, version) => configured({ config: c, version }) } });
+        } catch (err) {
+          notConfigured(err);
+          throw err;
+        }
+        const k = kernel.value;
+        if (k.config && k.ref) configured({ config: k.config, version: k.ref.version });
+        else notConfigured(new Error("the kernel stage gave no .config"));
+      },
+    },
     {
       title: `Beside the kernel (at ${SIDE_WORK_PRIORITY} CPU priority)`,
-      branch: new Branch("the side work", SIDE_WORK_PRIORITY),
+      branch: side,
       run: async () => {
-        const sink = currentSink();
-        side = await runSideWork(config, plan, items, sink?.line ?? (() => undefined), sink?.title ?? (() => undefined));
+        const sink = currentSink() ?? { title: () => undefined, line: () => undefined };
+        // The CRIU stage as the driver runs it after the kernel: same findings, same refusal.
+        const buildCriu = (k: KernelConfigured) => runCriuStage(config, { ...o.criu, kernelConfig: k.config, kernelVersion: k.version });
+        result = await runSideWork({ config, plan, items, kernelConfigured, buildCriu, sink, cancel: (why) => side.cancel(why) });
       },
     },
   ]);
-  return { ...kernel!, notes: [...kernel!.notes, `note: beside the kernel (at ${SIDE_WORK_PRIORITY} CPU priority): ${side.join(", ")}`] };
+  const note = `note: beside the kernel (at ${SIDE_WORK_PRIORITY} CPU priority): ${result!.done.join(", ")}`;
+  return {
+    kernel: { ...kernel!, notes: [...kernel!.notes, note] },
+    criu: result!.criu ? criuOutcome(result!.criu, result!.criu.cached ? [] : [`note: built beside the kernel (at ${SIDE_WORK_PRIORITY} CPU priority)`]) : undefined,
+  };
 }
 
 /**
@@ -212,13 +245,17 @@ export async function drive(config: PipelineConfig, targets: StageName[], o: Dri
   const order = stagesFor(targets, Object.keys(o.given ?? {}) as StageName[]);
   // The CRIU plan, resolved once: the side work beside the kernel and the CRIU stage read it.
   if (order.includes("kernel") && order.includes("criu") && !o.criu?.plan) o = { ...o, criu: { ...o.criu, plan: resolveAndPlanCriu(config, { strict: o.criu?.strict ?? true }) } };
+  // A CRIU stage the side work ran beside the kernel (its seconds are the kernel's too).
+  let early: Stripped<"criu"> | undefined;
   for (const s of order) {
     const t0 = Date.now();
     try {
-      const out =
-        s === "kernel" && order.includes("criu")
-          ? await kernelWithSideWork(config, done, o, { criu: order.includes("criu"), image: order.includes("image") })
-          : await (RUNNERS[s] as Runner<typeof s>)(config, done, o);
+      let out: Stripped<StageName>;
+      if (s === "kernel" && order.includes("criu")) {
+        const both = await kernelWithSideWork(config, done, o, { criu: true, image: order.includes("image") });
+        out = both.kernel;
+        early = both.criu;
+      } else out = s === "criu" && early ? early : await (RUNNERS[s] as Runner<typeof s>)(config, done, o);
       const outcome = { stage: s, seconds: (Date.now() - t0) / 1000, ...out } as StageOutcome;
       (done as Record<string, StageOutcome>)[s] = outcome;
       o.onOutcome?.(outcome);

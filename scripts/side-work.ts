@@ -1,20 +1,24 @@
 /**
- * The cold pipeline's side work: what the CRIU and image stages will download and
- * debootstrap, done while the kernel compiles. The compile is CPU bound and keeps every core;
- * this work is network and disk bound and runs at the idle CPU priority, into the very caches those
- * stages read, so they find it there. Planning (which pieces, from the config and the CRIU
- * plan) is pure; running is `runSideWork`.
+ * The cold pipeline's side work: what the CRIU and image stages need, done while the kernel
+ * compiles. The compile is CPU bound and keeps every core; the side work runs at the idle CPU
+ * priority (it gets a CPU only when the compile leaves one), into the very caches those stages
+ * read, so they find it there. Two lanes run at once: CRIU's (source, build chroot, guest
+ * helpers, then the CRIU stage itself once the kernel is configured) and the guest rootfs.
+ * Whatever the compile leaves undone runs on then-free cores, the lanes side by side.
+ * Planning (which pieces, from the config and the CRIU plan) is pure; running is `runSideWork`.
  */
 import { existsSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { criuBuildDeps } from "./criu/build-recipe.js";
 import { obtainCriuSource, type SourceProvider } from "./criu/sources.js";
-import type { CriuPlan } from "./criu/stage.js";
+import type { CriuPlan, CriuStageResult } from "./criu/stage.js";
 import { ensureGuestHelpers } from "./image/helpers.js";
 import { ArtifactCache } from "./lib/cache.js";
 import { ensureChroot } from "./lib/chroot.js";
+import { currentBranch } from "./lib/exec.js";
 import type { PipelineConfig } from "./lib/config.js";
+import { withProgressSink, type ProgressSink } from "./lib/progress.js";
 import { ensureGuestRootfs } from "./lib/rootfs.js";
 
 /** The side work's CPU priority: SCHED_IDLE, so the kernel compile keeps the CPUs. */
@@ -23,66 +27,149 @@ export const SIDE_WORK_PRIORITY = "idle" as const;
 /** Providers whose source is fetched over the network (the others are local copies). */
 const FETCHED: SourceProvider[] = ["upstream", "debian-source"];
 
-export type SideItem =
-  | { kind: "criu-source"; title: string; provider: SourceProvider }
-  | { kind: "build-chroot"; title: string; suite: string; packages: string[] }
-  | { kind: "guest-rootfs"; title: string; suite: string }
-  | { kind: "guest-helpers"; title: string; suite: string };
+/** criu: what CRIU's build needs, then the build; guest: the guest rootfs. */
+export type SideLane = "criu" | "guest";
+
+export type SideItem = { lane: SideLane; title: string } & (
+  | { kind: "criu-source"; provider: SourceProvider }
+  | { kind: "build-chroot"; suite: string; packages: string[] }
+  | { kind: "guest-helpers"; suite: string }
+  | { kind: "criu-build" }
+  | { kind: "guest-rootfs"; suite: string }
+);
 
 /**
- * What can be fetched before the kernel is built: nothing when the CRIU build is cached
- * (its build chroot and source are not needed), the guest rootfs only for a static CRIU
- * (a dynamic build's runtime packages are known after the build) and a fresh image.
+ * What can be done before the kernel is built: nothing of CRIU's when its build is cached,
+ * the guest rootfs only for a static CRIU (a dynamic build's runtime packages are known after
+ * the build) and a fresh image. A CRIU source build itself waits in its lane for the kernel's
+ * final .config (its compatibility check reads it); Debian's binary is left to its stage.
  */
 export function sideWorkPlan(config: PipelineConfig, wants: { criu: boolean; image: boolean }, plan: CriuPlan, criuCached: boolean): SideItem[] {
   const items: SideItem[] = [];
   const candidate = plan.candidates.find((c) => c.key);
-  if (wants.criu && !criuCached && candidate && candidate.provider !== "debian-binary") {
+  const buildsCriu = wants.criu && !criuCached && candidate !== undefined && candidate.provider !== "debian-binary";
+  if (buildsCriu) {
     const provider = candidate.provider as SourceProvider;
-    if (FETCHED.includes(provider)) items.push({ kind: "criu-source", title: `CRIU ${plan.entry.version} source (${provider})`, provider });
+    if (FETCHED.includes(provider)) items.push({ lane: "criu", kind: "criu-source", title: `CRIU ${plan.entry.version} source (${provider})`, provider });
     const suite = plan.buildSuite(provider);
-    items.push({ kind: "build-chroot", title: `${suite} build chroot`, suite, packages: criuBuildDeps(config.criu.link) });
+    items.push({ lane: "criu", kind: "build-chroot", title: `${suite} build chroot`, suite, packages: criuBuildDeps(config.criu.link) });
   }
+  if (wants.image) items.push({ lane: "criu", kind: "guest-helpers", title: "guest helpers", suite: config.criu.static_build_suite });
+  if (buildsCriu) items.push({ lane: "criu", kind: "criu-build", title: `CRIU ${plan.entry.version} build` });
   if (wants.image && !config.image.base && config.criu.link === "static" && candidate?.provider !== "debian-binary")
-    items.push({ kind: "guest-rootfs", title: `${plan.guestSuite} guest rootfs`, suite: plan.guestSuite });
-  if (wants.image) items.push({ kind: "guest-helpers", title: "guest helpers", suite: config.criu.static_build_suite });
+    items.push({ lane: "guest", kind: "guest-rootfs", title: `${plan.guestSuite} guest rootfs`, suite: plan.guestSuite });
   return items;
 }
 
-/** Runs the items one after another (two debootstraps at once would only share the disk). */
-export async function runSideWork(config: PipelineConfig, plan: CriuPlan, items: SideItem[], log: (line: string) => void, setTitle: (t: string) => void): Promise<string[]> {
-  const cache = new ArtifactCache(config.cache_dir);
-  const mirror = config.debian.mirror;
-  const done: string[] = [];
-  for (const item of items) {
-    setTitle(item.title);
-    const t0 = Date.now();
-    let cached = false;
-    switch (item.kind) {
-      case "criu-source": {
-        // Fetched into the download cache; the unpacked tree is thrown away (the CRIU stage
-        // unpacks its own copy into its build directory).
-        const candidate = plan.candidates.find((c) => c.provider === item.provider)!;
-        const scratch = join(cache.root, "tmp", `side-source-${process.pid}-${Date.now()}`);
-        await mkdir(scratch, { recursive: true });
-        try {
-          await obtainCriuSource({ ...candidate, provider: item.provider }, plan.resolved, { cacheRoot: cache.root, mirror, log }, scratch, config.criu.upstream_url_base);
-        } finally {
-          if (existsSync(scratch)) await rm(scratch, { recursive: true, force: true });
+/** The items of each lane, in order; lanes without items left out. */
+export function sideLanes(items: SideItem[]): SideItem[][] {
+  const order: SideLane[] = ["criu", "guest"];
+  return order.map((lane) => items.filter((i) => i.lane === lane)).filter((l) => l.length);
+}
+
+export interface KernelConfigured {
+  config: Map<string, string>;
+  version: string;
+}
+
+export interface SideWorkInputs {
+  config: PipelineConfig;
+  plan: CriuPlan;
+  items: SideItem[];
+  /** The kernel's final .config and version, once configured (rejects if the kernel fails). */
+  kernelConfigured: Promise<KernelConfigured>;
+  /** The CRIU stage for that kernel (the driver's: only it runs a stage's build step). */
+  buildCriu: (kernel: KernelConfigured) => Promise<CriuStageResult>;
+  sink: ProgressSink;
+  /** Stops the other lane's commands when one lane fails. */
+  cancel: (reason: string) => void;
+}
+
+export interface SideWorkResult {
+  done: string[];
+  /** The CRIU stage's result when the side work ran it. */
+  criu?: CriuStageResult;
+}
+
+/**
+ * Runs the lanes at once, each item of a lane after the one before. Each lane shows its
+ * current item in the branch's title. A failing lane cancels the other; the first error is
+ * thrown once both have stopped.
+ */
+export async function runSideWork(inp: SideWorkInputs): Promise<SideWorkResult> {
+  const result: SideWorkResult = { done: [] };
+  const lanes = sideLanes(inp.items);
+  const titles: string[] = lanes.map(() => "");
+  let first: unknown;
+  await Promise.allSettled(
+    lanes.map(async (lane, i) => {
+      const sink: ProgressSink = {
+        title: (t) => {
+          titles[i] = t;
+          inp.sink.title(titles.filter(Boolean).join(" | "));
+        },
+        line: inp.sink.line,
+      };
+      try {
+        await withProgressSink(sink, async () => {
+          for (const item of lane) {
+            sink.title(item.title);
+            const t0 = Date.now();
+            const cached = await runItem(inp, item, sink, result);
+            result.done.push(`${item.title} ${cached ? "(cached)" : `${((Date.now() - t0) / 1000).toFixed(0)} s`}`);
+          }
+          titles[i] = "";
+        });
+      } catch (err) {
+        if (first === undefined) {
+          first = err;
+          inp.cancel(`${lane[0].lane} lane failed`);
         }
-        break;
       }
-      case "build-chroot":
-        cached = (await ensureChroot({ cache, suite: item.suite, packages: item.packages, mirror, log })).cached;
-        break;
-      case "guest-rootfs":
-        cached = (await ensureGuestRootfs({ cache, suite: item.suite, runtimePackages: [], extraPackages: config.image.extra_packages, mirror, log })).cached;
-        break;
-      case "guest-helpers":
-        cached = (await ensureGuestHelpers({ cache, suite: item.suite, mirror, log })).cached;
-        break;
+    }),
+  );
+  if (first !== undefined) throw first;
+  return result;
+}
+
+/** A wait that ends when the branch is cancelled (the other lane failed) too. */
+function untilCancelled<T>(p: Promise<T>): Promise<T> {
+  const signal = currentBranch()?.signal;
+  if (!signal) return p;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return Promise.race([p, new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(signal.reason), { once: true }))]);
+}
+
+async function runItem(inp: SideWorkInputs, item: SideItem, sink: ProgressSink, result: SideWorkResult): Promise<boolean> {
+  const { config, plan } = inp;
+  const cache = new ArtifactCache(config.cache_dir);
+  const log = sink.line;
+  switch (item.kind) {
+    case "criu-source": {
+      // Fetched into the download cache; the unpacked tree is thrown away (the CRIU stage
+      // unpacks its own copy into its build directory).
+      const candidate = plan.candidates.find((c) => c.provider === item.provider)!;
+      const scratch = join(cache.root, "tmp", `side-source-${process.pid}-${Date.now()}`);
+      await mkdir(scratch, { recursive: true });
+      try {
+        await obtainCriuSource({ ...candidate, provider: item.provider }, plan.resolved, { cacheRoot: cache.root, mirror: config.debian.mirror, log }, scratch, config.criu.upstream_url_base);
+      } finally {
+        if (existsSync(scratch)) await rm(scratch, { recursive: true, force: true });
+      }
+      return false;
     }
-    done.push(`${item.title} ${cached ? "(cached)" : `${((Date.now() - t0) / 1000).toFixed(0)} s`}`);
+    case "build-chroot":
+      return (await ensureChroot({ cache, suite: item.suite, packages: item.packages, debian: config.debian, log })).cached;
+    case "guest-helpers":
+      return (await ensureGuestHelpers({ cache, suite: item.suite, debian: config.debian, log })).cached;
+    case "criu-build": {
+      // The CRIU stage itself, with what it would get after the kernel: its findings and its
+      // refusal (a CRIU that cannot start on this kernel) are the same, only sooner.
+      log("waiting for the kernel's final .config");
+      result.criu = await inp.buildCriu(await untilCancelled(inp.kernelConfigured));
+      return result.criu.cached;
+    }
+    case "guest-rootfs":
+      return (await ensureGuestRootfs({ cache, suite: item.suite, runtimePackages: [], extraPackages: config.image.extra_packages, debian: config.debian, log })).cached;
   }
-  return done;
 }

@@ -1,6 +1,6 @@
 /**
  * make bench-criu: where the CRIU stage's time goes, from an empty cache: the build chroot
- * (debootstrap minbase with the build dependencies in the same pass), the build itself,
+ * (minbase bootstrap with the build dependencies in the same pass), the build itself,
  * and a cache hit. Uses a throw-away cache directory; the main cache is left as it was.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -18,8 +18,8 @@ const dir = mkdtempSync(join(tmpdir(), "crg-bench-criu-"));
 try {
   const out = await bench.cli(`CRIU ${version} static, empty cache`, ["criu", "--criu", version, "--cache-dir", dir]);
   const meta = metadataFrom<{ build_seconds: number; version: string }>(out);
-  const chroot = JSON.parse(readFileSync(join(dir, "chroots", chrootKey(config.criu.static_build_suite, criuBuildDeps("static"), config.debian.mirror), "metadata.json"), "utf8"));
-  bench.add(`  build chroot (${config.criu.static_build_suite}, debootstrap + deps)`, chroot.debootstrap_seconds, `${Object.keys(chroot.versions).length} packages`);
+  const chroot = JSON.parse(readFileSync(join(dir, "chroots", chrootKey(config.criu.static_build_suite, criuBuildDeps("static"), config.debian), "metadata.json"), "utf8"));
+  bench.add(`  build chroot (${config.criu.static_build_suite}, ${chroot.bootstrap} + deps)`, chroot.bootstrap_seconds, `${Object.keys(chroot.versions).length} packages`);
   bench.add("  make criu (in the chroot)", meta.build_seconds, meta.version);
   await bench.cli("cache hit", ["criu", "--criu", version, "--cache-dir", dir]);
 } finally {

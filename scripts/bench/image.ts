@@ -1,5 +1,5 @@
 /**
- * make bench-image: rootfs (debootstrap), image creation (sgdisk + mkfs.ext4 -d) and
+ * make bench-image: rootfs (minbase bootstrap), image creation (sgdisk + mkfs.ext4 -d) and
  * injection (one guestfish session), and the number of appliance launches per image, from an
  * empty image cache (CRIU artifacts are reused from the main cache when present).
  */
@@ -14,7 +14,7 @@ const dir = mkdtempSync(join(tmpdir(), "crg-bench-image-"));
 try {
   const out = await bench.cli(`image with CRIU ${version}, empty cache`, ["image", "--criu", version, "--cache-dir", dir, "--name", "bench"]);
   const m = metadataFrom<{ seconds: { rootfs: number; image: number; inject: number }; guestfish_launches: number; injected: unknown[] }>(out);
-  bench.add("  rootfs (debootstrap minbase + packages)", m.seconds.rootfs);
+  bench.add("  rootfs (minbase bootstrap + packages)", m.seconds.rootfs);
   bench.add("  image (sgdisk + mkfs.ext4 -d)", m.seconds.image);
   bench.add("  injection (guestfish, with read-back)", m.seconds.inject, `${m.injected.length} files, ${m.guestfish_launches} appliance launch(es)`);
   await bench.cli("cache hit", ["image", "--criu", version, "--cache-dir", dir, "--name", "bench"]);

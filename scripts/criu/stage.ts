@@ -192,7 +192,7 @@ export async function runCriuStage(config: PipelineConfig, opts: CriuStageOption
       title: "Obtain and build",
       skip: (s) => (s.result ? "cached" : false),
       run: async (s, log) => {
-        requireHostTools(["debootstrap", "tar", "xz", "patch", "gpgv", "dpkg-deb", "rsync"], [], "the CRIU stage");
+        requireHostTools([config.debian.bootstrap, "tar", "xz", "patch", "gpgv", "dpkg-deb", "rsync"], [], "the CRIU stage");
         pctx.log = log;
         for (const c of plan.candidates) {
           if (!c.key) {
@@ -247,7 +247,7 @@ async function buildFromSource(
   const buildSuite = plan.buildSuite(provider);
   log(`preparing the ${buildSuite} build chroot`);
   const cache = new ArtifactCache(config.cache_dir);
-  const chroot = await ensureChroot({ cache, suite: buildSuite, packages: criuBuildDeps(config.criu.link), mirror: config.debian.mirror, log });
+  const chroot = await ensureChroot({ cache, suite: buildSuite, packages: criuBuildDeps(config.criu.link), debian: config.debian, log });
   const logFile = join(tmp, "build.log");
   const built = await buildCriuInChroot({
     chrootDir: chroot.dir,
@@ -283,7 +283,7 @@ async function extractBinary(config: PipelineConfig, plan: CriuPlan, pctx: Provi
   // `criu --version` where it will run: the guest rootfs of its suite with its runtime
   // packages (the image stage reuses this very chroot).
   const cache = new ArtifactCache(config.cache_dir);
-  const rootfs = await ensureGuestRootfs({ cache, suite, runtimePackages: bin.runtimePackages, mirror: config.debian.mirror, log: pctx.log });
+  const rootfs = await ensureGuestRootfs({ cache, suite, runtimePackages: bin.runtimePackages, debian: config.debian, log: pctx.log });
   const versionOutput = await criuVersionIn(rootfs.dir, join(tmp, "criu"));
   return metadataFor(plan, bin.origin, tmp, {
     link: "debian-binary",

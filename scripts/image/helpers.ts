@@ -10,7 +10,7 @@ import { chmod, copyFile, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { criuBuildDeps } from "../criu/build-recipe.js";
 import type { ArtifactCache } from "../lib/cache.js";
-import { chrootKey, ensureChroot, runInChroot } from "../lib/chroot.js";
+import { chrootKey, ensureChroot, runInChroot, type DebianSource } from "../lib/chroot.js";
 import { cacheKey, sha256File } from "../lib/hash.js";
 import { REPO_ROOT } from "../lib/paths.js";
 
@@ -39,18 +39,18 @@ export async function helperHeaders(dir = HELPERS_DIR): Promise<{ name: string; 
   return (await hashedFiles(dir, ".h")).map((f) => ({ name: f.base, file: f.file, sha256: f.sha256 }));
 }
 
-export async function ensureGuestHelpers(opts: { cache: ArtifactCache; suite: string; mirror: string; log?: (l: string) => void }): Promise<{ dir: string; names: string[]; cached: boolean }> {
+export async function ensureGuestHelpers(opts: { cache: ArtifactCache; suite: string; debian: DebianSource; log?: (l: string) => void }): Promise<{ dir: string; names: string[]; cached: boolean }> {
   const sources = await helperSources();
   const headers = await helperHeaders();
   const packages = criuBuildDeps("static");
   const key = cacheKey({
     sources: sources.map((s) => [s.name, s.sha256]),
     headers: headers.map((h) => [h.name, h.sha256]),
-    chroot: chrootKey(opts.suite, packages, opts.mirror),
+    chroot: chrootKey(opts.suite, packages, opts.debian),
     flags: "-O2 -static",
   });
   const art = await opts.cache.getOrBuild<HelpersMetadata>("helpers", key, async (tmp) => {
-    const chroot = await ensureChroot({ cache: opts.cache, suite: opts.suite, packages, mirror: opts.mirror, log: opts.log });
+    const chroot = await ensureChroot({ cache: opts.cache, suite: opts.suite, packages, debian: opts.debian, log: opts.log });
     const inside = `/tmp/crg-helpers-${randomBytes(4).toString("hex")}`;
     await mkdir(join(chroot.dir, inside), { recursive: true });
     try {

@@ -1,6 +1,6 @@
 /**
  * The image stage: CRIU artifact + agent + guest runner -> a raw guest image.
- *   fresh:    guest rootfs (debootstrap, cached) -> GPT + ext4 via mkfs.ext4 -d -> inject
+ *   fresh:    guest rootfs (mmdebstrap or debootstrap minbase, cached) -> GPT + ext4 via mkfs.ext4 -d -> inject
  *   existing: copy of the user's Kata image (never changed) -> inspect -> inject
  * Injection is one guestfish session that also reads every file back; the sha256 of each
  * must match the host's. Output: images/image/<key>/{disk.img, manifest.json, metadata.json},
@@ -222,7 +222,7 @@ export async function runImageStage(config: PipelineConfig, inp: ImageStageInput
   }
   const suite = criuMeta.guest_suite;
   const packages = guestPackages(criuMeta.runtime_packages, config.image.extra_packages);
-  const baseId = existing ? { existing: await sha256File(existing) } : { fresh: suite, packages, mirror: config.debian.mirror };
+  const baseId = existing ? { existing: await sha256File(existing) } : { fresh: suite, packages, mirror: config.debian.mirror, bootstrap: config.debian.bootstrap };
   const helperIds = [...(await helperSources()), ...(await helperHeaders())].map((h) => `${h.name}:${h.sha256}`);
   const more = inp.more ?? [];
   const byVersion = more.length ? [inp.criu, ...more].map((c) => ({ label: criuLabel(c.metadata), file: join(c.dir, "criu"), to: criuGuestPath(c.metadata), metadata: c.metadata })) : [];
@@ -254,12 +254,12 @@ export async function runImageStage(config: PipelineConfig, inp: ImageStageInput
       inspection = await namingUserFile(() => inspectImage(disk), disk, existing);
       base = { kind: "existing", path: existing, sha256: (baseId as { existing: string }).existing, label: inspection.label, root_fs: inspection.root.fsType, dax: await isDax(disk) };
       // strace may be missing from a Kata image: bring one with its libraries (runs anywhere).
-      const tools = await ensureGuestRootfs({ cache, suite: config.criu.static_build_suite, runtimePackages: [], mirror: config.debian.mirror, log });
+      const tools = await ensureGuestRootfs({ cache, suite: config.criu.static_build_suite, runtimePackages: [], debian: config.debian, log });
       straceBundle = await bundleStrace(tools.dir, join(tmp, "strace-bundle"));
       seconds.image = (Date.now() - t) / 1000;
     } else {
       requireHostTools(["sgdisk", "mkfs.ext4", "truncate"], [], "a fresh image");
-      const rootfs = await ensureGuestRootfs({ cache, suite, runtimePackages: criuMeta.runtime_packages, extraPackages: config.image.extra_packages, mirror: config.debian.mirror, log });
+      const rootfs = await ensureGuestRootfs({ cache, suite, runtimePackages: criuMeta.runtime_packages, extraPackages: config.image.extra_packages, debian: config.debian, log });
       seconds.rootfs = (Date.now() - t) / 1000;
       // Proves this CRIU starts in this very userland before it goes into the image.
       versionInRootfs = await criuVersionIn(rootfs.dir, criuBin);
@@ -273,7 +273,7 @@ export async function runImageStage(config: PipelineConfig, inp: ImageStageInput
       seconds.image = (Date.now() - t) / 1000;
       base = { kind: "fresh", suite, packages, rootfs_key: relative(cache.root, rootfs.dir).split("/")[1] };
     }
-    const helpers = await ensureGuestHelpers({ cache, suite: config.criu.static_build_suite, mirror: config.debian.mirror, log });
+    const helpers = await ensureGuestHelpers({ cache, suite: config.criu.static_build_suite, debian: config.debian, log });
     const manifest = guestManifest(key, config, base, criuMeta, inp.agent, runner, byVersion.map((c) => c.metadata));
     const manifestFile = join(tmp, "manifest.json");
     await writeFile(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);

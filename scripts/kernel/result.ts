@@ -35,6 +35,11 @@ export interface KernelStageOptions {
   /** Keep the final .config here (--config-out). */
   configOut?: string;
   log?: (line: string) => void;
+  /**
+   * Called with the final .config once it is configured and verified, before the compile:
+   * what the side work needs to build CRIU for this kernel while it compiles.
+   */
+  onConfigured?: (config: Map<string, string>, version: string) => void;
 }
 
 export interface KernelStageResult {

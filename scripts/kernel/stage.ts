@@ -143,6 +143,7 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
           return;
         }
         failOnVerify(c.report, label);
+        opts.onConfigured?.(final, plan.entry.version);
         setTitle(`Configured and verified (${c.report.ok.length}/${c.report.checked} symbols); build bzImage (-j${plan.jobs})`);
         c.result = await timed(c, "build", () => buildKernel(config, cache, c, outDir, logFile, label, log));
       },

@@ -1,8 +1,12 @@
 /**
- * Debian chroots for builds and guest root filesystems: `debootstrap --variant=minbase` with
- * the packages included (debootstrap resolves their dependencies), cached per suite and
- * package set. Commands run inside with /proc and /dev mounted in a private mount namespace,
- * so nothing leaks into the host even when a command is killed at its deadline.
+ * Debian chroots for builds and guest root filesystems: a minbase bootstrap of the suite with
+ * the packages included (dependencies resolved by the bootstrapper), cached per suite,
+ * package set and bootstrapper. mmdebstrap by default: the same Debian minbase as debootstrap
+ * from the same mirror, in half the CPU time (here: bookworm with CRIU's build deps 47 s of
+ * CPU against 95 s, the trixie guest rootfs 29 s against about 50), which matters because it
+ * runs beside the kernel compile and gets only the CPU the compile leaves. Both run in a
+ * private mount namespace, as every command inside does (/proc and /dev mounted there), so
+ * nothing stays mounted on the host when one is killed at its deadline.
  * The host's apt sources and packages are never touched.
  */
 import { existsSync } from "node:fs";
@@ -12,26 +16,42 @@ import { run, type RunResult } from "./exec.js";
 import { cacheKey } from "./hash.js";
 import { requireHostTools } from "./host-tools.js";
 
-export const CHROOT_RECIPE_VERSION = 1;
-const DEBOOTSTRAP_TIMEOUT_MS = 20 * 60_000;
+export const CHROOT_RECIPE_VERSION = 2;
+const BOOTSTRAP_TIMEOUT_MS = 20 * 60_000;
+
+export const BOOTSTRAPPERS = ["mmdebstrap", "debootstrap"] as const;
+export type Bootstrapper = (typeof BOOTSTRAPPERS)[number];
+
+/** Where chroots come from: the `debian:` section of the config. */
+export interface DebianSource {
+  mirror: string;
+  bootstrap: Bootstrapper;
+}
 
 export interface ChrootMetadata {
   suite: string;
   packages: string[];
   mirror: string;
-  debootstrap_seconds: number;
+  bootstrap: Bootstrapper;
+  bootstrap_seconds: number;
   glibc: string;
   versions: Record<string, string>;
   created: string;
 }
 
-export function chrootKey(suite: string, packages: string[], mirror: string): string {
-  return cacheKey({ suite, packages: [...new Set(packages)].sort(), mirror, variant: "minbase", recipe: CHROOT_RECIPE_VERSION });
+export function chrootKey(suite: string, packages: string[], debian: DebianSource): string {
+  return cacheKey({ suite, packages: [...new Set(packages)].sort(), mirror: debian.mirror, bootstrap: debian.bootstrap, variant: "minbase", recipe: CHROOT_RECIPE_VERSION });
 }
 
-export function debootstrapArgs(suite: string, root: string, packages: string[], mirror: string): string[] {
+/**
+ * The bootstrap command, run in a private mount namespace: both tools mount /proc (and more)
+ * inside the target while packages configure. mmdebstrap in root mode, as debootstrap runs.
+ */
+export function bootstrapArgs(suite: string, root: string, packages: string[], debian: DebianSource): string[] {
   const include = [...new Set(packages)].sort();
-  return ["debootstrap", "--variant=minbase", ...(include.length ? [`--include=${include.join(",")}`] : []), suite, root, mirror];
+  const includeArg = include.length ? [`--include=${include.join(",")}`] : [];
+  const tool = debian.bootstrap === "mmdebstrap" ? ["mmdebstrap", "--mode=root", "--variant=minbase"] : ["debootstrap", "--variant=minbase"];
+  return ["unshare", "--mount", "--propagation", "private", "--fork", ...tool, ...includeArg, suite, root, debian.mirror];
 }
 
 /**
@@ -58,14 +78,15 @@ export async function runInChroot(
   });
 }
 
-export async function ensureChroot(opts: { cache: ArtifactCache; suite: string; packages: string[]; mirror: string; log?: (l: string) => void }): Promise<{ dir: string; cached: boolean; metadata: ChrootMetadata }> {
-  const key = chrootKey(opts.suite, opts.packages, opts.mirror);
+export async function ensureChroot(opts: { cache: ArtifactCache; suite: string; packages: string[]; debian: DebianSource; log?: (l: string) => void }): Promise<{ dir: string; cached: boolean; metadata: ChrootMetadata }> {
+  const { debian } = opts;
+  const key = chrootKey(opts.suite, opts.packages, debian);
   const art = await opts.cache.getOrBuild<ChrootMetadata>("chroots", key, async (tmp) => {
-    requireHostTools(["debootstrap", "unshare", "chroot"], [], "making a Debian chroot");
+    requireHostTools([debian.bootstrap, "unshare", "chroot"], [], `making a Debian chroot (debian.bootstrap: ${debian.bootstrap})`);
     const root = join(tmp, "root");
-    opts.log?.(`debootstrap ${opts.suite} (${opts.packages.length} extra packages)`);
+    opts.log?.(`${debian.bootstrap} ${opts.suite} (${opts.packages.length} extra packages)`);
     const t0 = Date.now();
-    await run(debootstrapArgs(opts.suite, root, opts.packages, opts.mirror), { timeoutMs: DEBOOTSTRAP_TIMEOUT_MS, logFile: join(tmp, "debootstrap.log"), onLine: opts.log });
+    await run(bootstrapArgs(opts.suite, root, opts.packages, debian), { timeoutMs: BOOTSTRAP_TIMEOUT_MS, logFile: join(tmp, `${debian.bootstrap}.log`), onLine: opts.log });
     const seconds = (Date.now() - t0) / 1000;
     const query = await runInChroot(root, ["dpkg-query", "-W", "-f", "${Package} ${Version}\\n"], { timeoutMs: 60_000 });
     const versions = Object.fromEntries(query.stdout.trim().split("\n").map((l) => l.split(" ") as [string, string]));
@@ -74,8 +95,9 @@ export async function ensureChroot(opts: { cache: ArtifactCache; suite: string; 
     return {
       suite: opts.suite,
       packages: [...new Set(opts.packages)].sort(),
-      mirror: opts.mirror,
-      debootstrap_seconds: seconds,
+      mirror: debian.mirror,
+      bootstrap: debian.bootstrap,
+      bootstrap_seconds: seconds,
       glibc: versions.libc6 ?? "?",
       versions,
       created: new Date().toISOString(),

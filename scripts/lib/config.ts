@@ -4,6 +4,7 @@
  * closest valid key, wrong types name the file and line.
  */
 import { dirname, resolve } from "node:path";
+import { BOOTSTRAPPERS } from "./chroot.js";
 import { UserError } from "./errors.js";
 import { DEFAULT_CONFIG } from "./paths.js";
 import { didYouMean } from "./suggest.js";
@@ -68,7 +69,7 @@ export const ACCELS = ["auto", "kvm", "tcg"] as const;
 /** pipeline.yaml: one schema for the type, the check and the published JSON Schema. */
 export const CONFIG_SCHEMA = strictObject({
   cache_dir: filePath(),
-  debian: strictObject({ mirror: str }),
+  debian: strictObject({ mirror: str, bootstrap: z.enum(BOOTSTRAPPERS) }),
   kernel: KernelConfigSchema,
   criu: CriuConfigSchema,
   image: strictObject({ name: str, base: filePath(), extra_packages: z.array(str), free_mib: num, guestfish_timeout_minutes: num }),

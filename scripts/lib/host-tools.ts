@@ -23,6 +23,7 @@ export const DEBIAN_PACKAGE: Record<string, string> = {
   "pkg-config": "pkg-config",
   openssl: "openssl",
   debootstrap: "debootstrap",
+  mmdebstrap: "mmdebstrap",
   unshare: "util-linux",
   chroot: "coreutils",
   sgdisk: "gdisk",

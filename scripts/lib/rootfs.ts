@@ -1,14 +1,14 @@
 /**
- * Guest root filesystems: a debootstrap minbase of the guest suite with what the tests need
+ * Guest root filesystems: a minbase bootstrap (debian.bootstrap) of the guest suite with what the tests need
  * and CRIU's runtime packages. The same chroot serves as the place where a CRIU binary proves
  * it starts in that userland (`criu --version`) and as the content of a fresh image, so one
- * debootstrap per suite and package set does both.
+ * bootstrap per suite and package set does both.
  */
 import { randomBytes } from "node:crypto";
 import { chmod, copyFile, mkdir, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { ArtifactCache } from "./cache.js";
-import { ensureChroot, runInChroot, type ChrootMetadata } from "./chroot.js";
+import { ensureChroot, runInChroot, type ChrootMetadata, type DebianSource } from "./chroot.js";
 
 /**
  * Always in a guest: strace and procps for the ptrace checks and hang diagnostics,
@@ -27,15 +27,15 @@ export async function ensureGuestRootfs(opts: {
   suite: string;
   runtimePackages: string[];
   extraPackages?: string[];
-  mirror: string;
+  debian: DebianSource;
   log?: (l: string) => void;
 }): Promise<{ dir: string; cached: boolean; metadata: ChrootMetadata }> {
-  return ensureChroot({ cache: opts.cache, suite: opts.suite, packages: guestPackages(opts.runtimePackages, opts.extraPackages), mirror: opts.mirror, log: opts.log });
+  return ensureChroot({ cache: opts.cache, suite: opts.suite, packages: guestPackages(opts.runtimePackages, opts.extraPackages), debian: opts.debian, log: opts.log });
 }
 
 /**
  * `criu --version` of a binary inside a chroot. The binary is copied to a unique path under
- * /tmp and removed afterwards: cached chroots are shared and must stay as debootstrap left them.
+ * /tmp and removed afterwards: cached chroots are shared and must stay as the bootstrap left them.
  */
 export async function criuVersionIn(chrootDir: string, binary: string, timeoutMs = 60_000): Promise<string> {
   const name = `/tmp/cr-guest-criu-${randomBytes(4).toString("hex")}`;

@@ -248,7 +248,7 @@ export function renderGithubWorkflow(plan: MatrixPlan, catalog: CriuCatalog = re
   const unserved = plan.spec.axes.criu.map((v) => v.id).filter((id) => !versions.includes(id));
   const matrixFile = relative(REPO_ROOT, plan.spec.file) || "matrix.yaml";
   const container = `    container:
-      # Debian 12 (bookworm) with Node 20, make and git; debootstrap, unshare and guestfish need privileges.
+      # Debian 12 (bookworm) with Node 20, make and git; mmdebstrap, unshare and guestfish need privileges.
       image: node:20-bookworm
       options: --privileged`;
   const ccache = (job: string) => `      - name: ccache (shared by every job)

@@ -98,7 +98,7 @@ export async function ensureCrit(config: PipelineConfig, criu: CriuMetadata, log
   if (!sources.length) throw new CritUnavailableError(`no provider serves the source of CRIU ${criu.version} (crit is made from it): ${SOURCE_FIX}`);
   const tried: string[] = [];
   for (const candidate of sources) {
-    const key = cacheKey({ recipe: CRIT_RECIPE_VERSION, version: criu.version, identity: candidate.identity, suite: criu.build_suite, packages, mirror: config.debian.mirror });
+    const key = cacheKey({ recipe: CRIT_RECIPE_VERSION, version: criu.version, identity: candidate.identity, suite: criu.build_suite, packages, debian: config.debian });
     try {
       const art = await cache.getOrBuild<CritMetadata>("crit", key, (tmp) => makeCrit(config, criu, plan, candidate as typeof candidate & { provider: SourceProvider }, { key, packages, tmp, log }));
       return { dir: join(art.dir, "tool"), metadata: art.metadata };
@@ -123,7 +123,7 @@ async function makeCrit(
   await mkdir(work, { recursive: true });
   const { tree, origin } = await obtainCriuSource(candidate, plan.resolved, { cacheRoot: cache.root, mirror: config.debian.mirror, log }, work, config.criu.upstream_url_base);
   const layout = critLayout((rel) => existsSync(join(tree, rel)), `CRIU ${criu.version} source (${origin.from})`);
-  const chroot = await ensureChroot({ cache, suite: criu.build_suite, packages, mirror: config.debian.mirror, log });
+  const chroot = await ensureChroot({ cache, suite: criu.build_suite, packages, debian: config.debian, log });
   // Generated in the chroot (its protoc and Python), from a copy of the tree there.
   const inside = `/build/crit-${key}-${process.pid}`;
   const there = join(chroot.dir, inside);
@@ -217,7 +217,7 @@ export function critSummary(cases: CritCase[]): Pick<CritReading, "status" | "me
  */
 export async function readDumps(tool: CritTool, config: PipelineConfig, disk: string, cases: string[]): Promise<CritCase[]> {
   const cache = new ArtifactCache(config.cache_dir);
-  const chroot = await ensureChroot({ cache, suite: tool.metadata.build_suite, packages: tool.metadata.chroot_packages, mirror: config.debian.mirror });
+  const chroot = await ensureChroot({ cache, suite: tool.metadata.build_suite, packages: tool.metadata.chroot_packages, debian: config.debian });
   const inside = `/build/crit-read-${process.pid}-${Date.now()}`;
   const there = join(chroot.dir, inside);
   await mkdir(join(there, "dump"), { recursive: true });

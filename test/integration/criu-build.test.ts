@@ -44,7 +44,7 @@ describe.skipIf(skip)("CRIU stage (integration)", () => {
     expect(m.version_output).toMatch(/^Version: 4\.1\.1/);
     if (unpatched) expect(m.criu.sha256).not.toBe(unpatched.criu.sha256);
     // And it starts in its own chroot once more, run from the artifact itself.
-    const chroot = join(config.cache_dir, "chroots", chrootKey("trixie", criuBuildDeps("dynamic"), config.debian.mirror), "root");
+    const chroot = join(config.cache_dir, "chroots", chrootKey("trixie", criuBuildDeps("dynamic"), config.debian), "root");
     expect(await criuVersionIn(chroot, join(/criu: (\S+)/.exec(out)![1]))).toMatch(/^Version: 4\.1\.1/);
   });
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { buildFlags, criuBuildDeps } from "../../scripts/criu/build-recipe.js";
 import { parseLdd } from "../../scripts/lib/rootfs.js";
-import { chrootArgv, chrootKey, debootstrapArgs } from "../../scripts/lib/chroot.js";
+import { bootstrapArgs, chrootArgv, chrootKey } from "../../scripts/lib/chroot.js";
 import { dependsNames } from "../../scripts/criu/sources.js";
 import { loadCriuCatalog } from "../../scripts/data/criu-catalog.js";
 import { loadPatchCatalog } from "../../scripts/data/criu-patches.js";
@@ -31,13 +31,17 @@ describe("CRIU build recipe", () => {
 });
 
 describe("chroots", () => {
-  it("are keyed by suite and package set, not package order", () => {
-    const m = "http://deb.debian.org/debian";
+  it("are keyed by suite, package set and bootstrapper, not package order", () => {
+    const m = { mirror: "http://deb.debian.org/debian", bootstrap: "mmdebstrap" } as const;
     expect(chrootKey("bookworm", ["b", "a"], m)).toBe(chrootKey("bookworm", ["a", "b", "a"], m));
     expect(chrootKey("trixie", ["a"], m)).not.toBe(chrootKey("bookworm", ["a"], m));
+    expect(chrootKey("trixie", ["a"], { ...m, bootstrap: "debootstrap" })).not.toBe(chrootKey("trixie", ["a"], m));
   });
-  it("debootstrap includes packages; commands enter through a private mount namespace with argv intact", () => {
-    expect(debootstrapArgs("sid", "/r", ["b", "a"], "M")).toEqual(["debootstrap", "--variant=minbase", "--include=a,b", "sid", "/r", "M"]);
+  it("both bootstrappers include packages in a private mount namespace; commands enter through one with argv intact", () => {
+    const ns = ["unshare", "--mount", "--propagation", "private", "--fork"];
+    expect(bootstrapArgs("sid", "/r", ["b", "a"], { mirror: "M", bootstrap: "debootstrap" })).toEqual([...ns, "debootstrap", "--variant=minbase", "--include=a,b", "sid", "/r", "M"]);
+    expect(bootstrapArgs("sid", "/r", ["b", "a"], { mirror: "M", bootstrap: "mmdebstrap" })).toEqual([...ns, "mmdebstrap", "--mode=root", "--variant=minbase", "--include=a,b", "sid", "/r", "M"]);
+    expect(bootstrapArgs("sid", "/r", [], { mirror: "M", bootstrap: "mmdebstrap" })).not.toContain("--include=");
     const argv = chrootArgv("/root dir", ["criu", "--version"], "/build");
     expect(argv.slice(0, 5)).toEqual(["unshare", "--mount", "--propagation", "private", "--fork"]);
     expect(argv.slice(-5)).toEqual(["cr-guest-chroot", "/root dir", "/build", "criu", "--version"]);
