@@ -224,7 +224,7 @@ async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: Dri
         const sink = currentSink() ?? { title: () => undefined, line: () => undefined };
         // The CRIU stage as the driver runs it after the kernel: same findings, same refusal.
         const buildCriu = (k: KernelConfigured) => runCriuStage(config, { ...o.criu, kernelConfig: k.config, kernelVersion: k.version });
-        result = await runSideWork({ config, plan, items, kernelConfigured, buildCriu, sink, cancel: (why) => side.cancel(why) });
+        result = await runSideWork({ config, plan, items, kernelConfigured, buildCriu, sink });
       },
     },
   ]);

@@ -81,8 +81,6 @@ export interface SideWorkInputs {
   /** The CRIU stage for that kernel (the driver's: only it runs a stage's build step). */
   buildCriu: (kernel: KernelConfigured) => Promise<CriuStageResult>;
   sink: ProgressSink;
-  /** Stops the other lane's commands when one lane fails. */
-  cancel: (reason: string) => void;
 }
 
 export interface SideWorkResult {
@@ -123,7 +121,8 @@ export async function runSideWork(inp: SideWorkInputs): Promise<SideWorkResult> 
       } catch (err) {
         if (first === undefined) {
           first = err;
-          inp.cancel(`${lane[0].lane} lane failed`);
+          // The branch the side work runs in: cancelling it stops the other lane's commands.
+          currentBranch()?.cancel(`${lane[0].lane} lane failed`);
         }
       }
     }),

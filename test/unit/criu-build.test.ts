@@ -41,7 +41,7 @@ describe("chroots", () => {
     const ns = ["unshare", "--mount", "--propagation", "private", "--fork"];
     expect(bootstrapArgs("sid", "/r", ["b", "a"], { mirror: "M", bootstrap: "debootstrap" })).toEqual([...ns, "debootstrap", "--variant=minbase", "--include=a,b", "sid", "/r", "M"]);
     expect(bootstrapArgs("sid", "/r", ["b", "a"], { mirror: "M", bootstrap: "mmdebstrap" })).toEqual([...ns, "mmdebstrap", "--mode=root", "--variant=minbase", "--include=a,b", "sid", "/r", "M"]);
-    expect(bootstrapArgs("sid", "/r", [], { mirror: "M", bootstrap: "mmdebstrap" })).not.toContain("--include=");
+    expect(bootstrapArgs("sid", "/r", [], { mirror: "M", bootstrap: "mmdebstrap" }).filter((a) => a.startsWith("--include"))).toEqual([]);
     const argv = chrootArgv("/root dir", ["criu", "--version"], "/build");
     expect(argv.slice(0, 5)).toEqual(["unshare", "--mount", "--propagation", "private", "--fork"]);
     expect(argv.slice(-5)).toEqual(["cr-guest-chroot", "/root dir", "/build", "criu", "--version"]);

@@ -61,13 +61,13 @@ describe("side work lanes", () => {
     let built = 0;
     const buildCriu = async () => void built++ as never;
     const failed = Promise.reject(new Error("the kernel build failed: make exited 2"));
-    await expect(side.run(() => runSideWork({ ...b, items, kernelConfigured: failed, buildCriu, cancel: (why) => side.cancel(why) }))).rejects.toThrow(/the kernel build failed/);
+    await expect(side.run(() => runSideWork({ ...b, items, kernelConfigured: failed, buildCriu }))).rejects.toThrow(/the kernel build failed/);
     expect(built).toBe(0);
     let release!: () => void;
     const configured = new Promise<{ config: Map<string, string>; version: string }>((res) => (release = () => res({ config: new Map([["CONFIG_MEMBARRIER", "y"]]), version: "6.12.107" })));
     const seen: string[] = [];
     const running = new Branch("another side work", "idle").run(() =>
-      runSideWork({ ...b, items, kernelConfigured: configured, buildCriu: async (k) => (seen.push(`${k.version} ${k.config.get("CONFIG_MEMBARRIER")}`), { cached: false } as never), cancel: () => undefined }),
+      runSideWork({ ...b, items, kernelConfigured: configured, buildCriu: async (k) => (seen.push(`${k.version} ${k.config.get("CONFIG_MEMBARRIER")}`), { cached: false } as never) }),
     );
     await new Promise((r) => setTimeout(r, 50));
     expect(seen).toEqual([]);
@@ -86,7 +86,7 @@ describe("side work lanes", () => {
     const side = new Branch("the side work", "idle");
     try {
       const never = new Promise<never>(() => undefined);
-      await expect(side.run(() => runSideWork({ ...b, config, items, kernelConfigured: never, cancel: (why) => side.cancel(why) }))).rejects.toThrow(/mmdebstrap/);
+      await expect(side.run(() => runSideWork({ ...b, config, items, kernelConfigured: never }))).rejects.toThrow(/mmdebstrap/);
       expect(side.cancelled).toBe("guest lane failed");
       expect(Date.now() - t0).toBeLessThan(60_000);
       // Nothing half-built is left as an artifact.
