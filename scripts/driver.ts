@@ -10,7 +10,7 @@ import { runAgentStage, type AgentArtifact } from "./agent/stage.js";
 import { chooseAccel } from "./boot/accel.js";
 import { runBootTests, type RunOptions as BootRunOptions, type RunRecord } from "./boot/stage.js";
 import { runCriuStage, type CriuStageOptions, type CriuStageResult } from "./criu/stage.js";
-import { runImageStage, type ImageResult } from "./image/stage.js";
+import { runImageStage, type ImageResult, type PreparedImage } from "./image/stage.js";
 import { loadDotConfig } from "./data/fragments.js";
 import { kernelRef, type KernelRef, type KernelStageOptions, type KernelStageResult } from "./kernel/result.js";
 import { runKernelStage } from "./kernel/stage.js";
@@ -21,7 +21,7 @@ import { currentSink, runConcurrently, runSteps } from "./lib/progress.js";
 import { Branch } from "./lib/exec.js";
 import { ArtifactCache } from "./lib/cache.js";
 import { resolveAndPlanCriu } from "./criu/stage.js";
-import { runSideWork, sideWorkPlan, SIDE_WORK_PRIORITY, type KernelConfigured } from "./side-work.js";
+import { runSideWork, sideWorkPlan, SIDE_WORK_PRIORITY, type KernelConfigured, type SideWants } from "./side-work.js";
 
 export type StageName = "kernel" | "criu" | "agent" | "image" | "boot";
 
@@ -143,8 +143,7 @@ const RUNNERS: { [S in StageName]: Runner<S> } = {
     await runSteps(state, [
       { title: `Image ${config.image.name}`, run: async (s, log) => void (s.image = await runImageStage(config, { criu, agent: done.agent?.value, log, more: o.image?.more })) },
     ]);
-    const im = state.image!;
-    return { status: "done", cached: im.cached, identity: { key: basename(im.dir), base: im.manifest.base, suite: im.manifest.suite }, notes: [], value: im };
+    return imageOutcome(state.image!);
   },
   async boot(config, done, o) {
     const kernel = done.kernel!.value.ref;
@@ -178,6 +177,10 @@ function criuOutcome(criu: CriuStageResult, notes: string[] = []): Omit<StageOut
   };
 }
 
+function imageOutcome(im: ImageResult, notes: string[] = []): Omit<StageOutcome<"image">, "stage" | "seconds"> {
+  return { status: "done", cached: im.cached, identity: { key: basename(im.dir), base: im.manifest.base, suite: im.manifest.suite }, notes, value: im };
+}
+
 type Stripped<S extends StageName> = Omit<StageOutcome<S>, "stage" | "seconds">;
 
 /**
@@ -186,7 +189,7 @@ type Stripped<S extends StageName> = Omit<StageOutcome<S>, "stage" | "seconds">;
  * leaves a core free now and then. Either failing stops both. What the side work did is a
  * note of the kernel outcome; a CRIU it built is this run's CRIU outcome.
  */
-async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: DriveOptions, wants: { criu: boolean; image: boolean }): Promise<{ kernel: Stripped<"kernel">; criu?: Stripped<"criu"> }> {
+async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: DriveOptions, wants: SideWants): Promise<{ kernel: Stripped<"kernel">; criu?: Stripped<"criu">; image?: Stripped<"image"> }> {
   const plan = o.criu!.plan!;
   const key = plan.candidates.find((c) => c.key)?.key;
   const criuCached = Boolean(key && new ArtifactCache(config.cache_dir).has("criu", key));
@@ -224,14 +227,18 @@ async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: Dri
         const sink = currentSink() ?? { title: () => undefined, line: () => undefined };
         // The CRIU stage as the driver runs it after the kernel: same findings, same refusal.
         const buildCriu = (k: KernelConfigured) => runCriuStage(config, { ...o.criu, kernelConfig: k.config, kernelVersion: k.version });
-        result = await runSideWork({ config, plan, items, kernelConfigured, buildCriu, sink });
+        // The image stage as the driver runs it, on the base the side work made (no agent: see sideWorkPlan).
+        const buildImage = (criu: CriuStageResult, prepared: PreparedImage) => runImageStage(config, { criu, log: sink.line, prepared });
+        result = await runSideWork({ config, plan, items, kernelConfigured, buildCriu, buildImage, sink });
       },
     },
   ]);
   const note = `note: beside the kernel (at ${SIDE_WORK_PRIORITY} CPU priority): ${result!.done.join(", ")}`;
+  const beside = `note: built beside the kernel (at ${SIDE_WORK_PRIORITY} CPU priority)`;
   return {
     kernel: { ...kernel!, notes: [...kernel!.notes, note] },
-    criu: result!.criu ? criuOutcome(result!.criu, result!.criu.cached ? [] : [`note: built beside the kernel (at ${SIDE_WORK_PRIORITY} CPU priority)`]) : undefined,
+    criu: result!.criu ? criuOutcome(result!.criu, result!.criu.cached ? [] : [beside]) : undefined,
+    image: result!.image ? imageOutcome(result!.image, result!.image.cached ? [] : [beside]) : undefined,
   };
 }
 
@@ -245,17 +252,19 @@ export async function drive(config: PipelineConfig, targets: StageName[], o: Dri
   const order = stagesFor(targets, Object.keys(o.given ?? {}) as StageName[]);
   // The CRIU plan, resolved once: the side work beside the kernel and the CRIU stage read it.
   if (order.includes("kernel") && order.includes("criu") && !o.criu?.plan) o = { ...o, criu: { ...o.criu, plan: resolveAndPlanCriu(config, { strict: o.criu?.strict ?? true }) } };
-  // A CRIU stage the side work ran beside the kernel (its seconds are the kernel's too).
-  let early: Stripped<"criu"> | undefined;
+  // CRIU and image stages the side work ran beside the kernel (their seconds are the kernel's too).
+  let early: { criu?: Stripped<"criu">; image?: Stripped<"image"> } = {};
   for (const s of order) {
     const t0 = Date.now();
     try {
       let out: Stripped<StageName>;
       if (s === "kernel" && order.includes("criu")) {
-        const both = await kernelWithSideWork(config, done, o, { criu: true, image: order.includes("image") });
+        const both = await kernelWithSideWork(config, done, o, { criu: true, image: order.includes("image"), moreCriu: Boolean(o.image?.more?.length) });
         out = both.kernel;
-        early = both.criu;
-      } else out = s === "criu" && early ? early : await (RUNNERS[s] as Runner<typeof s>)(config, done, o);
+        early = both;
+      } else if (s === "criu" && early.criu) out = early.criu;
+      else if (s === "image" && early.image) out = early.image;
+      else out = await (RUNNERS[s] as Runner<typeof s>)(config, done, o);
       const outcome = { stage: s, seconds: (Date.now() - t0) / 1000, ...out } as StageOutcome;
       (done as Record<string, StageOutcome>)[s] = outcome;
       o.onOutcome?.(outcome);

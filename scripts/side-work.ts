@@ -14,6 +14,7 @@ import { criuBuildDeps } from "./criu/build-recipe.js";
 import { obtainCriuSource, type SourceProvider } from "./criu/sources.js";
 import type { CriuPlan, CriuStageResult } from "./criu/stage.js";
 import { ensureGuestHelpers } from "./image/helpers.js";
+import { prepareFreshImage, releasePrepared, type ImageResult, type PreparedImage } from "./image/stage.js";
 import { ArtifactCache } from "./lib/cache.js";
 import { ensureChroot } from "./lib/chroot.js";
 import { currentBranch } from "./lib/exec.js";
@@ -27,8 +28,16 @@ export const SIDE_WORK_PRIORITY = "idle" as const;
 /** Providers whose source is fetched over the network (the others are local copies). */
 const FETCHED: SourceProvider[] = ["upstream", "debian-source"];
 
-/** criu: what CRIU's build needs, then the build; guest: the guest rootfs. */
+/** criu: what CRIU's build needs, the build, then the image; guest: the guest rootfs and the image's base. */
 export type SideLane = "criu" | "guest";
+
+/** The stages the run goes on to: the side work does their work ahead. */
+export interface SideWants {
+  criu: boolean;
+  image: boolean;
+  /** The image holds more CRIU builds (a migration image): its stage makes it. */
+  moreCriu?: boolean;
+}
 
 export type SideItem = { lane: SideLane; title: string } & (
   | { kind: "criu-source"; provider: SourceProvider }
@@ -36,6 +45,8 @@ export type SideItem = { lane: SideLane; title: string } & (
   | { kind: "guest-helpers"; suite: string }
   | { kind: "criu-build" }
   | { kind: "guest-rootfs"; suite: string }
+  | { kind: "image-base"; suite: string }
+  | { kind: "image" }
 );
 
 /**
@@ -44,7 +55,7 @@ export type SideItem = { lane: SideLane; title: string } & (
  * the build) and a fresh image. A CRIU source build itself waits in its lane for the kernel's
  * final .config (its compatibility check reads it); Debian's binary is left to its stage.
  */
-export function sideWorkPlan(config: PipelineConfig, wants: { criu: boolean; image: boolean }, plan: CriuPlan, criuCached: boolean): SideItem[] {
+export function sideWorkPlan(config: PipelineConfig, wants: SideWants, plan: CriuPlan, criuCached: boolean): SideItem[] {
   const items: SideItem[] = [];
   const candidate = plan.candidates.find((c) => c.key);
   const buildsCriu = wants.criu && !criuCached && candidate !== undefined && candidate.provider !== "debian-binary";
@@ -56,8 +67,15 @@ export function sideWorkPlan(config: PipelineConfig, wants: { criu: boolean; ima
   }
   if (wants.image) items.push({ lane: "criu", kind: "guest-helpers", title: "guest helpers", suite: config.criu.static_build_suite });
   if (buildsCriu) items.push({ lane: "criu", kind: "criu-build", title: `CRIU ${plan.entry.version} build` });
-  if (wants.image && !config.image.base && config.criu.link === "static" && candidate?.provider !== "debian-binary")
-    items.push({ lane: "guest", kind: "guest-rootfs", title: `${plan.guestSuite} guest rootfs`, suite: plan.guestSuite });
+  const freshStatic = wants.image && !config.image.base && config.criu.link === "static" && candidate?.provider !== "debian-binary";
+  if (freshStatic) items.push({ lane: "guest", kind: "guest-rootfs", title: `${plan.guestSuite} guest rootfs`, suite: plan.guestSuite });
+  // The image itself, when all it needs is made here: its base and appliance beside the
+  // kernel, its injection once CRIU is built (an agent or a second CRIU is its stage's).
+  const noAgent = !config.agent.binary && !config.agent.kata_src;
+  if (freshStatic && buildsCriu && noAgent && !wants.moreCriu) {
+    items.push({ lane: "guest", kind: "image-base", title: `${plan.guestSuite} image base`, suite: plan.guestSuite });
+    items.push({ lane: "criu", kind: "image", title: `image ${config.image.name}` });
+  }
   return items;
 }
 
@@ -80,6 +98,8 @@ export interface SideWorkInputs {
   kernelConfigured: Promise<KernelConfigured>;
   /** The CRIU stage for that kernel (the driver's: only it runs a stage's build step). */
   buildCriu: (kernel: KernelConfigured) => Promise<CriuStageResult>;
+  /** The image stage for that CRIU, on the base made here (the driver's too). */
+  buildImage?: (criu: CriuStageResult, prepared: PreparedImage) => Promise<ImageResult>;
   sink: ProgressSink;
 }
 
@@ -87,6 +107,25 @@ export interface SideWorkResult {
   done: string[];
   /** The CRIU stage's result when the side work ran it. */
   criu?: CriuStageResult;
+  /** The image stage's result when the side work ran it. */
+  image?: ImageResult;
+}
+
+/** The image base made in the guest lane, awaited by the image item in CRIU's lane. */
+interface ImageBase {
+  promise: Promise<PreparedImage>;
+  resolve: (p: PreparedImage) => void;
+  reject: (err: unknown) => void;
+  made?: PreparedImage;
+  taken: boolean;
+}
+
+function imageBase(): ImageBase {
+  let resolve!: (p: PreparedImage) => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<PreparedImage>((res, rej) => ((resolve = res), (reject = rej)));
+  promise.catch(() => undefined);
+  return { promise, resolve, reject, taken: false };
 }
 
 /**
@@ -99,6 +138,7 @@ export async function runSideWork(inp: SideWorkInputs): Promise<SideWorkResult> 
   const lanes = sideLanes(inp.items);
   const titles: string[] = lanes.map(() => "");
   let first: unknown;
+  const base = imageBase();
   await Promise.allSettled(
     lanes.map(async (lane, i) => {
       const sink: ProgressSink = {
@@ -113,12 +153,13 @@ export async function runSideWork(inp: SideWorkInputs): Promise<SideWorkResult> 
           for (const item of lane) {
             sink.title(item.title);
             const t0 = Date.now();
-            const cached = await runItem(inp, item, sink, result);
+            const cached = await runItem(inp, item, sink, result, base);
             result.done.push(`${item.title} ${cached ? "(cached)" : `${((Date.now() - t0) / 1000).toFixed(0)} s`}`);
           }
           titles[i] = "";
         });
       } catch (err) {
+        base.reject(err);
         if (first === undefined) {
           first = err;
           // The branch the side work runs in: cancelling it stops the other lane's commands.
@@ -127,6 +168,8 @@ export async function runSideWork(inp: SideWorkInputs): Promise<SideWorkResult> 
       }
     }),
   );
+  // A base the image item never took (its lane failed first) leaves nothing behind.
+  if (base.made && !base.taken) await releasePrepared(base.made);
   if (first !== undefined) throw first;
   return result;
 }
@@ -139,7 +182,7 @@ function untilCancelled<T>(p: Promise<T>): Promise<T> {
   return Promise.race([p, new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(signal.reason), { once: true }))]);
 }
 
-async function runItem(inp: SideWorkInputs, item: SideItem, sink: ProgressSink, result: SideWorkResult): Promise<boolean> {
+async function runItem(inp: SideWorkInputs, item: SideItem, sink: ProgressSink, result: SideWorkResult, base: ImageBase): Promise<boolean> {
   const { config, plan } = inp;
   const cache = new ArtifactCache(config.cache_dir);
   const log = sink.line;
@@ -170,5 +213,17 @@ async function runItem(inp: SideWorkInputs, item: SideItem, sink: ProgressSink, 
     }
     case "guest-rootfs":
       return (await ensureGuestRootfs({ cache, suite: item.suite, runtimePackages: [], extraPackages: config.image.extra_packages, debian: config.debian, log })).cached;
+    case "image-base":
+      base.made = await prepareFreshImage(config, item.suite, log);
+      base.resolve(base.made);
+      return false;
+    case "image": {
+      if (!inp.buildImage || !result.criu) throw new Error("the side work's image needs its CRIU build and the driver's image stage");
+      log("waiting for the image base");
+      const prepared = await untilCancelled(base.promise);
+      base.taken = true;
+      result.image = await inp.buildImage(result.criu, prepared);
+      return result.image.cached;
+    }
   }
 }

@@ -4,7 +4,7 @@
  * Building the script is pure; running it is one command with a deadline.
  */
 import { UserError } from "../lib/errors.js";
-import { run } from "../lib/exec.js";
+import { run, type RunResult } from "../lib/exec.js";
 import { findInPath } from "../lib/host-tools.js";
 import { existsSync, readdirSync } from "node:fs";
 
@@ -22,13 +22,17 @@ export function gfQuote(word: string): string {
 
 export interface InjectionScript {
   text: string;
+  /** The launch and mount that open `text`, and the rest: a session started early takes them apart. */
+  header: string;
+  body: string;
   /** Guest paths whose sha256 the script prints, in order. */
   checksummed: string[];
 }
 
 /** `write` content travels through a host file: guestfish `upload` avoids any quoting of data. */
 export function injectionScript(ops: GuestOp[], writeFile: (content: string) => string, rootDevice = "/dev/sda1"): InjectionScript {
-  const lines = ["run", `mount ${gfQuote(rootDevice)} /`];
+  const header = `${launchLines(rootDevice).join("\n")}\n`;
+  const lines: string[] = [];
   const checksummed: string[] = [];
   for (const o of ops) {
     switch (o.op) {
@@ -51,7 +55,12 @@ export function injectionScript(ops: GuestOp[], writeFile: (content: string) => 
   // Read every injected file back in the same session.
   for (const path of checksummed) lines.push(`echo CRG-SUM ${gfQuote(path)}`, `checksum sha256 ${gfQuote(path)}`);
   lines.push("sync", "umount-all");
-  return { text: `${lines.join("\n")}\n`, checksummed };
+  const body = `${lines.join("\n")}\n`;
+  return { text: header + body, header, body, checksummed };
+}
+
+function launchLines(rootDevice: string): string[] {
+  return ["run", `mount ${gfQuote(rootDevice)} /`];
 }
 
 /** Pairs the `CRG-SUM path` markers with the checksum line that follows each. */
@@ -86,13 +95,90 @@ function requireKernelUnderBoot(): boolean {
   }
 }
 
-/** Runs a guestfish script against an image; one appliance launch. */
-export async function runGuestfish(opts: { image: string; script: string; readonly?: boolean; timeoutMs: number; kvm: boolean; logFile?: string }) {
+interface GuestfishRun {
+  image: string;
+  readonly?: boolean;
+  timeoutMs: number;
+  kvm: boolean;
+  logFile?: string;
+}
+
+function guestfishCommand(opts: GuestfishRun, stdin: { input: string } | { stdin: AsyncIterable<string> }): Promise<RunResult> {
   requireGuestfish();
   return run(["guestfish", "--no-progress-bars", ...(opts.readonly ? ["--ro"] : ["--rw"]), "-a", opts.image], {
-    input: opts.script,
+    ...stdin,
     timeoutMs: opts.timeoutMs,
     env: guestfishEnv(opts.kvm),
     logFile: opts.logFile,
   });
+}
+
+/** Runs a guestfish script against an image; one appliance launch. */
+export async function runGuestfish(opts: GuestfishRun & { script: string }): Promise<RunResult> {
+  return guestfishCommand(opts, { input: opts.script });
+}
+
+/**
+ * A guestfish session whose appliance boots now (10-20 s under TCG) and whose script comes
+ * later: the image stage's injection, started while CRIU still builds. Still one launch.
+ * The deadline covers the wait for the script too.
+ */
+export class GuestfishSession {
+  private readonly queue = new LineQueue();
+  private readonly result: Promise<RunResult>;
+  private failure: unknown;
+  readonly image: string;
+
+  constructor(opts: GuestfishRun & { rootDevice?: string }) {
+    this.image = opts.image;
+    this.queue.push(`${launchLines(opts.rootDevice ?? "/dev/sda1").join("\n")}\n`);
+    this.result = guestfishCommand(opts, { stdin: this.queue });
+    // Seen by finish() or abort(); a launch that fails before either is not unhandled.
+    this.result.catch((err) => (this.failure = err));
+  }
+
+  /** Sends the rest of the script (an InjectionScript's body) and waits for the session to end. */
+  finish(body: string): Promise<RunResult> {
+    this.queue.push(body);
+    this.queue.close();
+    return this.result;
+  }
+
+  /** Ends the session without changing the image (guestfish exits when its input ends). */
+  async abort(): Promise<void> {
+    this.queue.close();
+    await this.result.catch(() => undefined);
+  }
+
+  /** Whether the session already ended in an error (e.g. the appliance did not boot). */
+  get failed(): unknown {
+    return this.failure;
+  }
+}
+
+/** Lines for a command's standard input, pushed as they are made; ends on close. */
+class LineQueue implements AsyncIterable<string> {
+  private readonly chunks: string[] = [];
+  private closed = false;
+  private wake: (() => void) | undefined;
+
+  push(chunk: string): void {
+    if (this.closed) throw new Error("the guestfish session's input is already closed");
+    this.chunks.push(chunk);
+    this.wake?.();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.wake?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<string> {
+    for (;;) {
+      const next = this.chunks.shift();
+      if (next !== undefined) yield next;
+      else if (this.closed) return;
+      else await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
 }

@@ -18,7 +18,7 @@ import { UserError } from "../lib/errors.js";
 import { run } from "../lib/exec.js";
 import { cacheKey, sha256, sha256File } from "../lib/hash.js";
 import { requireHostTools } from "../lib/host-tools.js";
-import { injectionScript, parseChecksums, requireGuestfish, runGuestfish, type GuestOp } from "./guestfish.js";
+import { GuestfishSession, injectionScript, parseChecksums, requireGuestfish, runGuestfish, type GuestOp } from "./guestfish.js";
 import { inspectImage, type ImageInspection } from "./inspect.js";
 import { makeRawImage, ROOT_PARTUUID, type ImageLayout } from "./layout.js";
 import { ensureGuestHelpers, helperHeaders, helperSources, HELPERS_DIR } from "./helpers.js";
@@ -188,6 +188,65 @@ export interface ImageStageInputs {
    * main one too, is also installed by version (criuGuestPath), and the manifest lists each.
    */
   more?: CriuStageResult[];
+  /** A base made while CRIU built (prepareFreshImage): used when it is this image's, released either way. */
+  prepared?: PreparedImage;
+}
+
+/**
+ * A fresh image's base, made before its CRIU exists (the cold pipeline's side work): the
+ * rootfs, the raw disk made from it, and a guestfish session whose appliance is booting. The
+ * image stage takes it over when its suite and packages are the image's.
+ */
+export interface PreparedImage {
+  suite: string;
+  packages: string[];
+  rootfs: { dir: string; key: string };
+  /** Staging directory: the disk and the session's log until the stage moves them. */
+  dir: string;
+  disk: string;
+  logFile: string;
+  layout: ImageLayout;
+  session: GuestfishSession;
+  seconds: { rootfs: number; image: number };
+}
+
+/** The base of a fresh image of a static CRIU (its runtime packages are none) in `suite`. */
+export async function prepareFreshImage(config: PipelineConfig, suite: string, log: (line: string) => void = () => undefined): Promise<PreparedImage> {
+  requireGuestfish();
+  requireHostTools(["sgdisk", "mkfs.ext4", "truncate"], [], "a fresh image");
+  const cache = new ArtifactCache(config.cache_dir);
+  let t = Date.now();
+  const rootfs = await ensureGuestRootfs({ cache, suite, runtimePackages: [], extraPackages: config.image.extra_packages, debian: config.debian, log });
+  const seconds = { rootfs: (Date.now() - t) / 1000, image: 0 };
+  const dir = join(cache.root, "tmp", `image-base-${process.pid}-${Date.now()}`);
+  await mkdir(dir, { recursive: true });
+  try {
+    t = Date.now();
+    const disk = join(dir, "disk.img");
+    const layout = await makeRawImage({ rootfs: rootfs.dir, image: disk, extraMiB: config.image.free_mib, log });
+    seconds.image = (Date.now() - t) / 1000;
+    const logFile = join(dir, "guestfish.log");
+    log("guestfish: appliance starting, the injection follows once CRIU is built");
+    const session = new GuestfishSession({ image: disk, timeoutMs: preparedSessionMinutes(config) * 60_000, kvm: false, logFile });
+    return { suite, packages: guestPackages([], config.image.extra_packages), rootfs: { dir: rootfs.dir, key: relative(cache.root, rootfs.dir).split("/")[1] }, dir, disk, logFile, layout, session, seconds };
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
+ * An early session's deadline: its own, plus the longest it can wait for its script (the
+ * kernel it is made beside, then CRIU's build).
+ */
+function preparedSessionMinutes(config: PipelineConfig): number {
+  return config.image.guestfish_timeout_minutes + config.kernel.build_timeout_minutes + config.criu.build_timeout_minutes;
+}
+
+/** Ends a prepared base's session and removes what the stage did not take. */
+export async function releasePrepared(p: PreparedImage): Promise<void> {
+  await p.session.abort();
+  await rm(p.dir, { recursive: true, force: true });
 }
 
 /** A CRIU build's name in a multi-CRIU image: its version, and its patches if any. */
@@ -206,6 +265,14 @@ export function imageKey(parts: { base: unknown; criuSha: string; agentSha: stri
 }
 
 export async function runImageStage(config: PipelineConfig, inp: ImageStageInputs): Promise<ImageResult> {
+  try {
+    return await imageStage(config, inp);
+  } finally {
+    if (inp.prepared) await releasePrepared(inp.prepared);
+  }
+}
+
+async function imageStage(config: PipelineConfig, inp: ImageStageInputs): Promise<ImageResult> {
   const log = inp.log ?? (() => undefined);
   const cache = new ArtifactCache(config.cache_dir);
   const criuMeta = inp.criu.metadata;
@@ -236,6 +303,9 @@ export async function runImageStage(config: PipelineConfig, inp: ImageStageInput
     ...(more.length ? { moreCriu: byVersion.map((c) => `${c.label}:${c.metadata.criu.sha256}`) } : {}),
   });
 
+  // A base made beside the kernel is this image's when its suite and packages are.
+  const prepared = !existing && inp.prepared && inp.prepared.suite === suite && inp.prepared.packages.join(",") === packages.join(",") ? inp.prepared : undefined;
+  if (inp.prepared && !prepared) log(`the base made beside the kernel (${inp.prepared.suite}: ${inp.prepared.packages.join(", ")}) is not this image's: making it again`);
   const art = await cache.getOrBuild<ImageMetadata>("image", key, async (tmp) => {
     requireGuestfish();
     const disk = join(tmp, "disk.img");
@@ -259,8 +329,8 @@ export async function runImageStage(config: PipelineConfig, inp: ImageStageInput
       seconds.image = (Date.now() - t) / 1000;
     } else {
       requireHostTools(["sgdisk", "mkfs.ext4", "truncate"], [], "a fresh image");
-      const rootfs = await ensureGuestRootfs({ cache, suite, runtimePackages: criuMeta.runtime_packages, extraPackages: config.image.extra_packages, debian: config.debian, log });
-      seconds.rootfs = (Date.now() - t) / 1000;
+      const rootfs = prepared ? prepared.rootfs : await ensureGuestRootfs({ cache, suite, runtimePackages: criuMeta.runtime_packages, extraPackages: config.image.extra_packages, debian: config.debian, log });
+      seconds.rootfs = prepared ? prepared.seconds.rootfs : (Date.now() - t) / 1000;
       // Proves this CRIU starts in this very userland before it goes into the image.
       versionInRootfs = await criuVersionIn(rootfs.dir, criuBin);
       log(`criu --version in the ${suite} rootfs: ${versionInRootfs.split("\n")[0]}`);
@@ -269,8 +339,15 @@ export async function runImageStage(config: PipelineConfig, inp: ImageStageInput
         log(`criu ${criuLabel(c.metadata)} --version in the ${suite} rootfs: ${(await criuVersionIn(rootfs.dir, join(c.dir, "criu"))).split("\n")[0]}`);
       }
       t = Date.now();
-      layout = await makeRawImage({ rootfs: rootfs.dir, image: disk, extraMiB: config.image.free_mib, log });
-      seconds.image = (Date.now() - t) / 1000;
+      if (prepared) {
+        // Same filesystem: the appliance keeps the disk it opened under its new name.
+        await rename(prepared.disk, disk);
+        layout = prepared.layout;
+        seconds.image = prepared.seconds.image;
+      } else {
+        layout = await makeRawImage({ rootfs: rootfs.dir, image: disk, extraMiB: config.image.free_mib, log });
+        seconds.image = (Date.now() - t) / 1000;
+      }
       base = { kind: "fresh", suite, packages, rootfs_key: relative(cache.root, rootfs.dir).split("/")[1] };
     }
     const helpers = await ensureGuestHelpers({ cache, suite: config.criu.static_build_suite, debian: config.debian, log });
@@ -289,10 +366,21 @@ export async function runImageStage(config: PipelineConfig, inp: ImageStageInput
       return f;
     }, rootDevice);
     t = Date.now();
-    log(`guestfish: ${ops.length} operations in one session`);
-    const gf = await runGuestfish({ image: disk, script: script.text, timeoutMs: config.image.guestfish_timeout_minutes * 60_000, kvm: inp.kvm ?? false, logFile: join(tmp, "guestfish.log") });
+    const gfLog = join(tmp, "guestfish.log");
+    let gf;
+    if (prepared) {
+      log(`guestfish: ${ops.length} operations in the session started beside the kernel`);
+      try {
+        gf = await prepared.session.finish(script.body);
+      } finally {
+        if (existsSync(prepared.logFile)) await rename(prepared.logFile, gfLog);
+      }
+    } else {
+      log(`guestfish: ${ops.length} operations in one session`);
+      gf = await runGuestfish({ image: disk, script: script.text, timeoutMs: config.image.guestfish_timeout_minutes * 60_000, kvm: inp.kvm ?? false, logFile: gfLog });
+    }
     seconds.inject = (Date.now() - t) / 1000;
-    const injected = await verifyReadBack(ops, parseChecksums(gf.stdout), join(tmp, "guestfish.log"));
+    const injected = await verifyReadBack(ops, parseChecksums(gf.stdout), gfLog);
     await rm(scratch, { recursive: true, force: true });
     if (straceBundle) await rm(straceBundle.dir, { recursive: true, force: true });
     return {

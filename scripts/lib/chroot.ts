@@ -50,7 +50,7 @@ export function chrootKey(suite: string, packages: string[], debian: DebianSourc
 export function bootstrapArgs(suite: string, root: string, packages: string[], debian: DebianSource): string[] {
   const include = [...new Set(packages)].sort();
   const includeArg = include.length ? [`--include=${include.join(",")}`] : [];
-  const tool = debian.bootstrap === "mmdebstrap" ? ["mmdebstrap", "--mode=root", "--variant=minbase"] : ["debootstrap", "--variant=minbase"];
+  const tool = debian.bootstrap === "mmdebstrap" ? ["mmdebstrap", "--mode=root", "--variant=minbase", "--dpkgopt=force-unsafe-io"] : ["debootstrap", "--variant=minbase"];
   return ["unshare", "--mount", "--propagation", "private", "--fork", ...tool, ...includeArg, suite, root, debian.mirror];
 }
 

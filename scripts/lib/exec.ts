@@ -79,6 +79,11 @@ export interface RunOptions {
   cwd?: string;
   env?: Record<string, string | undefined>;
   input?: string;
+  /**
+   * Standard input written as it comes, then closed (a guestfish session whose appliance boots
+   * while the rest of its script is still being made). Not with `input`.
+   */
+  stdin?: AsyncIterable<string>;
   /** Append stdout and stderr to this file (the command's full log). */
   logFile?: string;
   /** Called with each complete output line (progress displays). */
@@ -136,6 +141,7 @@ export async function run(requested: string[], opts: RunOptions): Promise<RunRes
   };
   proc.stdout.on("data", onData);
   proc.stderr.on("data", onData);
+  if (opts.stdin) void feedStdin(proc.stdin, opts.stdin).catch(() => undefined);
   // Ctrl-C stops this command and what it started (QEMU, make, guestfish).
   const unregister = interruptHandler.child(() => proc.kill("SIGKILL").catch(() => undefined));
   let cancelledBy: string | undefined;
@@ -188,6 +194,21 @@ export async function run(requested: string[], opts: RunOptions): Promise<RunRes
     );
   }
   return result;
+}
+
+/** Writes each chunk as it comes; a command that stopped reading (killed, exited) ends it. */
+async function feedStdin(stdin: NodeJS.WritableStream, chunks: AsyncIterable<string>): Promise<void> {
+  let closed = false;
+  stdin.on("error", () => (closed = true));
+  stdin.on("close", () => (closed = true));
+  try {
+    for await (const chunk of chunks) {
+      if (closed) return;
+      stdin.write(chunk);
+    }
+  } finally {
+    if (!closed) stdin.end();
+  }
 }
 
 function indent(text: string): string {

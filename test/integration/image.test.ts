@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crGuest, missingTools } from "../helpers/cli.js";
 import { run } from "../../scripts/lib/exec.js";
-import { guestfishEnv } from "../../scripts/image/guestfish.js";
+import { GuestfishSession, guestfishEnv, injectionScript, parseChecksums } from "../../scripts/image/guestfish.js";
+import { makeRawImage } from "../../scripts/image/layout.js";
 import { sha256File } from "../../scripts/lib/hash.js";
 
 const skip = missingTools(["guestfish", "debootstrap", "sgdisk", "mkfs.ext4", "sfdisk", "blkid"]);
@@ -61,6 +62,38 @@ describe.skipIf(skip)("image stage (integration)", () => {
 
     const again = await crGuest(["image", "--criu", "3.17.1", "--name", "it-3171"], 5 * 60_000);
     expect(again.stdout).toMatch(/\(cached\)/);
+  });
+
+  it("an early guestfish session boots while its script is made, then injects it: one launch, files read back", { timeout: 20 * 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "crg-gf-session-"));
+    const rootfs = join(dir, "rootfs");
+    mkdirSync(join(rootfs, "etc"), { recursive: true });
+    mkdirSync(join(rootfs, "usr", "libexec", "cr-guest"), { recursive: true }); // readBack lists it
+    writeFileSync(join(rootfs, "etc", "hostname"), "before\n");
+    const disk = join(dir, "disk.img");
+    await makeRawImage({ rootfs, image: disk, extraMiB: 16 });
+    const payload = join(dir, "payload");
+    writeFileSync(payload, "made while the appliance booted\n");
+    const logFile = join(dir, "guestfish.log");
+    const session = new GuestfishSession({ image: disk, timeoutMs: 10 * 60_000, kvm: false, logFile });
+    // The script is not known yet: the appliance boots meanwhile.
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(session.failed).toBeUndefined();
+    const script = injectionScript([{ op: "mkdir", path: "/opt/x" }, { op: "upload", from: payload, to: "/opt/x/payload", mode: 0o755 }], () => "", "/dev/sda1");
+    expect(script.text).toBe(script.header + script.body);
+    expect(script.header).toMatch(/^run\nmount /);
+    const result = await session.finish(script.body);
+    expect(parseChecksums(result.stdout).get("/opt/x/payload")).toBe(await sha256File(payload));
+    // One launch: the log holds guestfish's command once.
+    expect(readFileSync(logFile, "utf8").match(/\$ .*guestfish /g)).toHaveLength(1);
+    const back = await readBack(disk, "/dev/sda1", ["/opt/x/payload", "/etc/hostname"], []);
+    expect(back.sums.get("/opt/x/payload")).toBe(await sha256File(payload));
+    expect(back.sums.get("/etc/hostname")).toBe(await sha256File(join(rootfs, "etc", "hostname")));
+    // An aborted session (its image is thrown away) ends on its own, cleanly, once its input ends.
+    const aborted = new GuestfishSession({ image: disk, timeoutMs: 10 * 60_000, kvm: false });
+    await aborted.abort();
+    expect(aborted.failed).toBeUndefined();
+    expect(() => aborted.finish("")).toThrow(/already closed/);
   });
 
   it("installs an agent with Kata's units (an ELF placeholder: no real agent can be built offline here)", { timeout: 20 * 60_000 }, async () => {

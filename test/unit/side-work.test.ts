@@ -26,9 +26,20 @@ describe("side work plan", () => {
   it("a cold static build from the network: CRIU's lane (source, build chroot, helpers, the build) beside the guest rootfs", () => {
     const { config, plan } = setup("criu.version=4.1.1", "criu.providers=[upstream]");
     const items = sideWorkPlan(config, { criu: true, image: true }, plan, false);
-    expect(sideLanes(items).map(kinds)).toEqual([["criu-source", "build-chroot", "guest-helpers", "criu-build"], ["guest-rootfs"]]);
+    expect(sideLanes(items).map(kinds)).toEqual([["criu-source", "build-chroot", "guest-helpers", "criu-build", "image"], ["guest-rootfs", "image-base"]]);
     expect(items.find((i) => i.kind === "build-chroot")).toMatchObject({ suite: config.criu.static_build_suite });
     expect(items.find((i) => i.kind === "guest-rootfs")).toMatchObject({ suite: plan.guestSuite });
+  });
+
+  it("the image is made here only when all it needs is: no agent, no second CRIU, a CRIU built here", () => {
+    const { config, plan } = setup("criu.version=4.1.1", "criu.providers=[upstream]");
+    const withImage = (items: { kind: string }[]) => kinds(items).filter((k) => k.startsWith("image"));
+    expect(withImage(sideWorkPlan(config, { criu: true, image: true }, plan, false))).toEqual(["image-base", "image"]);
+    expect(withImage(sideWorkPlan(config, { criu: true, image: true, moreCriu: true }, plan, false))).toEqual([]);
+    expect(withImage(sideWorkPlan(config, { criu: true, image: true }, plan, true))).toEqual([]);
+    const agent = setup("criu.version=4.1.1", "criu.providers=[upstream]", "agent.binary=/some/kata-agent");
+    expect(withImage(sideWorkPlan(agent.config, { criu: true, image: true }, agent.plan, false))).toEqual([]);
+    expect(kinds(sideWorkPlan(agent.config, { criu: true, image: true }, agent.plan, false))).toContain("guest-rootfs");
   });
 
   it("a cached CRIU needs neither its source, its chroot nor a build; a local copy is not fetched", () => {
