@@ -3,7 +3,9 @@
  * compiles. The compile is CPU bound and keeps every core; the side work runs at the idle CPU
  * priority (it gets a CPU only when the compile leaves one), into the very caches those stages
  * read, so they find it there. Two lanes run at once: CRIU's (source, build chroot, guest
- * helpers, then the CRIU stage itself once the kernel is configured) and the guest rootfs.
+ * helpers, the CRIU stage itself once the kernel is configured, then the image stage) and the
+ * guest's (rootfs, then the image's base: the raw disk and a guestfish session whose appliance
+ * boots while CRIU builds, so the image stage only sends it the injection).
  * Whatever the compile leaves undone runs on then-free cores, the lanes side by side.
  * Planning (which pieces, from the config and the CRIU plan) is pure; running is `runSideWork`.
  */
