@@ -40,7 +40,7 @@ describe("chroots", () => {
   it("both bootstrappers include packages in a private mount namespace; commands enter through one with argv intact", () => {
     const ns = ["unshare", "--mount", "--propagation", "private", "--fork"];
     expect(bootstrapArgs("sid", "/r", ["b", "a"], { mirror: "M", bootstrap: "debootstrap" })).toEqual([...ns, "debootstrap", "--variant=minbase", "--include=a,b", "sid", "/r", "M"]);
-    expect(bootstrapArgs("sid", "/r", ["b", "a"], { mirror: "M", bootstrap: "mmdebstrap" })).toEqual([...ns, "mmdebstrap", "--mode=root", "--variant=minbase", "--include=a,b", "sid", "/r", "M"]);
+    expect(bootstrapArgs("sid", "/r", ["b", "a"], { mirror: "M", bootstrap: "mmdebstrap" })).toEqual([...ns, "mmdebstrap", "--mode=root", "--variant=minbase", "--dpkgopt=force-unsafe-io", "--include=a,b", "sid", "/r", "M"]);
     expect(bootstrapArgs("sid", "/r", [], { mirror: "M", bootstrap: "mmdebstrap" }).filter((a) => a.startsWith("--include"))).toEqual([]);
     const argv = chrootArgv("/root dir", ["criu", "--version"], "/build");
     expect(argv.slice(0, 5)).toEqual(["unshare", "--mount", "--propagation", "private", "--fork"]);
