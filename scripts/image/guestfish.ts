@@ -22,8 +22,7 @@ export function gfQuote(word: string): string {
 
 export interface InjectionScript {
   text: string;
-  /** The launch and mount that open `text`, and the rest: a session started early takes them apart. */
-  header: string;
+  /** `text` without its launch and mount: what a session started early still needs. */
   body: string;
   /** Guest paths whose sha256 the script prints, in order. */
   checksummed: string[];
@@ -56,7 +55,7 @@ export function injectionScript(ops: GuestOp[], writeFile: (content: string) => 
   for (const path of checksummed) lines.push(`echo CRG-SUM ${gfQuote(path)}`, `checksum sha256 ${gfQuote(path)}`);
   lines.push("sync", "umount-all");
   const body = `${lines.join("\n")}\n`;
-  return { text: header + body, header, body, checksummed };
+  return { text: header + body, body, checksummed };
 }
 
 function launchLines(rootDevice: string): string[] {
@@ -127,10 +126,8 @@ export class GuestfishSession {
   private readonly queue = new LineQueue();
   private readonly result: Promise<RunResult>;
   private failure: unknown;
-  readonly image: string;
 
   constructor(opts: GuestfishRun & { rootDevice?: string }) {
-    this.image = opts.image;
     this.queue.push(`${launchLines(opts.rootDevice ?? "/dev/sda1").join("\n")}\n`);
     this.result = guestfishCommand(opts, { stdin: this.queue });
     // Seen by finish() or abort(); a launch that fails before either is not unhandled.

@@ -200,7 +200,7 @@ export interface ImageStageInputs {
 export interface PreparedImage {
   suite: string;
   packages: string[];
-  rootfs: { dir: string; key: string };
+  rootfs: { dir: string };
   /** Staging directory: the disk and the session's log until the stage moves them. */
   dir: string;
   disk: string;
@@ -228,7 +228,7 @@ export async function prepareFreshImage(config: PipelineConfig, suite: string, l
     const logFile = join(dir, "guestfish.log");
     log("guestfish: appliance starting, the injection follows once CRIU is built");
     const session = new GuestfishSession({ image: disk, timeoutMs: preparedSessionMinutes(config) * 60_000, kvm: false, logFile });
-    return { suite, packages: guestPackages([], config.image.extra_packages), rootfs: { dir: rootfs.dir, key: relative(cache.root, rootfs.dir).split("/")[1] }, dir, disk, logFile, layout, session, seconds };
+    return { suite, packages: guestPackages([], config.image.extra_packages), rootfs: { dir: rootfs.dir }, dir, disk, logFile, layout, session, seconds };
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;

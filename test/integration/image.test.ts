@@ -80,8 +80,7 @@ describe.skipIf(skip)("image stage (integration)", () => {
     await new Promise((r) => setTimeout(r, 2000));
     expect(session.failed).toBeUndefined();
     const script = injectionScript([{ op: "mkdir", path: "/opt/x" }, { op: "upload", from: payload, to: "/opt/x/payload", mode: 0o755 }], () => "", "/dev/sda1");
-    expect(script.text).toBe(script.header + script.body);
-    expect(script.header).toMatch(/^run\nmount /);
+    expect(script.text).toBe(`run\nmount "/dev/sda1" /\n${script.body}`);
     const result = await session.finish(script.body);
     expect(parseChecksums(result.stdout).get("/opt/x/payload")).toBe(await sha256File(payload));
     // One launch: the log holds guestfish's command once.
