@@ -144,10 +144,12 @@ run_bounded() {
 	(
 		# A TERM before the sleep's pid is known is remembered, not lost (the sleep would outlive
 		# us): the command may end, and the watchdog be stopped, before it got that far.
+		# The sleep is stopped with KILL: until the forked child has reset the traps it inherited
+		# (the one below among them) a TERM would be caught and lost, and the sleep outlive us.
 		_rb_stop=; trap '_rb_stop=1' TERM
 		sleep "$limit" & spid=$!
-		trap 'kill "$spid" 2>/dev/null; exit 0' TERM
-		[ -n "$_rb_stop" ] && { kill "$spid" 2>/dev/null; exit 0; }
+		trap 'kill -KILL "$spid" 2>/dev/null; exit 0' TERM
+		[ -n "$_rb_stop" ] && { kill -KILL "$spid" 2>/dev/null; exit 0; }
 		wait "$spid"
 		# From here on the watchdog finishes its work: the command ends as it is killed, and
 		# the TERM that follows must not cut the kill short.
