@@ -7,7 +7,7 @@
  */
 import { basename, join } from "node:path";
 import { runAgentStage, type AgentArtifact } from "./agent/stage.js";
-import { chooseAccel } from "./boot/accel.js";
+import { accelProbeDue, chooseAccel, hostProbeKernel } from "./boot/accel.js";
 import { runBootTests, type RunOptions as BootRunOptions, type RunRecord } from "./boot/stage.js";
 import { runCriuStage, type CriuStageOptions, type CriuStageResult } from "./criu/stage.js";
 import { runImageStage, type ImageResult, type PreparedImage } from "./image/stage.js";
@@ -17,8 +17,8 @@ import { runKernelStage } from "./kernel/stage.js";
 import { bootPlan, KernelCannotBootError } from "./kernel/bootable.js";
 import type { PipelineConfig } from "./lib/config.js";
 import { UserError } from "./lib/errors.js";
-import { currentSink, runConcurrently, runSteps } from "./lib/progress.js";
-import { Branch } from "./lib/exec.js";
+import { currentSink, runConcurrently, runSteps, type ConcurrentBranch } from "./lib/progress.js";
+import { Branch, BranchCancelledError } from "./lib/exec.js";
 import { ArtifactCache } from "./lib/cache.js";
 import { resolveAndPlanCriu } from "./criu/stage.js";
 import { runSideWork, sideWorkPlan, SIDE_WORK_PRIORITY, type KernelConfigured, type SideWants } from "./side-work.js";
@@ -186,25 +186,26 @@ type Stripped<S extends StageName> = Omit<StageOutcome<S>, "stage" | "seconds">;
 /**
  * The kernel with the later stages' work beside it (side-work.ts): sources, chroots, the guest
  * rootfs and the CRIU build itself, at the idle CPU priority, as the compile is CPU bound and
- * leaves a core free now and then. Either failing stops both. What the side work did is a
- * note of the kernel outcome; a CRIU it built is this run's CRIU outcome.
+ * leaves a core free now and then; for a run that boots, the KVM probe too (earlyAccelProbe).
+ * Either failing stops both. What the side work did is a note of the kernel outcome; a CRIU it
+ * built is this run's CRIU outcome.
  */
-async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: DriveOptions, wants: SideWants): Promise<{ kernel: Stripped<"kernel">; criu?: Stripped<"criu">; image?: Stripped<"image"> }> {
+async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: DriveOptions, wants: SideWants, boots: boolean): Promise<{ kernel: Stripped<"kernel">; criu?: Stripped<"criu">; image?: Stripped<"image"> }> {
   const plan = o.criu!.plan!;
   const key = plan.candidates.find((c) => c.key)?.key;
   const criuCached = Boolean(key && new ArtifactCache(config.cache_dir).has("criu", key));
   const items = sideWorkPlan(config, wants, plan, criuCached);
-  if (!items.length) return { kernel: await RUNNERS.kernel(config, done, o) };
+  const probe = boots ? await earlyAccelProbe(config) : undefined;
+  if (!items.length && !probe) return { kernel: await RUNNERS.kernel(config, done, o) };
   // The side work's CRIU build waits for the kernel's final .config: given before the compile
   // by a fresh build, at the end by a cached kernel; a failed kernel rejects it.
   let configured!: (v: KernelConfigured) => void;
   let notConfigured!: (err: unknown) => void;
   const kernelConfigured = new Promise<KernelConfigured>((res, rej) => ((configured = res), (notConfigured = rej)));
   kernelConfigured.catch(() => undefined);
-  const side = new Branch("the side work", SIDE_WORK_PRIORITY);
   let kernel: Stripped<"kernel"> | undefined;
   let result: Awaited<ReturnType<typeof runSideWork>> | undefined;
-  await runConcurrently([
+  const branches: ConcurrentBranch[] = [
     {
       title: "Kernel",
       branch: new Branch("the kernel build"),
@@ -220,9 +221,11 @@ async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: Dri
         else notConfigured(new Error("the kernel stage gave no .config"));
       },
     },
-    {
+  ];
+  if (items.length)
+    branches.push({
       title: `Beside the kernel (at ${SIDE_WORK_PRIORITY} CPU priority)`,
-      branch: side,
+      branch: new Branch("the side work", SIDE_WORK_PRIORITY),
       run: async () => {
         const sink = currentSink() ?? { title: () => undefined, line: () => undefined };
         // The CRIU stage as the driver runs it after the kernel: same findings, same refusal.
@@ -231,15 +234,41 @@ async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: Dri
         const buildImage = (criu: CriuStageResult, prepared: PreparedImage) => runImageStage(config, { criu, log: sink.line, prepared });
         result = await runSideWork({ config, plan, items, kernelConfigured, buildCriu, buildImage, sink });
       },
-    },
-  ]);
-  const note = `note: beside the kernel (at ${SIDE_WORK_PRIORITY} CPU priority): ${result!.done.join(", ")}`;
+    });
+  if (probe) branches.push(probe.branch);
+  await runConcurrently(branches);
+  const notes = [...kernel!.notes, ...(result ? [`note: beside the kernel (at ${SIDE_WORK_PRIORITY} CPU priority): ${result.done.join(", ")}`] : []), ...(probe?.note() ?? [])];
   const beside = `note: built beside the kernel (at ${SIDE_WORK_PRIORITY} CPU priority)`;
   return {
-    kernel: { ...kernel!, notes: [...kernel!.notes, note] },
-    criu: result!.criu ? criuOutcome(result!.criu, result!.criu.cached ? [] : [beside]) : undefined,
-    image: result!.image ? imageOutcome(result!.image, result!.image.cached ? [] : [beside]) : undefined,
+    kernel: { ...kernel!, notes },
+    criu: result?.criu ? criuOutcome(result.criu, result.criu.cached ? [] : [beside]) : undefined,
+    image: result?.image ? imageOutcome(result.image, result.image.cached ? [] : [beside]) : undefined,
   };
+}
+
+/**
+ * The KVM probe of a run that boots, moved from after the kernel to beside it: it boots the
+ * host's kernel (no kernel of ours exists yet) into the verdict cache the boot stage reads. At
+ * normal priority: at the idle one a working KVM, starved by the compile, could miss the
+ * probe's deadline and be cached as broken. Undefined when no probe is due (a cached verdict,
+ * no /dev/kvm, boot.accel set) or the host has no kernel to probe with; a probe that fails
+ * to run leaves the verdict to the boot stage, as before.
+ */
+async function earlyAccelProbe(config: PipelineConfig): Promise<{ branch: ConcurrentBranch; note: () => string[] } | undefined> {
+  const hostKernel = hostProbeKernel();
+  if (!hostKernel || !(await accelProbeDue(config))) return undefined;
+  let note: string | undefined;
+  const run = async () => {
+    const t0 = Date.now();
+    try {
+      const got = await chooseAccel(config, hostKernel);
+      note = `note: KVM probe beside the kernel (${hostKernel}): ${got.accel}, ${got.reason}, ${((Date.now() - t0) / 1000).toFixed(0)} s`;
+    } catch (err) {
+      if (err instanceof BranchCancelledError) throw err;
+      note = `note: KVM probe beside the kernel (${hostKernel}) did not run (${(err as Error).message}); the boot stage probes`;
+    }
+  };
+  return { branch: { title: "KVM probe (host kernel)", branch: new Branch("the KVM probe"), run }, note: () => (note ? [note] : []) };
 }
 
 /**
@@ -259,7 +288,7 @@ export async function drive(config: PipelineConfig, targets: StageName[], o: Dri
     try {
       let out: Stripped<StageName>;
       if (s === "kernel" && order.includes("criu")) {
-        const both = await kernelWithSideWork(config, done, o, { criu: true, image: order.includes("image"), moreCriu: Boolean(o.image?.more?.length) });
+        const both = await kernelWithSideWork(config, done, o, { criu: true, image: order.includes("image"), moreCriu: Boolean(o.image?.more?.length) }, order.includes("boot"));
         out = both.kernel;
         early = both;
       } else if (s === "criu" && early.criu) out = early.criu;

@@ -135,20 +135,32 @@ export async function bootVm(opts: BootOptions): Promise<BootResult> {
 }
 
 /**
- * KVM only if a real guest boots with it. The verdict is cached per QEMU version, since a
- * probe costs up to its deadline on machines where KVM hangs.
+ * The accelerator without a probe boot: forced by CR_GUEST_ACCEL, TCG without /dev/kvm, or
+ * the verdict a probe cached for this QEMU version; else `due`: a probe boot is needed.
  */
-/** initrd: a path, or how to make one (called only when a probe boot is needed). */
-export async function detectAccel(opts: { kernel: string; initrd: string | (() => Promise<string>); marker: string; timeoutMs?: number; cacheFile?: string }): Promise<{ accel: Accel; reason: string }> {
+export async function accelWithoutProbe(cacheFile?: string): Promise<{ accel: Accel; reason: string } | { due: true; qemu: string }> {
   const forced = process.env.CR_GUEST_ACCEL;
   if (forced === "kvm" || forced === "tcg") return { accel: forced, reason: "CR_GUEST_ACCEL" };
   if (!existsSync("/dev/kvm")) return { accel: "tcg", reason: "/dev/kvm is absent" };
   requireQemu();
-  const version = (await run([QEMU, "--version"], { timeoutMs: 10_000 })).stdout.split("\n")[0];
-  if (opts.cacheFile && existsSync(opts.cacheFile)) {
-    const cached = JSON.parse(readFileSync(opts.cacheFile, "utf8")) as { version: string; accel: Accel; reason: string };
-    if (cached.version === version) return { accel: cached.accel, reason: `${cached.reason} (cached probe)` };
+  const qemu = (await run([QEMU, "--version"], { timeoutMs: 10_000 })).stdout.split("\n")[0];
+  if (cacheFile && existsSync(cacheFile)) {
+    const cached = JSON.parse(readFileSync(cacheFile, "utf8")) as { version: string; accel: Accel; reason: string };
+    if (cached.version === qemu) return { accel: cached.accel, reason: `${cached.reason} (cached probe)` };
   }
+  return { due: true, qemu };
+}
+
+/**
+ * KVM only if a real guest boots with it. Whether KVM works is the host's and QEMU's matter,
+ * so the verdict is cached per QEMU version, whatever kernel probed: a probe costs up to its
+ * deadline on machines where KVM hangs.
+ * initrd: a path, or how to make one (called only when a probe boot is needed).
+ */
+export async function detectAccel(opts: { kernel: string; initrd: string | (() => Promise<string>); marker: string; timeoutMs?: number; cacheFile?: string }): Promise<{ accel: Accel; reason: string }> {
+  const known = await accelWithoutProbe(opts.cacheFile);
+  if (!("due" in known)) return known;
+  const version = known.qemu;
   const probe = await bootVm({
     kernel: opts.kernel,
     initrd: typeof opts.initrd === "string" ? opts.initrd : await opts.initrd(),
@@ -163,7 +175,7 @@ export async function detectAccel(opts: { kernel: string; initrd: string | (() =
   const verdict = probe.status === "ok" ? { accel: "kvm" as const, reason: "KVM probe boot succeeded" } : { accel: "tcg" as const, reason: `KVM probe failed (${probe.status}: ${probe.reason})` };
   if (opts.cacheFile) {
     await mkdir(dirname(opts.cacheFile), { recursive: true });
-    await writeAtomic(opts.cacheFile, JSON.stringify({ version, ...verdict }));
+    await writeAtomic(opts.cacheFile, JSON.stringify({ version, ...verdict, kernel: opts.kernel }));
   }
   return verdict;
 }

@@ -3,9 +3,9 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { classifyBoot, qemuArgs, QEMU } from "../../scripts/lib/qemu.js";
-import { chooseAccel } from "../../scripts/boot/accel.js";
+import { accelProbeDue, chooseAccel, hostProbeKernel } from "../../scripts/boot/accel.js";
 import { loadConfig } from "../../scripts/lib/config.js";
-import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { bootPlan } from "../../scripts/kernel/bootable.js";
 import { buildConfigCheckInitramfs, parseConfigCheckConsole, END_MARKER } from "../../scripts/kernel/boot-check.js";
 import { run } from "../../scripts/lib/exec.js";
@@ -94,3 +94,28 @@ describe("the accelerator probe", () => {
     expect(readdirSync(join(cache, "boot-check"))).toEqual(["kvm-probe.json"]);
   });
 });
+
+describe("a probe before our kernel exists", () => {
+  it("probes with the newest readable /boot/vmlinuz-*, and with none when /boot has none", () => {
+    const boot = mkdtempSync(join(tmpdir(), "crg-boot-"));
+    expect(hostProbeKernel(boot)).toBeUndefined();
+    expect(hostProbeKernel(join(boot, "missing"))).toBeUndefined();
+    for (const n of ["vmlinuz-6.1.0-9-amd64", "vmlinuz-6.1.0-57-amd64", "vmlinuz-6.10.0-1-amd64", "config-6.12.0-1-amd64", "vmlinuz", "vmlinuz.old"]) writeFileSync(join(boot, n), "");
+    // Numeric order: 57 after 9, 6.10 after 6.1; the unversioned links and other files are not kernels.
+    expect(hostProbeKernel(boot)).toBe(join(boot, "vmlinuz-6.10.0-1-amd64"));
+  });
+
+  it.skipIf(missingTools(["qemu-system-x86_64"]))("is due only with boot.accel auto, /dev/kvm there and no verdict cached for this QEMU", async () => {
+    const cache = mkdtempSync(join(tmpdir(), "crg-accel-due-"));
+    const auto = loadConfig({ set: [`cache_dir=${cache}`, "boot.accel=auto"] });
+    expect(await accelProbeDue(loadConfig({ set: [`cache_dir=${cache}`, "boot.accel=tcg"] }))).toBe(false);
+    expect(await accelProbeDue(auto)).toBe(existsSync("/dev/kvm") && !process.env.CR_GUEST_ACCEL);
+    const version = (await run([QEMU, "--version"], { timeoutMs: 10_000 })).stdout.split("\n")[0];
+    mkdirSync(join(cache, "boot-check"));
+    writeFileSync(join(cache, "boot-check", "kvm-probe.json"), JSON.stringify({ version: "QEMU emulator version 1.0", accel: "tcg", reason: "another QEMU" }));
+    expect(await accelProbeDue(auto)).toBe(existsSync("/dev/kvm") && !process.env.CR_GUEST_ACCEL);
+    writeFileSync(join(cache, "boot-check", "kvm-probe.json"), JSON.stringify({ version, accel: "tcg", reason: "this QEMU" }));
+    expect(await accelProbeDue(auto)).toBe(false);
+  });
+});
+
