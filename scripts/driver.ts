@@ -187,8 +187,8 @@ type Stripped<S extends StageName> = Omit<StageOutcome<S>, "stage" | "seconds">;
  * The kernel with the later stages' work beside it (side-work.ts): sources, chroots, the guest
  * rootfs and the CRIU build itself, at the idle CPU priority, as the compile is CPU bound and
  * leaves a core free now and then; for a run that boots, the KVM probe too (earlyAccelProbe).
- * Either failing stops both. What the side work did is a note of the kernel outcome; a CRIU it
- * built is this run's CRIU outcome.
+ * The kernel or the side work failing stops the others (the probe never fails a run). What the
+ * side work did is a note of the kernel outcome; a CRIU it built is this run's CRIU outcome.
  */
 async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: DriveOptions, wants: SideWants, boots: boolean): Promise<{ kernel: Stripped<"kernel">; criu?: Stripped<"criu">; image?: Stripped<"image"> }> {
   const plan = o.criu!.plan!;
