@@ -29,8 +29,28 @@ interface Command {
 }
 
 const CONFIG: FlagName[] = ["config", "set", "cache-dir"];
-const CRIU: FlagName[] = ["criu", "patch", "provider", "link", "guest-suite", "local-source", "criu-mirror", "git", "ref", "jobs"];
-const KERNEL: FlagName[] = ["kernel", "kernel-base", "kernel-mirror", "fragment-set", "fragment", "kata-fragments", "kata-build-type", "kata-confidential"];
+const CRIU: FlagName[] = [
+  "criu",
+  "patch",
+  "provider",
+  "link",
+  "guest-suite",
+  "local-source",
+  "criu-mirror",
+  "git",
+  "ref",
+  "jobs",
+];
+const KERNEL: FlagName[] = [
+  "kernel",
+  "kernel-base",
+  "kernel-mirror",
+  "fragment-set",
+  "fragment",
+  "kata-fragments",
+  "kata-build-type",
+  "kata-confidential",
+];
 const AGENT: FlagName[] = ["agent", "kata-src"];
 const CRIU_ALIASES = { version: "criu", suite: "guest-suite" } as const;
 
@@ -38,14 +58,27 @@ const COMMANDS: Record<string, Command> = {
   kernel: {
     summary: "build (or fetch) a checkpoint/restore guest kernel and prove its config",
     usage: "cr-guest kernel [--kernel K] [--check-config] [--criu V] [options]",
-    flags: [...CONFIG, ...KERNEL, "check-config", "verify-config", "prebuilt", "cloud-suite", "boot-check", "criu", "config-out", "jobs", "json"],
+    flags: [
+      ...CONFIG,
+      ...KERNEL,
+      "check-config",
+      "verify-config",
+      "prebuilt",
+      "cloud-suite",
+      "boot-check",
+      "criu",
+      "config-out",
+      "jobs",
+      "json",
+    ],
     aliases: { version: "kernel", base: "kernel-base", suite: "cloud-suite" },
     json: "the per-symbol verification table (requested, final, reason), the EXPERT trap, the CRIU doctor's findings (--criu) and the artifact's metadata",
     run: cmds.kernelCommand,
   },
   criu: {
     summary: "build or download a CRIU version for a guest userland (optionally patched)",
-    usage: "cr-guest criu [--criu V] [--criu-mirror DIR | --local-source PATH | --git URL --ref REF] [options]",
+    usage:
+      "cr-guest criu [--criu V] [--criu-mirror DIR | --local-source PATH | --git URL --ref REF] [options]",
     flags: [...CONFIG, ...CRIU, "dry-run", "force", "kernel-config", "json"],
     aliases: { ...CRIU_ALIASES, plan: "dry-run" },
     json: "the artifact's metadata (with --dry-run: each provider's answer)",
@@ -60,22 +93,28 @@ const COMMANDS: Record<string, Command> = {
     run: cmds.doctorCommand,
   },
   agent: {
-    summary: "a kata-agent for the image: check and patch a Kata tree for setsid(), build it, or take a prebuilt one",
+    summary:
+      "a kata-agent for the image: check and patch a Kata tree for setsid(), build it, or take a prebuilt one",
     usage: "cr-guest agent (--kata-src DIR [--check] | --agent FILE) [options]",
     flags: [...CONFIG, ...AGENT, "check", "json"],
     json: "the agent's metadata",
     run: cmds.agentCommand,
   },
   image: {
-    summary: "a guest image with CRIU, the kata-agent and the test runner (fresh, or from an existing Kata image)",
+    summary:
+      "a guest image with CRIU, the kata-agent and the test runner (fresh, or from an existing Kata image)",
     usage: "cr-guest image [--criu V] [--image-base FILE] [--agent FILE | --kata-src DIR] [options]",
     flags: [...CONFIG, ...CRIU, ...AGENT, "image-base", "name", "force", "json"],
     aliases: { ...CRIU_ALIASES, base: "image-base" },
     json: "the image's metadata",
-    run: async (ctx) => cmds.imageCommand(withSets(ctx, ctx.values.name ? [`image.name=${JSON.stringify(ctx.values.name)}`] : [])),
+    run: async (ctx) =>
+      cmds.imageCommand(
+        withSets(ctx, ctx.values.name ? [`image.name=${JSON.stringify(ctx.values.name)}`] : []),
+      ),
   },
   smoke: {
-    summary: "boot the image with the kernel under QEMU: criu check, ptrace checks and dump/restore scenarios, bounded in time",
+    summary:
+      "boot the image with the kernel under QEMU: criu check, ptrace checks and dump/restore scenarios, bounded in time",
     usage: "cr-guest smoke [--criu V] [--kernel K] [options]",
     flags: [...CONFIG, ...CRIU, ...KERNEL, ...AGENT, "image-base", "accel", "force", "strict", "json"],
     aliases: { ...CRIU_ALIASES, base: "image-base", "kernel-version": "kernel" },
@@ -83,16 +122,59 @@ const COMMANDS: Record<string, Command> = {
     run: cmds.smokeCommand,
   },
   migrate: {
-    summary: "a migration pair: dump in boot A (one CRIU, one kernel), restore in boot B (another), as a checkpoint moves between Kata nodes",
-    usage: "cr-guest migrate --from-criu A --to-criu B [--from-kernel X --to-kernel Y] [--in-place] [options]",
-    flags: [...CONFIG, "from-criu", "to-criu", "from-kernel", "to-kernel", "from-patch", "to-patch", "in-place", "criu", "kernel", "kernel-base", "fragment-set", "provider", "local-source", "criu-mirror", "git", "ref", "kernel-mirror", "jobs", "accel", "force", "json"],
+    summary:
+      "a migration pair: dump in boot A (one CRIU, one kernel), restore in boot B (another), as a checkpoint moves between Kata nodes",
+    usage:
+      "cr-guest migrate --from-criu A --to-criu B [--from-kernel X --to-kernel Y] [--in-place] [options]",
+    flags: [
+      ...CONFIG,
+      "from-criu",
+      "to-criu",
+      "from-kernel",
+      "to-kernel",
+      "from-patch",
+      "to-patch",
+      "in-place",
+      "criu",
+      "kernel",
+      "kernel-base",
+      "fragment-set",
+      "provider",
+      "local-source",
+      "criu-mirror",
+      "git",
+      "ref",
+      "kernel-mirror",
+      "jobs",
+      "accel",
+      "force",
+      "json",
+    ],
     json: "the pair: status, each case's dump and restore halves, the runs and the transfer disk",
     run: cmds.migrateCommand,
   },
   matrix: {
     summary: "run the version matrix (matrix.yaml): every cell built once per shared stage, booted, reported",
-    usage: "cr-guest matrix [--matrix FILE] [--dry-run] [--criu V] [--kernel K] [--patches P] [--cell ID] [options]",
-    flags: [...CONFIG, "matrix", "local-source", "criu-mirror", "git", "ref", "kernel-mirror", "jobs", "out", "boots", "pairs", "force", "strict", "dry-run", "emit-github", "json"],
+    usage:
+      "cr-guest matrix [--matrix FILE] [--dry-run] [--criu V] [--kernel K] [--patches P] [--cell ID] [options]",
+    flags: [
+      ...CONFIG,
+      "matrix",
+      "local-source",
+      "criu-mirror",
+      "git",
+      "ref",
+      "kernel-mirror",
+      "jobs",
+      "out",
+      "boots",
+      "pairs",
+      "force",
+      "strict",
+      "dry-run",
+      "emit-github",
+      "json",
+    ],
     filters: ["criu", "kernel", "patches", "guest-suite", "cell"],
     aliases: { plan: "dry-run", suite: "guest-suite" },
     json: "the totals, each cell's status and the report files (with --dry-run: the cells)",
@@ -102,7 +184,10 @@ const COMMANDS: Record<string, Command> = {
     summary: "report merge: combine cell results from several machines (or CI jobs) into one report",
     usage: "cr-guest report merge INPUT... [--out DIR] [--name NAME]",
     flags: ["out", "name", "json"],
-    positionals: { usage: "merge INPUT...", help: "cell.json files, directories holding them (any depth), or matrix.json reports" },
+    positionals: {
+      usage: "merge INPUT...",
+      help: "cell.json files, directories holding them (any depth), or matrix.json reports",
+    },
     json: "the merged totals and the report files",
     run: cmds.reportCommand,
   },
@@ -115,11 +200,29 @@ const COMMANDS: Record<string, Command> = {
     run: cmds.compareCommand,
   },
   ci: {
-    summary: "CI over jobs: ci kernels (build the matrix's kernels once), ci cell --criu V (its cells on them), ci report (merge, baseline, summary, junit, exit code)",
+    summary:
+      "CI over jobs: ci kernels (build the matrix's kernels once), ci cell --criu V (its cells on them), ci report (merge, baseline, summary, junit, exit code)",
     usage: "cr-guest ci kernels|cell|report [--store DIR] [--matrix FILE] [--criu V] [--baseline PATH]",
-    flags: [...CONFIG, "matrix", "store", "baseline", "local-source", "criu-mirror", "git", "ref", "kernel-mirror", "jobs", "boots", "force", "json"],
+    flags: [
+      ...CONFIG,
+      "matrix",
+      "store",
+      "baseline",
+      "local-source",
+      "criu-mirror",
+      "git",
+      "ref",
+      "kernel-mirror",
+      "jobs",
+      "boots",
+      "force",
+      "json",
+    ],
     filters: ["criu"],
-    positionals: { usage: "kernels|cell|report", help: "the CI step: the same command runs locally (make ci-local) and in the workflow" },
+    positionals: {
+      usage: "kernels|cell|report",
+      help: "the CI step: the same command runs locally (make ci-local) and in the workflow",
+    },
     json: "what the step made: the packed kernels, the cells, or the verdict and report files",
     run: cmds.ciCommand,
   },
@@ -134,7 +237,10 @@ const COMMANDS: Record<string, Command> = {
 
 export const EXIT_CODES: [number, string][] = [
   [0, "done (for smoke and matrix: every cell ran, whatever CRIU's verdicts, unless --strict)"],
-  [1, "a failure the run reports: verification failed, a build failed, a regression, a deciding test with --strict"],
+  [
+    1,
+    "a failure the run reports: verification failed, a build failed, a regression, a deciding test with --strict",
+  ],
   [2, "bad input: the message names it and the fix"],
   [3, "an external command failed or ran past its deadline"],
   [4, "an infrastructure error: QEMU, boot timeout, kernel panic (never a CRIU result)"],
@@ -159,14 +265,34 @@ function commandHelp(name: string, cmd: Command): string {
   const rows: [string, string][] = [
     ...(cmd.positionals ? [[cmd.positionals.usage, cmd.positionals.help] as [string, string]] : []),
     ...cmd.flags.map((f): [string, string] => [flagLabel(f), FLAGS[f].help]),
-    ...(cmd.filters ?? []).map((f): [string, string] => [flagLabel(f), `only cells of this ${f === "cell" ? "id" : `${f} axis value`} (repeatable; for criu a version, 4.1 means 4.1.1)`]),
-    ...Object.entries(cmd.aliases ?? {}).map(([old, now]): [string, string] => [`--${old}`, `deprecated: use --${now}`]),
+    ...(cmd.filters ?? []).map((f): [string, string] => [
+      flagLabel(f),
+      `only cells of this ${f === "cell" ? "id" : `${f} axis value`} (repeatable; for criu a version, 4.1 means 4.1.1)`,
+    ]),
+    ...Object.entries(cmd.aliases ?? {}).map(([old, now]): [string, string] => [
+      `--${old}`,
+      `deprecated: use --${now}`,
+    ]),
     ["-h, --help", "this help"],
   ];
   const json = rows.findIndex(([k]) => k === "--json");
-  if (json >= 0 && cmd.json) rows[json] = ["--json", `print ${cmd.json} as one JSON document on stdout (everything else goes to stderr)`];
+  if (json >= 0 && cmd.json)
+    rows[json] = [
+      "--json",
+      `print ${cmd.json} as one JSON document on stdout (everything else goes to stderr)`,
+    ];
   const width = Math.max(...rows.map(([k]) => k.length));
-  return [cmd.usage, "", cmd.summary, "", "Options:", ...rows.map(([k, d]) => `  ${k.padEnd(width)}  ${d}`), "", "Exit codes:", ...EXIT_CODES.map(([c, d]) => `  ${String(c).padStart(3)}  ${d}`)].join("\n");
+  return [
+    cmd.usage,
+    "",
+    cmd.summary,
+    "",
+    "Options:",
+    ...rows.map(([k, d]) => `  ${k.padEnd(width)}  ${d}`),
+    "",
+    "Exit codes:",
+    ...EXIT_CODES.map(([c, d]) => `  ${String(c).padStart(3)}  ${d}`),
+  ].join("\n");
 }
 
 function mainHelp(): string {
@@ -186,11 +312,19 @@ function mainHelp(): string {
 }
 
 /** Parses argv for one command: canonical flag names, deprecated aliases mapped (with a notice). */
-export function parseCommandArgs(name: string, cmd: Command, args: string[]): { values: Record<string, unknown>; positionals: string[]; notices: string[] } {
+export function parseCommandArgs(
+  name: string,
+  cmd: Command,
+  args: string[],
+): { values: Record<string, unknown>; positionals: string[]; notices: string[] } {
   const options: NonNullable<ParseArgsConfig["options"]> = { help: { type: "boolean", short: "h" } };
   for (const f of cmd.flags) {
     const flag: Flag = FLAGS[f];
-    options[f] = { type: flag.type, ...(flag.multiple ? { multiple: true } : {}), ...(flag.short ? { short: flag.short } : {}) };
+    options[f] = {
+      type: flag.type,
+      ...(flag.multiple ? { multiple: true } : {}),
+      ...(flag.short ? { short: flag.short } : {}),
+    };
   }
   for (const f of cmd.filters ?? []) options[f] = { type: "string", multiple: true };
   for (const [old, now] of Object.entries(cmd.aliases ?? {})) options[old] = { ...options[now] };
@@ -205,7 +339,10 @@ export function parseCommandArgs(name: string, cmd: Command, args: string[]): { 
   for (const [old, now] of Object.entries(cmd.aliases ?? {})) {
     if (values[old] === undefined) continue;
     if (values[now] !== undefined && JSON.stringify(values[now]) !== JSON.stringify(values[old]))
-      throw new UserError(`--${old} ${values[old]} and --${now} ${values[now]} disagree`, `give --${now} once`);
+      throw new UserError(
+        `--${old} ${values[old]} and --${now} ${values[now]} disagree`,
+        `give --${now} once`,
+      );
     values[now] = values[old];
     delete values[old];
     notices.push(`note: --${old} is deprecated in '${name}': use --${now}`);
@@ -225,7 +362,11 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const cmd = COMMANDS[name];
-  if (!cmd) throw new UserError(`unknown command '${name}'${didYouMean(name, Object.keys(COMMANDS))}`, `commands: ${Object.keys(COMMANDS).join(", ")}`);
+  if (!cmd)
+    throw new UserError(
+      `unknown command '${name}'${didYouMean(name, Object.keys(COMMANDS))}`,
+      `commands: ${Object.keys(COMMANDS).join(", ")}`,
+    );
   const { values, positionals, notices } = parseCommandArgs(name, cmd, rest);
   if (values.help) {
     console.log(commandHelp(name, cmd));

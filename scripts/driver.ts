@@ -12,7 +12,12 @@ import { runBootTests, type RunOptions as BootRunOptions, type RunRecord } from 
 import { runCriuStage, type CriuStageOptions, type CriuStageResult } from "./criu/stage.js";
 import { runImageStage, type ImageResult, type PreparedImage } from "./image/stage.js";
 import { loadDotConfig } from "./data/fragments.js";
-import { kernelRef, type KernelRef, type KernelStageOptions, type KernelStageResult } from "./kernel/result.js";
+import {
+  kernelRef,
+  type KernelRef,
+  type KernelStageOptions,
+  type KernelStageResult,
+} from "./kernel/result.js";
 import { runKernelStage } from "./kernel/stage.js";
 import { bootPlan, KernelCannotBootError } from "./kernel/bootable.js";
 import type { PipelineConfig } from "./lib/config.js";
@@ -21,7 +26,13 @@ import { currentSink, runConcurrently, runSteps, type ConcurrentBranch } from ".
 import { Branch, BranchCancelledError } from "./lib/exec.js";
 import { ArtifactCache } from "./lib/cache.js";
 import { resolveAndPlanCriu } from "./criu/stage.js";
-import { runSideWork, sideWorkPlan, SIDE_WORK_PRIORITY, type KernelConfigured, type SideWants } from "./side-work.js";
+import {
+  runSideWork,
+  sideWorkPlan,
+  SIDE_WORK_PRIORITY,
+  type KernelConfigured,
+  type SideWants,
+} from "./side-work.js";
 
 export type StageName = "kernel" | "criu" | "agent" | "image" | "boot";
 
@@ -75,7 +86,13 @@ export interface DriveOptions {
   criu?: Pick<CriuStageOptions, "force" | "strict" | "kernelConfig" | "kernelVersion" | "plan">;
   /** More CRIU builds for the image (a migration image holds both versions). */
   image?: { more?: CriuStageResult[] };
-  boot?: { force?: boolean; log?: (line: string) => void; conf?: Record<string, string>; transfer?: BootRunOptions["transfer"]; vcpus?: number };
+  boot?: {
+    force?: boolean;
+    log?: (line: string) => void;
+    conf?: Record<string, string>;
+    transfer?: BootRunOptions["transfer"];
+    vcpus?: number;
+  };
   /** Outcomes obtained before (a matrix shares one kernel across cells): used, not run again. */
   given?: Outcomes;
   /** Called as each stage finishes (a command prints its notes before the next stage starts). */
@@ -111,7 +128,11 @@ export function failedStageOf(err: unknown): StageName | undefined {
   return typeof err === "object" && err !== null ? failedStages.get(err) : undefined;
 }
 
-type Runner<S extends StageName> = (config: PipelineConfig, done: Outcomes, o: DriveOptions) => Promise<Omit<StageOutcome<S>, "stage" | "seconds">>;
+type Runner<S extends StageName> = (
+  config: PipelineConfig,
+  done: Outcomes,
+  o: DriveOptions,
+) => Promise<Omit<StageOutcome<S>, "stage" | "seconds">>;
 
 const RUNNERS: { [S in StageName]: Runner<S> } = {
   async kernel(config, _done, o) {
@@ -121,64 +142,137 @@ const RUNNERS: { [S in StageName]: Runner<S> } = {
     return {
       status: "done",
       cached: stage.cached,
-      identity: ref ? { key: ref.key, version: ref.version, release: ref.release ?? null, config_sha256: ref.config_sha256 } : null,
+      identity: ref
+        ? {
+            key: ref.key,
+            version: ref.version,
+            release: ref.release ?? null,
+            config_sha256: ref.config_sha256,
+          }
+        : null,
       notes: stage.warnings.map((w) => `warning: ${w}`),
       value: { stage, ref, config: finalConfig },
     };
   },
   async criu(config, done, o) {
     const k = done.kernel?.value;
-    return criuOutcome(await runCriuStage(config, { ...o.criu, kernelConfig: k?.config ?? o.criu?.kernelConfig, kernelVersion: k?.ref?.version ?? o.criu?.kernelVersion }));
+    return criuOutcome(
+      await runCriuStage(config, {
+        ...o.criu,
+        kernelConfig: k?.config ?? o.criu?.kernelConfig,
+        kernelVersion: k?.ref?.version ?? o.criu?.kernelVersion,
+      }),
+    );
   },
   async agent(config) {
-    if (!config.agent.binary && !config.agent.kata_src) return { status: "skipped", cached: false, identity: null, notes: [], value: undefined };
+    if (!config.agent.binary && !config.agent.kata_src)
+      return { status: "skipped", cached: false, identity: null, notes: [], value: undefined };
     const state: { agent?: AgentArtifact } = {};
-    await runSteps(state, [{ title: "kata-agent", run: async (s, log) => void (s.agent = await runAgentStage(config, log)) }]);
+    await runSteps(state, [
+      { title: "kata-agent", run: async (s, log) => void (s.agent = await runAgentStage(config, log)) },
+    ]);
     const a = state.agent!;
-    return { status: "done", cached: a.cached, identity: { key: basename(a.dir), sha256: a.metadata.agent.sha256, kata_version: a.metadata.kata_version }, notes: [], value: a };
+    return {
+      status: "done",
+      cached: a.cached,
+      identity: {
+        key: basename(a.dir),
+        sha256: a.metadata.agent.sha256,
+        kata_version: a.metadata.kata_version,
+      },
+      notes: [],
+      value: a,
+    };
   },
   async image(config, done, o) {
     const criu = done.criu!.value;
     const state: { image?: ImageResult } = {};
     await runSteps(state, [
-      { title: `Image ${config.image.name}`, run: async (s, log) => void (s.image = await runImageStage(config, { criu, agent: done.agent?.value, log, more: o.image?.more })) },
+      {
+        title: `Image ${config.image.name}`,
+        run: async (s, log) =>
+          void (s.image = await runImageStage(config, {
+            criu,
+            agent: done.agent?.value,
+            log,
+            more: o.image?.more,
+          })),
+      },
     ]);
     return imageOutcome(state.image!);
   },
   async boot(config, done, o) {
     const kernel = done.kernel!.value.ref;
-    if (!kernel) throw new UserError("a check-config kernel run builds no kernel to boot", "drop --check-config");
+    if (!kernel)
+      throw new UserError("a check-config kernel run builds no kernel to boot", "drop --check-config");
     const image = done.image!.value;
     // A kernel that cannot mount the image's root (modules, no initrd) is not booted at all.
     const { bus, blockers } = bootPlan(done.kernel!.value.config ?? new Map());
-    if (blockers.length) throw new KernelCannotBootError(`linux ${kernel.release ?? kernel.version}`, blockers);
+    if (blockers.length)
+      throw new KernelCannotBootError(`linux ${kernel.release ?? kernel.version}`, blockers);
     const accel = await chooseAccel(config, join(kernel.dir, "vmlinuz"));
     const state: { run?: RunRecord } = {};
     await runSteps(state, [
       {
         title: `Boot and test: linux ${kernel.version}, CRIU ${done.criu!.value.metadata.version} (${accel.accel})`,
         run: async (s, log) =>
-          void (s.run = await runBootTests(config, { kernel, image, criu: done.criu!.value, accel: accel.accel, bus, force: o.boot?.force, log: o.boot?.log ?? log, conf: o.boot?.conf, transfer: o.boot?.transfer, vcpus: o.boot?.vcpus })),
+          void (s.run = await runBootTests(config, {
+            kernel,
+            image,
+            criu: done.criu!.value,
+            accel: accel.accel,
+            bus,
+            force: o.boot?.force,
+            log: o.boot?.log ?? log,
+            conf: o.boot?.conf,
+            transfer: o.boot?.transfer,
+            vcpus: o.boot?.vcpus,
+          })),
       },
     ]);
     const run = state.run!;
-    return { status: "done", cached: run.cached, identity: { key: run.results.run_key }, notes: [], value: run };
+    return {
+      status: "done",
+      cached: run.cached,
+      identity: { key: run.results.run_key },
+      notes: [],
+      value: run,
+    };
   },
 };
 
-function criuOutcome(criu: CriuStageResult, notes: string[] = []): Omit<StageOutcome<"criu">, "stage" | "seconds"> {
+function criuOutcome(
+  criu: CriuStageResult,
+  notes: string[] = [],
+): Omit<StageOutcome<"criu">, "stage" | "seconds"> {
   const m = criu.metadata;
   return {
     status: "done",
     cached: criu.cached,
-    identity: { key: basename(criu.dir), version: m.version, provider: m.provider, link: m.link, sha256: m.criu.sha256, patches: m.patches.map((p) => p.name) },
+    identity: {
+      key: basename(criu.dir),
+      version: m.version,
+      provider: m.provider,
+      link: m.link,
+      sha256: m.criu.sha256,
+      patches: m.patches.map((p) => p.name),
+    },
     notes: [...notes, ...criu.attempts.map((a) => `note: ${a}`)],
     value: criu,
   };
 }
 
-function imageOutcome(im: ImageResult, notes: string[] = []): Omit<StageOutcome<"image">, "stage" | "seconds"> {
-  return { status: "done", cached: im.cached, identity: { key: basename(im.dir), base: im.manifest.base, suite: im.manifest.suite }, notes, value: im };
+function imageOutcome(
+  im: ImageResult,
+  notes: string[] = [],
+): Omit<StageOutcome<"image">, "stage" | "seconds"> {
+  return {
+    status: "done",
+    cached: im.cached,
+    identity: { key: basename(im.dir), base: im.manifest.base, suite: im.manifest.suite },
+    notes,
+    value: im,
+  };
 }
 
 type Stripped<S extends StageName> = Omit<StageOutcome<S>, "stage" | "seconds">;
@@ -190,7 +284,13 @@ type Stripped<S extends StageName> = Omit<StageOutcome<S>, "stage" | "seconds">;
  * The kernel or the side work failing stops the others (the probe never fails a run). What the
  * side work did is a note of the kernel outcome; a CRIU it built is this run's CRIU outcome.
  */
-async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: DriveOptions, wants: SideWants, boots: boolean): Promise<{ kernel: Stripped<"kernel">; criu?: Stripped<"criu">; image?: Stripped<"image"> }> {
+async function kernelWithSideWork(
+  config: PipelineConfig,
+  done: Outcomes,
+  o: DriveOptions,
+  wants: SideWants,
+  boots: boolean,
+): Promise<{ kernel: Stripped<"kernel">; criu?: Stripped<"criu">; image?: Stripped<"image"> }> {
   const plan = o.criu!.plan!;
   const key = plan.candidates.find((c) => c.key)?.key;
   const criuCached = Boolean(key && new ArtifactCache(config.cache_dir).has("criu", key));
@@ -201,7 +301,9 @@ async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: Dri
   // by a fresh build, at the end by a cached kernel; a failed kernel rejects it.
   let configured!: (v: KernelConfigured) => void;
   let notConfigured!: (err: unknown) => void;
-  const kernelConfigured = new Promise<KernelConfigured>((res, rej) => ((configured = res), (notConfigured = rej)));
+  const kernelConfigured = new Promise<KernelConfigured>(
+    (res, rej) => ((configured = res), (notConfigured = rej)),
+  );
   kernelConfigured.catch(() => undefined);
   let kernel: Stripped<"kernel"> | undefined;
   let result: Awaited<ReturnType<typeof runSideWork>> | undefined;
@@ -211,7 +313,10 @@ async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: Dri
       branch: new Branch("the kernel build"),
       run: async () => {
         try {
-          kernel = await RUNNERS.kernel(config, done, { ...o, kernel: { ...o.kernel, onConfigured: (c, version) => configured({ config: c, version }) } });
+          kernel = await RUNNERS.kernel(config, done, {
+            ...o,
+            kernel: { ...o.kernel, onConfigured: (c, version) => configured({ config: c, version }) },
+          });
         } catch (err) {
           notConfigured(err);
           throw err;
@@ -229,15 +334,23 @@ async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: Dri
       run: async () => {
         const sink = currentSink() ?? { title: () => undefined, line: () => undefined };
         // The CRIU stage as the driver runs it after the kernel: same findings, same refusal.
-        const buildCriu = (k: KernelConfigured) => runCriuStage(config, { ...o.criu, kernelConfig: k.config, kernelVersion: k.version });
+        const buildCriu = (k: KernelConfigured) =>
+          runCriuStage(config, { ...o.criu, kernelConfig: k.config, kernelVersion: k.version });
         // The image stage as the driver runs it, on the base the side work made (no agent: see sideWorkPlan).
-        const buildImage = (criu: CriuStageResult, prepared: PreparedImage) => runImageStage(config, { criu, log: sink.line, prepared });
+        const buildImage = (criu: CriuStageResult, prepared: PreparedImage) =>
+          runImageStage(config, { criu, log: sink.line, prepared });
         result = await runSideWork({ config, plan, items, kernelConfigured, buildCriu, buildImage, sink });
       },
     });
   if (probe) branches.push(probe.branch);
   await runConcurrently(branches);
-  const notes = [...kernel!.notes, ...(result ? [`note: beside the kernel (at ${SIDE_WORK_PRIORITY} CPU priority): ${result.done.join(", ")}`] : []), ...(probe?.note() ?? [])];
+  const notes = [
+    ...kernel!.notes,
+    ...(result
+      ? [`note: beside the kernel (at ${SIDE_WORK_PRIORITY} CPU priority): ${result.done.join(", ")}`]
+      : []),
+    ...(probe?.note() ?? []),
+  ];
   const beside = `note: built beside the kernel (at ${SIDE_WORK_PRIORITY} CPU priority)`;
   return {
     kernel: { ...kernel!, notes },
@@ -254,7 +367,9 @@ async function kernelWithSideWork(config: PipelineConfig, done: Outcomes, o: Dri
  * no /dev/kvm, boot.accel set) or the host has no kernel to probe with; a probe that fails
  * to run leaves the verdict to the boot stage, as before.
  */
-async function earlyAccelProbe(config: PipelineConfig): Promise<{ branch: ConcurrentBranch; note: () => string[] } | undefined> {
+async function earlyAccelProbe(
+  config: PipelineConfig,
+): Promise<{ branch: ConcurrentBranch; note: () => string[] } | undefined> {
   const hostKernel = hostProbeKernel();
   if (!hostKernel || !(await accelProbeDue(config))) return undefined;
   let note: string | undefined;
@@ -268,7 +383,10 @@ async function earlyAccelProbe(config: PipelineConfig): Promise<{ branch: Concur
       note = `note: KVM probe beside the kernel (${hostKernel}) did not run (${(err as Error).message}); the boot stage probes`;
     }
   };
-  return { branch: { title: "KVM probe (host kernel)", branch: new Branch("the KVM probe"), run }, note: () => (note ? [note] : []) };
+  return {
+    branch: { title: "KVM probe (host kernel)", branch: new Branch("the KVM probe"), run },
+    note: () => (note ? [note] : []),
+  };
 }
 
 /**
@@ -276,11 +394,16 @@ async function earlyAccelProbe(config: PipelineConfig): Promise<{ branch: Concur
  * after another in graph order: on the machines this runs on, a kernel and a CRIU build each
  * use every core, so overlapping them gains nothing and muddles the progress display.
  */
-export async function drive(config: PipelineConfig, targets: StageName[], o: DriveOptions = {}): Promise<Outcomes> {
+export async function drive(
+  config: PipelineConfig,
+  targets: StageName[],
+  o: DriveOptions = {},
+): Promise<Outcomes> {
   const done: Outcomes = { ...o.given };
   const order = stagesFor(targets, Object.keys(o.given ?? {}) as StageName[]);
   // The CRIU plan, resolved once: the side work beside the kernel and the CRIU stage read it.
-  if (order.includes("kernel") && order.includes("criu") && !o.criu?.plan) o = { ...o, criu: { ...o.criu, plan: resolveAndPlanCriu(config, { strict: o.criu?.strict ?? true }) } };
+  if (order.includes("kernel") && order.includes("criu") && !o.criu?.plan)
+    o = { ...o, criu: { ...o.criu, plan: resolveAndPlanCriu(config, { strict: o.criu?.strict ?? true }) } };
   // CRIU and image stages the side work ran beside the kernel (their seconds are the kernel's too).
   let early: { criu?: Stripped<"criu">; image?: Stripped<"image"> } = {};
   for (const s of order) {
@@ -288,7 +411,13 @@ export async function drive(config: PipelineConfig, targets: StageName[], o: Dri
     try {
       let out: Stripped<StageName>;
       if (s === "kernel" && order.includes("criu")) {
-        const both = await kernelWithSideWork(config, done, o, { criu: true, image: order.includes("image"), moreCriu: Boolean(o.image?.more?.length) }, order.includes("boot"));
+        const both = await kernelWithSideWork(
+          config,
+          done,
+          o,
+          { criu: true, image: order.includes("image"), moreCriu: Boolean(o.image?.more?.length) },
+          order.includes("boot"),
+        );
         out = both.kernel;
         early = both;
       } else if (s === "criu" && early.criu) out = early.criu;

@@ -23,29 +23,58 @@ export const SCHEMAS_DIR = join(REPO_ROOT, "schemas");
 
 /** The YAML files cr-guest reads, by schema file name, with what they are. */
 export const INPUT_DOCUMENTS: Record<string, { schema: z.ZodType; title: string }> = {
-  pipeline: { schema: USER_CONFIG_SCHEMA, title: "cr-guest pipeline config (pipeline.yaml, or a --config file: any subset of the keys)" },
+  pipeline: {
+    schema: USER_CONFIG_SCHEMA,
+    title: "cr-guest pipeline config (pipeline.yaml, or a --config file: any subset of the keys)",
+  },
   "matrix-spec": { schema: MATRIX_SCHEMA, title: "cr-guest version matrix (matrix.yaml)" },
-  "criu-versions": { schema: CRIU_CATALOG_SCHEMA, title: "cr-guest CRIU catalog (criu-builds/versions.yaml)" },
-  "kernel-versions": { schema: KERNEL_CATALOG_SCHEMA, title: "cr-guest kernel catalog (kernel-versions.yaml)" },
-  "criu-patches": { schema: CRIU_PATCHES_SCHEMA, title: "cr-guest CRIU patches (criu-builds/patches/patches.yaml)" },
-  "agent-patches": { schema: AGENT_PATCHES_SCHEMA, title: "cr-guest kata-agent patches (agent-patches/patches.yaml)" },
+  "criu-versions": {
+    schema: CRIU_CATALOG_SCHEMA,
+    title: "cr-guest CRIU catalog (criu-builds/versions.yaml)",
+  },
+  "kernel-versions": {
+    schema: KERNEL_CATALOG_SCHEMA,
+    title: "cr-guest kernel catalog (kernel-versions.yaml)",
+  },
+  "criu-patches": {
+    schema: CRIU_PATCHES_SCHEMA,
+    title: "cr-guest CRIU patches (criu-builds/patches/patches.yaml)",
+  },
+  "agent-patches": {
+    schema: AGENT_PATCHES_SCHEMA,
+    title: "cr-guest kata-agent patches (agent-patches/patches.yaml)",
+  },
   findings: { schema: FINDINGS_SCHEMA, title: "cr-guest findings rules (criu-builds/findings.yaml)" },
   scenarios: { schema: SCENARIOS_SCHEMA, title: "cr-guest scenarios (scenarios.yaml)" },
-  allowlist: { schema: ALLOWLIST_SCHEMA, title: "cr-guest kernel allowlist (kernel-fragments/allowlist.yaml)" },
+  allowlist: {
+    schema: ALLOWLIST_SCHEMA,
+    title: "cr-guest kernel allowlist (kernel-fragments/allowlist.yaml)",
+  },
 };
 
 function inputSchemaOf(name: string): Record<string, unknown> {
   const d = INPUT_DOCUMENTS[name];
   // Refinements (semver ranges, file existence) are checked by cr-guest, not expressible here.
-  const js = z.toJSONSchema(d.schema, { target: "draft-2020-12", io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+  const js = z.toJSONSchema(d.schema, {
+    target: "draft-2020-12",
+    io: "input",
+    unrepresentable: "any",
+  }) as Record<string, unknown>;
   return { $id: `https://cr-guest.invalid/schemas/${name}.schema.json`, title: d.title, ...js };
 }
 
 export function schemaFiles(): Record<string, string> {
   const text = (v: unknown) => `${JSON.stringify(v, null, 2)}\n`;
   return {
-    ...Object.fromEntries((Object.keys(OUTPUT_DOCUMENTS) as OutputDocument[]).map((d) => [`${d}.schema.json`, text(jsonSchemaOf(d))])),
-    ...Object.fromEntries(Object.keys(INPUT_DOCUMENTS).map((n) => [`${n}.schema.json`, text(inputSchemaOf(n))])),
+    ...Object.fromEntries(
+      (Object.keys(OUTPUT_DOCUMENTS) as OutputDocument[]).map((d) => [
+        `${d}.schema.json`,
+        text(jsonSchemaOf(d)),
+      ]),
+    ),
+    ...Object.fromEntries(
+      Object.keys(INPUT_DOCUMENTS).map((n) => [`${n}.schema.json`, text(inputSchemaOf(n))]),
+    ),
   };
 }
 

@@ -57,25 +57,64 @@ export type SideItem = { lane: SideLane; title: string } & (
  * the build) and a fresh image. A CRIU source build itself waits in its lane for the kernel's
  * final .config (its compatibility check reads it); Debian's binary is left to its stage.
  */
-export function sideWorkPlan(config: PipelineConfig, wants: SideWants, plan: CriuPlan, criuCached: boolean): SideItem[] {
+export function sideWorkPlan(
+  config: PipelineConfig,
+  wants: SideWants,
+  plan: CriuPlan,
+  criuCached: boolean,
+): SideItem[] {
   const items: SideItem[] = [];
   const candidate = plan.candidates.find((c) => c.key);
-  const buildsCriu = wants.criu && !criuCached && candidate !== undefined && candidate.provider !== "debian-binary";
+  const buildsCriu =
+    wants.criu && !criuCached && candidate !== undefined && candidate.provider !== "debian-binary";
   if (buildsCriu) {
     const provider = candidate.provider as SourceProvider;
-    if (FETCHED.includes(provider)) items.push({ lane: "criu", kind: "criu-source", title: `CRIU ${plan.entry.version} source (${provider})`, provider });
+    if (FETCHED.includes(provider))
+      items.push({
+        lane: "criu",
+        kind: "criu-source",
+        title: `CRIU ${plan.entry.version} source (${provider})`,
+        provider,
+      });
     const suite = plan.buildSuite(provider);
-    items.push({ lane: "criu", kind: "build-chroot", title: `${suite} build chroot`, suite, packages: criuBuildDeps(config.criu.link) });
+    items.push({
+      lane: "criu",
+      kind: "build-chroot",
+      title: `${suite} build chroot`,
+      suite,
+      packages: criuBuildDeps(config.criu.link),
+    });
   }
-  if (wants.image) items.push({ lane: "criu", kind: "guest-helpers", title: "guest helpers", suite: config.criu.static_build_suite });
+  if (wants.image)
+    items.push({
+      lane: "criu",
+      kind: "guest-helpers",
+      title: "guest helpers",
+      suite: config.criu.static_build_suite,
+    });
   if (buildsCriu) items.push({ lane: "criu", kind: "criu-build", title: `CRIU ${plan.entry.version} build` });
-  const freshStatic = wants.image && !config.image.base && config.criu.link === "static" && candidate?.provider !== "debian-binary";
-  if (freshStatic) items.push({ lane: "guest", kind: "guest-rootfs", title: `${plan.guestSuite} guest rootfs`, suite: plan.guestSuite });
+  const freshStatic =
+    wants.image &&
+    !config.image.base &&
+    config.criu.link === "static" &&
+    candidate?.provider !== "debian-binary";
+  if (freshStatic)
+    items.push({
+      lane: "guest",
+      kind: "guest-rootfs",
+      title: `${plan.guestSuite} guest rootfs`,
+      suite: plan.guestSuite,
+    });
   // The image itself, when all it needs is made here: its base and appliance beside the
   // kernel, its injection once CRIU is built (an agent or a second CRIU is its stage's).
   const noAgent = !config.agent.binary && !config.agent.kata_src;
   if (freshStatic && buildsCriu && noAgent && !wants.moreCriu) {
-    items.push({ lane: "guest", kind: "image-base", title: `${plan.guestSuite} image base`, suite: plan.guestSuite });
+    items.push({
+      lane: "guest",
+      kind: "image-base",
+      title: `${plan.guestSuite} image base`,
+      suite: plan.guestSuite,
+    });
     items.push({ lane: "criu", kind: "image", title: `image ${config.image.name}` });
   }
   return items;
@@ -156,7 +195,9 @@ export async function runSideWork(inp: SideWorkInputs): Promise<SideWorkResult> 
             sink.title(item.title);
             const t0 = Date.now();
             const cached = await runItem(inp, item, sink, result, base);
-            result.done.push(`${item.title} ${cached ? "(cached)" : `${((Date.now() - t0) / 1000).toFixed(0)} s`}`);
+            result.done.push(
+              `${item.title} ${cached ? "(cached)" : `${((Date.now() - t0) / 1000).toFixed(0)} s`}`,
+            );
           }
           titles[i] = "";
         });
@@ -181,10 +222,21 @@ function untilCancelled<T>(p: Promise<T>): Promise<T> {
   const signal = currentBranch()?.signal;
   if (!signal) return p;
   if (signal.aborted) return Promise.reject(signal.reason);
-  return Promise.race([p, new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(signal.reason), { once: true }))]);
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) =>
+      signal.addEventListener("abort", () => reject(signal.reason), { once: true }),
+    ),
+  ]);
 }
 
-async function runItem(inp: SideWorkInputs, item: SideItem, sink: ProgressSink, result: SideWorkResult, base: ImageBase): Promise<boolean> {
+async function runItem(
+  inp: SideWorkInputs,
+  item: SideItem,
+  sink: ProgressSink,
+  result: SideWorkResult,
+  base: ImageBase,
+): Promise<boolean> {
   const { config, plan } = inp;
   const cache = new ArtifactCache(config.cache_dir);
   const log = sink.line;
@@ -196,14 +248,22 @@ async function runItem(inp: SideWorkInputs, item: SideItem, sink: ProgressSink, 
       const scratch = join(cache.root, "tmp", `side-source-${process.pid}-${Date.now()}`);
       await mkdir(scratch, { recursive: true });
       try {
-        await obtainCriuSource({ ...candidate, provider: item.provider }, plan.resolved, { cacheRoot: cache.root, mirror: config.debian.mirror, log }, scratch, config.criu.upstream_url_base);
+        await obtainCriuSource(
+          { ...candidate, provider: item.provider },
+          plan.resolved,
+          { cacheRoot: cache.root, mirror: config.debian.mirror, log },
+          scratch,
+          config.criu.upstream_url_base,
+        );
       } finally {
         if (existsSync(scratch)) await rm(scratch, { recursive: true, force: true });
       }
       return false;
     }
     case "build-chroot":
-      return (await ensureChroot({ cache, suite: item.suite, packages: item.packages, debian: config.debian, log })).cached;
+      return (
+        await ensureChroot({ cache, suite: item.suite, packages: item.packages, debian: config.debian, log })
+      ).cached;
     case "guest-helpers":
       return (await ensureGuestHelpers({ cache, suite: item.suite, debian: config.debian, log })).cached;
     case "criu-build": {
@@ -214,13 +274,23 @@ async function runItem(inp: SideWorkInputs, item: SideItem, sink: ProgressSink, 
       return result.criu.cached;
     }
     case "guest-rootfs":
-      return (await ensureGuestRootfs({ cache, suite: item.suite, runtimePackages: [], extraPackages: config.image.extra_packages, debian: config.debian, log })).cached;
+      return (
+        await ensureGuestRootfs({
+          cache,
+          suite: item.suite,
+          runtimePackages: [],
+          extraPackages: config.image.extra_packages,
+          debian: config.debian,
+          log,
+        })
+      ).cached;
     case "image-base":
       base.made = await prepareFreshImage(config, item.suite, log);
       base.resolve(base.made);
       return false;
     case "image": {
-      if (!inp.buildImage || !result.criu) throw new Error("the side work's image needs its CRIU build and the driver's image stage");
+      if (!inp.buildImage || !result.criu)
+        throw new Error("the side work's image needs its CRIU build and the driver's image stage");
       log("waiting for the image base");
       const prepared = await untilCancelled(base.promise);
       base.taken = true;

@@ -27,7 +27,11 @@ export function setsidState(containerRs: string): SetsidState {
 
 export function kataVersion(kataSrc: string): string {
   const file = join(kataSrc, "VERSION");
-  if (!existsSync(file)) throw new UserError(`${kataSrc} has no VERSION file: is it a kata-containers checkout?`, "pass the top of a kata-containers source tree");
+  if (!existsSync(file))
+    throw new UserError(
+      `${kataSrc} has no VERSION file: is it a kata-containers checkout?`,
+      "pass the top of a kata-containers source tree",
+    );
   const v = semver.coerce(readFileSync(file, "utf8").trim());
   if (!v) throw new UserError(`${file} does not hold a version`, "pass a kata-containers release tree");
   return v.version;
@@ -42,41 +46,94 @@ export interface AgentPatchResult {
 }
 
 /** Patches a kata source tree in place (callers pass a copy), dry run first. */
-export async function patchAgentSource(kataSrc: string, catalog = repoData().agentPatches): Promise<AgentPatchResult> {
+export async function patchAgentSource(
+  kataSrc: string,
+  catalog = repoData().agentPatches,
+): Promise<AgentPatchResult> {
   const version = kataVersion(kataSrc);
   const file = join(kataSrc, catalog.file);
-  if (!existsSync(file)) throw new UserError(`${file} is missing`, "pass a kata-containers tree with src/agent");
+  if (!existsSync(file))
+    throw new UserError(`${file} is missing`, "pass a kata-containers tree with src/agent");
   const before = setsidState(readFileSync(file, "utf8"));
-  if (before === "unconditional") return { version, before, after: before, message: `Kata ${version} already calls setsid() for every container process: no patch needed` };
+  if (before === "unconditional")
+    return {
+      version,
+      before,
+      after: before,
+      message: `Kata ${version} already calls setsid() for every container process: no patch needed`,
+    };
   const patch = selectAgentPatch(version, catalog);
-  if (!patch) throw new UserError(`Kata ${version} should call setsid() unconditionally, but ${catalog.file} does not`, "check the tree; it may be modified");
-  const dry = await run(["patch", "-p1", "--dry-run", "--batch", "--forward", "-i", patch.path], { cwd: kataSrc, timeoutMs: 60_000, allowFailure: true });
+  if (!patch)
+    throw new UserError(
+      `Kata ${version} should call setsid() unconditionally, but ${catalog.file} does not`,
+      "check the tree; it may be modified",
+    );
+  const dry = await run(["patch", "-p1", "--dry-run", "--batch", "--forward", "-i", patch.path], {
+    cwd: kataSrc,
+    timeoutMs: 60_000,
+    allowFailure: true,
+  });
   if (dry.exitCode !== 0)
-    throw new UserError(`${patch.name} does not apply to Kata ${version}:\n${(dry.stdout + dry.stderr).trim()}`, "add a variant to agent-patches/ for this source layout");
+    throw new UserError(
+      `${patch.name} does not apply to Kata ${version}:\n${(dry.stdout + dry.stderr).trim()}`,
+      "add a variant to agent-patches/ for this source layout",
+    );
   await run(["patch", "-p1", "--batch", "--forward", "-i", patch.path], { cwd: kataSrc, timeoutMs: 60_000 });
   const after = setsidState(readFileSync(file, "utf8"));
   if (after !== "unconditional") throw new Error(`${patch.name} applied but setsid() is still ${after}`);
-  return { version, before, after, patch: { name: patch.name, sha256: patch.sha256 }, message: `Kata ${version}: applied ${patch.name}` };
+  return {
+    version,
+    before,
+    after,
+    patch: { name: patch.name, sha256: patch.sha256 },
+    message: `Kata ${version}: applied ${patch.name}`,
+  };
 }
 
 /**
  * Builds the agent as Kata does (`make -C src/agent`, musl). Offline, the crates must already
  * be vendored or in cargo's cache: checked first so the failure says what is missing.
  */
-export async function buildAgent(kataSrc: string, opts: { timeoutMs: number; logFile: string; onLine?: (l: string) => void }): Promise<string> {
+export async function buildAgent(
+  kataSrc: string,
+  opts: { timeoutMs: number; logFile: string; onLine?: (l: string) => void },
+): Promise<string> {
   const missing: string[] = [];
   if (!findInPath("cargo")) missing.push("a Rust toolchain (cargo; Kata pins its version in versions.yaml)");
   if (!findInPath("make")) missing.push("make");
-  if (missing.length) throw new UserError(`cannot build the kata-agent: missing ${missing.join(", ")}`, "install rustup with the musl target, or pass a prebuilt agent with --agent FILE");
-  const targets = await run(["rustup", "target", "list", "--installed"], { timeoutMs: 60_000, allowFailure: true });
+  if (missing.length)
+    throw new UserError(
+      `cannot build the kata-agent: missing ${missing.join(", ")}`,
+      "install rustup with the musl target, or pass a prebuilt agent with --agent FILE",
+    );
+  const targets = await run(["rustup", "target", "list", "--installed"], {
+    timeoutMs: 60_000,
+    allowFailure: true,
+  });
   if (targets.exitCode !== 0 || !/x86_64-unknown-linux-musl/.test(targets.stdout))
     missing.push("the x86_64-unknown-linux-musl Rust target (rustup target add x86_64-unknown-linux-musl)");
-  const fetch = await run(["cargo", "fetch", "--offline", "--manifest-path", join(kataSrc, "src/agent/Cargo.toml")], { timeoutMs: 5 * 60_000, allowFailure: true });
-  if (fetch.exitCode !== 0) missing.push(`the agent's crates offline (cargo fetch --offline: ${fetch.stderr.trim().split("\n").at(-1) ?? "failed"}); vendor them with 'cargo vendor' where crates.io is reachable`);
-  if (missing.length) throw new UserError(`cannot build the kata-agent here: missing ${missing.join("; ")}`, "or pass a prebuilt agent with --agent FILE");
-  await run(["make", "-C", join(kataSrc, "src/agent"), "LIBC=musl"], { timeoutMs: opts.timeoutMs, logFile: opts.logFile, onLine: opts.onLine, env: { CARGO_NET_OFFLINE: "true" } });
+  const fetch = await run(
+    ["cargo", "fetch", "--offline", "--manifest-path", join(kataSrc, "src/agent/Cargo.toml")],
+    { timeoutMs: 5 * 60_000, allowFailure: true },
+  );
+  if (fetch.exitCode !== 0)
+    missing.push(
+      `the agent's crates offline (cargo fetch --offline: ${fetch.stderr.trim().split("\n").at(-1) ?? "failed"}); vendor them with 'cargo vendor' where crates.io is reachable`,
+    );
+  if (missing.length)
+    throw new UserError(
+      `cannot build the kata-agent here: missing ${missing.join("; ")}`,
+      "or pass a prebuilt agent with --agent FILE",
+    );
+  await run(["make", "-C", join(kataSrc, "src/agent"), "LIBC=musl"], {
+    timeoutMs: opts.timeoutMs,
+    logFile: opts.logFile,
+    onLine: opts.onLine,
+    env: { CARGO_NET_OFFLINE: "true" },
+  });
   const built = join(kataSrc, "src/agent/target/x86_64-unknown-linux-musl/release/kata-agent");
-  if (!existsSync(built)) throw new UserError(`the agent build finished but ${built} is missing`, `read ${opts.logFile}`);
+  if (!existsSync(built))
+    throw new UserError(`the agent build finished but ${built} is missing`, `read ${opts.logFile}`);
   return built;
 }
 

@@ -39,12 +39,17 @@ export interface AgentArtifact {
 }
 
 async function requireElf(file: string, what: string): Promise<void> {
-  if (!existsSync(file)) throw new UserError(`${what} ${file} does not exist`, "pass the path of a kata-agent binary");
+  if (!existsSync(file))
+    throw new UserError(`${what} ${file} does not exist`, "pass the path of a kata-agent binary");
   const fh = await open(file, "r");
   try {
     const head = Buffer.alloc(4);
     await fh.read(head, 0, 4, 0);
-    if (!head.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))) throw new UserError(`${what} ${file} is not an ELF executable`, "pass the kata-agent binary itself (e.g. /usr/bin/kata-agent from a Kata image)");
+    if (!head.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46])))
+      throw new UserError(
+        `${what} ${file} is not an ELF executable`,
+        "pass the kata-agent binary itself (e.g. /usr/bin/kata-agent from a Kata image)",
+      );
   } finally {
     await fh.close();
   }
@@ -55,7 +60,8 @@ export function kataSourceIdentity(kataSrc: string): { version: string; state: S
   const catalog = repoData().agentPatches;
   const version = kataVersion(kataSrc);
   const rs = join(kataSrc, catalog.file);
-  if (!existsSync(rs)) throw new UserError(`${rs} is missing`, "pass the top of a kata-containers tree with src/agent");
+  if (!existsSync(rs))
+    throw new UserError(`${rs} is missing`, "pass the top of a kata-containers tree with src/agent");
   const text = readFileSync(rs, "utf8");
   const state = setsidState(text);
   const patch = state === "unconditional" ? undefined : selectAgentPatch(version, catalog);
@@ -70,41 +76,59 @@ export function kataSourceIdentity(kataSrc: string): { version: string; state: S
   return { version, state, key };
 }
 
-export async function runAgentStage(config: PipelineConfig, log: (l: string) => void = () => undefined): Promise<AgentArtifact | undefined> {
+export async function runAgentStage(
+  config: PipelineConfig,
+  log: (l: string) => void = () => undefined,
+): Promise<AgentArtifact | undefined> {
   const cache = new ArtifactCache(config.cache_dir);
   if (config.agent.binary) {
     const file = resolve(config.agent.binary);
     await requireElf(file, "agent binary");
     const digest = await sha256File(file);
-    const art = await cache.getOrBuild<AgentMetadata>("agent", cacheKey({ prebuilt: digest, recipe: AGENT_RECIPE_VERSION }), async (tmp) => {
-      await copyFile(file, join(tmp, "kata-agent"));
-      await chmod(join(tmp, "kata-agent"), 0o755);
-      return {
-        source: "prebuilt",
-        from: file,
-        kata_version: null,
-        setsid_before: null,
-        setsid_after: null,
-        patch: null,
-        message: "prebuilt agent: cr-guest cannot see whether it calls setsid() for every container process (the pidns scenario shows it)",
-        agent: { bytes: (await stat(file)).size, sha256: digest },
-        created: new Date().toISOString(),
-      };
-    });
+    const art = await cache.getOrBuild<AgentMetadata>(
+      "agent",
+      cacheKey({ prebuilt: digest, recipe: AGENT_RECIPE_VERSION }),
+      async (tmp) => {
+        await copyFile(file, join(tmp, "kata-agent"));
+        await chmod(join(tmp, "kata-agent"), 0o755);
+        return {
+          source: "prebuilt",
+          from: file,
+          kata_version: null,
+          setsid_before: null,
+          setsid_after: null,
+          patch: null,
+          message:
+            "prebuilt agent: cr-guest cannot see whether it calls setsid() for every container process (the pidns scenario shows it)",
+          agent: { bytes: (await stat(file)).size, sha256: digest },
+          created: new Date().toISOString(),
+        };
+      },
+    );
     return { dir: art.dir, binary: join(art.dir, "kata-agent"), cached: art.cached, metadata: art.metadata };
   }
   if (config.agent.kata_src) {
     const src = resolve(config.agent.kata_src);
-    if (!existsSync(src)) throw new UserError(`kata source tree ${src} does not exist`, "pass the top of a kata-containers checkout with --kata-src DIR");
+    if (!existsSync(src))
+      throw new UserError(
+        `kata source tree ${src} does not exist`,
+        "pass the top of a kata-containers checkout with --kata-src DIR",
+      );
     const id = kataSourceIdentity(src);
     const art = await cache.getOrBuild<AgentMetadata>("agent", id.key, async (tmp) => {
       // Work on a copy: the user's tree stays as it was.
       const tree = join(tmp, "kata");
       log(`copying ${src} (without build outputs)`);
-      await run(["rsync", "-a", "--exclude", "/.git", "--exclude", "target/", `${src}/`, `${tree}/`], { timeoutMs: 20 * 60_000 });
+      await run(["rsync", "-a", "--exclude", "/.git", "--exclude", "target/", `${src}/`, `${tree}/`], {
+        timeoutMs: 20 * 60_000,
+      });
       const patched = await patchAgentSource(tree);
       log(patched.message);
-      const built = await buildAgent(tree, { timeoutMs: config.agent.build_timeout_minutes * 60_000, logFile: join(tmp, "build.log"), onLine: log });
+      const built = await buildAgent(tree, {
+        timeoutMs: config.agent.build_timeout_minutes * 60_000,
+        logFile: join(tmp, "build.log"),
+        onLine: log,
+      });
       await copyFile(built, join(tmp, "kata-agent"));
       await chmod(join(tmp, "kata-agent"), 0o755);
       await run(["rm", "-rf", tree], { timeoutMs: 10 * 60_000 });

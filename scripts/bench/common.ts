@@ -13,11 +13,18 @@ export class Bench {
   readonly rows: Row[] = [];
 
   /** Runs the CLI, records its wall time, returns its stdout. CI is unset: no integration gating. */
-  async cli(label: string, args: string[], env: Record<string, string> = {}, note = "", timeoutMs = 90 * 60_000): Promise<string> {
+  async cli(
+    label: string,
+    args: string[],
+    env: Record<string, string> = {},
+    note = "",
+    timeoutMs = 90 * 60_000,
+  ): Promise<string> {
     const t0 = Date.now();
     const r = await run([CLI_PATH, ...args], { timeoutMs, env: { ...env, CI: "" }, allowFailure: true });
     const seconds = (Date.now() - t0) / 1000;
-    if (r.exitCode !== 0 && r.exitCode !== 1) throw new Error(`${label} failed (exit ${r.exitCode}):\n${r.stdout}\n${r.stderr}`);
+    if (r.exitCode !== 0 && r.exitCode !== 1)
+      throw new Error(`${label} failed (exit ${r.exitCode}):\n${r.stdout}\n${r.stderr}`);
     this.rows.push([label, seconds, note]);
     console.error(`${label}: ${seconds.toFixed(1)} s`);
     return r.stdout;
@@ -29,7 +36,10 @@ export class Bench {
 
   print(title: string): void {
     console.log(`\n${title}`);
-    for (const [label, seconds, note] of this.rows) console.log(`  ${label.padEnd(44)} ${Number.isNaN(seconds) ? "      -" : seconds.toFixed(1).padStart(7)} s  ${note}`);
+    for (const [label, seconds, note] of this.rows)
+      console.log(
+        `  ${label.padEnd(44)} ${Number.isNaN(seconds) ? "      -" : seconds.toFixed(1).padStart(7)} s  ${note}`,
+      );
   }
 }
 
@@ -46,5 +56,10 @@ export async function cpuCount(): Promise<string> {
 
 /** A guest run's per-phase clock as bench rows, each with its share of the whole run. */
 export function addPhases(bench: Bench, results: RunResults, indent: string): void {
-  for (const p of runPhases(results)) bench.add(`${indent}${p.phase}`, p.seconds, p.seconds !== null ? `${((100 * p.seconds) / results.seconds).toFixed(0)}%` : "not measured");
+  for (const p of runPhases(results))
+    bench.add(
+      `${indent}${p.phase}`,
+      p.seconds,
+      p.seconds !== null ? `${((100 * p.seconds) / results.seconds).toFixed(0)}%` : "not measured",
+    );
 }

@@ -16,10 +16,30 @@ const config = loadConfig();
 const bench = new Bench();
 const dir = mkdtempSync(join(tmpdir(), "crg-bench-criu-"));
 try {
-  const out = await bench.cli(`CRIU ${version} static, empty cache`, ["criu", "--criu", version, "--cache-dir", dir]);
+  const out = await bench.cli(`CRIU ${version} static, empty cache`, [
+    "criu",
+    "--criu",
+    version,
+    "--cache-dir",
+    dir,
+  ]);
   const meta = metadataFrom<{ build_seconds: number; version: string }>(out);
-  const chroot = JSON.parse(readFileSync(join(dir, "chroots", chrootKey(config.criu.static_build_suite, criuBuildDeps("static"), config.debian), "metadata.json"), "utf8"));
-  bench.add(`  build chroot (${config.criu.static_build_suite}, ${chroot.bootstrap} + deps)`, chroot.bootstrap_seconds, `${Object.keys(chroot.versions).length} packages`);
+  const chroot = JSON.parse(
+    readFileSync(
+      join(
+        dir,
+        "chroots",
+        chrootKey(config.criu.static_build_suite, criuBuildDeps("static"), config.debian),
+        "metadata.json",
+      ),
+      "utf8",
+    ),
+  );
+  bench.add(
+    `  build chroot (${config.criu.static_build_suite}, ${chroot.bootstrap} + deps)`,
+    chroot.bootstrap_seconds,
+    `${Object.keys(chroot.versions).length} packages`,
+  );
   bench.add("  make criu (in the chroot)", meta.build_seconds, meta.version);
   await bench.cli("cache hit", ["criu", "--criu", version, "--cache-dir", dir]);
 } finally {

@@ -27,21 +27,39 @@ await timeCli("config + verify (source cached)", ["kernel", "--check-config"]);
 // The EXPERT trap's second configure runs beside the first: this should cost about the same.
 const trapDir = mkdtempSync(join(tmpdir(), "crg-bench-trap-"));
 writeFileSync(join(trapDir, "trap.conf"), "CONFIG_EXPERT=y # bench\nCONFIG_CHECKPOINT_RESTORE=y # bench\n");
-await timeCli("config + verify + EXPERT trap + --criu doctor", ["kernel", "--check-config", "--fragment", join(trapDir, "trap.conf"), "--criu", "4.1"]);
+await timeCli("config + verify + EXPERT trap + --criu doctor", [
+  "kernel",
+  "--check-config",
+  "--fragment",
+  join(trapDir, "trap.conf"),
+  "--criu",
+  "4.1",
+]);
 rmSync(trapDir, { recursive: true, force: true });
 await timeCli("cache hit", ["kernel"]);
 
 const mirror = join(main.cache_dir, "downloads");
-const isolated = (dir: string) => ["--cache-dir", dir, "--set", `kernel.local_mirror=${JSON.stringify(mirror)}`, "--set", "kernel.providers=[local-mirror]"];
+const isolated = (dir: string) => [
+  "--cache-dir",
+  dir,
+  "--set",
+  `kernel.local_mirror=${JSON.stringify(mirror)}`,
+  "--set",
+  "kernel.providers=[local-mirror]",
+];
 
 const cold = mkdtempSync(join(tmpdir(), "crg-bench-cold-"));
 try {
-  const out = await timeCli("cold build (no ccache, incl. unpack)", ["kernel", ...isolated(cold)], { CCACHE_DISABLE: "1" });
+  const out = await timeCli("cold build (no ccache, incl. unpack)", ["kernel", ...isolated(cold)], {
+    CCACHE_DISABLE: "1",
+  });
   const meta = metadataOf(out);
   bench.add("  of which make bzImage", meta.build_seconds);
   // Drop the artifact but keep the build directory: make finds nothing to do.
   await rm(join(cold, "kernel"), { recursive: true });
-  const noop = await timeCli("no-op rebuild (configure + make)", ["kernel", ...isolated(cold)], { CCACHE_DISABLE: "1" });
+  const noop = await timeCli("no-op rebuild (configure + make)", ["kernel", ...isolated(cold)], {
+    CCACHE_DISABLE: "1",
+  });
   bench.add("  of which make bzImage", metadataOf(noop).build_seconds);
 } finally {
   rmSync(cold, { recursive: true, force: true });
@@ -51,9 +69,15 @@ const warm = mkdtempSync(join(tmpdir(), "crg-bench-warm-"));
 try {
   const out = await timeCli("warm-ccache rebuild (fresh build dir)", ["kernel", ...isolated(warm)]);
   const meta = metadataOf(out);
-  bench.add("  of which make bzImage", meta.build_seconds, meta.ccache ? `ccache hits ${meta.ccache.hits}, misses ${meta.ccache.misses}` : "no ccache");
+  bench.add(
+    "  of which make bzImage",
+    meta.build_seconds,
+    meta.ccache ? `ccache hits ${meta.ccache.hits}, misses ${meta.ccache.misses}` : "no ccache",
+  );
 } finally {
   rmSync(warm, { recursive: true, force: true });
 }
 
-bench.print(`kernel stage timings (${await cpuCount()} CPUs, linux ${main.kernel.version}, ${main.kernel.base})`);
+bench.print(
+  `kernel stage timings (${await cpuCount()} CPUs, linux ${main.kernel.version}, ${main.kernel.base})`,
+);

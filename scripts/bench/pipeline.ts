@@ -18,14 +18,19 @@ const cells = args.length ? args : ["--criu", "4.1", "--kernel", "6.12", "--patc
 const cache = mkdtempSync(join(REPO_ROOT, "images", ".bench-"));
 const out = join(cache, "matrix-out");
 const bench = new Bench();
-const matrix = (label: string, extra: string[]) => bench.cli(label, ["matrix", ...cells, "--cache-dir", cache, "--out", out, ...extra]);
-const stagesOf = (): CellResult[] => JSON.parse(readFileSync(join(out, "matrix.json"), "utf8")).cells as CellResult[];
+const matrix = (label: string, extra: string[]) =>
+  bench.cli(label, ["matrix", ...cells, "--cache-dir", cache, "--out", out, ...extra]);
+const stagesOf = (): CellResult[] =>
+  JSON.parse(readFileSync(join(out, "matrix.json"), "utf8")).cells as CellResult[];
 
 await matrix("cold: empty cache", []);
-for (const c of stagesOf()) for (const [stage, t] of Object.entries(c.stages)) bench.add(`  ${c.id} ${stage}`, t.seconds, t.cached ? "cached" : t.shared ? "shared" : "built");
+for (const c of stagesOf())
+  for (const [stage, t] of Object.entries(c.stages))
+    bench.add(`  ${c.id} ${stage}`, t.seconds, t.cached ? "cached" : t.shared ? "shared" : "built");
 await matrix("warm: unchanged inputs, --force (boots only)", ["--force"]);
 for (const c of stagesOf()) {
-  for (const [stage, t] of Object.entries(c.stages)) bench.add(`  ${c.id} ${stage}`, t.seconds, t.cached ? "cached" : "ran");
+  for (const [stage, t] of Object.entries(c.stages))
+    bench.add(`  ${c.id} ${stage}`, t.seconds, t.cached ? "cached" : "ran");
   // The boot's own phases (the per-phase clock of its results.json), each with its share.
   if (!c.paths.results) continue;
   const results = JSON.parse(readFileSync(join(cache, c.paths.results), "utf8")) as RunResults;

@@ -45,7 +45,10 @@ export function hostProbeKernel(bootDir = "/boot"): string | undefined {
   return readable.length ? join(bootDir, readable[readable.length - 1]) : undefined;
 }
 
-export async function chooseAccel(config: PipelineConfig, vmlinuz: string): Promise<{ accel: Accel; reason: string }> {
+export async function chooseAccel(
+  config: PipelineConfig,
+  vmlinuz: string,
+): Promise<{ accel: Accel; reason: string }> {
   if (config.boot.accel !== "auto") return { accel: config.boot.accel, reason: "boot.accel in the config" };
   const dir = accelDir(config);
   return probing.run(dir, async () => {
@@ -58,7 +61,12 @@ export async function chooseAccel(config: PipelineConfig, vmlinuz: string): Prom
       return buildConfigCheckInitramfs({ dir: probeDir, symbols: [] });
     };
     try {
-      return await detectAccel({ kernel: vmlinuz, initrd, marker: END_MARKER, cacheFile: probeCacheFile(config) });
+      return await detectAccel({
+        kernel: vmlinuz,
+        initrd,
+        marker: END_MARKER,
+        cacheFile: probeCacheFile(config),
+      });
     } finally {
       if (probeDir) await rm(probeDir, { recursive: true, force: true });
     }

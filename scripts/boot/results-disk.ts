@@ -10,7 +10,13 @@ import { mkdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as tar from "tar";
 
-import { INPUT_OFFSET_MIB, OUTPUT_OFFSET_MIB, RESULTS_DISK_MIB, RESULTS_DONE_MARKER, RESULTS_MARKER } from "../lib/guest-contract.js";
+import {
+  INPUT_OFFSET_MIB,
+  OUTPUT_OFFSET_MIB,
+  RESULTS_DISK_MIB,
+  RESULTS_DONE_MARKER,
+  RESULTS_MARKER,
+} from "../lib/guest-contract.js";
 
 export { RESULTS_MARKER };
 const MiB = 1024 * 1024;
@@ -19,7 +25,11 @@ export const OUTPUT_OFFSET = OUTPUT_OFFSET_MIB * MiB;
 export const DISK_BYTES = RESULTS_DISK_MIB * MiB;
 
 /** Creates the disk with the input files (name -> content) in place. */
-export async function createResultsDisk(path: string, files: Record<string, string>, scratch: string): Promise<void> {
+export async function createResultsDisk(
+  path: string,
+  files: Record<string, string>,
+  scratch: string,
+): Promise<void> {
   const src = join(scratch, "input");
   await rm(src, { recursive: true, force: true });
   await mkdir(src, { recursive: true });
@@ -27,7 +37,8 @@ export async function createResultsDisk(path: string, files: Record<string, stri
   const tgz = join(scratch, "input.tgz");
   await tar.create({ gzip: true, file: tgz, cwd: src, portable: true }, Object.keys(files));
   const input = await readFile(tgz);
-  if (input.length > OUTPUT_OFFSET - INPUT_OFFSET) throw new Error(`run input is ${input.length} bytes, more than the disk layout allows`);
+  if (input.length > OUTPUT_OFFSET - INPUT_OFFSET)
+    throw new Error(`run input is ${input.length} bytes, more than the disk layout allows`);
   await writeFile(path, "");
   await truncate(path, DISK_BYTES);
   const fd = openSync(path, "r+");
@@ -45,15 +56,23 @@ export function parseDoneRecord(sector: Buffer): number | undefined {
 }
 
 /** Extracts what the guest wrote, or says why there is nothing (an infrastructure error). */
-export async function readResultsDisk(path: string, dest: string): Promise<{ ok: true } | { ok: false; reason: string }> {
+export async function readResultsDisk(
+  path: string,
+  dest: string,
+): Promise<{ ok: true } | { ok: false; reason: string }> {
   const fd = openSync(path, "r");
   let out: Buffer;
   try {
     const sector = Buffer.alloc(512);
     readSync(fd, sector, 0, 512, 512);
     const size = parseDoneRecord(sector);
-    if (size === undefined) return { ok: false, reason: "the guest did not write its results (no DONE record on the results disk)" };
-    if (size <= 0 || size > DISK_BYTES - OUTPUT_OFFSET) return { ok: false, reason: `the DONE record names an impossible size (${size})` };
+    if (size === undefined)
+      return {
+        ok: false,
+        reason: "the guest did not write its results (no DONE record on the results disk)",
+      };
+    if (size <= 0 || size > DISK_BYTES - OUTPUT_OFFSET)
+      return { ok: false, reason: `the DONE record names an impossible size (${size})` };
     out = Buffer.alloc(size);
     readSync(fd, out, 0, size, OUTPUT_OFFSET);
   } finally {

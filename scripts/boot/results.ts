@@ -52,7 +52,14 @@ export function readTestRecords(outDir: string, relTo: string): TestRecord[] {
       message: read(join(d, "message")),
       ...(read(join(d, "outcome")) ? { outcome: read(join(d, "outcome")) } : {}),
       error_lines: [...new Set(errors)].slice(0, 8),
-      ...(diag ? { diagnostics: diag.length > 8000 ? `${diag.slice(0, 8000)}\n[... ${diag.length - 8000} more bytes in diag.txt]` : diag } : {}),
+      ...(diag
+        ? {
+            diagnostics:
+              diag.length > 8000
+                ? `${diag.slice(0, 8000)}\n[... ${diag.length - 8000} more bytes in diag.txt]`
+                : diag,
+          }
+        : {}),
       logs: logs.map((f) => relative(relTo, join(d, f))),
     };
   });

@@ -25,12 +25,20 @@ export function shQuote(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
-export function runInput(o: RunInputOptions): { files: Record<string, string>; scenarios: Scenario[]; expectations: Record<string, string> } {
+export function runInput(o: RunInputOptions): {
+  files: Record<string, string>;
+  scenarios: Scenario[];
+  expectations: Record<string, string>;
+} {
   const v = semverOf(o.criuVersion);
-  const membarrierFatal = hasFact(o.catalog, "membarrier_get_registrations_probe", o.criuVersion) && !o.patches.includes("membarrier-probe-nonfatal");
+  const membarrierFatal =
+    hasFact(o.catalog, "membarrier_get_registrations_probe", o.criuVersion) &&
+    !o.patches.includes("membarrier-probe-nonfatal");
   const expectations = {
     MEMBARRIER_PROBE: membarrierFatal ? "fatal" : "tolerant",
-    EXTERNAL_MASTERS_SYNTAX: hasFact(o.catalog, "external_mnt_master_syntax", o.criuVersion) ? "mnt" : "enable",
+    EXTERNAL_MASTERS_SYNTAX: hasFact(o.catalog, "external_mnt_master_syntax", o.criuVersion)
+      ? "mnt"
+      : "enable",
   };
   const conf = {
     CRIU_VERSION: o.criuVersion,
@@ -42,12 +50,22 @@ export function runInput(o: RunInputOptions): { files: Record<string, string>; s
     ...o.conf,
   };
   const applicable = o.scenarios.filter((s) => semver.satisfies(v, s.criu));
-  const requested = [...o.requested].map(([sym, val]) => (val === "n" ? `# ${sym} is not set` : `${sym}=${val}`)).join("\n");
+  const requested = [...o.requested]
+    .map(([sym, val]) => (val === "n" ? `# ${sym} is not set` : `${sym}=${val}`))
+    .join("\n");
   return {
     files: {
-      "run.conf": `${Object.entries(conf).map(([k, val]) => `${k}=${shQuote(val)}`).join("\n")}\n`,
+      "run.conf": `${Object.entries(conf)
+        .map(([k, val]) => `${k}=${shQuote(val)}`)
+        .join("\n")}\n`,
       "requested.conf": requested ? `${requested}\n` : "",
-      "scenarios.conf": applicable.map((s) => `${s.name}\t${s.timeout}\t${s.script}\t${s.gated ? "yes" : "no"}\t${s.holds.join(" ") || "-"}`).join("\n") + (applicable.length ? "\n" : ""),
+      "scenarios.conf":
+        applicable
+          .map(
+            (s) =>
+              `${s.name}\t${s.timeout}\t${s.script}\t${s.gated ? "yes" : "no"}\t${s.holds.join(" ") || "-"}`,
+          )
+          .join("\n") + (applicable.length ? "\n" : ""),
     },
     scenarios: applicable,
     expectations,

@@ -23,7 +23,12 @@ import { runInput } from "./run-input.js";
 import { copyTransferDisk, createTransferDisk, verifyTransferDisk } from "./transfer-disk.js";
 import { loadScenarios } from "../data/scenarios.js";
 import type { KernelRef } from "../kernel/result.js";
-import { GUEST_CLOCK_PREFIX, GUEST_END_MARKER, GUEST_INIT, GUEST_STARTED_MARKER } from "../lib/guest-contract.js";
+import {
+  GUEST_CLOCK_PREFIX,
+  GUEST_END_MARKER,
+  GUEST_INIT,
+  GUEST_STARTED_MARKER,
+} from "../lib/guest-contract.js";
 
 // 2: the guest sees every vCPU (one socket each; with -smp N alone it saw one) and runs its
 // scenarios side by side. 3: the guest has a virtio-rng device, as Kata's have.
@@ -84,16 +89,26 @@ export interface RunOptions {
 /** How many CPUs a sysfs list such as "0-1,3" names (undefined when there is none). */
 export function onlineCpus(list: string | undefined): number | undefined {
   if (!list || !/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(list.trim())) return undefined;
-  return list.trim().split(",").reduce((n, r) => {
-    const [a, b] = r.split("-").map(Number);
-    return n + (b === undefined ? 1 : b - a + 1);
-  }, 0);
+  return list
+    .trim()
+    .split(",")
+    .reduce((n, r) => {
+      const [a, b] = r.split("-").map(Number);
+      return n + (b === undefined ? 1 : b - a + 1);
+    }, 0);
 }
 
 /** The kernel command line: root by PARTUUID for our images, by partition for existing ones. */
-export function kernelCommandLine(image: ImageResult, extra: string[] = [], bus: "virtio" | "nvme" = "virtio"): string[] {
+export function kernelCommandLine(
+  image: ImageResult,
+  extra: string[] = [],
+  bus: "virtio" | "nvme" = "virtio",
+): string[] {
   const m = image.metadata;
-  const device = bus === "nvme" ? m.root.device.replace(/^\/dev\/sda(\d+)$/, "/dev/nvme0n1p$1") : m.root.device.replace("/dev/sda", "/dev/vda");
+  const device =
+    bus === "nvme"
+      ? m.root.device.replace(/^\/dev\/sda(\d+)$/, "/dev/nvme0n1p$1")
+      : m.root.device.replace("/dev/sda", "/dev/vda");
   const root = m.root.partuuid ? `root=PARTUUID=${m.root.partuuid}` : `root=${device}`;
   return [root, "rw", "rootwait", `init=${GUEST_INIT}`, "quiet", "loglevel=4", ...extra];
 }
@@ -129,7 +144,8 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
   });
   // Only complete runs count as cached: an ERROR run is tried again.
   const hit = await cache.lookup<RunResults>("runs", key);
-  if (hit && hit.metadata.status === "COMPLETE" && !o.force) return { dir: hit.dir, cached: true, results: asResults(hit.metadata) };
+  if (hit && hit.metadata.status === "COMPLETE" && !o.force)
+    return { dir: hit.dir, cached: true, results: asResults(hit.metadata) };
 
   // Every run goes into an attempt directory of its own; only a complete one replaces the
   // run of record, so a forced rerun that dies never takes the last good evidence with it.
@@ -152,7 +168,11 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
       log(`boot ${i}/${tries} (${o.accel}, deadline ${config.boot.deadline_minutes} min)`);
       const boot = await bootVm({
         kernel: join(o.kernel.dir, "vmlinuz"),
-        drives: [{ path: o.image.image, snapshot: true }, { path: disk }, ...(o.transfer ? [{ path: transferDisk }] : [])],
+        drives: [
+          { path: o.image.image, snapshot: true },
+          { path: disk },
+          ...(o.transfer ? [{ path: transferDisk }] : []),
+        ],
         append: kernelCommandLine(o.image, config.boot.kernel_args, o.bus),
         bus: o.bus,
         memoryMiB: config.boot.memory_mib,
@@ -165,9 +185,21 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
       });
       const rel = `console-${i}.log`;
       const marks = existsSync(consoleLog) ? parseGuestClock(readFileSync(consoleLog, "utf8")) : [];
-      const clock = { boot_seconds: boot.startedAfter ?? null, prepare_seconds, end_seconds: boot.endedAfter ?? null, vcpus, ...(marks.length ? { guest_clock: marks } : {}) };
+      const clock = {
+        boot_seconds: boot.startedAfter ?? null,
+        prepare_seconds,
+        end_seconds: boot.endedAfter ?? null,
+        vcpus,
+        ...(marks.length ? { guest_clock: marks } : {}),
+      };
       if (boot.status !== "ok") {
-        attempts.push({ status: boot.status, reason: boot.reason, seconds: boot.seconds, ...clock, console_log: rel });
+        attempts.push({
+          status: boot.status,
+          reason: boot.reason,
+          seconds: boot.seconds,
+          ...clock,
+          console_log: rel,
+        });
         log(`attempt ${i}: ${boot.status}: ${boot.reason}`);
         await rm(disk, { force: true });
         await rm(transferDisk, { force: true });
@@ -180,18 +212,40 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
       await rm(disk, { force: true });
       const read_seconds = (Date.now() - tRead) / 1000;
       if (!read.ok) {
-        attempts.push({ status: "results-unreadable", reason: read.reason, seconds: boot.seconds, ...clock, read_seconds, console_log: rel });
+        attempts.push({
+          status: "results-unreadable",
+          reason: read.reason,
+          seconds: boot.seconds,
+          ...clock,
+          read_seconds,
+          console_log: rel,
+        });
         continue;
       }
-      attempts.push({ status: "ok", reason: boot.reason, seconds: boot.seconds, ...clock, read_seconds, console_log: rel });
+      attempts.push({
+        status: "ok",
+        reason: boot.reason,
+        seconds: boot.seconds,
+        ...clock,
+        read_seconds,
+        console_log: rel,
+      });
       if (o.transfer?.mode === "write") await rename(transferDisk, join(tmp, "transfer.img"));
       tests = readTestRecords(out, tmp);
-      guest = existsSync(join(out, "info/guest.txt")) ? parseKeyValues(readFileSync(join(out, "info/guest.txt"), "utf8")) : {};
+      guest = existsSync(join(out, "info/guest.txt"))
+        ? parseKeyValues(readFileSync(join(out, "info/guest.txt"), "utf8"))
+        : {};
       const online = onlineCpus(guest.cpus_online);
-      if (online !== undefined && online < vcpus) log(`warning: the guest saw ${online} of its ${vcpus} vCPUs (cpus_online=${guest.cpus_online}): its scenarios and checks ran with fewer workers`);
+      if (online !== undefined && online < vcpus)
+        log(
+          `warning: the guest saw ${online} of its ${vcpus} vCPUs (cpus_online=${guest.cpus_online}): its scenarios and checks ran with fewer workers`,
+        );
       // A migration boot's transfer disk, as the guest saw it (status=read|unreadable|written|unwritten).
       if (existsSync(join(out, "info/transfer.txt")))
-        for (const [k, v] of Object.entries(parseKeyValues(readFileSync(join(out, "info/transfer.txt"), "utf8")))) guest[`transfer_${k}`] = v;
+        for (const [k, v] of Object.entries(
+          parseKeyValues(readFileSync(join(out, "info/transfer.txt"), "utf8")),
+        ))
+          guest[`transfer_${k}`] = v;
       break;
     }
     await rm(join(tmp, "scratch"), { recursive: true, force: true });
@@ -207,9 +261,22 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
       accel: o.accel,
       attempts,
       identities: {
-        kernel: { key: o.kernel.key, version: o.kernel.version, release: o.kernel.release ?? null, config_sha256: o.kernel.config_sha256 },
-        criu: { version: criu.version, sha256: criu.criu.sha256, provider: criu.provider, link: criu.link, patches: criu.patches.map((p) => p.name) },
-        agent: agent ? { sha256: agent.sha256, kata_version: agent.kata_version, setsid: agent.setsid_after } : null,
+        kernel: {
+          key: o.kernel.key,
+          version: o.kernel.version,
+          release: o.kernel.release ?? null,
+          config_sha256: o.kernel.config_sha256,
+        },
+        criu: {
+          version: criu.version,
+          sha256: criu.criu.sha256,
+          provider: criu.provider,
+          link: criu.link,
+          patches: criu.patches.map((p) => p.name),
+        },
+        agent: agent
+          ? { sha256: agent.sha256, kata_version: agent.kata_version, setsid: agent.setsid_after }
+          : null,
         image: { key: basename(o.image.dir), base: o.image.manifest.base },
       },
       expectations: input.expectations,
@@ -243,10 +310,16 @@ function attemptStamp(): string {
  * replaces moves into `<key>.attempts/` as superseded. An ERROR attempt stays where it is and
  * the run of record (an earlier complete run, if any) is kept. Returns where the attempt is now.
  */
-export async function promoteRun(runsRoot: string, key: string, attemptDir: string, status: RunResults["status"]): Promise<string> {
+export async function promoteRun(
+  runsRoot: string,
+  key: string,
+  attemptDir: string,
+  status: RunResults["status"],
+): Promise<string> {
   if (status !== "COMPLETE") return attemptDir;
   const record = join(runsRoot, key);
-  if (existsSync(record)) await rename(record, join(runsRoot, `${key}.attempts`, `superseded-${attemptStamp()}`));
+  if (existsSync(record))
+    await rename(record, join(runsRoot, `${key}.attempts`, `superseded-${attemptStamp()}`));
   await rename(attemptDir, record);
   return record;
 }
@@ -307,24 +380,39 @@ export function runPhases(r: RunResults): { phase: string; seconds: number | nul
     // Scenarios that ran side by side mark their start and end (scenario:X, scenario-done:X):
     // spans within the "scenarios" phase, listed under it. A start without an end (a run
     // from before the pool) is a phase of its own, as it was then.
-    const ends = new Map(marks.filter((m) => m.mark.startsWith(SPAN_END)).map((m) => [m.mark.slice(SPAN_END.length), m]));
-    const spanOf = (m: GuestMark) => (m.mark.startsWith(SPAN_START) ? ends.get(m.mark.slice(SPAN_START.length)) : undefined);
+    const ends = new Map(
+      marks.filter((m) => m.mark.startsWith(SPAN_END)).map((m) => [m.mark.slice(SPAN_END.length), m]),
+    );
+    const spanOf = (m: GuestMark) =>
+      m.mark.startsWith(SPAN_START) ? ends.get(m.mark.slice(SPAN_START.length)) : undefined;
     const phases = marks.filter((m) => !m.mark.startsWith(SPAN_END) && !spanOf(m));
     phases.forEach((m, i) => {
-      guest.push({ phase: markPhase(m.mark), seconds: Math.max(0, (i + 1 < phases.length ? hostAt(phases[i + 1]) : end) - hostAt(m)) });
+      guest.push({
+        phase: markPhase(m.mark),
+        seconds: Math.max(0, (i + 1 < phases.length ? hostAt(phases[i + 1]) : end) - hostAt(m)),
+      });
       if (m.mark === "scenarios")
         for (const s of marks.filter((x) => spanOf(x)))
-          guest.push({ phase: `  ${markPhase(s.mark)} (side by side)`, seconds: Math.max(0, spanOf(s)!.uptime - s.uptime) });
+          guest.push({
+            phase: `  ${markPhase(s.mark)} (side by side)`,
+            seconds: Math.max(0, spanOf(s)!.uptime - s.uptime),
+          });
     });
   } else {
     guest.push({ phase: "tests (sum of each test's clock)", seconds: tests });
-    guest.push({ phase: "guest outside tests (set-up, collecting, packing)", seconds: end !== null && boot !== null ? Math.max(0, end - boot - tests) : null });
+    guest.push({
+      phase: "guest outside tests (set-up, collecting, packing)",
+      seconds: end !== null && boot !== null ? Math.max(0, end - boot - tests) : null,
+    });
   }
   return [
     { phase: "host: results disk prepared", seconds: a.prepare_seconds ?? null },
     { phase: "QEMU start to guest init", seconds: boot },
     ...guest,
-    { phase: "end marker to QEMU exit (power-off)", seconds: end !== null ? Math.max(0, a.seconds - end) : null },
+    {
+      phase: "end marker to QEMU exit (power-off)",
+      seconds: end !== null ? Math.max(0, a.seconds - end) : null,
+    },
     { phase: "host: results read", seconds: a.read_seconds ?? null },
     { phase: "whole run (host clock)", seconds: r.seconds },
   ];
@@ -332,12 +420,16 @@ export function runPhases(r: RunResults): { phase: string; seconds: number | nul
 
 /** A plain-text table of a run, for the terminal; the judged summary line is the caller's (verdicts.ts). */
 export function formatRun(r: RunResults): string {
-  if (r.status === "ERROR") return `ERROR (infrastructure, not a CRIU result): ${r.error}\nattempts: ${r.attempts.map((a) => `${a.status} after ${a.seconds.toFixed(0)} s`).join("; ")}`;
+  if (r.status === "ERROR")
+    return `ERROR (infrastructure, not a CRIU result): ${r.error}\nattempts: ${r.attempts.map((a) => `${a.status} after ${a.seconds.toFixed(0)} s`).join("; ")}`;
   const width = Math.max(...r.tests.map((t) => t.name.length), 10);
   const lines = r.tests.map((t) => {
     const main = `${t.status.padEnd(5)} ${t.name.padEnd(width)} ${t.seconds.toFixed(1).padStart(6)}s  ${t.message}`;
-    const errs = t.status === "FAIL" ? t.error_lines.slice(0, 3).map((e) => `${" ".repeat(width + 16)}${e}`) : [];
+    const errs =
+      t.status === "FAIL" ? t.error_lines.slice(0, 3).map((e) => `${" ".repeat(width + 16)}${e}`) : [];
     return [main, ...errs].join("\n");
   });
-  return [...lines, "", `guest kernel ${r.guest.kernel ?? "?"}, ${r.accel}, ${r.seconds.toFixed(0)} s`].join("\n");
+  return [...lines, "", `guest kernel ${r.guest.kernel ?? "?"}, ${r.accel}, ${r.seconds.toFixed(0)} s`].join(
+    "\n",
+  );
 }

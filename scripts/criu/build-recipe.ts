@@ -20,9 +20,22 @@ import { semverOf } from "../data/criu-catalog.js";
 export type LinkMode = "static" | "dynamic";
 
 const COMMON_DEPS = [
-  "gcc", "make", "libc6-dev", "pkg-config", "python3", "python3-protobuf",
-  "protobuf-c-compiler", "protobuf-compiler", "libprotobuf-dev", "libprotobuf-c-dev",
-  "libnl-3-dev", "libnet1-dev", "libcap-dev", "libbsd-dev", "libmd-dev", "uuid-dev",
+  "gcc",
+  "make",
+  "libc6-dev",
+  "pkg-config",
+  "python3",
+  "python3-protobuf",
+  "protobuf-c-compiler",
+  "protobuf-compiler",
+  "libprotobuf-dev",
+  "libprotobuf-c-dev",
+  "libnl-3-dev",
+  "libnet1-dev",
+  "libcap-dev",
+  "libbsd-dev",
+  "libmd-dev",
+  "uuid-dev",
 ];
 
 /** Build dependencies per link mode: the static chroot lacks gnutls and nftables on purpose. */
@@ -37,7 +50,11 @@ export const STATIC_LIBS = ["protobuf-c", "nl-3", "net", "uuid"];
  * The environment and make arguments for a build. LDFLAGS goes through the environment: on the
  * make command line it would also reach the parasite link and break it.
  */
-export function buildFlags(mode: LinkMode, version: string, gccMajor: number): { env: Record<string, string>; makeArgs: string[] } {
+export function buildFlags(
+  mode: LinkMode,
+  version: string,
+  gccMajor: number,
+): { env: Record<string, string>; makeArgs: string[] } {
   const v = semverOf(version);
   const makeArgs: string[] = [];
   const ld: string[] = [];
@@ -58,7 +75,11 @@ async function prepareStaticLibDir(chrootDir: string): Promise<void> {
   const libdir = "/usr/lib/x86_64-linux-gnu";
   for (const lib of STATIC_LIBS) {
     const a = join(chrootDir, libdir, `lib${lib}.a`);
-    if (!existsSync(a)) throw new UserError(`lib${lib}.a is missing in the build chroot`, "the static build needs the -dev package that ships it");
+    if (!existsSync(a))
+      throw new UserError(
+        `lib${lib}.a is missing in the build chroot`,
+        "the static build needs the -dev package that ships it",
+      );
     await run(["ln", "-sf", `${libdir}/lib${lib}.a`, join(dir, `lib${lib}.a`)], { timeoutMs: 10_000 });
   }
   // libbsd.a needs libmd after it: a linker script stands in for the archive (as libc.so does).
@@ -92,19 +113,43 @@ export async function buildCriuInChroot(opts: {
   const gcc = await runInChroot(opts.chrootDir, ["gcc", "-dumpversion"], { timeoutMs: 30_000 });
   const { env, makeArgs } = buildFlags(opts.linkMode, opts.version, Number(gcc.stdout.trim().split(".")[0]));
   const t0 = Date.now();
-  await runInChroot(opts.chrootDir, ["make", `-j${opts.jobs}`, ...makeArgs, "criu"], { cwd: inside, env, timeoutMs: opts.timeoutMs, logFile: opts.logFile, onLine: opts.onLine });
+  await runInChroot(opts.chrootDir, ["make", `-j${opts.jobs}`, ...makeArgs, "criu"], {
+    cwd: inside,
+    env,
+    timeoutMs: opts.timeoutMs,
+    logFile: opts.logFile,
+    onLine: opts.onLine,
+  });
   const seconds = (Date.now() - t0) / 1000;
   await runInChroot(opts.chrootDir, ["strip", "criu/criu"], { cwd: inside, timeoutMs: 60_000 });
-  const version = await runInChroot(opts.chrootDir, [`${inside}/criu/criu`, "--version"], { timeoutMs: 60_000 });
+  const version = await runInChroot(opts.chrootDir, [`${inside}/criu/criu`, "--version"], {
+    timeoutMs: 60_000,
+  });
   const ldd = await runInChroot(opts.chrootDir, ["ldd", `${inside}/criu/criu`], { timeoutMs: 60_000 });
   const libs = parseLdd(ldd.stdout);
   const runtimePackages: string[] = [];
   if (opts.linkMode === "dynamic")
     for (const lib of libs) {
-      const owner = await runInChroot(opts.chrootDir, ["dpkg", "-S", lib.path.replace(/^\/lib\//, "/usr/lib/")], { timeoutMs: 30_000, allowFailure: true });
-      const fallback = owner.exitCode === 0 ? owner : await runInChroot(opts.chrootDir, ["dpkg", "-S", lib.path], { timeoutMs: 30_000, allowFailure: true });
+      const owner = await runInChroot(
+        opts.chrootDir,
+        ["dpkg", "-S", lib.path.replace(/^\/lib\//, "/usr/lib/")],
+        { timeoutMs: 30_000, allowFailure: true },
+      );
+      const fallback =
+        owner.exitCode === 0
+          ? owner
+          : await runInChroot(opts.chrootDir, ["dpkg", "-S", lib.path], {
+              timeoutMs: 30_000,
+              allowFailure: true,
+            });
       const pkg = fallback.stdout.split(":")[0].trim();
       if (fallback.exitCode === 0 && pkg && !runtimePackages.includes(pkg)) runtimePackages.push(pkg);
     }
-  return { binary: join(target, "criu/criu"), seconds, versionOutput: version.stdout.trim(), neededLibs: libs.map((l) => l.name), runtimePackages };
+  return {
+    binary: join(target, "criu/criu"),
+    seconds,
+    versionOutput: version.stdout.trim(),
+    neededLibs: libs.map((l) => l.name),
+    runtimePackages,
+  };
 }

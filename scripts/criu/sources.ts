@@ -9,7 +9,16 @@
  */
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { mkdir, readdir, rename, rm } from "node:fs/promises";
 import { basename, join, relative, resolve as resolvePath } from "node:path";
 import type { CriuProvider, PipelineConfig } from "../lib/config.js";
@@ -18,7 +27,13 @@ import { NotAvailableError, download } from "../lib/download.js";
 import { UserError } from "../lib/errors.js";
 import { run } from "../lib/exec.js";
 import { sha256, sha256File } from "../lib/hash.js";
-import { entryForSourceVersion, providerOrderFor, resolveCriuVersion, type CriuCatalog, type CriuVersionEntry } from "../data/criu-catalog.js";
+import {
+  entryForSourceVersion,
+  providerOrderFor,
+  resolveCriuVersion,
+  type CriuCatalog,
+  type CriuVersionEntry,
+} from "../data/criu-catalog.js";
 
 export type SourceProvider = Exclude<CriuProvider, "debian-binary">;
 
@@ -87,18 +102,32 @@ const GIT_TIMEOUT_MS = 10 * 60_000;
 const DOWNLOAD_TIMEOUT_MS = 10 * 60_000;
 
 /** Runs a command synchronously with a deadline (resolve is synchronous so planning stays so). */
-function runSync(argv: string[], opts: { cwd?: string; timeoutMs: number; env?: Record<string, string> }): { code: number | null; stdout: Buffer; stderr: string } {
-  const r = spawnSync(argv[0], argv.slice(1), { cwd: opts.cwd, timeout: opts.timeoutMs, maxBuffer: 256 * 1024 * 1024, env: { ...process.env, ...opts.env } });
-  if (r.error && (r.error as NodeJS.ErrnoException).code === "ENOENT") throw new UserError(`${argv[0]} is not installed`, `install it (apt-get install ${argv[0]})`);
+function runSync(
+  argv: string[],
+  opts: { cwd?: string; timeoutMs: number; env?: Record<string, string> },
+): { code: number | null; stdout: Buffer; stderr: string } {
+  const r = spawnSync(argv[0], argv.slice(1), {
+    cwd: opts.cwd,
+    timeout: opts.timeoutMs,
+    maxBuffer: 256 * 1024 * 1024,
+    env: { ...process.env, ...opts.env },
+  });
+  if (r.error && (r.error as NodeJS.ErrnoException).code === "ENOENT")
+    throw new UserError(`${argv[0]} is not installed`, `install it (apt-get install ${argv[0]})`);
   const timedOut = r.signal === "SIGTERM" && r.status === null;
-  return { code: timedOut ? null : r.status, stdout: r.stdout ?? Buffer.alloc(0), stderr: `${r.stderr?.toString() ?? ""}${timedOut ? `\n(killed after ${opts.timeoutMs / 1000}s)` : ""}` };
+  return {
+    code: timedOut ? null : r.status,
+    stdout: r.stdout ?? Buffer.alloc(0),
+    stderr: `${r.stderr?.toString() ?? ""}${timedOut ? `\n(killed after ${opts.timeoutMs / 1000}s)` : ""}`,
+  };
 }
 
 /** CRIU's own idea of its version, from the text of Makefile.versions. */
 export function versionFromMakefile(text: string, where: string): string {
   const get = (k: string) => new RegExp(`^${k}[ \\t]*:?=[ \\t]*(\\S*)`, "m").exec(text)?.[1];
   const [maj, min, sub] = ["CRIU_VERSION_MAJOR", "CRIU_VERSION_MINOR", "CRIU_VERSION_SUBLEVEL"].map(get);
-  if (!maj || !min) throw new UserError(`${where} names no CRIU version`, "point it at the top of a CRIU source tree");
+  if (!maj || !min)
+    throw new UserError(`${where} names no CRIU version`, "point it at the top of a CRIU source tree");
   return sub && sub !== "0" ? `${maj}.${min}.${sub}` : `${maj}.${min}`;
 }
 
@@ -118,7 +147,11 @@ export function treeIdentity(dir: string): string {
       else if (st.isDirectory()) {
         hash.update(`D\0${rel}\0`);
         walk(p);
-      } else if (st.isFile()) hash.update(`F\0${rel}\0${st.mode & 0o111 ? "x" : "-"}\0`).update(readFileSync(p)).update("\0");
+      } else if (st.isFile())
+        hash
+          .update(`F\0${rel}\0${st.mode & 0o111 ? "x" : "-"}\0`)
+          .update(readFileSync(p))
+          .update("\0");
     }
   };
   walk(dir);
@@ -128,7 +161,11 @@ export function treeIdentity(dir: string): string {
 /** The single top directory of a tarball; anything else is refused, naming the file. */
 export function tarballTopDir(file: string, what: string): string {
   const r = runSync(["tar", "-tf", file], { timeoutMs: 5 * 60_000 });
-  if (r.code !== 0) throw new UserError(`${what} ${file} is not a readable tarball: ${r.stderr.trim().split("\n").slice(-2).join("; ")}`, "replace it with a complete CRIU source tarball");
+  if (r.code !== 0)
+    throw new UserError(
+      `${what} ${file} is not a readable tarball: ${r.stderr.trim().split("\n").slice(-2).join("; ")}`,
+      "replace it with a complete CRIU source tarball",
+    );
   const tops = new Set(
     r.stdout
       .toString()
@@ -136,11 +173,19 @@ export function tarballTopDir(file: string, what: string): string {
       .map((l) => l.replace(/^\.\//, "").split("/")[0])
       .filter(Boolean),
   );
-  if (tops.size !== 1) throw new UserError(`${what} ${file} has ${tops.size} top directories (${[...tops].slice(0, 4).join(", ")}), not one`, "a CRIU source tarball holds one directory, e.g. criu-3.19/");
+  if (tops.size !== 1)
+    throw new UserError(
+      `${what} ${file} has ${tops.size} top directories (${[...tops].slice(0, 4).join(", ")}), not one`,
+      "a CRIU source tarball holds one directory, e.g. criu-3.19/",
+    );
   return [...tops][0];
 }
 
-function gitOut(args: string[], cwd: string, timeoutMs = 60_000): { code: number | null; out: string; err: string } {
+function gitOut(
+  args: string[],
+  cwd: string,
+  timeoutMs = 60_000,
+): { code: number | null; out: string; err: string } {
   const r = runSync(["git", ...args], { cwd, timeoutMs, env: { GIT_TERMINAL_PROMPT: "0", LC_ALL: "C" } });
   return { code: r.code, out: r.stdout.toString(), err: r.stderr };
 }
@@ -148,51 +193,107 @@ function gitOut(args: string[], cwd: string, timeoutMs = 60_000): { code: number
 /** A directory, a git checkout (its top) or a tarball: what it is, its version and identity. */
 export function inspectLocalSource(path: string): LocalSource {
   const what = "criu.local_source";
-  if (!existsSync(path)) throw new UserError(`${what} ${path} does not exist`, "pass a CRIU source directory, git checkout or tarball");
+  if (!existsSync(path))
+    throw new UserError(
+      `${what} ${path} does not exist`,
+      "pass a CRIU source directory, git checkout or tarball",
+    );
   if (statSync(path).isFile()) {
     const top = tarballTopDir(path, what);
     const r = runSync(["tar", "-xOf", path, `${top}/Makefile.versions`], { timeoutMs: 5 * 60_000 });
-    if (r.code !== 0) throw new UserError(`${what} ${path} is not a CRIU source tarball (no ${top}/Makefile.versions)`, "pass a CRIU release tarball, e.g. criu-3.19.tar.gz");
+    if (r.code !== 0)
+      throw new UserError(
+        `${what} ${path} is not a CRIU source tarball (no ${top}/Makefile.versions)`,
+        "pass a CRIU release tarball, e.g. criu-3.19.tar.gz",
+      );
     const digest = createHash("sha256").update(readFileSync(path)).digest("hex");
-    return { path, kind: "tarball", version: versionFromMakefile(r.stdout.toString(), `${path}:${top}/Makefile.versions`), identity: `sha256:${digest}` };
+    return {
+      path,
+      kind: "tarball",
+      version: versionFromMakefile(r.stdout.toString(), `${path}:${top}/Makefile.versions`),
+      identity: `sha256:${digest}`,
+    };
   }
   if (!existsSync(join(path, "Makefile.versions")) || !existsSync(join(path, "criu")))
-    throw new UserError(`${what} ${path} is not a CRIU source tree (no Makefile.versions and criu/ at its top)`, "point it at the top of a CRIU checkout or release tree");
-  const version = versionFromMakefile(readFileSync(join(path, "Makefile.versions"), "utf8"), join(path, "Makefile.versions"));
+    throw new UserError(
+      `${what} ${path} is not a CRIU source tree (no Makefile.versions and criu/ at its top)`,
+      "point it at the top of a CRIU checkout or release tree",
+    );
+  const version = versionFromMakefile(
+    readFileSync(join(path, "Makefile.versions"), "utf8"),
+    join(path, "Makefile.versions"),
+  );
   const top = existsSync(join(path, ".git")) ? gitOut(["rev-parse", "--show-toplevel"], path) : undefined;
   if (top?.code === 0 && realpathSync(top.out.trim()) === realpathSync(path)) {
     const head = gitOut(["rev-parse", "HEAD^{commit}"], path);
-    if (head.code !== 0) throw new UserError(`${what} ${path} is a git checkout without a commit`, "commit the tree first, or pass a plain directory");
+    if (head.code !== 0)
+      throw new UserError(
+        `${what} ${path} is a git checkout without a commit`,
+        "commit the tree first, or pass a plain directory",
+      );
     const commit = head.out.trim();
     // Tracked files only: staged and unstaged changes against HEAD; untracked files do not count.
-    const diff = runSync(["git", "diff", "HEAD", "--binary", "--no-textconv", "--no-ext-diff"], { cwd: path, timeoutMs: 60_000 });
-    if (diff.code !== 0) throw new UserError(`git diff failed in ${path}: ${diff.stderr.trim()}`, "is it a healthy git checkout?");
+    const diff = runSync(["git", "diff", "HEAD", "--binary", "--no-textconv", "--no-ext-diff"], {
+      cwd: path,
+      timeoutMs: 60_000,
+    });
+    if (diff.code !== 0)
+      throw new UserError(
+        `git diff failed in ${path}: ${diff.stderr.trim()}`,
+        "is it a healthy git checkout?",
+      );
     const dirty = diff.stdout.length > 0;
-    return { path, kind: "git", version, commit, dirty, identity: `git:${commit}${dirty ? `+${sha256(diff.stdout).slice(0, 16)}` : ""}` };
+    return {
+      path,
+      kind: "git",
+      version,
+      commit,
+      dirty,
+      identity: `git:${commit}${dirty ? `+${sha256(diff.stdout).slice(0, 16)}` : ""}`,
+    };
   }
   return { path, kind: "directory", version, identity: treeIdentity(path) };
 }
 
 function gitFailure(err: string, url: string, ref: string): UserError {
-  if (/couldn't find remote ref|not our ref|no such remote ref|invalid refspec|unadvertised object|bad object|not a valid object/i.test(err))
-    return new UserError(`git ref '${ref}' does not exist in ${url}`, "name a branch, tag or commit that the repository has (e.g. --ref criu-dev or --ref v4.1)");
-  return new UserError(`cannot fetch from git URL ${url}: ${err.trim().split("\n").slice(-2).join("; ")}`, "check the URL and the network (file:///path/to/repo works for a local repository)");
+  if (
+    /couldn't find remote ref|not our ref|no such remote ref|invalid refspec|unadvertised object|bad object|not a valid object/i.test(
+      err,
+    )
+  )
+    return new UserError(
+      `git ref '${ref}' does not exist in ${url}`,
+      "name a branch, tag or commit that the repository has (e.g. --ref criu-dev or --ref v4.1)",
+    );
+  return new UserError(
+    `cannot fetch from git URL ${url}: ${err.trim().split("\n").slice(-2).join("; ")}`,
+    "check the URL and the network (file:///path/to/repo works for a local repository)",
+  );
 }
 
 /** Resolves a ref to a commit in a cache repository (fetching what is missing) and reads its version. */
 export function resolveGitSource(cacheRoot: string, url: string, ref: string): GitSource {
-  if (!ref) throw new UserError(`criu.git.url is ${url} but criu.git.ref is empty`, "name a ref: --ref criu-dev, --ref v4.1 or a commit");
+  if (!ref)
+    throw new UserError(
+      `criu.git.url is ${url} but criu.git.ref is empty`,
+      "name a ref: --ref criu-dev, --ref v4.1 or a commit",
+    );
   // One object store for every URL: commits are content-addressed, so a commit fetched once
   // from anywhere resolves again without the network.
   const repo = join(resolvePath(cacheRoot), "git", "criu.git");
   if (!existsSync(join(repo, "HEAD"))) {
     const tmp = `${repo}.tmp-${process.pid}`;
     const init = runSync(["git", "init", "--quiet", "--bare", tmp], { timeoutMs: 60_000 });
-    if (init.code !== 0) throw new UserError(`git init ${tmp} failed: ${init.stderr.trim()}`, "is the cache directory writable?");
+    if (init.code !== 0)
+      throw new UserError(
+        `git init ${tmp} failed: ${init.stderr.trim()}`,
+        "is the cache directory writable?",
+      );
     runSync(["mv", "-T", tmp, repo], { timeoutMs: 60_000 });
   }
   let commit: string | undefined;
-  if (/^[0-9a-f]{40}$/.test(ref) && gitOut(["cat-file", "-e", `${ref}^{commit}`], repo).code === 0) commit = ref;
+  if (/^[0-9a-f]{40}$/.test(ref) && gitOut(["cat-file", "-e", `${ref}^{commit}`], repo).code === 0)
+    commit = ref;
   else {
     const fetched = gitOut(["fetch", "--quiet", "--no-tags", "--force", url, ref], repo, GIT_TIMEOUT_MS);
     if (fetched.code !== 0) throw gitFailure(fetched.err, url, ref);
@@ -201,31 +302,55 @@ export function resolveGitSource(cacheRoot: string, url: string, ref: string): G
     gitOut(["update-ref", `refs/cr-guest/${commit}`, commit], repo);
   }
   const makefile = gitOut(["show", `${commit}:Makefile.versions`], repo);
-  if (makefile.code !== 0) throw new UserError(`${url} at ${ref} (${commit.slice(0, 12)}) is not a CRIU tree: no Makefile.versions`, "point --git at a CRIU repository");
-  return { url, ref, repo, commit, version: versionFromMakefile(makefile.out, `${url}@${commit.slice(0, 12)}:Makefile.versions`) };
+  if (makefile.code !== 0)
+    throw new UserError(
+      `${url} at ${ref} (${commit.slice(0, 12)}) is not a CRIU tree: no Makefile.versions`,
+      "point --git at a CRIU repository",
+    );
+  return {
+    url,
+    ref,
+    repo,
+    commit,
+    version: versionFromMakefile(makefile.out, `${url}@${commit.slice(0, 12)}:Makefile.versions`),
+  };
 }
 
 /** Tarball names a local mirror may hold for a version, with the pin each is checked against. */
-export function mirrorNames(entry: CriuVersionEntry): { name: string; sha256?: string; kind: "tag archive" | "Debian orig tarball" }[] {
+export function mirrorNames(
+  entry: CriuVersionEntry,
+): { name: string; sha256?: string; kind: "tag archive" | "Debian orig tarball" }[] {
   const v = entry.version;
   const upstreamOfDebian = entry.debian?.version.replace(/^\d+:/, "").replace(/-[^-]*$/, "");
   return [
     { name: `criu-${v}.tar.gz`, sha256: entry.upstream?.sha256, kind: "tag archive" as const },
     { name: `v${v}.tar.gz`, sha256: entry.upstream?.sha256, kind: "tag archive" as const },
     ...(upstreamOfDebian
-      ? ["xz", "gz"].map((ext) => ({ name: `criu_${upstreamOfDebian}.orig.tar.${ext}`, sha256: entry.debian?.orig_sha256, kind: "Debian orig tarball" as const }))
+      ? ["xz", "gz"].map((ext) => ({
+          name: `criu_${upstreamOfDebian}.orig.tar.${ext}`,
+          sha256: entry.debian?.orig_sha256,
+          kind: "Debian orig tarball" as const,
+        }))
       : []),
   ];
 }
 
 /** The local mirror's tarball for a version, checked against its pin: a mismatch is refused. */
 export function resolveMirror(dir: string, entry: CriuVersionEntry): ResolvedProvider {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`criu.local_mirror ${dir} is not a directory`, "pass a directory holding CRIU tarballs (criu-X.tar.gz, vX.tar.gz or criu_X.orig.tar.xz)");
+  if (!existsSync(dir) || !statSync(dir).isDirectory())
+    throw new UserError(
+      `criu.local_mirror ${dir} is not a directory`,
+      "pass a directory holding CRIU tarballs (criu-X.tar.gz, vX.tar.gz or criu_X.orig.tar.xz)",
+    );
   const names = mirrorNames(entry);
   for (const n of names) {
     const file = join(dir, n.name);
     if (!existsSync(file)) continue;
-    if (!n.sha256) return { provider: "local-mirror", skip: `${n.name} is there but CRIU ${entry.version} has no pin for its ${n.kind} in criu-builds/versions.yaml` };
+    if (!n.sha256)
+      return {
+        provider: "local-mirror",
+        skip: `${n.name} is there but CRIU ${entry.version} has no pin for its ${n.kind} in criu-builds/versions.yaml`,
+      };
     const got = createHash("sha256").update(readFileSync(file)).digest("hex");
     if (got !== n.sha256)
       throw new UserError(
@@ -257,24 +382,41 @@ function debianPatchSet(entry: CriuVersionEntry): DebianPatchSet | undefined {
  * Resolves the version and each provider's answer. The version is the config's, or the one the
  * local source or git tree declares when the config leaves it empty.
  */
-export function resolveCriuSource(config: PipelineConfig, catalog: CriuCatalog, opts: ResolveOptions, memo: Map<string, unknown> = new Map()): ResolvedCriu {
+export function resolveCriuSource(
+  config: PipelineConfig,
+  catalog: CriuCatalog,
+  opts: ResolveOptions,
+  memo: Map<string, unknown> = new Map(),
+): ResolvedCriu {
   const c = config.criu;
   const once = <T>(key: string, f: () => T): T => {
     if (!memo.has(key)) memo.set(key, f());
     return memo.get(key) as T;
   };
-  const local = c.local_source ? once(`local:${c.local_source}`, () => inspectLocalSource(c.local_source)) : undefined;
-  const git = c.git.url ? once(`git:${c.git.url}@${c.git.ref}`, () => resolveGitSource(opts.cacheRoot, c.git.url, c.git.ref)) : undefined;
+  const local = c.local_source
+    ? once(`local:${c.local_source}`, () => inspectLocalSource(c.local_source))
+    : undefined;
+  const git = c.git.url
+    ? once(`git:${c.git.url}@${c.git.ref}`, () => resolveGitSource(opts.cacheRoot, c.git.url, c.git.ref))
+    : undefined;
   let entry: CriuVersionEntry;
   let versionFrom: ResolvedCriu["versionFrom"] = "config";
   if (c.version) entry = resolveCriuVersion(c.version, catalog);
   else if (local) [entry, versionFrom] = [entryForSourceVersion(local.version, catalog), "local-source"];
   else if (git) [entry, versionFrom] = [entryForSourceVersion(git.version, catalog), "git"];
-  else throw new UserError("criu.version is empty and no source names a version", "give --criu V, or --local-source DIR / --git URL");
+  else
+    throw new UserError(
+      "criu.version is empty and no source names a version",
+      "give --criu V, or --local-source DIR / --git URL",
+    );
 
   const mismatch = (what: string, found: string) => {
     const text = `${what} is CRIU ${found}, not ${entry.version}`;
-    if (opts.strict) throw new UserError(`${text}`, `ask for --criu ${found}, leave --criu out to take the source's version, or give a source of ${entry.version}`);
+    if (opts.strict)
+      throw new UserError(
+        `${text}`,
+        `ask for --criu ${found}, leave --criu out to take the source's version, or give a source of ${entry.version}`,
+      );
     return text;
   };
   const patches = debianPatchSet(entry);
@@ -282,24 +424,51 @@ export function resolveCriuSource(config: PipelineConfig, catalog: CriuCatalog, 
     switch (provider) {
       case "local-source":
         if (!local) return { provider, skip: "criu.local_source is not set (--local-source)" };
-        if (local.version !== entry.version) return { provider, skip: mismatch(`the local ${local.kind} ${local.path}`, local.version) };
-        return { provider, identity: local.identity, from: local.path, commit: local.commit, ...(local.kind === "tarball" ? { file: local.path } : {}) };
+        if (local.version !== entry.version)
+          return { provider, skip: mismatch(`the local ${local.kind} ${local.path}`, local.version) };
+        return {
+          provider,
+          identity: local.identity,
+          from: local.path,
+          commit: local.commit,
+          ...(local.kind === "tarball" ? { file: local.path } : {}),
+        };
       case "git":
         if (!git) return { provider, skip: "criu.git is not set (--git URL --ref REF)" };
-        if (git.version !== entry.version) return { provider, skip: mismatch(`${git.url} at ${git.ref} (${git.commit.slice(0, 12)})`, git.version) };
+        if (git.version !== entry.version)
+          return {
+            provider,
+            skip: mismatch(`${git.url} at ${git.ref} (${git.commit.slice(0, 12)})`, git.version),
+          };
         return { provider, identity: `git:${git.commit}`, from: `${git.url}@${git.ref}`, commit: git.commit };
       case "local-mirror":
         if (!c.local_mirror) return { provider, skip: "criu.local_mirror is not set (--criu-mirror DIR)" };
         return once(`mirror:${c.local_mirror}:${entry.version}`, () => resolveMirror(c.local_mirror, entry));
       case "debian-source":
         if (!entry.debian) return { provider, skip: `Debian does not package CRIU ${entry.version}` };
-        return { provider, identity: `sha256:${entry.debian.orig_sha256}`, from: `Debian ${entry.debian.suite} criu ${entry.debian.version} orig tarball` };
+        return {
+          provider,
+          identity: `sha256:${entry.debian.orig_sha256}`,
+          from: `Debian ${entry.debian.suite} criu ${entry.debian.version} orig tarball`,
+        };
       case "upstream":
-        if (!entry.upstream) return { provider, skip: `no sha256 pinned for CRIU ${entry.version}'s tag archive (an unverified download is refused)` };
-        return { provider, identity: `sha256:${entry.upstream.sha256}`, from: upstreamUrl(c.upstream_url_base, entry.version) };
+        if (!entry.upstream)
+          return {
+            provider,
+            skip: `no sha256 pinned for CRIU ${entry.version}'s tag archive (an unverified download is refused)`,
+          };
+        return {
+          provider,
+          identity: `sha256:${entry.upstream.sha256}`,
+          from: upstreamUrl(c.upstream_url_base, entry.version),
+        };
       case "debian-binary":
         if (!entry.binary) return { provider, skip: `Debian has no binary package of CRIU ${entry.version}` };
-        return { provider, identity: `deb:${entry.binary.suite}:${entry.binary.version}`, from: `Debian ${entry.binary.suite} package criu ${entry.binary.version}` };
+        return {
+          provider,
+          identity: `deb:${entry.binary.suite}:${entry.binary.version}`,
+          from: `Debian ${entry.binary.suite} package criu ${entry.binary.version}`,
+        };
     }
   });
   return { entry, versionFrom, providers, debianPatches: patches, local, git };
@@ -328,7 +497,8 @@ async function unpackInto(tarball: string, dest: string, what: string): Promise<
   await mkdir(staging, { recursive: true });
   await run(["tar", "-xf", tarball, "-C", staging], { timeoutMs: 5 * 60_000 });
   const [top, ...more] = await readdir(staging);
-  if (!top || more.length) throw new UserError(`${what} ${tarball}: expected one top directory`, "is this a CRIU source tarball?");
+  if (!top || more.length)
+    throw new UserError(`${what} ${tarball}: expected one top directory`, "is this a CRIU source tarball?");
   const tree = join(dest, "src");
   await rename(join(staging, top), tree);
   await rm(staging, { recursive: true });
@@ -337,24 +507,38 @@ async function unpackInto(tarball: string, dest: string, what: string): Promise<
 
 async function verified(file: string, identity: string, what: string): Promise<void> {
   const got = `sha256:${await sha256File(file)}`;
-  if (got !== identity) throw new UserError(`${what} ${file} changed since it was resolved: ${got}, expected ${identity}`, "run again; do not change sources during a build");
+  if (got !== identity)
+    throw new UserError(
+      `${what} ${file} changed since it was resolved: ${got}, expected ${identity}`,
+      "run again; do not change sources during a build",
+    );
 }
 
 /** Copies a local tree for the build: a git checkout's tracked files only (with their changes). */
 async function copyLocalTree(local: LocalSource, tree: string, dest: string): Promise<void> {
   if (local.kind === "git") {
     const tracked = gitOut(["ls-files", "-z", "--cached"], local.path).out.split("\0").filter(Boolean);
-    const deleted = new Set(gitOut(["ls-files", "-z", "--deleted"], local.path).out.split("\0").filter(Boolean));
+    const deleted = new Set(
+      gitOut(["ls-files", "-z", "--deleted"], local.path).out.split("\0").filter(Boolean),
+    );
     const list = join(dest, "tracked-files");
     writeFileSync(list, tracked.filter((f) => !deleted.has(f)).join("\0"));
-    await run(["rsync", "-a", "--from0", `--files-from=${list}`, `${local.path}/`, `${tree}/`], { timeoutMs: 5 * 60_000 });
+    await run(["rsync", "-a", "--from0", `--files-from=${list}`, `${local.path}/`, `${tree}/`], {
+      timeoutMs: 5 * 60_000,
+    });
   } else {
     await run(["rsync", "-a", "--exclude", "/.git", `${local.path}/`, `${tree}/`], { timeoutMs: 5 * 60_000 });
   }
 }
 
 /** Fetches and unpacks a resolved source into `dest/src`. Throws NotAvailableError to pass on. */
-export async function obtainCriuSource(p: ResolvedProvider & { provider: SourceProvider }, resolved: ResolvedCriu, ctx: ProviderContext, dest: string, upstreamBase: string): Promise<{ tree: string; origin: CriuOrigin }> {
+export async function obtainCriuSource(
+  p: ResolvedProvider & { provider: SourceProvider },
+  resolved: ResolvedCriu,
+  ctx: ProviderContext,
+  dest: string,
+  upstreamBase: string,
+): Promise<{ tree: string; origin: CriuOrigin }> {
   const entry = resolved.entry;
   const downloads = join(ctx.cacheRoot, "downloads");
   await mkdir(downloads, { recursive: true });
@@ -377,7 +561,20 @@ export async function obtainCriuSource(p: ResolvedProvider & { provider: SourceP
     case "git": {
       const git = resolved.git!;
       const tar = join(dest, "git-archive.tar");
-      await run(["git", "-C", git.repo, "archive", "--format=tar", `--prefix=criu-${git.version}/`, "-o", tar, git.commit], { timeoutMs: 5 * 60_000 });
+      await run(
+        [
+          "git",
+          "-C",
+          git.repo,
+          "archive",
+          "--format=tar",
+          `--prefix=criu-${git.version}/`,
+          "-o",
+          tar,
+          git.commit,
+        ],
+        { timeoutMs: 5 * 60_000 },
+      );
       tree = await unpackInto(tar, dest, "git archive of");
       await rm(tar);
       break;
@@ -390,60 +587,136 @@ export async function obtainCriuSource(p: ResolvedProvider & { provider: SourceP
       const url = upstreamUrl(upstreamBase, entry.version);
       const file = join(downloads, `criu-${entry.version}.tar.gz`);
       ctx.log(`downloading ${url}`);
-      await download({ url, dest: file, sha256: entry.upstream!.sha256, size: entry.upstream!.size, timeoutMs: DOWNLOAD_TIMEOUT_MS, pinnedIn: "criu-builds/versions.yaml" });
+      await download({
+        url,
+        dest: file,
+        sha256: entry.upstream!.sha256,
+        size: entry.upstream!.size,
+        timeoutMs: DOWNLOAD_TIMEOUT_MS,
+        pinnedIn: "criu-builds/versions.yaml",
+      });
       tree = await unpackInto(file, dest, "upstream tarball");
       break;
     }
     case "debian-source": {
       const pin = entry.debian!;
-      const index = await loadSuiteIndex({ mirror: ctx.mirror, suite: pin.suite, cacheDir: join(ctx.cacheRoot, "debian-index"), kind: "source" });
+      const index = await loadSuiteIndex({
+        mirror: ctx.mirror,
+        suite: pin.suite,
+        cacheDir: join(ctx.cacheRoot, "debian-index"),
+        kind: "source",
+      });
       const pkg = index.sources("criu").find((x) => x.version === pin.version);
-      if (!pkg) throw new NotAvailableError(ctx.mirror, `${pin.suite} has no criu ${pin.version} (it has ${index.sources("criu").map((x) => x.version).join(", ") || "none"})`);
+      if (!pkg)
+        throw new NotAvailableError(
+          ctx.mirror,
+          `${pin.suite} has no criu ${pin.version} (it has ${
+            index
+              .sources("criu")
+              .map((x) => x.version)
+              .join(", ") || "none"
+          })`,
+        );
       const orig = pkg.files.find((f) => /\.orig\.tar\.(xz|gz)$/.test(f.name));
       if (!orig) throw new NotAvailableError(ctx.mirror, `criu ${pin.version} lists no orig tarball`);
       if (orig.sha256 !== pin.orig_sha256)
-        throw new UserError(`checksum mismatch for ${orig.name}: the signed ${pin.suite} index says ${orig.sha256}, criu-builds/versions.yaml pins ${pin.orig_sha256}`, "check the pin against the Debian archive");
+        throw new UserError(
+          `checksum mismatch for ${orig.name}: the signed ${pin.suite} index says ${orig.sha256}, criu-builds/versions.yaml pins ${pin.orig_sha256}`,
+          "check the pin against the Debian archive",
+        );
       ctx.log(`downloading ${orig.url}`);
       const file = join(downloads, orig.name);
-      await download({ url: orig.url, dest: file, sha256: orig.sha256, size: orig.size, timeoutMs: DOWNLOAD_TIMEOUT_MS });
+      await download({
+        url: orig.url,
+        dest: file,
+        sha256: orig.sha256,
+        size: orig.size,
+        timeoutMs: DOWNLOAD_TIMEOUT_MS,
+      });
       tree = await unpackInto(file, dest, "Debian orig tarball");
       break;
     }
   }
-  const found = versionFromMakefile(readFileSync(join(tree, "Makefile.versions"), "utf8"), `${p.from}: Makefile.versions`);
-  if (found !== entry.version) throw new UserError(`${p.from} holds CRIU ${found}, not ${entry.version}`, "give a source of the version asked for");
-  const debianPatches = resolved.debianPatches ? await applyDebianPatches(resolved.debianPatches, ctx, tree, dest) : [];
-  return { tree, origin: { provider: p.provider, identity, from: p.from ?? "", commit: p.commit, debianPatches } };
+  const found = versionFromMakefile(
+    readFileSync(join(tree, "Makefile.versions"), "utf8"),
+    `${p.from}: Makefile.versions`,
+  );
+  if (found !== entry.version)
+    throw new UserError(
+      `${p.from} holds CRIU ${found}, not ${entry.version}`,
+      "give a source of the version asked for",
+    );
+  const debianPatches = resolved.debianPatches
+    ? await applyDebianPatches(resolved.debianPatches, ctx, tree, dest)
+    : [];
+  return {
+    tree,
+    origin: { provider: p.provider, identity, from: p.from ?? "", commit: p.commit, debianPatches },
+  };
 }
 
 /** Debian's quilt patches, from the pinned debian.tar.xz (checked against the signed index too). */
-async function applyDebianPatches(set: DebianPatchSet, ctx: ProviderContext, tree: string, dest: string): Promise<string[]> {
+async function applyDebianPatches(
+  set: DebianPatchSet,
+  ctx: ProviderContext,
+  tree: string,
+  dest: string,
+): Promise<string[]> {
   const downloads = join(ctx.cacheRoot, "downloads");
   const file = join(downloads, set.archive);
   if (!existsSync(file) || `sha256:${await sha256File(file)}` !== `sha256:${set.sha256}`) {
     let url: string;
     try {
-      const index = await loadSuiteIndex({ mirror: ctx.mirror, suite: set.suite, cacheDir: join(ctx.cacheRoot, "debian-index"), kind: "source" });
-      const listed = index.sources("criu").find((x) => x.version === set.packageVersion)?.files.find((f) => f.name === set.archive);
+      const index = await loadSuiteIndex({
+        mirror: ctx.mirror,
+        suite: set.suite,
+        cacheDir: join(ctx.cacheRoot, "debian-index"),
+        kind: "source",
+      });
+      const listed = index
+        .sources("criu")
+        .find((x) => x.version === set.packageVersion)
+        ?.files.find((f) => f.name === set.archive);
       if (!listed) throw new NotAvailableError(ctx.mirror, `${set.suite} no longer lists ${set.archive}`);
       if (set.sha256 && listed.sha256 !== set.sha256)
-        throw new UserError(`checksum mismatch for ${set.archive}: the signed ${set.suite} index says ${listed.sha256}, criu-builds/versions.yaml pins ${set.sha256}`, "check the pin against the Debian archive");
+        throw new UserError(
+          `checksum mismatch for ${set.archive}: the signed ${set.suite} index says ${listed.sha256}, criu-builds/versions.yaml pins ${set.sha256}`,
+          "check the pin against the Debian archive",
+        );
       url = listed.url;
     } catch (err) {
       if (err instanceof NotAvailableError)
-        throw new NotAvailableError(err.url, `this version needs Debian's patches ${set.names.join(", ")} from ${set.archive}, which cannot be had: ${err.reason}`);
+        throw new NotAvailableError(
+          err.url,
+          `this version needs Debian's patches ${set.names.join(", ")} from ${set.archive}, which cannot be had: ${err.reason}`,
+        );
       throw err;
     }
     ctx.log(`downloading ${url}`);
-    await download({ url, dest: file, sha256: set.sha256 || undefined, timeoutMs: DOWNLOAD_TIMEOUT_MS, pinnedIn: "criu-builds/versions.yaml" });
+    await download({
+      url,
+      dest: file,
+      sha256: set.sha256 || undefined,
+      timeoutMs: DOWNLOAD_TIMEOUT_MS,
+      pinnedIn: "criu-builds/versions.yaml",
+    });
   }
   await run(["tar", "-xf", file, "-C", dest, "debian/patches"], { timeoutMs: 60_000 });
   const applied: string[] = [];
   for (const name of set.names) {
-    const patch = readdirSync(join(dest, "debian/patches")).find((f) => f.replace(/\.(patch|diff)$/, "") === name);
-    if (!patch) throw new UserError(`Debian patch ${name} is not in ${set.archive}`, "fix debian_patches in criu-builds/versions.yaml");
+    const patch = readdirSync(join(dest, "debian/patches")).find(
+      (f) => f.replace(/\.(patch|diff)$/, "") === name,
+    );
+    if (!patch)
+      throw new UserError(
+        `Debian patch ${name} is not in ${set.archive}`,
+        "fix debian_patches in criu-builds/versions.yaml",
+      );
     ctx.log(`applying Debian patch ${patch}`);
-    await run(["patch", "-p1", "--batch", "--forward", "-i", join(dest, "debian/patches", patch)], { cwd: tree, timeoutMs: 60_000 });
+    await run(["patch", "-p1", "--batch", "--forward", "-i", join(dest, "debian/patches", patch)], {
+      cwd: tree,
+      timeoutMs: 60_000,
+    });
     applied.push(patch);
   }
   return applied;
@@ -460,22 +733,53 @@ export interface CriuBinary {
 export function dependsNames(depends: string): string[] {
   return depends
     .split(",")
-    .map((d) => d.trim().split("|")[0].trim().split(/[\s(:]/)[0])
+    .map(
+      (d) =>
+        d
+          .trim()
+          .split("|")[0]
+          .trim()
+          .split(/[\s(:]/)[0],
+    )
     .filter(Boolean);
 }
 
 /** The Debian binary package, extracted (never installed on the host). */
-export async function obtainCriuBinary(entry: CriuVersionEntry, ctx: ProviderContext, dest: string): Promise<CriuBinary> {
+export async function obtainCriuBinary(
+  entry: CriuVersionEntry,
+  ctx: ProviderContext,
+  dest: string,
+): Promise<CriuBinary> {
   const pin = entry.binary;
   if (!pin) throw new NotAvailableError("", `CRIU ${entry.version} has no Debian binary package`);
-  const index = await loadSuiteIndex({ mirror: ctx.mirror, suite: pin.suite, cacheDir: join(ctx.cacheRoot, "debian-index"), kind: { binaryArch: "amd64" } });
+  const index = await loadSuiteIndex({
+    mirror: ctx.mirror,
+    suite: pin.suite,
+    cacheDir: join(ctx.cacheRoot, "debian-index"),
+    kind: { binaryArch: "amd64" },
+  });
   const pkg = index.binaries("criu").find((p) => p.version === pin.version);
-  if (!pkg) throw new NotAvailableError(ctx.mirror, `${pin.suite} has no criu ${pin.version} binary (it has ${index.binaries("criu").map((p) => p.version).join(", ") || "none"})`);
+  if (!pkg)
+    throw new NotAvailableError(
+      ctx.mirror,
+      `${pin.suite} has no criu ${pin.version} binary (it has ${
+        index
+          .binaries("criu")
+          .map((p) => p.version)
+          .join(", ") || "none"
+      })`,
+    );
   const downloads = join(ctx.cacheRoot, "downloads");
   await mkdir(downloads, { recursive: true });
   const deb = join(downloads, basename(pkg.filename));
   ctx.log(`downloading ${pkg.url}`);
-  await download({ url: pkg.url, dest: deb, sha256: pkg.sha256, size: pkg.size, timeoutMs: DOWNLOAD_TIMEOUT_MS });
+  await download({
+    url: pkg.url,
+    dest: deb,
+    sha256: pkg.sha256,
+    size: pkg.size,
+    timeoutMs: DOWNLOAD_TIMEOUT_MS,
+  });
   const x = join(dest, "extract");
   await run(["dpkg-deb", "-x", deb, x], { timeoutMs: 5 * 60_000 });
   const candidates = ["usr/sbin/criu", "sbin/criu", "usr/bin/criu"].map((p) => join(x, p));
@@ -483,7 +787,11 @@ export async function obtainCriuBinary(entry: CriuVersionEntry, ctx: ProviderCon
   if (!binary) throw new UserError(`${basename(deb)} contains no criu binary`, "is this the criu package?");
   return {
     binary,
-    origin: { provider: "debian-binary", identity: `deb:${pin.suite}:${pkg.version}:${pkg.sha256}`, from: pkg.url },
+    origin: {
+      provider: "debian-binary",
+      identity: `deb:${pin.suite}:${pkg.version}:${pkg.sha256}`,
+      from: pkg.url,
+    },
     // Only the criu binary is shipped, not crit: its python dependencies are left out.
     runtimePackages: dependsNames(pkg.depends).filter((name) => !name.startsWith("python3")),
   };

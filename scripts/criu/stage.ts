@@ -17,11 +17,25 @@ import { cacheKey, sha256File } from "../lib/hash.js";
 import { requireHostTools } from "../lib/host-tools.js";
 import { runSteps } from "../lib/progress.js";
 import { buildCriuInChroot, criuBuildDeps } from "./build-recipe.js";
-import { entryForSourceVersion, suitesFrom, type CriuCatalog, type CriuVersionEntry } from "../data/criu-catalog.js";
+import {
+  entryForSourceVersion,
+  suitesFrom,
+  type CriuCatalog,
+  type CriuVersionEntry,
+} from "../data/criu-catalog.js";
 import { diagnose, formatFindings, type Finding } from "../data/doctor.js";
 import { applyPatches } from "./patches.js";
 import { selectPatches, type PatchSpec, type SelectedPatch } from "../data/criu-patches.js";
-import { obtainCriuBinary, obtainCriuSource, resolveCriuSource, type CriuOrigin, type ProviderContext, type ResolvedCriu, type ResolvedProvider, type SourceProvider } from "./sources.js";
+import {
+  obtainCriuBinary,
+  obtainCriuSource,
+  resolveCriuSource,
+  type CriuOrigin,
+  type ProviderContext,
+  type ResolvedCriu,
+  type ResolvedProvider,
+  type SourceProvider,
+} from "./sources.js";
 import { cpus } from "node:os";
 
 /** Bump when the build recipe changes its output. */
@@ -67,30 +81,53 @@ export interface CriuPlan {
 /** Raised when no provider can serve a version: the matrix lists such a cell as SKIPPED. */
 export class NoCriuSourceError extends UserError {}
 
-export const SOURCE_FIX = "give a source: --criu-mirror DIR (a directory of release tarballs), --local-source DIR (a tree, git checkout or tarball), or --git URL --ref REF";
+export const SOURCE_FIX =
+  "give a source: --criu-mirror DIR (a directory of release tarballs), --local-source DIR (a tree, git checkout or tarball), or --git URL --ref REF";
 
 /** Resolve (reads the disk; git may fetch) and plan, for callers that want both. */
-export function resolveAndPlanCriu(config: PipelineConfig, opts: { strict: boolean; memo?: Map<string, unknown> }, data: Pick<RepoData, "criu" | "criuPatches"> = repoData()): CriuPlan {
-  const resolved = resolveCriuSource(config, data.criu, { cacheRoot: config.cache_dir, strict: opts.strict }, opts.memo);
+export function resolveAndPlanCriu(
+  config: PipelineConfig,
+  opts: { strict: boolean; memo?: Map<string, unknown> },
+  data: Pick<RepoData, "criu" | "criuPatches"> = repoData(),
+): CriuPlan {
+  const resolved = resolveCriuSource(
+    config,
+    data.criu,
+    { cacheRoot: config.cache_dir, strict: opts.strict },
+    opts.memo,
+  );
   return planCriu(config, resolved, data.criu, data.criuPatches);
 }
 
 /** Pure planning: patches, and for each provider its cache key or why it is skipped. */
-export function planCriu(config: PipelineConfig, resolved: ResolvedCriu, catalog: CriuCatalog, patchCatalog: Map<string, PatchSpec>): CriuPlan {
+export function planCriu(
+  config: PipelineConfig,
+  resolved: ResolvedCriu,
+  catalog: CriuCatalog,
+  patchCatalog: Map<string, PatchSpec>,
+): CriuPlan {
   const entry = resolved.entry;
   const guestSuite = config.criu.guest_suite || entry.min_suite;
   suitesFrom(catalog, guestSuite); // validates the suite name
   const patches = selectPatches(config.criu.patches, entry.version, patchCatalog);
   const buildSuite = (provider: CriuProvider) =>
-    provider === "debian-binary" ? entry.binary!.suite : config.criu.link === "static" ? config.criu.static_build_suite : guestSuite;
+    provider === "debian-binary"
+      ? entry.binary!.suite
+      : config.criu.link === "static"
+        ? config.criu.static_build_suite
+        : guestSuite;
   const candidates = resolved.providers.map((r): CriuCandidate => {
     if (!r.identity) return r;
-    if (r.provider === "debian-binary" && patches.length) return { ...r, identity: undefined, skip: "a binary package cannot be patched" };
+    if (r.provider === "debian-binary" && patches.length)
+      return { ...r, identity: undefined, skip: "a binary package cannot be patched" };
     const fromSource = r.provider !== "debian-binary";
     const key = cacheKey({
       version: entry.version,
       source: r.identity,
-      debianPatches: fromSource && resolved.debianPatches ? [resolved.debianPatches.archive, resolved.debianPatches.sha256, resolved.debianPatches.names] : [],
+      debianPatches:
+        fromSource && resolved.debianPatches
+          ? [resolved.debianPatches.archive, resolved.debianPatches.sha256, resolved.debianPatches.names]
+          : [],
       patches: patches.map((p) => [p.name, p.sha256]),
       link: fromSource ? config.criu.link : "debian-binary",
       buildSuite: buildSuite(r.provider),
@@ -104,12 +141,22 @@ export function planCriu(config: PipelineConfig, resolved: ResolvedCriu, catalog
 /** The plan in words: the version and where it came from, then each provider's answer. */
 export function describeCriuPlan(plan: CriuPlan, cached: (key: string) => boolean): string[] {
   const r = plan.resolved;
-  const lines = [`CRIU ${plan.entry.version}${r.versionFrom === "config" ? "" : ` (the version of the ${r.versionFrom} source)`}${plan.entry.facts_from ? `; catalog facts of ${plan.entry.facts_from}` : ""}`];
+  const lines = [
+    `CRIU ${plan.entry.version}${r.versionFrom === "config" ? "" : ` (the version of the ${r.versionFrom} source)`}${plan.entry.facts_from ? `; catalog facts of ${plan.entry.facts_from}` : ""}`,
+  ];
   if (r.git) lines.push(`git: ${r.git.url} ${r.git.ref} -> ${r.git.commit}`);
-  if (r.local) lines.push(`local source: ${r.local.path} (${r.local.kind}${r.local.commit ? ` at ${r.local.commit.slice(0, 12)}${r.local.dirty ? " with uncommitted changes" : ""}` : ""})`);
-  if (r.debianPatches) lines.push(`source builds apply Debian's ${r.debianPatches.names.join(", ")} from ${r.debianPatches.archive} (from the ${r.debianPatches.suite} mirror at build time; without it no source provider can serve this version)`);
+  if (r.local)
+    lines.push(
+      `local source: ${r.local.path} (${r.local.kind}${r.local.commit ? ` at ${r.local.commit.slice(0, 12)}${r.local.dirty ? " with uncommitted changes" : ""}` : ""})`,
+    );
+  if (r.debianPatches)
+    lines.push(
+      `source builds apply Debian's ${r.debianPatches.names.join(", ")} from ${r.debianPatches.archive} (from the ${r.debianPatches.suite} mirror at build time; without it no source provider can serve this version)`,
+    );
   const serving = plan.candidates.find((c) => c.key);
-  lines.push(`served by: ${serving ? `${serving.provider} (${serving.from})` : `nothing here: ${SOURCE_FIX}`}`);
+  lines.push(
+    `served by: ${serving ? `${serving.provider} (${serving.from})` : `nothing here: ${SOURCE_FIX}`}`,
+  );
   lines.push("providers, in order:");
   for (const c of plan.candidates) {
     const state = c.key
@@ -126,9 +173,23 @@ export function describeCriuPlan(plan: CriuPlan, cached: (key: string) => boolea
  * The compatibility check of a built CRIU against a kernel: a matrix shares one CRIU build
  * across kernels, so each cell asks with its own kernel's config and version.
  */
-export function doctorForBuilt(config: PipelineConfig, m: CriuMetadata, kernel: Pick<CriuStageOptions, "kernelConfig" | "kernelVersion">): Finding[] {
+export function doctorForBuilt(
+  config: PipelineConfig,
+  m: CriuMetadata,
+  kernel: Pick<CriuStageOptions, "kernelConfig" | "kernelVersion">,
+): Finding[] {
   const catalog = repoData().criu;
-  return doctorFor(config, { entry: entryForSourceVersion(m.version, catalog), catalog, guestSuite: m.guest_suite, patches: m.patches }, m.provider, kernel);
+  return doctorFor(
+    config,
+    {
+      entry: entryForSourceVersion(m.version, catalog),
+      catalog,
+      guestSuite: m.guest_suite,
+      patches: m.patches,
+    },
+    m.provider,
+    kernel,
+  );
 }
 
 export interface CriuStageResult {
@@ -153,8 +214,18 @@ export interface CriuStageOptions {
 /** What the compatibility check needs of a CRIU plan (a built CRIU's metadata gives the same). */
 export type DoctorPlan = Pick<CriuPlan, "entry" | "catalog" | "guestSuite"> & { patches: { name: string }[] };
 
-export function doctorFor(config: PipelineConfig, plan: DoctorPlan, provider: CriuProvider | undefined, opts: CriuStageOptions): Finding[] {
-  const binarySuite = provider === "debian-binary" ? plan.entry.binary?.suite : config.criu.link === "dynamic" ? plan.guestSuite : undefined;
+export function doctorFor(
+  config: PipelineConfig,
+  plan: DoctorPlan,
+  provider: CriuProvider | undefined,
+  opts: CriuStageOptions,
+): Finding[] {
+  const binarySuite =
+    provider === "debian-binary"
+      ? plan.entry.binary?.suite
+      : config.criu.link === "dynamic"
+        ? plan.guestSuite
+        : undefined;
   return diagnose({
     criu: plan.entry,
     catalog: plan.catalog,
@@ -168,12 +239,16 @@ export function doctorFor(config: PipelineConfig, plan: DoctorPlan, provider: Cr
   });
 }
 
-export async function runCriuStage(config: PipelineConfig, opts: CriuStageOptions = {}): Promise<CriuStageResult> {
+export async function runCriuStage(
+  config: PipelineConfig,
+  opts: CriuStageOptions = {},
+): Promise<CriuStageResult> {
   const cache = new ArtifactCache(config.cache_dir);
   const state = { result: undefined as CriuStageResult | undefined, attempts: [] as string[] };
   const pctx: ProviderContext = { cacheRoot: cache.root, mirror: config.debian.mirror, log: () => undefined };
   const plan = opts.plan ?? resolveAndPlanCriu(config, { strict: opts.strict ?? true });
-  const mode = plan.candidates.find((c) => c.key)?.provider === "debian-binary" ? "Debian binary" : config.criu.link;
+  const mode =
+    plan.candidates.find((c) => c.key)?.provider === "debian-binary" ? "Debian binary" : config.criu.link;
   const label = `CRIU ${plan.entry.version} (${mode}${plan.patches.length ? `, patches: ${plan.patches.map((p) => p.name).join(", ")}` : ""}) for ${plan.guestSuite}`;
 
   await runSteps(state, [
@@ -185,14 +260,25 @@ export async function runCriuStage(config: PipelineConfig, opts: CriuStageOption
         // the same key, so a mirror's build is also upstream's.
         const c = plan.candidates.find((x) => x.key);
         const hit = c && (await cache.lookup<CriuMetadata>("criu", c.key!));
-        if (c && hit) s.result = { dir: hit.dir, cached: true, metadata: hit.metadata, findings: doctorFor(config, plan, c.provider, opts), attempts: [] };
+        if (c && hit)
+          s.result = {
+            dir: hit.dir,
+            cached: true,
+            metadata: hit.metadata,
+            findings: doctorFor(config, plan, c.provider, opts),
+            attempts: [],
+          };
       },
     },
     {
       title: "Obtain and build",
       skip: (s) => (s.result ? "cached" : false),
       run: async (s, log) => {
-        requireHostTools([config.debian.bootstrap, "tar", "xz", "patch", "gpgv", "dpkg-deb", "rsync"], [], "the CRIU stage");
+        requireHostTools(
+          [config.debian.bootstrap, "tar", "xz", "patch", "gpgv", "dpkg-deb", "rsync"],
+          [],
+          "the CRIU stage",
+        );
         pctx.log = log;
         for (const c of plan.candidates) {
           if (!c.key) {
@@ -207,21 +293,44 @@ export async function runCriuStage(config: PipelineConfig, opts: CriuStageOption
             return;
           }
           if (findings.some((f) => f.severity === "fail") && !opts.force)
-            throw new UserError(formatFindings(findings, `${label} via ${c.provider}`), "fix what the check names, or pass --force to build anyway", 1);
+            throw new UserError(
+              formatFindings(findings, `${label} via ${c.provider}`),
+              "fix what the check names, or pass --force to build anyway",
+              1,
+            );
           try {
             const art = await cache.getOrBuild<CriuMetadata>("criu", c.key, (tmp) =>
-              c.provider === "debian-binary" ? extractBinary(config, plan, pctx, tmp) : buildFromSource(config, plan, c as CriuCandidate & { provider: SourceProvider }, pctx, tmp, log),
+              c.provider === "debian-binary"
+                ? extractBinary(config, plan, pctx, tmp)
+                : buildFromSource(
+                    config,
+                    plan,
+                    c as CriuCandidate & { provider: SourceProvider },
+                    pctx,
+                    tmp,
+                    log,
+                  ),
             );
-            s.result = { dir: art.dir, cached: art.cached, metadata: art.metadata, findings, attempts: s.attempts };
+            s.result = {
+              dir: art.dir,
+              cached: art.cached,
+              metadata: art.metadata,
+              findings,
+              attempts: s.attempts,
+            };
             return;
           } catch (err) {
             // A source the user named (a tree, a git URL) never falls back to another provider.
-            if (!(err instanceof NotAvailableError) || c.provider === "local-source" || c.provider === "git") throw err;
+            if (!(err instanceof NotAvailableError) || c.provider === "local-source" || c.provider === "git")
+              throw err;
             s.attempts.push(`${c.provider}: ${err.message}`);
             log(`${c.provider}: ${err.message}`);
           }
         }
-        throw new NoCriuSourceError(`no provider could supply ${label}:\n${s.attempts.map((a) => `  - ${a}`).join("\n")}`, SOURCE_FIX);
+        throw new NoCriuSourceError(
+          `no provider could supply ${label}:\n${s.attempts.map((a) => `  - ${a}`).join("\n")}`,
+          SOURCE_FIX,
+        );
       },
     },
   ]);
@@ -239,7 +348,13 @@ async function buildFromSource(
   const work = join(tmp, "work");
   await mkdir(work, { recursive: true });
   const provider = candidate.provider;
-  const { tree, origin } = await obtainCriuSource(candidate, plan.resolved, { ...pctx, log }, work, config.criu.upstream_url_base);
+  const { tree, origin } = await obtainCriuSource(
+    candidate,
+    plan.resolved,
+    { ...pctx, log },
+    work,
+    config.criu.upstream_url_base,
+  );
   if (plan.patches.length) {
     log(`applying ${plan.patches.map((p) => p.name).join(", ")}`);
     await applyPatches(tree, plan.patches, plan.entry.version);
@@ -247,7 +362,13 @@ async function buildFromSource(
   const buildSuite = plan.buildSuite(provider);
   log(`preparing the ${buildSuite} build chroot`);
   const cache = new ArtifactCache(config.cache_dir);
-  const chroot = await ensureChroot({ cache, suite: buildSuite, packages: criuBuildDeps(config.criu.link), debian: config.debian, log });
+  const chroot = await ensureChroot({
+    cache,
+    suite: buildSuite,
+    packages: criuBuildDeps(config.criu.link),
+    debian: config.debian,
+    log,
+  });
   const logFile = join(tmp, "build.log");
   const built = await buildCriuInChroot({
     chrootDir: chroot.dir,
@@ -274,7 +395,12 @@ async function buildFromSource(
   });
 }
 
-async function extractBinary(config: PipelineConfig, plan: CriuPlan, pctx: ProviderContext, tmp: string): Promise<CriuMetadata> {
+async function extractBinary(
+  config: PipelineConfig,
+  plan: CriuPlan,
+  pctx: ProviderContext,
+  tmp: string,
+): Promise<CriuMetadata> {
   const bin = await obtainCriuBinary(plan.entry, pctx, tmp);
   await copyFile(bin.binary, join(tmp, "criu"));
   await chmod(join(tmp, "criu"), 0o755);
@@ -283,7 +409,13 @@ async function extractBinary(config: PipelineConfig, plan: CriuPlan, pctx: Provi
   // `criu --version` where it will run: the guest rootfs of its suite with its runtime
   // packages (the image stage reuses this very chroot).
   const cache = new ArtifactCache(config.cache_dir);
-  const rootfs = await ensureGuestRootfs({ cache, suite, runtimePackages: bin.runtimePackages, debian: config.debian, log: pctx.log });
+  const rootfs = await ensureGuestRootfs({
+    cache,
+    suite,
+    runtimePackages: bin.runtimePackages,
+    debian: config.debian,
+    log: pctx.log,
+  });
   const versionOutput = await criuVersionIn(rootfs.dir, join(tmp, "criu"));
   return metadataFor(plan, bin.origin, tmp, {
     link: "debian-binary",
@@ -301,7 +433,16 @@ async function metadataFor(
   plan: CriuPlan,
   origin: CriuOrigin,
   tmp: string,
-  rest: Pick<CriuMetadata, "link" | "build_suite" | "runs_in" | "build_seconds" | "version_output" | "runtime_packages" | "needed_libs">,
+  rest: Pick<
+    CriuMetadata,
+    | "link"
+    | "build_suite"
+    | "runs_in"
+    | "build_seconds"
+    | "version_output"
+    | "runtime_packages"
+    | "needed_libs"
+  >,
 ): Promise<CriuMetadata> {
   const criu = join(tmp, "criu");
   if (!existsSync(criu)) throw new Error("no criu binary produced");

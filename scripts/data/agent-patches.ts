@@ -11,7 +11,9 @@ import { sha256 } from "../lib/hash.js";
 import { AGENT_PATCHES_DIR } from "../lib/paths.js";
 import { loadYamlWith } from "../lib/yaml-schema.js";
 
-const semverRange = z.string().refine((r) => semver.validRange(r) !== null, "must be a semver range, e.g. \">=4.1.0\"");
+const semverRange = z
+  .string()
+  .refine((r) => semver.validRange(r) !== null, 'must be a semver range, e.g. ">=4.1.0"');
 
 export const AGENT_PATCHES_SCHEMA = z.strictObject({
   /** The file the patch changes, relative to a kata-containers tree. */
@@ -23,10 +25,16 @@ export const AGENT_PATCHES_SCHEMA = z.strictObject({
 export type AgentPatchCatalog = z.infer<typeof AGENT_PATCHES_SCHEMA> & { dir: string };
 
 export function loadAgentPatches(dir = AGENT_PATCHES_DIR): AgentPatchCatalog {
-  return { ...loadYamlWith(AGENT_PATCHES_SCHEMA, join(dir, "patches.yaml"), { what: "agent patch catalog" }), dir };
+  return {
+    ...loadYamlWith(AGENT_PATCHES_SCHEMA, join(dir, "patches.yaml"), { what: "agent patch catalog" }),
+    dir,
+  };
 }
 
-export function selectAgentPatch(version: string, catalog: AgentPatchCatalog): { path: string; name: string; sha256: string } | undefined {
+export function selectAgentPatch(
+  version: string,
+  catalog: AgentPatchCatalog,
+): { path: string; name: string; sha256: string } | undefined {
   if (semver.satisfies(version, catalog.fixed_in)) return undefined;
   const variant = catalog.variants.find((v) => semver.satisfies(version, v.kata));
   if (!variant)

@@ -16,7 +16,9 @@ import { readWhitelist, type WhitelistEntry } from "./kata-fragments.js";
 const AllowEntrySchema = z.strictObject({
   symbol: z.string().regex(/^CONFIG_[A-Z0-9_]+$/, "must be a CONFIG_ symbol"),
   /** semver range of kernel versions the drop is accepted for. */
-  kernels: z.string().refine((r) => semver.validRange(r) !== null, "must be a semver range, e.g. \">=6.1 <6.3\""),
+  kernels: z
+    .string()
+    .refine((r) => semver.validRange(r) !== null, 'must be a semver range, e.g. ">=6.1 <6.3"'),
   reason: z.string().min(1),
 });
 
@@ -42,14 +44,20 @@ export function loadAllowlist(file: string): Allowlist {
   const whitelist = (doc.kata_whitelists ?? []).flatMap((rel, i) => {
     const path = resolve(dirname(file), rel);
     if (!existsSync(path) || !statSync(path).isFile())
-      throw new UserError(`${file}:${src.lineOf(["kata_whitelists", i]) ?? "?"}: Kata whitelist ${rel} not found (${path})`, "name a whitelist.conf file, relative to the allowlist");
+      throw new UserError(
+        `${file}:${src.lineOf(["kata_whitelists", i]) ?? "?"}: Kata whitelist ${rel} not found (${path})`,
+        "name a whitelist.conf file, relative to the allowlist",
+      );
     return readWhitelist(path);
   });
   return { accepted: doc.accepted, whitelist };
 }
 
 /** What verification accepts: the allowlist's entries, the Kata tree's whitelist and the imported ones. */
-export function acceptedMisses(allowlistFile: string, treeWhitelist: WhitelistEntry[]): { allowlist: AllowEntry[]; whitelist: WhitelistEntry[] } {
+export function acceptedMisses(
+  allowlistFile: string,
+  treeWhitelist: WhitelistEntry[],
+): { allowlist: AllowEntry[]; whitelist: WhitelistEntry[] } {
   const a = loadAllowlist(allowlistFile);
   return { allowlist: a.accepted, whitelist: [...treeWhitelist, ...a.whitelist] };
 }

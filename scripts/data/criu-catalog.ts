@@ -11,12 +11,21 @@ import { loadYamlFile, type LocatedYaml } from "../lib/yaml-file.js";
 import { checkYaml } from "../lib/yaml-schema.js";
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "must be a sha256 (64 hex digits)");
-const semverRange = z.string().refine((r) => semver.validRange(r) !== null, "must be a semver range, e.g. \">=3.19.0\"");
+const semverRange = z
+  .string()
+  .refine((r) => semver.validRange(r) !== null, 'must be a semver range, e.g. ">=3.19.0"');
 
 const VersionEntrySchema = z.strictObject({
   /** The pin of the GitHub tag archive v<version>.tar.gz. */
   upstream: z.strictObject({ sha256: sha256Hex, size: z.number().optional() }).optional(),
-  debian: z.strictObject({ version: z.string(), suite: z.string(), orig_sha256: sha256Hex, debian_tar_sha256: sha256Hex.optional() }).optional(),
+  debian: z
+    .strictObject({
+      version: z.string(),
+      suite: z.string(),
+      orig_sha256: sha256Hex,
+      debian_tar_sha256: sha256Hex.optional(),
+    })
+    .optional(),
   binary: z.strictObject({ version: z.string(), suite: z.string() }).optional(),
   min_suite: z.string(),
   debian_patches: z.array(z.string()).optional(),
@@ -35,7 +44,10 @@ export const CRIU_CATALOG_SCHEMA = z.strictObject({
   check_features: z.array(z.strictObject({ criu: semverRange, names: z.array(z.string()) })).optional(),
   provider_order: z.array(z.enum(CRIU_PROVIDERS)).optional(),
   /** The kernel options CRIU needs (required) or uses (optional), with what for: the doctor's list. */
-  kernel_options: z.strictObject({ required: z.record(z.string(), z.string()), optional: z.record(z.string(), z.string()) }),
+  kernel_options: z.strictObject({
+    required: z.record(z.string(), z.string()),
+    optional: z.record(z.string(), z.string()),
+  }),
 });
 
 export interface CriuVersionEntry extends z.infer<typeof VersionEntrySchema> {
@@ -69,7 +81,10 @@ export function parseCriuCatalog(src: LocatedYaml): CriuCatalog {
   const versions = new Map<string, CriuVersionEntry>();
   for (const [version, entry] of Object.entries(doc.versions)) {
     if (!doc.suites[entry.min_suite])
-      throw new UserError(`${src.file}:${src.lineOf(["versions", version, "min_suite"]) ?? "?"}: CRIU ${version} has min_suite '${entry.min_suite}', not one of ${Object.keys(doc.suites).join(", ")}`, "fix the catalog");
+      throw new UserError(
+        `${src.file}:${src.lineOf(["versions", version, "min_suite"]) ?? "?"}: CRIU ${version} has min_suite '${entry.min_suite}', not one of ${Object.keys(doc.suites).join(", ")}`,
+        "fix the catalog",
+      );
     versions.set(version, { version, ...entry });
   }
   return {
@@ -111,8 +126,14 @@ export function entryForSourceVersion(version: string, catalog: CriuCatalog): Cr
   const v = semverOf(version);
   const listed = [...catalog.versions.values()].find((e) => semverOf(e.version) === v);
   if (listed) return listed;
-  const below = [...catalog.versions.values()].filter((e) => semver.lte(semverOf(e.version), v)).sort((a, b) => semver.rcompare(semverOf(a.version), semverOf(b.version)))[0];
-  if (!below) throw new UserError(`CRIU ${version} is older than every catalog version`, `the catalog starts at ${[...catalog.versions.keys()].sort((a, b) => semver.compare(semverOf(a), semverOf(b)))[0]}`);
+  const below = [...catalog.versions.values()]
+    .filter((e) => semver.lte(semverOf(e.version), v))
+    .sort((a, b) => semver.rcompare(semverOf(a.version), semverOf(b.version)))[0];
+  if (!below)
+    throw new UserError(
+      `CRIU ${version} is older than every catalog version`,
+      `the catalog starts at ${[...catalog.versions.keys()].sort((a, b) => semver.compare(semverOf(a), semverOf(b)))[0]}`,
+    );
   return { version, min_suite: below.min_suite, facts_from: below.version };
 }
 
@@ -132,7 +153,11 @@ export function servableFromPins(requested: string, catalog: CriuCatalog): boole
 }
 
 /** The providers to try for this version: the config's when it names any, else the catalog's. */
-export function providerOrderFor(entry: CriuVersionEntry, catalog: CriuCatalog, configured: CriuProvider[]): CriuProvider[] {
+export function providerOrderFor(
+  entry: CriuVersionEntry,
+  catalog: CriuCatalog,
+  configured: CriuProvider[],
+): CriuProvider[] {
   if (configured.length) return configured;
   const facts = entry.facts_from ? catalog.versions.get(entry.facts_from) : entry;
   return entry.providers ?? (facts?.providers && !entry.facts_from ? facts.providers : catalog.providerOrder);
@@ -140,7 +165,10 @@ export function providerOrderFor(entry: CriuVersionEntry, catalog: CriuCatalog, 
 
 /** ">=3.19.0" -> ">= 3.19", "<3.18.0" -> "< 3.18": a semver range as a reader writes it. */
 export function readableRange(range: string): string {
-  return range.replace(/([<>]=?|=)\s*(\d+)\.(\d+)\.(\d+)/g, (_m, op, a, b, c) => `${op} ${a}.${b}${c === "0" ? "" : `.${c}`}`);
+  return range.replace(
+    /([<>]=?|=)\s*(\d+)\.(\d+)\.(\d+)/g,
+    (_m, op, a, b, c) => `${op} ${a}.${b}${c === "0" ? "" : `.${c}`}`,
+  );
 }
 
 /** "6.12.57+deb13-cloud-amd64" -> "6.12.57": a kernel release as semver. */
@@ -154,7 +182,12 @@ export function kernelSemver(release: string): string {
  * Does the fact hold for this CRIU version (and, for a fact with a kernel range, this guest
  * kernel)? A kernel fact with the kernel unknown does not hold: nothing is claimed unseen.
  */
-export function hasFact(catalog: CriuCatalog, fact: string, version: string, kernelVersion?: string): boolean {
+export function hasFact(
+  catalog: CriuCatalog,
+  fact: string,
+  version: string,
+  kernelVersion?: string,
+): boolean {
   const f = catalog.facts[fact];
   if (!f) throw new Error(`unknown CRIU fact '${fact}'`);
   if (!semver.satisfies(semverOf(version), f.criu)) return false;
@@ -171,6 +204,10 @@ export function checkFeatures(catalog: CriuCatalog, version: string): string[] {
 /** Suites a binary built for `suite` runs in: that suite and newer ones. */
 export function suitesFrom(catalog: CriuCatalog, suite: string): string[] {
   const i = catalog.suites.findIndex((s) => s.name === suite);
-  if (i < 0) throw new UserError(`unknown guest suite '${suite}'`, `known suites: ${catalog.suites.map((s) => s.name).join(", ")}`);
+  if (i < 0)
+    throw new UserError(
+      `unknown guest suite '${suite}'`,
+      `known suites: ${catalog.suites.map((s) => s.name).join(", ")}`,
+    );
   return catalog.suites.slice(i).map((s) => s.name);
 }

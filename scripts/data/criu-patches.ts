@@ -14,7 +14,9 @@ import { loadYamlFile } from "../lib/yaml-file.js";
 import { checkYaml } from "../lib/yaml-schema.js";
 import { semverOf } from "./criu-catalog.js";
 
-const semverRange = z.string().refine((r) => semver.validRange(r) !== null, "must be a semver range, e.g. \">=3.19.0\"");
+const semverRange = z
+  .string()
+  .refine((r) => semver.validRange(r) !== null, 'must be a semver range, e.g. ">=3.19.0"');
 
 export const CRIU_PATCHES_SCHEMA = z.strictObject({
   patches: z.record(z.string(), z.strictObject({ file: z.string(), criu: semverRange, why: z.string() })),
@@ -43,7 +45,10 @@ export function loadPatchCatalog(dir = CRIU_PATCHES_DIR): Map<string, PatchSpec>
       try {
         text = readFileSync(path);
       } catch {
-        throw new UserError(`${file}:${src.lineOf(["patches", name, "file"]) ?? "?"}: patch '${name}' names ${p.file}, which does not exist`, `add ${path} or fix the name`);
+        throw new UserError(
+          `${file}:${src.lineOf(["patches", name, "file"]) ?? "?"}: patch '${name}' names ${p.file}, which does not exist`,
+          `add ${path} or fix the name`,
+        );
       }
       return [name, { name, ...p, path, sha256: sha256(text) }];
     }),
@@ -51,15 +56,24 @@ export function loadPatchCatalog(dir = CRIU_PATCHES_DIR): Map<string, PatchSpec>
 }
 
 /** The requested patches for a version; a patch outside its range is an error, not a skip. */
-export function selectPatches(names: string[], version: string, catalog: Map<string, PatchSpec>): SelectedPatch[] {
+export function selectPatches(
+  names: string[],
+  version: string,
+  catalog: Map<string, PatchSpec>,
+): SelectedPatch[] {
   return names.map((name) => {
     const spec = catalog.get(name);
     if (!spec)
-      throw new UserError(`unknown CRIU patch '${name}'${didYouMean(name, catalog.keys())}`, `known patches: ${[...catalog.keys()].join(", ")}`);
+      throw new UserError(
+        `unknown CRIU patch '${name}'${didYouMean(name, catalog.keys())}`,
+        `known patches: ${[...catalog.keys()].join(", ")}`,
+      );
     if (!semver.satisfies(semverOf(version), spec.criu))
       throw new UserError(
         `patch '${name}' applies to CRIU ${spec.criu}, not to ${version}`,
-        name === "membarrier-probe-nonfatal" ? "CRIU before 3.19 has no membarrier probe to patch: drop the patch" : "drop the patch for this version",
+        name === "membarrier-probe-nonfatal"
+          ? "CRIU before 3.19 has no membarrier probe to patch: drop the patch"
+          : "drop the patch for this version",
       );
     return spec;
   });

@@ -2,7 +2,13 @@
  * The compatibility check: a CRIU version, how it is obtained, a guest suite and a kernel
  * config -> what will fail, why, and the fix. Pure; the CLI feeds it a .config.
  */
-import { hasFact, readableRange, suitesFrom, type CriuCatalog, type CriuVersionEntry } from "./criu-catalog.js";
+import {
+  hasFact,
+  readableRange,
+  suitesFrom,
+  type CriuCatalog,
+  type CriuVersionEntry,
+} from "./criu-catalog.js";
 
 /** fail: something will not work; warn: something is lost; info: a prediction worth checking. */
 export type Severity = "fail" | "warn" | "info";
@@ -44,14 +50,19 @@ function negated(range: string): string {
 const startsNot = (f: Finding) => f.test === "criu-check" && f.expect === "FAIL";
 const STARTS_NOT = { test: "criu-check", expect: "FAIL" } as const;
 
-const on = (config: Map<string, string>, sym: string) => ["y", "m"].includes(config.get(`CONFIG_${sym}`) ?? "n");
+const on = (config: Map<string, string>, sym: string) =>
+  ["y", "m"].includes(config.get(`CONFIG_${sym}`) ?? "n");
 
 export function diagnose(input: DoctorInput): Finding[] {
   const findings: Finding[] = [];
   const { criu, catalog, kernelConfig } = input;
   const v = criu.version;
 
-  if (kernelConfig && hasFact(catalog, "membarrier_get_registrations_probe", v) && !on(kernelConfig, "MEMBARRIER")) {
+  if (
+    kernelConfig &&
+    hasFact(catalog, "membarrier_get_registrations_probe", v) &&
+    !on(kernelConfig, "MEMBARRIER")
+  ) {
     if (input.patches.includes("membarrier-probe-nonfatal"))
       findings.push({
         severity: "warn",
@@ -81,7 +92,12 @@ export function diagnose(input: DoctorInput): Finding[] {
       ...STARTS_NOT,
     });
 
-  if (kernelConfig && input.withNftables && hasFact(catalog, "nftables_probe_fatal", v) && !on(kernelConfig, "NF_TABLES_INET"))
+  if (
+    kernelConfig &&
+    input.withNftables &&
+    hasFact(catalog, "nftables_probe_fatal", v) &&
+    !on(kernelConfig, "NF_TABLES_INET")
+  )
     findings.push({
       severity: "fail",
       id: "nftables-probe",
@@ -108,7 +124,8 @@ export function diagnose(input: DoctorInput): Finding[] {
   }
 
   if (kernelConfig) {
-    const missing = (opts: Record<string, string>) => Object.entries(opts).filter(([sym]) => !on(kernelConfig, sym));
+    const missing = (opts: Record<string, string>) =>
+      Object.entries(opts).filter(([sym]) => !on(kernelConfig, sym));
     for (const [sym, why] of missing(input.kernelOptions.required))
       findings.push({
         severity: "fail",
@@ -118,7 +135,13 @@ export function diagnose(input: DoctorInput): Finding[] {
         fix: `set CONFIG_${sym}=y in a kernel fragment`,
       });
     for (const [sym, why] of missing(input.kernelOptions.optional))
-      findings.push({ severity: "warn", id: `kernel-${sym}`, what: `kernel lacks CONFIG_${sym}`, why, fix: `set CONFIG_${sym}=y for ${why}` });
+      findings.push({
+        severity: "warn",
+        id: `kernel-${sym}`,
+        what: `kernel lacks CONFIG_${sym}`,
+        why,
+        fix: `set CONFIG_${sym}=y for ${why}`,
+      });
   }
 
   const k = input.kernelVersion;
@@ -145,7 +168,8 @@ export function diagnose(input: DoctorInput): Finding[] {
     });
 
   // Our images carry no kernel modules: a sock_diag handler built as one is never loaded.
-  const tcpDiagModule = kernelConfig && ["INET_DIAG", "TCP_DIAG"].find((sym) => kernelConfig.get(`CONFIG_${sym}`) === "m");
+  const tcpDiagModule =
+    kernelConfig && ["INET_DIAG", "TCP_DIAG"].find((sym) => kernelConfig.get(`CONFIG_${sym}`) === "m");
   if (tcpDiagModule && !findings.some(startsNot))
     findings.push({
       severity: "warn",
@@ -188,9 +212,16 @@ export function diagnose(input: DoctorInput): Finding[] {
 export function formatFindings(findings: Finding[], label: string): string {
   if (findings.length === 0) return `${label}: no problems found`;
   const lines = [`${label}:`];
-  for (const f of findings) lines.push(`  ${f.severity.toUpperCase()} ${f.what}`, `       why: ${f.why}`, `       fix: ${f.fix}`);
+  for (const f of findings)
+    lines.push(`  ${f.severity.toUpperCase()} ${f.what}`, `       why: ${f.why}`, `       fix: ${f.fix}`);
   const fails = findings.filter((f) => f.severity === "fail").length;
   const warns = findings.filter((f) => f.severity === "warn").length;
-  lines.push(fails ? `${fails} problem(s) that will fail` : warns ? "warnings only" : "no problems found; predictions only");
+  lines.push(
+    fails
+      ? `${fails} problem(s) that will fail`
+      : warns
+        ? "warnings only"
+        : "no problems found; predictions only",
+  );
   return lines.join("\n");
 }

@@ -46,11 +46,32 @@ export function loadFindingRules(catalog: CriuCatalog, file = FINDINGS_FILE): Fi
   return doc.findings.map((f, i) => {
     const where = `${file}:${src.lineOf(["findings", i]) ?? "?"}`;
     const needsFact = f.say.includes("{criu}") || f.say.includes("{kernel}") || f.scope === "fact";
-    if (needsFact && !f.fact) throw new UserError(`${where}: finding ${f.id} writes {criu}, {kernel} or scope: fact but names no fact`, "add fact: <a fact of criu-builds/versions.yaml>");
+    if (needsFact && !f.fact)
+      throw new UserError(
+        `${where}: finding ${f.id} writes {criu}, {kernel} or scope: fact but names no fact`,
+        "add fact: <a fact of criu-builds/versions.yaml>",
+      );
     const fact = f.fact ? catalog.facts[f.fact] : undefined;
-    if (f.fact && !fact) throw new UserError(`${where}: finding ${f.id} names fact '${f.fact}', which criu-builds/versions.yaml does not have`, `facts: ${Object.keys(catalog.facts).join(", ")}`);
-    if (f.say.includes("{kernel}") && !fact?.kernel) throw new UserError(`${where}: finding ${f.id} writes {kernel}, but fact '${f.fact}' has no kernel range`, "drop {kernel}, or name a fact with kernel:");
-    const say = fact ? f.say.replaceAll("{criu}", readableRange(fact.criu)).replaceAll("{kernel}", fact.kernel ? readableRange(fact.kernel) : "") : f.say;
-    return { ...f, say, status: f.status ?? "FAIL", ...(f.scope === "fact" && fact ? { holds: { criu: fact.criu, kernel: fact.kernel } } : {}) };
+    if (f.fact && !fact)
+      throw new UserError(
+        `${where}: finding ${f.id} names fact '${f.fact}', which criu-builds/versions.yaml does not have`,
+        `facts: ${Object.keys(catalog.facts).join(", ")}`,
+      );
+    if (f.say.includes("{kernel}") && !fact?.kernel)
+      throw new UserError(
+        `${where}: finding ${f.id} writes {kernel}, but fact '${f.fact}' has no kernel range`,
+        "drop {kernel}, or name a fact with kernel:",
+      );
+    const say = fact
+      ? f.say
+          .replaceAll("{criu}", readableRange(fact.criu))
+          .replaceAll("{kernel}", fact.kernel ? readableRange(fact.kernel) : "")
+      : f.say;
+    return {
+      ...f,
+      say,
+      status: f.status ?? "FAIL",
+      ...(f.scope === "fact" && fact ? { holds: { criu: fact.criu, kernel: fact.kernel } } : {}),
+    };
   });
 }

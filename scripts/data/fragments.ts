@@ -45,9 +45,15 @@ export function parseFragment(text: string, file: string): Fragment {
     if (!m)
       throw new UserError(
         `bad fragment line at ${file}:${i + 1}: '${line}'`,
-        "write CONFIG_NAME=value  # reason (value y, m, n, a number or a \"string\")",
+        'write CONFIG_NAME=value  # reason (value y, m, n, a number or a "string")',
       );
-    entries.push({ symbol: m[1], value: m[2], ...kernelRange((m[3] ?? "").trim(), file, i + 1), file, line: i + 1 });
+    entries.push({
+      symbol: m[1],
+      value: m[2],
+      ...kernelRange((m[3] ?? "").trim(), file, i + 1),
+      file,
+      line: i + 1,
+    });
   });
   return { name: basename(file).replace(/\.conf$/, ""), file, sha256: sha256(text), entries };
 }
@@ -56,13 +62,20 @@ export function parseFragment(text: string, file: string): Fragment {
 function kernelRange(reason: string, file: string, line: number): { reason: string; kernels?: string } {
   const m = /^\[kernel ([^\]]+)\]\s*(.*)$/.exec(reason);
   if (!m) return { reason };
-  if (!semver.validRange(m[1])) throw new UserError(`bad kernel range at ${file}:${line}: '${m[1]}'`, "write a semver range, e.g. # [kernel >=6.17] why");
+  if (!semver.validRange(m[1]))
+    throw new UserError(
+      `bad kernel range at ${file}:${line}: '${m[1]}'`,
+      "write a semver range, e.g. # [kernel >=6.17] why",
+    );
   return { reason: m[2], kernels: m[1] };
 }
 
 /** The fragments as they apply to one kernel version: lines for other ranges left out. */
 export function forKernel(fragments: Fragment[], version: string): Fragment[] {
-  return fragments.map((f) => ({ ...f, entries: f.entries.filter((e) => !e.kernels || semver.satisfies(version, e.kernels)) }));
+  return fragments.map((f) => ({
+    ...f,
+    entries: f.entries.filter((e) => !e.kernels || semver.satisfies(version, e.kernels)),
+  }));
 }
 
 export function loadFragmentFile(file: string): Fragment {
@@ -70,7 +83,10 @@ export function loadFragmentFile(file: string): Fragment {
   try {
     text = readFileSync(file, "utf8");
   } catch {
-    throw new UserError(`cannot read fragment ${file}`, "check the path given to --fragment or kernel.extra_fragments");
+    throw new UserError(
+      `cannot read fragment ${file}`,
+      "check the path given to --fragment or kernel.extra_fragments",
+    );
   }
   return parseFragment(text, file);
 }
@@ -98,7 +114,8 @@ export function mergeFragments(fragments: Fragment[]): RequestedConfig {
   for (const fragment of fragments)
     for (const entry of fragment.entries) {
       const previous = values.get(entry.symbol);
-      if (previous && previous.value !== entry.value) overrides.push({ symbol: entry.symbol, from: previous, to: entry });
+      if (previous && previous.value !== entry.value)
+        overrides.push({ symbol: entry.symbol, from: previous, to: entry });
       values.set(entry.symbol, entry);
     }
   return { values, overrides };

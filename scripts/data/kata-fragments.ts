@@ -55,21 +55,33 @@ export function readWhitelist(file: string): WhitelistEntry[] {
 export function readKataTree(dir: string, o: KataTreeOptions): KataTree {
   const common = join(dir, "common");
   if (!existsSync(common) || !statSync(common).isDirectory())
-    throw new UserError(`${dir} is not a Kata fragments tree: it has no common/ directory`, "pass kata-containers/tools/packaging/kernel/configs/fragments");
+    throw new UserError(
+      `${dir} is not a Kata fragments tree: it has no common/ directory`,
+      "pass kata-containers/tools/packaging/kernel/configs/fragments",
+    );
   const archDir = join(dir, o.arch);
-  if (!existsSync(archDir)) throw new UserError(`${dir} has no ${o.arch}/ directory`, `Kata keeps the ${o.arch} fragments there; is this a Kata fragments tree for ${o.arch}?`);
+  if (!existsSync(archDir))
+    throw new UserError(
+      `${dir} has no ${o.arch}/ directory`,
+      `Kata keeps the ${o.arch} fragments there; is this a Kata fragments tree for ${o.arch}?`,
+    );
   const excluded: KataTree["excluded"] = [];
   const files: string[] = [];
   for (const f of confFiles(common)) {
     const text = readFileSync(f, "utf8");
     if (text.includes(`!${o.arch}`)) excluded.push({ file: f, reason: `tagged !${o.arch}` });
-    else if (!o.confidential && text.includes("!confidential")) excluded.push({ file: f, reason: "tagged !confidential (pass --kata-confidential to include it)" });
+    else if (!o.confidential && text.includes("!confidential"))
+      excluded.push({ file: f, reason: "tagged !confidential (pass --kata-confidential to include it)" });
     else files.push(f);
   }
   files.push(...confFiles(archDir));
   if (o.buildType) {
     const bt = join(dir, "build-type", o.buildType);
-    if (!existsSync(bt)) throw new UserError(`${dir} has no build-type/${o.buildType}/`, `build types here: ${existsSync(join(dir, "build-type")) ? readdirSync(join(dir, "build-type")).join(", ") : "none"}`);
+    if (!existsSync(bt))
+      throw new UserError(
+        `${dir} has no build-type/${o.buildType}/`,
+        `build types here: ${existsSync(join(dir, "build-type")) ? readdirSync(join(dir, "build-type")).join(", ") : "none"}`,
+      );
     files.push(...confFiles(bt));
   }
   const whitelistFile = join(dir, "whitelist.conf");

@@ -8,7 +8,14 @@ import { checkYaml } from "../lib/yaml-schema.js";
 
 const EntrySchema = z.strictObject({
   kernel_org: z.strictObject({ url: z.string(), sha256: z.string().optional() }).optional(),
-  debian: z.strictObject({ version: z.string(), suites: z.array(z.string()), orig_sha256: z.string().regex(/^[0-9a-f]{64}$/, "must be a sha256"), orig_size: z.number().optional() }).optional(),
+  debian: z
+    .strictObject({
+      version: z.string(),
+      suites: z.array(z.string()),
+      orig_sha256: z.string().regex(/^[0-9a-f]{64}$/, "must be a sha256"),
+      orig_size: z.number().optional(),
+    })
+    .optional(),
 });
 
 /** kernel-versions.yaml. */
@@ -25,7 +32,10 @@ export function parseKernelCatalog(src: LocatedYaml): KernelCatalog {
   const catalog: KernelCatalog = new Map();
   for (const [version, entry] of Object.entries(doc.versions)) {
     if (!semver.valid(version))
-      throw new UserError(`${src.file}:${src.lineOf(["versions", version]) ?? "?"}: '${version}' is not a full kernel version (X.Y.Z)`, "quote full versions, e.g. \"6.12.107\"");
+      throw new UserError(
+        `${src.file}:${src.lineOf(["versions", version]) ?? "?"}: '${version}' is not a full kernel version (X.Y.Z)`,
+        'quote full versions, e.g. "6.12.107"',
+      );
     catalog.set(version, { version, ...entry });
   }
   return catalog;

@@ -25,7 +25,14 @@ let loaded: RepoData | undefined;
 export function repoData(): RepoData {
   if (!loaded) {
     const criu = loadCriuCatalog();
-    loaded = { kernels: loadKernelCatalog(), criu, criuPatches: loadPatchCatalog(), agentPatches: loadAgentPatches(), findings: loadFindingRules(criu), fragments: loadFragmentDir() };
+    loaded = {
+      kernels: loadKernelCatalog(),
+      criu,
+      criuPatches: loadPatchCatalog(),
+      agentPatches: loadAgentPatches(),
+      findings: loadFindingRules(criu),
+      fragments: loadFragmentDir(),
+    };
   }
   return loaded;
 }

@@ -20,7 +20,7 @@ const ScenarioSchema = z.strictObject({
   timeout: z.number().positive(),
   criu: z
     .string()
-    .refine((r) => semver.validRange(r) !== null, "must be a semver range, e.g. \">=3.19.0\"")
+    .refine((r) => semver.validRange(r) !== null, 'must be a semver range, e.g. ">=3.19.0"')
     .optional(),
   about: z.string().optional(),
   /** Skipped when `criu check` fails (default); false for scenarios about that failure. */
@@ -65,7 +65,20 @@ export function loadScenarios(file: string): Scenario[] {
   const doc = checkYaml(SCENARIOS_SCHEMA, src, { what: "scenarios" });
   return doc.scenarios.map((s, i) => {
     if (!existsSync(join(GUEST_RUNNER_DIR, "scenarios", s.script)))
-      throw new UserError(`${file}:${src.lineOf(["scenarios", i, "script"]) ?? "?"}: scenario ${s.name}: script guest/scenarios/${s.script} does not exist`, "write the script, or fix the name");
-    return { name: s.name, script: s.script, timeout: s.timeout, criu: s.criu ?? "*", about: s.about ?? "", gated: s.gated !== false, observe: s.observe ?? [], migrate: s.migrate ?? [], holds: s.holds ?? [] };
+      throw new UserError(
+        `${file}:${src.lineOf(["scenarios", i, "script"]) ?? "?"}: scenario ${s.name}: script guest/scenarios/${s.script} does not exist`,
+        "write the script, or fix the name",
+      );
+    return {
+      name: s.name,
+      script: s.script,
+      timeout: s.timeout,
+      criu: s.criu ?? "*",
+      about: s.about ?? "",
+      gated: s.gated !== false,
+      observe: s.observe ?? [],
+      migrate: s.migrate ?? [],
+      holds: s.holds ?? [],
+    };
   });
 }

@@ -16,7 +16,11 @@ export type GuestOp =
 
 /** guestfish words: quoted so spaces and quotes survive (its own quoting, not a shell's). */
 export function gfQuote(word: string): string {
-  if (/[\n\r]/.test(word)) throw new UserError(`a guestfish argument may not contain a newline: ${JSON.stringify(word)}`, "rename the file");
+  if (/[\n\r]/.test(word))
+    throw new UserError(
+      `a guestfish argument may not contain a newline: ${JSON.stringify(word)}`,
+      "rename the file",
+    );
   return `"${word.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
 }
 
@@ -29,7 +33,11 @@ export interface InjectionScript {
 }
 
 /** `write` content travels through a host file: guestfish `upload` avoids any quoting of data. */
-export function injectionScript(ops: GuestOp[], writeFile: (content: string) => string, rootDevice = "/dev/sda1"): InjectionScript {
+export function injectionScript(
+  ops: GuestOp[],
+  writeFile: (content: string) => string,
+  rootDevice = "/dev/sda1",
+): InjectionScript {
   const header = `${launchLines(rootDevice).join("\n")}\n`;
   const lines: string[] = [];
   const checksummed: string[] = [];
@@ -39,11 +47,17 @@ export function injectionScript(ops: GuestOp[], writeFile: (content: string) => 
         lines.push(`mkdir-p ${gfQuote(o.path)}`);
         break;
       case "upload":
-        lines.push(`upload ${gfQuote(o.from)} ${gfQuote(o.to)}`, `chmod 0${o.mode.toString(8)} ${gfQuote(o.to)}`);
+        lines.push(
+          `upload ${gfQuote(o.from)} ${gfQuote(o.to)}`,
+          `chmod 0${o.mode.toString(8)} ${gfQuote(o.to)}`,
+        );
         checksummed.push(o.to);
         break;
       case "write":
-        lines.push(`upload ${gfQuote(writeFile(o.content))} ${gfQuote(o.to)}`, `chmod 0${o.mode.toString(8)} ${gfQuote(o.to)}`);
+        lines.push(
+          `upload ${gfQuote(writeFile(o.content))} ${gfQuote(o.to)}`,
+          `chmod 0${o.mode.toString(8)} ${gfQuote(o.to)}`,
+        );
         checksummed.push(o.to);
         break;
       case "symlink":
@@ -52,7 +66,8 @@ export function injectionScript(ops: GuestOp[], writeFile: (content: string) => 
     }
   }
   // Read every injected file back in the same session.
-  for (const path of checksummed) lines.push(`echo CRG-SUM ${gfQuote(path)}`, `checksum sha256 ${gfQuote(path)}`);
+  for (const path of checksummed)
+    lines.push(`echo CRG-SUM ${gfQuote(path)}`, `checksum sha256 ${gfQuote(path)}`);
   lines.push("sync", "umount-all");
   const body = `${lines.join("\n")}\n`;
   return { text: header + body, body, checksummed };
@@ -75,15 +90,22 @@ export function parseChecksums(stdout: string): Map<string, string> {
 
 export function guestfishEnv(accelWorks: boolean): Record<string, string> {
   // libguestfs boots an appliance VM: direct backend, and TCG where KVM does not work.
-  return { LIBGUESTFS_BACKEND: "direct", ...(accelWorks ? {} : { LIBGUESTFS_BACKEND_SETTINGS: "force_tcg" }) };
+  return {
+    LIBGUESTFS_BACKEND: "direct",
+    ...(accelWorks ? {} : { LIBGUESTFS_BACKEND_SETTINGS: "force_tcg" }),
+  };
 }
 
 export function requireGuestfish(): void {
   const missing: string[] = [];
   if (!findInPath("guestfish")) missing.push("guestfish (Debian package libguestfs-tools)");
-  if (!existsSync("/boot") || !requireKernelUnderBoot()) missing.push("a kernel under /boot for the appliance (Debian package linux-image-amd64)");
+  if (!existsSync("/boot") || !requireKernelUnderBoot())
+    missing.push("a kernel under /boot for the appliance (Debian package linux-image-amd64)");
   if (missing.length)
-    throw new UserError(`guestfish cannot run: missing ${missing.join(", ")}`, "apt-get install libguestfs-tools linux-image-amd64   (or run 'make setup')");
+    throw new UserError(
+      `guestfish cannot run: missing ${missing.join(", ")}`,
+      "apt-get install libguestfs-tools linux-image-amd64   (or run 'make setup')",
+    );
 }
 
 function requireKernelUnderBoot(): boolean {
@@ -102,14 +124,20 @@ interface GuestfishRun {
   logFile?: string;
 }
 
-function guestfishCommand(opts: GuestfishRun, stdin: { input: string } | { stdin: AsyncIterable<string> }): Promise<RunResult> {
+function guestfishCommand(
+  opts: GuestfishRun,
+  stdin: { input: string } | { stdin: AsyncIterable<string> },
+): Promise<RunResult> {
   requireGuestfish();
-  return run(["guestfish", "--no-progress-bars", ...(opts.readonly ? ["--ro"] : ["--rw"]), "-a", opts.image], {
-    ...stdin,
-    timeoutMs: opts.timeoutMs,
-    env: guestfishEnv(opts.kvm),
-    logFile: opts.logFile,
-  });
+  return run(
+    ["guestfish", "--no-progress-bars", ...(opts.readonly ? ["--ro"] : ["--rw"]), "-a", opts.image],
+    {
+      ...stdin,
+      timeoutMs: opts.timeoutMs,
+      env: guestfishEnv(opts.kvm),
+      logFile: opts.logFile,
+    },
+  );
 }
 
 /** Runs a guestfish script against an image; one appliance launch. */

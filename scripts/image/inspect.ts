@@ -29,9 +29,17 @@ const REFUSED: Record<string, string> = {
 };
 
 /** Picks the root from what sfdisk and blkid said: pure. */
-export function chooseRoot(image: string, label: ImageInspection["label"], partitions: ImagePartition[]): ImageInspection {
+export function chooseRoot(
+  image: string,
+  label: ImageInspection["label"],
+  partitions: ImagePartition[],
+): ImageInspection {
   for (const p of partitions)
-    if (p.fsType && REFUSED[p.fsType]) throw new UserError(`${image}: partition ${p.index} is ${p.fsType}; ${REFUSED[p.fsType]}`, "use a Kata image with an ext4 or xfs root");
+    if (p.fsType && REFUSED[p.fsType])
+      throw new UserError(
+        `${image}: partition ${p.index} is ${p.fsType}; ${REFUSED[p.fsType]}`,
+        "use a Kata image with an ext4 or xfs root",
+      );
   const root = partitions.find((p) => p.fsType && WRITABLE.includes(p.fsType));
   if (!root)
     throw new UserError(
@@ -42,7 +50,10 @@ export function chooseRoot(image: string, label: ImageInspection["label"], parti
 }
 
 async function fsTypeAt(image: string, offset: number): Promise<string | undefined> {
-  const r = await run(["blkid", "-p", "-O", String(offset), "-o", "value", "-s", "TYPE", image], { timeoutMs: 30_000, allowFailure: true });
+  const r = await run(["blkid", "-p", "-O", String(offset), "-o", "value", "-s", "TYPE", image], {
+    timeoutMs: 30_000,
+    allowFailure: true,
+  });
   return r.stdout.trim() || undefined;
 }
 
@@ -52,10 +63,19 @@ export async function inspectImage(image: string): Promise<ImageInspection> {
     const fsType = await fsTypeAt(image, 0);
     return chooseRoot(image, "none", [{ index: 0, startBytes: 0, sizeBytes: 0, fsType }]);
   }
-  const pt = JSON.parse(table.stdout).partitiontable as { label: string; sectorsize?: number; partitions?: { start: number; size: number }[] };
+  const pt = JSON.parse(table.stdout).partitiontable as {
+    label: string;
+    sectorsize?: number;
+    partitions?: { start: number; size: number }[];
+  };
   const sector = pt.sectorsize ?? 512;
   const partitions: ImagePartition[] = [];
   for (const [i, p] of (pt.partitions ?? []).entries())
-    partitions.push({ index: i + 1, startBytes: p.start * sector, sizeBytes: p.size * sector, fsType: await fsTypeAt(image, p.start * sector) });
+    partitions.push({
+      index: i + 1,
+      startBytes: p.start * sector,
+      sizeBytes: p.size * sector,
+      fsType: await fsTypeAt(image, p.start * sector),
+    });
   return chooseRoot(image, pt.label === "gpt" ? "gpt" : "dos", partitions);
 }

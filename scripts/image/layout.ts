@@ -29,7 +29,8 @@ export function planLayout(rootfsBytes: number, extraMiB = 512): ImageLayout {
 
 export function sgdiskArgs(image: string, layout: ImageLayout): string[] {
   return [
-    "sgdisk", "--clear",
+    "sgdisk",
+    "--clear",
     `--new=1:${layout.partStartSector}:${layout.partEndSector}`,
     "--typecode=1:8300",
     `--partition-guid=1:${ROOT_PARTUUID}`,
@@ -40,10 +41,15 @@ export function sgdiskArgs(image: string, layout: ImageLayout): string[] {
 
 export function mkfsArgs(image: string, rootfs: string, layout: ImageLayout): string[] {
   return [
-    "mkfs.ext4", "-F", "-q",
-    "-L", ROOT_FS_LABEL,
-    "-E", `offset=${layout.partStartSector * SECTOR}`,
-    "-d", rootfs,
+    "mkfs.ext4",
+    "-F",
+    "-q",
+    "-L",
+    ROOT_FS_LABEL,
+    "-E",
+    `offset=${layout.partStartSector * SECTOR}`,
+    "-d",
+    rootfs,
     image,
     `${layout.fsBytes / 1024}k`,
   ];
@@ -54,7 +60,12 @@ export async function duBytes(dir: string): Promise<number> {
   return Number(out.stdout.split(/\s/)[0]);
 }
 
-export async function makeRawImage(opts: { rootfs: string; image: string; extraMiB?: number; log?: (l: string) => void }): Promise<ImageLayout> {
+export async function makeRawImage(opts: {
+  rootfs: string;
+  image: string;
+  extraMiB?: number;
+  log?: (l: string) => void;
+}): Promise<ImageLayout> {
   const layout = planLayout(await duBytes(opts.rootfs), opts.extraMiB);
   await run(["truncate", "-s", String(layout.imageBytes), opts.image], { timeoutMs: 60_000 });
   await run(sgdiskArgs(opts.image, layout), { timeoutMs: 60_000 });

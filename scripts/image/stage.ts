@@ -18,11 +18,23 @@ import { UserError } from "../lib/errors.js";
 import { run } from "../lib/exec.js";
 import { cacheKey, sha256, sha256File } from "../lib/hash.js";
 import { requireHostTools } from "../lib/host-tools.js";
-import { GuestfishSession, injectionScript, parseChecksums, requireGuestfish, runGuestfish, type GuestOp } from "./guestfish.js";
+import {
+  GuestfishSession,
+  injectionScript,
+  parseChecksums,
+  requireGuestfish,
+  runGuestfish,
+  type GuestOp,
+} from "./guestfish.js";
 import { inspectImage, type ImageInspection } from "./inspect.js";
 import { makeRawImage, ROOT_PARTUUID, type ImageLayout } from "./layout.js";
 import { ensureGuestHelpers, helperHeaders, helperSources, HELPERS_DIR } from "./helpers.js";
-import { GUEST_CONTRACT_ENV, GUEST_PATHS, GUEST_RUNNER_DIR, guestContractEnv } from "../lib/guest-contract.js";
+import {
+  GUEST_CONTRACT_ENV,
+  GUEST_PATHS,
+  GUEST_RUNNER_DIR,
+  guestContractEnv,
+} from "../lib/guest-contract.js";
 import { bundleStrace, criuVersionIn, ensureGuestRootfs, guestPackages } from "../lib/rootfs.js";
 
 export const IMAGE_RECIPE_VERSION = 1;
@@ -55,7 +67,16 @@ export interface GuestManifest {
 
 export interface ImageMetadata {
   name: string;
-  base: { kind: "fresh"; suite: string; packages: string[]; rootfs_key: string } | { kind: "existing"; path: string; sha256: string; label: string; root_fs: string | undefined; dax: boolean };
+  base:
+    | { kind: "fresh"; suite: string; packages: string[]; rootfs_key: string }
+    | {
+        kind: "existing";
+        path: string;
+        sha256: string;
+        label: string;
+        root_fs: string | undefined;
+        dax: boolean;
+      };
   root: { device: string; partuuid: string | null };
   criu: { dir: string; version: string; sha256: string; version_in_rootfs: string | null };
   agent: { dir: string; sha256: string; kata_version: string | null; setsid_after: string | null } | null;
@@ -90,8 +111,12 @@ export async function runnerFiles(dir = GUEST_RUNNER_DIR): Promise<RunnerFile[]>
       const st = statSync(p);
       if (st.isDirectory()) {
         if (p !== HELPERS_DIR) await walk(p);
-      }
-      else out.push({ path: relative(dir, p), sha256: await sha256File(p), mode: st.mode & 0o111 ? 0o755 : 0o644 });
+      } else
+        out.push({
+          path: relative(dir, p),
+          sha256: await sha256File(p),
+          mode: st.mode & 0o111 ? 0o755 : 0o644,
+        });
     }
   };
   await walk(dir);
@@ -105,7 +130,11 @@ export function withParentDirs(ops: GuestOp[]): GuestOp[] {
     const target = o.op === "upload" || o.op === "write" ? o.to : o.op === "symlink" ? o.link : undefined;
     if (target) dirs.add(target.slice(0, target.lastIndexOf("/")) || "/");
   }
-  return [...[...dirs].sort().map((path) => ({ op: "mkdir" as const, path })), ...ops.filter((o) => o.op !== "mkdir"), ...ops.filter((o) => o.op === "mkdir")];
+  return [
+    ...[...dirs].sort().map((path) => ({ op: "mkdir" as const, path })),
+    ...ops.filter((o) => o.op !== "mkdir"),
+    ...ops.filter((o) => o.op === "mkdir"),
+  ];
 }
 
 export interface InjectionInputs {
@@ -123,22 +152,48 @@ export interface InjectionInputs {
 export function injectionOps(inp: InjectionInputs): GuestOp[] {
   const ops: GuestOp[] = [{ op: "upload", from: inp.criu, to: GUEST_PATHS.criu, mode: 0o755 }];
   for (const c of inp.criuByVersion ?? []) ops.push({ op: "upload", from: c.from, to: c.to, mode: 0o755 });
-  for (const f of inp.runner.files) ops.push({ op: "upload", from: join(inp.runner.dir, f.path), to: `${GUEST_PATHS.runner}/${f.path}`, mode: f.mode });
-  for (const h of inp.helpers.names) ops.push({ op: "upload", from: join(inp.helpers.dir, h), to: `${GUEST_PATHS.runner}/bin/${h}`, mode: 0o755 });
+  for (const f of inp.runner.files)
+    ops.push({
+      op: "upload",
+      from: join(inp.runner.dir, f.path),
+      to: `${GUEST_PATHS.runner}/${f.path}`,
+      mode: f.mode,
+    });
+  for (const h of inp.helpers.names)
+    ops.push({
+      op: "upload",
+      from: join(inp.helpers.dir, h),
+      to: `${GUEST_PATHS.runner}/bin/${h}`,
+      mode: 0o755,
+    });
   ops.push({ op: "write", to: GUEST_CONTRACT_ENV, content: guestContractEnv(), mode: 0o644 });
   // Legacy iptables under the plain names, first in the init's PATH when the image has them:
   // links made here cost the guest nothing at boot (six `ln` took ~0.6 s under TCG).
   for (const tool of ["iptables", "ip6tables"])
     for (const suffix of ["", "-save", "-restore"])
-      ops.push({ op: "symlink", target: `/usr/sbin/${tool}-legacy${suffix}`, link: `${GUEST_PATHS.runner}/iptables-legacy/${tool}${suffix}` });
+      ops.push({
+        op: "symlink",
+        target: `/usr/sbin/${tool}-legacy${suffix}`,
+        link: `${GUEST_PATHS.runner}/iptables-legacy/${tool}${suffix}`,
+      });
   if (inp.straceBundle)
-    for (const f of inp.straceBundle.files) ops.push({ op: "upload", from: join(inp.straceBundle.dir, f), to: `${GUEST_PATHS.strace}/${f}`, mode: 0o755 });
+    for (const f of inp.straceBundle.files)
+      ops.push({
+        op: "upload",
+        from: join(inp.straceBundle.dir, f),
+        to: `${GUEST_PATHS.strace}/${f}`,
+        mode: 0o755,
+      });
   if (inp.agent) {
     ops.push({ op: "upload", from: inp.agent, to: GUEST_PATHS.agent, mode: 0o755 });
     ops.push({ op: "write", to: GUEST_PATHS.agentUnit, content: KATA_AGENT_UNIT, mode: 0o644 });
     ops.push({ op: "write", to: GUEST_PATHS.kataTarget, content: KATA_CONTAINERS_TARGET, mode: 0o644 });
     // As osbuilder does: basic.target pulls in kata-containers.target, which requires the agent.
-    ops.push({ op: "symlink", target: GUEST_PATHS.kataTarget, link: "/etc/systemd/system/basic.target.wants/kata-containers.target" });
+    ops.push({
+      op: "symlink",
+      target: GUEST_PATHS.kataTarget,
+      link: "/etc/systemd/system/basic.target.wants/kata-containers.target",
+    });
   }
   ops.push({ op: "upload", from: inp.manifest, to: GUEST_PATHS.manifest, mode: 0o644 });
   return withParentDirs(ops);
@@ -157,14 +212,25 @@ async function isDax(image: string): Promise<boolean> {
 }
 
 function checkBaseImage(path: string): void {
-  if (!existsSync(path)) throw new UserError(`base image ${path} does not exist`, "pass a raw Kata guest image with --base FILE, or leave image.base empty for a fresh image");
+  if (!existsSync(path))
+    throw new UserError(
+      `base image ${path} does not exist`,
+      "pass a raw Kata guest image with --base FILE, or leave image.base empty for a fresh image",
+    );
   const st = statSync(path);
-  if (!st.isFile()) throw new UserError(`base image ${path} is not a file`, "pass a raw image file (e.g. kata-containers.img)");
+  if (!st.isFile())
+    throw new UserError(
+      `base image ${path} is not a file`,
+      "pass a raw image file (e.g. kata-containers.img)",
+    );
   try {
     // A read probe: unreadable files fail here with a clear message rather than inside guestfish.
     readFileSyncHead(path);
   } catch (err) {
-    throw new UserError(`base image ${path} is not readable: ${(err as Error).message}`, "check its permissions");
+    throw new UserError(
+      `base image ${path} is not readable: ${(err as Error).message}`,
+      "check its permissions",
+    );
   }
 }
 
@@ -211,24 +277,55 @@ export interface PreparedImage {
 }
 
 /** The base of a fresh image of a static CRIU (its runtime packages are none) in `suite`. */
-export async function prepareFreshImage(config: PipelineConfig, suite: string, log: (line: string) => void = () => undefined): Promise<PreparedImage> {
+export async function prepareFreshImage(
+  config: PipelineConfig,
+  suite: string,
+  log: (line: string) => void = () => undefined,
+): Promise<PreparedImage> {
   requireGuestfish();
   requireHostTools(["sgdisk", "mkfs.ext4", "truncate"], [], "a fresh image");
   const cache = new ArtifactCache(config.cache_dir);
   let t = Date.now();
-  const rootfs = await ensureGuestRootfs({ cache, suite, runtimePackages: [], extraPackages: config.image.extra_packages, debian: config.debian, log });
+  const rootfs = await ensureGuestRootfs({
+    cache,
+    suite,
+    runtimePackages: [],
+    extraPackages: config.image.extra_packages,
+    debian: config.debian,
+    log,
+  });
   const seconds = { rootfs: (Date.now() - t) / 1000, image: 0 };
   const dir = join(cache.root, "tmp", `image-base-${process.pid}-${Date.now()}`);
   await mkdir(dir, { recursive: true });
   try {
     t = Date.now();
     const disk = join(dir, "disk.img");
-    const layout = await makeRawImage({ rootfs: rootfs.dir, image: disk, extraMiB: config.image.free_mib, log });
+    const layout = await makeRawImage({
+      rootfs: rootfs.dir,
+      image: disk,
+      extraMiB: config.image.free_mib,
+      log,
+    });
     seconds.image = (Date.now() - t) / 1000;
     const logFile = join(dir, "guestfish.log");
     log("guestfish: appliance starting, the injection follows once CRIU is built");
-    const session = new GuestfishSession({ image: disk, timeoutMs: preparedSessionMinutes(config) * 60_000, kvm: false, logFile });
-    return { suite, packages: guestPackages([], config.image.extra_packages), rootfs: { dir: rootfs.dir }, dir, disk, logFile, layout, session, seconds };
+    const session = new GuestfishSession({
+      image: disk,
+      timeoutMs: preparedSessionMinutes(config) * 60_000,
+      kvm: false,
+      logFile,
+    });
+    return {
+      suite,
+      packages: guestPackages([], config.image.extra_packages),
+      rootfs: { dir: rootfs.dir },
+      dir,
+      disk,
+      logFile,
+      layout,
+      session,
+      seconds,
+    };
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;
@@ -240,7 +337,11 @@ export async function prepareFreshImage(config: PipelineConfig, suite: string, l
  * kernel it is made beside, then CRIU's build).
  */
 function preparedSessionMinutes(config: PipelineConfig): number {
-  return config.image.guestfish_timeout_minutes + config.kernel.build_timeout_minutes + config.criu.build_timeout_minutes;
+  return (
+    config.image.guestfish_timeout_minutes +
+    config.kernel.build_timeout_minutes +
+    config.criu.build_timeout_minutes
+  );
 }
 
 /** Ends a prepared base's session and removes what the stage did not take. */
@@ -260,8 +361,21 @@ export function criuGuestPath(m: Pick<CriuStageResult["metadata"], "version" | "
 }
 
 /** The image's cache key: base, CRIU, agent, runner. Pure. */
-export function imageKey(parts: { base: unknown; criuSha: string; agentSha: string | null; runner: RunnerFile[]; helpers: string[]; freeMiB: number; moreCriu?: string[] }): string {
-  return cacheKey({ ...parts, runner: parts.runner.map((f) => [f.path, f.sha256, f.mode]), contract: guestContractEnv(), recipe: IMAGE_RECIPE_VERSION });
+export function imageKey(parts: {
+  base: unknown;
+  criuSha: string;
+  agentSha: string | null;
+  runner: RunnerFile[];
+  helpers: string[];
+  freeMiB: number;
+  moreCriu?: string[];
+}): string {
+  return cacheKey({
+    ...parts,
+    runner: parts.runner.map((f) => [f.path, f.sha256, f.mode]),
+    contract: guestContractEnv(),
+    recipe: IMAGE_RECIPE_VERSION,
+  });
 }
 
 export async function runImageStage(config: PipelineConfig, inp: ImageStageInputs): Promise<ImageResult> {
@@ -289,10 +403,21 @@ async function imageStage(config: PipelineConfig, inp: ImageStageInputs): Promis
   }
   const suite = criuMeta.guest_suite;
   const packages = guestPackages(criuMeta.runtime_packages, config.image.extra_packages);
-  const baseId = existing ? { existing: await sha256File(existing) } : { fresh: suite, packages, mirror: config.debian.mirror, bootstrap: config.debian.bootstrap };
-  const helperIds = [...(await helperSources()), ...(await helperHeaders())].map((h) => `${h.name}:${h.sha256}`);
+  const baseId = existing
+    ? { existing: await sha256File(existing) }
+    : { fresh: suite, packages, mirror: config.debian.mirror, bootstrap: config.debian.bootstrap };
+  const helperIds = [...(await helperSources()), ...(await helperHeaders())].map(
+    (h) => `${h.name}:${h.sha256}`,
+  );
   const more = inp.more ?? [];
-  const byVersion = more.length ? [inp.criu, ...more].map((c) => ({ label: criuLabel(c.metadata), file: join(c.dir, "criu"), to: criuGuestPath(c.metadata), metadata: c.metadata })) : [];
+  const byVersion = more.length
+    ? [inp.criu, ...more].map((c) => ({
+        label: criuLabel(c.metadata),
+        file: join(c.dir, "criu"),
+        to: criuGuestPath(c.metadata),
+        metadata: c.metadata,
+      }))
+    : [];
   const key = imageKey({
     base: baseId,
     criuSha: criuMeta.criu.sha256,
@@ -304,8 +429,17 @@ async function imageStage(config: PipelineConfig, inp: ImageStageInputs): Promis
   });
 
   // A base made beside the kernel is this image's when its suite and packages are.
-  const prepared = !existing && inp.prepared && inp.prepared.suite === suite && inp.prepared.packages.join(",") === packages.join(",") ? inp.prepared : undefined;
-  if (inp.prepared && !prepared) log(`the base made beside the kernel (${inp.prepared.suite}: ${inp.prepared.packages.join(", ")}) is not this image's: making it again`);
+  const prepared =
+    !existing &&
+    inp.prepared &&
+    inp.prepared.suite === suite &&
+    inp.prepared.packages.join(",") === packages.join(",")
+      ? inp.prepared
+      : undefined;
+  if (inp.prepared && !prepared)
+    log(
+      `the base made beside the kernel (${inp.prepared.suite}: ${inp.prepared.packages.join(", ")}) is not this image's: making it again`,
+    );
   const art = await cache.getOrBuild<ImageMetadata>("image", key, async (tmp) => {
     requireGuestfish();
     const disk = join(tmp, "disk.img");
@@ -322,21 +456,49 @@ async function imageStage(config: PipelineConfig, inp: ImageStageInputs): Promis
       // A sparse copy: the user's image is never opened for writing.
       await run(["cp", "--sparse=always", "--reflink=auto", existing, disk], { timeoutMs: 20 * 60_000 });
       inspection = await namingUserFile(() => inspectImage(disk), disk, existing);
-      base = { kind: "existing", path: existing, sha256: (baseId as { existing: string }).existing, label: inspection.label, root_fs: inspection.root.fsType, dax: await isDax(disk) };
+      base = {
+        kind: "existing",
+        path: existing,
+        sha256: (baseId as { existing: string }).existing,
+        label: inspection.label,
+        root_fs: inspection.root.fsType,
+        dax: await isDax(disk),
+      };
       // strace may be missing from a Kata image: bring one with its libraries (runs anywhere).
-      const tools = await ensureGuestRootfs({ cache, suite: config.criu.static_build_suite, runtimePackages: [], debian: config.debian, log });
+      const tools = await ensureGuestRootfs({
+        cache,
+        suite: config.criu.static_build_suite,
+        runtimePackages: [],
+        debian: config.debian,
+        log,
+      });
       straceBundle = await bundleStrace(tools.dir, join(tmp, "strace-bundle"));
       seconds.image = (Date.now() - t) / 1000;
     } else {
       requireHostTools(["sgdisk", "mkfs.ext4", "truncate"], [], "a fresh image");
-      const rootfs = prepared ? prepared.rootfs : await ensureGuestRootfs({ cache, suite, runtimePackages: criuMeta.runtime_packages, extraPackages: config.image.extra_packages, debian: config.debian, log });
+      const rootfs = prepared
+        ? prepared.rootfs
+        : await ensureGuestRootfs({
+            cache,
+            suite,
+            runtimePackages: criuMeta.runtime_packages,
+            extraPackages: config.image.extra_packages,
+            debian: config.debian,
+            log,
+          });
       seconds.rootfs = prepared ? prepared.seconds.rootfs : (Date.now() - t) / 1000;
       // Proves this CRIU starts in this very userland before it goes into the image.
       versionInRootfs = await criuVersionIn(rootfs.dir, criuBin);
       log(`criu --version in the ${suite} rootfs: ${versionInRootfs.split("\n")[0]}`);
       for (const c of more) {
-        if (!c.metadata.runs_in.includes(suite)) throw new UserError(`CRIU ${criuLabel(c.metadata)} (${c.metadata.link}, built in ${c.metadata.build_suite}) does not run in ${suite}, the image's suite`, "use static builds (criu.link: static) for an image with two CRIUs");
-        log(`criu ${criuLabel(c.metadata)} --version in the ${suite} rootfs: ${(await criuVersionIn(rootfs.dir, join(c.dir, "criu"))).split("\n")[0]}`);
+        if (!c.metadata.runs_in.includes(suite))
+          throw new UserError(
+            `CRIU ${criuLabel(c.metadata)} (${c.metadata.link}, built in ${c.metadata.build_suite}) does not run in ${suite}, the image's suite`,
+            "use static builds (criu.link: static) for an image with two CRIUs",
+          );
+        log(
+          `criu ${criuLabel(c.metadata)} --version in the ${suite} rootfs: ${(await criuVersionIn(rootfs.dir, join(c.dir, "criu"))).split("\n")[0]}`,
+        );
       }
       t = Date.now();
       if (prepared) {
@@ -345,26 +507,56 @@ async function imageStage(config: PipelineConfig, inp: ImageStageInputs): Promis
         layout = prepared.layout;
         seconds.image = prepared.seconds.image;
       } else {
-        layout = await makeRawImage({ rootfs: rootfs.dir, image: disk, extraMiB: config.image.free_mib, log });
+        layout = await makeRawImage({
+          rootfs: rootfs.dir,
+          image: disk,
+          extraMiB: config.image.free_mib,
+          log,
+        });
         seconds.image = (Date.now() - t) / 1000;
       }
       base = { kind: "fresh", suite, packages, rootfs_key: relative(cache.root, rootfs.dir).split("/")[1] };
     }
-    const helpers = await ensureGuestHelpers({ cache, suite: config.criu.static_build_suite, debian: config.debian, log });
-    const manifest = guestManifest(key, config, base, criuMeta, inp.agent, runner, byVersion.map((c) => c.metadata));
+    const helpers = await ensureGuestHelpers({
+      cache,
+      suite: config.criu.static_build_suite,
+      debian: config.debian,
+      log,
+    });
+    const manifest = guestManifest(
+      key,
+      config,
+      base,
+      criuMeta,
+      inp.agent,
+      runner,
+      byVersion.map((c) => c.metadata),
+    );
     const manifestFile = join(tmp, "manifest.json");
     await writeFile(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
 
-    const ops = injectionOps({ criu: criuBin, criuByVersion: byVersion.map((c) => ({ from: c.file, to: c.to })), runner: { dir: GUEST_RUNNER_DIR, files: runner }, helpers, agent: inp.agent?.binary, straceBundle, manifest: manifestFile });
+    const ops = injectionOps({
+      criu: criuBin,
+      criuByVersion: byVersion.map((c) => ({ from: c.file, to: c.to })),
+      runner: { dir: GUEST_RUNNER_DIR, files: runner },
+      helpers,
+      agent: inp.agent?.binary,
+      straceBundle,
+      manifest: manifestFile,
+    });
     const rootDevice = inspection?.rootDevice ?? "/dev/sda1";
     const scratch = join(tmp, "gf");
     await mkdir(scratch);
     let n = 0;
-    const script = injectionScript(ops, (content) => {
-      const f = join(scratch, `write-${n++}`);
-      writeFileSync(f, content);
-      return f;
-    }, rootDevice);
+    const script = injectionScript(
+      ops,
+      (content) => {
+        const f = join(scratch, `write-${n++}`);
+        writeFileSync(f, content);
+        return f;
+      },
+      rootDevice,
+    );
     t = Date.now();
     const gfLog = join(tmp, "guestfish.log");
     let gf;
@@ -377,7 +569,13 @@ async function imageStage(config: PipelineConfig, inp: ImageStageInputs): Promis
       }
     } else {
       log(`guestfish: ${ops.length} operations in one session`);
-      gf = await runGuestfish({ image: disk, script: script.text, timeoutMs: config.image.guestfish_timeout_minutes * 60_000, kvm: inp.kvm ?? false, logFile: gfLog });
+      gf = await runGuestfish({
+        image: disk,
+        script: script.text,
+        timeoutMs: config.image.guestfish_timeout_minutes * 60_000,
+        kvm: inp.kvm ?? false,
+        logFile: gfLog,
+      });
     }
     seconds.inject = (Date.now() - t) / 1000;
     const injected = await verifyReadBack(ops, parseChecksums(gf.stdout), gfLog);
@@ -387,8 +585,20 @@ async function imageStage(config: PipelineConfig, inp: ImageStageInputs): Promis
       name: config.image.name,
       base,
       root: { device: rootDevice, partuuid: existing ? null : ROOT_PARTUUID },
-      criu: { dir: inp.criu.dir, version: criuMeta.version, sha256: criuMeta.criu.sha256, version_in_rootfs: versionInRootfs },
-      agent: inp.agent ? { dir: inp.agent.dir, sha256: inp.agent.metadata.agent.sha256, kata_version: inp.agent.metadata.kata_version, setsid_after: inp.agent.metadata.setsid_after } : null,
+      criu: {
+        dir: inp.criu.dir,
+        version: criuMeta.version,
+        sha256: criuMeta.criu.sha256,
+        version_in_rootfs: versionInRootfs,
+      },
+      agent: inp.agent
+        ? {
+            dir: inp.agent.dir,
+            sha256: inp.agent.metadata.agent.sha256,
+            kata_version: inp.agent.metadata.kata_version,
+            setsid_after: inp.agent.metadata.setsid_after,
+          }
+        : null,
       runner,
       layout,
       injected,
@@ -407,14 +617,21 @@ async function imageStage(config: PipelineConfig, inp: ImageStageInputs): Promis
 }
 
 /** Every uploaded file must read back from the image with the host's sha256. */
-async function verifyReadBack(ops: GuestOp[], sums: Map<string, string>, logFile: string): Promise<{ path: string; sha256: string }[]> {
+async function verifyReadBack(
+  ops: GuestOp[],
+  sums: Map<string, string>,
+  logFile: string,
+): Promise<{ path: string; sha256: string }[]> {
   const out: { path: string; sha256: string }[] = [];
   const bad: string[] = [];
   for (const o of ops) {
     if (o.op !== "upload") continue;
     const expected = await sha256File(o.from);
     const got = sums.get(o.to);
-    if (got !== expected) bad.push(`${o.to}: expected ${expected.slice(0, 16)}..., read back ${got ? `${got.slice(0, 16)}...` : "nothing"}`);
+    if (got !== expected)
+      bad.push(
+        `${o.to}: expected ${expected.slice(0, 16)}..., read back ${got ? `${got.slice(0, 16)}...` : "nothing"}`,
+      );
     out.push({ path: o.to, sha256: expected });
   }
   for (const o of ops) {
@@ -423,7 +640,11 @@ async function verifyReadBack(ops: GuestOp[], sums: Map<string, string>, logFile
     if (sums.get(o.to) !== expected) bad.push(`${o.to}: read back ${sums.get(o.to) ?? "nothing"}`);
     out.push({ path: o.to, sha256: expected });
   }
-  if (bad.length) throw new UserError(`files read back from the image differ from what was injected:\n  ${bad.join("\n  ")}`, `read ${logFile}`);
+  if (bad.length)
+    throw new UserError(
+      `files read back from the image differ from what was injected:\n  ${bad.join("\n  ")}`,
+      `read ${logFile}`,
+    );
   return out;
 }
 
@@ -438,19 +659,55 @@ export function guestManifest(
 ): GuestManifest {
   const runnerSha = cacheKey(runner.map((f) => [f.path, f.sha256]));
   const components: Component[] = [
-    { name: "criu", version: criu.version, path: GUEST_PATHS.criu, sha256: criu.criu.sha256, source: `${criu.provider} (${criu.link}${criu.patches.length ? `; ${criu.patches.map((p) => p.name).join(", ")}` : ""})` },
-    ...byVersion.map((m) => ({ name: `criu ${criuLabel(m)}`, version: m.version, path: criuGuestPath(m), sha256: m.criu.sha256, source: `${m.provider} (${m.link}${m.patches.length ? `; ${m.patches.map((p) => p.name).join(", ")}` : ""})` })),
-    ...runner.map((f) => ({ name: `runner/${f.path}`, version: runnerSha, path: `${GUEST_PATHS.runner}/${f.path}`, sha256: f.sha256, source: "cr-guest guest/" })),
+    {
+      name: "criu",
+      version: criu.version,
+      path: GUEST_PATHS.criu,
+      sha256: criu.criu.sha256,
+      source: `${criu.provider} (${criu.link}${criu.patches.length ? `; ${criu.patches.map((p) => p.name).join(", ")}` : ""})`,
+    },
+    ...byVersion.map((m) => ({
+      name: `criu ${criuLabel(m)}`,
+      version: m.version,
+      path: criuGuestPath(m),
+      sha256: m.criu.sha256,
+      source: `${m.provider} (${m.link}${m.patches.length ? `; ${m.patches.map((p) => p.name).join(", ")}` : ""})`,
+    })),
+    ...runner.map((f) => ({
+      name: `runner/${f.path}`,
+      version: runnerSha,
+      path: `${GUEST_PATHS.runner}/${f.path}`,
+      sha256: f.sha256,
+      source: "cr-guest guest/",
+    })),
   ];
-  if (agent) components.push({ name: "kata-agent", version: agent.metadata.kata_version ?? "prebuilt", path: GUEST_PATHS.agent, sha256: agent.metadata.agent.sha256, source: agent.metadata.from });
+  if (agent)
+    components.push({
+      name: "kata-agent",
+      version: agent.metadata.kata_version ?? "prebuilt",
+      path: GUEST_PATHS.agent,
+      sha256: agent.metadata.agent.sha256,
+      source: agent.metadata.from,
+    });
   return {
     schema: 1,
     image_key: key,
     base: base.kind === "fresh" ? `fresh ${base.suite} minbase` : `existing ${base.path}`,
     suite: base.kind === "fresh" ? base.suite : null,
-    criu: { version: criu.version, provider: criu.provider, link: criu.link, patches: criu.patches.map((p) => p.name), sha256: criu.criu.sha256 },
+    criu: {
+      version: criu.version,
+      provider: criu.provider,
+      link: criu.link,
+      patches: criu.patches.map((p) => p.name),
+      sha256: criu.criu.sha256,
+    },
     agent: agent
-      ? { kata_version: agent.metadata.kata_version, setsid: agent.metadata.setsid_after ?? "unknown (prebuilt)", sha256: agent.metadata.agent.sha256, source: agent.metadata.source }
+      ? {
+          kata_version: agent.metadata.kata_version,
+          setsid: agent.metadata.setsid_after ?? "unknown (prebuilt)",
+          sha256: agent.metadata.agent.sha256,
+          source: agent.metadata.source,
+        }
       : "no agent",
     runner: { files: runner.length, sha256: runnerSha },
     components,
@@ -470,7 +727,12 @@ export async function namingUserFile<T>(f: () => Promise<T>, copy: string, origi
   try {
     return await f();
   } catch (err) {
-    if (err instanceof UserError) throw new UserError(err.message.split(copy).join(original), err.hint?.split(copy).join(original), err.exitCode);
+    if (err instanceof UserError)
+      throw new UserError(
+        err.message.split(copy).join(original),
+        err.hint?.split(copy).join(original),
+        err.exitCode,
+      );
     throw err;
   }
 }

@@ -38,7 +38,8 @@ reboot -f
 }
 
 export async function buildConfigCheckInitramfs(opts: { dir: string; symbols: string[] }): Promise<string> {
-  if (!existsSync(BUSYBOX)) throw new UserError(`${BUSYBOX} is missing`, "apt-get install busybox-static   (or run 'make setup')");
+  if (!existsSync(BUSYBOX))
+    throw new UserError(`${BUSYBOX} is missing`, "apt-get install busybox-static   (or run 'make setup')");
   const root = join(opts.dir, "root");
   await rm(root, { recursive: true, force: true });
   for (const d of ["bin", "proc", "dev"]) await mkdir(join(root, d), { recursive: true });
@@ -49,11 +50,20 @@ export async function buildConfigCheckInitramfs(opts: { dir: string; symbols: st
   const files = ["init", "bin", "proc", "dev", "bin/busybox", ...APPLETS.map((a) => `bin/${a}`)];
   const out = join(opts.dir, "initramfs.cpio");
   // Uncompressed newc: the kernel needs no decompressor for it.
-  await run(["cpio", "--quiet", "-o", "-H", "newc", "-F", out], { cwd: root, input: `${files.join("\n")}\n`, timeoutMs: 60_000 });
+  await run(["cpio", "--quiet", "-o", "-H", "newc", "-F", out], {
+    cwd: root,
+    input: `${files.join("\n")}\n`,
+    timeoutMs: 60_000,
+  });
   return out;
 }
 
-export function parseConfigCheckConsole(console: string): { kernelRelease?: string; configGz: boolean; values: Record<string, string>; done: boolean } {
+export function parseConfigCheckConsole(console: string): {
+  kernelRelease?: string;
+  configGz: boolean;
+  values: Record<string, string>;
+  done: boolean;
+} {
   const values: Record<string, string> = {};
   let kernelRelease: string | undefined;
   for (const raw of console.replace(/\r/g, "").split("\n")) {
@@ -63,7 +73,12 @@ export function parseConfigCheckConsole(console: string): { kernelRelease?: stri
     const m = /CRG-CONFIG (CONFIG_[A-Za-z0-9_]+)=(.*)$/.exec(line);
     if (m) values[m[1]] = m[2];
   }
-  return { kernelRelease, configGz: !console.includes("CRG-NO-CONFIG-GZ"), values, done: console.includes(END_MARKER) };
+  return {
+    kernelRelease,
+    configGz: !console.includes("CRG-NO-CONFIG-GZ"),
+    values,
+    done: console.includes(END_MARKER),
+  };
 }
 
 export interface BootCheckResult {
@@ -77,17 +92,41 @@ export interface BootCheckResult {
   kernelRelease?: string;
 }
 
-export async function bootCheckKernel(opts: { kernel: string; requested: Record<string, string>; workDir: string; timeoutMs?: number; accel?: Accel }): Promise<BootCheckResult> {
+export async function bootCheckKernel(opts: {
+  kernel: string;
+  requested: Record<string, string>;
+  workDir: string;
+  timeoutMs?: number;
+  accel?: Accel;
+}): Promise<BootCheckResult> {
   await mkdir(opts.workDir, { recursive: true });
   const symbols = Object.keys(opts.requested);
   const initrd = await buildConfigCheckInitramfs({ dir: opts.workDir, symbols });
-  const accel = opts.accel ?? (await detectAccel({ kernel: opts.kernel, initrd, marker: END_MARKER, cacheFile: join(opts.workDir, "..", "kvm-probe.json") })).accel;
+  const accel =
+    opts.accel ??
+    (
+      await detectAccel({
+        kernel: opts.kernel,
+        initrd,
+        marker: END_MARKER,
+        cacheFile: join(opts.workDir, "..", "kvm-probe.json"),
+      })
+    ).accel;
   let boot: BootResult | undefined;
   let attempts = 0;
   // An infrastructure failure is retried once before it counts.
   while (attempts < 2) {
     attempts++;
-    boot = await bootVm({ kernel: opts.kernel, initrd, append: [], accel, memoryMiB: 512, timeoutMs: opts.timeoutMs ?? 120_000, consoleLog: join(opts.workDir, `console-${attempts}.log`), endMarker: END_MARKER });
+    boot = await bootVm({
+      kernel: opts.kernel,
+      initrd,
+      append: [],
+      accel,
+      memoryMiB: 512,
+      timeoutMs: opts.timeoutMs ?? 120_000,
+      consoleLog: join(opts.workDir, `console-${attempts}.log`),
+      endMarker: END_MARKER,
+    });
     if (boot.status === "ok") break;
   }
   const parsed = parseConfigCheckConsole(boot!.console);
@@ -98,6 +137,19 @@ export async function bootCheckKernel(opts: { kernel: string; requested: Record<
         ? [{ symbol: "CONFIG_IKCONFIG_PROC", requested: "y", guest: "no /proc/config.gz" }]
         : Object.entries(opts.requested)
             .filter(([sym, want]) => (parsed.values[sym] ?? "n") !== want)
-            .map(([symbol, requested]) => ({ symbol, requested, guest: parsed.values[symbol] ?? "(not reported)" }));
-  return { status: boot!.status, seconds: boot!.seconds, consoleLog: boot!.consoleLog, reason: boot!.reason, attempts, accel, mismatches, kernelRelease: parsed.kernelRelease };
+            .map(([symbol, requested]) => ({
+              symbol,
+              requested,
+              guest: parsed.values[symbol] ?? "(not reported)",
+            }));
+  return {
+    status: boot!.status,
+    seconds: boot!.seconds,
+    consoleLog: boot!.consoleLog,
+    reason: boot!.reason,
+    attempts,
+    accel,
+    mismatches,
+    kernelRelease: parsed.kernelRelease,
+  };
 }

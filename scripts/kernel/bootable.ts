@@ -17,11 +17,20 @@ const on = (config: Map<string, string>, s: string) => config.get(s) === "y";
 export function bootPlan(config: Map<string, string>): { bus?: DiskBus; blockers: string[] } {
   const blockers: string[] = [];
   const bus: DiskBus | undefined =
-    on(config, "CONFIG_VIRTIO_BLK") && on(config, "CONFIG_VIRTIO_PCI") ? "virtio" : on(config, "CONFIG_BLK_DEV_NVME") && on(config, "CONFIG_PCI") ? "nvme" : undefined;
+    on(config, "CONFIG_VIRTIO_BLK") && on(config, "CONFIG_VIRTIO_PCI")
+      ? "virtio"
+      : on(config, "CONFIG_BLK_DEV_NVME") && on(config, "CONFIG_PCI")
+        ? "nvme"
+        : undefined;
   const v = (s: string) => `${s}=${config.get(s) ?? "n"}`;
-  if (!bus) blockers.push(`${v("CONFIG_VIRTIO_BLK")} / ${v("CONFIG_BLK_DEV_NVME")} (the root disk's driver: virtio block or NVMe; needed built in, there is no initrd)`);
-  if (!on(config, "CONFIG_EXT4_FS")) blockers.push(`${v("CONFIG_EXT4_FS")} (the root filesystem; needed built in, there is no initrd)`);
-  if (!on(config, "CONFIG_DEVTMPFS")) blockers.push(`${v("CONFIG_DEVTMPFS")} (/dev without udev; needed built in)`);
+  if (!bus)
+    blockers.push(
+      `${v("CONFIG_VIRTIO_BLK")} / ${v("CONFIG_BLK_DEV_NVME")} (the root disk's driver: virtio block or NVMe; needed built in, there is no initrd)`,
+    );
+  if (!on(config, "CONFIG_EXT4_FS"))
+    blockers.push(`${v("CONFIG_EXT4_FS")} (the root filesystem; needed built in, there is no initrd)`);
+  if (!on(config, "CONFIG_DEVTMPFS"))
+    blockers.push(`${v("CONFIG_DEVTMPFS")} (/dev without udev; needed built in)`);
   return { bus, blockers };
 }
 
@@ -33,6 +42,10 @@ export function bootBlockers(config: Map<string, string>): string[] {
 /** The kernel cannot boot the image: not a test result, and not an infrastructure error. */
 export class KernelCannotBootError extends UserError {
   constructor(kernel: string, blockers: string[]) {
-    super(`${kernel} cannot boot the image: ${blockers.join("; ")}`, "use a kernel that builds these in (the built kernels do: kernel-fragments/guest-base.conf)", 1);
+    super(
+      `${kernel} cannot boot the image: ${blockers.join("; ")}`,
+      "use a kernel that builds these in (the built kernels do: kernel-fragments/guest-base.conf)",
+      1,
+    );
   }
 }

@@ -44,7 +44,11 @@ export async function configureKernel(opts: ConfigureOptions): Promise<Map<strin
       break;
     case "tinyconfig": {
       // What `make tinyconfig` merges, with our fragment last so it wins.
-      const tiny = ["kernel/configs/tiny-base.config", "kernel/configs/tiny.config", "arch/x86/configs/tiny.config"]
+      const tiny = [
+        "kernel/configs/tiny-base.config",
+        "kernel/configs/tiny.config",
+        "arch/x86/configs/tiny.config",
+      ]
         .map((f) => readFileSync(join(opts.tree, f), "utf8"))
         .join("\n");
       await writeFile(fragmentFile, `${tiny}\n${ours}`);
@@ -55,7 +59,15 @@ export async function configureKernel(opts: ConfigureOptions): Promise<Map<strin
       await writeFile(fragmentFile, ours);
       await make(opts, ["defconfig"]);
       await run(
-        [join(opts.tree, "scripts/kconfig/merge_config.sh"), "-m", "-O", opts.outDir, join(opts.outDir, ".config"), join(opts.tree, "kernel/configs/kvm_guest.config"), fragmentFile],
+        [
+          join(opts.tree, "scripts/kconfig/merge_config.sh"),
+          "-m",
+          "-O",
+          opts.outDir,
+          join(opts.outDir, ".config"),
+          join(opts.tree, "kernel/configs/kvm_guest.config"),
+          fragmentFile,
+        ],
         { timeoutMs: CONFIG_TIMEOUT_MS, logFile: opts.logFile, cwd: opts.tree },
       );
       // merge_config.sh -m only concatenates: olddefconfig resolves the result.

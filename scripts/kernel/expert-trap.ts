@@ -33,7 +33,11 @@ export function withoutExpert(requested: RequestedConfig): RequestedConfig {
 }
 
 /** Off with EXPERT, on without it, and set by no fragment: the options EXPERT turned off. */
-export function trapSymbols(withExpert: Map<string, string>, noExpert: Map<string, string>, requested: RequestedConfig): string[] {
+export function trapSymbols(
+  withExpert: Map<string, string>,
+  noExpert: Map<string, string>,
+  requested: RequestedConfig,
+): string[] {
   return [...noExpert]
     .filter(([sym, v]) => isOn(v) && !isOn(withExpert.get(sym)) && !requested.values.has(sym))
     .map(([sym]) => sym)
@@ -59,13 +63,22 @@ export function explainTrap(symbols: string[], ctx: TrapContext): TrapEntry[] {
   const ranked = symbols.map((symbol): TrapEntry & { rank: number } => {
     const name = symbol.replace(/^CONFIG_/, "");
     const finding = added.find((f) => new RegExp(`\\b(CONFIG_)?${name}\\b`).test(`${f.what} ${f.why}`));
-    if (required[name]) return { symbol, consequence: `CRIU needs it: ${required[name]}`, criu: true, rank: finding?.severity === "fail" ? 1 : 2 };
+    if (required[name])
+      return {
+        symbol,
+        consequence: `CRIU needs it: ${required[name]}`,
+        criu: true,
+        rank: finding?.severity === "fail" ? 1 : 2,
+      };
     if (finding?.severity === "fail") return { symbol, consequence: said(finding), criu: true, rank: 0 };
-    if (optional[name]) return { symbol, consequence: `CRIU uses it: ${optional[name]}`, criu: true, rank: 3 };
+    if (optional[name])
+      return { symbol, consequence: `CRIU uses it: ${optional[name]}`, criu: true, rank: 3 };
     if (finding) return { symbol, consequence: said(finding), criu: true, rank: 3 };
     return { symbol, consequence: null, criu: false, rank: 4 };
   });
-  return ranked.sort((a, b) => a.rank - b.rank || a.symbol.localeCompare(b.symbol)).map(({ rank: _r, ...e }) => e);
+  return ranked
+    .sort((a, b) => a.rank - b.rank || a.symbol.localeCompare(b.symbol))
+    .map(({ rank: _r, ...e }) => e);
 }
 
 /** A finding as one line: its own words, with the reason when they do not name CRIU. */

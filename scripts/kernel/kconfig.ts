@@ -97,7 +97,10 @@ export function parseExpr(text: string): Expr {
     if (!tok) return { kind: "const", value: "n" };
     if (tok.t === "macro") return { kind: "macro", text: tok.v };
     if (tok.t === "str") return { kind: "const", value: tok.v };
-    if (tok.t === "id") return /^(y|m|n|-?\d+|0x[0-9a-fA-F]+)$/.test(tok.v) ? { kind: "const", value: tok.v } : { kind: "sym", name: tok.v };
+    if (tok.t === "id")
+      return /^(y|m|n|-?\d+|0x[0-9a-fA-F]+)$/.test(tok.v)
+        ? { kind: "const", value: tok.v }
+        : { kind: "sym", name: tok.v };
     return { kind: "const", value: "n" };
   };
   const primary = (): Expr => {
@@ -222,7 +225,14 @@ export function evalExpr(e: Expr, config: Map<string, string>): number | null {
       const num = (s: string) => (/^0x/i.test(s) ? parseInt(s, 16) : Number(s));
       const numeric = !isNaN(num(l)) && !isNaN(num(r)) && l !== "" && r !== "";
       const cmp = numeric ? num(l) - num(r) : l < r ? -1 : l > r ? 1 : 0;
-      const ok = { "=": cmp === 0, "!=": cmp !== 0, "<": cmp < 0, "<=": cmp <= 0, ">": cmp > 0, ">=": cmp >= 0 }[e.op];
+      const ok = {
+        "=": cmp === 0,
+        "!=": cmp !== 0,
+        "<": cmp < 0,
+        "<=": cmp <= 0,
+        ">": cmp > 0,
+        ">=": cmp >= 0,
+      }[e.op];
       return ok ? 2 : 0;
     }
   }
@@ -234,7 +244,8 @@ export function triName(v: number | null): string {
 
 // ---------------------------------------------------------------- parsing
 
-const ENTRY = /^(config|menuconfig|choice|endchoice|comment|menu|endmenu|if|endif|source|rsource|osource|orsource|mainmenu)(?:\s+(.*))?$/;
+const ENTRY =
+  /^(config|menuconfig|choice|endchoice|comment|menu|endmenu|if|endif|source|rsource|osource|orsource|mainmenu)(?:\s+(.*))?$/;
 /** Preprocessor variable assignments (`cc-option = ...`), not Kconfig entries. */
 const ASSIGNMENT = /^[A-Za-z0-9_-]+\s*(?::=|\+=|=)/;
 
@@ -270,8 +281,7 @@ export interface ParseOptions {
 }
 
 export function parseKconfigTree(opts: ParseOptions, top = "Kconfig"): KconfigTree {
-  const read =
-    opts.readFile ?? ((p: string) => (existsSync(p) ? readFileSync(p, "utf8") : undefined));
+  const read = opts.readFile ?? ((p: string) => (existsSync(p) ? readFileSync(p, "utf8") : undefined));
   const symbols = new Map<string, KSymbol>();
   let files = 0;
   let choiceCounter = 0;
@@ -292,7 +302,9 @@ export function parseKconfigTree(opts: ParseOptions, top = "Kconfig"): KconfigTr
     if (text === undefined) {
       if (optional) return;
       throw new UserError(
-        from ? `${join(opts.srctree, from.file)}:${from.line}: sources ${relPath}, which does not exist` : `Kconfig file not found: ${path}`,
+        from
+          ? `${join(opts.srctree, from.file)}:${from.line}: sources ${relPath}, which does not exist`
+          : `Kconfig file not found: ${path}`,
         "is this a complete kernel source tree? (a help text read as a directive is a cr-guest bug: report it with this line)",
       );
     }
@@ -303,7 +315,8 @@ export function parseKconfigTree(opts: ParseOptions, top = "Kconfig"): KconfigTr
     for (let i = 0; i < rawLines.length; i++) {
       const no = i + 1;
       let line = rawLines[i];
-      while (line.endsWith("\\") && i + 1 < rawLines.length) line = line.slice(0, -1) + " " + rawLines[++i].trim();
+      while (line.endsWith("\\") && i + 1 < rawLines.length)
+        line = line.slice(0, -1) + " " + rawLines[++i].trim();
       lines.push({ text: line, no });
     }
     let current: { def: SymbolDef; sym?: KSymbol; block?: Block } | undefined;
@@ -341,7 +354,13 @@ export function parseKconfigTree(opts: ParseOptions, top = "Kconfig"): KconfigTr
           case "config":
           case "menuconfig": {
             const sym = symbol(rest.trim());
-            const def: SymbolDef = { file: relPath, line: lines[i].no, depends: enclosing(), defaults: [], choice };
+            const def: SymbolDef = {
+              file: relPath,
+              line: lines[i].no,
+              depends: enclosing(),
+              defaults: [],
+              choice,
+            };
             sym.defs.push(def);
             current = { def, sym };
             break;
@@ -373,7 +392,10 @@ export function parseKconfigTree(opts: ParseOptions, top = "Kconfig"): KconfigTr
             break;
           case "rsource":
           case "orsource":
-            parseFile(join(dirname(relPath), expandVars(unquote(rest))), kw === "orsource", { file: relPath, line: lines[i].no });
+            parseFile(join(dirname(relPath), expandVars(unquote(rest))), kw === "orsource", {
+              file: relPath,
+              line: lines[i].no,
+            });
             break;
         }
         continue;
@@ -444,5 +466,8 @@ export function parseKconfigTree(opts: ParseOptions, top = "Kconfig"): KconfigTr
 }
 
 export function parseKernelKconfig(srctree: string, srcarch = "x86"): KconfigTree {
-  return parseKconfigTree({ srctree, vars: { SRCARCH: srcarch, ARCH: srcarch === "x86" ? "x86_64" : srcarch, HEADER_ARCH: srcarch } });
+  return parseKconfigTree({
+    srctree,
+    vars: { SRCARCH: srcarch, ARCH: srcarch === "x86" ? "x86_64" : srcarch, HEADER_ARCH: srcarch },
+  });
 }

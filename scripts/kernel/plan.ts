@@ -4,7 +4,14 @@ import type { PipelineConfig } from "../lib/config.js";
 import { UserError } from "../lib/errors.js";
 import { cacheKey } from "../lib/hash.js";
 import { didYouMean } from "../lib/suggest.js";
-import { forKernel, loadFragmentFile, mergeFragments, renderConfigFragment, type Fragment, type RequestedConfig } from "../data/fragments.js";
+import {
+  forKernel,
+  loadFragmentFile,
+  mergeFragments,
+  renderConfigFragment,
+  type Fragment,
+  type RequestedConfig,
+} from "../data/fragments.js";
 import { resolveKernelVersion, type KernelVersionEntry } from "../data/kernel-catalog.js";
 import type { RepoData } from "../data/repo-data.js";
 import { readKataTree, whitelistFor, type KataTree, type WhitelistEntry } from "../data/kata-fragments.js";
@@ -42,30 +49,49 @@ export function resolveKernelInputs(config: PipelineConfig, extraFragments: stri
   return {
     userFragments: [...k.extra_fragments, ...extraFragments].map(loadFragmentFile),
     hostCpus: cpus().length,
-    kata: k.kata_fragments ? readKataTree(k.kata_fragments, { arch: KATA_ARCH, buildType: k.kata_build_type || undefined, confidential: k.kata_confidential }) : undefined,
+    kata: k.kata_fragments
+      ? readKataTree(k.kata_fragments, {
+          arch: KATA_ARCH,
+          buildType: k.kata_build_type || undefined,
+          confidential: k.kata_confidential,
+        })
+      : undefined,
   };
 }
 
 /** Plan (pure): the version from the catalog, the fragments of the set, what they request. */
-export function planKernel(config: PipelineConfig, data: Pick<RepoData, "kernels" | "fragments">, inputs: KernelInputs): KernelPlan {
+export function planKernel(
+  config: PipelineConfig,
+  data: Pick<RepoData, "kernels" | "fragments">,
+  inputs: KernelInputs,
+): KernelPlan {
   const entry = resolveKernelVersion(config.kernel.version, data.kernels);
   // A Kata tree replaces the fragment set; the user's fragments stack on either.
   const setNames = inputs.kata ? [] : config.fragment_sets[config.kernel.fragment_set];
   const fragments = inputs.kata ? [...inputs.kata.fragments] : [];
-  fragments.push(...setNames.map((name) => {
-    const f = data.fragments.get(name);
-    if (!f)
-      throw new UserError(
-        `fragment set '${config.kernel.fragment_set}' names '${name}', but kernel-fragments/${name}.conf does not exist`,
-        `fix fragment_sets in the config (fragments: ${[...data.fragments.keys()].join(", ")})`,
-      );
-    return f;
-  }));
+  fragments.push(
+    ...setNames.map((name) => {
+      const f = data.fragments.get(name);
+      if (!f)
+        throw new UserError(
+          `fragment set '${config.kernel.fragment_set}' names '${name}', but kernel-fragments/${name}.conf does not exist`,
+          `fix fragment_sets in the config (fragments: ${[...data.fragments.keys()].join(", ")})`,
+        );
+      return f;
+    }),
+  );
   fragments.push(...inputs.userFragments);
   // Lines marked `# [kernel RANGE]` count only for kernels in that range.
   const requested = mergeFragments(forKernel(fragments, entry.version));
   const jobs = config.kernel.jobs > 0 ? config.kernel.jobs : inputs.hostCpus;
-  return { entry, fragments, requested, jobs, whitelist: inputs.kata ? whitelistFor(inputs.kata, entry.version) : [], kataExcluded: inputs.kata?.excluded ?? [] };
+  return {
+    entry,
+    fragments,
+    requested,
+    jobs,
+    whitelist: inputs.kata ? whitelistFor(inputs.kata, entry.version) : [],
+    kataExcluded: inputs.kata?.excluded ?? [],
+  };
 }
 
 export interface KernelKeyInputs {
@@ -77,7 +103,12 @@ export interface KernelKeyInputs {
 }
 
 /** The kernel artifact key: everything that changes the built bzImage, nothing else. */
-export function kernelCacheKey(plan: KernelPlan, base: string, source: KernelKeyInputs["source"], toolchain: string[]): string {
+export function kernelCacheKey(
+  plan: KernelPlan,
+  base: string,
+  source: KernelKeyInputs["source"],
+  toolchain: string[],
+): string {
   const inputs: KernelKeyInputs & { recipe: number; arch: string } = {
     version: plan.entry.version,
     source,

@@ -21,7 +21,14 @@ export interface KernelMetadata {
   build_seconds?: number;
   ccache?: { hits: number; misses: number } | null;
   vmlinuz: { bytes: number; sha256: string };
-  verify: { checked: number; ok: number; mismatches: { symbol: string; requested: string; final: string; why: string[]; allowed?: string }[]; unknown: string[]; whitelisted?: string[]; passed: boolean };
+  verify: {
+    checked: number;
+    ok: number;
+    mismatches: { symbol: string; requested: string; final: string; why: string[]; allowed?: string }[];
+    unknown: string[];
+    whitelisted?: string[];
+    passed: boolean;
+  };
   boot_check?: { status: string; seconds: number; mismatches: unknown[]; release?: string } | null;
   created: string;
 }
@@ -77,7 +84,14 @@ export function kernelRef(k: KernelStageResult): KernelRef {
   const requested = new Map(k.requested);
   // A drop accepted by the allowlist is what the guest will (rightly) see.
   for (const m of k.metadata.verify.mismatches) if (m.allowed) requested.set(m.symbol, m.final);
-  return { dir: k.dir, key: basename(k.dir), version: k.metadata.version, release: k.metadata.release ?? null, config_sha256: k.metadata.config_sha256, requested };
+  return {
+    dir: k.dir,
+    key: basename(k.dir),
+    version: k.metadata.version,
+    release: k.metadata.release ?? null,
+    config_sha256: k.metadata.config_sha256,
+    requested,
+  };
 }
 
 /** The value each requested symbol was asked to have. */
@@ -89,7 +103,13 @@ export function verifySummary(report: VerifyReport): KernelMetadata["verify"] {
   return {
     checked: report.checked,
     ok: report.ok.length,
-    mismatches: report.mismatches.map((m) => ({ symbol: m.symbol, requested: m.requested, final: m.final, why: m.why, allowed: m.allowed?.reason })),
+    mismatches: report.mismatches.map((m) => ({
+      symbol: m.symbol,
+      requested: m.requested,
+      final: m.final,
+      why: m.why,
+      allowed: m.allowed?.reason,
+    })),
     unknown: report.unknown.map((u) => u.symbol),
     whitelisted: [...report.unknown, ...report.mismatches].filter((x) => x.whitelisted).map((x) => x.symbol),
     passed: report.passed,
@@ -107,4 +127,3 @@ export function failOnVerify(report: VerifyReport, label: string): void {
     1,
   );
 }
-

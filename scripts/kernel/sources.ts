@@ -54,7 +54,11 @@ async function unpack(tarball: string, dir: string): Promise<string> {
   await mkdir(staging);
   await run(["tar", "-xf", tarball, "-C", staging], { timeoutMs: UNPACK_TIMEOUT_MS });
   const entries = await readdir(staging);
-  if (entries.length !== 1) throw new UserError(`${tarball}: expected one top directory, found ${entries.length}`, "is this a kernel source tarball?");
+  if (entries.length !== 1)
+    throw new UserError(
+      `${tarball}: expected one top directory, found ${entries.length}`,
+      "is this a kernel source tarball?",
+    );
   const tree = join(dir, "tree");
   await rename(join(staging, entries[0]), tree);
   await rm(staging, { recursive: true });
@@ -79,24 +83,31 @@ async function fromTarball(
   /** Patches the unpacked tree; a failure is recorded as a note, not fatal. */
   patchTree?: (tree: string) => Promise<string[]>,
 ): Promise<KernelSource> {
-  const art = await ctx.cache.getOrBuild<KernelSourceMetadata>(STAGE, sourceKey(entry.version, provider, ctx.kernel), async (dir) => {
-    ctx.log(`unpacking ${basename(tarball)}`);
-    const tree = await unpack(tarball, dir);
-    const found = makefileVersion(tree);
-    if (found !== entry.version)
-      throw new UserError(`${tarball} holds linux ${found ?? "?"}, not ${entry.version}`, "check the tarball and the pin in kernel-versions.yaml");
-    const notes: string[] = [];
-    let patches: string[] = [];
-    if (patchTree) {
-      try {
-        patches = await patchTree(tree);
-      } catch (err) {
-        notes.push(errorMessage(err));
-        ctx.log(errorMessage(err));
+  const art = await ctx.cache.getOrBuild<KernelSourceMetadata>(
+    STAGE,
+    sourceKey(entry.version, provider, ctx.kernel),
+    async (dir) => {
+      ctx.log(`unpacking ${basename(tarball)}`);
+      const tree = await unpack(tarball, dir);
+      const found = makefileVersion(tree);
+      if (found !== entry.version)
+        throw new UserError(
+          `${tarball} holds linux ${found ?? "?"}, not ${entry.version}`,
+          "check the tarball and the pin in kernel-versions.yaml",
+        );
+      const notes: string[] = [];
+      let patches: string[] = [];
+      if (patchTree) {
+        try {
+          patches = await patchTree(tree);
+        } catch (err) {
+          notes.push(errorMessage(err));
+          ctx.log(errorMessage(err));
+        }
       }
-    }
-    return { version: entry.version, provider, origin: basename(tarball), sha256, patches, notes };
-  });
+      return { version: entry.version, provider, origin: basename(tarball), sha256, patches, notes };
+    },
+  );
   return { tree: join(art.dir, "tree"), metadata: art.metadata, cached: art.cached };
 }
 
@@ -110,7 +121,10 @@ async function applyDfsgPatches(debianTarball: string, tree: string): Promise<st
     .map((l) => l.trim())
     .filter((l) => l.startsWith("debian/dfsg/"));
   for (const patch of series)
-    await run(["patch", "-p1", "--forward", "--batch", "-i", join(work, "debian/patches", patch)], { cwd: tree, timeoutMs: 60_000 });
+    await run(["patch", "-p1", "--forward", "--batch", "-i", join(work, "debian/patches", patch)], {
+      cwd: tree,
+      timeoutMs: 60_000,
+    });
   await rm(work, { recursive: true });
   return series;
 }
@@ -122,7 +136,10 @@ const PROVIDERS: Record<KernelProvider, Provide> = {
     const pin = entry.kernel_org;
     if (!pin?.url) throw new NotAvailableError("", `no kernel.org URL pinned for ${entry.version}`);
     if (!pin.sha256)
-      throw new NotAvailableError(pin.url, `no sha256 pinned for it in kernel-versions.yaml (copy it from kernel.org's sha256sums.asc)`);
+      throw new NotAvailableError(
+        pin.url,
+        `no sha256 pinned for it in kernel-versions.yaml (copy it from kernel.org's sha256sums.asc)`,
+      );
     const dest = join(ctx.cache.root, "downloads", basename(pin.url));
     await mkdir(join(ctx.cache.root, "downloads"), { recursive: true });
     ctx.log(`downloading ${pin.url}`);
@@ -135,7 +152,12 @@ const PROVIDERS: Record<KernelProvider, Provide> = {
     if (!pin) throw new NotAvailableError("", `no Debian source package pinned for ${entry.version}`);
     const tried: string[] = [];
     for (const suite of pin.suites) {
-      const index = await loadSuiteIndex({ mirror: ctx.mirror, suite, cacheDir: join(ctx.cache.root, "debian-index"), kind: "source" });
+      const index = await loadSuiteIndex({
+        mirror: ctx.mirror,
+        suite,
+        cacheDir: join(ctx.cache.root, "debian-index"),
+        kind: "source",
+      });
       const pkg = index.sources("linux").find((p) => p.version === pin.version);
       if (!pkg) {
         tried.push(`${suite}: no linux ${pin.version} in the index`);
@@ -155,16 +177,32 @@ const PROVIDERS: Record<KernelProvider, Provide> = {
       await mkdir(downloads, { recursive: true });
       const dest = join(downloads, orig.name);
       ctx.log(`downloading ${orig.url}`);
-      await download({ url: orig.url, dest, sha256: orig.sha256, size: orig.size, timeoutMs: DOWNLOAD_TIMEOUT_MS });
+      await download({
+        url: orig.url,
+        dest,
+        sha256: orig.sha256,
+        size: orig.size,
+        timeoutMs: DOWNLOAD_TIMEOUT_MS,
+      });
       const debianTar = pkg.files.find((f) => f.name.endsWith(".debian.tar.xz"));
       const patchTree = ctx.kernel.debian_patches
         ? async (tree: string) => {
-            if (!debianTar) throw new Error(`dfsg patches not applied: ${suite} lists no debian.tar.xz for linux ${pin.version}`);
+            if (!debianTar)
+              throw new Error(
+                `dfsg patches not applied: ${suite} lists no debian.tar.xz for linux ${pin.version}`,
+              );
             const debDest = join(downloads, debianTar.name);
             try {
-              await download({ url: debianTar.url, dest: debDest, sha256: debianTar.sha256, timeoutMs: DOWNLOAD_TIMEOUT_MS });
+              await download({
+                url: debianTar.url,
+                dest: debDest,
+                sha256: debianTar.sha256,
+                timeoutMs: DOWNLOAD_TIMEOUT_MS,
+              });
             } catch (err) {
-              throw new Error(`dfsg patches not applied: ${debianTar.name} is not downloadable (${errorMessage(err)})`);
+              throw new Error(
+                `dfsg patches not applied: ${debianTar.name} is not downloadable (${errorMessage(err)})`,
+              );
             }
             ctx.log("applying Debian dfsg patches");
             return applyDfsgPatches(debDest, tree);
@@ -179,16 +217,33 @@ const PROVIDERS: Record<KernelProvider, Provide> = {
     const tree = ctx.kernel.local_tree;
     if (!tree) throw new NotAvailableError("", "kernel.local_tree is not set");
     const found = makefileVersion(tree);
-    if (!found) throw new UserError(`kernel.local_tree ${tree} is not a kernel source tree (no Makefile with VERSION)`, "point it at the top of a kernel tree");
-    if (found !== entry.version) throw new NotAvailableError(tree, `local tree is linux ${found}, wanted ${entry.version}`);
+    if (!found)
+      throw new UserError(
+        `kernel.local_tree ${tree} is not a kernel source tree (no Makefile with VERSION)`,
+        "point it at the top of a kernel tree",
+      );
+    if (found !== entry.version)
+      throw new NotAvailableError(tree, `local tree is linux ${found}, wanted ${entry.version}`);
     // Built in place with O=: identify it by git commit when it is a checkout.
     const head = existsSync(join(tree, ".git"))
-      ? (await run(["git", "-C", tree, "describe", "--always", "--dirty"], { timeoutMs: 30_000, allowFailure: true })).stdout.trim()
+      ? (
+          await run(["git", "-C", tree, "describe", "--always", "--dirty"], {
+            timeoutMs: 30_000,
+            allowFailure: true,
+          })
+        ).stdout.trim()
       : "";
     return {
       tree,
       cached: true,
-      metadata: { version: found, provider: "local-tree", origin: tree, sha256: head ? `git:${head}` : `path:${tree}`, patches: [], notes: [] },
+      metadata: {
+        version: found,
+        provider: "local-tree",
+        origin: tree,
+        sha256: head ? `git:${head}` : `path:${tree}`,
+        patches: [],
+        notes: [],
+      },
     };
   },
 
@@ -202,7 +257,11 @@ const PROVIDERS: Record<KernelProvider, Provide> = {
     for (const c of candidates) {
       const path = join(dir, c.name);
       if (!existsSync(path)) continue;
-      if (!c.sha256) throw new UserError(`${path} has no sha256 pin in kernel-versions.yaml`, "add the pin before using it");
+      if (!c.sha256)
+        throw new UserError(
+          `${path} has no sha256 pin in kernel-versions.yaml`,
+          "add the pin before using it",
+        );
       const dest = join(ctx.cache.root, "downloads", c.name);
       await mkdir(join(ctx.cache.root, "downloads"), { recursive: true });
       await download({ url: path, dest, sha256: c.sha256, timeoutMs: DOWNLOAD_TIMEOUT_MS });
@@ -222,12 +281,18 @@ export interface ProviderAttempt {
  * fetch it. Errors other than "not available" (a checksum mismatch, a bad tarball) stop the
  * chain: they must be fixed, not papered over by another provider.
  */
-export async function obtainKernelSource(ctx: SourceContext, entry: KernelVersionEntry): Promise<KernelSource & { attempts: ProviderAttempt[] }> {
+export async function obtainKernelSource(
+  ctx: SourceContext,
+  entry: KernelVersionEntry,
+): Promise<KernelSource & { attempts: ProviderAttempt[] }> {
   requireHostTools(["tar", "xz", "patch", "gpgv"], [], "kernel sources");
   const attempts: ProviderAttempt[] = [];
   for (const provider of ctx.kernel.providers) {
     if (provider === "local-tree") continue;
-    const hit = await ctx.cache.lookup<KernelSourceMetadata>(STAGE, sourceKey(entry.version, provider, ctx.kernel));
+    const hit = await ctx.cache.lookup<KernelSourceMetadata>(
+      STAGE,
+      sourceKey(entry.version, provider, ctx.kernel),
+    );
     if (hit) return { tree: join(hit.dir, "tree"), metadata: hit.metadata, cached: true, attempts };
   }
   for (const provider of ctx.kernel.providers) {

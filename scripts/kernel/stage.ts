@@ -13,7 +13,14 @@ import { sha256, sha256File } from "../lib/hash.js";
 import { findInPath, requireHostTools } from "../lib/host-tools.js";
 import { runSteps } from "../lib/progress.js";
 import { configureKernel, fragmentSummary, ARCH } from "./configure.js";
-import { explainTrap, formatTrap, requestsExpert, trapSymbols, withoutExpert, type TrapEntry } from "./expert-trap.js";
+import {
+  explainTrap,
+  formatTrap,
+  requestsExpert,
+  trapSymbols,
+  withoutExpert,
+  type TrapEntry,
+} from "./expert-trap.js";
 import { resolveCriuVersion } from "../data/criu-catalog.js";
 import { writeAtomic } from "../lib/fs-atomic.js";
 import { parseKernelKconfig, type KconfigTree } from "./kconfig.js";
@@ -24,7 +31,14 @@ import { repoData } from "../data/repo-data.js";
 import { parseDotConfig } from "../data/fragments.js";
 import { CommandError } from "../lib/errors.js";
 import { runDebianCloudKernel } from "./prebuilt.js";
-import { failOnVerify, requestedValues, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult } from "./result.js";
+import {
+  failOnVerify,
+  requestedValues,
+  verifySummary,
+  type KernelMetadata,
+  type KernelStageOptions,
+  type KernelStageResult,
+} from "./result.js";
 import { acceptedMisses } from "../data/allowlist.js";
 
 export { failOnVerify, verifySummary, type KernelMetadata, type KernelStageOptions, type KernelStageResult };
@@ -33,7 +47,8 @@ const BUILD_TOOLS = ["make", "gcc", "ld", "flex", "bison", "bc", "perl", "tar", 
 const BUILD_HEADERS = ["/usr/include/gelf.h", "/usr/include/openssl/ssl.h"];
 
 async function toolchain(): Promise<string[]> {
-  const first = async (argv: string[]) => (await run(argv, { timeoutMs: 30_000 })).stdout.split("\n")[0].trim();
+  const first = async (argv: string[]) =>
+    (await run(argv, { timeoutMs: 30_000 })).stdout.split("\n")[0].trim();
   return [await first(["gcc", "--version"]), await first(["ld", "--version"])];
 }
 
@@ -59,7 +74,10 @@ interface Ctx {
   seconds: Record<string, number>;
 }
 
-export async function runKernelStage(config: PipelineConfig, opts: KernelStageOptions = {}): Promise<KernelStageResult> {
+export async function runKernelStage(
+  config: PipelineConfig,
+  opts: KernelStageOptions = {},
+): Promise<KernelStageResult> {
   if (config.kernel.kind === "debian-cloud") {
     return runDebianCloudKernel(config, opts);
   }
@@ -76,7 +94,9 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
   };
   const ctx: Ctx = { plan, warnings: [], notes: [], seconds: {} };
   for (const o of plan.requested.overrides)
-    ctx.warnings.push(`${o.symbol}: ${o.from.file}:${o.from.line} sets ${o.from.value}, ${o.to.file}:${o.to.line} overrides it with ${o.to.value}`);
+    ctx.warnings.push(
+      `${o.symbol}: ${o.from.file}:${o.from.line} sets ${o.from.value}, ${o.to.file}:${o.to.line} overrides it with ${o.to.value}`,
+    );
 
   await runSteps(ctx, [
     {
@@ -110,24 +130,46 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
         // A check keeps one dir per source and base: kconfig's own tools are compiled once, and
         // every configure rewrites .config whole (allnoconfig, defconfig), so nothing carries over.
         const sourceDir = `${c.source!.metadata.provider}-${plan.entry.version}-${config.kernel.base}`;
-        const outDir = join(cache.root, "kbuild", opts.checkConfigOnly ? `check-${sourceDir}` : `${sourceDir}-${variantName(config, plan)}`);
+        const outDir = join(
+          cache.root,
+          "kbuild",
+          opts.checkConfigOnly ? `check-${sourceDir}` : `${sourceDir}-${variantName(config, plan)}`,
+        );
         await mkdir(join(cache.root, "logs"), { recursive: true });
         const logFile = join(cache.root, "logs", `kernel-${c.key}.log`);
         await rm(logFile, { force: true });
         const configure = (dir: string, requested: typeof plan.requested, log2 = logFile) =>
-          configureKernel({ tree: c.source!.tree, outDir: dir, base: config.kernel.base, requested, logFile: log2, onLine: log });
+          configureKernel({
+            tree: c.source!.tree,
+            outDir: dir,
+            base: config.kernel.base,
+            requested,
+            logFile: log2,
+            onLine: log,
+          });
         // The exact trap: the same request without EXPERT, configured for real beside the
         // real one (each make uses one core), then diffed. Kconfig is parsed meanwhile.
         const configuring = timed(c, "configure", () =>
           Promise.all([
             configure(outDir, plan.requested),
-            requestsExpert(plan.requested) ? configure(`${outDir}-without-expert`, withoutExpert(plan.requested), logFile.replace(/\.log$/, "-without-expert.log")) : undefined,
+            requestsExpert(plan.requested)
+              ? configure(
+                  `${outDir}-without-expert`,
+                  withoutExpert(plan.requested),
+                  logFile.replace(/\.log$/, "-without-expert.log"),
+                )
+              : undefined,
           ]),
         );
         c.kconfig = parseKernelKconfig(c.source!.tree);
         const [final, noExpert] = await configuring;
         if (noExpert) {
-          c.trap = explainTrap(trapSymbols(final, noExpert, plan.requested), { ...trapCriu(config, opts.criuVersion), kernelVersion: plan.entry.version, withExpert: final, noExpert });
+          c.trap = explainTrap(trapSymbols(final, noExpert, plan.requested), {
+            ...trapCriu(config, opts.criuVersion),
+            kernelVersion: plan.entry.version,
+            withExpert: final,
+            noExpert,
+          });
           if (c.trap.length) c.warnings.push(formatTrap(c.trap, config.kernel.base));
         }
         if (opts.configOut) await keepConfig(join(outDir, ".config"), opts.configOut);
@@ -139,39 +181,69 @@ export async function runKernelStage(config: PipelineConfig, opts: KernelStageOp
           ...acceptedMisses(config.kernel.allowlist, plan.whitelist),
         });
         if (opts.checkConfigOnly) {
-          c.result = { cached: false, report: c.report, reportText: formatVerifyReport(c.report, label), warnings: c.warnings, notes: c.notes, seconds: c.seconds, finalConfig: final, expertTrap: c.trap };
+          c.result = {
+            cached: false,
+            report: c.report,
+            reportText: formatVerifyReport(c.report, label),
+            warnings: c.warnings,
+            notes: c.notes,
+            seconds: c.seconds,
+            finalConfig: final,
+            expertTrap: c.trap,
+          };
           return;
         }
         failOnVerify(c.report, label);
         opts.onConfigured?.(final, plan.entry.version);
-        setTitle(`Configured and verified (${c.report.ok.length}/${c.report.checked} symbols); build bzImage (-j${plan.jobs})`);
+        setTitle(
+          `Configured and verified (${c.report.ok.length}/${c.report.checked} symbols); build bzImage (-j${plan.jobs})`,
+        );
         c.result = await timed(c, "build", () => buildKernel(config, cache, c, outDir, logFile, label, log));
       },
     },
     {
       title: "Boot check under QEMU",
-      skip: (c) => (!(opts.bootCheck ?? config.kernel.boot_check) || !c.result?.dir ? "not requested" : false),
+      skip: (c) =>
+        !(opts.bootCheck ?? config.kernel.boot_check) || !c.result?.dir ? "not requested" : false,
       run: async (c, log) => {
         const { bootCheckKernel } = await import("./boot-check.js");
         const values = Object.fromEntries([...plan.requested.values].map(([k, e]) => [k, e.value]));
         log("booting to a config-check initramfs");
         const boot = await timed(c, "boot_check", () =>
-          bootCheckKernel({ kernel: join(c.result!.dir!, "vmlinuz"), requested: values, workDir: join(cache.root, "boot-check", c.key!) }),
+          bootCheckKernel({
+            kernel: join(c.result!.dir!, "vmlinuz"),
+            requested: values,
+            workDir: join(cache.root, "boot-check", c.key!),
+          }),
         );
         if (boot.status !== "ok")
-          throw new UserError(`boot check of ${label}: ${boot.status} after ${boot.seconds.toFixed(1)} s; console: ${boot.consoleLog}`, "read the console log", 3);
+          throw new UserError(
+            `boot check of ${label}: ${boot.status} after ${boot.seconds.toFixed(1)} s; console: ${boot.consoleLog}`,
+            "read the console log",
+            3,
+          );
         if (boot.mismatches.length)
           throw new UserError(
             `boot check of ${label}: the guest's /proc/config.gz differs from the request:\n${boot.mismatches.map((m) => `  ${m.symbol}: requested ${m.requested}, guest ${m.guest}`).join("\n")}`,
             "see the console log",
             1,
           );
-        c.notes.push(`boot check: booted ${boot.kernelRelease ?? "?"} in ${boot.seconds.toFixed(1)} s, all requested symbols seen in /proc/config.gz`);
+        c.notes.push(
+          `boot check: booted ${boot.kernelRelease ?? "?"} in ${boot.seconds.toFixed(1)} s, all requested symbols seen in /proc/config.gz`,
+        );
       },
     },
   ]);
-  if (opts.configOut && ctx.result?.dir && !opts.checkConfigOnly) await keepConfig(join(ctx.result.dir, "config"), opts.configOut);
-  return { ...ctx.result!, warnings: ctx.warnings, notes: ctx.notes, seconds: ctx.seconds, requested: requestedValues(plan.requested), expertTrap: ctx.trap ?? ctx.result?.expertTrap };
+  if (opts.configOut && ctx.result?.dir && !opts.checkConfigOnly)
+    await keepConfig(join(ctx.result.dir, "config"), opts.configOut);
+  return {
+    ...ctx.result!,
+    warnings: ctx.warnings,
+    notes: ctx.notes,
+    seconds: ctx.seconds,
+    requested: requestedValues(plan.requested),
+    expertTrap: ctx.trap ?? ctx.result?.expertTrap,
+  };
 }
 
 async function buildKernel(
@@ -187,7 +259,15 @@ async function buildKernel(
     const ccache = findInPath("ccache");
     const before = await ccacheStats();
     const started = Date.now();
-    const makeArgs = ["make", "-C", c.source!.tree, `O=${outDir}`, `ARCH=${ARCH}`, `-j${c.plan.jobs}`, ...(ccache ? ["CC=ccache gcc"] : [])];
+    const makeArgs = [
+      "make",
+      "-C",
+      c.source!.tree,
+      `O=${outDir}`,
+      `ARCH=${ARCH}`,
+      `-j${c.plan.jobs}`,
+      ...(ccache ? ["CC=ccache gcc"] : []),
+    ];
     const env = {
       // Reproducible: the same inputs give the same bzImage.
       KBUILD_BUILD_TIMESTAMP: "2000-01-01 00:00:00 UTC",
@@ -198,7 +278,12 @@ async function buildKernel(
       CCACHE_BASEDIR: cache.root,
     };
     try {
-      await run([...makeArgs, "bzImage"], { timeoutMs: config.kernel.build_timeout_minutes * 60_000, logFile, onLine: log, env });
+      await run([...makeArgs, "bzImage"], {
+        timeoutMs: config.kernel.build_timeout_minutes * 60_000,
+        logFile,
+        onLine: log,
+        env,
+      });
     } catch (err) {
       if (err instanceof CommandError)
         throw new UserError(
@@ -210,7 +295,11 @@ async function buildKernel(
     }
     const buildSeconds = (Date.now() - started) / 1000;
     const after = await ccacheStats();
-    const release = (await run(["make", "-s", "-C", c.source!.tree, `O=${outDir}`, `ARCH=${ARCH}`, "kernelrelease"], { timeoutMs: 60_000 })).stdout.trim();
+    const release = (
+      await run(["make", "-s", "-C", c.source!.tree, `O=${outDir}`, `ARCH=${ARCH}`, "kernelrelease"], {
+        timeoutMs: 60_000,
+      })
+    ).stdout.trim();
     await copyFile(join(outDir, "arch/x86/boot/bzImage"), join(tmp, "vmlinuz"));
     await copyFile(join(outDir, ".config"), join(tmp, "config"));
     await copyFile(logFile, join(tmp, "build.log"));
@@ -225,8 +314,12 @@ async function buildKernel(
       config_sha256: sha256(configText),
       toolchain: c.tools,
       build_seconds: buildSeconds,
-      ccache: before && after ? { hits: after.hits - before.hits, misses: after.misses - before.misses } : null,
-      vmlinuz: { bytes: (await stat(join(tmp, "vmlinuz"))).size, sha256: await sha256File(join(tmp, "vmlinuz")) },
+      ccache:
+        before && after ? { hits: after.hits - before.hits, misses: after.misses - before.misses } : null,
+      vmlinuz: {
+        bytes: (await stat(join(tmp, "vmlinuz"))).size,
+        sha256: await sha256File(join(tmp, "vmlinuz")),
+      },
       verify: verifySummary(c.report!),
       created: new Date().toISOString(),
     };
@@ -244,19 +337,33 @@ async function buildKernel(
 }
 
 /** Verifies an existing .config file (e.g. from another kernel) against the fragments. */
-export function verifyConfigFile(config: PipelineConfig, file: string, kconfigTree?: string): { report: VerifyReport; text: string } {
+export function verifyConfigFile(
+  config: PipelineConfig,
+  file: string,
+  kconfigTree?: string,
+): { report: VerifyReport; text: string } {
   const plan = planKernel(config, repoData(), resolveKernelInputs(config));
   const final = parseDotConfig(readFileSync(file, "utf8"));
   const kconfig = kconfigTree ? parseKernelKconfig(kconfigTree) : undefined;
-  const report = verifyConfig({ requested: plan.requested, final, kconfig, kernelVersion: plan.entry.version, ...acceptedMisses(config.kernel.allowlist, plan.whitelist) });
+  const report = verifyConfig({
+    requested: plan.requested,
+    final,
+    kconfig,
+    kernelVersion: plan.entry.version,
+    ...acceptedMisses(config.kernel.allowlist, plan.whitelist),
+  });
   return { report, text: formatVerifyReport(report, file) };
 }
 
 /** The build dir's variant part: the fragment set (or the Kata tree) and any extra fragments. */
 function variantName(config: PipelineConfig, plan: KernelPlan): string {
   const set = config.kernel.kata_fragments ? "kata" : config.kernel.fragment_set;
-  const extra = plan.fragments.length - (config.kernel.kata_fragments ? 0 : config.fragment_sets[config.kernel.fragment_set].length);
-  return extra > 0 && !config.kernel.kata_fragments ? `${set}+${sha256(plan.fragments.map((f) => f.sha256).join()).slice(0, 8)}` : set;
+  const extra =
+    plan.fragments.length -
+    (config.kernel.kata_fragments ? 0 : config.fragment_sets[config.kernel.fragment_set].length);
+  return extra > 0 && !config.kernel.kata_fragments
+    ? `${set}+${sha256(plan.fragments.map((f) => f.sha256).join()).slice(0, 8)}`
+    : set;
 }
 
 /** The CRIU whose doctor explains the trap: --criu, else the config's version when the catalog has it. */

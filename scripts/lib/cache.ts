@@ -46,11 +46,19 @@ export class ArtifactCache {
    * The artifact, built into a temporary directory and renamed into place if absent. Two
    * builds of one artifact in one process take turns: the second finds the first's.
    */
-  getOrBuild<M extends object>(stage: string, key: string, build: (tmpDir: string) => Promise<M>): Promise<Artifact<M> & { cached: boolean }> {
+  getOrBuild<M extends object>(
+    stage: string,
+    key: string,
+    build: (tmpDir: string) => Promise<M>,
+  ): Promise<Artifact<M> & { cached: boolean }> {
     return building.run(this.dir(stage, key), () => this.buildOnce(stage, key, build));
   }
 
-  private async buildOnce<M extends object>(stage: string, key: string, build: (tmpDir: string) => Promise<M>): Promise<Artifact<M> & { cached: boolean }> {
+  private async buildOnce<M extends object>(
+    stage: string,
+    key: string,
+    build: (tmpDir: string) => Promise<M>,
+  ): Promise<Artifact<M> & { cached: boolean }> {
     const hit = await this.lookup<M>(stage, key);
     if (hit) return { ...hit, cached: true };
     const stageDir = join(this.root, stage);

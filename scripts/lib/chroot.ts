@@ -40,58 +40,134 @@ export interface ChrootMetadata {
 }
 
 export function chrootKey(suite: string, packages: string[], debian: DebianSource): string {
-  return cacheKey({ suite, packages: [...new Set(packages)].sort(), mirror: debian.mirror, bootstrap: debian.bootstrap, variant: "minbase", recipe: CHROOT_RECIPE_VERSION });
+  return cacheKey({
+    suite,
+    packages: [...new Set(packages)].sort(),
+    mirror: debian.mirror,
+    bootstrap: debian.bootstrap,
+    variant: "minbase",
+    recipe: CHROOT_RECIPE_VERSION,
+  });
 }
 
 /**
  * The bootstrap command, run in a private mount namespace: both tools mount /proc (and more)
  * inside the target while packages configure. mmdebstrap in root mode, as debootstrap runs.
  */
-export function bootstrapArgs(suite: string, root: string, packages: string[], debian: DebianSource): string[] {
+export function bootstrapArgs(
+  suite: string,
+  root: string,
+  packages: string[],
+  debian: DebianSource,
+): string[] {
   const include = [...new Set(packages)].sort();
   const includeArg = include.length ? [`--include=${include.join(",")}`] : [];
-  const tool = debian.bootstrap === "mmdebstrap" ? ["mmdebstrap", "--mode=root", "--variant=minbase", "--dpkgopt=force-unsafe-io"] : ["debootstrap", "--variant=minbase"];
-  return ["unshare", "--mount", "--propagation", "private", "--fork", ...tool, ...includeArg, suite, root, debian.mirror];
+  const tool =
+    debian.bootstrap === "mmdebstrap"
+      ? ["mmdebstrap", "--mode=root", "--variant=minbase", "--dpkgopt=force-unsafe-io"]
+      : ["debootstrap", "--variant=minbase"];
+  return [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "--fork",
+    ...tool,
+    ...includeArg,
+    suite,
+    root,
+    debian.mirror,
+  ];
 }
 
 /**
  * Runs `argv` inside `root`: a private mount namespace with /proc and /dev mounted, then
  * chroot. The script is fixed text; paths and argv travel as positional parameters.
  */
-const ENTER = 'set -e; root=$1; dir=$2; shift 2; mount -t proc proc "$root/proc"; mount --rbind /dev "$root/dev"; exec chroot "$root" env -C "$dir" "$@"';
+const ENTER =
+  'set -e; root=$1; dir=$2; shift 2; mount -t proc proc "$root/proc"; mount --rbind /dev "$root/dev"; exec chroot "$root" env -C "$dir" "$@"';
 
 export function chrootArgv(root: string, argv: string[], cwd = "/"): string[] {
-  return ["unshare", "--mount", "--propagation", "private", "--fork", "sh", "-c", ENTER, "cr-guest-chroot", root, cwd, ...argv];
+  return [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "--fork",
+    "sh",
+    "-c",
+    ENTER,
+    "cr-guest-chroot",
+    root,
+    cwd,
+    ...argv,
+  ];
 }
 
 export async function runInChroot(
   root: string,
   argv: string[],
-  opts: { timeoutMs: number; cwd?: string; env?: Record<string, string>; logFile?: string; onLine?: (l: string) => void; allowFailure?: boolean },
+  opts: {
+    timeoutMs: number;
+    cwd?: string;
+    env?: Record<string, string>;
+    logFile?: string;
+    onLine?: (l: string) => void;
+    allowFailure?: boolean;
+  },
 ): Promise<RunResult> {
   return run(chrootArgv(root, argv, opts.cwd), {
     timeoutMs: opts.timeoutMs,
     logFile: opts.logFile,
     onLine: opts.onLine,
     allowFailure: opts.allowFailure,
-    env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C", HOME: "/root", DEBIAN_FRONTEND: "noninteractive", ...opts.env },
+    env: {
+      PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+      LC_ALL: "C",
+      HOME: "/root",
+      DEBIAN_FRONTEND: "noninteractive",
+      ...opts.env,
+    },
   });
 }
 
-export async function ensureChroot(opts: { cache: ArtifactCache; suite: string; packages: string[]; debian: DebianSource; log?: (l: string) => void }): Promise<{ dir: string; cached: boolean; metadata: ChrootMetadata }> {
+export async function ensureChroot(opts: {
+  cache: ArtifactCache;
+  suite: string;
+  packages: string[];
+  debian: DebianSource;
+  log?: (l: string) => void;
+}): Promise<{ dir: string; cached: boolean; metadata: ChrootMetadata }> {
   const { debian } = opts;
   const key = chrootKey(opts.suite, opts.packages, debian);
   const art = await opts.cache.getOrBuild<ChrootMetadata>("chroots", key, async (tmp) => {
-    requireHostTools([debian.bootstrap, "unshare", "chroot"], [], `making a Debian chroot (debian.bootstrap: ${debian.bootstrap})`);
+    requireHostTools(
+      [debian.bootstrap, "unshare", "chroot"],
+      [],
+      `making a Debian chroot (debian.bootstrap: ${debian.bootstrap})`,
+    );
     const root = join(tmp, "root");
     opts.log?.(`${debian.bootstrap} ${opts.suite} (${opts.packages.length} extra packages)`);
     const t0 = Date.now();
-    await run(bootstrapArgs(opts.suite, root, opts.packages, debian), { timeoutMs: BOOTSTRAP_TIMEOUT_MS, logFile: join(tmp, `${debian.bootstrap}.log`), onLine: opts.log });
+    await run(bootstrapArgs(opts.suite, root, opts.packages, debian), {
+      timeoutMs: BOOTSTRAP_TIMEOUT_MS,
+      logFile: join(tmp, `${debian.bootstrap}.log`),
+      onLine: opts.log,
+    });
     const seconds = (Date.now() - t0) / 1000;
-    const query = await runInChroot(root, ["dpkg-query", "-W", "-f", "${Package} ${Version}\\n"], { timeoutMs: 60_000 });
-    const versions = Object.fromEntries(query.stdout.trim().split("\n").map((l) => l.split(" ") as [string, string]));
+    const query = await runInChroot(root, ["dpkg-query", "-W", "-f", "${Package} ${Version}\\n"], {
+      timeoutMs: 60_000,
+    });
+    const versions = Object.fromEntries(
+      query.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.split(" ") as [string, string]),
+    );
     // Package caches are not part of the artifact.
-    await run(["rm", "-rf", join(root, "var/cache/apt/archives"), join(root, "var/lib/apt/lists")], { timeoutMs: 60_000 });
+    await run(["rm", "-rf", join(root, "var/cache/apt/archives"), join(root, "var/lib/apt/lists")], {
+      timeoutMs: 60_000,
+    });
     return {
       suite: opts.suite,
       packages: [...new Set(opts.packages)].sort(),

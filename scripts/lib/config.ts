@@ -43,7 +43,14 @@ const KernelConfigSchema = strictObject({
   kata_confidential: bool,
 });
 
-export const CRIU_PROVIDERS = ["local-source", "git", "local-mirror", "debian-source", "upstream", "debian-binary"] as const;
+export const CRIU_PROVIDERS = [
+  "local-source",
+  "git",
+  "local-mirror",
+  "debian-source",
+  "upstream",
+  "debian-binary",
+] as const;
 export type CriuProvider = (typeof CRIU_PROVIDERS)[number];
 export const LINK_MODES = ["static", "dynamic"] as const;
 
@@ -72,7 +79,13 @@ export const CONFIG_SCHEMA = strictObject({
   debian: strictObject({ mirror: str, bootstrap: z.enum(BOOTSTRAPPERS) }),
   kernel: KernelConfigSchema,
   criu: CriuConfigSchema,
-  image: strictObject({ name: str, base: filePath(), extra_packages: z.array(str), free_mib: num, guestfish_timeout_minutes: num }),
+  image: strictObject({
+    name: str,
+    base: filePath(),
+    extra_packages: z.array(str),
+    free_mib: num,
+    guestfish_timeout_minutes: num,
+  }),
   agent: strictObject({ binary: filePath(), kata_src: filePath(), build_timeout_minutes: num }),
   boot: strictObject({
     accel: z.enum(ACCELS),
@@ -122,7 +135,8 @@ function validatedFile(src: LocatedYaml, baseDir = dirname(src.file)): Record<st
 /** Parses `a.b.c=value` overrides; the value is parsed as YAML (numbers, lists, booleans). */
 export function parseSetOverride(expr: string): { path: string[]; raw: string } {
   const eq = expr.indexOf("=");
-  if (eq <= 0) throw new UserError(`bad --set '${expr}'`, "write --set key.path=value, e.g. --set kernel.version=6.1");
+  if (eq <= 0)
+    throw new UserError(`bad --set '${expr}'`, "write --set key.path=value, e.g. --set kernel.version=6.1");
   return { path: expr.slice(0, eq).split("."), raw: expr.slice(eq + 1) };
 }
 
@@ -150,20 +164,37 @@ export function loadConfig(opts: LoadOptions = {}): PipelineConfig {
     sources.push(`--set ${expr}`);
   }
   // The built-in file names every key: the merged result is checked whole.
-  const config = { ...(checkYaml(CONFIG_SCHEMA, parseYamlText("{}", DEFAULT_CONFIG), { what: "config" }, merged) as z.infer<typeof CONFIG_SCHEMA>), sources };
+  const config = {
+    ...(checkYaml(CONFIG_SCHEMA, parseYamlText("{}", DEFAULT_CONFIG), { what: "config" }, merged) as z.infer<
+      typeof CONFIG_SCHEMA
+    >),
+    sources,
+  };
   checkCrossReferences(config);
   return config;
 }
 
 function checkCrossReferences(config: PipelineConfig): void {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(config.image.name))
-    throw new UserError(`image.name '${config.image.name}' is not a plain file name`, "use letters, digits, '.', '_' and '-'");
+    throw new UserError(
+      `image.name '${config.image.name}' is not a plain file name`,
+      "use letters, digits, '.', '_' and '-'",
+    );
   if (config.agent.binary && config.agent.kata_src)
-    throw new UserError("agent.binary and agent.kata_src are both set", "give either a prebuilt agent (--agent FILE) or a Kata source tree (--kata-src DIR)");
+    throw new UserError(
+      "agent.binary and agent.kata_src are both set",
+      "give either a prebuilt agent (--agent FILE) or a Kata source tree (--kata-src DIR)",
+    );
   if (config.criu.git.url && config.criu.local_source)
-    throw new UserError("criu.git and criu.local_source are both set", "give either a git URL (--git URL --ref REF) or a local source (--local-source DIR)");
+    throw new UserError(
+      "criu.git and criu.local_source are both set",
+      "give either a git URL (--git URL --ref REF) or a local source (--local-source DIR)",
+    );
   if (!config.criu.version && !config.criu.git.url && !config.criu.local_source)
-    throw new UserError("criu.version is empty and no source names a version", "give --criu V, or a source that carries its version: --local-source DIR or --git URL");
+    throw new UserError(
+      "criu.version is empty and no source names a version",
+      "give --criu V, or a source that carries its version: --local-source DIR or --git URL",
+    );
   const sets = Object.keys(config.fragment_sets);
   if (!config.fragment_sets[config.kernel.fragment_set])
     throw new UserError(

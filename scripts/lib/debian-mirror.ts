@@ -122,7 +122,8 @@ function* iterStanzas(text: string, keep?: ReadonlySet<string>): Generator<Stanz
     }
     if (first === "#") continue;
     const colon = line.indexOf(":");
-    if (colon <= 0) throw new Error(`malformed deb822 line (no "Field:"): ${JSON.stringify(line.slice(0, 80))}`);
+    if (colon <= 0)
+      throw new Error(`malformed deb822 line (no "Field:"): ${JSON.stringify(line.slice(0, 80))}`);
     cur ??= Object.create(null) as Stanza;
     const name = line.slice(0, colon);
     key = keep && !keep.has(name) ? undefined : name;
@@ -145,7 +146,10 @@ export function clearsignedBody(text: string): string {
 }
 
 /** The SHA256 entry for `path` (e.g. "main/source/Sources.xz") in a Release/InRelease text. */
-export function parseInReleaseSha256(text: string, path: string): { sha256: string; size: number } | undefined {
+export function parseInReleaseSha256(
+  text: string,
+  path: string,
+): { sha256: string; size: number } | undefined {
   const release = parseStanzas(clearsignedBody(text))[0];
   if (!release?.SHA256) return undefined;
   for (const entry of parseChecksumLines(release.SHA256, "InRelease SHA256")) {
@@ -172,7 +176,16 @@ function trimMirror(mirror: string): string {
 }
 
 const SOURCE_FIELDS = new Set(["Package", "Version", "Directory", "Checksums-Sha256"]);
-const BINARY_FIELDS = new Set(["Package", "Version", "Architecture", "Filename", "Size", "SHA256", "Depends", "Source"]);
+const BINARY_FIELDS = new Set([
+  "Package",
+  "Version",
+  "Architecture",
+  "Filename",
+  "Size",
+  "SHA256",
+  "Depends",
+  "Source",
+]);
 
 /** Source stanzas of a Sources file; file URLs are `<mirror>/<Directory>/<name>`. */
 export function parseSources(text: string, mirror: string): SourcePackage[] {
@@ -180,8 +193,12 @@ export function parseSources(text: string, mirror: string): SourcePackage[] {
   const out: SourcePackage[] = [];
   for (const s of iterStanzas(text, SOURCE_FIELDS)) {
     if (!s.Package) continue;
-    if (!s.Version || !s.Directory) throw new Error(`source package ${s.Package} has no Version or Directory`);
-    const files = parseChecksumLines(s["Checksums-Sha256"] ?? "", `Checksums-Sha256 (source ${s.Package})`).map((f) => ({
+    if (!s.Version || !s.Directory)
+      throw new Error(`source package ${s.Package} has no Version or Directory`);
+    const files = parseChecksumLines(
+      s["Checksums-Sha256"] ?? "",
+      `Checksums-Sha256 (source ${s.Package})`,
+    ).map((f) => ({
       name: f.name,
       size: f.size,
       sha256: f.sha256,
@@ -200,7 +217,8 @@ export function parsePackages(text: string, mirror: string): BinaryPackage[] {
     if (!s.Package) continue;
     const missing = ["Version", "Architecture", "Filename", "Size", "SHA256"].filter((f) => !s[f]);
     if (missing.length) throw new Error(`binary package ${s.Package} lacks ${missing.join(", ")}`);
-    if (!/^[0-9a-fA-F]{64}$/.test(s.SHA256)) throw new Error(`binary package ${s.Package} has a malformed SHA256`);
+    if (!/^[0-9a-fA-F]{64}$/.test(s.SHA256))
+      throw new Error(`binary package ${s.Package} has a malformed SHA256`);
     const pkg: BinaryPackage = {
       package: s.Package,
       version: s.Version,
@@ -230,7 +248,9 @@ function splitVersion(v: string): { epoch: number; upstream: string; revision: s
   const epoch = colon >= 0 ? Number(v.slice(0, colon)) || 0 : 0;
   const rest = colon >= 0 ? v.slice(colon + 1) : v;
   const dash = rest.lastIndexOf("-");
-  return dash >= 0 ? { epoch, upstream: rest.slice(0, dash), revision: rest.slice(dash + 1) } : { epoch, upstream: rest, revision: "" };
+  return dash >= 0
+    ? { epoch, upstream: rest.slice(0, dash), revision: rest.slice(dash + 1) }
+    : { epoch, upstream: rest, revision: "" };
 }
 
 const isDigit = (c: string | undefined) => c !== undefined && c >= "0" && c <= "9";
@@ -288,22 +308,30 @@ const bySuite = new KeyedQueue();
  * suite take turns (they share its InRelease): the later one finds the index cached.
  */
 export function loadSuiteIndex(opts: LoadSuiteIndexOptions): Promise<SuiteIndex> {
-  return bySuite.run(JSON.stringify([opts.cacheDir, trimMirror(opts.mirror), opts.suite]), () => loadSuiteIndexOnce(opts));
+  return bySuite.run(JSON.stringify([opts.cacheDir, trimMirror(opts.mirror), opts.suite]), () =>
+    loadSuiteIndexOnce(opts),
+  );
 }
 
 async function loadSuiteIndexOnce(opts: LoadSuiteIndexOptions): Promise<SuiteIndex> {
   const mirror = trimMirror(opts.mirror);
   const { suite, kind } = opts;
-  if (!/^[a-z0-9][a-z0-9.+-]*$/.test(suite)) throw new UserError(`invalid Debian suite name ${JSON.stringify(suite)}`, `use one of ${KNOWN_SUITES}`);
+  if (!/^[a-z0-9][a-z0-9.+-]*$/.test(suite))
+    throw new UserError(`invalid Debian suite name ${JSON.stringify(suite)}`, `use one of ${KNOWN_SUITES}`);
   const arch = kind === "source" ? undefined : kind.binaryArch;
-  if (arch !== undefined && !/^[a-z0-9-]+$/.test(arch)) throw new UserError(`invalid Debian architecture ${JSON.stringify(arch)}`, "e.g. amd64 or arm64");
+  if (arch !== undefined && !/^[a-z0-9-]+$/.test(arch))
+    throw new UserError(`invalid Debian architecture ${JSON.stringify(arch)}`, "e.g. amd64 or arm64");
   const indexPath = arch === undefined ? "main/source/Sources.xz" : `main/binary-${arch}/Packages.xz`;
   const maxAgeMs = (opts.maxAgeHours ?? 12) * 3_600_000;
   const deadline = Date.now() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   const remaining = () => Math.max(1, deadline - Date.now());
 
   // <cacheDir>/<mirror as a name>/<suite>/{InRelease, source/, binary-ARCH/}
-  const suiteDir = join(opts.cacheDir, mirror.replace(/^[a-z]+:\/\//i, "").replace(/[^A-Za-z0-9._-]+/g, "_"), suite);
+  const suiteDir = join(
+    opts.cacheDir,
+    mirror.replace(/^[a-z]+:\/\//i, "").replace(/[^A-Za-z0-9._-]+/g, "_"),
+    suite,
+  );
   const dir = join(suiteDir, arch === undefined ? "source" : `binary-${arch}`);
   const metaFile = join(dir, "meta.json");
   const indexFile = join(dir, "index.json");
@@ -324,7 +352,10 @@ async function loadSuiteIndexOnce(opts: LoadSuiteIndexOptions): Promise<SuiteInd
   const entry = parseInReleaseSha256(release, indexPath);
   if (!entry) {
     const archs = fields.Architectures ? ` (architectures: ${fields.Architectures})` : "";
-    throw new UserError(`Debian suite ${suite} has no ${indexPath} in its InRelease${archs}`, arch ? "pick an architecture the suite has" : undefined);
+    throw new UserError(
+      `Debian suite ${suite} has no ${indexPath} in its InRelease${archs}`,
+      arch ? "pick an architecture the suite has" : undefined,
+    );
   }
   const meta: CacheMeta = {
     format: CACHE_FORMAT,
@@ -346,7 +377,8 @@ async function loadSuiteIndexOnce(opts: LoadSuiteIndexOptions): Promise<SuiteInd
   const xzFile = join(dir, indexPath.split("/").pop()!);
   const plainUrl = `${mirror}/dists/${suite}/${indexPath}`;
   const pinnedIn = `${mirror}/dists/${suite}/InRelease (signed)`;
-  const get = (url: string) => download({ url, dest: xzFile, sha256: entry.sha256, size: entry.size, timeoutMs: remaining(), pinnedIn });
+  const get = (url: string) =>
+    download({ url, dest: xzFile, sha256: entry.sha256, size: entry.size, timeoutMs: remaining(), pinnedIn });
   if (fields["Acquire-By-Hash"] === "yes") {
     // by-hash names the exact content, so a mirror mid-sync cannot hand over a newer file.
     const byHash = `${mirror}/dists/${suite}/${indexPath.replace(/[^/]+$/, "")}by-hash/SHA256/${entry.sha256}`;
@@ -358,27 +390,47 @@ async function loadSuiteIndexOnce(opts: LoadSuiteIndexOptions): Promise<SuiteInd
     await get(plainUrl);
   }
 
-  const text = (await run(["xz", "-dc", xzFile], { timeoutMs: remaining(), hint: `delete ${xzFile} and retry` })).stdout;
-  const list: (SourcePackage | BinaryPackage)[] = arch === undefined ? parseSources(text, mirror) : parsePackages(text, mirror);
+  const text = (
+    await run(["xz", "-dc", xzFile], { timeoutMs: remaining(), hint: `delete ${xzFile} and retry` })
+  ).stdout;
+  const list: (SourcePackage | BinaryPackage)[] =
+    arch === undefined ? parseSources(text, mirror) : parsePackages(text, mirror);
   const grouped: Grouped = Object.create(null);
   for (const p of list) (grouped[p.package] ??= []).push(p);
-  for (const versions of Object.values(grouped)) if (versions.length > 1) versions.sort((a, b) => compareDebianVersions(b.version, a.version));
+  for (const versions of Object.values(grouped))
+    if (versions.length > 1) versions.sort((a, b) => compareDebianVersions(b.version, a.version));
   await writeAtomic(indexFile, JSON.stringify(grouped));
   await writeAtomic(metaFile, JSON.stringify(meta)); // written last: meta.json vouches for index.json
   return makeIndex(meta, grouped, arch, false);
 }
 
-async function readMeta(file: string, mirror: string, suite: string, indexPath: string): Promise<CacheMeta | undefined> {
+async function readMeta(
+  file: string,
+  mirror: string,
+  suite: string,
+  indexPath: string,
+): Promise<CacheMeta | undefined> {
   try {
     const meta = JSON.parse(await readFile(file, "utf8")) as CacheMeta;
-    if (meta.format !== CACHE_FORMAT || meta.mirror !== mirror || meta.suite !== suite || meta.indexPath !== indexPath) return undefined;
+    if (
+      meta.format !== CACHE_FORMAT ||
+      meta.mirror !== mirror ||
+      meta.suite !== suite ||
+      meta.indexPath !== indexPath
+    )
+      return undefined;
     return meta;
   } catch {
     return undefined;
   }
 }
 
-function makeIndex(meta: CacheMeta, grouped: Grouped, arch: string | undefined, fromCache: boolean): SuiteIndex {
+function makeIndex(
+  meta: CacheMeta,
+  grouped: Grouped,
+  arch: string | undefined,
+  fromCache: boolean,
+): SuiteIndex {
   const lookup = <T>(pkg: string): T[] => (Object.hasOwn(grouped, pkg) ? ([...grouped[pkg]] as T[]) : []);
   return {
     mirror: meta.mirror,
@@ -390,19 +442,33 @@ function makeIndex(meta: CacheMeta, grouped: Grouped, arch: string | undefined, 
     validUntil: meta.validUntil,
     fromCache,
     sources(pkg: string): SourcePackage[] {
-      if (arch !== undefined) throw new Error(`the ${meta.suite} ${meta.indexPath} index has binary packages; load kind "source" for sources()`);
+      if (arch !== undefined)
+        throw new Error(
+          `the ${meta.suite} ${meta.indexPath} index has binary packages; load kind "source" for sources()`,
+        );
       return lookup<SourcePackage>(pkg);
     },
     binaries(pkg: string): BinaryPackage[] {
-      if (arch === undefined) throw new Error(`the ${meta.suite} source index has no binary packages; load kind { binaryArch } for binaries()`);
+      if (arch === undefined)
+        throw new Error(
+          `the ${meta.suite} source index has no binary packages; load kind { binaryArch } for binaries()`,
+        );
       return lookup<BinaryPackage>(pkg);
     },
   };
 }
 
 /** Downloads dists/SUITE/InRelease and returns its gpgv-verified text (only signed bytes are trusted). */
-async function fetchVerifiedInRelease(mirror: string, suite: string, suiteDir: string, timeoutMs: number): Promise<string> {
-  const missing = [!findInPath("gpgv") && "gpgv (Debian package gpgv)", !existsSync(DEBIAN_KEYRING) && `${DEBIAN_KEYRING} (Debian package debian-archive-keyring)`].filter(Boolean);
+async function fetchVerifiedInRelease(
+  mirror: string,
+  suite: string,
+  suiteDir: string,
+  timeoutMs: number,
+): Promise<string> {
+  const missing = [
+    !findInPath("gpgv") && "gpgv (Debian package gpgv)",
+    !existsSync(DEBIAN_KEYRING) && `${DEBIAN_KEYRING} (Debian package debian-archive-keyring)`,
+  ].filter(Boolean);
   if (missing.length) {
     throw new UserError(
       `cannot verify the Debian ${suite} index: missing ${missing.join(" and ")}`,
@@ -414,20 +480,32 @@ async function fetchVerifiedInRelease(mirror: string, suite: string, suiteDir: s
   try {
     await download({ url, dest: unverified, timeoutMs });
   } catch (err) {
-    if (err instanceof NotAvailableError && (err.status === 404 || err.status === 410 || err.reason === "no such file")) {
+    if (
+      err instanceof NotAvailableError &&
+      (err.status === 404 || err.status === 410 || err.reason === "no such file")
+    ) {
       await rm(suiteDir, { recursive: true, force: true }); // nothing worth keeping for a suite that is not there
-      throw new UserError(`unknown Debian suite ${suite}: ${url} does not exist`, `use one of ${KNOWN_SUITES}`);
+      throw new UserError(
+        `unknown Debian suite ${suite}: ${url} does not exist`,
+        `use one of ${KNOWN_SUITES}`,
+      );
     }
     throw err;
   }
   // --status-fd: gpgv exits non-zero when one of several signatures has an unknown key,
   // so judge by its status lines (as apt does): a good, valid signature and no bad one.
-  const r = await run(["gpgv", "--status-fd", "2", "--keyring", DEBIAN_KEYRING, "--output", "-", unverified], {
-    timeoutMs: 60_000,
-    allowFailure: true,
-  });
+  const r = await run(
+    ["gpgv", "--status-fd", "2", "--keyring", DEBIAN_KEYRING, "--output", "-", unverified],
+    {
+      timeoutMs: 60_000,
+      allowFailure: true,
+    },
+  );
   const status = r.stderr;
-  const good = /^\[GNUPG:\] GOODSIG /m.test(status) && /^\[GNUPG:\] VALIDSIG /m.test(status) && !/^\[GNUPG:\] (BADSIG|REVKEYSIG) /m.test(status);
+  const good =
+    /^\[GNUPG:\] GOODSIG /m.test(status) &&
+    /^\[GNUPG:\] VALIDSIG /m.test(status) &&
+    !/^\[GNUPG:\] (BADSIG|REVKEYSIG) /m.test(status);
   if (!good || !r.stdout.trim()) {
     await rm(unverified, { force: true });
     throw new UserError(
@@ -438,5 +516,3 @@ async function fetchVerifiedInRelease(mirror: string, suite: string, suiteDir: s
   await rename(unverified, join(suiteDir, "InRelease"));
   return r.stdout;
 }
-
-

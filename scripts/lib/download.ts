@@ -21,7 +21,10 @@ export class NotAvailableError extends UserError {
     /** The HTTP status when the server answered (404, 410, or 5xx after retries). */
     readonly status?: number,
   ) {
-    super(`${url} is not available: ${reason}`, "another mirror or provider may have it; check the URL and the network");
+    super(
+      `${url} is not available: ${reason}`,
+      "another mirror or provider may have it; check the URL and the network",
+    );
     this.name = "NotAvailableError";
   }
 }
@@ -49,7 +52,14 @@ export interface DownloadResult {
 }
 
 /** Error codes meaning the host cannot be reached at all: retrying the same host is pointless. */
-const UNREACHABLE = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "EAI_NONAME"]);
+const UNREACHABLE = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_NONAME",
+]);
 
 /** A failure worth another attempt (with resume): a dropped connection, a 5xx, a short body. */
 class Retryable extends Error {
@@ -94,7 +104,9 @@ async function downloadOnce(opts: DownloadOptions): Promise<DownloadResult> {
       return await verifyAndRename(part, opts, false);
     }
     if (!/^https?:\/\//i.test(opts.url)) {
-      throw new UserError(`cannot download ${opts.url}: only http(s)://, file:// and absolute paths are supported`);
+      throw new UserError(
+        `cannot download ${opts.url}: only http(s)://, file:// and absolute paths are supported`,
+      );
     }
     // A .part left by an earlier run is resumed only when a sha256 can catch a bad splice
     // (the file may have changed on the server since).
@@ -128,7 +140,12 @@ function localPath(url: string): string | undefined {
   return undefined;
 }
 
-async function copyLocal(src: string, part: string, opts: DownloadOptions, signal: AbortSignal): Promise<void> {
+async function copyLocal(
+  src: string,
+  part: string,
+  opts: DownloadOptions,
+  signal: AbortSignal,
+): Promise<void> {
   let total: number;
   try {
     total = (await stat(src)).size;
@@ -163,7 +180,11 @@ async function fetchWithRetries(part: string, opts: DownloadOptions, signal: Abo
     } catch (err) {
       if (signal.aborted || !(err instanceof Retryable)) throw err;
       if (attempt >= retries) {
-        throw new NotAvailableError(opts.url, `${err.message} (gave up after ${attempt + 1} attempts)`, err.status);
+        throw new NotAvailableError(
+          opts.url,
+          `${err.message} (gave up after ${attempt + 1} attempts)`,
+          err.status,
+        );
       }
       await sleep(Math.min(250 * 2 ** attempt, 4000), signal);
     }
@@ -215,7 +236,9 @@ async function fetchOnce(part: string, opts: DownloadOptions, signal: AbortSigna
     if (start !== offset) {
       await res.body?.cancel();
       await rm(part, { force: true });
-      throw new Retryable(`server answered a resume at byte ${offset} with range "${res.headers.get("content-range")}"`);
+      throw new Retryable(
+        `server answered a resume at byte ${offset} with range "${res.headers.get("content-range")}"`,
+      );
     }
   }
   // 200 to a Range request: the server ignores Range, so start over (truncate, then write).
@@ -242,7 +265,8 @@ async function fetchOnce(part: string, opts: DownloadOptions, signal: AbortSigna
     if (signal.aborted) throw err;
     throw new Retryable(`connection lost after ${bytes} bytes: ${describeCause(err)}`);
   }
-  if (total !== undefined && bytes < total) throw new Retryable(`connection closed after ${bytes} of ${total} bytes`);
+  if (total !== undefined && bytes < total)
+    throw new Retryable(`connection closed after ${bytes} of ${total} bytes`);
   return start > 0;
 }
 
@@ -267,7 +291,11 @@ function describeCause(err: unknown): string {
   return cause ? `${errorMessage(err)} (${errorMessage(cause)})` : errorMessage(err);
 }
 
-async function verifyAndRename(part: string, opts: DownloadOptions, resumed: boolean): Promise<DownloadResult> {
+async function verifyAndRename(
+  part: string,
+  opts: DownloadOptions,
+  resumed: boolean,
+): Promise<DownloadResult> {
   const bytes = (await stat(part)).size;
   if (opts.size !== undefined && bytes !== opts.size) {
     await rm(part, { force: true });

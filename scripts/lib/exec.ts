@@ -181,8 +181,8 @@ export async function run(requested: string[], opts: RunOptions): Promise<RunRes
     const how = stoppedBy
       ? `was stopped: ${stoppedBy}`
       : timedOut
-      ? `did not finish within ${Math.round(opts.timeoutMs / 1000)} s and was killed`
-      : `exited with code ${out.exitCode}${out.signal ? ` (signal ${out.signal})` : ""}`;
+        ? `did not finish within ${Math.round(opts.timeoutMs / 1000)} s and was killed`
+        : `exited with code ${out.exitCode}${out.signal ? ` (signal ${out.signal})` : ""}`;
     const output = tail(`${out.stdout}\n${out.stderr}`);
     throw new CommandError(
       `command ${how}: ${argv.join(" ")}${opts.logFile ? `\n  full log: ${opts.logFile}` : ""}\n${indent(output)}`,

@@ -19,11 +19,21 @@ export interface GithubContext {
 }
 
 /** The context from GitHub Actions' environment; undefined when not on GitHub (or no token). */
-export function githubContext(env: NodeJS.ProcessEnv, workflowFile: string, artifact = "matrix-report"): GithubContext | undefined {
+export function githubContext(
+  env: NodeJS.ProcessEnv,
+  workflowFile: string,
+  artifact = "matrix-report",
+): GithubContext | undefined {
   if (!env.GITHUB_REPOSITORY || !env.GITHUB_TOKEN) return undefined;
   // GITHUB_WORKFLOW_REF: owner/repo/.github/workflows/<file>@<ref>
   const fromRef = /\/\.github\/workflows\/([^@]+)@/.exec(env.GITHUB_WORKFLOW_REF ?? "")?.[1];
-  return { api: (env.GITHUB_API_URL ?? "https://api.github.com").replace(/\/$/, ""), repo: env.GITHUB_REPOSITORY, token: env.GITHUB_TOKEN, workflow: fromRef ?? workflowFile, artifact };
+  return {
+    api: (env.GITHUB_API_URL ?? "https://api.github.com").replace(/\/$/, ""),
+    repo: env.GITHUB_REPOSITORY,
+    token: env.GITHUB_TOKEN,
+    workflow: fromRef ?? workflowFile,
+    artifact,
+  };
 }
 
 export type BaselineResult =
@@ -34,10 +44,20 @@ export type BaselineResult =
 async function api<T>(ctx: GithubContext, path: string, timeoutMs: number): Promise<T> {
   const url = `${ctx.api}${path}`;
   const res = await fetch(url, {
-    headers: { Authorization: `Bearer ${ctx.token}`, Accept: "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "cr-guest" },
+    headers: {
+      Authorization: `Bearer ${ctx.token}`,
+      Accept: "application/vnd.github+json",
+      "X-GitHub-Api-Version": "2022-11-28",
+      "User-Agent": "cr-guest",
+    },
     signal: AbortSignal.timeout(timeoutMs),
   });
-  if (!res.ok) throw new UserError(`GitHub API ${url}: HTTP ${res.status} ${res.statusText}`, "check GITHUB_TOKEN and the workflow's permissions (actions: read)", 3);
+  if (!res.ok)
+    throw new UserError(
+      `GitHub API ${url}: HTTP ${res.status} ${res.statusText}`,
+      "check GITHUB_TOKEN and the workflow's permissions (actions: read)",
+      3,
+    );
   return (await res.json()) as T;
 }
 
@@ -48,7 +68,11 @@ export async function unzipInto(zip: Uint8Array, dir: string): Promise<string[]>
   for (const [name, data] of Object.entries(files)) {
     if (name.endsWith("/")) continue;
     const rel = normalize(name);
-    if (rel.startsWith("..") || rel.startsWith("/")) throw new UserError(`the artifact holds '${name}', a path outside its directory`, "refusing it: the baseline is not used");
+    if (rel.startsWith("..") || rel.startsWith("/"))
+      throw new UserError(
+        `the artifact holds '${name}', a path outside its directory`,
+        "refusing it: the baseline is not used",
+      );
     const dest = join(dir, rel);
     await mkdir(dirname(dest), { recursive: true });
     await writeFile(dest, data);
@@ -58,26 +82,51 @@ export async function unzipInto(zip: Uint8Array, dir: string): Promise<string[]>
 }
 
 /** Fetches the baseline report into dir; what there was to fetch is the result, never a throw for "none yet". */
-export async function fetchBaseline(ctx: GithubContext, dir: string, timeoutMs = 60_000): Promise<BaselineResult> {
+export async function fetchBaseline(
+  ctx: GithubContext,
+  dir: string,
+  timeoutMs = 60_000,
+): Promise<BaselineResult> {
   const repo = await api<{ default_branch: string }>(ctx, `/repos/${ctx.repo}`, timeoutMs);
   const branch = repo.default_branch;
-  const runs = await api<{ total_count: number; workflow_runs: { id: number; head_branch: string; conclusion: string | null }[] }>(
+  const runs = await api<{
+    total_count: number;
+    workflow_runs: { id: number; head_branch: string; conclusion: string | null }[];
+  }>(
     ctx,
     `/repos/${ctx.repo}/actions/workflows/${encodeURIComponent(ctx.workflow)}/runs?branch=${encodeURIComponent(branch)}&status=success&per_page=1`,
     timeoutMs,
   );
   const run = runs.workflow_runs[0];
-  if (!run) return { status: "no-run", branch, note: `no successful run of ${ctx.workflow} on ${branch} yet` };
-  const arts = await api<{ total_count: number; artifacts: { name: string; expired: boolean; archive_download_url: string }[] }>(
+  if (!run)
+    return { status: "no-run", branch, note: `no successful run of ${ctx.workflow} on ${branch} yet` };
+  const arts = await api<{
+    total_count: number;
+    artifacts: { name: string; expired: boolean; archive_download_url: string }[];
+  }>(
     ctx,
     `/repos/${ctx.repo}/actions/runs/${run.id}/artifacts?name=${encodeURIComponent(ctx.artifact)}`,
     timeoutMs,
   );
   const art = arts.artifacts.find((a) => a.name === ctx.artifact && !a.expired);
-  if (!art) return { status: "no-artifact", runId: run.id, branch, note: `run ${run.id} on ${branch} has no unexpired '${ctx.artifact}' artifact` };
+  if (!art)
+    return {
+      status: "no-artifact",
+      runId: run.id,
+      branch,
+      note: `run ${run.id} on ${branch} has no unexpired '${ctx.artifact}' artifact`,
+    };
   // The download answers 302 to a signed blob URL; fetch follows it and drops the token there.
-  const res = await fetch(art.archive_download_url, { headers: { Authorization: `Bearer ${ctx.token}`, "User-Agent": "cr-guest" }, signal: AbortSignal.timeout(timeoutMs) });
-  if (!res.ok) throw new UserError(`downloading ${art.archive_download_url}: HTTP ${res.status}`, "the artifact may have expired; the next run of main makes a new one", 3);
+  const res = await fetch(art.archive_download_url, {
+    headers: { Authorization: `Bearer ${ctx.token}`, "User-Agent": "cr-guest" },
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  if (!res.ok)
+    throw new UserError(
+      `downloading ${art.archive_download_url}: HTTP ${res.status}`,
+      "the artifact may have expired; the next run of main makes a new one",
+      3,
+    );
   const files = await unzipInto(new Uint8Array(await res.arrayBuffer()), dir);
   return { status: "ok", runId: run.id, branch, dir, files };
 }

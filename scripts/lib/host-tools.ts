@@ -55,9 +55,15 @@ export function findInPath(tool: string, path = process.env.PATH ?? ""): string 
 }
 
 /** Throws one error listing every missing tool with its Debian package. */
-export function requireHostTools(tools: string[], headers: string[] = [], purpose = "this stage", path = process.env.PATH ?? ""): void {
+export function requireHostTools(
+  tools: string[],
+  headers: string[] = [],
+  purpose = "this stage",
+  path = process.env.PATH ?? "",
+): void {
   const missing: string[] = [];
-  for (const tool of tools) if (!findInPath(tool, path)) missing.push(`${tool} (Debian package ${DEBIAN_PACKAGE[tool] ?? tool})`);
+  for (const tool of tools)
+    if (!findInPath(tool, path)) missing.push(`${tool} (Debian package ${DEBIAN_PACKAGE[tool] ?? tool})`);
   for (const header of headers) {
     try {
       accessSync(header, constants.R_OK);

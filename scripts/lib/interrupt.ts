@@ -28,7 +28,11 @@ class InterruptHandler {
   install(): void {
     if (this.installed) return;
     this.installed = true;
-    for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) process.on(signal, () => void this.stop(signal, code));
+    for (const [signal, code] of [
+      ["SIGINT", 130],
+      ["SIGTERM", 143],
+    ] as const)
+      process.on(signal, () => void this.stop(signal, code));
   }
 
   private async stop(signal: string, code: number): Promise<void> {
@@ -36,7 +40,10 @@ class InterruptHandler {
     this.interrupted = true;
     process.stderr.write(`\ninterrupted (${signal}): stopping ${this.children.size} child process(es)\n`);
     // Bounded: a child that does not die within 5 s is left to the kernel's SIGKILL below.
-    await Promise.race([Promise.allSettled([...this.children].map((k) => k())), new Promise((r) => setTimeout(r, 5000))]);
+    await Promise.race([
+      Promise.allSettled([...this.children].map((k) => k())),
+      new Promise((r) => setTimeout(r, 5000)),
+    ]);
     for (const dir of this.temps) rmSync(dir, { recursive: true, force: true });
     process.stderr.write("interrupted\n");
     process.exit(code);

@@ -45,7 +45,12 @@ export const AttemptSchema = z.object({
   console_log: z.string(),
 });
 
-const kernelIdentity = z.object({ key: z.string(), version: z.string(), release: z.string().nullable(), config_sha256: z.string() });
+const kernelIdentity = z.object({
+  key: z.string(),
+  version: z.string(),
+  release: z.string().nullable(),
+  config_sha256: z.string(),
+});
 
 export const RESULTS_SCHEMA_VERSION = 1;
 export const RunResultsSchema = z.object({
@@ -57,8 +62,16 @@ export const RunResultsSchema = z.object({
   attempts: z.array(AttemptSchema),
   identities: z.object({
     kernel: kernelIdentity,
-    criu: z.object({ version: z.string(), sha256: z.string(), provider: z.string(), link: z.string(), patches: z.array(z.string()) }),
-    agent: z.object({ sha256: z.string(), kata_version: z.string().nullable(), setsid: z.string().nullable() }).nullable(),
+    criu: z.object({
+      version: z.string(),
+      sha256: z.string(),
+      provider: z.string(),
+      link: z.string(),
+      patches: z.array(z.string()),
+    }),
+    agent: z
+      .object({ sha256: z.string(), kata_version: z.string().nullable(), setsid: z.string().nullable() })
+      .nullable(),
     image: z.object({ key: z.string(), base: z.string() }),
   }),
   expectations: z.record(z.string(), z.string()),
@@ -71,7 +84,12 @@ export const RunResultsSchema = z.object({
 });
 
 export const CellTestSchema = TestRecordSchema.omit({ logs: true });
-const stageTiming = z.object({ seconds: z.number(), cached: z.boolean(), shared: z.boolean(), vcpus: z.number().int().optional() });
+const stageTiming = z.object({
+  seconds: z.number(),
+  cached: z.boolean(),
+  shared: z.boolean(),
+  vcpus: z.number().int().optional(),
+});
 
 // 2: paths relative to the cache dir (absolute in 1).
 export const CELL_SCHEMA_VERSION = 2;
@@ -91,14 +109,35 @@ export const CellResultSchema = z.object({
   /** Which stage failed, for BUILD-FAILED. */
   failed_stage: z.string().nullable(),
   /** The compatibility check's verdicts before the run: predictions to hold against the result. */
-  predicted: z.array(z.object({ severity: z.string(), id: z.string(), what: z.string(), test: z.string().optional(), expect: z.enum(["PASS", "FAIL"]).optional() })),
+  predicted: z.array(
+    z.object({
+      severity: z.string(),
+      id: z.string(),
+      what: z.string(),
+      test: z.string().optional(),
+      expect: z.enum(["PASS", "FAIL"]).optional(),
+    }),
+  ),
   identities: z.object({
     kernel: kernelIdentity.optional(),
-    criu: z.object({ key: z.string(), version: z.string(), provider: z.string(), link: z.string(), sha256: z.string(), patches: z.array(z.string()) }).optional(),
+    criu: z
+      .object({
+        key: z.string(),
+        version: z.string(),
+        provider: z.string(),
+        link: z.string(),
+        sha256: z.string(),
+        patches: z.array(z.string()),
+      })
+      .optional(),
     image: z.object({ key: z.string(), base: z.string(), suite: z.string().nullable() }).optional(),
     run: z.object({ key: z.string() }).optional(),
   }),
-  stages: z.object({ kernel: stageTiming.optional(), image: stageTiming.optional(), boot: stageTiming.optional() }),
+  stages: z.object({
+    kernel: stageTiming.optional(),
+    image: stageTiming.optional(),
+    boot: stageTiming.optional(),
+  }),
   accel: z.string().nullable(),
   tests: z.array(CellTestSchema),
   summary,
@@ -109,7 +148,11 @@ export const CellResultSchema = z.object({
   /** The console's last lines, for a failed or broken run. */
   console_tail: z.string(),
   /** Where the full evidence is on the host that ran it, relative to its cache dir (schema 1: absolute). */
-  paths: z.object({ run_dir: z.string().optional(), results: z.string().optional(), console: z.string().optional() }),
+  paths: z.object({
+    run_dir: z.string().optional(),
+    results: z.string().optional(),
+    console: z.string().optional(),
+  }),
   host: z.string(),
   started: z.string(),
   finished: z.string(),
@@ -137,7 +180,14 @@ export const MatrixReportSchema = z.object({
   name: z.string(),
   created: z.string(),
   cells: z.array(CellResultSchema),
-  columns: z.array(z.object({ key: z.string(), title: z.string(), tests: z.array(z.string()), count: z.boolean().optional() })),
+  columns: z.array(
+    z.object({
+      key: z.string(),
+      title: z.string(),
+      tests: z.array(z.string()),
+      count: z.boolean().optional(),
+    }),
+  ),
   findings: z.array(
     z.object({
       id: z.string(),
@@ -150,15 +200,36 @@ export const MatrixReportSchema = z.object({
   dependencies: z.array(z.string()),
   /** Cells the plan left out, and why (not run). */
   excluded: z.array(z.object({ id: z.string(), reason: z.string() })),
-  totals: z.object({ PASS: z.number(), FAIL: z.number(), ERROR: z.number(), "BUILD-FAILED": z.number(), SKIPPED: z.number() }),
+  totals: z.object({
+    PASS: z.number(),
+    FAIL: z.number(),
+    ERROR: z.number(),
+    "BUILD-FAILED": z.number(),
+    SKIPPED: z.number(),
+  }),
   /** Duplicate cells met while merging (the newest kept). */
   merged_duplicates: z.array(z.string()),
 });
 
 export const OUTPUT_DOCUMENTS = {
-  results: { schema: RunResultsSchema, version: RESULTS_SCHEMA_VERSION, file: "results.json", title: "cr-guest guest run (results.json)" },
-  cell: { schema: CellResultSchema, version: CELL_SCHEMA_VERSION, file: "cell.json", title: "cr-guest matrix cell (cell.json)" },
-  matrix: { schema: MatrixReportSchema, version: REPORT_SCHEMA_VERSION, file: "matrix.json", title: "cr-guest matrix report (matrix.json)" },
+  results: {
+    schema: RunResultsSchema,
+    version: RESULTS_SCHEMA_VERSION,
+    file: "results.json",
+    title: "cr-guest guest run (results.json)",
+  },
+  cell: {
+    schema: CellResultSchema,
+    version: CELL_SCHEMA_VERSION,
+    file: "cell.json",
+    title: "cr-guest matrix cell (cell.json)",
+  },
+  matrix: {
+    schema: MatrixReportSchema,
+    version: REPORT_SCHEMA_VERSION,
+    file: "matrix.json",
+    title: "cr-guest matrix report (matrix.json)",
+  },
 } as const;
 
 export type OutputDocument = keyof typeof OUTPUT_DOCUMENTS;
@@ -173,20 +244,32 @@ export function jsonSchemaOf(doc: OutputDocument): Record<string, unknown> {
 }
 
 /** Parses a document read from disk: its shape, and a schema number this version reads. */
-export function parseOutput<D extends OutputDocument>(doc: D, value: unknown, file: string): z.infer<(typeof OUTPUT_DOCUMENTS)[D]["schema"]> {
+export function parseOutput<D extends OutputDocument>(
+  doc: D,
+  value: unknown,
+  file: string,
+): z.infer<(typeof OUTPUT_DOCUMENTS)[D]["schema"]> {
   const d = OUTPUT_DOCUMENTS[doc];
   const r = d.schema.safeParse(value);
   if (!r.success) {
     const first = r.error.issues[0];
-    throw new OutputSchemaError(`${file} is not a valid ${d.file}: ${first.path.join(".") || "(top)"}: ${first.message}`);
+    throw new OutputSchemaError(
+      `${file} is not a valid ${d.file}: ${first.path.join(".") || "(top)"}: ${first.message}`,
+    );
   }
   const n = (r.data as { schema: number }).schema;
-  if (n !== d.version && n !== d.version - 1) throw new OutputSchemaError(`${file} has ${d.file} schema ${n}; this cr-guest reads ${[d.version - 1, d.version].filter((x) => x >= 1).join(" and ")}`);
+  if (n !== d.version && n !== d.version - 1)
+    throw new OutputSchemaError(
+      `${file} has ${d.file} schema ${n}; this cr-guest reads ${[d.version - 1, d.version].filter((x) => x >= 1).join(" and ")}`,
+    );
   return r.data as z.infer<(typeof OUTPUT_DOCUMENTS)[D]["schema"]>;
 }
 
 export class OutputSchemaError extends UserError {
   constructor(message: string) {
-    super(message, "pass files written by cr-guest (results.json, cell.json, matrix.json) of this version or the one before");
+    super(
+      message,
+      "pass files written by cr-guest (results.json, cell.json, matrix.json) of this version or the one before",
+    );
   }
 }

@@ -122,7 +122,10 @@ export async function runConcurrently(branches: ConcurrentBranch[]): Promise<voi
     const tasks: ListrTask<object>[] = branches.map((b) => ({
       title: b.title,
       task: async (_c, task) => {
-        const own: ProgressSink = { title: (t) => (task.title = `${b.title}: ${t}`), line: throttledOutput((l) => (task.output = l)) };
+        const own: ProgressSink = {
+          title: (t) => (task.title = `${b.title}: ${t}`),
+          line: throttledOutput((l) => (task.output = l)),
+        };
         await withProgressSink(own, guarded(b));
         task.title = b.title;
       },

@@ -51,7 +51,8 @@ export const QEMU = "qemu-system-x86_64";
 const END_GRACE_MS = 5000;
 
 export function requireQemu(): void {
-  if (!findInPath(QEMU)) throw new UserError(`${QEMU} is missing`, "apt-get install qemu-system-x86   (or run 'make setup')");
+  if (!findInPath(QEMU))
+    throw new UserError(`${QEMU} is missing`, "apt-get install qemu-system-x86   (or run 'make setup')");
 }
 
 function smpTopology(cpus: number): string {
@@ -62,24 +63,37 @@ function smpTopology(cpus: number): string {
 export function qemuArgs(opts: BootOptions): string[] {
   const args = [
     QEMU,
-    "-machine", opts.accel === "kvm" ? "q35,accel=kvm" : "q35,accel=tcg",
-    "-cpu", opts.accel === "kvm" ? "host" : "max,cx16=off",
-    "-m", String(opts.memoryMiB ?? 1024),
+    "-machine",
+    opts.accel === "kvm" ? "q35,accel=kvm" : "q35,accel=tcg",
+    "-cpu",
+    opts.accel === "kvm" ? "host" : "max,cx16=off",
+    "-m",
+    String(opts.memoryMiB ?? 1024),
     // One socket per vCPU: QEMU's default puts them all as cores of one socket, and SeaBIOS's
     // MP table lists one processor per socket, so a kernel without ACPI saw a single CPU.
-    "-smp", smpTopology(opts.cpus ?? 2),
-    "-nographic", "-no-reboot", "-nodefaults",
-    "-serial", `file:${opts.consoleLog}`,
+    "-smp",
+    smpTopology(opts.cpus ?? 2),
+    "-nographic",
+    "-no-reboot",
+    "-nodefaults",
+    "-serial",
+    `file:${opts.consoleLog}`,
     // An entropy source, as Kata's QEMU gives every guest (virtio-rng from the host's
     // /dev/urandom): without one a kernel that does not credit RDRAND (6.1) starts with an
     // uninitialized CRNG, and getrandom() fails with EAGAIN for a long while.
-    "-object", "rng-random,id=rng0,filename=/dev/urandom",
-    "-device", "virtio-rng-pci,rng=rng0",
-    "-kernel", opts.kernel,
+    "-object",
+    "rng-random,id=rng0,filename=/dev/urandom",
+    "-device",
+    "virtio-rng-pci,rng=rng0",
+    "-kernel",
+    opts.kernel,
   ];
   if (opts.initrd) args.push("-initrd", opts.initrd);
   (opts.drives ?? []).forEach((d, i) => {
-    args.push("-drive", `file=${d.path},format=${d.format ?? "raw"},if=none,id=d${i}${d.readonly ? ",readonly=on" : ""}${d.snapshot ? ",snapshot=on" : ""}`);
+    args.push(
+      "-drive",
+      `file=${d.path},format=${d.format ?? "raw"},if=none,id=d${i}${d.readonly ? ",readonly=on" : ""}${d.snapshot ? ",snapshot=on" : ""}`,
+    );
     // NVMe for kernels that build only that in (a distribution kernel); it needs a serial.
     if (opts.bus === "nvme") args.push("-device", `nvme,drive=d${i},serial=${d.serial ?? `crg${i}`}`);
     else args.push("-device", `virtio-blk-pci,drive=d${i}${d.serial ? `,serial=${d.serial}` : ""}`);
@@ -89,15 +103,38 @@ export function qemuArgs(opts: BootOptions): string[] {
 }
 
 /** Classifies a finished (or killed) VM from its console: pure. */
-export function classifyBoot(console: string, endMarker: string, timedOut: boolean, exitCode: number | null, stderr: string, stoppedBy?: string): Pick<BootResult, "status" | "reason"> {
+export function classifyBoot(
+  console: string,
+  endMarker: string,
+  timedOut: boolean,
+  exitCode: number | null,
+  stderr: string,
+  stoppedBy?: string,
+): Pick<BootResult, "status" | "reason"> {
   if (console.includes(endMarker)) return { status: "ok", reason: "end marker seen" };
-  const line = (re: RegExp) => console.split("\n").find((l) => re.test(l))?.trim() ?? "";
+  const line = (re: RegExp) =>
+    console
+      .split("\n")
+      .find((l) => re.test(l))
+      ?.trim() ?? "";
   if (/Kernel panic/.test(console)) return { status: "panic", reason: line(/Kernel panic/) };
-  if (/\bOops\b|BUG:|double fault/.test(console)) return { status: "oops", reason: line(/\bOops\b|BUG:|double fault/) };
+  if (/\bOops\b|BUG:|double fault/.test(console))
+    return { status: "oops", reason: line(/\bOops\b|BUG:|double fault/) };
   if (stoppedBy) return { status: "timeout", reason: stoppedBy };
-  if (timedOut) return { status: "timeout", reason: `no end marker before the deadline; last console line: ${console.trim().split("\n").at(-1) ?? "(none)"}` };
-  if (exitCode !== 0 && !console.trim()) return { status: "qemu-error", reason: stderr.trim().split("\n").slice(-3).join(" | ") || `qemu exited ${exitCode}` };
-  return { status: "no-marker", reason: `the guest stopped without the end marker; last console line: ${console.trim().split("\n").at(-1) ?? "(none)"}` };
+  if (timedOut)
+    return {
+      status: "timeout",
+      reason: `no end marker before the deadline; last console line: ${console.trim().split("\n").at(-1) ?? "(none)"}`,
+    };
+  if (exitCode !== 0 && !console.trim())
+    return {
+      status: "qemu-error",
+      reason: stderr.trim().split("\n").slice(-3).join(" | ") || `qemu exited ${exitCode}`,
+    };
+  return {
+    status: "no-marker",
+    reason: `the guest stopped without the end marker; last console line: ${console.trim().split("\n").at(-1) ?? "(none)"}`,
+  };
 }
 
 export async function bootVm(opts: BootOptions): Promise<BootResult> {
@@ -105,7 +142,8 @@ export async function bootVm(opts: BootOptions): Promise<BootResult> {
   await mkdir(dirname(opts.consoleLog), { recursive: true });
   await rm(opts.consoleLog, { force: true });
   const t0 = Date.now();
-  const readConsole = () => (existsSync(opts.consoleLog) ? readFileSync(opts.consoleLog, "utf8").replace(/\r/g, "") : "");
+  const readConsole = () =>
+    existsSync(opts.consoleLog) ? readFileSync(opts.consoleLog, "utf8").replace(/\r/g, "") : "";
   const started = opts.started;
   let startedAfter: number | undefined;
   let endSeenAt: number | undefined;
@@ -113,13 +151,15 @@ export async function bootVm(opts: BootOptions): Promise<BootResult> {
     everyMs: 500,
     check: () => {
       const text = readConsole();
-      if (started && startedAfter === undefined && text.includes(started.marker)) startedAfter = (Date.now() - t0) / 1000;
+      if (started && startedAfter === undefined && text.includes(started.marker))
+        startedAfter = (Date.now() - t0) / 1000;
       if (/Kernel panic - not syncing/.test(text) && !text.includes(opts.endMarker)) return "kernel panic";
       // The guest synced its results before the end marker: a guest that does not power off
       // after it is stopped from here instead of costing its own fallback timer.
       if (text.includes(opts.endMarker)) {
         endSeenAt ??= Date.now();
-        if (Date.now() - endSeenAt > END_GRACE_MS) return `stopped ${END_GRACE_MS / 1000} s after the end marker (the guest did not power off)`;
+        if (Date.now() - endSeenAt > END_GRACE_MS)
+          return `stopped ${END_GRACE_MS / 1000} s after the end marker (the guest did not power off)`;
         return undefined;
       }
       if (started && Date.now() - t0 > started.timeoutMs && !text.includes(started.marker))
@@ -130,22 +170,41 @@ export async function bootVm(opts: BootOptions): Promise<BootResult> {
   const r = await run(qemuArgs(opts), { timeoutMs: opts.timeoutMs, allowFailure: true, watch });
   const console = readConsole();
   // A guest that powers off within one poll of its end marker: the marker came at the exit.
-  const endedAfter = endSeenAt !== undefined ? (endSeenAt - t0) / 1000 : console.includes(opts.endMarker) ? r.seconds : undefined;
-  return { ...classifyBoot(console, opts.endMarker, r.timedOut, r.exitCode, r.stderr, r.stoppedBy), seconds: r.seconds, consoleLog: opts.consoleLog, console, exitCode: r.exitCode, startedAfter, endedAfter };
+  const endedAfter =
+    endSeenAt !== undefined
+      ? (endSeenAt - t0) / 1000
+      : console.includes(opts.endMarker)
+        ? r.seconds
+        : undefined;
+  return {
+    ...classifyBoot(console, opts.endMarker, r.timedOut, r.exitCode, r.stderr, r.stoppedBy),
+    seconds: r.seconds,
+    consoleLog: opts.consoleLog,
+    console,
+    exitCode: r.exitCode,
+    startedAfter,
+    endedAfter,
+  };
 }
 
 /**
  * The accelerator without a probe boot: forced by CR_GUEST_ACCEL, TCG without /dev/kvm, or
  * the verdict a probe cached for this QEMU version; else `due`: a probe boot is needed.
  */
-export async function accelWithoutProbe(cacheFile?: string): Promise<{ accel: Accel; reason: string } | { due: true; qemu: string }> {
+export async function accelWithoutProbe(
+  cacheFile?: string,
+): Promise<{ accel: Accel; reason: string } | { due: true; qemu: string }> {
   const forced = process.env.CR_GUEST_ACCEL;
   if (forced === "kvm" || forced === "tcg") return { accel: forced, reason: "CR_GUEST_ACCEL" };
   if (!existsSync("/dev/kvm")) return { accel: "tcg", reason: "/dev/kvm is absent" };
   requireQemu();
   const qemu = (await run([QEMU, "--version"], { timeoutMs: 10_000 })).stdout.split("\n")[0];
   if (cacheFile && existsSync(cacheFile)) {
-    const cached = JSON.parse(readFileSync(cacheFile, "utf8")) as { version: string; accel: Accel; reason: string };
+    const cached = JSON.parse(readFileSync(cacheFile, "utf8")) as {
+      version: string;
+      accel: Accel;
+      reason: string;
+    };
     if (cached.version === qemu) return { accel: cached.accel, reason: `${cached.reason} (cached probe)` };
   }
   return { due: true, qemu };
@@ -157,7 +216,13 @@ export async function accelWithoutProbe(cacheFile?: string): Promise<{ accel: Ac
  * deadline on machines where KVM hangs.
  * initrd: a path, or how to make one (called only when a probe boot is needed).
  */
-export async function detectAccel(opts: { kernel: string; initrd: string | (() => Promise<string>); marker: string; timeoutMs?: number; cacheFile?: string }): Promise<{ accel: Accel; reason: string }> {
+export async function detectAccel(opts: {
+  kernel: string;
+  initrd: string | (() => Promise<string>);
+  marker: string;
+  timeoutMs?: number;
+  cacheFile?: string;
+}): Promise<{ accel: Accel; reason: string }> {
   const known = await accelWithoutProbe(opts.cacheFile);
   if (!("due" in known)) return known;
   const version = known.qemu;
@@ -172,7 +237,10 @@ export async function detectAccel(opts: { kernel: string; initrd: string | (() =
     consoleLog: `${opts.cacheFile ?? "/tmp/cr-guest-kvm-probe"}.console`,
     endMarker: opts.marker,
   });
-  const verdict = probe.status === "ok" ? { accel: "kvm" as const, reason: "KVM probe boot succeeded" } : { accel: "tcg" as const, reason: `KVM probe failed (${probe.status}: ${probe.reason})` };
+  const verdict =
+    probe.status === "ok"
+      ? { accel: "kvm" as const, reason: "KVM probe boot succeeded" }
+      : { accel: "tcg" as const, reason: `KVM probe failed (${probe.status}: ${probe.reason})` };
   if (opts.cacheFile) {
     await mkdir(dirname(opts.cacheFile), { recursive: true });
     await writeAtomic(opts.cacheFile, JSON.stringify({ version, ...verdict, kernel: opts.kernel }));

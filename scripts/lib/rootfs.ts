@@ -16,7 +16,15 @@ import { ensureChroot, runInChroot, type ChrootMetadata, type DebianSource } fro
  * (--tcp-established), kmod for modules, systemd so the kata-agent unit means what it does
  * in a Kata image.
  */
-export const GUEST_BASE_PACKAGES = ["strace", "procps", "util-linux", "iproute2", "iptables", "kmod", "systemd"];
+export const GUEST_BASE_PACKAGES = [
+  "strace",
+  "procps",
+  "util-linux",
+  "iproute2",
+  "iptables",
+  "kmod",
+  "systemd",
+];
 
 export function guestPackages(runtimePackages: string[], extra: string[] = []): string[] {
   return [...new Set([...GUEST_BASE_PACKAGES, ...runtimePackages, ...extra])].sort();
@@ -30,7 +38,13 @@ export async function ensureGuestRootfs(opts: {
   debian: DebianSource;
   log?: (l: string) => void;
 }): Promise<{ dir: string; cached: boolean; metadata: ChrootMetadata }> {
-  return ensureChroot({ cache: opts.cache, suite: opts.suite, packages: guestPackages(opts.runtimePackages, opts.extraPackages), debian: opts.debian, log: opts.log });
+  return ensureChroot({
+    cache: opts.cache,
+    suite: opts.suite,
+    packages: guestPackages(opts.runtimePackages, opts.extraPackages),
+    debian: opts.debian,
+    log: opts.log,
+  });
 }
 
 /**
@@ -71,19 +85,25 @@ exec "$here/ld-linux-x86-64.so.2" --library-path "$here" "$here/strace.bin" "$@"
  * strace and every library it loads, copied out of a chroot, plus a wrapper: a strace that
  * runs in any x86_64 guest userland, for existing images that have none.
  */
-export async function bundleStrace(chrootDir: string, outDir: string): Promise<{ dir: string; files: string[] }> {
+export async function bundleStrace(
+  chrootDir: string,
+  outDir: string,
+): Promise<{ dir: string; files: string[] }> {
   await mkdir(outDir, { recursive: true });
   const ldd = await runInChroot(chrootDir, ["ldd", "/usr/bin/strace"], { timeoutMs: 30_000 });
   const libs = parseLdd(ldd.stdout).map((l) => l.path);
   // Resolved inside the chroot: an absolute symlink followed on the host would reach the host's file.
-  const real = (await runInChroot(chrootDir, ["readlink", "-f", ...libs], { timeoutMs: 30_000 })).stdout.trim().split("\n");
+  const real = (await runInChroot(chrootDir, ["readlink", "-f", ...libs], { timeoutMs: 30_000 })).stdout
+    .trim()
+    .split("\n");
   const files: string[] = [];
   for (const [i, lib] of libs.entries()) {
     const name = basename(lib);
     await copyFile(join(chrootDir, real[i]), join(outDir, name));
     files.push(name);
   }
-  if (!files.includes("ld-linux-x86-64.so.2")) throw new Error(`ldd of strace named no loader:\n${ldd.stdout}`);
+  if (!files.includes("ld-linux-x86-64.so.2"))
+    throw new Error(`ldd of strace named no loader:\n${ldd.stdout}`);
   await copyFile(join(chrootDir, "usr/bin/strace"), join(outDir, "strace.bin"));
   await writeFile(join(outDir, "strace"), STRACE_WRAPPER, { mode: 0o755 });
   return { dir: outDir, files: [...files, "strace.bin", "strace"] };

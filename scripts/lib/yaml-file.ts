@@ -20,12 +20,17 @@ export function parseYaml(text: string, file: string): LocatedYaml {
     const pos = err.linePos?.[0];
     const where = pos ? `${file}:${pos.line}:${pos.col}` : file;
     const detail = err.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "");
-    throw new UserError(`malformed YAML at ${where}: ${detail}`, `fix the syntax of ${file} near line ${pos?.line ?? "?"}`);
+    throw new UserError(
+      `malformed YAML at ${where}: ${detail}`,
+      `fix the syntax of ${file} near line ${pos?.line ?? "?"}`,
+    );
   }
   const nodeAt = (path: (string | number)[]): Node | null | undefined => {
     let node: Node | null | undefined = doc.contents as Node | null;
     for (const key of path) {
-      if (isMap(node)) node = node.items.find((p) => isScalar(p.key) && p.key.value === key)?.value as Node | null | undefined;
+      if (isMap(node))
+        node = node.items.find((p) => isScalar(p.key) && p.key.value === key)?.value as
+          Node | null | undefined;
       else if (isSeq(node) && typeof key === "number") node = node.items[key] as Node | null;
       else return undefined;
     }
@@ -65,7 +70,10 @@ export function loadYamlFile(file: string): LocatedYaml {
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    throw new UserError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`, "check the path");
+    throw new UserError(
+      `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+      "check the path",
+    );
   }
   return parseYaml(text, file);
 }

@@ -32,7 +32,11 @@ const defOf = (s: z.ZodType): Def => (s as unknown as { _zod: { def: Def } })._z
 export function unwrap(s: z.ZodType): z.ZodType {
   for (;;) {
     const d = defOf(s);
-    if (d.innerType && ["optional", "default", "nullable", "readonly", "prefault", "catch", "nonoptional"].includes(d.type)) s = d.innerType;
+    if (
+      d.innerType &&
+      ["optional", "default", "nullable", "readonly", "prefault", "catch", "nonoptional"].includes(d.type)
+    )
+      s = d.innerType;
     else if (d.type === "pipe" && d.in) s = d.in;
     else return s;
   }
@@ -63,19 +67,43 @@ export function keysOf(s: z.ZodType | undefined): string[] {
  * Before the check: a scalar the schema wants as a string is taken as written ("6.10"
  * unquoted is the number 6.1 to YAML), and file paths are resolved against `baseDir`.
  */
-function normalize(value: unknown, s: z.ZodType | undefined, path: Path, src: LocatedYaml, baseDir: string | undefined): unknown {
+function normalize(
+  value: unknown,
+  s: z.ZodType | undefined,
+  path: Path,
+  src: LocatedYaml,
+  baseDir: string | undefined,
+): unknown {
   if (!s) return value;
   const u = unwrap(s);
   const d = defOf(u);
   if (d.type === "string" || d.type === "enum") {
     if (typeof value === "number") value = src.sourceOf(path) ?? String(value);
     const meta = u.meta() as { path?: boolean } | undefined;
-    if (meta?.path && baseDir && typeof value === "string" && value !== "" && !isAbsolute(value)) return resolve(baseDir, value);
+    if (meta?.path && baseDir && typeof value === "string" && value !== "" && !isAbsolute(value))
+      return resolve(baseDir, value);
     return value;
   }
-  if (Array.isArray(value) && d.type === "array") return value.map((v, i) => normalize(v, d.element, [...path, i], src, baseDir));
-  if (value && typeof value === "object" && !Array.isArray(value) && (d.type === "object" || d.type === "record"))
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, normalize(v, d.type === "object" ? (u as z.ZodObject).shape[k] : d.valueType, [...path, k], src, baseDir)]));
+  if (Array.isArray(value) && d.type === "array")
+    return value.map((v, i) => normalize(v, d.element, [...path, i], src, baseDir));
+  if (
+    value &&
+    typeof value === "object" &&
+    !Array.isArray(value) &&
+    (d.type === "object" || d.type === "record")
+  )
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [
+        k,
+        normalize(
+          v,
+          d.type === "object" ? (u as z.ZodObject).shape[k] : d.valueType,
+          [...path, k],
+          src,
+          baseDir,
+        ),
+      ]),
+    );
   return value;
 }
 
@@ -90,12 +118,20 @@ const FIX_BY_TYPE: Record<string, string> = {
 
 function valueAt(value: unknown, path: Path): unknown {
   let cur = value;
-  for (const k of path) cur = cur && typeof cur === "object" ? (cur as Record<string | number, unknown>)[k] : undefined;
+  for (const k of path)
+    cur = cur && typeof cur === "object" ? (cur as Record<string | number, unknown>)[k] : undefined;
   return cur;
 }
 
 /** One zod issue as a user reads it: file:line, the key path, what is wrong, and the fix. */
-function userErrorOf(issue: z.core.$ZodIssue, schema: z.ZodType, value: unknown, src: LocatedYaml, what: string, prefix: Path): UserError {
+function userErrorOf(
+  issue: z.core.$ZodIssue,
+  schema: z.ZodType,
+  value: unknown,
+  src: LocatedYaml,
+  what: string,
+  prefix: Path,
+): UserError {
   const at = (path: Path) => {
     const line = src.lineOf([...prefix, ...path]) ?? src.lineOf(prefix);
     return `${src.file}${line ? `:${line}` : ""}`;
@@ -105,7 +141,10 @@ function userErrorOf(issue: z.core.$ZodIssue, schema: z.ZodType, value: unknown,
   if (issue.code === "unrecognized_keys") {
     const key = issue.keys[0];
     const known = keysOf(schemaAt(schema, path));
-    return new UserError(`invalid ${what} at ${at([...path, key])}: unknown key '${[...prefix, ...path, key].join(".")}'${didYouMean(key, known)}`, `valid keys here: ${known.join(", ")}`);
+    return new UserError(
+      `invalid ${what} at ${at([...path, key])}: unknown key '${[...prefix, ...path, key].join(".")}'${didYouMean(key, known)}`,
+      `valid keys here: ${known.join(", ")}`,
+    );
   }
   const got = valueAt(value, path);
   if (issue.code === "invalid_value") {
@@ -119,12 +158,28 @@ function userErrorOf(issue: z.core.$ZodIssue, schema: z.ZodType, value: unknown,
     if (got === undefined) {
       const parent = path.slice(0, -1);
       const pname = [...prefix, ...parent].join(".");
-      return new UserError(`invalid ${what} at ${at(parent)}: ${pname || "(top level)"} needs the key '${path.at(-1)}'`, `add ${path.at(-1)}: to ${pname || "the file"}`);
+      return new UserError(
+        `invalid ${what} at ${at(parent)}: ${pname || "(top level)"} needs the key '${path.at(-1)}'`,
+        `add ${path.at(-1)}: to ${pname || "the file"}`,
+      );
     }
-    const expected = issue.expected === "object" || issue.expected === "record" ? "a mapping" : issue.expected === "array" ? "a list" : issue.expected === "boolean" ? "true or false" : `a ${issue.expected}`;
-    return new UserError(`invalid ${what} at ${at(path)}: ${name} must be ${expected}, got ${JSON.stringify(got)}`, FIX_BY_TYPE[issue.expected] ?? "see the comment at the top of the file");
+    const expected =
+      issue.expected === "object" || issue.expected === "record"
+        ? "a mapping"
+        : issue.expected === "array"
+          ? "a list"
+          : issue.expected === "boolean"
+            ? "true or false"
+            : `a ${issue.expected}`;
+    return new UserError(
+      `invalid ${what} at ${at(path)}: ${name} must be ${expected}, got ${JSON.stringify(got)}`,
+      FIX_BY_TYPE[issue.expected] ?? "see the comment at the top of the file",
+    );
   }
-  return new UserError(`invalid ${what} at ${at(path)}: ${name}: ${issue.message}`, "see the comment at the top of the file");
+  return new UserError(
+    `invalid ${what} at ${at(path)}: ${name}: ${issue.message}`,
+    "see the comment at the top of the file",
+  );
 }
 
 export interface CheckOptions {
@@ -137,13 +192,20 @@ export interface CheckOptions {
 }
 
 /** The document of `src` checked against `schema`; the first problem is a UserError with file:line. */
-export function checkYaml<S extends z.ZodType>(schema: S, src: LocatedYaml, o: CheckOptions, value: unknown = src.value): z.infer<S> {
+export function checkYaml<S extends z.ZodType>(
+  schema: S,
+  src: LocatedYaml,
+  o: CheckOptions,
+  value: unknown = src.value,
+): z.infer<S> {
   const at = o.at ?? [];
   const normalized = normalize(value ?? {}, schema, at, src, o.baseDir);
   const r = schema.safeParse(normalized);
   if (r.success) return r.data;
   // An unknown key first: it usually explains the rest (a misspelt key is also a missing one).
-  const issues = [...r.error.issues].sort((a, b) => Number(b.code === "unrecognized_keys") - Number(a.code === "unrecognized_keys"));
+  const issues = [...r.error.issues].sort(
+    (a, b) => Number(b.code === "unrecognized_keys") - Number(a.code === "unrecognized_keys"),
+  );
   throw userErrorOf(issues[0], schema, normalized, src, o.what, at);
 }
 
@@ -157,6 +219,8 @@ export function deepPartial(s: z.ZodType): z.ZodType {
   const u = unwrap(s);
   const d = defOf(u);
   if (d.type !== "object") return s;
-  const shape = Object.fromEntries(Object.entries((u as z.ZodObject).shape).map(([k, v]) => [k, deepPartial(v as z.ZodType).optional()]));
+  const shape = Object.fromEntries(
+    Object.entries((u as z.ZodObject).shape).map(([k, v]) => [k, deepPartial(v as z.ZodType).optional()]),
+  );
   return z.strictObject(shape);
 }

@@ -5,7 +5,13 @@
  */
 import { writeAtomic } from "../lib/fs-atomic.js";
 import type { z } from "zod";
-import { CELL_SCHEMA_VERSION, CELL_STATUSES, parseOutput, type CellResultSchema, type CellTestSchema } from "../lib/output-schemas.js";
+import {
+  CELL_SCHEMA_VERSION,
+  CELL_STATUSES,
+  parseOutput,
+  type CellResultSchema,
+  type CellTestSchema,
+} from "../lib/output-schemas.js";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -51,7 +57,12 @@ export function cellTests(tests: TestRecord[]): CellTest[] {
     message: t.message,
     ...(t.outcome ? { outcome: t.outcome } : {}),
     error_lines: t.error_lines,
-    ...(t.diagnostics ? { diagnostics: t.diagnostics.length > DIAG_MAX ? `${t.diagnostics.slice(0, DIAG_MAX)}\n[...]` : t.diagnostics } : {}),
+    ...(t.diagnostics
+      ? {
+          diagnostics:
+            t.diagnostics.length > DIAG_MAX ? `${t.diagnostics.slice(0, DIAG_MAX)}\n[...]` : t.diagnostics,
+        }
+      : {}),
   }));
 }
 
@@ -74,9 +85,17 @@ export function isInformational(name: string, patterns: string[] = INFORMATIONAL
 }
 
 /** A guest run's verdict for the matrix: ERROR for infrastructure, FAIL when a deciding test failed. */
-export function cellStatusOf(runStatus: "COMPLETE" | "ERROR", tests: CellTest[], informational: string[] = INFORMATIONAL_TESTS): CellStatus {
+export function cellStatusOf(
+  runStatus: "COMPLETE" | "ERROR",
+  tests: CellTest[],
+  informational: string[] = INFORMATIONAL_TESTS,
+): CellStatus {
   if (runStatus === "ERROR") return "ERROR";
-  return tests.some((t) => !isInformational(t.name, informational) && (t.status === "FAIL" || t.status === "ERROR")) ? "FAIL" : "PASS";
+  return tests.some(
+    (t) => !isInformational(t.name, informational) && (t.status === "FAIL" || t.status === "ERROR"),
+  )
+    ? "FAIL"
+    : "PASS";
 }
 
 export function tailLines(text: string, n = 60): string {
@@ -101,7 +120,10 @@ export function readCell(file: string): CellResult {
   try {
     value = JSON.parse(readFileSync(file, "utf8"));
   } catch (err) {
-    throw new UserError(`cannot read cell result ${file}: ${(err as Error).message}`, "pass cell.json files, directories holding them, or a matrix.json");
+    throw new UserError(
+      `cannot read cell result ${file}: ${(err as Error).message}`,
+      "pass cell.json files, directories holding them, or a matrix.json",
+    );
   }
   return parseOutput("cell", value, file);
 }
@@ -113,16 +135,27 @@ export function storedCell(outDir: string, id: string): CellResult | undefined {
 
 /** Every cell.json under a directory (any depth), or the cells of a matrix.json. */
 export function collectCells(input: string): CellResult[] {
-  if (!existsSync(input)) throw new UserError(`${input} does not exist`, "pass cell.json files, directories holding them, or a matrix.json");
+  if (!existsSync(input))
+    throw new UserError(
+      `${input} does not exist`,
+      "pass cell.json files, directories holding them, or a matrix.json",
+    );
   if (statSync(input).isFile()) {
     if (input.endsWith(CELL_FILE)) return [readCell(input)];
     let doc: { cells?: unknown };
     try {
       doc = JSON.parse(readFileSync(input, "utf8")) as { cells?: unknown };
     } catch (err) {
-      throw new UserError(`${input} is not JSON (${(err as Error).message})`, "pass cell.json files, directories holding them, or a matrix.json");
+      throw new UserError(
+        `${input} is not JSON (${(err as Error).message})`,
+        "pass cell.json files, directories holding them, or a matrix.json",
+      );
     }
-    if (!Array.isArray(doc?.cells)) throw new UserError(`${input} is neither a cell.json nor a matrix.json`, "pass files written by `cr-guest matrix`");
+    if (!Array.isArray(doc?.cells))
+      throw new UserError(
+        `${input} is neither a cell.json nor a matrix.json`,
+        "pass files written by `cr-guest matrix`",
+      );
     return parseOutput("matrix", doc, input).cells;
   }
   const out: CellResult[] = [];

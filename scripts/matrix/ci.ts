@@ -21,7 +21,13 @@ import { drive, type StageOutcome } from "../driver.js";
 import type { KernelOutcome } from "./run.js";
 import { collectCells, type CellResult } from "./cell.js";
 import type { PlannedCell } from "./spec.js";
-import { compareReports, renderComparison, reportSummary, type Comparison, type MatrixReport } from "./report.js";
+import {
+  compareReports,
+  renderComparison,
+  reportSummary,
+  type Comparison,
+  type MatrixReport,
+} from "./report.js";
 import { judgeCell } from "./verdicts.js";
 
 export const KERNELS_DIR = "kernels";
@@ -35,7 +41,10 @@ const PackedKernelSchema = z.object({
   config_sha256: z.string(),
   requested: z.array(z.tuple([z.string(), z.string()])),
 });
-const KernelIndexSchema = z.object({ schema: z.literal(1), kernels: z.record(z.string(), PackedKernelSchema) });
+const KernelIndexSchema = z.object({
+  schema: z.literal(1),
+  kernels: z.record(z.string(), PackedKernelSchema),
+});
 export type PackedKernel = z.infer<typeof PackedKernelSchema>;
 
 /** One cell per kernel axis value (the first that is not skipped): whose kernel to build. */
@@ -46,7 +55,11 @@ export function kernelVariants(cells: PlannedCell[]): PlannedCell[] {
 }
 
 /** Builds (or takes cached) each kernel variant and copies its artifact into STORE/kernels/<key>/. */
-export async function packKernels(cells: PlannedCell[], store: string, log: (line: string) => void = () => undefined): Promise<PackedKernel[]> {
+export async function packKernels(
+  cells: PlannedCell[],
+  store: string,
+  log: (line: string) => void = () => undefined,
+): Promise<PackedKernel[]> {
   const dir = join(store, KERNELS_DIR);
   await mkdir(dir, { recursive: true });
   const packed: Record<string, PackedKernel> = {};
@@ -64,8 +77,17 @@ export async function packKernels(cells: PlannedCell[], store: string, log: (lin
       for (const f of KERNEL_FILES) await copyFile(join(ref.dir, f), join(tmp, f));
       await rename(tmp, dest);
     }
-    packed[c.axes.kernel] = { axis: c.axes.kernel, key: ref.key, version: ref.version, release: ref.release ?? null, config_sha256: ref.config_sha256, requested: [...ref.requested] };
-    log(`kernel ${c.axes.kernel}: linux ${ref.release ?? ref.version} (${ref.key})${kernel!.cached ? ", cached" : ""}, ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    packed[c.axes.kernel] = {
+      axis: c.axes.kernel,
+      key: ref.key,
+      version: ref.version,
+      release: ref.release ?? null,
+      config_sha256: ref.config_sha256,
+      requested: [...ref.requested],
+    };
+    log(
+      `kernel ${c.axes.kernel}: linux ${ref.release ?? ref.version} (${ref.key})${kernel!.cached ? ", cached" : ""}, ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+    );
   }
   await writeAtomic(join(dir, "index.json"), `${JSON.stringify({ schema: 1, kernels: packed }, null, 2)}\n`);
   return Object.values(packed);
@@ -73,21 +95,49 @@ export async function packKernels(cells: PlannedCell[], store: string, log: (lin
 
 export function readKernelIndex(store: string): Record<string, PackedKernel> {
   const file = join(store, KERNELS_DIR, "index.json");
-  if (!existsSync(file)) throw new UserError(`no packed kernels in ${join(store, KERNELS_DIR)}`, "run `cr-guest ci kernels --store DIR` first (on GitHub: the kernels job's artifact)");
+  if (!existsSync(file))
+    throw new UserError(
+      `no packed kernels in ${join(store, KERNELS_DIR)}`,
+      "run `cr-guest ci kernels --store DIR` first (on GitHub: the kernels job's artifact)",
+    );
   const parsed = KernelIndexSchema.safeParse(JSON.parse(readFileSync(file, "utf8")));
-  if (!parsed.success) throw new UserError(`${file} is not an index written by \`cr-guest ci kernels\`: ${parsed.error.issues[0]?.message}`, "run `cr-guest ci kernels` again");
+  if (!parsed.success)
+    throw new UserError(
+      `${file} is not an index written by \`cr-guest ci kernels\`: ${parsed.error.issues[0]?.message}`,
+      "run `cr-guest ci kernels` again",
+    );
   return parsed.data.kernels;
 }
 
 /** A packed kernel as the kernel stage's outcome: the cells boot it, nothing is rebuilt. */
-export async function packedKernelOutcome(store: string, index: Record<string, PackedKernel>, axis: string): Promise<KernelOutcome<StageOutcome<"kernel">>> {
+export async function packedKernelOutcome(
+  store: string,
+  index: Record<string, PackedKernel>,
+  axis: string,
+): Promise<KernelOutcome<StageOutcome<"kernel">>> {
   const k = index[axis];
-  if (!k) throw new UserError(`kernel '${axis}' is not among the packed kernels (${Object.keys(index).join(", ") || "none"})`, "run `cr-guest ci kernels` with the same matrix");
+  if (!k)
+    throw new UserError(
+      `kernel '${axis}' is not among the packed kernels (${Object.keys(index).join(", ") || "none"})`,
+      "run `cr-guest ci kernels` with the same matrix",
+    );
   const dir = join(store, KERNELS_DIR, k.key);
-  for (const f of KERNEL_FILES) if (!existsSync(join(dir, f))) throw new UserError(`packed kernel ${dir} lacks ${f}`, "run `cr-guest ci kernels` again");
+  for (const f of KERNEL_FILES)
+    if (!existsSync(join(dir, f)))
+      throw new UserError(`packed kernel ${dir} lacks ${f}`, "run `cr-guest ci kernels` again");
   const metadata = JSON.parse(await readFile(join(dir, "metadata.json"), "utf8")) as KernelMetadata;
   const requested = new Map(k.requested);
-  const stage: KernelStageResult = { dir, cached: true, metadata, report: undefined as never, reportText: `packed kernel ${k.key}`, warnings: [], notes: [], seconds: {}, requested };
+  const stage: KernelStageResult = {
+    dir,
+    cached: true,
+    metadata,
+    report: undefined as never,
+    reportText: `packed kernel ${k.key}`,
+    warnings: [],
+    notes: [],
+    seconds: {},
+    requested,
+  };
   const identity = { key: k.key, version: k.version, release: k.release, config_sha256: k.config_sha256 };
   const handle: StageOutcome<"kernel"> = {
     stage: "kernel",
@@ -96,7 +146,18 @@ export async function packedKernelOutcome(store: string, index: Record<string, P
     seconds: 0,
     identity,
     notes: [],
-    value: { stage, ref: { dir, key: k.key, version: k.version, release: k.release, config_sha256: k.config_sha256, requested }, config: loadDotConfig(join(dir, "config")) },
+    value: {
+      stage,
+      ref: {
+        dir,
+        key: k.key,
+        version: k.version,
+        release: k.release,
+        config_sha256: k.config_sha256,
+        requested,
+      },
+      config: loadDotConfig(join(dir, "config")),
+    },
   };
   return { handle, cached: true, identity };
 }
@@ -106,8 +167,12 @@ export async function packedKernelOutcome(store: string, index: Record<string, P
  * image stages of a CRIU job's cells (the matrix's stage groups: what each stage reads).
  */
 export function cacheKeys(all: PlannedCell[], job?: PlannedCell[]): { kernels: string; criu?: string } {
-  const groups = (cs: PlannedCell[], g: (c: PlannedCell) => string[]) => cacheKey([...new Set(cs.filter((c) => !c.skip).flatMap(g))].sort());
-  return { kernels: groups(all, (c) => [c.groups.kernel]), ...(job ? { criu: groups(job, (c) => [c.groups.criu, c.groups.image]) } : {}) };
+  const groups = (cs: PlannedCell[], g: (c: PlannedCell) => string[]) =>
+    cacheKey([...new Set(cs.filter((c) => !c.skip).flatMap(g))].sort());
+  return {
+    kernels: groups(all, (c) => [c.groups.kernel]),
+    ...(job ? { criu: groups(job, (c) => [c.groups.criu, c.groups.image]) } : {}),
+  };
 }
 
 /** Every cells-* directory of the store (one per CRIU job). */
@@ -131,19 +196,34 @@ export interface CiVerdict {
 
 /** What CI decides from the cells and the comparison: red on unexpected failures and regressions only. */
 export function ciVerdict(cells: CellResult[], comparison?: Comparison): CiVerdict {
-  const v: CiVerdict = { unexpected: [], expected: [], unexpectedPasses: [], infrastructure: [], buildFailures: [], comparison, exitCode: 0 };
+  const v: CiVerdict = {
+    unexpected: [],
+    expected: [],
+    unexpectedPasses: [],
+    infrastructure: [],
+    buildFailures: [],
+    comparison,
+    exitCode: 0,
+  };
   for (const c of cells) {
     if (c.status === "ERROR") v.infrastructure.push({ cell: c.id, reason: c.reason ?? "" });
     if (c.status === "BUILD-FAILED") v.buildFailures.push({ cell: c.id, reason: c.reason ?? "" });
     if (c.status !== "PASS" && c.status !== "FAIL") continue;
     for (const j of judgeCell(c)) {
-      if (j.verdict === "fail" || j.verdict === "error") v.unexpected.push({ cell: c.id, test: j.test.name, message: (j.test.error_lines[0] ?? j.test.message).slice(0, 200) });
+      if (j.verdict === "fail" || j.verdict === "error")
+        v.unexpected.push({
+          cell: c.id,
+          test: j.test.name,
+          message: (j.test.error_lines[0] ?? j.test.message).slice(0, 200),
+        });
       if (j.verdict === "xfail") v.expected.push({ cell: c.id, test: j.test.name, because: j.because ?? "" });
-      if (j.verdict === "xpass") v.unexpectedPasses.push({ cell: c.id, test: j.test.name, because: j.because ?? "" });
+      if (j.verdict === "xpass")
+        v.unexpectedPasses.push({ cell: c.id, test: j.test.name, because: j.because ?? "" });
     }
   }
   const regressions = comparison?.regressions.length ?? 0;
-  v.exitCode = v.unexpected.length || regressions || v.buildFailures.length ? 1 : v.infrastructure.length ? 4 : 0;
+  v.exitCode =
+    v.unexpected.length || regressions || v.buildFailures.length ? 1 : v.infrastructure.length ? 4 : 0;
   return v;
 }
 
@@ -162,19 +242,54 @@ export function renderCiSummary(report: MatrixReport, v: CiVerdict, baseline: st
   ];
   const table = (title: string, head: string[], rows: string[][]) => {
     if (!rows.length) return;
-    lines.push("", `## ${title}`, "", `| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.map(md).join(" | ")} |`));
+    lines.push(
+      "",
+      `## ${title}`,
+      "",
+      `| ${head.join(" | ")} |`,
+      `|${head.map(() => "---").join("|")}|`,
+      ...rows.map((r) => `| ${r.map(md).join(" | ")} |`),
+    );
   };
-  table("Unexpected failures (these make CI red)", ["cell", "test", "evidence"], v.unexpected.map((u) => [u.cell, u.test, u.message]));
-  table("Expected failures (predicted by the doctor; never red)", ["cell", "test", "prediction"], v.expected.map((e) => [e.cell, e.test, e.because]));
-  table("Unexpected passes (a prediction that did not come true)", ["cell", "test", "prediction"], v.unexpectedPasses.map((e) => [e.cell, e.test, e.because]));
-  table("Infrastructure errors (not CRIU results)", ["cell", "reason"], v.infrastructure.map((e) => [e.cell, e.reason]));
-  table("Build failures", ["cell", "reason"], v.buildFailures.map((e) => [e.cell, e.reason]));
-  lines.push("", "## Against the baseline", "", v.comparison ? renderComparison(v.comparison, true) : `Not compared: ${baseline}.`);
+  table(
+    "Unexpected failures (these make CI red)",
+    ["cell", "test", "evidence"],
+    v.unexpected.map((u) => [u.cell, u.test, u.message]),
+  );
+  table(
+    "Expected failures (predicted by the doctor; never red)",
+    ["cell", "test", "prediction"],
+    v.expected.map((e) => [e.cell, e.test, e.because]),
+  );
+  table(
+    "Unexpected passes (a prediction that did not come true)",
+    ["cell", "test", "prediction"],
+    v.unexpectedPasses.map((e) => [e.cell, e.test, e.because]),
+  );
+  table(
+    "Infrastructure errors (not CRIU results)",
+    ["cell", "reason"],
+    v.infrastructure.map((e) => [e.cell, e.reason]),
+  );
+  table(
+    "Build failures",
+    ["cell", "reason"],
+    v.buildFailures.map((e) => [e.cell, e.reason]),
+  );
+  lines.push(
+    "",
+    "## Against the baseline",
+    "",
+    v.comparison ? renderComparison(v.comparison, true) : `Not compared: ${baseline}.`,
+  );
   return `${lines.join("\n")}\n`;
 }
 
 /** Compares with the baseline's cells when there are any. */
-export function compareWithBaseline(baseline: string | undefined, cells: CellResult[]): Comparison | undefined {
+export function compareWithBaseline(
+  baseline: string | undefined,
+  cells: CellResult[],
+): Comparison | undefined {
   if (!baseline) return undefined;
   return compareReports(collectCells(baseline), cells);
 }

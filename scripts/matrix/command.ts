@@ -21,10 +21,24 @@ import { runMigration } from "../migrate/run.js";
 import { cacheKey } from "../lib/hash.js";
 import { errorMessage, UserError } from "../lib/errors.js";
 import { failsUnexpectedly } from "./verdicts.js";
-import { buildReport, cellSummary, renderHtml, renderJunit, renderMarkdown, type MatrixReport } from "./report.js";
+import {
+  buildReport,
+  cellSummary,
+  renderHtml,
+  renderJunit,
+  renderMarkdown,
+  type MatrixReport,
+} from "./report.js";
 import { keepStored, runMatrix, type KernelOutcome, type MatrixRunSummary } from "./run.js";
 import type { StageOutcome } from "../driver.js";
-import { CELL_DATA_PATHS, dataHash, planPairs, sharedStages, type MatrixPlan, type PlannedCell } from "./spec.js";
+import {
+  CELL_DATA_PATHS,
+  dataHash,
+  planPairs,
+  sharedStages,
+  type MatrixPlan,
+  type PlannedCell,
+} from "./spec.js";
 import { realStages } from "./stages.js";
 
 export const GITHUB_WORKFLOW = join(REPO_ROOT, ".github", "workflows", "cr-guest-matrix.yml");
@@ -43,7 +57,12 @@ function readStageIndex(outDir: string): StageIndex {
 }
 
 export async function writeReports(dir: string, r: MatrixReport): Promise<Record<string, string>> {
-  const files = { json: join(dir, "matrix.json"), md: join(dir, "matrix.md"), html: join(dir, "matrix.html"), junit: join(dir, "junit.xml") };
+  const files = {
+    json: join(dir, "matrix.json"),
+    md: join(dir, "matrix.md"),
+    html: join(dir, "matrix.html"),
+    junit: join(dir, "junit.xml"),
+  };
   await writeAtomic(files.json, `${JSON.stringify(r, null, 2)}\n`);
   await writeAtomic(files.md, renderMarkdown(r));
   await writeAtomic(files.html, renderHtml(r));
@@ -52,16 +71,28 @@ export async function writeReports(dir: string, r: MatrixReport): Promise<Record
 }
 
 /** The plan as a table: each cell, whether its result is kept, what each stage will cost. */
-export async function formatPlan(plan: MatrixPlan, picked: PlannedCell[], outDir: string, force: boolean, pairs?: { set: string[] }): Promise<string> {
+export async function formatPlan(
+  plan: MatrixPlan,
+  picked: PlannedCell[],
+  outDir: string,
+  force: boolean,
+  pairs?: { set: string[] },
+): Promise<string> {
   const index = readStageIndex(outDir);
   const cached = (group: string) => Boolean(index[group] && existsSync(join(index[group], "metadata.json")));
   const lines: string[] = [];
   const s = sharedStages(picked);
-  lines.push(`matrix '${plan.spec.name}' (${plan.spec.file}): ${picked.length} of ${plan.cells.length} cells; at most ${s.kernels} kernel builds, ${s.criuBuilds} CRIU builds, ${s.images} images, ${s.boots} boots`);
+  lines.push(
+    `matrix '${plan.spec.name}' (${plan.spec.file}): ${picked.length} of ${plan.cells.length} cells; at most ${s.kernels} kernel builds, ${s.criuBuilds} CRIU builds, ${s.images} images, ${s.boots} boots`,
+  );
   lines.push(`results: ${outDir}`);
   lines.push("");
   const width = Math.max(...picked.map((c) => c.id.length), 4);
-  if (picked.length) lines.push("  (kernel, image: '?' = not used by this matrix yet; the stage still takes a cached artifact)", `  ${"cell".padEnd(width)}  result     kernel   criu           image`);
+  if (picked.length)
+    lines.push(
+      "  (kernel, image: '?' = not used by this matrix yet; the stage still takes a cached artifact)",
+      `  ${"cell".padEnd(width)}  result     kernel   criu           image`,
+    );
   for (const c of picked) {
     if (c.skip) {
       lines.push(`  ${c.id.padEnd(width)}  SKIPPED    ${c.skip}`);
@@ -72,8 +103,11 @@ export async function formatPlan(plan: MatrixPlan, picked: PlannedCell[], outDir
     const cache = new ArtifactCache(c.config.cache_dir);
     const serving = c.criuCandidates.find((cand) => cand.key);
     let criu = `${serving?.provider ?? "?"}`.padEnd(14);
-    for (const cand of c.criuCandidates) if (cand.key && (await cache.lookup("criu", cand.key))) criu = `cached (${cand.provider})`.padEnd(14);
-    lines.push(`  ${c.id.padEnd(width)}  ${result} ${(cached(c.groups.kernel) ? "cached" : "?").padEnd(8)} ${criu} ${cached(c.groups.image) ? "cached" : "?"}`);
+    for (const cand of c.criuCandidates)
+      if (cand.key && (await cache.lookup("criu", cand.key))) criu = `cached (${cand.provider})`.padEnd(14);
+    lines.push(
+      `  ${c.id.padEnd(width)}  ${result} ${(cached(c.groups.kernel) ? "cached" : "?").padEnd(8)} ${criu} ${cached(c.groups.image) ? "cached" : "?"}`,
+    );
   }
   const planned = pairs ? planPairs(plan.spec) : [];
   if (planned.length) {
@@ -83,8 +117,11 @@ export async function formatPlan(plan: MatrixPlan, picked: PlannedCell[], outDir
     for (const p of planned) {
       const id = pairId(p.pair);
       const stored = storedCell(outDir, id);
-      const kept = stored && !force && stored.inputs_key === pairKey(p, pairs!, data) && stored.status !== "ERROR";
-      lines.push(`  ${id.padEnd(pw)}  ${(kept ? `kept ${stored.status}` : "will run").padEnd(10)} ${pairAxes(p.pair)}`);
+      const kept =
+        stored && !force && stored.inputs_key === pairKey(p, pairs!, data) && stored.status !== "ERROR";
+      lines.push(
+        `  ${id.padEnd(pw)}  ${(kept ? `kept ${stored.status}` : "will run").padEnd(10)} ${pairAxes(p.pair)}`,
+      );
     }
   }
   if (plan.excluded.length) {
@@ -119,14 +156,21 @@ export function storedCellsOf(plan: MatrixPlan, outDir: string): CellResult[] {
 
 /** What a stored pair must match to be kept: both sides' sets over the user's, and the repo data. */
 function pairKey(p: ReturnType<typeof planPairs>[number], base: { set: string[] }, data: string): string {
-  return pairInputsKey(cacheKey({ sets: [...base.set, ...p.pair.from.sets], data }), cacheKey({ sets: [...base.set, ...p.pair.to.sets], data }));
+  return pairInputsKey(
+    cacheKey({ sets: [...base.set, ...p.pair.from.sets], data }),
+    cacheKey({ sets: [...base.set, ...p.pair.to.sets], data }),
+  );
 }
 
 /**
  * The matrix's migration pairs, one after another (each is two boots on every core it gets);
  * a stored pair with the same inputs is kept unless forced. Returns the pair cells.
  */
-export async function runMatrixPairs(plan: MatrixPlan, outDir: string, o: { force: boolean; base: { configFile?: string; set: string[] }; say: (line: string) => void }): Promise<CellResult[]> {
+export async function runMatrixPairs(
+  plan: MatrixPlan,
+  outDir: string,
+  o: { force: boolean; base: { configFile?: string; set: string[] }; say: (line: string) => void },
+): Promise<CellResult[]> {
   const data = dataHash(CELL_DATA_PATHS);
   const out: CellResult[] = [];
   for (const p of planPairs(plan.spec)) {
@@ -145,7 +189,21 @@ export async function runMatrixPairs(plan: MatrixPlan, outDir: string, o: { forc
       cell = pairCell(plan.spec.name, p.base, p.to, inputsKey, r);
     } catch (err) {
       // A side that cannot be served or built: the pair did not run (SKIPPED with the fix).
-      const r = { id, axes: { from: p.pair.from, to: p.pair.to, in_place: false, changes: pairAxes(p.pair) }, status: "SKIPPED" as const, reason: `${errorMessage(err)}${err instanceof UserError && err.hint ? `; ${err.hint}` : ""}`, cases: [], predicted: [], identities: { from: { criu: null, kernel: null }, to: { criu: null, kernel: null }, image: null }, runs: { dump: null, restore: null }, transfer: null, crit: [], seconds: 0, created: new Date().toISOString(), schema: 1 as const };
+      const r = {
+        id,
+        axes: { from: p.pair.from, to: p.pair.to, in_place: false, changes: pairAxes(p.pair) },
+        status: "SKIPPED" as const,
+        reason: `${errorMessage(err)}${err instanceof UserError && err.hint ? `; ${err.hint}` : ""}`,
+        cases: [],
+        predicted: [],
+        identities: { from: { criu: null, kernel: null }, to: { criu: null, kernel: null }, image: null },
+        runs: { dump: null, restore: null },
+        transfer: null,
+        crit: [],
+        seconds: 0,
+        created: new Date().toISOString(),
+        schema: 1 as const,
+      };
       cell = pairCell(plan.spec.name, p.base, p.to, inputsKey, r);
     }
     await writeCell(outDir, cell);
@@ -162,7 +220,12 @@ type RealStages = ReturnType<typeof realStages>;
  * hook passes through as it is (imageIsLight was once dropped here: every image then took the
  * whole machine and the boots waited behind them).
  */
-export function indexedStages(stages: RealStages, index: Record<string, string>, outDir: string, kernelFrom?: RealStages["kernel"]): RealStages {
+export function indexedStages(
+  stages: RealStages,
+  index: Record<string, string>,
+  outDir: string,
+  kernelFrom?: RealStages["kernel"],
+): RealStages {
   return {
     ...stages,
     kernel: async (c) => {
@@ -180,11 +243,15 @@ export function indexedStages(stages: RealStages, index: Record<string, string>,
   };
 }
 
-export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summary: MatrixRunSummary; report: MatrixReport; files: Record<string, string> }> {
+export async function runMatrixCommand(
+  o: MatrixCommandOptions,
+): Promise<{ summary: MatrixRunSummary; report: MatrixReport; files: Record<string, string> }> {
   const boot = o.cells[0]?.config.boot;
   const capacity = Math.max(1, cpus().length);
   // A TCG boot uses a host thread per vCPU: boots share the cores, builds take them all.
-  const bootWeight = o.jobs ? Math.max(1, Math.floor(capacity / o.jobs)) : Math.min(capacity, boot?.cpus ?? 1);
+  const bootWeight = o.jobs
+    ? Math.max(1, Math.floor(capacity / o.jobs))
+    : Math.min(capacity, boot?.cpus ?? 1);
   const index = readStageIndex(o.outDir);
   const deferred = new Map<string, { promise: Promise<CellResult>; resolve: (c: CellResult) => void }>();
   const outputs = new Map<string, (line: string) => void>();
@@ -198,12 +265,20 @@ export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summa
     o.cells.map((c) => ({
       title: c.id,
       task: async (_: unknown, task: { output: string; title: string }) => {
-        outputs.set(c.id, throttledOutput((line) => (task.output = line)));
+        outputs.set(
+          c.id,
+          throttledOutput((line) => (task.output = line)),
+        );
         const cell = await deferred.get(c.id)!.promise;
         task.title = `${c.id}: ${cell.status}${cellSummary(cell) ? ` (${cellSummary(cell)})` : cell.reason ? ` (${cell.reason.split("\n")[0].slice(0, 120)})` : ""}`;
       },
     })),
-    { concurrent: true, exitOnError: false, ...onStderr, rendererOptions: { ...onStderr.rendererOptions, collapseSubtasks: false } },
+    {
+      concurrent: true,
+      exitOnError: false,
+      ...onStderr,
+      rendererOptions: { ...onStderr.rendererOptions, collapseSubtasks: false },
+    },
   );
   const display = list.run({});
   const progress = (id: string, line: string) => outputs.get(id)?.(line);
@@ -220,8 +295,15 @@ export async function runMatrixCommand(o: MatrixCommandOptions): Promise<{ summa
     onCellDone: (cell) => deferred.get(cell.id)?.resolve(cell),
   });
   await display;
-  if (o.pairs) await runMatrixPairs(o.plan, o.outDir, { force: o.force, base: o.base ?? { set: [] }, say: (l) => console.error(l) });
-  const report = buildReport(o.plan.spec.name, storedCellsOf(o.plan, o.outDir), { excluded: o.plan.excluded });
+  if (o.pairs)
+    await runMatrixPairs(o.plan, o.outDir, {
+      force: o.force,
+      base: o.base ?? { set: [] },
+      say: (l) => console.error(l),
+    });
+  const report = buildReport(o.plan.spec.name, storedCellsOf(o.plan, o.outDir), {
+    excluded: o.plan.excluded,
+  });
   const files = await writeReports(o.outDir, report);
   return { summary, report, files };
 }

@@ -19,14 +19,23 @@ export function sideLabel(a: AxisValues): string {
 }
 
 /** The pair's result as a cell: id, from/to axes, one test per migrating case. */
-export function pairCell(matrix: string, from: AxisValues, to: AxisValues, inputsKey: string, r: PairResult): CellResult {
+export function pairCell(
+  matrix: string,
+  from: AxisValues,
+  to: AxisValues,
+  inputsKey: string,
+  r: PairResult,
+): CellResult {
   const tests: CellTest[] = r.cases.map((c) => ({
     name: c.name,
     status: c.status,
     seconds: (c.dump?.seconds ?? 0) + (c.restore?.seconds ?? 0),
     exit_code: 0,
     message: c.message,
-    error_lines: [...(c.dump?.status === "FAIL" ? c.dump.error_lines : []), ...(c.restore?.status === "FAIL" ? c.restore.error_lines : [])],
+    error_lines: [
+      ...(c.dump?.status === "FAIL" ? c.dump.error_lines : []),
+      ...(c.restore?.status === "FAIL" ? c.restore.error_lines : []),
+    ],
   }));
   // crit's readings of the dump: informational, one test per CRIU version.
   for (const c of r.crit ?? [])
@@ -54,7 +63,16 @@ export function pairCell(matrix: string, from: AxisValues, to: AxisValues, input
     failed_stage: null,
     predicted: r.predicted,
     identities: {
-      ...(r.identities.from.kernel ? { kernel: { key: r.identities.from.kernel.key, version: r.identities.from.kernel.version, release: null, config_sha256: "" } } : {}),
+      ...(r.identities.from.kernel
+        ? {
+            kernel: {
+              key: r.identities.from.kernel.key,
+              version: r.identities.from.kernel.version,
+              release: null,
+              config_sha256: "",
+            },
+          }
+        : {}),
     },
     stages: {},
     accel: null,
@@ -68,7 +86,14 @@ export function pairCell(matrix: string, from: AxisValues, to: AxisValues, input
     started: r.created,
     finished: new Date(Date.parse(r.created) + r.seconds * 1000).toISOString(),
     seconds: r.seconds,
-    migration: { from, to, in_place: r.axes.in_place, changes: r.axes.changes, runs: r.runs, transfer: r.transfer },
+    migration: {
+      from,
+      to,
+      in_place: r.axes.in_place,
+      changes: r.axes.changes,
+      runs: r.runs,
+      transfer: r.transfer,
+    },
   };
 }
 
@@ -83,7 +108,11 @@ export function renderPairGrids(cells: CellResult[]): string[] {
   if (!pairs.length) return [];
   const rows = [...new Set(pairs.map((p) => sideLabel(p.migration!.from)))];
   const cols = [...new Set(pairs.map((p) => sideLabel(p.migration!.to)))];
-  const cases = [...new Set(pairs.flatMap((p) => p.tests.map((t) => t.name).filter((n) => !n.startsWith(CRIT_TEST_PREFIX))))];
+  const cases = [
+    ...new Set(
+      pairs.flatMap((p) => p.tests.map((t) => t.name).filter((n) => !n.startsWith(CRIT_TEST_PREFIX))),
+    ),
+  ];
   const out = ["## Migration: dump with (rows), restore with (columns)", ""];
   out.push(`${pairs.length} pairs: ${pairs.map((p) => `${p.id} **${p.status}**`).join(", ")}`, "");
   // As judged: a failure the catalog predicted is XFAIL, a predicted failure that passed XPASS.
@@ -96,8 +125,23 @@ export function renderPairGrids(cells: CellResult[]): string[] {
     return j ? (shown[j.verdict] ?? j.test.status) : "-";
   };
   for (const test of cases) {
-    out.push(`### ${test}`, "", `| dump with \\ restore with | ${cols.join(" | ")} |`, `|---|${cols.map(() => "---").join("|")}|`);
-    for (const row of rows) out.push(`| ${row} | ${cols.map((col) => statusOf(pairs.find((p) => sideLabel(p.migration!.from) === row && sideLabel(p.migration!.to) === col), test)).join(" | ")} |`);
+    out.push(
+      `### ${test}`,
+      "",
+      `| dump with \\ restore with | ${cols.join(" | ")} |`,
+      `|---|${cols.map(() => "---").join("|")}|`,
+    );
+    for (const row of rows)
+      out.push(
+        `| ${row} | ${cols
+          .map((col) =>
+            statusOf(
+              pairs.find((p) => sideLabel(p.migration!.from) === row && sideLabel(p.migration!.to) === col),
+              test,
+            ),
+          )
+          .join(" | ")} |`,
+      );
     out.push("");
   }
   const failures = pairs.flatMap((p) =>
@@ -111,7 +155,22 @@ export function renderPairGrids(cells: CellResult[]): string[] {
           }),
   );
   if (failures.length) out.push("Failures, with CRIU's first Error line:", "", ...failures, "");
-  const crit = pairs.flatMap((p) => p.tests.filter((t) => t.name.startsWith(CRIT_TEST_PREFIX)).map((t) => `| ${p.id} | ${t.name.slice(CRIT_TEST_PREFIX.length)} | ${t.status} | ${t.message.replace(/\|/g, "\\|")} |`));
-  if (crit.length) out.push("crit on each dump (informational: decoding inventory.img and the process tree):", "", "| pair | crit of CRIU | status | reading |", "|---|---|---|---|", ...crit, "");
+  const crit = pairs.flatMap((p) =>
+    p.tests
+      .filter((t) => t.name.startsWith(CRIT_TEST_PREFIX))
+      .map(
+        (t) =>
+          `| ${p.id} | ${t.name.slice(CRIT_TEST_PREFIX.length)} | ${t.status} | ${t.message.replace(/\|/g, "\\|")} |`,
+      ),
+  );
+  if (crit.length)
+    out.push(
+      "crit on each dump (informational: decoding inventory.img and the process tree):",
+      "",
+      "| pair | crit of CRIU | status | reading |",
+      "|---|---|---|---|",
+      ...crit,
+      "",
+    );
   return out;
 }

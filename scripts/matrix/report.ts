@@ -54,13 +54,20 @@ export function reportColumns(cells: CellResult[]): ReportColumn[] {
     for (const t of c.tests) {
       // A scenario's cases are SCENARIO/CASE; a scenario skipped as a whole is SCENARIO.
       const s = t.name.split("/")[0];
-      if (!NOT_COLUMNS.has(s) && !FIXED_COLUMNS.some((f) => f.tests.includes(s)) && !scenarios.includes(s) && (t.name.includes("/") || cells.some((o) => o.tests.some((x) => x.name.startsWith(`${s}/`)))))
+      if (
+        !NOT_COLUMNS.has(s) &&
+        !FIXED_COLUMNS.some((f) => f.tests.includes(s)) &&
+        !scenarios.includes(s) &&
+        (t.name.includes("/") || cells.some((o) => o.tests.some((x) => x.name.startsWith(`${s}/`))))
+      )
         scenarios.push(s);
     }
   return [...FIXED_COLUMNS, ...scenarios.map((s) => ({ key: s, title: s, tests: [s] }))];
 }
 
-const matchesTest = (pattern: string, name: string) => pattern === "*" || (pattern.endsWith("/") ? name.startsWith(pattern) : name === pattern || name.startsWith(`${pattern}/`));
+const matchesTest = (pattern: string, name: string) =>
+  pattern === "*" ||
+  (pattern.endsWith("/") ? name.startsWith(pattern) : name === pattern || name.startsWith(`${pattern}/`));
 
 export function testsIn(cell: CellResult, patterns: string[]): CellTest[] {
   return cell.tests.filter((t) => patterns.some((p) => matchesTest(p, t.name)));
@@ -75,7 +82,8 @@ export function aggregate(tests: CellTest[]): TestStatus | null {
 
 /** The tests' own statuses in a column (any FAIL, else ERROR, PASS, SKIP): what a prediction is checked against. */
 export function observedStatus(cell: CellResult, tests: string[]): string {
-  if (cell.status === "ERROR" || cell.status === "BUILD-FAILED" || cell.status === "SKIPPED") return cell.status;
+  if (cell.status === "ERROR" || cell.status === "BUILD-FAILED" || cell.status === "SKIPPED")
+    return cell.status;
   return aggregate(testsIn(cell, tests)) ?? "-";
 }
 
@@ -85,13 +93,22 @@ export function observedStatus(cell: CellResult, tests: string[]): string {
  * XFAIL and an unexpected pass as XPASS, only an unexpected failure as FAIL.
  */
 export function columnStatus(cell: CellResult, col: ReportColumn): string {
-  if (cell.status === "ERROR" || cell.status === "BUILD-FAILED" || cell.status === "SKIPPED") return cell.status;
+  if (cell.status === "ERROR" || cell.status === "BUILD-FAILED" || cell.status === "SKIPPED")
+    return cell.status;
   const tests = testsIn(cell, col.tests);
-  if (col.count) return tests.length ? `${tests.filter((t) => t.status === "PASS").length}/${tests.length}` : "-";
+  if (col.count)
+    return tests.length ? `${tests.filter((t) => t.status === "PASS").length}/${tests.length}` : "-";
   const judged = judgeCell(cell).filter((j) => col.tests.some((p) => matchesTest(p, j.test.name)));
   const deciding = judged.filter((j) => j.verdict !== "informational");
   if (deciding.length === 0) return aggregate(tests) ?? "-";
-  for (const [v, shown] of [["fail", "FAIL"], ["error", "ERROR"], ["xpass", "XPASS"], ["xfail", "XFAIL"], ["pass", "PASS"]] as const) if (deciding.some((j) => j.verdict === v)) return shown;
+  for (const [v, shown] of [
+    ["fail", "FAIL"],
+    ["error", "ERROR"],
+    ["xpass", "XPASS"],
+    ["xfail", "XFAIL"],
+    ["pass", "PASS"],
+  ] as const)
+    if (deciding.some((j) => j.verdict === v)) return shown;
   return "SKIP";
 }
 
@@ -100,7 +117,9 @@ export function columnStatus(cell: CellResult, col: ReportColumn): string {
  * over the wall-clock from the first of them starting to the last finishing. Null when
  * nothing booted.
  */
-export function bootParallelism(cells: CellResult[]): { bootSeconds: number; wallSeconds: number; parallelism: number; vcpus: Record<string, number> } | null {
+export function bootParallelism(
+  cells: CellResult[],
+): { bootSeconds: number; wallSeconds: number; parallelism: number; vcpus: Record<string, number> } | null {
   const booted = cells.filter((c) => c.stages.boot && !c.stages.boot.cached);
   if (booted.length === 0) return null;
   const bootSeconds = booted.reduce((n, c) => n + c.stages.boot!.seconds, 0);
@@ -109,7 +128,8 @@ export function bootParallelism(cells: CellResult[]): { bootSeconds: number; wal
   const wallSeconds = Math.max(1, (end - start) / 1000);
   // How many guests ran with how many vCPUs.
   const vcpus: Record<string, number> = {};
-  for (const c of booted) if (c.stages.boot!.vcpus) vcpus[c.stages.boot!.vcpus] = (vcpus[c.stages.boot!.vcpus] ?? 0) + 1;
+  for (const c of booted)
+    if (c.stages.boot!.vcpus) vcpus[c.stages.boot!.vcpus] = (vcpus[c.stages.boot!.vcpus] ?? 0) + 1;
   return { bootSeconds, wallSeconds, parallelism: bootSeconds / wallSeconds, vcpus };
 }
 
@@ -120,7 +140,11 @@ export function cellSummary(cell: CellResult): string {
 
 /** The judged summary over every cell that ran. */
 export function reportSummary(cells: CellResult[]): string {
-  return summaryLine(sumTallies(cells.filter((c) => c.status === "PASS" || c.status === "FAIL").map((c) => tally(judgeCell(c)))));
+  return summaryLine(
+    sumTallies(
+      cells.filter((c) => c.status === "PASS" || c.status === "FAIL").map((c) => tally(judgeCell(c))),
+    ),
+  );
 }
 
 const evidenceOf = (t: CellTest) => [t.message, ...t.error_lines].join("\n");
@@ -128,7 +152,9 @@ const evidenceOf = (t: CellTest) => [t.message, ...t.error_lines].join("\n");
 /** The one line that says why a cell is not all green. */
 export function keyMessage(cell: CellResult): string {
   if (cell.status !== "PASS" && cell.status !== "FAIL") return cell.reason ?? "";
-  const failed = cell.tests.filter((t) => (t.status === "FAIL" || t.status === "ERROR") && !isInformational(t.name, cell.informational));
+  const failed = cell.tests.filter(
+    (t) => (t.status === "FAIL" || t.status === "ERROR") && !isInformational(t.name, cell.informational),
+  );
   const first = failed.find((t) => t.name === "criu-check") ?? failed[0];
   if (!first) return "";
   const detail = first.error_lines[0] ?? first.message;
@@ -166,11 +192,21 @@ export function deriveFindings(cells: CellResult[], rules: FindingRule[]): Repor
         if (claimed.has(k)) continue;
         if ((rule.status === "any" || t.status === rule.status) && re.test(evidenceOf(t))) {
           claimed.add(k);
-          seen.push({ cell: cell.id, test: t.name, message: (t.error_lines.find((l) => re.test(l)) ?? t.message).slice(0, 200) });
+          seen.push({
+            cell: cell.id,
+            test: t.name,
+            message: (t.error_lines.find((l) => re.test(l)) ?? t.message).slice(0, 200),
+          });
         }
       }
     }
-    if (seen.length) out.push({ id: rule.id, say: rule.say.replace(/\s+/g, " ").trim(), seen_in: seen, passes_in: [...passes].filter((id) => !seen.some((s) => s.cell === id)) });
+    if (seen.length)
+      out.push({
+        id: rule.id,
+        say: rule.say.replace(/\s+/g, " ").trim(),
+        seen_in: seen,
+        passes_in: [...passes].filter((id) => !seen.some((s) => s.cell === id)),
+      });
   }
   return out;
 }
@@ -185,7 +221,11 @@ export function statusDependencies(cells: CellResult[]): string[] {
   const names = [...new Set(done.flatMap((c) => c.tests.map((t) => t.name)))];
   const lines: { name: string; why: string }[] = [];
   for (const name of names) {
-    const byCell = new Map(done.map((c) => [c, c.tests.find((t) => t.name === name)?.status]).filter((e): e is [CellResult, TestStatus] => Boolean(e[1])));
+    const byCell = new Map(
+      done
+        .map((c) => [c, c.tests.find((t) => t.name === name)?.status])
+        .filter((e): e is [CellResult, TestStatus] => Boolean(e[1])),
+    );
     const statuses = new Set(byCell.values());
     if (statuses.size < 2) continue;
     const axis = AXES.find((a: AxisName) => {
@@ -200,7 +240,10 @@ export function statusDependencies(cells: CellResult[]): string[] {
     if (axis) {
       const groups = new Map<TestStatus, Set<string>>();
       for (const [c, s] of byCell) groups.set(s, (groups.get(s) ?? new Set()).add(c.axes[axis]));
-      lines.push({ name, why: [...groups].map(([s, vs]) => `${s} with ${axis} ${[...vs].join(", ")}`).join("; ") });
+      lines.push({
+        name,
+        why: [...groups].map(([s, vs]) => `${s} with ${axis} ${[...vs].join(", ")}`).join("; "),
+      });
     } else {
       const failing = [...byCell].filter(([, s]) => s !== "PASS").map(([c, s]) => `${c.id} (${s})`);
       lines.push({ name, why: `not PASS in ${failing.join(", ")}; PASS elsewhere` });
@@ -210,7 +253,10 @@ export function statusDependencies(cells: CellResult[]): string[] {
   // check failing with the same unpatched CRIU).
   const byWhy = new Map<string, string[]>();
   for (const l of lines) byWhy.set(l.why, [...(byWhy.get(l.why) ?? []), l.name]);
-  return [...byWhy].map(([why, names]) => `${names.length > 4 ? `${names.slice(0, 3).join(", ")} and ${names.length - 3} more` : names.join(", ")}: ${why}`);
+  return [...byWhy].map(
+    ([why, names]) =>
+      `${names.length > 4 ? `${names.slice(0, 3).join(", ")} and ${names.length - 3} more` : names.join(", ")}: ${why}`,
+  );
 }
 
 function totals(cells: CellResult[]): Record<CellStatus, number> {
@@ -231,10 +277,22 @@ export function mergeCells(lists: CellResult[][]): { cells: CellResult[]; duplic
     }
     byId.set(cell.id, cell);
   }
-  return { cells: [...byId.values()].sort((a, b) => a.id.localeCompare(b.id, "en", { numeric: true })), duplicates: [...new Set(duplicates)] };
+  return {
+    cells: [...byId.values()].sort((a, b) => a.id.localeCompare(b.id, "en", { numeric: true })),
+    duplicates: [...new Set(duplicates)],
+  };
 }
 
-export function buildReport(name: string, cells: CellResult[], o: { excluded?: MatrixReport["excluded"]; rules?: FindingRule[]; duplicates?: string[]; created?: string } = {}): MatrixReport {
+export function buildReport(
+  name: string,
+  cells: CellResult[],
+  o: {
+    excluded?: MatrixReport["excluded"];
+    rules?: FindingRule[];
+    duplicates?: string[];
+    created?: string;
+  } = {},
+): MatrixReport {
   return {
     schema: REPORT_SCHEMA,
     name,
@@ -272,7 +330,14 @@ export function predictionChecks(cell: CellResult): PredictionCheck[] {
       const expect = (p.expect ?? "FAIL") as "PASS" | "FAIL";
       const observed = observedStatus(cell, [test]);
       const ran = observed === "PASS" || observed === "FAIL";
-      return { cell: cell.id, what: p.what, test, expect, observed, ...(ran ? { held: observed === expect } : {}) };
+      return {
+        cell: cell.id,
+        what: p.what,
+        test,
+        expect,
+        observed,
+        ...(ran ? { held: observed === expect } : {}),
+      };
     });
 }
 
@@ -280,23 +345,37 @@ function packing(cells: CellResult[]): string[] {
   const p = bootParallelism(cells);
   if (!p) return [];
   const vcpus = Object.entries(p.vcpus).map(([n, boots]) => `${boots} with ${n} vCPU${n === "1" ? "" : "s"}`);
-  return [`Boots: ${p.bootSeconds.toFixed(0)} boot-seconds in ${p.wallSeconds.toFixed(0)} s of wall-clock, a parallelism of ${p.parallelism.toFixed(2)}${vcpus.length ? ` (guests: ${vcpus.join(", ")})` : ""}.`, ""];
+  return [
+    `Boots: ${p.bootSeconds.toFixed(0)} boot-seconds in ${p.wallSeconds.toFixed(0)} s of wall-clock, a parallelism of ${p.parallelism.toFixed(2)}${vcpus.length ? ` (guests: ${vcpus.join(", ")})` : ""}.`,
+    "",
+  ];
 }
 
 const mdEscape = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
 
 export function renderMarkdown(r: MatrixReport): string {
-  const head = ["cell", "CRIU", "patches", "kernel", "suite", "build", ...r.columns.map((c) => c.title), "key message"];
-  const rows = r.cells.filter((c) => !c.migration).map((c) => [
-    c.id,
-    c.criu_version,
-    c.patches.join(", ") || "none",
-    c.identities.kernel ? `${c.axes.kernel} (${c.identities.kernel.version})` : c.axes.kernel,
-    c.identities.image?.suite ?? c.axes.suite,
-    buildBuildColumn(c),
-    ...r.columns.map((col) => columnStatus(c, col)),
-    keyMessage(c),
-  ]);
+  const head = [
+    "cell",
+    "CRIU",
+    "patches",
+    "kernel",
+    "suite",
+    "build",
+    ...r.columns.map((c) => c.title),
+    "key message",
+  ];
+  const rows = r.cells
+    .filter((c) => !c.migration)
+    .map((c) => [
+      c.id,
+      c.criu_version,
+      c.patches.join(", ") || "none",
+      c.identities.kernel ? `${c.axes.kernel} (${c.identities.kernel.version})` : c.axes.kernel,
+      c.identities.image?.suite ?? c.axes.suite,
+      buildBuildColumn(c),
+      ...r.columns.map((col) => columnStatus(c, col)),
+      keyMessage(c),
+    ]);
   const t = r.totals;
   const lines = [
     `# CRIU version matrix: ${r.name}`,
@@ -323,15 +402,20 @@ export function renderMarkdown(r: MatrixReport): string {
       const k = `${s.test}: \`${mdEscape(s.message)}\``;
       byEvidence.set(k, [...(byEvidence.get(k) ?? []), s.cell]);
     }
-    lines.push(`  Seen in: ${[...byEvidence].map(([evidence, cells]) => `${cells.join(", ")} (${evidence})`).join("; ")}.`);
+    lines.push(
+      `  Seen in: ${[...byEvidence].map(([evidence, cells]) => `${cells.join(", ")} (${evidence})`).join("; ")}.`,
+    );
     if (f.passes_in.length) lines.push(`  Passes in: ${f.passes_in.join(", ")}.`);
   }
-  if (r.dependencies.length) lines.push("", "## What each result depends on", "", ...r.dependencies.map((d) => `- ${mdEscape(d)}`));
+  if (r.dependencies.length)
+    lines.push("", "## What each result depends on", "", ...r.dependencies.map((d) => `- ${mdEscape(d)}`));
   const checks = r.cells.flatMap(predictionChecks);
   if (checks.length) {
     lines.push("", "## Predictions of `cr-guest doctor` against the results", "");
     for (const k of checks)
-      lines.push(`- ${k.cell}: predicted ${k.expect} for ${k.test} ("${mdEscape(k.what)}"); observed: ${k.observed}${k.held === false ? " (NOT as predicted)" : ""}.`);
+      lines.push(
+        `- ${k.cell}: predicted ${k.expect} for ${k.test} ("${mdEscape(k.what)}"); observed: ${k.observed}${k.held === false ? " (NOT as predicted)" : ""}.`,
+      );
   }
   const broken = r.cells.filter((c) => c.status !== "PASS");
   if (broken.length) {
@@ -348,26 +432,48 @@ export function renderMarkdown(r: MatrixReport): string {
       }
       for (const ts of groups.values()) {
         const t = ts[0];
-        const names = ts.length > 4 ? `${ts.slice(0, 3).map((x) => `\`${x.name}\``).join(", ")} and ${ts.length - 3} more` : ts.map((x) => `\`${x.name}\``).join(", ");
+        const names =
+          ts.length > 4
+            ? `${ts
+                .slice(0, 3)
+                .map((x) => `\`${x.name}\``)
+                .join(", ")} and ${ts.length - 3} more`
+            : ts.map((x) => `\`${x.name}\``).join(", ");
         const info = ts.every((x) => isInformational(x.name, c.informational)) ? " (informational)" : "";
-        lines.push(`- ${names} ${t.status}${info}${t.outcome ? ` (${t.outcome})` : ""}: ${mdEscape(t.message) || "(no message)"}`);
+        lines.push(
+          `- ${names} ${t.status}${info}${t.outcome ? ` (${t.outcome})` : ""}: ${mdEscape(t.message) || "(no message)"}`,
+        );
         for (const e of t.error_lines.slice(0, 4)) lines.push(`  - \`${mdEscape(e)}\``);
       }
       if (c.paths.results) lines.push("", `Evidence: \`${c.paths.results}\` (in the cache dir on ${c.host})`);
       lines.push("");
     }
   }
-  if (r.excluded.length) lines.push("", "## Not in the matrix", "", ...r.excluded.map((e) => `- ${e.id}: ${mdEscape(e.reason)}`));
-  if (r.merged_duplicates.length) lines.push("", `Merged: ${r.merged_duplicates.length} cells came from more than one source; the newest was kept (${r.merged_duplicates.join(", ")}).`);
+  if (r.excluded.length)
+    lines.push("", "## Not in the matrix", "", ...r.excluded.map((e) => `- ${e.id}: ${mdEscape(e.reason)}`));
+  if (r.merged_duplicates.length)
+    lines.push(
+      "",
+      `Merged: ${r.merged_duplicates.length} cells came from more than one source; the newest was kept (${r.merged_duplicates.join(", ")}).`,
+    );
   return `${lines.join("\n").replace(/\n{3,}/g, "\n\n")}\n`;
 }
 
-const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+const esc = (s: string) =>
+  s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 const statusClass = (s: string) => `s-${s.toLowerCase().replace(/[^a-z]/g, "")}`;
 
 /** One self-contained page: a coloured grid; a click on a cell's row opens its evidence. */
 export function renderHtml(r: MatrixReport): string {
-  const head = ["cell", "CRIU", "patches", "kernel", "build", ...r.columns.map((c) => c.title), "key message"];
+  const head = [
+    "cell",
+    "CRIU",
+    "patches",
+    "kernel",
+    "build",
+    ...r.columns.map((c) => c.title),
+    "key message",
+  ];
   const body = r.cells
     .map((c, i) => {
       const cols = r.columns.map((col) => {
@@ -397,7 +503,10 @@ ${c.console_tail ? `<details><summary>console (last lines)</summary><pre>${esc(c
     })
     .join("\n");
   const findings = r.findings
-    .map((f) => `<li><b>${esc(f.say)}</b><br>seen in: ${f.seen_in.map((s) => `${esc(s.cell)} (<code>${esc(s.message)}</code>)`).join("; ")}${f.passes_in.length ? `<br>passes in: ${esc(f.passes_in.join(", "))}` : ""}</li>`)
+    .map(
+      (f) =>
+        `<li><b>${esc(f.say)}</b><br>seen in: ${f.seen_in.map((s) => `${esc(s.cell)} (<code>${esc(s.message)}</code>)`).join("; ")}${f.passes_in.length ? `<br>passes in: ${esc(f.passes_in.join(", "))}` : ""}</li>`,
+    )
     .join("\n");
   const t = r.totals;
   return `<!doctype html>
@@ -425,7 +534,10 @@ for (const row of document.querySelectorAll("tr.cell")) row.addEventListener("cl
 `;
 }
 
-const xmlEsc = (s: string) => esc(s).replace(/'/g, "&apos;").replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, "");
+const xmlEsc = (s: string) =>
+  esc(s)
+    .replace(/'/g, "&apos;")
+    .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, "");
 
 /** A JUnit classname without dots in the cell id: viewers split dotted classnames into packages. */
 export const junitClassname = (cellId: string) => `cr-guest.${cellId.replace(/\./g, "_")}`;
@@ -439,26 +551,45 @@ export function renderJunit(r: MatrixReport): string {
   const suites = r.cells.map((c) => {
     const cls = xmlEsc(junitClassname(c.id));
     const cases: string[] = [];
-    const kase = (name: string, time: number | undefined, inner: string) => `<testcase classname="${cls}" name="${xmlEsc(name)}"${time === undefined ? "" : ` time="${time}"`}>${inner}</testcase>`;
-    if (c.status === "SKIPPED") cases.push(kase("cell", undefined, `<skipped message="${xmlEsc(c.reason ?? "")}"/>`));
-    else if (c.status === "BUILD-FAILED") cases.push(kase("build", undefined, `<failure type="build-failed" message="${xmlEsc(c.reason ?? "")}"/>`));
-    else if (c.status === "ERROR") cases.push(kase("boot", undefined, `<error type="infrastructure" message="${xmlEsc(c.reason ?? "")}">${xmlEsc(c.console_tail)}</error>`));
+    const kase = (name: string, time: number | undefined, inner: string) =>
+      `<testcase classname="${cls}" name="${xmlEsc(name)}"${time === undefined ? "" : ` time="${time}"`}>${inner}</testcase>`;
+    if (c.status === "SKIPPED")
+      cases.push(kase("cell", undefined, `<skipped message="${xmlEsc(c.reason ?? "")}"/>`));
+    else if (c.status === "BUILD-FAILED")
+      cases.push(
+        kase("build", undefined, `<failure type="build-failed" message="${xmlEsc(c.reason ?? "")}"/>`),
+      );
+    else if (c.status === "ERROR")
+      cases.push(
+        kase(
+          "boot",
+          undefined,
+          `<error type="infrastructure" message="${xmlEsc(c.reason ?? "")}">${xmlEsc(c.console_tail)}</error>`,
+        ),
+      );
     const evidence = (t: CellTest) => xmlEsc([...t.error_lines, t.diagnostics ?? ""].join("\n").trim());
     const inner: Record<Verdict, (j: ReturnType<typeof judgeCell>[number]) => string> = {
       pass: () => "",
-      fail: (j) => `<failure type="${xmlEsc(j.test.outcome ?? "failure")}" message="${xmlEsc(j.test.message)}">${evidence(j.test)}</failure>`,
-      error: (j) => `<error type="test-error" message="${xmlEsc(j.test.message)}">${evidence(j.test)}</error>`,
+      fail: (j) =>
+        `<failure type="${xmlEsc(j.test.outcome ?? "failure")}" message="${xmlEsc(j.test.message)}">${evidence(j.test)}</failure>`,
+      error: (j) =>
+        `<error type="test-error" message="${xmlEsc(j.test.message)}">${evidence(j.test)}</error>`,
       skip: (j) => `<skipped message="${xmlEsc(j.test.message)}"/>`,
-      informational: (j) => `<skipped message="${xmlEsc(`informational (${j.test.status}): ${j.test.message}`)}"/>`,
-      xfail: (j) => `<skipped message="${xmlEsc(`expected failure: ${j.because}`)}">${evidence(j.test)}</skipped>`,
+      informational: (j) =>
+        `<skipped message="${xmlEsc(`informational (${j.test.status}): ${j.test.message}`)}"/>`,
+      xfail: (j) =>
+        `<skipped message="${xmlEsc(`expected failure: ${j.because}`)}">${evidence(j.test)}</skipped>`,
       // A predicted failure that passed: the prediction is wrong, which deserves a look, not a red build.
-      xpass: (j) => `<properties><property name="unexpected-pass" value="${xmlEsc(j.because ?? "")}"/></properties>`,
+      xpass: (j) =>
+        `<properties><property name="unexpected-pass" value="${xmlEsc(j.because ?? "")}"/></properties>`,
     };
-    for (const j of c.status === "PASS" || c.status === "FAIL" ? judgeCell(c) : []) cases.push(kase(j.test.name, j.test.seconds, inner[j.verdict](j)));
+    for (const j of c.status === "PASS" || c.status === "FAIL" ? judgeCell(c) : [])
+      cases.push(kase(j.test.name, j.test.seconds, inner[j.verdict](j)));
     const count = (re: RegExp) => cases.filter((x) => re.test(x)).length;
     return `  <testsuite name="${xmlEsc(c.id)}" tests="${cases.length}" failures="${count(/<failure/)}" errors="${count(/<error/)}" skipped="${count(/<skipped/)}" time="${c.seconds}" timestamp="${xmlEsc(c.started.replace(/\.\d+Z$/, "").replace(/Z$/, ""))}" hostname="${xmlEsc(c.host)}">\n    ${cases.join("\n    ")}\n  </testsuite>`;
   });
-  const total = (attr: string) => suites.reduce((n, x) => n + Number(new RegExp(`${attr}="(\\d+)"`).exec(x)?.[1] ?? 0), 0);
+  const total = (attr: string) =>
+    suites.reduce((n, x) => n + Number(new RegExp(`${attr}="(\\d+)"`).exec(x)?.[1] ?? 0), 0);
   return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="cr-guest matrix ${xmlEsc(r.name)}" tests="${total("tests")}" failures="${total("failures")}" errors="${total("errors")}" skipped="${total("skipped")}">\n${suites.join("\n")}\n</testsuites>\n`;
 }
 
@@ -486,7 +617,14 @@ const RAN = (s: CellStatus) => s === "PASS" || s === "FAIL";
 export function compareReports(old: CellResult[], now: CellResult[]): Comparison {
   const o = new Map(old.map((c) => [c.id, c]));
   const n = new Map(now.map((c) => [c.id, c]));
-  const cmp: Comparison = { regressions: [], fixes: [], changes: [], newCells: [], removedCells: [], errors: [] };
+  const cmp: Comparison = {
+    regressions: [],
+    fixes: [],
+    changes: [],
+    newCells: [],
+    removedCells: [],
+    errors: [],
+  };
   for (const id of o.keys()) if (!n.has(id)) cmp.removedCells.push(id);
   for (const [id, b] of n) {
     const a = o.get(id);
@@ -498,26 +636,44 @@ export function compareReports(old: CellResult[], now: CellResult[]): Comparison
     if (b.status === "ERROR") cmp.errors.push({ cell: id, side: "new", reason: b.reason ?? "" });
     if (a.status === "ERROR" || b.status === "ERROR") continue;
     if (RAN(a.status) && b.status === "BUILD-FAILED") {
-      cmp.regressions.push({ cell: id, test: "build", from: a.status, to: b.status, message: b.reason ?? "" });
+      cmp.regressions.push({
+        cell: id,
+        test: "build",
+        from: a.status,
+        to: b.status,
+        message: b.reason ?? "",
+      });
       continue;
     }
-    if (a.status === "BUILD-FAILED" && RAN(b.status)) cmp.fixes.push({ cell: id, test: "build", from: a.status, to: b.status, message: "" });
+    if (a.status === "BUILD-FAILED" && RAN(b.status))
+      cmp.fixes.push({ cell: id, test: "build", from: a.status, to: b.status, message: "" });
     if (!RAN(a.status) || !RAN(b.status)) {
-      if (a.status !== b.status) cmp.changes.push({ cell: id, test: "cell", from: a.status, to: b.status, message: b.reason ?? "" });
+      if (a.status !== b.status)
+        cmp.changes.push({ cell: id, test: "cell", from: a.status, to: b.status, message: b.reason ?? "" });
       continue;
     }
     const at = new Map(a.tests.map((t) => [t.name, t]));
     const bt = new Map(b.tests.map((t) => [t.name, t]));
     for (const [name, t] of bt) {
       const before = at.get(name);
-      const change = { cell: id, test: name, from: before?.status ?? "(none)", to: t.status, message: t.error_lines[0] ?? t.message };
+      const change = {
+        cell: id,
+        test: name,
+        from: before?.status ?? "(none)",
+        to: t.status,
+        message: t.error_lines[0] ?? t.message,
+      };
       if (!before) cmp.changes.push(change);
       else if (before.status === t.status) continue;
-      else if (before.status === "PASS" && (t.status === "FAIL" || t.status === "ERROR")) cmp.regressions.push(change);
-      else if ((before.status === "FAIL" || before.status === "ERROR") && t.status === "PASS") cmp.fixes.push(change);
+      else if (before.status === "PASS" && (t.status === "FAIL" || t.status === "ERROR"))
+        cmp.regressions.push(change);
+      else if ((before.status === "FAIL" || before.status === "ERROR") && t.status === "PASS")
+        cmp.fixes.push(change);
       else cmp.changes.push(change);
     }
-    for (const [name, t] of at) if (!bt.has(name)) cmp.changes.push({ cell: id, test: name, from: t.status, to: "(none)", message: "" });
+    for (const [name, t] of at)
+      if (!bt.has(name))
+        cmp.changes.push({ cell: id, test: name, from: t.status, to: "(none)", message: "" });
   }
   return cmp;
 }
@@ -526,9 +682,16 @@ export function renderComparison(c: Comparison, markdown: boolean): string {
   const out: string[] = [];
   const section = (title: string, items: string[]) => {
     if (!items.length) return;
-    out.push(markdown ? `### ${title} (${items.length})` : `${title} (${items.length}):`, ...items.map((i) => (markdown ? `- ${i}` : `  ${i}`)), "");
+    out.push(
+      markdown ? `### ${title} (${items.length})` : `${title} (${items.length}):`,
+      ...items.map((i) => (markdown ? `- ${i}` : `  ${i}`)),
+      "",
+    );
   };
-  const ch = (x: Change) => (markdown ? `\`${x.cell}\` ${x.test}: ${x.from} -> ${x.to}${x.message ? ` (\`${mdEscape(x.message)}\`)` : ""}` : `${x.cell} ${x.test}: ${x.from} -> ${x.to}${x.message ? ` (${x.message})` : ""}`);
+  const ch = (x: Change) =>
+    markdown
+      ? `\`${x.cell}\` ${x.test}: ${x.from} -> ${x.to}${x.message ? ` (\`${mdEscape(x.message)}\`)` : ""}`
+      : `${x.cell} ${x.test}: ${x.from} -> ${x.to}${x.message ? ` (${x.message})` : ""}`;
   if (markdown) out.push("## Matrix comparison", "");
   out.push(
     `${c.regressions.length} regressions, ${c.fixes.length} fixes, ${c.newCells.length} new cells, ${c.removedCells.length} removed cells, ${c.errors.length} infrastructure errors`,
@@ -539,6 +702,9 @@ export function renderComparison(c: Comparison, markdown: boolean): string {
   section("Other changes", c.changes.map(ch));
   section("New cells", c.newCells);
   section("Removed cells", c.removedCells);
-  section("Infrastructure errors (not compared)", c.errors.map((e) => `${e.cell} (${e.side}): ${e.reason}`));
+  section(
+    "Infrastructure errors (not compared)",
+    c.errors.map((e) => `${e.cell} (${e.side}): ${e.reason}`),
+  );
   return `${out.join("\n").trimEnd()}\n`;
 }

@@ -12,7 +12,16 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { TestStatus } from "../boot/results.js";
 import type { RunRecord } from "../boot/stage.js";
-import { cellTests, informationalFor, storedCell, tailLines, writeCell, type CellResult, type CellStatus, type StageTiming } from "./cell.js";
+import {
+  cellTests,
+  informationalFor,
+  storedCell,
+  tailLines,
+  writeCell,
+  type CellResult,
+  type CellStatus,
+  type StageTiming,
+} from "./cell.js";
 import { CELL_SCHEMA, cellStatusOf } from "./cell.js";
 import type { MatrixPlan, PlannedCell } from "./spec.js";
 
@@ -116,7 +125,11 @@ export interface MatrixRunSummary {
 class SharedStages<T> {
   private readonly started = new Map<string, { owner: string; promise: Promise<T> }>();
   runs = 0;
-  get(group: string, owner: string, make: () => Promise<T>): { shared: boolean; owner: string; promise: Promise<T> } {
+  get(
+    group: string,
+    owner: string,
+    make: () => Promise<T>,
+  ): { shared: boolean; owner: string; promise: Promise<T> } {
     const have = this.started.get(group);
     if (have) return { shared: have.owner !== owner, owner: have.owner, promise: have.promise };
     this.runs++;
@@ -131,7 +144,11 @@ function emptySummary(): Record<TestStatus, number> {
 }
 
 /** A cell before any stage ran: what it is and when it started. */
-export function baseCell(matrix: string, c: Pick<PlannedCell, "id" | "axes" | "criuVersion" | "patches" | "sets" | "inputsKey">, started: Date): CellResult {
+export function baseCell(
+  matrix: string,
+  c: Pick<PlannedCell, "id" | "axes" | "criuVersion" | "patches" | "sets" | "inputsKey">,
+  started: Date,
+): CellResult {
   return {
     schema: CELL_SCHEMA,
     matrix,
@@ -165,7 +182,12 @@ export function baseCell(matrix: string, c: Pick<PlannedCell, "id" | "axes" | "c
  * A guest run into its cell: identities, verdicts, evidence (paths relative to the cache
  * dir, so a cell reads the same on every machine), and the console tail when broken.
  */
-export function applyRun(cell: CellResult, run: RunRecord, informational: string[], cacheDir: string): CellResult {
+export function applyRun(
+  cell: CellResult,
+  run: RunRecord,
+  informational: string[],
+  cacheDir: string,
+): CellResult {
   const r = run.results;
   const consoleFile = join(run.dir, r.attempts.at(-1)?.console_log ?? "");
   const broken = r.status === "ERROR" || r.summary.FAIL > 0;
@@ -178,7 +200,11 @@ export function applyRun(cell: CellResult, run: RunRecord, informational: string
     informational,
     guest: r.guest,
     console_tail: broken && existsSync(consoleFile) ? tailLines(readFileSync(consoleFile, "utf8"), 60) : "",
-    paths: { run_dir: relative(cacheDir, run.dir), results: relative(cacheDir, join(run.dir, "results.json")), console: relative(cacheDir, consoleFile) },
+    paths: {
+      run_dir: relative(cacheDir, run.dir),
+      results: relative(cacheDir, join(run.dir, "results.json")),
+      console: relative(cacheDir, consoleFile),
+    },
   });
   cell.status = cellStatusOf(r.status, tests, informational);
   cell.reason = r.status === "ERROR" ? r.error : null;
@@ -194,14 +220,20 @@ export function keepStored(stored: CellResult | undefined, c: PlannedCell, force
   return stored.status !== "SKIPPED" || Boolean(c.skip);
 }
 
-export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o: MatrixRunOptions<K, I>): Promise<MatrixRunSummary> {
+export async function runMatrix<K, I>(
+  plan: MatrixPlan,
+  cells: PlannedCell[],
+  o: MatrixRunOptions<K, I>,
+): Promise<MatrixRunSummary> {
   const t0 = Date.now();
   const machine = new Capacity(o.capacity);
   const kernels = new SharedStages<{ out: KernelOutcome<K>; seconds: number }>();
   const images = new SharedStages<{ out: ImageOutcome<I>; seconds: number }>();
   let boots = 0;
   // The cells still to boot (neither kept nor skipped): they share the cores (guestVcpus).
-  let bootsToCome = cells.filter((c) => !c.skip && !keepStored(storedCell(o.outDir, c.id), c, Boolean(o.force))).length;
+  let bootsToCome = cells.filter(
+    (c) => !c.skip && !keepStored(storedCell(o.outDir, c.id), c, Boolean(o.force)),
+  ).length;
   const kept: string[] = [];
   const ran: string[] = [];
   const progress = o.onProgress ?? (() => undefined);
@@ -236,16 +268,24 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
     let stage: "kernel" | "image" | "boot" = "kernel";
     try {
       progress(c.id, "kernel");
-      const k = kernels.get(c.groups.kernel, c.id, () => machine.run(o.capacity, () => timed(() => o.stages.kernel(c))));
+      const k = kernels.get(c.groups.kernel, c.id, () =>
+        machine.run(o.capacity, () => timed(() => o.stages.kernel(c))),
+      );
       if (k.shared) progress(c.id, `kernel ${c.axes.kernel}: shared with ${k.owner}`);
       const kernel = await k.promise;
       cell.identities.kernel = kernel.out.identity;
-      cell.stages.kernel = { seconds: kernel.seconds, cached: kernel.out.cached, shared: k.shared } satisfies StageTiming;
+      cell.stages.kernel = {
+        seconds: kernel.seconds,
+        cached: kernel.out.cached,
+        shared: k.shared,
+      } satisfies StageTiming;
 
       stage = "image";
       progress(c.id, "CRIU and image");
       const imageWeight = o.stages.imageIsLight?.(c) ? 1 : o.capacity;
-      const im = images.get(c.groups.image, c.id, () => machine.run(imageWeight, () => timed(() => o.stages.image(c, kernel.out.handle))));
+      const im = images.get(c.groups.image, c.id, () =>
+        machine.run(imageWeight, () => timed(() => o.stages.image(c, kernel.out.handle))),
+      );
       if (im.shared) progress(c.id, `CRIU and image: shared with ${im.owner}`);
       const image = await im.promise;
       cell.identities.criu = image.out.criu;
@@ -257,13 +297,23 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
       progress(c.id, "waiting for a boot slot");
       // Adaptive: the share is read when the cores are granted, from the boots still to come then.
       let vcpus = o.bootWeight;
-      const boot = await machine.run(o.adaptiveVcpus ? () => guestVcpus(o.capacity, o.bootWeight, bootsToCome) : o.bootWeight, (granted) => {
-        boots++;
-        vcpus = granted;
-        progress(c.id, `boot and test (${vcpus} vCPU${vcpus > 1 ? "s" : ""})`);
-        return timed(() => o.stages.boot(c, kernel.out.handle, image.out.handle, o.adaptiveVcpus ? vcpus : undefined));
-      });
-      cell.stages.boot = { seconds: boot.seconds, cached: boot.out.cached, shared: false, vcpus: boot.out.results.attempts.at(-1)?.vcpus ?? vcpus };
+      const boot = await machine.run(
+        o.adaptiveVcpus ? () => guestVcpus(o.capacity, o.bootWeight, bootsToCome) : o.bootWeight,
+        (granted) => {
+          boots++;
+          vcpus = granted;
+          progress(c.id, `boot and test (${vcpus} vCPU${vcpus > 1 ? "s" : ""})`);
+          return timed(() =>
+            o.stages.boot(c, kernel.out.handle, image.out.handle, o.adaptiveVcpus ? vcpus : undefined),
+          );
+        },
+      );
+      cell.stages.boot = {
+        seconds: boot.seconds,
+        cached: boot.out.cached,
+        shared: false,
+        vcpus: boot.out.results.attempts.at(-1)?.vcpus ?? vcpus,
+      };
       applyRun(cell, boot.out, informationalFor(c.config), c.config.cache_dir);
       return finish(cell.status, cell.reason);
     } catch (err) {
@@ -278,5 +328,11 @@ export async function runMatrix<K, I>(plan: MatrixPlan, cells: PlannedCell[], o:
   };
 
   const results = await Promise.all(cells.map(runCell));
-  return { cells: results, kept, ran, stageRuns: { kernel: kernels.runs, image: images.runs, boot: boots }, seconds: (Date.now() - t0) / 1000 };
+  return {
+    cells: results,
+    kept,
+    ran,
+    stageRuns: { kernel: kernels.runs, image: images.runs, boot: boots },
+    seconds: (Date.now() - t0) / 1000,
+  };
 }

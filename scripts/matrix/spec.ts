@@ -49,22 +49,40 @@ export interface MatrixSpec {
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9.-]*$/;
 const idSchema = z.string();
-const ruleSchema = z.strictObject(Object.fromEntries(AXES.map((a) => [a, idSchema.optional()])) as Record<AxisName, z.ZodOptional<z.ZodString>>);
+const ruleSchema = z.strictObject(
+  Object.fromEntries(AXES.map((a) => [a, idSchema.optional()])) as Record<
+    AxisName,
+    z.ZodOptional<z.ZodString>
+  >,
+);
 const setsSchema = z.record(z.string(), z.unknown());
 const axisValueSchema = z.strictObject({ id: idSchema, set: setsSchema.optional() });
 
 /** matrix.yaml's structure; `set` values are checked against the pipeline config's schema, key by key. */
 export const MATRIX_SCHEMA = z.strictObject({
   name: idSchema.optional(),
-  axes: z.strictObject(Object.fromEntries(AXES.map((a) => [a, z.array(axisValueSchema)])) as Record<AxisName, z.ZodArray<typeof axisValueSchema>>),
+  axes: z.strictObject(
+    Object.fromEntries(AXES.map((a) => [a, z.array(axisValueSchema)])) as Record<
+      AxisName,
+      z.ZodArray<typeof axisValueSchema>
+    >,
+  ),
   exclude: z.array(ruleSchema).optional(),
-  include: z.array(z.strictObject(Object.fromEntries(AXES.map((a) => [a, idSchema])) as Record<AxisName, z.ZodString>)).optional(),
+  include: z
+    .array(
+      z.strictObject(Object.fromEntries(AXES.map((a) => [a, idSchema])) as Record<AxisName, z.ZodString>),
+    )
+    .optional(),
   overrides: z.array(z.strictObject({ match: ruleSchema, set: setsSchema })).optional(),
   migrate: z.array(z.strictObject({ base: ruleSchema, to: ruleSchema })).optional(),
 });
 
 /** `set:` maps name pipeline config keys: check each against the config schema, at its line. */
-function validateSets(src: LocatedYaml, at: (string | number)[], sets: Record<string, unknown> | undefined): Record<string, unknown> {
+function validateSets(
+  src: LocatedYaml,
+  at: (string | number)[],
+  sets: Record<string, unknown> | undefined,
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [dotted, value] of Object.entries(sets ?? {})) {
     const path = dotted.split(".");
@@ -76,7 +94,12 @@ function validateSets(src: LocatedYaml, at: (string | number)[], sets: Record<st
         `set takes keys of pipeline.yaml in dotted form, e.g. criu.version or kernel.fragment_set`,
       );
     }
-    out[dotted] = checkYaml(schema, src, { what: "matrix", baseDir: process.cwd(), at: [...at, "set", dotted] }, value);
+    out[dotted] = checkYaml(
+      schema,
+      src,
+      { what: "matrix", baseDir: process.cwd(), at: [...at, "set", dotted] },
+      value,
+    );
   }
   return out;
 }
@@ -90,12 +113,24 @@ export function loadMatrixSpec(file: string): MatrixSpec {
   const axes = {} as Record<AxisName, AxisValue[]>;
   for (const axis of AXES) {
     const values = axesRaw[axis];
-    if (values.length === 0) throw new UserError(`invalid matrix at ${where(["axes", axis])}: axis '${axis}' has no values`, "give it at least one value");
+    if (values.length === 0)
+      throw new UserError(
+        `invalid matrix at ${where(["axes", axis])}: axis '${axis}' has no values`,
+        "give it at least one value",
+      );
     const seen = new Set<string>();
     axes[axis] = values.map((v, i) => {
       const id = String(v.id);
-      if (!ID.test(id)) throw new UserError(`invalid matrix at ${where(["axes", axis, i, "id"])}: id '${id}' must be letters, digits, '.' and '-'`, "rename it");
-      if (seen.has(id)) throw new UserError(`invalid matrix at ${where(["axes", axis, i, "id"])}: id '${id}' appears twice in axis '${axis}'`, "give each value its own id");
+      if (!ID.test(id))
+        throw new UserError(
+          `invalid matrix at ${where(["axes", axis, i, "id"])}: id '${id}' must be letters, digits, '.' and '-'`,
+          "rename it",
+        );
+      if (seen.has(id))
+        throw new UserError(
+          `invalid matrix at ${where(["axes", axis, i, "id"])}: id '${id}' appears twice in axis '${axis}'`,
+          "give each value its own id",
+        );
       seen.add(id);
       return { id, set: validateSets(src, ["axes", axis, i], v.set) };
     });
@@ -107,7 +142,10 @@ export function loadMatrixSpec(file: string): MatrixSpec {
       const ids = axes[axis as AxisName].map((x) => x.id);
       const isRange = axis === "criu" && !ids.includes(v) && semver.validRange(v) !== null;
       if (!ids.includes(v) && !isRange)
-        throw new UserError(`invalid matrix at ${where([...at, axis])}: ${axis} '${v}' is not a value of that axis${didYouMean(v, ids)}`, `${axis} values: ${ids.join(", ")}${axis === "criu" ? " (or a semver range, e.g. <3.19)" : ""}`);
+        throw new UserError(
+          `invalid matrix at ${where([...at, axis])}: ${axis} '${v}' is not a value of that axis${didYouMean(v, ids)}`,
+          `${axis} values: ${ids.join(", ")}${axis === "criu" ? " (or a semver range, e.g. <3.19)" : ""}`,
+        );
       out[axis as AxisName] = v;
     }
     return out;
@@ -116,7 +154,11 @@ export function loadMatrixSpec(file: string): MatrixSpec {
   const include = (raw.include ?? []).map((r, i) => checkRule(r, ["include", i]) as AxisValues);
   for (const [i, inc] of include.entries())
     for (const axis of AXES)
-      if (!axes[axis].some((x) => x.id === inc[axis])) throw new UserError(`invalid matrix at ${where(["include", i, axis])}: include needs an id of axis '${axis}', not a range`, `${axis} values: ${axes[axis].map((x) => x.id).join(", ")}`);
+      if (!axes[axis].some((x) => x.id === inc[axis]))
+        throw new UserError(
+          `invalid matrix at ${where(["include", i, axis])}: include needs an id of axis '${axis}', not a range`,
+          `${axis} values: ${axes[axis].map((x) => x.id).join(", ")}`,
+        );
   const overrides = (raw.overrides ?? []).map((o, i) => ({
     match: checkRule(o.match, ["overrides", i, "match"]),
     set: validateSets(src, ["overrides", i], o.set),
@@ -126,23 +168,41 @@ export function loadMatrixSpec(file: string): MatrixSpec {
     const to = checkRule(m.to, ["migrate", i, "to"]);
     const base = Object.fromEntries(AXES.map((a) => [a, given[a] ?? axes[a][0].id])) as AxisValues;
     for (const [a, v] of Object.entries({ ...given, ...to }))
-      if (!axes[a as AxisName].some((x) => x.id === v)) throw new UserError(`invalid matrix at ${where(["migrate", i])}: ${a} '${v}' must be an id of axis '${a}', not a range`, `${a} values: ${axes[a as AxisName].map((x) => x.id).join(", ")}`);
+      if (!axes[a as AxisName].some((x) => x.id === v))
+        throw new UserError(
+          `invalid matrix at ${where(["migrate", i])}: ${a} '${v}' must be an id of axis '${a}', not a range`,
+          `${a} values: ${axes[a as AxisName].map((x) => x.id).join(", ")}`,
+        );
     const changed = Object.entries(to).filter(([a, v]) => base[a as AxisName] !== v);
     if (changed.length !== 1)
-      throw new UserError(`invalid matrix at ${where(["migrate", i, "to"])}: a pair changes exactly one axis from its base cell, this one changes ${changed.length ? changed.map(([a]) => a).join(" and ") : "nothing"}`, "name one axis in `to` with a value other than the base's, e.g. to: { criu: \"4.2.1\" }");
+      throw new UserError(
+        `invalid matrix at ${where(["migrate", i, "to"])}: a pair changes exactly one axis from its base cell, this one changes ${changed.length ? changed.map(([a]) => a).join(" and ") : "nothing"}`,
+        'name one axis in `to` with a value other than the base\'s, e.g. to: { criu: "4.2.1" }',
+      );
     return { base, to };
   });
   return { file, name: raw.name ? String(raw.name) : "default", axes, exclude, include, overrides, migrate };
 }
 
 /** A matrix's migration pairs as PairSpecs: each side's config sets are its cell's axis values. */
-export function planPairs(spec: MatrixSpec, catalog: CriuCatalog = repoData().criu): { base: AxisValues; to: AxisValues; pair: PairSpec }[] {
+export function planPairs(
+  spec: MatrixSpec,
+  catalog: CriuCatalog = repoData().criu,
+): { base: AxisValues; to: AxisValues; pair: PairSpec }[] {
   const value = (axis: AxisName, id: string) => spec.axes[axis].find((v) => v.id === id)!;
   const side = (cell: AxisValues): PairSide => {
     const set = Object.assign({}, ...AXES.map((a) => value(a, cell[a]).set)) as Record<string, unknown>;
-    const criu = typeof set["criu.version"] === "string" ? resolveCriuVersion(set["criu.version"], catalog).version : cell.criu;
+    const criu =
+      typeof set["criu.version"] === "string"
+        ? resolveCriuVersion(set["criu.version"], catalog).version
+        : cell.criu;
     const patches = Array.isArray(set["criu.patches"]) ? (set["criu.patches"] as string[]) : [];
-    return { criu, kernel: cell.kernel, patches, sets: AXES.flatMap((a) => setsToArgs(value(a, cell[a]).set)) };
+    return {
+      criu,
+      kernel: cell.kernel,
+      patches,
+      sets: AXES.flatMap((a) => setsToArgs(value(a, cell[a]).set)),
+    };
   };
   return spec.migrate.map(({ base, to }) => {
     const b = { ...base, ...to } as AxisValues;
@@ -159,7 +219,9 @@ export function ruleMatches(rule: CellRule, cell: AxisValues, criuVersion: strin
   return AXES.every((axis) => {
     const want = rule[axis];
     if (want === undefined || want === cell[axis]) return true;
-    return axis === "criu" && semver.validRange(want) !== null && semver.satisfies(semverOf(criuVersion), want);
+    return (
+      axis === "criu" && semver.validRange(want) !== null && semver.satisfies(semverOf(criuVersion), want)
+    );
   });
 }
 
@@ -204,7 +266,14 @@ export const CELL_RECIPE_VERSION = 3;
  * The data a cell's result depends on besides its config: guest runner, fragments, catalogs,
  * patches. Not the findings rules: they word the report, read from the cells at report time.
  */
-export const CELL_DATA_PATHS = ["guest", "kernel-fragments", "criu-builds/versions.yaml", "criu-builds/patches", "kernel-versions.yaml", "agent-patches"];
+export const CELL_DATA_PATHS = [
+  "guest",
+  "kernel-fragments",
+  "criu-builds/versions.yaml",
+  "criu-builds/patches",
+  "kernel-versions.yaml",
+  "agent-patches",
+];
 
 /** One hash of every file under the given paths (relative to the repo), plus extra files. */
 export function dataHash(paths: string[], extraFiles: string[] = [], root = REPO_ROOT): string {
@@ -247,7 +316,10 @@ export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan
     try {
       config = loadConfig({ configFile: opts.configFile, set: [...(opts.set ?? []), ...sets] });
     } catch (err) {
-      throw new UserError(`matrix cell ${id}: ${errorMessage(err)}`, `fix the axis values of this cell in ${spec.file}`);
+      throw new UserError(
+        `matrix cell ${id}: ${errorMessage(err)}`,
+        `fix the axis values of this cell in ${spec.file}`,
+      );
     }
     const entry = resolveCriuVersion(config.criu.version, catalog);
     const rule = spec.exclude.find((r) => ruleMatches(r, axes, entry.version));
@@ -261,18 +333,42 @@ export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan
       excluded.push({ id, reason: errorMessage(err) });
       continue;
     }
-    const overrideSets = spec.overrides.filter((o) => ruleMatches(o.match, axes, entry.version)).flatMap((o) => setsToArgs(o.set));
-    if (overrideSets.length) config = loadConfig({ configFile: opts.configFile, set: [...(opts.set ?? []), ...sets, ...overrideSets] });
-    const criuPlan = resolveAndPlanCriu(config, { strict: false, memo: sourceMemo }, { criu: catalog, criuPatches: patchCatalog });
+    const overrideSets = spec.overrides
+      .filter((o) => ruleMatches(o.match, axes, entry.version))
+      .flatMap((o) => setsToArgs(o.set));
+    if (overrideSets.length)
+      config = loadConfig({
+        configFile: opts.configFile,
+        set: [...(opts.set ?? []), ...sets, ...overrideSets],
+      });
+    const criuPlan = resolveAndPlanCriu(
+      config,
+      { strict: false, memo: sourceMemo },
+      { criu: catalog, criuPatches: patchCatalog },
+    );
     const usable = criuPlan.candidates.filter((c) => c.key);
     const reasons = criuPlan.candidates.map((c) => `${c.provider}: ${c.skip}`);
-    const skip = usable.length ? undefined : `no source for CRIU ${entry.version} here (${reasons.join("; ")}); ${SOURCE_FIX}`;
+    const skip = usable.length
+      ? undefined
+      : `no source for CRIU ${entry.version} here (${reasons.join("; ")}); ${SOURCE_FIX}`;
     const { sources: _sources, ...settings } = config;
     // Groups name what a stage reads: its config and the repo data behind it (fragments for a
     // kernel, the guest runner for an image), so --plan's "cached" means the same artifact.
-    const kernelGroup = cacheKey({ kernel: config.kernel, fragments: config.fragment_sets[config.kernel.fragment_set], debian: config.debian, cache: config.cache_dir, data: kernelData });
+    const kernelGroup = cacheKey({
+      kernel: config.kernel,
+      fragments: config.fragment_sets[config.kernel.fragment_set],
+      debian: config.debian,
+      cache: config.cache_dir,
+      data: kernelData,
+    });
     const criuGroup = cacheKey({ keys: usable.map((c) => c.key), cache: config.cache_dir });
-    const imageGroup = cacheKey({ criu: criuGroup, suite: criuPlan.guestSuite, image: config.image, agent: config.agent, data: guestData });
+    const imageGroup = cacheKey({
+      criu: criuGroup,
+      suite: criuPlan.guestSuite,
+      image: config.image,
+      agent: config.agent,
+      data: guestData,
+    });
     cells.push({
       id,
       axes,
@@ -282,8 +378,19 @@ export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan
       config,
       groups: { kernel: kernelGroup, criu: criuGroup, image: imageGroup },
       // The CRIU keys name the source content: a changed local tree or git commit is a new cell.
-      inputsKey: cacheKey({ settings, data: repoDataHash, criu: usable.map((c) => c.key), scenarios: dataHash([], [config.boot.scenarios]), recipe: CELL_RECIPE_VERSION }),
-      criuCandidates: criuPlan.candidates.map(({ provider, key, skip, from }) => ({ provider, key, skip, from })),
+      inputsKey: cacheKey({
+        settings,
+        data: repoDataHash,
+        criu: usable.map((c) => c.key),
+        scenarios: dataHash([], [config.boot.scenarios]),
+        recipe: CELL_RECIPE_VERSION,
+      }),
+      criuCandidates: criuPlan.candidates.map(({ provider, key, skip, from }) => ({
+        provider,
+        key,
+        skip,
+        from,
+      })),
       ...(skip ? { skip } : {}),
     });
   }
@@ -302,7 +409,11 @@ export interface CellFilter {
  * Picks cells for `--criu 4.1 --kernel 6.12` and the like: a value matches an axis id, or for
  * criu the resolved version (4.1 -> 4.1.1). Nothing matching is an error listing the cells.
  */
-export function filterCells(plan: MatrixPlan, f: CellFilter, catalog: CriuCatalog = repoData().criu): PlannedCell[] {
+export function filterCells(
+  plan: MatrixPlan,
+  f: CellFilter,
+  catalog: CriuCatalog = repoData().criu,
+): PlannedCell[] {
   const criuVersions = (f.criu ?? []).map((v) => {
     try {
       return resolveCriuVersion(v, catalog).version;
@@ -327,8 +438,18 @@ export function filterCells(plan: MatrixPlan, f: CellFilter, catalog: CriuCatalo
 }
 
 /** Distinct stage groups of some cells: what a run of them builds at most. */
-export function sharedStages(cells: PlannedCell[]): { kernels: number; criuBuilds: number; images: number; boots: number } {
+export function sharedStages(cells: PlannedCell[]): {
+  kernels: number;
+  criuBuilds: number;
+  images: number;
+  boots: number;
+} {
   const runnable = cells.filter((c) => !c.skip);
   const count = (k: keyof PlannedCell["groups"]) => new Set(runnable.map((c) => c.groups[k])).size;
-  return { kernels: count("kernel"), criuBuilds: count("criu"), images: count("image"), boots: runnable.length };
+  return {
+    kernels: count("kernel"),
+    criuBuilds: count("criu"),
+    images: count("image"),
+    boots: runnable.length,
+  };
 }

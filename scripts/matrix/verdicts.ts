@@ -30,7 +30,14 @@ export function judgeCell(cell: CellResult): JudgedTest[] {
   const noStart = check?.status === "FAIL" ? failing.find(startsNot) : undefined;
   return cell.tests.map((t): JudgedTest => {
     if (isInformational(t.name, cell.informational))
-      return { test: t, verdict: "informational", because: t.name.startsWith("feature/") || t.name === "criu-check-all" ? "criu check --all and --feature never decide" : "an observing case: it shows a behaviour, it does not decide" };
+      return {
+        test: t,
+        verdict: "informational",
+        because:
+          t.name.startsWith("feature/") || t.name === "criu-check-all"
+            ? "criu check --all and --feature never decide"
+            : "an observing case: it shows a behaviour, it does not decide",
+      };
     const p = failing.find((x) => covers(x.test!, t.name));
     if (p && t.status === "PASS") return { test: t, verdict: "xpass", because: p.what };
     if (t.status === "FAIL" || t.status === "ERROR") {
@@ -66,7 +73,13 @@ export function tally(judged: JudgedTest[]): Tally {
     unexpectedPasses: n("xpass"),
     features: { passed: features.filter((j) => j.test.status === "PASS").length, total: features.length },
     observed: judged
-      .filter((j) => j.verdict === "informational" && !j.test.name.startsWith("feature/") && j.test.status !== "PASS" && j.test.status !== "SKIP")
+      .filter(
+        (j) =>
+          j.verdict === "informational" &&
+          !j.test.name.startsWith("feature/") &&
+          j.test.status !== "PASS" &&
+          j.test.status !== "SKIP",
+      )
       .map((j) => ({ name: j.test.name, status: j.test.status, outcome: j.test.outcome })),
   };
 }
@@ -81,8 +94,10 @@ export const unexpected = (t: Tally) => t.failed + t.errors;
 export function summaryLine(t: Tally): string {
   const deciding = [`${t.passed} passed`, `${t.failed} failed`];
   if (t.errors) deciding.push(`${t.errors} errors`);
-  if (t.expectedFailures) deciding.push(`${t.expectedFailures} expected failure${t.expectedFailures === 1 ? "" : "s"}`);
-  if (t.unexpectedPasses) deciding.push(`${t.unexpectedPasses} unexpected pass${t.unexpectedPasses === 1 ? "" : "es"}`);
+  if (t.expectedFailures)
+    deciding.push(`${t.expectedFailures} expected failure${t.expectedFailures === 1 ? "" : "s"}`);
+  if (t.unexpectedPasses)
+    deciding.push(`${t.unexpectedPasses} unexpected pass${t.unexpectedPasses === 1 ? "" : "es"}`);
   if (t.skipped) deciding.push(`${t.skipped} skipped`);
   const info = [`${t.features.passed}/${t.features.total} features`];
   // Over many cells the same observation is counted, not repeated.
@@ -91,7 +106,8 @@ export function summaryLine(t: Tally): string {
     const k = `${o.name} (${o.outcome && o.outcome !== "error" ? o.outcome : o.status})`;
     seen.set(k, (seen.get(k) ?? 0) + 1);
   }
-  if (seen.size) info.push(`observed: ${[...seen].map(([k, n]) => (n > 1 ? `${k} in ${n} cells` : k)).join(", ")}`);
+  if (seen.size)
+    info.push(`observed: ${[...seen].map(([k, n]) => (n > 1 ? `${k} in ${n} cells` : k)).join(", ")}`);
   return `deciding: ${deciding.join(", ")}; informational: ${info.join(", ")}`;
 }
 
@@ -108,9 +124,19 @@ export function sumTallies(ts: Tally[]): Tally {
       features: { passed: a.features.passed + t.features.passed, total: a.features.total + t.features.total },
       observed: [...a.observed, ...t.observed],
     }),
-    { passed: 0, failed: 0, errors: 0, skipped: 0, expectedFailures: 0, unexpectedPasses: 0, features: { passed: 0, total: 0 }, observed: [] },
+    {
+      passed: 0,
+      failed: 0,
+      errors: 0,
+      skipped: 0,
+      expectedFailures: 0,
+      unexpectedPasses: 0,
+      features: { passed: 0, total: 0 },
+      observed: [],
+    },
   );
 }
 
 /** A cell that ran and has a deciding failure nobody predicted (what --strict and CI fail on). */
-export const failsUnexpectedly = (cell: CellResult) => cell.status === "FAIL" && unexpected(tally(judgeCell(cell))) > 0;
+export const failsUnexpectedly = (cell: CellResult) =>
+  cell.status === "FAIL" && unexpected(tally(judgeCell(cell))) > 0;

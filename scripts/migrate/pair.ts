@@ -19,7 +19,16 @@ export interface PairSide {
 
 /** A side from command-line values. */
 export function sideFromFlags(criu: string, kernel: string, patches: string[]): PairSide {
-  return { criu, kernel, patches, sets: [`criu.version=${JSON.stringify(criu)}`, `kernel.version=${JSON.stringify(kernel)}`, `criu.patches=${JSON.stringify(patches)}`] };
+  return {
+    criu,
+    kernel,
+    patches,
+    sets: [
+      `criu.version=${JSON.stringify(criu)}`,
+      `kernel.version=${JSON.stringify(kernel)}`,
+      `criu.patches=${JSON.stringify(patches)}`,
+    ],
+  };
 }
 
 export interface PairSpec {
@@ -67,7 +76,8 @@ export function pairId(p: PairSpec): string {
 /** What changes from A to B, in words, for titles and the report. */
 export function pairAxes(p: PairSpec): string {
   const d: string[] = [];
-  if (p.from.criu !== p.to.criu || p.from.patches.join("+") !== p.to.patches.join("+")) d.push(`CRIU ${[p.from.criu, ...p.from.patches].join("+")} -> ${[p.to.criu, ...p.to.patches].join("+")}`);
+  if (p.from.criu !== p.to.criu || p.from.patches.join("+") !== p.to.patches.join("+"))
+    d.push(`CRIU ${[p.from.criu, ...p.from.patches].join("+")} -> ${[p.to.criu, ...p.to.patches].join("+")}`);
   if (p.from.kernel !== p.to.kernel) d.push(`kernel ${p.from.kernel} -> ${p.to.kernel}`);
   return `${d.join(", ") || "nothing changes"}${p.inPlace ? " (in place, one boot)" : ""}`;
 }
@@ -102,15 +112,23 @@ function half(t: TestRecord | undefined): HalfResult | null {
 /** Why a half has no record for a case: the gate, or the case did not run at all. */
 function missing(run: RunResults, what: string): string {
   const check = run.tests.find((t) => t.name === "criu-check");
-  return check && check.status !== "PASS" ? `${what} did not run: criu check failed (${check.message})` : `${what} did not run (no record)`;
+  return check && check.status !== "PASS"
+    ? `${what} did not run: criu check failed (${check.message})`
+    : `${what} did not run (no record)`;
 }
 
 /**
  * The verdict after boot A (b undefined: B not run yet, or not needed) or after both. For an
  * in-place upgrade `a` is the one boot and carries both halves in each case's record.
  */
-export function judgePair(cases: string[], a: RunResults, b?: RunResults | null, inPlace = false): PairVerdict {
-  if (a.status === "ERROR") return { status: "ERROR", reason: `boot A (dump): ${a.error}`, cases: [], restoreBootNeeded: false };
+export function judgePair(
+  cases: string[],
+  a: RunResults,
+  b?: RunResults | null,
+  inPlace = false,
+): PairVerdict {
+  if (a.status === "ERROR")
+    return { status: "ERROR", reason: `boot A (dump): ${a.error}`, cases: [], restoreBootNeeded: false };
   const byName = (r: RunResults) => new Map(r.tests.map((t) => [t.name, t]));
   const inA = byName(a);
   const out: PairCase[] = [];
@@ -118,21 +136,46 @@ export function judgePair(cases: string[], a: RunResults, b?: RunResults | null,
     const d = inA.get(name);
     if (inPlace) {
       const st = d?.status === "PASS" ? "PASS" : d?.status === "SKIP" ? "SKIP" : "FAIL";
-      out.push({ name, status: st, message: d ? d.message : missing(a, "the case"), dump: null, restore: half(d) });
+      out.push({
+        name,
+        status: st,
+        message: d ? d.message : missing(a, "the case"),
+        dump: null,
+        restore: half(d),
+      });
       continue;
     }
-    if (!d) out.push({ name, status: "FAIL", message: `dump: ${missing(a, "the dump half")}`, dump: null, restore: null });
-    else if (d.status === "SKIP") out.push({ name, status: "SKIP", message: inHalf("dump", d.message), dump: half(d), restore: null });
-    else if (d.status !== "PASS") out.push({ name, status: "FAIL", message: inHalf("dump", d.message), dump: half(d), restore: null });
-    else out.push({ name, status: "FAIL", message: "dumped; not restored yet", dump: half(d), restore: null });
+    if (!d)
+      out.push({
+        name,
+        status: "FAIL",
+        message: `dump: ${missing(a, "the dump half")}`,
+        dump: null,
+        restore: null,
+      });
+    else if (d.status === "SKIP")
+      out.push({ name, status: "SKIP", message: inHalf("dump", d.message), dump: half(d), restore: null });
+    else if (d.status !== "PASS")
+      out.push({ name, status: "FAIL", message: inHalf("dump", d.message), dump: half(d), restore: null });
+    else
+      out.push({ name, status: "FAIL", message: "dumped; not restored yet", dump: half(d), restore: null });
   }
   const dumped = out.filter((c) => c.dump?.status === "PASS");
   if (inPlace) return finish(out, null, false);
   if (!dumped.length) return finish(out, "nothing was dumped in boot A: boot B not started", false);
-  if (b === undefined) return { status: "FAIL", reason: "boot B not run yet", cases: out, restoreBootNeeded: true };
-  if (b === null) return { status: "ERROR", reason: "boot B did not run", cases: out, restoreBootNeeded: true };
-  if (b.status === "ERROR") return { status: "ERROR", reason: `boot B (restore): ${b.error}`, cases: out, restoreBootNeeded: true };
-  if (b.guest.transfer_status && b.guest.transfer_status !== "read") return { status: "ERROR", reason: `boot B could not read the transfer disk: ${b.guest.transfer_reason ?? b.guest.transfer_status}`, cases: out, restoreBootNeeded: true };
+  if (b === undefined)
+    return { status: "FAIL", reason: "boot B not run yet", cases: out, restoreBootNeeded: true };
+  if (b === null)
+    return { status: "ERROR", reason: "boot B did not run", cases: out, restoreBootNeeded: true };
+  if (b.status === "ERROR")
+    return { status: "ERROR", reason: `boot B (restore): ${b.error}`, cases: out, restoreBootNeeded: true };
+  if (b.guest.transfer_status && b.guest.transfer_status !== "read")
+    return {
+      status: "ERROR",
+      reason: `boot B could not read the transfer disk: ${b.guest.transfer_reason ?? b.guest.transfer_status}`,
+      cases: out,
+      restoreBootNeeded: true,
+    };
   const inB = byName(b);
   for (const c of dumped) {
     const r = inB.get(c.name);
@@ -157,7 +200,11 @@ function finish(cases: PairCase[], reason: string | null, restoreBootNeeded: boo
   const failed = cases.filter((c) => c.status === "FAIL");
   return {
     status: failed.length ? "FAIL" : "PASS",
-    reason: reason ?? (failed.length ? `${failed.length} of ${cases.length} cases failed: ${failed.map((c) => c.name).join(", ")}` : null),
+    reason:
+      reason ??
+      (failed.length
+        ? `${failed.length} of ${cases.length} cases failed: ${failed.map((c) => c.name).join(", ")}`
+        : null),
     cases,
     restoreBootNeeded,
   };
@@ -177,21 +224,50 @@ export interface PairPrediction {
  * keep it; a dump on a kernel that refuses socket options fails for CRIUs that read them. A
  * failure predicted here is an expected failure (XFAIL) of the pair, under the rule of #10.
  */
-export function pairPredictions(catalog: CriuCatalog, v: { dump: string; restore: string; dumpKernel?: string; restoreKernel?: string }, cases: string[]): PairPrediction[] {
+export function pairPredictions(
+  catalog: CriuCatalog,
+  v: { dump: string; restore: string; dumpKernel?: string; restoreKernel?: string },
+  cases: string[],
+): PairPrediction[] {
   const out: PairPrediction[] = [];
   const has = (fact: string, criu: string, kernel?: string) => hasFact(catalog, fact, criu, kernel);
   if (cases.includes("membarrier/registration")) {
-    const keeps = (criu: string, kernel?: string) => has("restores_membarrier_registration", criu) || has("membarrier_registrations_without_get_registrations", criu, kernel);
-    const lost = [!keeps(v.dump, v.dumpKernel) && `the dumping CRIU ${v.dump}`, !keeps(v.restore, v.restoreKernel) && `the restoring CRIU ${v.restore}`].filter(Boolean);
+    const keeps = (criu: string, kernel?: string) =>
+      has("restores_membarrier_registration", criu) ||
+      has("membarrier_registrations_without_get_registrations", criu, kernel);
+    const lost = [
+      !keeps(v.dump, v.dumpKernel) && `the dumping CRIU ${v.dump}`,
+      !keeps(v.restore, v.restoreKernel) && `the restoring CRIU ${v.restore}`,
+    ].filter(Boolean);
     if (lost.length)
-      out.push({ severity: "warn", id: "pair-membarrier-registration", what: `${lost.join(" and ")} does not keep a membarrier registration across a dump and restore`, test: "membarrier/registration", expect: "FAIL" });
+      out.push({
+        severity: "warn",
+        id: "pair-membarrier-registration",
+        what: `${lost.join(" and ")} does not keep a membarrier registration across a dump and restore`,
+        test: "membarrier/registration",
+        expect: "FAIL",
+      });
   }
   // An image format the restoring CRIU cannot read fails every case.
   if (has("pagemap_nr_pages_64", v.dump) && !has("pagemap_nr_pages_64", v.restore))
     for (const test of cases)
-      out.push({ severity: "warn", id: "pair-pagemap-nr-pages", what: `CRIU ${v.restore} cannot read the page runs CRIU ${v.dump} writes (pagemap nr_pages): it restores no memory`, test, expect: "FAIL" });
+      out.push({
+        severity: "warn",
+        id: "pair-pagemap-nr-pages",
+        what: `CRIU ${v.restore} cannot read the page runs CRIU ${v.dump} writes (pagemap nr_pages): it restores no memory`,
+        test,
+        expect: "FAIL",
+      });
   if (has("sockopt_passcred_refused", v.dump, v.dumpKernel))
-    for (const test of ["tcp-established/loopback", "kata-container/dump-restore"].filter((t) => cases.includes(t)))
-      out.push({ severity: "warn", id: "pair-sockopt-passcred", what: `CRIU ${v.dump} cannot dump a TCP socket on linux ${v.dumpKernel} (SO_PASSCRED refused on TCP sockets)`, test, expect: "FAIL" });
+    for (const test of ["tcp-established/loopback", "kata-container/dump-restore"].filter((t) =>
+      cases.includes(t),
+    ))
+      out.push({
+        severity: "warn",
+        id: "pair-sockopt-passcred",
+        what: `CRIU ${v.dump} cannot dump a TCP socket on linux ${v.dumpKernel} (SO_PASSCRED refused on TCP sockets)`,
+        test,
+        expect: "FAIL",
+      });
   return out;
 }

@@ -16,7 +16,17 @@ import { loadConfig, type PipelineConfig } from "../lib/config.js";
 import { writeAtomic } from "../lib/fs-atomic.js";
 import { GUEST_PATHS } from "../lib/guest-contract.js";
 import semver from "semver";
-import { judgePair, migrateConf, pairAxes, pairId, pairPredictions, type PairPrediction, type PairSide, type PairSpec, type PairVerdict } from "./pair.js";
+import {
+  judgePair,
+  migrateConf,
+  pairAxes,
+  pairId,
+  pairPredictions,
+  type PairPrediction,
+  type PairSide,
+  type PairSpec,
+  type PairVerdict,
+} from "./pair.js";
 import { TransferDiskError, verifyTransferDisk } from "../boot/transfer-disk.js";
 import { inspectPairDump, type CritReading } from "./crit.js";
 
@@ -56,7 +66,10 @@ export function sideConfig(base: { configFile?: string; set: string[] }, side: P
   const first = plan.candidates.find((c) => c.key);
   if (first?.provider !== "debian-binary") return config;
   const others = plan.candidates.map((c) => c.provider).filter((p) => p !== "debian-binary");
-  return loadConfig({ configFile: base.configFile, set: [...sets, `criu.providers=${JSON.stringify(others)}`] });
+  return loadConfig({
+    configFile: base.configFile,
+    set: [...sets, `criu.providers=${JSON.stringify(others)}`],
+  });
 }
 
 export interface MigrateOptions {
@@ -69,12 +82,24 @@ function identity(o: Outcomes): SideIdentity {
   const m = o.criu?.value.metadata;
   const k = o.kernel?.value.ref;
   return {
-    criu: m ? { version: m.version, sha256: m.criu.sha256, provider: m.provider, link: m.link, patches: m.patches.map((p) => p.name) } : null,
+    criu: m
+      ? {
+          version: m.version,
+          sha256: m.criu.sha256,
+          provider: m.provider,
+          link: m.link,
+          patches: m.patches.map((p) => p.name),
+        }
+      : null,
     kernel: k ? { version: k.version, key: k.key } : null,
   };
 }
 
-export async function runMigration(base: { configFile?: string; set: string[] }, pair: PairSpec, o: MigrateOptions = {}): Promise<PairResult> {
+export async function runMigration(
+  base: { configFile?: string; set: string[] },
+  pair: PairSpec,
+  o: MigrateOptions = {},
+): Promise<PairResult> {
   const t0 = Date.now();
   const log = o.log ?? (() => undefined);
   const cfgA = sideConfig(base, pair.from);
@@ -103,13 +128,20 @@ export async function runMigration(base: { configFile?: string; set: string[] },
     return result;
   };
   const rel = (dir: string) => relative(cfgA.cache_dir, dir);
-  const drv = (config: PipelineConfig, targets: Parameters<typeof drive>[1], opts: Parameters<typeof drive>[2] = {}) => drive(config, targets, { ...opts, onOutcome: o.onOutcome });
+  const drv = (
+    config: PipelineConfig,
+    targets: Parameters<typeof drive>[1],
+    opts: Parameters<typeof drive>[2] = {},
+  ) => drive(config, targets, { ...opts, onOutcome: o.onOutcome });
 
   // Kernels and CRIUs: the stages of any cell (shared caches).
   const kA = (await drv(cfgA, ["kernel"])).kernel!;
-  const kB = JSON.stringify(cfgB.kernel) === JSON.stringify(cfgA.kernel) ? kA : (await drv(cfgB, ["kernel"])).kernel!;
-  const criuA = (await drv(cfgA, ["criu"], { given: { kernel: kA }, criu: { force: true, strict: false } })).criu!;
-  const criuB = (await drv(cfgB, ["criu"], { given: { kernel: kB }, criu: { force: true, strict: false } })).criu!;
+  const kB =
+    JSON.stringify(cfgB.kernel) === JSON.stringify(cfgA.kernel) ? kA : (await drv(cfgB, ["kernel"])).kernel!;
+  const criuA = (await drv(cfgA, ["criu"], { given: { kernel: kA }, criu: { force: true, strict: false } }))
+    .criu!;
+  const criuB = (await drv(cfgB, ["criu"], { given: { kernel: kB }, criu: { force: true, strict: false } }))
+    .criu!;
   result.identities.from = identity({ kernel: kA, criu: criuA });
   result.identities.to = identity({ kernel: kB, criu: criuB });
 
@@ -117,7 +149,10 @@ export async function runMigration(base: { configFile?: string; set: string[] },
   // builds run in their build suite and every later one), else the later one.
   const sameCriu = criuA.value.metadata.criu.sha256 === criuB.value.metadata.criu.sha256;
   const [primaryCfg, primary, other] = imageSide(catalog, [cfgA, criuA], [cfgB, criuB]);
-  const imageOut = await drv(primaryCfg, ["image"], { given: { criu: primary }, image: { more: sameCriu ? [] : [other.value] } });
+  const imageOut = await drv(primaryCfg, ["image"], {
+    given: { criu: primary },
+    image: { more: sameCriu ? [] : [other.value] },
+  });
   const image = imageOut.image!;
   result.identities.image = image.value.manifest.image_key;
   const paths = sameCriu
@@ -126,22 +161,40 @@ export async function runMigration(base: { configFile?: string; set: string[] },
   const versions = { dump: criuA.value.metadata.version, restore: criuB.value.metadata.version };
 
   // The cases both CRIUs run (a scenario's criu range may exclude one of them).
-  const scenarios = loadScenarios(cfgA.boot.scenarios).filter((s) => semver.satisfies(versions.dump, s.criu) && semver.satisfies(versions.restore, s.criu));
+  const scenarios = loadScenarios(cfgA.boot.scenarios).filter(
+    (s) => semver.satisfies(versions.dump, s.criu) && semver.satisfies(versions.restore, s.criu),
+  );
   const cases = migratingCases(scenarios);
-  result.predicted = pairPredictions(catalog, { ...versions, dumpKernel: kA.value.ref?.version, restoreKernel: kB.value.ref?.version }, cases);
-  const boot = (config: PipelineConfig, kernel: StageOutcome<"kernel">, criu: StageOutcome<"criu">, conf: Record<string, string>, transfer?: { mode: "write" } | { mode: "read"; readFrom: string }) =>
-    drv(config, ["boot"], { given: { kernel, criu, agent: imageOut.agent, image }, boot: { force: o.force, log, conf, transfer } });
+  result.predicted = pairPredictions(
+    catalog,
+    { ...versions, dumpKernel: kA.value.ref?.version, restoreKernel: kB.value.ref?.version },
+    cases,
+  );
+  const boot = (
+    config: PipelineConfig,
+    kernel: StageOutcome<"kernel">,
+    criu: StageOutcome<"criu">,
+    conf: Record<string, string>,
+    transfer?: { mode: "write" } | { mode: "read"; readFrom: string },
+  ) =>
+    drv(config, ["boot"], {
+      given: { kernel, criu, agent: imageOut.agent, image },
+      boot: { force: o.force, log, conf, transfer },
+    });
 
   if (pair.inPlace) {
     log(`in place: ${cases.length} cases, dump with ${paths.dump}, restore with ${paths.restore}`);
-    const run = (await boot(cfgA, kA, criuA, migrateConf("both", cases, paths, versions, catalog))).boot!.value;
+    const run = (await boot(cfgA, kA, criuA, migrateConf("both", cases, paths, versions, catalog))).boot!
+      .value;
     result.runs.dump = rel(run.dir);
     Object.assign(result, pick(judgePair(cases, run.results, null, true)));
     return done();
   }
 
   log(`boot A (${pair.from.kernel}, CRIU ${versions.dump}): dump ${cases.length} cases`);
-  const runA: RunRecord = (await boot(cfgA, kA, criuA, migrateConf("dump", cases, paths, versions, catalog), { mode: "write" })).boot!.value;
+  const runA: RunRecord = (
+    await boot(cfgA, kA, criuA, migrateConf("dump", cases, paths, versions, catalog), { mode: "write" })
+  ).boot!.value;
   result.runs.dump = rel(runA.dir);
   const afterA = judgePair(cases, runA.results);
   if (!afterA.restoreBootNeeded) {
@@ -168,7 +221,12 @@ export async function runMigration(base: { configFile?: string; set: string[] },
     log,
   );
   log(`boot B (${pair.to.kernel}, CRIU ${versions.restore}): restore from ${disk}`);
-  const runB = (await boot(cfgB, kB, criuB, migrateConf("restore", cases, paths, versions, catalog), { mode: "read", readFrom: disk })).boot!.value;
+  const runB = (
+    await boot(cfgB, kB, criuB, migrateConf("restore", cases, paths, versions, catalog), {
+      mode: "read",
+      readFrom: disk,
+    })
+  ).boot!.value;
   result.runs.restore = rel(runB.dir);
   result.crit = await crit;
   Object.assign(result, pick(judgePair(cases, runA.results, runB.results)));
@@ -178,7 +236,11 @@ export async function runMigration(base: { configFile?: string; set: string[] },
 type Side = [PipelineConfig, StageOutcome<"criu">];
 
 /** Which side's CRIU makes the image (its guest suite), and the other. Exported for tests. */
-export function imageSide(catalog: ReturnType<typeof repoData>["criu"], a: Side, b: Side): [PipelineConfig, StageOutcome<"criu">, StageOutcome<"criu">] {
+export function imageSide(
+  catalog: ReturnType<typeof repoData>["criu"],
+  a: Side,
+  b: Side,
+): [PipelineConfig, StageOutcome<"criu">, StageOutcome<"criu">] {
   const order = (x: Side) => catalog.suites.findIndex((s) => s.name === x[1].value.metadata.guest_suite);
   const [older, newer] = order(a) <= order(b) ? [a, b] : [b, a];
   const fits = newer[1].value.metadata.runs_in.includes(older[1].value.metadata.guest_suite);
@@ -196,11 +258,18 @@ export function formatPair(r: PairResult): string {
   const lines = [`${r.id}: ${r.axes.changes}`, ""];
   for (const c of r.cases) {
     lines.push(`${c.status.padEnd(5)} ${c.name.padEnd(width)}  ${c.message}`);
-    const errs = [...(c.dump?.status === "FAIL" ? c.dump.error_lines : []), ...(c.restore?.status === "FAIL" ? c.restore.error_lines : [])];
+    const errs = [
+      ...(c.dump?.status === "FAIL" ? c.dump.error_lines : []),
+      ...(c.restore?.status === "FAIL" ? c.restore.error_lines : []),
+    ];
     for (const e of errs.slice(0, 3)) lines.push(`${" ".repeat(width + 8)}${e}`);
   }
-  for (const c of r.crit ?? []) lines.push(`crit ${c.version} (${c.role === "both" ? "dump and restore" : c.role}): ${c.message}`);
+  for (const c of r.crit ?? [])
+    lines.push(`crit ${c.version} (${c.role === "both" ? "dump and restore" : c.role}): ${c.message}`);
   lines.push("", `pair: ${r.status}${r.reason ? ` (${r.reason})` : ""}, ${r.seconds.toFixed(0)} s`);
-  if (r.transfer) lines.push(`transfer disk: ${r.transfer.disk} (${r.transfer.bytes} bytes, sha256 ${r.transfer.sha256.slice(0, 16)}...)`);
+  if (r.transfer)
+    lines.push(
+      `transfer disk: ${r.transfer.disk} (${r.transfer.bytes} bytes, sha256 ${r.transfer.sha256.slice(0, 16)}...)`,
+    );
   return lines.join("\n");
 }

@@ -6,7 +6,11 @@ import { join } from "node:path";
 
 export const CLI = join(REPO_ROOT, "bin", "cr-guest");
 
-export function crGuest(args: string[], timeoutMs = 120_000, env: Record<string, string> = {}): Promise<RunResult> {
+export function crGuest(
+  args: string[],
+  timeoutMs = 120_000,
+  env: Record<string, string> = {},
+): Promise<RunResult> {
   return run([CLI, ...args], { timeoutMs, allowFailure: true, cwd: REPO_ROOT, env });
 }
 

@@ -8,7 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 
-export const CRIU_TARBALLS = process.env.CR_GUEST_CRIU_MIRROR ?? join(REPO_ROOT, "..", "shared", "criu-tarballs");
+export const CRIU_TARBALLS =
+  process.env.CR_GUEST_CRIU_MIRROR ?? join(REPO_ROOT, "..", "shared", "criu-tarballs");
 
 /** Why tests on the real tarballs cannot run here; in CI their absence is a failure. */
 export function missingTarballs(): string | undefined {
@@ -26,7 +27,14 @@ export function unpackRelease(version: string): string {
   return join(dir, `criu-${version}`);
 }
 
-const GIT_ENV = { ...process.env, GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@example.org", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@example.org", GIT_CONFIG_GLOBAL: "/dev/null" };
+const GIT_ENV = {
+  ...process.env,
+  GIT_AUTHOR_NAME: "t",
+  GIT_AUTHOR_EMAIL: "t@example.org",
+  GIT_COMMITTER_NAME: "t",
+  GIT_COMMITTER_EMAIL: "t@example.org",
+  GIT_CONFIG_GLOBAL: "/dev/null",
+};
 
 export function git(cwd: string, ...args: string[]): string {
   return execFileSync("git", args, { cwd, env: GIT_ENV }).toString().trim();

@@ -14,12 +14,24 @@ export function writeKataTree(root: string, kernelVersion = "6.12.107"): string 
     mkdirSync(join(dir, p, ".."), { recursive: true });
     writeFileSync(join(dir, p), text);
   };
-  file("common/base.conf", "# Basic kernel support\nCONFIG_64BIT=y\nCONFIG_PRINTK=y\nCONFIG_TTY=y\nCONFIG_BLOCK=y\n");
-  file("common/cgroup.conf", "# cgroups\nCONFIG_CGROUPS=y\nCONFIG_MEMCG=y\n# Gone since 6.1 (merged into MEMCG): whitelisted\nCONFIG_MEMCG_SWAP=y\n");
-  file("common/netfilter.conf", "CONFIG_NETFILTER=y\nCONFIG_NF_CONNTRACK=y\n# Removed in 5.1: whitelisted\nCONFIG_NF_NAT_IPV4=y\n");
+  file(
+    "common/base.conf",
+    "# Basic kernel support\nCONFIG_64BIT=y\nCONFIG_PRINTK=y\nCONFIG_TTY=y\nCONFIG_BLOCK=y\n",
+  );
+  file(
+    "common/cgroup.conf",
+    "# cgroups\nCONFIG_CGROUPS=y\nCONFIG_MEMCG=y\n# Gone since 6.1 (merged into MEMCG): whitelisted\nCONFIG_MEMCG_SWAP=y\n",
+  );
+  file(
+    "common/netfilter.conf",
+    "CONFIG_NETFILTER=y\nCONFIG_NF_CONNTRACK=y\n# Removed in 5.1: whitelisted\nCONFIG_NF_NAT_IPV4=y\n",
+  );
   file("common/s390.conf", "# !x86_64 !aarch64\n# s390 only\nCONFIG_S390_GUEST=y\n");
   file("common/debugfs.conf", "# !confidential\nCONFIG_DEBUG_FS=y\n");
-  file("x86_64/arch.conf", "CONFIG_X86_64=y\nCONFIG_HYPERVISOR_GUEST=y\nCONFIG_PARAVIRT=y\n# Renamed MITIGATION_RETPOLINE in 6.9: whitelisted for this version only\nCONFIG_RETPOLINE=y\n");
+  file(
+    "x86_64/arch.conf",
+    "CONFIG_X86_64=y\nCONFIG_HYPERVISOR_GUEST=y\nCONFIG_PARAVIRT=y\n# Renamed MITIGATION_RETPOLINE in 6.9: whitelisted for this version only\nCONFIG_RETPOLINE=y\n",
+  );
   file("build-type/debug/debug.conf", "CONFIG_DEBUG_KERNEL=y\n");
   // Kata's whitelist lists some names twice; comments and blank lines are not patterns here.
   file("whitelist.conf", "CONFIG_MEMCG_SWAP\nCONFIG_NF_NAT_IPV4\nCONFIG_MEMCG_SWAP\n");

@@ -8,6 +8,9 @@ import { SCHEMAS_DIR } from "../../scripts/schemas.js";
 const ajv = new Ajv2020({ allErrors: true, strict: false });
 
 export function expectValid(name: "results" | "cell" | "matrix", doc: unknown): void {
-  const validate = ajv.getSchema(name) ?? (ajv.addSchema(JSON.parse(readFileSync(join(SCHEMAS_DIR, `${name}.schema.json`), "utf8")), name), ajv.getSchema(name)!);
+  const validate =
+    ajv.getSchema(name) ??
+    (ajv.addSchema(JSON.parse(readFileSync(join(SCHEMAS_DIR, `${name}.schema.json`), "utf8")), name),
+    ajv.getSchema(name)!);
   expect(validate(doc), `${name}: ${JSON.stringify(validate.errors)}`).toBe(true);
 }

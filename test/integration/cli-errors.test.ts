@@ -66,7 +66,11 @@ describe("one meaning per flag, clean machine output", () => {
   });
 
   it("--json: stdout is exactly one JSON document, progress and text go to stderr", async () => {
-    for (const args of [["criu", "--criu", "4.1", "--dry-run", "--json"], ["matrix", "--dry-run", "--json", "--criu", "4.1"], ["config", "--json"]]) {
+    for (const args of [
+      ["criu", "--criu", "4.1", "--dry-run", "--json"],
+      ["matrix", "--dry-run", "--json", "--criu", "4.1"],
+      ["config", "--json"],
+    ]) {
       const r = await crGuest(args, 5 * 60_000);
       expect(r.exitCode, `${args.join(" ")}: ${r.stderr}`).toBe(0);
       expect(() => JSON.parse(r.stdout), args.join(" ")).not.toThrow();
@@ -74,7 +78,9 @@ describe("one meaning per flag, clean machine output", () => {
     }
     const plan = JSON.parse((await crGuest(["criu", "--criu", "4.1", "--dry-run", "--json"])).stdout);
     expect(plan).toMatchObject({ version: "4.1.1", serving: "debian-source" });
-    const cells = JSON.parse((await crGuest(["matrix", "--dry-run", "--json", "--criu", "4.1"], 5 * 60_000)).stdout).cells;
+    const cells = JSON.parse(
+      (await crGuest(["matrix", "--dry-run", "--json", "--criu", "4.1"], 5 * 60_000)).stdout,
+    ).cells;
     expect(cells.every((c: { criu: string }) => c.criu === "4.1.1")).toBe(true);
   });
 });

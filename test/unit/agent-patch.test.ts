@@ -52,7 +52,9 @@ describe("kata-agent setsid patch", () => {
     const dir = copyOf("v3.8");
     writeFileSync(join(dir, "VERSION"), "4.0.0\n"); // claims 4.0 but has the 3.x layout
     const before = readFileSync(join(dir, RS), "utf8");
-    await expect(patchAgentSource(dir, catalog)).rejects.toThrow(/kata-4.0-setsid-always.patch does not apply to Kata 4.0.0/);
+    await expect(patchAgentSource(dir, catalog)).rejects.toThrow(
+      /kata-4.0-setsid-always.patch does not apply to Kata 4.0.0/,
+    );
     expect(readFileSync(join(dir, RS), "utf8")).toBe(before);
   });
 });

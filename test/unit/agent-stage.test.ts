@@ -37,12 +37,18 @@ describe("agent stage", () => {
     expect((await runAgentStage(config))!.cached).toBe(true);
     const text = join(dir, "agent.sh");
     writeFileSync(text, "#!/bin/sh\n");
-    await expect(runAgentStage(loadConfig({ set: [`cache_dir=${cache}`, `agent.binary=${text}`] }))).rejects.toThrow(/is not an ELF executable/);
-    await expect(runAgentStage(loadConfig({ set: [`cache_dir=${cache}`, `agent.binary=${join(dir, "nope")}`] }))).rejects.toThrow(/does not exist/);
+    await expect(
+      runAgentStage(loadConfig({ set: [`cache_dir=${cache}`, `agent.binary=${text}`] })),
+    ).rejects.toThrow(/is not an ELF executable/);
+    await expect(
+      runAgentStage(loadConfig({ set: [`cache_dir=${cache}`, `agent.binary=${join(dir, "nope")}`] })),
+    ).rejects.toThrow(/does not exist/);
   });
 
   it("no agent configured: nothing, not an error", async () => {
-    expect(await runAgentStage(loadConfig({ set: [`cache_dir=${tmp("crg-agent-cache-")}`] }))).toBeUndefined();
+    expect(
+      await runAgentStage(loadConfig({ set: [`cache_dir=${tmp("crg-agent-cache-")}`] })),
+    ).toBeUndefined();
   });
 
   it("a source build patches a copy, never the user's tree, and says what is missing to build", async () => {

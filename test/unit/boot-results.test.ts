@@ -6,7 +6,13 @@ import { createResultsDisk, parseDoneRecord, readResultsDisk } from "../../scrip
 import { errorLines, readTestRecords, summarize } from "../../scripts/boot/results.js";
 import { runInput, shQuote } from "../../scripts/boot/run-input.js";
 import { loadScenarios } from "../../scripts/data/scenarios.js";
-import { formatRun, kernelCommandLine, onlineCpus, parseGuestClock, runPhases } from "../../scripts/boot/stage.js";
+import {
+  formatRun,
+  kernelCommandLine,
+  onlineCpus,
+  parseGuestClock,
+  runPhases,
+} from "../../scripts/boot/stage.js";
 import { loadCriuCatalog } from "../../scripts/data/criu-catalog.js";
 import { run } from "../../scripts/lib/exec.js";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
@@ -64,7 +70,11 @@ describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this
     writeFileSync(join(dir, "contract.env"), guestContractEnv());
     // A CRIU stand-in: `check --feature F` passes, fails with an Error line, or hangs.
     const criu = join(dir, "criu");
-    writeFileSync(criu, `#!/bin/sh\ncase $3 in\n  hang) sleep 41.73 ;;\n  bad*) echo "(00.010) Error (criu/cr-check.c:9): $3 is off"; echo "the end"; exit 1 ;;\n  *) echo "$3 is supported" ;;\nesac\n`, { mode: 0o755 });
+    writeFileSync(
+      criu,
+      `#!/bin/sh\ncase $3 in\n  hang) sleep 41.73 ;;\n  bad*) echo "(00.010) Error (criu/cr-check.c:9): $3 is off"; echo "the end"; exit 1 ;;\n  *) echo "$3 is supported" ;;\nesac\n`,
+      { mode: 0o755 },
+    );
     const out = join(dir, "out");
     // Two workers: one takes a, hang, late; the other b, bad1, c.
     const script = `CRG_CONTRACT_ENV=${dir}/contract.env; HERE=${join(REPO_ROOT, "guest")}; OUT=${out}; CRIU=${criu}; TEST_TIMEOUT=2; CHECK_JOBS=2
@@ -73,11 +83,19 @@ describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this
       sleep 0.2; pgrep -f "^sleep 41\\.73" || echo "no leftovers"`;
     const r = await run(["sh", "-c", script], { timeoutMs: 30_000, allowFailure: true });
     const read = (t: string, f: string) => readFileSync(join(out, "tests/feature", t, f), "utf8").trim();
-    for (const t of ["a", "b", "c"]) expect([read(t, "status"), read(t, "message")]).toEqual(["PASS", `${t} is supported`]);
-    expect([read("bad1", "status"), read("bad1", "rc"), read("bad1", "message")]).toEqual(["FAIL", "1", "Error (criu/cr-check.c:9): bad1 is off"]);
+    for (const t of ["a", "b", "c"])
+      expect([read(t, "status"), read(t, "message")]).toEqual(["PASS", `${t} is supported`]);
+    expect([read("bad1", "status"), read("bad1", "rc"), read("bad1", "message")]).toEqual([
+      "FAIL",
+      "1",
+      "Error (criu/cr-check.c:9): bad1 is off",
+    ]);
     expect([read("hang", "status"), read("hang", "rc")]).toEqual(["FAIL", "124"]);
     expect(read("hang", "diag.txt")).toMatch(/TIMEOUT after 2s[\s\S]*check --feature hang/);
-    expect([read("late", "status"), read("late", "message")]).toEqual(["SKIP", "not run: the feature checks' deadline (2s) passed while feature/hang ran"]);
+    expect([read("late", "status"), read("late", "message")]).toEqual([
+      "SKIP",
+      "not run: the feature checks' deadline (2s) passed while feature/hang ran",
+    ]);
     const took = Number(/took (\S+)/.exec(r.stdout)?.[1]);
     expect(took).toBeGreaterThanOrEqual(2);
     expect(took).toBeLessThan(5);
@@ -93,39 +111,75 @@ describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this
     mkdirSync(join(here, "scenarios"), { recursive: true });
     writeFileSync(join(here, "lib.sh"), readFileSync(LIB));
     const log = join(dir, "log");
-    writeFileSync(join(here, "scenarios", "sleeper.sh"), `. "$HERE/lib.sh"; uptime_cs t; echo "start $SCENARIO $t" >> ${log}; sleep "$(cat "$IN/$SCENARIO")"; uptime_cs t; echo "end $SCENARIO $t" >> ${log}; record "$SCENARIO/case" PASS 0 0 "slept"\n`);
+    writeFileSync(
+      join(here, "scenarios", "sleeper.sh"),
+      `. "$HERE/lib.sh"; uptime_cs t; echo "start $SCENARIO $t" >> ${log}; sleep "$(cat "$IN/$SCENARIO")"; uptime_cs t; echo "end $SCENARIO $t" >> ${log}; record "$SCENARIO/case" PASS 0 0 "slept"\n`,
+    );
     const input = join(dir, "in");
     mkdirSync(input);
     const queue = join(dir, "queue");
     // name, step timeout, script, holds: "long" holds two, one of them shared with "mounts2";
     // "stuck" overruns its 6 s.
-    const rows = [["long", "1.2", "other mounts"], ["stuck", "8", "-"], ["short1", "0.3", "-"], ["mounts2", "0.3", "mounts"], ["short2", "0.3", "-"], ["short3", "0.3", "-"]];
+    const rows = [
+      ["long", "1.2", "other mounts"],
+      ["stuck", "8", "-"],
+      ["short1", "0.3", "-"],
+      ["mounts2", "0.3", "mounts"],
+      ["short2", "0.3", "-"],
+      ["short3", "0.3", "-"],
+    ];
     for (const [name, secs] of rows) writeFileSync(join(input, name), secs);
-    writeFileSync(queue, rows.map(([name, , holds]) => `${name}\t${name === "stuck" ? 1 : 60}\tsleeper.sh\t${holds}\n`).join(""));
+    writeFileSync(
+      queue,
+      rows.map(([name, , holds]) => `${name}\t${name === "stuck" ? 1 : 60}\tsleeper.sh\t${holds}\n`).join(""),
+    );
     const out = join(dir, "out");
     const script = `CRG_CONTRACT_ENV=${dir}/contract.env; HERE=${here}; IN=${input}; OUT=${out}; SCENARIO_JOBS=2; SCENARIO_POOL_DIR=${dir}/pool
       export HERE IN OUT CRG_CONTRACT_ENV SCENARIO_JOBS SCENARIO_POOL_DIR; . ${LIB}
       uptime_cs t0; run_scenarios ${queue}; seconds_since s "$t0"; echo "took $s"`;
     const r = await run(["sh", "-c", script], { timeoutMs: 30_000, allowFailure: true });
-    const events = readFileSync(log, "utf8").trim().split("\n").map((l) => l.split(" ")).map(([what, name, cs]) => ({ what, name, at: Number(cs) }));
+    const events = readFileSync(log, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => l.split(" "))
+      .map(([what, name, cs]) => ({ what, name, at: Number(cs) }));
     const at = (what: string, name: string) => events.find((e) => e.what === what && e.name === name)!.at;
     // Every scenario once; the first two in the list start first, side by side.
-    expect(events.filter((e) => e.what === "start").map((e) => e.name).sort()).toEqual(rows.map(([n]) => n).sort());
-    expect(events.filter((e) => e.what === "start").slice(0, 2).map((e) => e.name).sort()).toEqual(["long", "stuck"]);
+    expect(
+      events
+        .filter((e) => e.what === "start")
+        .map((e) => e.name)
+        .sort(),
+    ).toEqual(rows.map(([n]) => n).sort());
+    expect(
+      events
+        .filter((e) => e.what === "start")
+        .slice(0, 2)
+        .map((e) => e.name)
+        .sort(),
+    ).toEqual(["long", "stuck"]);
     // The two that hold "mounts" never overlap: mounts2 waits for long, the others go past it.
     expect(at("start", "mounts2")).toBeGreaterThanOrEqual(at("end", "long"));
     expect(at("start", "short1")).toBeLessThan(at("end", "long") + 50);
     for (const name of ["long", "short1", "mounts2", "short2", "short3"])
       expect(readFileSync(join(out, "tests", name, "case", "status"), "utf8").trim()).toBe("PASS");
     // The stuck one is stopped at its own deadline (6 x 1 s) and recorded, with diagnostics.
-    expect([readFileSync(join(out, "tests/stuck/status"), "utf8").trim(), readFileSync(join(out, "tests/stuck/rc"), "utf8").trim()]).toEqual(["FAIL", "124"]);
-    expect(readFileSync(join(out, "scenarios/stuck/diag.txt"), "utf8")).toMatch(/^TIMEOUT after 6s: sh .*sleeper\.sh/);
+    expect([
+      readFileSync(join(out, "tests/stuck/status"), "utf8").trim(),
+      readFileSync(join(out, "tests/stuck/rc"), "utf8").trim(),
+    ]).toEqual(["FAIL", "124"]);
+    expect(readFileSync(join(out, "scenarios/stuck/diag.txt"), "utf8")).toMatch(
+      /^TIMEOUT after 6s: sh .*sleeper\.sh/,
+    );
     // Side by side: the whole is the stuck one's deadline, not the sum (6 + 1.2 + 4 x 0.3 s).
     const took = Number(/took (\S+)/.exec(r.stdout)?.[1]);
     expect(took).toBeGreaterThanOrEqual(6);
     expect(took).toBeLessThan(7.5);
     // Clock marks at each start and end, for the host's per-phase clock.
-    for (const [name] of rows) expect(r.stdout).toMatch(new RegExp(`clock scenario:${name} [\\d.]+\\n[\\s\\S]*clock scenario-done:${name} [\\d.]+`));
+    for (const [name] of rows)
+      expect(r.stdout).toMatch(
+        new RegExp(`clock scenario:${name} [\\d.]+\\n[\\s\\S]*clock scenario-done:${name} [\\d.]+`),
+      );
     expect(() => readFileSync(join(dir, "pool"))).toThrow();
   });
 
@@ -155,7 +209,18 @@ describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this
 describe("counter files (guest/helpers/crg-counter.h, read by scenario-lib.sh's counter)", () => {
   it("are rewritten in place at a fixed size, so a dump that catches a write restores the same file", async () => {
     const dir = tmp("crg-counter-");
-    await run(["gcc", "-O2", "-Wall", "-Werror", "-o", join(dir, "crg-kata"), join(REPO_ROOT, "guest/helpers/crg-kata.c")], { timeoutMs: 120_000 });
+    await run(
+      [
+        "gcc",
+        "-O2",
+        "-Wall",
+        "-Werror",
+        "-o",
+        join(dir, "crg-kata"),
+        join(REPO_ROOT, "guest/helpers/crg-kata.c"),
+      ],
+      { timeoutMs: 120_000 },
+    );
     mkdirSync(join(dir, "st"));
     const st = join(dir, "st");
     const port = 40_000 + (process.pid % 20_000);
@@ -177,7 +242,12 @@ describe("counter files (guest/helpers/crg-counter.h, read by scenario-lib.sh's 
     expect([m![2], m![3], m![4]]).toEqual(["21", "21", "same"]);
     expect(r.stdout).toMatch(/^early accepts 0 size 21$/m);
     // No temporary name ever: a dump can only have the counter itself open.
-    expect(r.stdout.split("\n").filter((l) => /^(count|accepts|lock)$/.test(l)).sort()).toEqual(["accepts", "count", "lock"]);
+    expect(
+      r.stdout
+        .split("\n")
+        .filter((l) => /^(count|accepts|lock)$/.test(l))
+        .sort(),
+    ).toEqual(["accepts", "count", "lock"]);
     expect(r.stdout).not.toMatch(/\.tmp/);
   });
 });
@@ -186,7 +256,11 @@ describe("results disk", () => {
   it("carries the input to the guest's shell code and its results back", async () => {
     const dir = tmp("crg-rdisk-");
     const disk = join(dir, "results.img");
-    await createResultsDisk(disk, { "run.conf": "CRIU_VERSION='4.1.1'\n", "requested.conf": "CONFIG_MEMBARRIER=y\n" }, dir);
+    await createResultsDisk(
+      disk,
+      { "run.conf": "CRIU_VERSION='4.1.1'\n", "requested.conf": "CONFIG_MEMBARRIER=y\n" },
+      dir,
+    );
     // The guest side, run on the host against the disk file: guest/lib.sh as shipped.
     // With the contract.env the image carries, generated from the host's contract module.
     const env = join(dir, "contract.env");
@@ -217,16 +291,30 @@ describe("run input", () => {
   const scenarios = loadScenarios(join(REPO_ROOT, "scenarios.yaml"));
 
   it("expects the fatal membarrier probe from 3.19 on, unless patched", () => {
-    const base = { catalog, requested: new Map([["CONFIG_MEMBARRIER", "y"], ["CONFIG_EXPERT", "n"]]), scenarios, testTimeoutSeconds: 60 };
-    expect(runInput({ ...base, criuVersion: "3.17.1", patches: [] }).expectations.MEMBARRIER_PROBE).toBe("tolerant");
-    expect(runInput({ ...base, criuVersion: "4.1.1", patches: [] }).expectations.MEMBARRIER_PROBE).toBe("fatal");
+    const base = {
+      catalog,
+      requested: new Map([
+        ["CONFIG_MEMBARRIER", "y"],
+        ["CONFIG_EXPERT", "n"],
+      ]),
+      scenarios,
+      testTimeoutSeconds: 60,
+    };
+    expect(runInput({ ...base, criuVersion: "3.17.1", patches: [] }).expectations.MEMBARRIER_PROBE).toBe(
+      "tolerant",
+    );
+    expect(runInput({ ...base, criuVersion: "4.1.1", patches: [] }).expectations.MEMBARRIER_PROBE).toBe(
+      "fatal",
+    );
     const patched = runInput({ ...base, criuVersion: "4.1.1", patches: ["membarrier-probe-nonfatal"] });
     expect(patched.expectations.MEMBARRIER_PROBE).toBe("tolerant");
     expect(patched.files["run.conf"]).toContain("CRIU_PATCHES='membarrier-probe-nonfatal'");
     expect(patched.files["requested.conf"]).toBe("CONFIG_MEMBARRIER=y\n# CONFIG_EXPERT is not set\n");
     // Features differ by version: 4.x knows pagemap_scan, 3.17.1 does not.
     expect(patched.files["run.conf"]).toMatch(/FEATURES='[^']*pagemap_scan/);
-    expect(runInput({ ...base, criuVersion: "3.17.1", patches: [] }).files["run.conf"]).not.toMatch(/pagemap_scan/);
+    expect(runInput({ ...base, criuVersion: "3.17.1", patches: [] }).files["run.conf"]).not.toMatch(
+      /pagemap_scan/,
+    );
     const lines = patched.files["scenarios.conf"].trim().split("\n");
     expect(lines.length).toBe(scenarios.length);
     expect(lines.find((l) => l.startsWith("membarrier-enosys"))?.split("\t")[3]).toBe("no");
@@ -240,11 +328,19 @@ describe("run input", () => {
   it("rejects a scenario list with a typo, a missing script or a bad range, naming file and line", () => {
     const dir = tmp("crg-scen-");
     const f = join(dir, "s.yaml");
-    writeFileSync(f, "scenarios:\n  - name: simple-process\n    script: simple-process.sh\n    timeout: 10\n    timout: 5\n");
-    expect(() => loadScenarios(f)).toThrow(/s\.yaml:5: unknown key 'scenarios\.0\.timout' \(did you mean 'timeout'\?\)/);
+    writeFileSync(
+      f,
+      "scenarios:\n  - name: simple-process\n    script: simple-process.sh\n    timeout: 10\n    timout: 5\n",
+    );
+    expect(() => loadScenarios(f)).toThrow(
+      /s\.yaml:5: unknown key 'scenarios\.0\.timout' \(did you mean 'timeout'\?\)/,
+    );
     writeFileSync(f, "scenarios:\n  - name: x\n    script: nope.sh\n    timeout: 10\n");
     expect(() => loadScenarios(f)).toThrow(/guest\/scenarios\/nope\.sh does not exist/);
-    writeFileSync(f, "scenarios:\n  - name: x\n    script: simple-process.sh\n    timeout: 10\n    criu: banana\n");
+    writeFileSync(
+      f,
+      "scenarios:\n  - name: x\n    script: simple-process.sh\n    timeout: 10\n    criu: banana\n",
+    );
     expect(() => loadScenarios(f)).toThrow(/s\.yaml:5: scenarios\.0\.criu: must be a semver range/);
     writeFileSync(f, "scenarios:\n  - name: x\n    script: simple-process.sh\n    timeout: soon\n");
     expect(() => loadScenarios(f)).toThrow(/s\.yaml:4: scenarios\.0\.timeout must be a number, got "soon"/);
@@ -261,7 +357,10 @@ describe("results", () => {
     writeFileSync(join(t, "seconds"), "0.42\n");
     writeFileSync(join(t, "message"), "reproduced\n");
     writeFileSync(join(t, "outcome"), "error\n");
-    writeFileSync(join(t, "dump.log"), "(00.001) info\n(00.010) Error (criu/cr-dump.c:1618): A session leader of 444(1) is outside of its pid namespace\n");
+    writeFileSync(
+      join(t, "dump.log"),
+      "(00.001) info\n(00.010) Error (criu/cr-dump.c:1618): A session leader of 444(1) is outside of its pid namespace\n",
+    );
     const f = join(out, "tests", "frozen-cgroup", "without-freeze-cgroup");
     mkdirSync(f, { recursive: true });
     writeFileSync(join(f, "status"), "FAIL\n");
@@ -270,21 +369,38 @@ describe("results", () => {
     expect(recs.map((r) => r.name)).toEqual(["frozen-cgroup/without-freeze-cgroup", "pidns-init/no-setsid"]);
     const p = recs[1];
     expect(p).toMatchObject({ status: "PASS", exit_code: 1, seconds: 0.42, outcome: "error" });
-    expect(p.error_lines).toEqual(["Error (criu/cr-dump.c:1618): A session leader of 444(1) is outside of its pid namespace"]);
+    expect(p.error_lines).toEqual([
+      "Error (criu/cr-dump.c:1618): A session leader of 444(1) is outside of its pid namespace",
+    ]);
     expect(recs[0].diagnostics).toContain("do_freezer_trap");
     expect(summarize(recs)).toEqual({ PASS: 1, FAIL: 1, SKIP: 0, ERROR: 0 });
     expect(errorLines("Warn x\n(0.1) Error (a.c:1): b\n")).toEqual(["Error (a.c:1): b"]);
   });
 
   it("an infrastructure error reads as such, never as a CRIU result", () => {
-    const text = formatRun({ status: "ERROR", error: "timeout: boot timeout", attempts: [{ status: "timeout", reason: "x", seconds: 180, console_log: "c" }] } as never);
+    const text = formatRun({
+      status: "ERROR",
+      error: "timeout: boot timeout",
+      attempts: [{ status: "timeout", reason: "x", seconds: 180, console_log: "c" }],
+    } as never);
     expect(text).toMatch(/^ERROR \(infrastructure, not a CRIU result\)/);
   });
 
   it("the per-phase clock splits a run into host, boot, tests, guest overhead and power-off", () => {
     const r = {
       seconds: 80,
-      attempts: [{ status: "ok", reason: "end marker seen", seconds: 75, boot_seconds: 2.5, prepare_seconds: 0.4, end_seconds: 71, read_seconds: 1.2, console_log: "c" }],
+      attempts: [
+        {
+          status: "ok",
+          reason: "end marker seen",
+          seconds: 75,
+          boot_seconds: 2.5,
+          prepare_seconds: 0.4,
+          end_seconds: 71,
+          read_seconds: 1.2,
+          console_log: "c",
+        },
+      ],
       tests: [{ seconds: 14.3 }, { seconds: 13.1 }, { seconds: 7.4 }],
     } as never;
     const p = Object.fromEntries(runPhases(r).map((x) => [x.phase, x.seconds]));
@@ -294,8 +410,16 @@ describe("results", () => {
     expect(p["end marker to QEMU exit (power-off)"]).toBe(4);
     expect(p["host: results read"]).toBe(1.2);
     // A run recorded before the clock existed: unknown phases are null, never invented.
-    const old = { seconds: 80, attempts: [{ status: "ok", reason: "", seconds: 75, boot_seconds: 2.5, console_log: "c" }], tests: [] } as never;
-    expect(Object.fromEntries(runPhases(old).map((x) => [x.phase, x.seconds]))["end marker to QEMU exit (power-off)"]).toBeNull();
+    const old = {
+      seconds: 80,
+      attempts: [{ status: "ok", reason: "", seconds: 75, boot_seconds: 2.5, console_log: "c" }],
+      tests: [],
+    } as never;
+    expect(
+      Object.fromEntries(runPhases(old).map((x) => [x.phase, x.seconds]))[
+        "end marker to QEMU exit (power-off)"
+      ],
+    ).toBeNull();
   });
 
   it("with the guest's clock marks the guest's time splits into set-up, checks, each scenario and packing", () => {
@@ -316,8 +440,32 @@ describe("results", () => {
       "cr-guest: clock broken",
     ].join("\n");
     const marks = parseGuestClock(console);
-    expect(marks.map((m) => m.mark)).toEqual(["init", "checks", "features", "ptrace", "scenario:simple-process", "scenario:kata-container", "tests-done", "packing", "written"]);
-    const r = { seconds: 80, attempts: [{ status: "ok", reason: "", seconds: 75, boot_seconds: 2.5, end_seconds: 68.5, console_log: "c", guest_clock: marks }], tests: [{ seconds: 20 }] } as never;
+    expect(marks.map((m) => m.mark)).toEqual([
+      "init",
+      "checks",
+      "features",
+      "ptrace",
+      "scenario:simple-process",
+      "scenario:kata-container",
+      "tests-done",
+      "packing",
+      "written",
+    ]);
+    const r = {
+      seconds: 80,
+      attempts: [
+        {
+          status: "ok",
+          reason: "",
+          seconds: 75,
+          boot_seconds: 2.5,
+          end_seconds: 68.5,
+          console_log: "c",
+          guest_clock: marks,
+        },
+      ],
+      tests: [{ seconds: 20 }],
+    } as never;
     const p = Object.fromEntries(runPhases(r).map((x) => [x.phase, x.seconds]));
     expect(p["guest: set-up (mounts, input disk)"]).toBeCloseTo(1.5);
     expect(p["guest: criu --version, criu check, check --all"]).toBeCloseTo(2);
@@ -334,17 +482,50 @@ describe("results", () => {
 
   it("scenarios that ran side by side are spans under the scenarios phase, not phases of their own", () => {
     const marks = parseGuestClock(
-      ["init 3.00", "checks 4.00", "scenarios 10.00", "scenario:kata-container 10.01", "scenario:frozen-cgroup 10.02", "scenario-done:frozen-cgroup 19.02", "scenario:sibling 19.03", "scenario-done:sibling 22.03", "scenario-done:kata-container 24.01", "tests-done 24.10", "packing 24.20", "written 25.00"]
+      [
+        "init 3.00",
+        "checks 4.00",
+        "scenarios 10.00",
+        "scenario:kata-container 10.01",
+        "scenario:frozen-cgroup 10.02",
+        "scenario-done:frozen-cgroup 19.02",
+        "scenario:sibling 19.03",
+        "scenario-done:sibling 22.03",
+        "scenario-done:kata-container 24.01",
+        "tests-done 24.10",
+        "packing 24.20",
+        "written 25.00",
+      ]
         .map((l) => `cr-guest: clock ${l}`)
         .join("\n"),
     );
-    const r = { seconds: 40, attempts: [{ status: "ok", reason: "", seconds: 30, boot_seconds: 2, end_seconds: 24.5, console_log: "c", guest_clock: marks }], tests: [] } as never;
+    const r = {
+      seconds: 40,
+      attempts: [
+        {
+          status: "ok",
+          reason: "",
+          seconds: 30,
+          boot_seconds: 2,
+          end_seconds: 24.5,
+          console_log: "c",
+          guest_clock: marks,
+        },
+      ],
+      tests: [],
+    } as never;
     const rows = runPhases(r);
     const names = rows.map((x) => x.phase);
     const p = Object.fromEntries(rows.map((x) => [x.phase, x.seconds]));
     expect(p["guest: the scenarios"]).toBeCloseTo(14.1);
     // Each span right under it, with its own length; they overlap, so they are not phases.
-    expect(names.slice(names.indexOf("guest: the scenarios") + 1, names.indexOf("guest: the scenarios") + 4)).toEqual(["  guest: scenario kata-container (side by side)", "  guest: scenario frozen-cgroup (side by side)", "  guest: scenario sibling (side by side)"]);
+    expect(
+      names.slice(names.indexOf("guest: the scenarios") + 1, names.indexOf("guest: the scenarios") + 4),
+    ).toEqual([
+      "  guest: scenario kata-container (side by side)",
+      "  guest: scenario frozen-cgroup (side by side)",
+      "  guest: scenario sibling (side by side)",
+    ]);
     expect(p["  guest: scenario kata-container (side by side)"]).toBeCloseTo(14);
     expect(p["  guest: scenario frozen-cgroup (side by side)"]).toBeCloseTo(9);
     expect(p["guest: end of the tests to packing"]).toBeCloseTo(0.1);
@@ -362,7 +543,9 @@ describe("results", () => {
   it("boots our images by PARTUUID and existing ones by partition", () => {
     const fresh = { metadata: { root: { device: "/dev/sda1", partuuid: "c7a5" } } } as unknown as ImageResult;
     expect(kernelCommandLine(fresh)).toContain("root=PARTUUID=c7a5");
-    const existing = { metadata: { root: { device: "/dev/sda2", partuuid: null } } } as unknown as ImageResult;
+    const existing = {
+      metadata: { root: { device: "/dev/sda2", partuuid: null } },
+    } as unknown as ImageResult;
     expect(kernelCommandLine(existing)).toContain("root=/dev/vda2");
     expect(kernelCommandLine(existing)).toContain("init=/usr/libexec/cr-guest/init");
   });

@@ -52,7 +52,10 @@ describe("concurrent builds of one artifact", () => {
       await new Promise((r) => setTimeout(r, 50));
       return { n: builds };
     };
-    const [a, b] = await Promise.all([cache.getOrBuild("chroot", "k1", build), cache.getOrBuild("chroot", "k1", build)]);
+    const [a, b] = await Promise.all([
+      cache.getOrBuild("chroot", "k1", build),
+      cache.getOrBuild("chroot", "k1", build),
+    ]);
     expect(builds).toBe(1);
     expect([a.cached, b.cached]).toEqual([false, true]);
     expect(b.metadata).toMatchObject({ n: 1 });

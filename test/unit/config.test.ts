@@ -31,7 +31,9 @@ describe("pipeline config", () => {
   });
 
   it("merges a user file and resolves its relative paths against that file", () => {
-    const c = loadConfig({ configFile: file("ok.yaml", "kernel:\n  base: tinyconfig\n  local_tree: src/linux\ncache_dir: out\n") });
+    const c = loadConfig({
+      configFile: file("ok.yaml", "kernel:\n  base: tinyconfig\n  local_tree: src/linux\ncache_dir: out\n"),
+    });
     expect(c.kernel.base).toBe("tinyconfig");
     expect(c.kernel.local_tree).toBe(join(dir, "src/linux"));
     expect(c.cache_dir).toBe(join(dir, "out"));
@@ -39,12 +41,16 @@ describe("pipeline config", () => {
   });
 
   it("reports malformed YAML with file and line", () => {
-    const e = errorOf(() => loadConfig({ configFile: file("bad.yaml", "kernel:\n  version: 6.12\n\tbase: allnoconfig\n") }));
+    const e = errorOf(() =>
+      loadConfig({ configFile: file("bad.yaml", "kernel:\n  version: 6.12\n\tbase: allnoconfig\n") }),
+    );
     expect(e.message).toMatch(/malformed YAML at .*bad\.yaml:3/);
   });
 
   it("names an unknown key, its line and the closest valid key", () => {
-    const e = errorOf(() => loadConfig({ configFile: file("typo.yaml", "kernel:\n  version: 6.12\n  fragmnet_set: debug\n") }));
+    const e = errorOf(() =>
+      loadConfig({ configFile: file("typo.yaml", "kernel:\n  version: 6.12\n  fragmnet_set: debug\n") }),
+    );
     expect(e.message).toContain("typo.yaml:3");
     expect(e.message).toContain("unknown key 'kernel.fragmnet_set'");
     expect(e.message).toContain("did you mean 'fragment_set'");

@@ -22,7 +22,9 @@ describe("CRIU build recipe", () => {
   });
 
   it("reads ldd output", () => {
-    const libs = parseLdd("\tlinux-vdso.so.1 (0x00007ffd)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x1)\n\t/lib64/ld-linux-x86-64.so.2 (0x2)\n");
+    const libs = parseLdd(
+      "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x1)\n\t/lib64/ld-linux-x86-64.so.2 (0x2)\n",
+    );
     expect(libs).toEqual([
       { name: "libc.so.6", path: "/lib/x86_64-linux-gnu/libc.so.6" },
       { name: "ld-linux-x86-64.so.2", path: "/lib64/ld-linux-x86-64.so.2" },
@@ -35,13 +37,37 @@ describe("chroots", () => {
     const m = { mirror: "http://deb.debian.org/debian", bootstrap: "mmdebstrap" } as const;
     expect(chrootKey("bookworm", ["b", "a"], m)).toBe(chrootKey("bookworm", ["a", "b", "a"], m));
     expect(chrootKey("trixie", ["a"], m)).not.toBe(chrootKey("bookworm", ["a"], m));
-    expect(chrootKey("trixie", ["a"], { ...m, bootstrap: "debootstrap" })).not.toBe(chrootKey("trixie", ["a"], m));
+    expect(chrootKey("trixie", ["a"], { ...m, bootstrap: "debootstrap" })).not.toBe(
+      chrootKey("trixie", ["a"], m),
+    );
   });
   it("both bootstrappers include packages in a private mount namespace; commands enter through one with argv intact", () => {
     const ns = ["unshare", "--mount", "--propagation", "private", "--fork"];
-    expect(bootstrapArgs("sid", "/r", ["b", "a"], { mirror: "M", bootstrap: "debootstrap" })).toEqual([...ns, "debootstrap", "--variant=minbase", "--include=a,b", "sid", "/r", "M"]);
-    expect(bootstrapArgs("sid", "/r", ["b", "a"], { mirror: "M", bootstrap: "mmdebstrap" })).toEqual([...ns, "mmdebstrap", "--mode=root", "--variant=minbase", "--dpkgopt=force-unsafe-io", "--include=a,b", "sid", "/r", "M"]);
-    expect(bootstrapArgs("sid", "/r", [], { mirror: "M", bootstrap: "mmdebstrap" }).filter((a) => a.startsWith("--include"))).toEqual([]);
+    expect(bootstrapArgs("sid", "/r", ["b", "a"], { mirror: "M", bootstrap: "debootstrap" })).toEqual([
+      ...ns,
+      "debootstrap",
+      "--variant=minbase",
+      "--include=a,b",
+      "sid",
+      "/r",
+      "M",
+    ]);
+    expect(bootstrapArgs("sid", "/r", ["b", "a"], { mirror: "M", bootstrap: "mmdebstrap" })).toEqual([
+      ...ns,
+      "mmdebstrap",
+      "--mode=root",
+      "--variant=minbase",
+      "--dpkgopt=force-unsafe-io",
+      "--include=a,b",
+      "sid",
+      "/r",
+      "M",
+    ]);
+    expect(
+      bootstrapArgs("sid", "/r", [], { mirror: "M", bootstrap: "mmdebstrap" }).filter((a) =>
+        a.startsWith("--include"),
+      ),
+    ).toEqual([]);
     const argv = chrootArgv("/root dir", ["criu", "--version"], "/build");
     expect(argv.slice(0, 5)).toEqual(["unshare", "--mount", "--propagation", "private", "--fork"]);
     expect(argv.slice(-5)).toEqual(["cr-guest-chroot", "/root dir", "/build", "criu", "--version"]);
@@ -51,18 +77,29 @@ describe("chroots", () => {
 describe("CRIU providers and plan", () => {
   const catalog = loadCriuCatalog();
   const patches = loadPatchCatalog();
-  const planOf = (...set: string[]) => resolveAndPlanCriu(loadConfig({ set }), { strict: true }, { criu: catalog, criuPatches: patches });
+  const planOf = (...set: string[]) =>
+    resolveAndPlanCriu(loadConfig({ set }), { strict: true }, { criu: catalog, criuPatches: patches });
   it("know their identity without network, or why they cannot serve", () => {
-    const byProvider = (p: ReturnType<typeof planOf>) => Object.fromEntries(p.candidates.map((c) => [c.provider, c.identity ?? c.skip]));
+    const byProvider = (p: ReturnType<typeof planOf>) =>
+      Object.fromEntries(p.candidates.map((c) => [c.provider, c.identity ?? c.skip]));
     const v411 = byProvider(planOf("criu.version=4.1.1"));
-    expect(v411["debian-source"]).toBe("sha256:f80a66cb3726bb2116266d4759ce3bcbfab7abdb6b6d430bf20dd41911717afe");
+    expect(v411["debian-source"]).toBe(
+      "sha256:f80a66cb3726bb2116266d4759ce3bcbfab7abdb6b6d430bf20dd41911717afe",
+    );
     expect(v411.upstream).toBe("sha256:a5338fe696395843543e6e09c85ccaf36614bf172c26fe8506191b7b930d2dae");
     expect(byProvider(planOf("criu.version=3.17.1"))["debian-binary"]).toBe("deb:bookworm:3.17.1-2+deb12u2");
-    expect(byProvider(planOf("criu.version=3.19"))["debian-source"]).toBe("Debian does not package CRIU 3.19");
+    expect(byProvider(planOf("criu.version=3.19"))["debian-source"]).toBe(
+      "Debian does not package CRIU 3.19",
+    );
     expect(byProvider(planOf("criu.version=4.2.1")).upstream).toMatch(/^sha256:feffdf46/);
   });
   it("reads Depends into package names", () => {
-    expect(dependsNames("libc6 (>= 2.34), libnet1 (>= 1.1.2.1), python3:any, iproute2 | busybox")).toEqual(["libc6", "libnet1", "python3", "iproute2"]);
+    expect(dependsNames("libc6 (>= 2.34), libnet1 (>= 1.1.2.1), python3:any, iproute2 | busybox")).toEqual([
+      "libc6",
+      "libnet1",
+      "python3",
+      "iproute2",
+    ]);
   });
   it("plans keys that change with patches and link mode, and skips a binary when patching", () => {
     const base = ["criu.version=4.1", "criu.providers=[debian-source, debian-binary]"];
@@ -78,8 +115,14 @@ describe("CRIU providers and plan", () => {
   });
   it("source builds of 3.17.1 carry Debian's patches in their key; the binary does not", () => {
     const p = planOf("criu.version=3.17.1");
-    expect(p.resolved.debianPatches).toMatchObject({ archive: "criu_3.17.1-2+deb12u2.debian.tar.xz", sha256: expect.stringMatching(/^bb1a4b2c/) });
-    expect(p.resolved.debianPatches!.names.slice(0, 2)).toEqual(["criu-fix-conflicting-headers", "mount-add-definition-for-FSOPEN_CLOEXEC"]);
+    expect(p.resolved.debianPatches).toMatchObject({
+      archive: "criu_3.17.1-2+deb12u2.debian.tar.xz",
+      sha256: expect.stringMatching(/^bb1a4b2c/),
+    });
+    expect(p.resolved.debianPatches!.names.slice(0, 2)).toEqual([
+      "criu-fix-conflicting-headers",
+      "mount-add-definition-for-FSOPEN_CLOEXEC",
+    ]);
     expect(planOf("criu.version=4.1.1").resolved.debianPatches).toBeUndefined();
   });
 });

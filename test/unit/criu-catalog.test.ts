@@ -2,7 +2,13 @@ import { describe, expect, it } from "vitest";
 import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { checkFeatures, hasFact, loadCriuCatalog, resolveCriuVersion, suitesFrom } from "../../scripts/data/criu-catalog.js";
+import {
+  checkFeatures,
+  hasFact,
+  loadCriuCatalog,
+  resolveCriuVersion,
+  suitesFrom,
+} from "../../scripts/data/criu-catalog.js";
 import { applyPatches } from "../../scripts/criu/patches.js";
 import { loadPatchCatalog, selectPatches } from "../../scripts/data/criu-patches.js";
 import { diagnose, formatFindings } from "../../scripts/data/doctor.js";
@@ -11,11 +17,16 @@ import { CRIU_CATALOG_FILE } from "../../scripts/lib/paths.js";
 import { run } from "../../scripts/lib/exec.js";
 
 const catalog = loadCriuCatalog();
-const kernelOptions = (loadYamlFile(CRIU_CATALOG_FILE).value as { kernel_options: { required: Record<string, string>; optional: Record<string, string> } }).kernel_options;
+const kernelOptions = (
+  loadYamlFile(CRIU_CATALOG_FILE).value as {
+    kernel_options: { required: Record<string, string>; optional: Record<string, string> };
+  }
+).kernel_options;
 
 describe("CRIU catalog", () => {
   it("has every version the pipeline supports", () => {
-    for (const v of ["3.17.1", "3.18", "3.19", "4.0", "4.1", "4.1.1", "4.2", "4.2.1"]) expect(catalog.versions.has(v), v).toBe(true);
+    for (const v of ["3.17.1", "3.18", "3.19", "4.0", "4.1", "4.1.1", "4.2", "4.2.1"])
+      expect(catalog.versions.has(v), v).toBe(true);
   });
   it("resolves a series to its newest release", () => {
     expect(resolveCriuVersion("4.1", catalog).version).toBe("4.1.1");
@@ -38,7 +49,9 @@ describe("CRIU catalog", () => {
     expect(hasFact(catalog, "membarrier_get_registrations_probe", "3.19")).toBe(true);
     expect(hasFact(catalog, "membarrier_get_registrations_probe", "4.2.1")).toBe(true);
     expect(checkFeatures(catalog, "3.17.1")).not.toContain("ipv6_freebind");
-    expect(checkFeatures(catalog, "4.1.1")).toEqual(expect.arrayContaining(["ipv6_freebind", "pagemap_scan", "mnt_id"]));
+    expect(checkFeatures(catalog, "4.1.1")).toEqual(
+      expect.arrayContaining(["ipv6_freebind", "pagemap_scan", "mnt_id"]),
+    );
     expect(checkFeatures(catalog, "4.2")).toContain("breakpoints");
     expect(suitesFrom(catalog, "trixie")).toEqual(["trixie", "sid"]);
   });
@@ -62,8 +75,12 @@ describe("CRIU patches", () => {
   it("selects the membarrier patch for >= 3.19 and refuses it before", () => {
     const [p] = selectPatches(["membarrier-probe-nonfatal"], "4.1.1", patches);
     expect(p.sha256).toMatch(/^[0-9a-f]{64}$/);
-    expect(() => selectPatches(["membarrier-probe-nonfatal"], "3.17.1", patches)).toThrow(/applies to CRIU >=3.19.0, not to 3.17.1/);
-    expect(() => selectPatches(["membarier"], "4.1.1", patches)).toThrow(/did you mean 'membarrier-probe-nonfatal'/);
+    expect(() => selectPatches(["membarrier-probe-nonfatal"], "3.17.1", patches)).toThrow(
+      /applies to CRIU >=3.19.0, not to 3.17.1/,
+    );
+    expect(() => selectPatches(["membarier"], "4.1.1", patches)).toThrow(
+      /did you mean 'membarrier-probe-nonfatal'/,
+    );
   });
 
   it("dry-runs before applying: a tree the patch does not fit is left untouched", async () => {
@@ -79,7 +96,10 @@ describe("CRIU patches", () => {
 });
 
 describe("doctor", () => {
-  const noMembarrier = new Map([["CONFIG_CHECKPOINT_RESTORE", "y"], ["CONFIG_PROC_FS", "y"]]);
+  const noMembarrier = new Map([
+    ["CONFIG_CHECKPOINT_RESTORE", "y"],
+    ["CONFIG_PROC_FS", "y"],
+  ]);
   const base = { catalog, kernelOptions, guestSuite: "trixie", patches: [] as string[] };
 
   it("CRIU >= 3.19 on a kernel without MEMBARRIER fails, and the patch turns it into a warning", () => {
@@ -88,35 +108,82 @@ describe("doctor", () => {
     expect(m.severity).toBe("fail");
     expect(m.what).toContain("kerndat_has_membarrier_get_registrations failed");
     expect(m.fix).toContain("CONFIG_MEMBARRIER");
-    const patched = diagnose({ ...base, criu: resolveCriuVersion("4.1", catalog), kernelConfig: noMembarrier, patches: ["membarrier-probe-nonfatal"] });
+    const patched = diagnose({
+      ...base,
+      criu: resolveCriuVersion("4.1", catalog),
+      kernelConfig: noMembarrier,
+      patches: ["membarrier-probe-nonfatal"],
+    });
     expect(patched.find((x) => x.id === "membarrier-probe")).toBeUndefined();
     expect(patched.find((x) => x.id === "membarrier-patched")?.severity).toBe("warn");
-    const old = diagnose({ ...base, criu: resolveCriuVersion("3.17.1", catalog), kernelConfig: noMembarrier });
+    const old = diagnose({
+      ...base,
+      criu: resolveCriuVersion("3.17.1", catalog),
+      kernelConfig: noMembarrier,
+    });
     expect(old.find((x) => x.id.startsWith("membarrier"))).toBeUndefined();
   });
 
   it("CRIU 3.17.1 on a kernel without HUGETLBFS fails (memfd_create ENOSYS is fatal before 3.18)", () => {
-    const old = diagnose({ ...base, criu: resolveCriuVersion("3.17.1", catalog), kernelConfig: noMembarrier });
+    const old = diagnose({
+      ...base,
+      criu: resolveCriuVersion("3.17.1", catalog),
+      kernelConfig: noMembarrier,
+    });
     const m = old.find((x) => x.id === "memfd-hugetlb")!;
     expect(m.severity).toBe("fail");
     expect(m.what).toContain("kerndat_has_memfd_hugetlb failed");
     expect(m.fix).toContain("CONFIG_HUGETLBFS");
     const withHugetlb = new Map([...noMembarrier, ["CONFIG_HUGETLBFS", "y"]]);
-    expect(diagnose({ ...base, criu: resolveCriuVersion("3.17.1", catalog), kernelConfig: withHugetlb }).find((x) => x.id === "memfd-hugetlb")).toBeUndefined();
-    expect(diagnose({ ...base, criu: resolveCriuVersion("3.18", catalog), kernelConfig: noMembarrier }).find((x) => x.id === "memfd-hugetlb")).toBeUndefined();
+    expect(
+      diagnose({ ...base, criu: resolveCriuVersion("3.17.1", catalog), kernelConfig: withHugetlb }).find(
+        (x) => x.id === "memfd-hugetlb",
+      ),
+    ).toBeUndefined();
+    expect(
+      diagnose({ ...base, criu: resolveCriuVersion("3.18", catalog), kernelConfig: noMembarrier }).find(
+        (x) => x.id === "memfd-hugetlb",
+      ),
+    ).toBeUndefined();
   });
 
   it("CRIU < 4.0 with libnftables on a kernel without nf_tables fails; static builds and 4.x do not", () => {
-    const f = diagnose({ ...base, criu: resolveCriuVersion("3.17.1", catalog), kernelConfig: noMembarrier, withNftables: true });
+    const f = diagnose({
+      ...base,
+      criu: resolveCriuVersion("3.17.1", catalog),
+      kernelConfig: noMembarrier,
+      withNftables: true,
+    });
     expect(f.find((x) => x.id === "nftables-probe")?.what).toContain("kerndat_has_nftables_concat failed");
-    expect(diagnose({ ...base, criu: resolveCriuVersion("3.17.1", catalog), kernelConfig: noMembarrier, withNftables: false }).find((x) => x.id === "nftables-probe")).toBeUndefined();
-    expect(diagnose({ ...base, criu: resolveCriuVersion("4.1.1", catalog), kernelConfig: noMembarrier, withNftables: true }).find((x) => x.id === "nftables-probe")).toBeUndefined();
+    expect(
+      diagnose({
+        ...base,
+        criu: resolveCriuVersion("3.17.1", catalog),
+        kernelConfig: noMembarrier,
+        withNftables: false,
+      }).find((x) => x.id === "nftables-probe"),
+    ).toBeUndefined();
+    expect(
+      diagnose({
+        ...base,
+        criu: resolveCriuVersion("4.1.1", catalog),
+        kernelConfig: noMembarrier,
+        withNftables: true,
+      }).find((x) => x.id === "nftables-probe"),
+    ).toBeUndefined();
   });
 
   it("a trixie-linked CRIU 4.x in a bookworm userland will not start; static is fine", () => {
-    const f = diagnose({ ...base, criu: resolveCriuVersion("4.1.1", catalog), guestSuite: "bookworm", binarySuite: "trixie" });
+    const f = diagnose({
+      ...base,
+      criu: resolveCriuVersion("4.1.1", catalog),
+      guestSuite: "bookworm",
+      binarySuite: "trixie",
+    });
     expect(f.find((x) => x.id === "glibc")?.what).toContain("will not start in a bookworm userland");
-    expect(diagnose({ ...base, criu: resolveCriuVersion("4.1.1", catalog), guestSuite: "bookworm" })).toEqual([]);
+    expect(diagnose({ ...base, criu: resolveCriuVersion("4.1.1", catalog), guestSuite: "bookworm" })).toEqual(
+      [],
+    );
   });
 
   it("lists required kernel options that are missing, and only those", () => {
@@ -129,7 +196,13 @@ describe("doctor", () => {
 
   describe("predictions that depend on the kernel version", () => {
     const withMembarrier = new Map([...noMembarrier, ["CONFIG_MEMBARRIER", "y"], ["CONFIG_HUGETLBFS", "y"]]);
-    const at = (criu: string, kernelVersion: string) => diagnose({ ...base, criu: resolveCriuVersion(criu, catalog), kernelConfig: withMembarrier, kernelVersion });
+    const at = (criu: string, kernelVersion: string) =>
+      diagnose({
+        ...base,
+        criu: resolveCriuVersion(criu, catalog),
+        kernelConfig: withMembarrier,
+        kernelVersion,
+      });
     it("CRIU < 4.1 on a kernel with [vvar_vclock] will not start; 4.1 will, and 6.12 is fine", () => {
       const f = at("3.19", "7.1.8").find((x) => x.id === "vdso-vvar-vclock")!;
       expect(f).toMatchObject({ severity: "fail", test: "criu-check", expect: "FAIL" });
@@ -139,16 +212,32 @@ describe("doctor", () => {
     });
     it("on 6.1 CRIU >= 3.19 is predicted to start and keep registrations; 3.17.1 to lose them", () => {
       const f = at("4.1.1", "6.1.176");
-      expect(f.find((x) => x.id === "membarrier-before-6.3")).toMatchObject({ severity: "info", test: "membarrier/registration", expect: "PASS" });
+      expect(f.find((x) => x.id === "membarrier-before-6.3")).toMatchObject({
+        severity: "info",
+        test: "membarrier/registration",
+        expect: "PASS",
+      });
       expect(f.filter((x) => x.severity === "fail").map((x) => x.id)).not.toContain("membarrier-probe");
       expect(at("4.1.1", "6.12.107").find((x) => x.id === "membarrier-before-6.3")).toBeUndefined();
       // A lost registration is a loss, not a refusal: 3.17.1 still builds without --force.
-      expect(at("3.17.1", "6.1.176").find((x) => x.id === "membarrier-registration")).toMatchObject({ severity: "warn", expect: "FAIL" });
+      expect(at("3.17.1", "6.1.176").find((x) => x.id === "membarrier-registration")).toMatchObject({
+        severity: "warn",
+        expect: "FAIL",
+      });
     });
     it("a TCP diag handler built as a module (a distribution kernel) predicts the TCP dump failing", () => {
       const cloud = new Map([...withMembarrier, ["CONFIG_INET_DIAG", "m"]]);
-      const f = diagnose({ ...base, criu: resolveCriuVersion("4.2.1", catalog), kernelConfig: cloud, kernelVersion: "6.12.117+deb13-cloud-amd64" });
-      expect(f.find((x) => x.id === "inet-diag-module")).toMatchObject({ severity: "warn", test: "tcp-established", expect: "FAIL" });
+      const f = diagnose({
+        ...base,
+        criu: resolveCriuVersion("4.2.1", catalog),
+        kernelConfig: cloud,
+        kernelVersion: "6.12.117+deb13-cloud-amd64",
+      });
+      expect(f.find((x) => x.id === "inet-diag-module")).toMatchObject({
+        severity: "warn",
+        test: "tcp-established",
+        expect: "FAIL",
+      });
       expect(at("4.2.1", "6.12.107").find((x) => x.id === "inet-diag-module")).toBeUndefined();
     });
     it("predicts nothing about registrations where CRIU will not start", () => {

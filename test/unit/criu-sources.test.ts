@@ -5,26 +5,51 @@
  * downloading the real 3.19 archive from a loopback HTTP server under its real pin.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 import { loadCriuCatalog, resolveCriuVersion } from "../../scripts/data/criu-catalog.js";
-import { inspectLocalSource, mirrorNames, obtainCriuSource, resolveCriuSource, treeIdentity } from "../../scripts/criu/sources.js";
+import {
+  inspectLocalSource,
+  mirrorNames,
+  obtainCriuSource,
+  resolveCriuSource,
+  treeIdentity,
+} from "../../scripts/criu/sources.js";
 import { planCriu, resolveAndPlanCriu } from "../../scripts/criu/stage.js";
 import { loadPatchCatalog } from "../../scripts/data/criu-patches.js";
 import { loadConfig } from "../../scripts/lib/config.js";
 import { UserError } from "../../scripts/lib/errors.js";
 import { NotAvailableError } from "../../scripts/lib/download.js";
-import { CRIU_TARBALLS, git, gitCheckoutOf, missingTarballs, unpackRelease } from "../helpers/criu-sources.js";
+import {
+  CRIU_TARBALLS,
+  git,
+  gitCheckoutOf,
+  missingTarballs,
+  unpackRelease,
+} from "../helpers/criu-sources.js";
 
 const catalog = loadCriuCatalog();
 const patchCatalog = loadPatchCatalog();
 const cacheRoot = mkdtempSync(join(tmpdir(), "crg-src-cache-"));
 const cfg = (...set: string[]) => loadConfig({ set: [`cache_dir=${JSON.stringify(cacheRoot)}`, ...set] });
-const plan = (strict: boolean, ...set: string[]) => resolveAndPlanCriu(cfg(...set), { strict }, { criu: catalog, criuPatches: patchCatalog });
+const plan = (strict: boolean, ...set: string[]) =>
+  resolveAndPlanCriu(cfg(...set), { strict }, { criu: catalog, criuPatches: patchCatalog });
 const serving = (p: ReturnType<typeof plan>) => p.candidates.find((c) => c.key)!;
 const thrown = (f: () => unknown): UserError => {
   try {
@@ -47,14 +72,33 @@ describe("the catalog pins every tag archive in the shared mirror", () => {
     }
   });
   it("3.17.1 keeps Debian's binary before the source providers; others take the default order", () => {
-    expect(plan(true, "criu.version=3.17.1").candidates.map((c) => c.provider)).toEqual(["local-source", "git", "debian-binary", "local-mirror", "debian-source", "upstream"]);
-    expect(plan(true, "criu.version=3.19").candidates.map((c) => c.provider)).toEqual(["local-source", "git", "local-mirror", "debian-source", "upstream", "debian-binary"]);
+    expect(plan(true, "criu.version=3.17.1").candidates.map((c) => c.provider)).toEqual([
+      "local-source",
+      "git",
+      "debian-binary",
+      "local-mirror",
+      "debian-source",
+      "upstream",
+    ]);
+    expect(plan(true, "criu.version=3.19").candidates.map((c) => c.provider)).toEqual([
+      "local-source",
+      "git",
+      "local-mirror",
+      "debian-source",
+      "upstream",
+      "debian-binary",
+    ]);
     // Named providers are only those, in that order.
-    expect(plan(true, "criu.version=3.17.1", "criu.providers=[upstream]").candidates.map((c) => c.provider)).toEqual(["upstream"]);
+    expect(
+      plan(true, "criu.version=3.17.1", "criu.providers=[upstream]").candidates.map((c) => c.provider),
+    ).toEqual(["upstream"]);
   });
   it("upstream URLs follow criu.upstream_url_base; 4.1.1 is still Debian's orig tarball first", () => {
     const p = plan(true, "criu.version=3.19", "criu.upstream_url_base=http://proxy.example/criu/");
-    expect(serving(p)).toMatchObject({ provider: "upstream", from: "http://proxy.example/criu/v3.19.tar.gz" });
+    expect(serving(p)).toMatchObject({
+      provider: "upstream",
+      from: "http://proxy.example/criu/v3.19.tar.gz",
+    });
     expect(serving(plan(true, "criu.version=4.1"))).toMatchObject({ provider: "debian-source" });
   });
 });
@@ -64,11 +108,19 @@ describe.skipIf(missingTarballs())("local mirror", () => {
     const p = plan(true, "criu.version=3.19", `criu.local_mirror=${CRIU_TARBALLS}`);
     const mirror = p.candidates.find((c) => c.provider === "local-mirror")!;
     const upstream = p.candidates.find((c) => c.provider === "upstream")!;
-    expect(mirror).toMatchObject({ identity: "sha256:990cdd147cb670a5d5d14216c2b5c2fc2b9a53ef19396569a6413807ba2a6aa2", file: join(CRIU_TARBALLS, "criu-3.19.tar.gz") });
+    expect(mirror).toMatchObject({
+      identity: "sha256:990cdd147cb670a5d5d14216c2b5c2fc2b9a53ef19396569a6413807ba2a6aa2",
+      file: join(CRIU_TARBALLS, "criu-3.19.tar.gz"),
+    });
     expect(serving(p).provider).toBe("local-mirror");
     expect(mirror.key).toBe(upstream.key);
     // A patch is part of the key; the provider never is.
-    const patched = plan(true, "criu.version=3.19", `criu.local_mirror=${CRIU_TARBALLS}`, "criu.patches=[membarrier-probe-nonfatal]");
+    const patched = plan(
+      true,
+      "criu.version=3.19",
+      `criu.local_mirror=${CRIU_TARBALLS}`,
+      "criu.patches=[membarrier-probe-nonfatal]",
+    );
     expect(serving(patched).key).not.toBe(mirror.key);
   });
 
@@ -76,10 +128,17 @@ describe.skipIf(missingTarballs())("local mirror", () => {
     const dir = mkdtempSync(join(tmpdir(), "crg-mirror-"));
     copyFileSync(join(CRIU_TARBALLS, "criu-4.0.tar.gz"), join(dir, "v4.0.tar.gz"));
     writeFileSync(join(dir, "README"), "not a tarball\n");
-    expect(serving(plan(true, 'criu.version="4.0"', `criu.local_mirror=${dir}`))).toMatchObject({ provider: "local-mirror", identity: "sha256:c61bfb4cc8f8ddb56da8be816ad8c951aa53b0f9ac4cd56bc74d3f451be5d3a7" });
-    const none = plan(true, "criu.version=3.18", `criu.local_mirror=${dir}`).candidates.find((c) => c.provider === "local-mirror")!;
+    expect(serving(plan(true, 'criu.version="4.0"', `criu.local_mirror=${dir}`))).toMatchObject({
+      provider: "local-mirror",
+      identity: "sha256:c61bfb4cc8f8ddb56da8be816ad8c951aa53b0f9ac4cd56bc74d3f451be5d3a7",
+    });
+    const none = plan(true, "criu.version=3.18", `criu.local_mirror=${dir}`).candidates.find(
+      (c) => c.provider === "local-mirror",
+    )!;
     expect(none.skip).toContain("criu-3.18.tar.gz, v3.18.tar.gz");
-    expect(mirrorNames(resolveCriuVersion("4.1.1", catalog)).map((n) => n.name)).toContain("criu_4.1.1.orig.tar.xz");
+    expect(mirrorNames(resolveCriuVersion("4.1.1", catalog)).map((n) => n.name)).toContain(
+      "criu_4.1.1.orig.tar.xz",
+    );
   });
 
   it("refuses a truncated tarball, naming it and both checksums", () => {
@@ -135,23 +194,38 @@ describe.skipIf(missingTarballs())("local source: a real release tree, a git che
   it("refuses a directory that is not a CRIU tree and a tarball with two top directories", () => {
     const notCriu = mkdtempSync(join(tmpdir(), "crg-notcriu-"));
     writeFileSync(join(notCriu, "Makefile"), "all:\n");
-    expect(thrown(() => plan(true, "criu.version=3.19", `criu.local_source=${notCriu}`)).message).toBe(`criu.local_source ${notCriu} is not a CRIU source tree (no Makefile.versions and criu/ at its top)`);
+    expect(thrown(() => plan(true, "criu.version=3.19", `criu.local_source=${notCriu}`)).message).toBe(
+      `criu.local_source ${notCriu} is not a CRIU source tree (no Makefile.versions and criu/ at its top)`,
+    );
     const two = join(mkdtempSync(join(tmpdir(), "crg-two-")), "two.tar.gz");
     mkdirSync(join(notCriu, "b"));
     execFileSync("tar", ["-czf", two, "-C", join(tree, ".."), "criu-3.19", "-C", notCriu, "b"]);
-    expect(thrown(() => plan(true, "criu.version=3.19", `criu.local_source=${two}`)).message).toMatch(/two\.tar\.gz has 2 top directories \(criu-3\.19, b\), not one/);
+    expect(thrown(() => plan(true, "criu.version=3.19", `criu.local_source=${two}`)).message).toMatch(
+      /two\.tar\.gz has 2 top directories \(criu-3\.19, b\), not one/,
+    );
   });
 
   it("a tarball path is the same content as the mirror's: the same key", () => {
     const p = plan(true, "criu.version=3.19", `criu.local_source=${join(CRIU_TARBALLS, "criu-3.19.tar.gz")}`);
-    expect(serving(p)).toMatchObject({ provider: "local-source", identity: "sha256:990cdd147cb670a5d5d14216c2b5c2fc2b9a53ef19396569a6413807ba2a6aa2" });
-    expect(serving(p).key).toBe(serving(plan(true, "criu.version=3.19", `criu.local_mirror=${CRIU_TARBALLS}`)).key);
+    expect(serving(p)).toMatchObject({
+      provider: "local-source",
+      identity: "sha256:990cdd147cb670a5d5d14216c2b5c2fc2b9a53ef19396569a6413807ba2a6aa2",
+    });
+    expect(serving(p).key).toBe(
+      serving(plan(true, "criu.version=3.19", `criu.local_mirror=${CRIU_TARBALLS}`)).key,
+    );
   });
 
   it("a git checkout: commit plus tracked changes; untracked files do not count", () => {
     const { dir, head } = gitCheckoutOf("3.19");
     const clean = inspectLocalSource(dir);
-    expect(clean).toMatchObject({ kind: "git", version: "3.19", commit: head, dirty: false, identity: `git:${head}` });
+    expect(clean).toMatchObject({
+      kind: "git",
+      version: "3.19",
+      commit: head,
+      dirty: false,
+      identity: `git:${head}`,
+    });
     writeFileSync(join(dir, "notes.txt"), "untracked\n");
     mkdirSync(join(dir, "build-output"));
     writeFileSync(join(dir, "build-output/x.o"), "junk");
@@ -174,7 +248,13 @@ describe.skipIf(missingTarballs())("local source: a real release tree, a git che
     const p = plan(true, "criu.version=3.19", `criu.local_source=${dir}`);
     const dest = mkdtempSync(join(tmpdir(), "crg-obtain-"));
     const before = execFileSync("git", ["status", "--porcelain"], { cwd: dir }).toString();
-    const { tree: copy, origin } = await obtainCriuSource(serving(p) as never, p.resolved, { cacheRoot, mirror: "", log: () => undefined }, dest, "");
+    const { tree: copy, origin } = await obtainCriuSource(
+      serving(p) as never,
+      p.resolved,
+      { cacheRoot, mirror: "", log: () => undefined },
+      dest,
+      "",
+    );
     expect(existsSync(join(copy, "untracked.c"))).toBe(false);
     expect(existsSync(join(copy, ".git"))).toBe(false);
     expect(readFileSync(join(copy, "criu/cr-restore.c"), "utf8")).toContain("/* uncommitted */");
@@ -202,14 +282,24 @@ describe.skipIf(missingTarballs())("git provider over file://", () => {
     expect(serving(tag).identity).toBe(`git:${checkout.tagged}`);
     expect(serving(tag).key).not.toBe(serving(p).key);
     // A commit already fetched resolves without the network (the URL is not asked again).
-    const byCommit = plan(true, "criu.version=3.19", `criu.git={url: "file:///nonexistent", ref: ${checkout.head}}`);
+    const byCommit = plan(
+      true,
+      "criu.version=3.19",
+      `criu.git={url: "file:///nonexistent", ref: ${checkout.head}}`,
+    );
     expect(serving(byCommit)).toMatchObject({ provider: "git", identity: `git:${checkout.head}` });
   });
 
   it("obtains the commit's tree", async () => {
     const p = plan(true, 'criu.version=""', `criu.git={url: "${url}", ref: criu-dev}`);
     const dest = mkdtempSync(join(tmpdir(), "crg-git-obtain-"));
-    const { tree, origin } = await obtainCriuSource(serving(p) as never, p.resolved, { cacheRoot, mirror: "", log: () => undefined }, dest, "");
+    const { tree, origin } = await obtainCriuSource(
+      serving(p) as never,
+      p.resolved,
+      { cacheRoot, mirror: "", log: () => undefined },
+      dest,
+      "",
+    );
     expect(readFileSync(join(tree, "criu/cr-check.c"), "utf8")).toContain("/* local work */");
     expect(origin).toMatchObject({ provider: "git", commit: checkout.head });
   });
@@ -217,7 +307,9 @@ describe.skipIf(missingTarballs())("git provider over file://", () => {
   it("names a ref that does not exist and a URL that cannot be reached", () => {
     const bad = thrown(() => plan(true, 'criu.version=""', `criu.git={url: "${url}", ref: no-such-branch}`));
     expect(bad.message).toBe(`git ref 'no-such-branch' does not exist in ${url}`);
-    const gone = thrown(() => plan(true, 'criu.version=""', 'criu.git={url: "file:///nonexistent/criu.git", ref: criu-dev}'));
+    const gone = thrown(() =>
+      plan(true, 'criu.version=""', 'criu.git={url: "file:///nonexistent/criu.git", ref: criu-dev}'),
+    );
     expect(gone.message).toMatch(/^cannot fetch from git URL file:\/\/\/nonexistent\/criu\.git: /);
   });
 });
@@ -230,7 +322,8 @@ describe.skipIf(missingTarballs())("upstream provider against a loopback server"
   beforeAll(async () => {
     server = createServer((req, res) => {
       served.push(req.url ?? "");
-      if (req.url === "/tags/v3.19.tar.gz") return void res.writeHead(200, { "content-length": archive().length }).end(archive());
+      if (req.url === "/tags/v3.19.tar.gz")
+        return void res.writeHead(200, { "content-length": archive().length }).end(archive());
       if (req.url === "/bad/v3.19.tar.gz") {
         const body = Buffer.from(archive());
         body[1000] ^= 0xff; // same size, other bytes
@@ -248,7 +341,13 @@ describe.skipIf(missingTarballs())("upstream provider against a loopback server"
     const up = serving(p);
     expect(up.provider).toBe("upstream");
     const dest = mkdtempSync(join(tmpdir(), "crg-up-"));
-    const { tree, origin } = await obtainCriuSource(up as never, p.resolved, { cacheRoot, mirror: "", log: () => undefined }, dest, `${base}/tags`);
+    const { tree, origin } = await obtainCriuSource(
+      up as never,
+      p.resolved,
+      { cacheRoot, mirror: "", log: () => undefined },
+      dest,
+      `${base}/tags`,
+    );
     expect(served).toContain("/tags/v3.19.tar.gz");
     expect(readFileSync(join(tree, "Makefile.versions"), "utf8")).toMatch(/CRIU_VERSION_MINOR\s*:?=\s*19/);
     expect(origin.identity).toBe("sha256:990cdd147cb670a5d5d14216c2b5c2fc2b9a53ef19396569a6413807ba2a6aa2");
@@ -259,9 +358,25 @@ describe.skipIf(missingTarballs())("upstream provider against a loopback server"
     rmSync(join(cacheRoot, "downloads"), { recursive: true, force: true });
     const p = plan(true, "criu.version=3.19", `criu.upstream_url_base=${base}/bad`);
     const dest = mkdtempSync(join(tmpdir(), "crg-up-bad-"));
-    await expect(obtainCriuSource(serving(p) as never, p.resolved, { cacheRoot, mirror: "", log: () => undefined }, dest, `${base}/bad`)).rejects.toThrow(/990cdd147cb670a5/);
+    await expect(
+      obtainCriuSource(
+        serving(p) as never,
+        p.resolved,
+        { cacheRoot, mirror: "", log: () => undefined },
+        dest,
+        `${base}/bad`,
+      ),
+    ).rejects.toThrow(/990cdd147cb670a5/);
     const missing = plan(true, "criu.version=3.18", `criu.upstream_url_base=${base}/nothing`);
-    await expect(obtainCriuSource(serving(missing) as never, missing.resolved, { cacheRoot, mirror: "", log: () => undefined }, dest, `${base}/nothing`)).rejects.toBeInstanceOf(NotAvailableError);
+    await expect(
+      obtainCriuSource(
+        serving(missing) as never,
+        missing.resolved,
+        { cacheRoot, mirror: "", log: () => undefined },
+        dest,
+        `${base}/nothing`,
+      ),
+    ).rejects.toBeInstanceOf(NotAvailableError);
   });
 });
 
@@ -272,6 +387,8 @@ describe("planning is pure over a resolved source", () => {
     const a = planCriu(config, resolved, catalog, patchCatalog);
     const b = planCriu(config, resolved, catalog, patchCatalog);
     expect(a.candidates.map((c) => c.key)).toEqual(b.candidates.map((c) => c.key));
-    expect(a.candidates.find((c) => c.provider === "debian-source")!.identity).toBe("sha256:f80a66cb3726bb2116266d4759ce3bcbfab7abdb6b6d430bf20dd41911717afe");
+    expect(a.candidates.find((c) => c.provider === "debian-source")!.identity).toBe(
+      "sha256:f80a66cb3726bb2116266d4759ce3bcbfab7abdb6b6d430bf20dd41911717afe",
+    );
   });
 });

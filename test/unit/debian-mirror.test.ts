@@ -123,8 +123,14 @@ describe("InRelease", () => {
   });
 
   it("finds the SHA256 entry of an index path, armored or not", () => {
-    expect(parseInReleaseSha256(INRELEASE, "main/source/Sources.xz")).toEqual({ sha256: H("3"), size: 10540436 });
-    expect(parseInReleaseSha256(INRELEASE, "main/binary-amd64/Packages.xz")).toEqual({ sha256: H("4"), size: 8790396 });
+    expect(parseInReleaseSha256(INRELEASE, "main/source/Sources.xz")).toEqual({
+      sha256: H("3"),
+      size: 10540436,
+    });
+    expect(parseInReleaseSha256(INRELEASE, "main/binary-amd64/Packages.xz")).toEqual({
+      sha256: H("4"),
+      size: 8790396,
+    });
     expect(parseInReleaseSha256(clearsignedBody(INRELEASE), "main/source/Sources")?.size).toBe(57389881);
     expect(parseInReleaseSha256(INRELEASE, "main/binary-mips/Packages.xz")).toBeUndefined();
     expect(parseInReleaseSha256("Origin: Debian\n", "main/source/Sources.xz")).toBeUndefined();
@@ -134,21 +140,42 @@ describe("InRelease", () => {
 describe("parseSources", () => {
   it("reads every version with files from Checksums-Sha256 and pool URLs", () => {
     const all = parseSources(SOURCES, MIRROR);
-    expect(all.map((p) => `${p.package} ${p.version}`)).toEqual(["criu 4.1.1-1", "linux 6.12.8-1", "linux 6.12.38-1"]);
+    expect(all.map((p) => `${p.package} ${p.version}`)).toEqual([
+      "criu 4.1.1-1",
+      "linux 6.12.8-1",
+      "linux 6.12.38-1",
+    ]);
     expect(all[0]).toEqual({
       package: "criu",
       version: "4.1.1-1",
       directory: "pool/main/c/criu",
       files: [
-        { name: "criu_4.1.1-1.dsc", size: 2806, sha256: H("a"), url: "http://deb.debian.org/debian/pool/main/c/criu/criu_4.1.1-1.dsc" },
-        { name: "criu_4.1.1.orig.tar.xz", size: 1021136, sha256: H("b"), url: "http://deb.debian.org/debian/pool/main/c/criu/criu_4.1.1.orig.tar.xz" },
-        { name: "criu_4.1.1-1.debian.tar.xz", size: 12368, sha256: H("c"), url: "http://deb.debian.org/debian/pool/main/c/criu/criu_4.1.1-1.debian.tar.xz" },
+        {
+          name: "criu_4.1.1-1.dsc",
+          size: 2806,
+          sha256: H("a"),
+          url: "http://deb.debian.org/debian/pool/main/c/criu/criu_4.1.1-1.dsc",
+        },
+        {
+          name: "criu_4.1.1.orig.tar.xz",
+          size: 1021136,
+          sha256: H("b"),
+          url: "http://deb.debian.org/debian/pool/main/c/criu/criu_4.1.1.orig.tar.xz",
+        },
+        {
+          name: "criu_4.1.1-1.debian.tar.xz",
+          size: 12368,
+          sha256: H("c"),
+          url: "http://deb.debian.org/debian/pool/main/c/criu/criu_4.1.1-1.debian.tar.xz",
+        },
       ],
     });
   });
 
   it("rejects a malformed checksum line", () => {
-    expect(() => parseSources("Package: x\nVersion: 1\nDirectory: pool/x\nChecksums-Sha256:\n zz 1 x.dsc\n", MIRROR)).toThrow(/malformed Checksums-Sha256/);
+    expect(() =>
+      parseSources("Package: x\nVersion: 1\nDirectory: pool/x\nChecksums-Sha256:\n zz 1 x.dsc\n", MIRROR),
+    ).toThrow(/malformed Checksums-Sha256/);
   });
 });
 
@@ -170,15 +197,32 @@ describe("parsePackages", () => {
   });
 
   it("rejects a stanza without SHA256", () => {
-    expect(() => parsePackages("Package: x\nVersion: 1\nArchitecture: all\nFilename: pool/x.deb\nSize: 1\n", MIRROR)).toThrow(/lacks SHA256/);
+    expect(() =>
+      parsePackages("Package: x\nVersion: 1\nArchitecture: all\nFilename: pool/x.deb\nSize: 1\n", MIRROR),
+    ).toThrow(/lacks SHA256/);
   });
 });
 
 describe("compareDebianVersions", () => {
-  const sorted = ["1.0~rc1", "1.0", "1.0-1", "1.0-1+deb12u1", "1.0a", "1.0.1", "1.2", "1.10", "6.12.8-1", "6.12.38-1", "6.12.107-1", "1:0.1"];
+  const sorted = [
+    "1.0~rc1",
+    "1.0",
+    "1.0-1",
+    "1.0-1+deb12u1",
+    "1.0a",
+    "1.0.1",
+    "1.2",
+    "1.10",
+    "6.12.8-1",
+    "6.12.38-1",
+    "6.12.107-1",
+    "1:0.1",
+  ];
   it("orders like dpkg", () => {
     for (let i = 0; i < sorted.length - 1; i++) {
-      expect(compareDebianVersions(sorted[i], sorted[i + 1]), `${sorted[i]} < ${sorted[i + 1]}`).toBeLessThan(0);
+      expect(compareDebianVersions(sorted[i], sorted[i + 1]), `${sorted[i]} < ${sorted[i + 1]}`).toBeLessThan(
+        0,
+      );
       expect(compareDebianVersions(sorted[i + 1], sorted[i])).toBeGreaterThan(0);
     }
     expect(compareDebianVersions("0:1.0-1", "1.0-1")).toBe(0);
@@ -198,22 +242,38 @@ afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
 describe("loadSuiteIndex error paths (local mirror, no network)", () => {
   it("names an unknown suite", async () => {
     const mirror = tmp("crg-mirror-");
-    const err = await loadSuiteIndex({ mirror, suite: "nosuch", cacheDir: join(mirror, "cache"), kind: "source", timeoutMs: 10_000 }).catch((e) => e);
+    const err = await loadSuiteIndex({
+      mirror,
+      suite: "nosuch",
+      cacheDir: join(mirror, "cache"),
+      kind: "source",
+      timeoutMs: 10_000,
+    }).catch((e) => e);
     expect(err).toBeInstanceOf(UserError);
     expect(err.message).toContain("unknown Debian suite nosuch");
   });
 
   it("rejects an invalid suite or architecture name before any I/O", async () => {
     const cacheDir = tmp("crg-dmcache-");
-    await expect(loadSuiteIndex({ mirror: "/nonexistent", suite: "../etc", cacheDir, kind: "source" })).rejects.toThrow(/invalid Debian suite/);
-    await expect(loadSuiteIndex({ mirror: "/nonexistent", suite: "trixie", cacheDir, kind: { binaryArch: "a/b" } })).rejects.toThrow(/invalid Debian architecture/);
+    await expect(
+      loadSuiteIndex({ mirror: "/nonexistent", suite: "../etc", cacheDir, kind: "source" }),
+    ).rejects.toThrow(/invalid Debian suite/);
+    await expect(
+      loadSuiteIndex({ mirror: "/nonexistent", suite: "trixie", cacheDir, kind: { binaryArch: "a/b" } }),
+    ).rejects.toThrow(/invalid Debian architecture/);
   });
 
   it.skipIf(!findInPath("gpgv"))("refuses an InRelease whose signature does not verify", async () => {
     const mirror = tmp("crg-mirror-");
     mkdirSync(join(mirror, "dists", "trixie"), { recursive: true });
     writeFileSync(join(mirror, "dists", "trixie", "InRelease"), INRELEASE);
-    const err = await loadSuiteIndex({ mirror, suite: "trixie", cacheDir: join(mirror, "cache"), kind: "source", timeoutMs: 10_000 }).catch((e) => e);
+    const err = await loadSuiteIndex({
+      mirror,
+      suite: "trixie",
+      cacheDir: join(mirror, "cache"),
+      kind: "source",
+      timeoutMs: 10_000,
+    }).catch((e) => e);
     expect(err).toBeInstanceOf(UserError);
     expect(err.message).toMatch(/OpenPGP signature of the Debian trixie InRelease .* did not verify/);
     expect(err.hint).toContain("gpgv");

@@ -73,7 +73,14 @@ describe("download", () => {
   it("downloads and verifies sha256 and size", async () => {
     const dest = join(tmp(), "sub", "file.bin");
     const seen: number[] = [];
-    const r = await download({ url: `${base}/f`, dest, sha256: SHA, size: PAYLOAD.length, timeoutMs: 10_000, onProgress: (b) => seen.push(b) });
+    const r = await download({
+      url: `${base}/f`,
+      dest,
+      sha256: SHA,
+      size: PAYLOAD.length,
+      timeoutMs: 10_000,
+      onProgress: (b) => seen.push(b),
+    });
     expect(r).toEqual({ path: dest, sha256: SHA, bytes: PAYLOAD.length, resumed: false });
     expect(readFileSync(dest).equals(PAYLOAD)).toBe(true);
     expect(existsSync(`${dest}.part`)).toBe(false);
@@ -87,7 +94,13 @@ describe("download", () => {
       res.end(other);
     };
     const dest = join(tmp(), "file.bin");
-    const err = await download({ url: `${base}/corrupt`, dest, sha256: SHA, timeoutMs: 10_000, pinnedIn: "kernel-versions.yaml" }).catch((e) => e);
+    const err = await download({
+      url: `${base}/corrupt`,
+      dest,
+      sha256: SHA,
+      timeoutMs: 10_000,
+      pinnedIn: "kernel-versions.yaml",
+    }).catch((e) => e);
     expect(err).toBeInstanceOf(UserError);
     expect(err).not.toBeInstanceOf(NotAvailableError);
     expect(err.message).toContain(`${base}/corrupt`);
@@ -171,13 +184,19 @@ describe("download", () => {
 
   it("two concurrent downloads of one destination take turns (no shared .part), unverified too", async () => {
     const dest = join(tmp(), "InRelease");
-    const both = await Promise.all([download({ url: `${base}/f`, dest, timeoutMs: 10_000 }), download({ url: `${base}/f`, dest, timeoutMs: 10_000 })]);
+    const both = await Promise.all([
+      download({ url: `${base}/f`, dest, timeoutMs: 10_000 }),
+      download({ url: `${base}/f`, dest, timeoutMs: 10_000 }),
+    ]);
     expect(both.map((r) => r.sha256)).toEqual([SHA, SHA]);
     expect(readFileSync(dest).equals(PAYLOAD)).toBe(true);
     expect(requests.every((r) => r.range === undefined)).toBe(true);
     const verified = join(tmp(), "orig.tar.xz");
     requests = [];
-    await Promise.all([download({ url: `${base}/f`, dest: verified, sha256: SHA, timeoutMs: 10_000 }), download({ url: `${base}/f`, dest: verified, sha256: SHA, timeoutMs: 10_000 })]);
+    await Promise.all([
+      download({ url: `${base}/f`, dest: verified, sha256: SHA, timeoutMs: 10_000 }),
+      download({ url: `${base}/f`, dest: verified, sha256: SHA, timeoutMs: 10_000 }),
+    ]);
     expect(requests).toHaveLength(1); // the second found the first's verified file
   });
 
@@ -186,7 +205,11 @@ describe("download", () => {
     await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
     const port = (closed.address() as AddressInfo).port;
     await new Promise((resolve) => closed.close(resolve));
-    const err = await download({ url: `http://127.0.0.1:${port}/f`, dest: join(tmp(), "f"), timeoutMs: 10_000 }).catch((e) => e);
+    const err = await download({
+      url: `http://127.0.0.1:${port}/f`,
+      dest: join(tmp(), "f"),
+      timeoutMs: 10_000,
+    }).catch((e) => e);
     expect(err).toBeInstanceOf(NotAvailableError);
     expect(err.reason).toContain("ECONNREFUSED");
   });
@@ -210,7 +233,9 @@ describe("download", () => {
   it("gives up at the deadline when no response headers arrive", async () => {
     handler = () => undefined;
     const started = Date.now();
-    const err = await download({ url: `${base}/silent`, dest: join(tmp(), "f"), timeoutMs: 500 }).catch((e) => e);
+    const err = await download({ url: `${base}/silent`, dest: join(tmp(), "f"), timeoutMs: 500 }).catch(
+      (e) => e,
+    );
     expect(err).toBeInstanceOf(UserError);
     expect(Date.now() - started).toBeLessThan(1500);
     server.closeAllConnections();
@@ -220,13 +245,28 @@ describe("download", () => {
     const dir = tmp();
     const src = join(dir, "mirror.bin");
     writeFileSync(src, PAYLOAD);
-    const a = await download({ url: pathToFileURL(src).href, dest: join(dir, "a"), sha256: SHA, timeoutMs: 10_000 });
-    const b = await download({ url: src, dest: join(dir, "b"), sha256: SHA, size: PAYLOAD.length, timeoutMs: 10_000 });
+    const a = await download({
+      url: pathToFileURL(src).href,
+      dest: join(dir, "a"),
+      sha256: SHA,
+      timeoutMs: 10_000,
+    });
+    const b = await download({
+      url: src,
+      dest: join(dir, "b"),
+      sha256: SHA,
+      size: PAYLOAD.length,
+      timeoutMs: 10_000,
+    });
     expect(a.sha256).toBe(SHA);
     expect(readFileSync(b.path).equals(PAYLOAD)).toBe(true);
-    await expect(download({ url: src, dest: join(dir, "c"), sha256: "0".repeat(64), timeoutMs: 10_000 })).rejects.toThrow(/sha256 mismatch/);
+    await expect(
+      download({ url: src, dest: join(dir, "c"), sha256: "0".repeat(64), timeoutMs: 10_000 }),
+    ).rejects.toThrow(/sha256 mismatch/);
     expect(existsSync(join(dir, "c.part"))).toBe(false);
-    await expect(download({ url: join(dir, "nope"), dest: join(dir, "d"), timeoutMs: 10_000 })).rejects.toBeInstanceOf(NotAvailableError);
+    await expect(
+      download({ url: join(dir, "nope"), dest: join(dir, "d"), timeoutMs: 10_000 }),
+    ).rejects.toBeInstanceOf(NotAvailableError);
     expect(requests).toHaveLength(0);
   });
 });

@@ -25,7 +25,9 @@ describe("stage graph", () => {
     const all = Object.keys(STAGE_GRAPH) as StageName[];
     for (const t of all) {
       const order = stagesFor([t]);
-      for (const s of order) for (const d of [...STAGE_GRAPH[s].needs, ...STAGE_GRAPH[s].uses]) if (order.includes(d)) expect(order.indexOf(d)).toBeLessThan(order.indexOf(s));
+      for (const s of order)
+        for (const d of [...STAGE_GRAPH[s].needs, ...STAGE_GRAPH[s].uses])
+          if (order.includes(d)) expect(order.indexOf(d)).toBeLessThan(order.indexOf(s));
       for (const s of order) for (const n of STAGE_GRAPH[s].needs) expect(order).toContain(n);
     }
   });

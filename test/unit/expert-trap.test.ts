@@ -8,10 +8,30 @@ import { mergeFragments, parseFragment } from "../../scripts/data/fragments.js";
 import { repoData } from "../../scripts/data/repo-data.js";
 import { resolveCriuVersion } from "../../scripts/data/criu-catalog.js";
 
-const requested = mergeFragments([parseFragment("CONFIG_EXPERT=y\nCONFIG_CHECKPOINT_RESTORE=y\nCONFIG_EVENTFD=y\n", "trap.conf")]);
+const requested = mergeFragments([
+  parseFragment("CONFIG_EXPERT=y\nCONFIG_CHECKPOINT_RESTORE=y\nCONFIG_EVENTFD=y\n", "trap.conf"),
+]);
 // Measured shapes: without EXPERT these are on by default; with it, allnoconfig turned them off.
-const noExpert = new Map(Object.entries({ CONFIG_CHECKPOINT_RESTORE: "y", CONFIG_EVENTFD: "y", CONFIG_MEMBARRIER: "y", CONFIG_FHANDLE: "y", CONFIG_AIO: "y", CONFIG_RSEQ: "y", CONFIG_FUTEX: "y", CONFIG_BUG: "y" }));
-const withExpert = new Map(Object.entries({ CONFIG_EXPERT: "y", CONFIG_CHECKPOINT_RESTORE: "y", CONFIG_EVENTFD: "y", CONFIG_FUTEX: "y" }));
+const noExpert = new Map(
+  Object.entries({
+    CONFIG_CHECKPOINT_RESTORE: "y",
+    CONFIG_EVENTFD: "y",
+    CONFIG_MEMBARRIER: "y",
+    CONFIG_FHANDLE: "y",
+    CONFIG_AIO: "y",
+    CONFIG_RSEQ: "y",
+    CONFIG_FUTEX: "y",
+    CONFIG_BUG: "y",
+  }),
+);
+const withExpert = new Map(
+  Object.entries({
+    CONFIG_EXPERT: "y",
+    CONFIG_CHECKPOINT_RESTORE: "y",
+    CONFIG_EVENTFD: "y",
+    CONFIG_FUTEX: "y",
+  }),
+);
 
 describe("EXPERT trap", () => {
   it("is the diff of the two configs minus what the fragments set: no false positives", () => {
@@ -25,13 +45,32 @@ describe("EXPERT trap", () => {
 
   it("ranks what makes CRIU fail first, with the doctor's words; then the catalog's kernel options; then the rest", () => {
     const { criu: catalog } = repoData();
-    const trap = explainTrap(trapSymbols(withExpert, noExpert, requested), { catalog, criu: resolveCriuVersion("4.1", catalog), kernelVersion: "6.12.107", withExpert, noExpert });
+    const trap = explainTrap(trapSymbols(withExpert, noExpert, requested), {
+      catalog,
+      criu: resolveCriuVersion("4.1", catalog),
+      kernelVersion: "6.12.107",
+      withExpert,
+      noExpert,
+    });
     expect(trap[0]).toMatchObject({ symbol: "CONFIG_MEMBARRIER", criu: true });
-    expect(trap[0].consequence).toMatch(/CRIU 4\.1\.1 on a kernel with CONFIG_MEMBARRIER=n will fail every command/);
-    expect(trap.find((t) => t.symbol === "CONFIG_FHANDLE")?.consequence).toBe(`CRIU needs it: ${catalog.kernelOptions.required.FHANDLE}`);
-    expect(trap.slice(-2).map((t) => [t.symbol, t.criu])).toEqual([["CONFIG_AIO", false], ["CONFIG_BUG", false]]);
+    expect(trap[0].consequence).toMatch(
+      /CRIU 4\.1\.1 on a kernel with CONFIG_MEMBARRIER=n will fail every command/,
+    );
+    expect(trap.find((t) => t.symbol === "CONFIG_FHANDLE")?.consequence).toBe(
+      `CRIU needs it: ${catalog.kernelOptions.required.FHANDLE}`,
+    );
+    expect(trap.slice(-2).map((t) => [t.symbol, t.criu])).toEqual([
+      ["CONFIG_AIO", false],
+      ["CONFIG_BUG", false],
+    ]);
     // CRIU 3.17.1 has no membarrier probe: MEMBARRIER is then not a failure at the top.
-    const old = explainTrap(trapSymbols(withExpert, noExpert, requested), { catalog, criu: resolveCriuVersion("3.17.1", catalog), kernelVersion: "6.12.107", withExpert, noExpert });
+    const old = explainTrap(trapSymbols(withExpert, noExpert, requested), {
+      catalog,
+      criu: resolveCriuVersion("3.17.1", catalog),
+      kernelVersion: "6.12.107",
+      withExpert,
+      noExpert,
+    });
     expect(old[0].symbol).not.toBe("CONFIG_MEMBARRIER");
     const text = formatTrap(trap, "allnoconfig");
     expect(text).toMatch(/^CONFIG_EXPERT=y over allnoconfig turns off 5 options/);

@@ -19,25 +19,60 @@ const seen: { url: string; auth?: string }[] = [];
 let state: State = "no-run";
 let server: Server;
 let base = "";
-const zip = zipSync({ "matrix.json": strToU8('{"schema":2}\n'), "cells/4.1.1_6.12_unpatched_native/cell.json": strToU8("{}\n") });
+const zip = zipSync({
+  "matrix.json": strToU8('{"schema":2}\n'),
+  "cells/4.1.1_6.12_unpatched_native/cell.json": strToU8("{}\n"),
+});
 
-function answer(req: IncomingMessage): { status: number; body?: unknown; headers?: Record<string, string>; raw?: Uint8Array } {
+function answer(req: IncomingMessage): {
+  status: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+  raw?: Uint8Array;
+} {
   const url = new URL(req.url!, base);
-  if (url.pathname === `/repos/${REPO}`) return { status: 200, body: { id: 1, full_name: REPO, default_branch: "main", private: false } };
+  if (url.pathname === `/repos/${REPO}`)
+    return { status: 200, body: { id: 1, full_name: REPO, default_branch: "main", private: false } };
   if (url.pathname === `/repos/${REPO}/actions/workflows/cr-guest-matrix.yml/runs`) {
     expect(url.searchParams.get("branch")).toBe("main");
     expect(url.searchParams.get("status")).toBe("success");
-    const run = { id: 4242, name: "cr-guest matrix", head_branch: "main", head_sha: "ab12", event: "push", status: "completed", conclusion: "success", workflow_id: 7, run_number: 12 };
-    return { status: 200, body: { total_count: state === "no-run" ? 0 : 1, workflow_runs: state === "no-run" ? [] : [run] } };
+    const run = {
+      id: 4242,
+      name: "cr-guest matrix",
+      head_branch: "main",
+      head_sha: "ab12",
+      event: "push",
+      status: "completed",
+      conclusion: "success",
+      workflow_id: 7,
+      run_number: 12,
+    };
+    return {
+      status: 200,
+      body: { total_count: state === "no-run" ? 0 : 1, workflow_runs: state === "no-run" ? [] : [run] },
+    };
   }
   if (url.pathname === `/repos/${REPO}/actions/runs/4242/artifacts`) {
-    const art = { id: 99, node_id: "x", name: "matrix-report", size_in_bytes: zip.length, url: `${base}/repos/${REPO}/actions/artifacts/99`, archive_download_url: `${base}/repos/${REPO}/actions/artifacts/99/zip`, expired: false, created_at: "2026-11-29T10:00:00Z", expires_at: "2027-02-27T10:00:00Z", workflow_run: { id: 4242, head_branch: "main" } };
+    const art = {
+      id: 99,
+      node_id: "x",
+      name: "matrix-report",
+      size_in_bytes: zip.length,
+      url: `${base}/repos/${REPO}/actions/artifacts/99`,
+      archive_download_url: `${base}/repos/${REPO}/actions/artifacts/99/zip`,
+      expired: false,
+      created_at: "2026-11-29T10:00:00Z",
+      expires_at: "2027-02-27T10:00:00Z",
+      workflow_run: { id: 4242, head_branch: "main" },
+    };
     const arts = state === "good" ? [art] : [{ ...art, name: "cells-4.1.1" }];
     return { status: 200, body: { total_count: arts.length, artifacts: arts } };
   }
   // GitHub answers the download with a redirect to a signed blob URL.
-  if (url.pathname === `/repos/${REPO}/actions/artifacts/99/zip`) return { status: 302, headers: { Location: `${base}/blob/99.zip?sig=abc` } };
-  if (url.pathname === "/blob/99.zip") return { status: 200, raw: zip, headers: { "Content-Type": "application/zip" } };
+  if (url.pathname === `/repos/${REPO}/actions/artifacts/99/zip`)
+    return { status: 302, headers: { Location: `${base}/blob/99.zip?sig=abc` } };
+  if (url.pathname === "/blob/99.zip")
+    return { status: 200, raw: zip, headers: { "Content-Type": "application/zip" } };
   return { status: 404, body: { message: "Not Found" } };
 }
 
@@ -54,13 +89,23 @@ beforeAll(async () => {
 });
 afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
-const env = () => ({ GITHUB_API_URL: base, GITHUB_REPOSITORY: REPO, GITHUB_TOKEN: "t0ken", GITHUB_WORKFLOW_REF: `${REPO}/.github/workflows/cr-guest-matrix.yml@refs/pull/3/merge` });
+const env = () => ({
+  GITHUB_API_URL: base,
+  GITHUB_REPOSITORY: REPO,
+  GITHUB_TOKEN: "t0ken",
+  GITHUB_WORKFLOW_REF: `${REPO}/.github/workflows/cr-guest-matrix.yml@refs/pull/3/merge`,
+});
 
 describe("the baseline from GitHub's REST API", () => {
   it("is not asked for off GitHub; on GitHub the workflow file comes from GITHUB_WORKFLOW_REF", () => {
     expect(githubContext({}, "cr-guest-matrix.yml")).toBeUndefined();
     expect(githubContext({ GITHUB_REPOSITORY: REPO }, "x.yml")).toBeUndefined();
-    expect(githubContext(env(), "other.yml")).toMatchObject({ api: base, repo: REPO, workflow: "cr-guest-matrix.yml", artifact: "matrix-report" });
+    expect(githubContext(env(), "other.yml")).toMatchObject({
+      api: base,
+      repo: REPO,
+      workflow: "cr-guest-matrix.yml",
+      artifact: "matrix-report",
+    });
   });
 
   it("no successful run yet: says so", async () => {
@@ -81,17 +126,27 @@ describe("the baseline from GitHub's REST API", () => {
     seen.length = 0;
     const dir = mkdtempSync(join(tmpdir(), "crg-bl-"));
     const got = await fetchBaseline(githubContext(env(), "x")!, dir);
-    expect(got).toMatchObject({ status: "ok", runId: 4242, files: ["cells/4.1.1_6.12_unpatched_native/cell.json", "matrix.json"] });
+    expect(got).toMatchObject({
+      status: "ok",
+      runId: 4242,
+      files: ["cells/4.1.1_6.12_unpatched_native/cell.json", "matrix.json"],
+    });
     expect(readFileSync(join(dir, "matrix.json"), "utf8")).toBe('{"schema":2}\n');
-    expect(seen.filter((s) => !s.url.startsWith("/blob/")).every((s) => s.auth === "Bearer t0ken")).toBe(true);
+    expect(seen.filter((s) => !s.url.startsWith("/blob/")).every((s) => s.auth === "Bearer t0ken")).toBe(
+      true,
+    );
     expect(seen.map((s) => s.url.split("?")[0])).toContain("/blob/99.zip");
   });
 
   it("an HTTP error names the URL and the fix; a zip entry outside its directory is refused", async () => {
     const ctx = { ...githubContext(env(), "x")!, repo: "acme/nope" };
-    await expect(fetchBaseline(ctx, mkdtempSync(join(tmpdir(), "crg-bl-")))).rejects.toThrow(/GitHub API .*\/repos\/acme\/nope: HTTP 404/);
+    await expect(fetchBaseline(ctx, mkdtempSync(join(tmpdir(), "crg-bl-")))).rejects.toThrow(
+      /GitHub API .*\/repos\/acme\/nope: HTTP 404/,
+    );
     const dir = mkdtempSync(join(tmpdir(), "crg-bl-"));
-    await expect(unzipInto(zipSync({ "../evil": strToU8("x") }), dir)).rejects.toThrow(/outside its directory/);
+    await expect(unzipInto(zipSync({ "../evil": strToU8("x") }), dir)).rejects.toThrow(
+      /outside its directory/,
+    );
     expect(existsSync(join(dir, "..", "evil"))).toBe(false);
   });
 });

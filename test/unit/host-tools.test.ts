@@ -6,7 +6,12 @@ describe("host tools", () => {
     let message = "";
     let hint = "";
     try {
-      requireHostTools(["make", "flex", "qemu-system-x86_64"], ["/nonexistent/gelf.h"], "building a kernel", "/nonexistent");
+      requireHostTools(
+        ["make", "flex", "qemu-system-x86_64"],
+        ["/nonexistent/gelf.h"],
+        "building a kernel",
+        "/nonexistent",
+      );
     } catch (err) {
       message = (err as Error).message;
       hint = (err as { hint: string }).hint;

@@ -1,7 +1,18 @@
 import { describe, expect, it } from "vitest";
 import { join } from "node:path";
-import { conjuncts, evalExpr, exprToString, parseExpr, parseKernelKconfig } from "../../scripts/kernel/kconfig.js";
-import { mergeFragments, parseDotConfig, parseFragment, readDotConfig } from "../../scripts/data/fragments.js";
+import {
+  conjuncts,
+  evalExpr,
+  exprToString,
+  parseExpr,
+  parseKernelKconfig,
+} from "../../scripts/kernel/kconfig.js";
+import {
+  mergeFragments,
+  parseDotConfig,
+  parseFragment,
+  readDotConfig,
+} from "../../scripts/data/fragments.js";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { formatVerifyReport, verifyConfig } from "../../scripts/kernel/verify.js";
@@ -17,7 +28,10 @@ describe("Kconfig expressions", () => {
     expect(conjuncts(e).map((t) => exprToString(t))).toEqual(["A", "B || !C", "D=y"]);
   });
   it("evaluates tristate logic, with m only under MODULES", () => {
-    const c = new Map([["CONFIG_A", "y"], ["CONFIG_B", "m"]]);
+    const c = new Map([
+      ["CONFIG_A", "y"],
+      ["CONFIG_B", "m"],
+    ]);
     expect(evalExpr(parseExpr("A && B"), c)).toBe(0); // m without MODULES counts as n
     c.set("CONFIG_MODULES", "y");
     expect(evalExpr(parseExpr("A && B"), c)).toBe(1);
@@ -38,7 +52,10 @@ describe("Kconfig tree", () => {
   });
   it("records enclosing if-blocks as dependencies, prompts and selects", () => {
     const ipc = tree.symbols.get("IPC_NS")!;
-    expect(ipc.defs[0].depends.map((d) => exprToString(d))).toEqual(["NAMESPACES", "SYSVIPC || POSIX_MQUEUE"]);
+    expect(ipc.defs[0].depends.map((d) => exprToString(d))).toEqual([
+      "NAMESPACES",
+      "SYSVIPC || POSIX_MQUEUE",
+    ]);
     expect(tree.symbols.get("MEMBARRIER")!.defs[0].prompt?.cond).toEqual({ kind: "sym", name: "EXPERT" });
     expect(tree.symbols.get("KCMP")!.selectedBy.map((s) => s.by)).toEqual(["CHECKPOINT_RESTORE"]);
     expect(tree.symbols.get("KERNEL_XZ")!.defs[0].choice).toBeDefined();
@@ -47,7 +64,12 @@ describe("Kconfig tree", () => {
 
 describe("verification", () => {
   it("passes when every requested symbol landed", () => {
-    const r = verifyConfig({ requested: request("CONFIG_PROC_FS=y # a\n# CONFIG_EXPERT is not set\n"), final: cfg("CONFIG_PROC_FS=y\n"), kconfig: tree, kernelVersion: "6.12.107" });
+    const r = verifyConfig({
+      requested: request("CONFIG_PROC_FS=y # a\n# CONFIG_EXPERT is not set\n"),
+      final: cfg("CONFIG_PROC_FS=y\n"),
+      kconfig: tree,
+      kernelVersion: "6.12.107",
+    });
     expect(r.passed).toBe(true);
     expect(r.ok).toEqual(["CONFIG_PROC_FS", "CONFIG_EXPERT"]);
   });
@@ -69,7 +91,12 @@ describe("verification", () => {
   });
 
   it("reports symbols that do not exist apart, with a suggestion", () => {
-    const r = verifyConfig({ requested: request("CONFIG_MEMBARIER=y # typo\nCONFIG_PTRACE=y # not mainline\n"), final: cfg(""), kconfig: tree, kernelVersion: "6.12.107" });
+    const r = verifyConfig({
+      requested: request("CONFIG_MEMBARIER=y # typo\nCONFIG_PTRACE=y # not mainline\n"),
+      final: cfg(""),
+      kconfig: tree,
+      kernelVersion: "6.12.107",
+    });
     expect(r.unknown.map((u) => u.symbol)).toEqual(["CONFIG_MEMBARIER", "CONFIG_PTRACE"]);
     expect(r.unknown[0].suggestion).toBe("CONFIG_MEMBARRIER");
     expect(r.mismatches).toEqual([]);
@@ -77,9 +104,13 @@ describe("verification", () => {
   });
 
   it("explains a hidden prompt, a missing prompt and a select", () => {
-    const final = cfg("CONFIG_EXPERT=y\nCONFIG_RSEQ=y\nCONFIG_CHECKPOINT_RESTORE=y\nCONFIG_PROC_FS=y\nCONFIG_KCMP=y\n");
+    const final = cfg(
+      "CONFIG_EXPERT=y\nCONFIG_RSEQ=y\nCONFIG_CHECKPOINT_RESTORE=y\nCONFIG_PROC_FS=y\nCONFIG_KCMP=y\n",
+    );
     const r = verifyConfig({
-      requested: request("CONFIG_NAMESPACES=y # ns\nCONFIG_MEMBARRIER_HELPER=y # x\n# CONFIG_KCMP is not set\n"),
+      requested: request(
+        "CONFIG_NAMESPACES=y # ns\nCONFIG_MEMBARRIER_HELPER=y # x\n# CONFIG_KCMP is not set\n",
+      ),
       final,
       kconfig: tree,
       kernelVersion: "6.12.107",
@@ -135,7 +166,10 @@ describe("Kconfig help text as real trees write it", () => {
 describe("a user's .config file", () => {
   it("gives its values and the kernel version of its header from one read; unreadable is refused by name", () => {
     const f = join(mkdtempSync(join(tmpdir(), "crg-dot-")), ".config");
-    writeFileSync(f, "#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86_64 6.1.176 Kernel Configuration\n#\nCONFIG_MEMBARRIER=y\n# CONFIG_RSEQ is not set\n");
+    writeFileSync(
+      f,
+      "#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86_64 6.1.176 Kernel Configuration\n#\nCONFIG_MEMBARRIER=y\n# CONFIG_RSEQ is not set\n",
+    );
     const d = readDotConfig(f);
     expect(d.version).toBe("6.1.176");
     expect(d.values.get("CONFIG_MEMBARRIER")).toBe("y");

@@ -3,16 +3,29 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../scripts/lib/config.js";
-import { forKernel, mergeFragments, parseFragment, renderConfigFragment, parseDotConfig } from "../../scripts/data/fragments.js";
+import {
+  forKernel,
+  mergeFragments,
+  parseFragment,
+  renderConfigFragment,
+  parseDotConfig,
+} from "../../scripts/data/fragments.js";
 import { kernelCacheKey, planKernel, resolveKernelInputs } from "../../scripts/kernel/plan.js";
 import { repoData } from "../../scripts/data/repo-data.js";
 import { parseYaml } from "../../scripts/lib/yaml-file.js";
-import { loadKernelCatalog, parseKernelCatalog, resolveKernelVersion } from "../../scripts/data/kernel-catalog.js";
+import {
+  loadKernelCatalog,
+  parseKernelCatalog,
+  resolveKernelVersion,
+} from "../../scripts/data/kernel-catalog.js";
 import { FRAGMENTS_DIR } from "../../scripts/lib/paths.js";
 
 describe("fragments", () => {
   it("parses values, reasons and 'is not set', and rejects garbage with file:line", () => {
-    const f = parseFragment('CONFIG_A=y  # why a\n# a comment\n# CONFIG_B is not set\nCONFIG_S="x y" # str\nCONFIG_N=16\n', "f.conf");
+    const f = parseFragment(
+      'CONFIG_A=y  # why a\n# a comment\n# CONFIG_B is not set\nCONFIG_S="x y" # str\nCONFIG_N=16\n',
+      "f.conf",
+    );
     expect(f.entries.map((e) => [e.symbol, e.value, e.reason, e.line])).toEqual([
       ["CONFIG_A", "y", "why a", 1],
       ["CONFIG_B", "n", "", 3],
@@ -59,8 +72,12 @@ describe("kernel versions", () => {
   });
   it("every pin carries a Debian orig sha256", () => {
     for (const entry of catalog.values()) expect(entry.debian?.orig_sha256).toMatch(/^[0-9a-f]{64}$/);
-    expect(() => parseKernelCatalog(parseYaml('versions:\n  "6.12": {}\n', "x.yaml"))).toThrow(/x\.yaml:2: '6\.12' is not a full kernel version/);
-    expect(() => parseKernelCatalog(parseYaml('versions:\n  "6.12.1": { debain: {} }\n', "x.yaml"))).toThrow(/x\.yaml:2: unknown key 'versions\.6\.12\.1\.debain' \(did you mean 'debian'\?\)/);
+    expect(() => parseKernelCatalog(parseYaml('versions:\n  "6.12": {}\n', "x.yaml"))).toThrow(
+      /x\.yaml:2: '6\.12' is not a full kernel version/,
+    );
+    expect(() => parseKernelCatalog(parseYaml('versions:\n  "6.12.1": { debain: {} }\n', "x.yaml"))).toThrow(
+      /x\.yaml:2: unknown key 'versions\.6\.12\.1\.debain' \(did you mean 'debian'\?\)/,
+    );
   });
 });
 
@@ -70,15 +87,25 @@ describe("fragment lines for a kernel range", () => {
     expect(f.entries[1]).toMatchObject({ symbol: "CONFIG_B", kernels: ">=6.17", reason: "legacy tables" });
     expect([...mergeFragments(forKernel([f], "6.12.107")).values.keys()]).toEqual(["CONFIG_A"]);
     expect([...mergeFragments(forKernel([f], "7.1.8")).values.keys()]).toEqual(["CONFIG_A", "CONFIG_B"]);
-    expect(() => parseFragment("CONFIG_A=y # [kernel soon] x\n", "r.conf")).toThrow(/bad kernel range at r\.conf:1: 'soon'/);
+    expect(() => parseFragment("CONFIG_A=y # [kernel soon] x\n", "r.conf")).toThrow(
+      /bad kernel range at r\.conf:1: 'soon'/,
+    );
   });
 
   it("the C/R fragment asks for the legacy xtables switches on 6.17+ only, so 6.1, 6.12 and 7.x all verify", () => {
     const config = loadConfig();
     const inputs = { userFragments: [], hostCpus: 2 };
-    const symbolsFor = (v: string) => [...planKernel(loadConfig({ set: [`kernel.version=${v}`] }), repoData(), inputs).requested.values.keys()];
+    const symbolsFor = (v: string) => [
+      ...planKernel(loadConfig({ set: [`kernel.version=${v}`] }), repoData(), inputs).requested.values.keys(),
+    ];
     expect(symbolsFor("6.12")).not.toContain("CONFIG_NETFILTER_XTABLES_LEGACY");
-    expect(symbolsFor("7.1")).toEqual(expect.arrayContaining(["CONFIG_NETFILTER_XTABLES_LEGACY", "CONFIG_IP_NF_IPTABLES_LEGACY", "CONFIG_IP6_NF_IPTABLES_LEGACY"]));
+    expect(symbolsFor("7.1")).toEqual(
+      expect.arrayContaining([
+        "CONFIG_NETFILTER_XTABLES_LEGACY",
+        "CONFIG_IP_NF_IPTABLES_LEGACY",
+        "CONFIG_IP6_NF_IPTABLES_LEGACY",
+      ]),
+    );
     expect(config.kernel.version).toBe("6.12");
   });
 });
@@ -94,18 +121,32 @@ describe("kernel cache key", () => {
     const key = kernelCacheKey(plan, "allnoconfig", source, tools);
     expect(kernelCacheKey(planKernel(config, data, inputs), "allnoconfig", source, tools)).toBe(key);
     // The job count is not an input of the artifact.
-    expect(kernelCacheKey(planKernel(config, data, { ...inputs, hostCpus: 64 }), "allnoconfig", source, tools)).toBe(key);
+    expect(
+      kernelCacheKey(planKernel(config, data, { ...inputs, hostCpus: 64 }), "allnoconfig", source, tools),
+    ).toBe(key);
     expect(kernelCacheKey(plan, "tinyconfig", source, tools)).not.toBe(key);
     expect(kernelCacheKey(plan, "allnoconfig", { ...source, sha256: "cd" }, tools)).not.toBe(key);
     expect(kernelCacheKey(plan, "allnoconfig", source, ["gcc 14", "ld 2.40"])).not.toBe(key);
     const dir = mkdtempSync(join(tmpdir(), "crg-frag-"));
     const extra = join(dir, "extra.conf");
     writeFileSync(extra, "CONFIG_MAGIC_SYSRQ=y # sysrq\n");
-    expect(kernelCacheKey(planKernel(config, data, resolveKernelInputs(config, [extra])), "allnoconfig", source, tools)).not.toBe(key);
+    expect(
+      kernelCacheKey(
+        planKernel(config, data, resolveKernelInputs(config, [extra])),
+        "allnoconfig",
+        source,
+        tools,
+      ),
+    ).not.toBe(key);
   });
 
   it("planning is pure: a fragment set naming a fragment the data lacks is an error naming the set", () => {
-    const without = { ...data, fragments: new Map([...data.fragments].filter(([n]) => n !== "checkpoint-restore")) };
-    expect(() => planKernel(config, without, inputs)).toThrow(/names 'checkpoint-restore', but kernel-fragments\/checkpoint-restore\.conf does not exist/);
+    const without = {
+      ...data,
+      fragments: new Map([...data.fragments].filter(([n]) => n !== "checkpoint-restore")),
+    };
+    expect(() => planKernel(config, without, inputs)).toThrow(
+      /names 'checkpoint-restore', but kernel-fragments\/checkpoint-restore\.conf does not exist/,
+    );
   });
 });

@@ -28,7 +28,8 @@ export function importGraph(root = SCRIPTS): Map<string, string[]> {
     const deps = new Set<string>();
     // `import ... from "./x.js"`, `export ... from "./x.js"` and `await import("./x.js")`; type-only
     // imports are erased at run time but still tie the modules together, so they count.
-    for (const m of text.matchAll(/(?:\bfrom\s+|\bimport\(\s*)["'](\.{1,2}\/[^"']+)["']/g)) deps.add(relative(root, resolve(dirname(f), m[1].replace(/\.js$/, ".ts"))));
+    for (const m of text.matchAll(/(?:\bfrom\s+|\bimport\(\s*)["'](\.{1,2}\/[^"']+)["']/g))
+      deps.add(relative(root, resolve(dirname(f), m[1].replace(/\.js$/, ".ts"))));
     graph.set(relative(root, f), [...deps]);
   }
   return graph;
@@ -130,7 +131,9 @@ describe("module layering", () => {
   it("only the driver runs a stage's build step", () => {
     expect(buildStepCallers()).toEqual([]);
     // The check can fail: a command calling a stage directly is found.
-    const planted = buildStepCallers(new Map([["commands.ts", 'const { runKernelStage } = await import("./kernel/stage.js");']]));
+    const planted = buildStepCallers(
+      new Map([["commands.ts", 'const { runKernelStage } = await import("./kernel/stage.js");']]),
+    );
     expect(planted).toEqual(["commands.ts uses runKernelStage"]);
   });
 

@@ -9,7 +9,16 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { UserError } from "../../scripts/lib/errors.js";
-import { CELL_DATA_PATHS, dataHash, filterCells, loadMatrixSpec, planMatrix, planPairs, ruleMatches, sharedStages } from "../../scripts/matrix/spec.js";
+import {
+  CELL_DATA_PATHS,
+  dataHash,
+  filterCells,
+  loadMatrixSpec,
+  planMatrix,
+  planPairs,
+  ruleMatches,
+  sharedStages,
+} from "../../scripts/matrix/spec.js";
 import { pairId } from "../../scripts/migrate/pair.js";
 
 const fixture = (name: string) => join(REPO_ROOT, "test/fixtures/matrix", name);
@@ -26,7 +35,14 @@ describe("matrix spec", () => {
   it("expands the product, drops excluded cells and patches out of range, adds included cells, applies overrides", () => {
     const plan = planMatrix(loadMatrixSpec(fixture("small.yaml")));
     expect(plan.cells.map((c) => c.id).sort()).toEqual(
-      ["3.17.1_6.12_none_native", "3.17.1_nomb_none_native", "4.1_6.12_mb_native", "4.1_6.12_none_native", "4.1_nomb_mb_native", "4.1_nomb_none_native"].sort(),
+      [
+        "3.17.1_6.12_none_native",
+        "3.17.1_nomb_none_native",
+        "4.1_6.12_mb_native",
+        "4.1_6.12_none_native",
+        "4.1_nomb_mb_native",
+        "4.1_nomb_none_native",
+      ].sort(),
     );
     const excluded = Object.fromEntries(plan.excluded.map((e) => [e.id, e.reason]));
     expect(excluded["3.17.1_6.12_mb_native"]).toMatch(/applies to CRIU >=3.19.0, not to 3.17.1/);
@@ -37,13 +53,17 @@ describe("matrix spec", () => {
     const inc = plan.cells.find((c) => c.id === "3.17.1_nomb_none_native")!;
     expect(inc.config.boot.deadline_minutes).toBe(7);
     expect(inc.config.kernel.fragment_set).toBe("no-membarrier");
-    expect(plan.cells.find((c) => c.id === "3.17.1_6.12_none_native")!.config.boot.deadline_minutes).not.toBe(7);
+    expect(plan.cells.find((c) => c.id === "3.17.1_6.12_none_native")!.config.boot.deadline_minutes).not.toBe(
+      7,
+    );
   });
 
   it("shares stages: one kernel per variant, one CRIU build per version+patches, one image per build", () => {
     const plan = planMatrix(loadMatrixSpec(fixture("small.yaml")));
     expect(sharedStages(plan.cells)).toEqual({ kernels: 2, criuBuilds: 3, images: 3, boots: 6 });
-    const [a, b] = ["4.1_6.12_mb_native", "4.1_nomb_mb_native"].map((id) => plan.cells.find((c) => c.id === id)!);
+    const [a, b] = ["4.1_6.12_mb_native", "4.1_nomb_mb_native"].map((id) =>
+      plan.cells.find((c) => c.id === id)!,
+    );
     expect(a.groups.criu).toBe(b.groups.criu);
     expect(a.groups.kernel).not.toBe(b.groups.kernel);
     expect(a.inputsKey).not.toBe(b.inputsKey);
@@ -52,37 +72,63 @@ describe("matrix spec", () => {
   it("the default matrix: CRIU 3.17.1, 3.19, 4.1.1, 4.2.1 on 6.1, 6.12 with and without MEMBARRIER, 7.1 and Debian's cloud kernel, the patch where it applies", () => {
     const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")));
     const runnable = plan.cells.filter((c) => !c.skip);
-    expect(new Set(runnable.map((c) => c.criuVersion))).toEqual(new Set(["3.17.1", "3.19", "4.1.1", "4.2.1"]));
-    expect(new Set(runnable.map((c) => c.axes.kernel))).toEqual(new Set(["6.1", "6.12", "6.12-no-membarrier", "7.1", "debian-cloud"]));
+    expect(new Set(runnable.map((c) => c.criuVersion))).toEqual(
+      new Set(["3.17.1", "3.19", "4.1.1", "4.2.1"]),
+    );
+    expect(new Set(runnable.map((c) => c.axes.kernel))).toEqual(
+      new Set(["6.1", "6.12", "6.12-no-membarrier", "7.1", "debian-cloud"]),
+    );
     // The patch runs on the 6.12 pair only (the kernels with and without MEMBARRIER).
-    expect(new Set(runnable.filter((c) => c.patches.length).map((c) => c.axes.kernel))).toEqual(new Set(["6.12", "6.12-no-membarrier"]));
-    expect(runnable.find((c) => c.id === "4.1.1_debian-cloud_unpatched_native")?.config.kernel.kind).toBe("debian-cloud");
-    expect(runnable.filter((c) => c.patches.includes("membarrier-probe-nonfatal")).every((c) => c.criuVersion !== "3.17.1")).toBe(true);
+    expect(new Set(runnable.filter((c) => c.patches.length).map((c) => c.axes.kernel))).toEqual(
+      new Set(["6.12", "6.12-no-membarrier"]),
+    );
+    expect(runnable.find((c) => c.id === "4.1.1_debian-cloud_unpatched_native")?.config.kernel.kind).toBe(
+      "debian-cloud",
+    );
+    expect(
+      runnable
+        .filter((c) => c.patches.includes("membarrier-probe-nonfatal"))
+        .every((c) => c.criuVersion !== "3.17.1"),
+    ).toBe(true);
     expect(sharedStages(plan.cells).kernels).toBe(5);
     // 3.19 has a pinned tag archive: upstream would serve it.
     const c319 = plan.cells.find((c) => c.id === "3.19_6.12_unpatched_native")!;
     expect(c319.criuCandidates.find((c) => c.key)?.provider).toBe("upstream");
     // Without the network providers it is skipped, with every way to give a source.
-    const offline = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")), { set: ["criu.providers=[local-source, git, local-mirror, debian-source, debian-binary]"] });
+    const offline = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")), {
+      set: ["criu.providers=[local-source, git, local-mirror, debian-source, debian-binary]"],
+    });
     const skipped = offline.cells.filter((c) => c.skip);
     expect(skipped.map((c) => c.criuVersion)).toEqual(Array(7).fill("3.19"));
     for (const flag of ["--criu-mirror", "--local-source", "--git"]) expect(skipped[0].skip).toContain(flag);
   });
 
-  it.skipIf(missingTarballs())("with a local mirror, the 3.19 cells are served from it and share one build per patch set", () => {
-    const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")), { set: [`criu.local_mirror=${CRIU_TARBALLS}`] });
-    const cells = plan.cells.filter((c) => c.criuVersion === "3.19");
-    expect(cells).toHaveLength(7);
-    for (const c of cells) expect(c.criuCandidates.find((x) => x.key)?.provider).toBe("local-mirror");
-    expect(new Set(cells.map((c) => c.groups.criu)).size).toBe(2);
-    // Offline providers come first: 4.1.1 is built from the mirror's tag archive (other bytes
-    // than Debian's orig tarball, so another build); 4.2.1, not in the mirror, is unchanged.
-    const base = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")));
-    expect(plan.cells.find((c) => c.id === "4.1.1_6.12_unpatched_native")!.criuCandidates.find((x) => x.key)?.provider).toBe("local-mirror");
-    const id = "4.2.1_6.12_unpatched_native";
-    expect(plan.cells.find((c) => c.id === id)!.criuCandidates.find((x) => x.key)?.provider).toBe("debian-source");
-    expect(plan.cells.find((c) => c.id === id)!.groups.criu).toBe(base.cells.find((c) => c.id === id)!.groups.criu);
-  });
+  it.skipIf(missingTarballs())(
+    "with a local mirror, the 3.19 cells are served from it and share one build per patch set",
+    () => {
+      const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")), {
+        set: [`criu.local_mirror=${CRIU_TARBALLS}`],
+      });
+      const cells = plan.cells.filter((c) => c.criuVersion === "3.19");
+      expect(cells).toHaveLength(7);
+      for (const c of cells) expect(c.criuCandidates.find((x) => x.key)?.provider).toBe("local-mirror");
+      expect(new Set(cells.map((c) => c.groups.criu)).size).toBe(2);
+      // Offline providers come first: 4.1.1 is built from the mirror's tag archive (other bytes
+      // than Debian's orig tarball, so another build); 4.2.1, not in the mirror, is unchanged.
+      const base = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")));
+      expect(
+        plan.cells.find((c) => c.id === "4.1.1_6.12_unpatched_native")!.criuCandidates.find((x) => x.key)
+          ?.provider,
+      ).toBe("local-mirror");
+      const id = "4.2.1_6.12_unpatched_native";
+      expect(plan.cells.find((c) => c.id === id)!.criuCandidates.find((x) => x.key)?.provider).toBe(
+        "debian-source",
+      );
+      expect(plan.cells.find((c) => c.id === id)!.groups.criu).toBe(
+        base.cells.find((c) => c.id === id)!.groups.criu,
+      );
+    },
+  );
 
   it("filters cells as a user reproduces one CI cell: --criu 4.1 --kernel 6.12", () => {
     const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")));
@@ -103,7 +149,9 @@ describe("matrix spec", () => {
 
   it("bad input names the file and line and the fix", () => {
     const key = errorOf(() => loadMatrixSpec(fixture("bad-key.yaml")));
-    expect(key.message).toMatch(/bad-key\.yaml:5: 'criu\.verison' is not a pipeline config key \(did you mean 'version'\?\)/);
+    expect(key.message).toMatch(
+      /bad-key\.yaml:5: 'criu\.verison' is not a pipeline config key \(did you mean 'version'\?\)/,
+    );
     const rule = errorOf(() => loadMatrixSpec(fixture("bad-rule.yaml")));
     expect(rule.message).toMatch(/bad-rule\.yaml:8: kernel '6\.13' is not a value of that axis/);
     expect(rule.hint).toContain("kernel values: 6.12");
@@ -128,7 +176,12 @@ describe("migration pairs in matrix.yaml", () => {
     const kernelPair = pairs[3].pair;
     expect(kernelPair.to.sets).toContain('kernel.version="6.1"');
     expect(kernelPair.from.sets).toContain('criu.version="4.1.1"');
-    expect(pairs[0].to).toMatchObject({ criu: "4.2.1", kernel: "6.12", patches: "unpatched", suite: "native" });
+    expect(pairs[0].to).toMatchObject({
+      criu: "4.2.1",
+      kernel: "6.12",
+      patches: "unpatched",
+      suite: "native",
+    });
   });
 
   it("a pair that changes no axis or two, or names an unknown value, is refused at its line", () => {
@@ -139,9 +192,23 @@ describe("migration pairs in matrix.yaml", () => {
       writeFileSync(f, `${axes}migrate:\n${migrate}`);
       return f;
     };
-    expect(errorOf(() => loadMatrixSpec(file("two.yaml", '  - { base: { criu: "4.1.1" }, to: { criu: "4.2.1", kernel: "6.1" } }\n'))).message).toMatch(/two\.yaml:7: a pair changes exactly one axis from its base cell, this one changes criu and kernel/);
-    expect(errorOf(() => loadMatrixSpec(file("none.yaml", '  - { base: { criu: "4.1.1" }, to: { criu: "4.1.1" } }\n'))).message).toMatch(/none\.yaml:7: .* this one changes nothing/);
-    const unknown = errorOf(() => loadMatrixSpec(file("unknown.yaml", '  - { base: { criu: "4.1.1" }, to: { kernel: "6.13" } }\n')));
+    expect(
+      errorOf(() =>
+        loadMatrixSpec(
+          file("two.yaml", '  - { base: { criu: "4.1.1" }, to: { criu: "4.2.1", kernel: "6.1" } }\n'),
+        ),
+      ).message,
+    ).toMatch(
+      /two\.yaml:7: a pair changes exactly one axis from its base cell, this one changes criu and kernel/,
+    );
+    expect(
+      errorOf(() =>
+        loadMatrixSpec(file("none.yaml", '  - { base: { criu: "4.1.1" }, to: { criu: "4.1.1" } }\n')),
+      ).message,
+    ).toMatch(/none\.yaml:7: .* this one changes nothing/);
+    const unknown = errorOf(() =>
+      loadMatrixSpec(file("unknown.yaml", '  - { base: { criu: "4.1.1" }, to: { kernel: "6.13" } }\n')),
+    );
     expect(unknown.message).toMatch(/unknown\.yaml:7: kernel '6\.13' is not a value of that axis/);
   });
 });
@@ -160,7 +227,14 @@ describe("cell inputs", () => {
     const withScen = dataHash(["guest"], [scen], dir);
     writeFileSync(scen, "scenarios: [{name: x}]\n");
     expect(dataHash(["guest"], [scen], dir)).not.toBe(withScen);
-    expect(CELL_DATA_PATHS).toEqual(expect.arrayContaining(["guest", "kernel-fragments", "criu-builds/versions.yaml", "criu-builds/patches"]));
+    expect(CELL_DATA_PATHS).toEqual(
+      expect.arrayContaining([
+        "guest",
+        "kernel-fragments",
+        "criu-builds/versions.yaml",
+        "criu-builds/patches",
+      ]),
+    );
     // The findings rules word the report: rewording one never reruns a cell.
     expect(CELL_DATA_PATHS.some((p) => "criu-builds/findings.yaml".startsWith(p))).toBe(false);
   });

@@ -15,26 +15,59 @@ import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { cellStatusOf, type CellResult, type CellTest } from "../../scripts/matrix/cell.js";
 import { loadScenarios, observedTests } from "../../scripts/data/scenarios.js";
 import { repoData } from "../../scripts/data/repo-data.js";
-import { bootParallelism, buildReport, cellSummary, columnStatus, compareReports, deriveFindings, mergeCells, predictionChecks, reportColumns, reportSummary, renderComparison, renderHtml, renderJunit, renderMarkdown, statusDependencies } from "../../scripts/matrix/report.js";
+import {
+  bootParallelism,
+  buildReport,
+  cellSummary,
+  columnStatus,
+  compareReports,
+  deriveFindings,
+  mergeCells,
+  predictionChecks,
+  reportColumns,
+  reportSummary,
+  renderComparison,
+  renderHtml,
+  renderJunit,
+  renderMarkdown,
+  statusDependencies,
+} from "../../scripts/matrix/report.js";
 import { judgeCell, tally } from "../../scripts/matrix/verdicts.js";
 import { GITHUB_WORKFLOW, renderGithubWorkflow } from "../../scripts/matrix/command.js";
 import { loadMatrixSpec, planMatrix } from "../../scripts/matrix/spec.js";
 import { crGuest } from "../helpers/cli.js";
 
 import { KERNDAT, cell, good, noMembarrier, t } from "../helpers/cells.js";
-const CELLS = [good("3.17.1", "6.12", "none", "FAIL"), good("4.1.1"), noMembarrier, good("4.1.1", "nomb", "mb")];
+const CELLS = [
+  good("3.17.1", "6.12", "none", "FAIL"),
+  good("4.1.1"),
+  noMembarrier,
+  good("4.1.1", "nomb", "mb"),
+];
 
 describe("matrix report", () => {
   it("Markdown: the version table with a column per scenario, key messages, findings in plain words", () => {
     const md = renderMarkdown(buildReport("fixture", CELLS));
-    expect(md).toContain("| cell | CRIU | patches | kernel | suite | build | criu check | features | ptrace | dump/restore | pidns-init | membarrier | key message |");
+    expect(md).toContain(
+      "| cell | CRIU | patches | kernel | suite | build | criu check | features | ptrace | dump/restore | pidns-init | membarrier | key message |",
+    );
     // Scenarios skipped as a whole (SCENARIO, not SCENARIO/CASE) show as SKIP; features as a count.
-    expect(md).toMatch(/\| 4\.1\.1_nomb_none_native \| 4\.1\.1 \| none \| nomb \(6\.12\.107\) \| native \| debian-source, static \| FAIL \| 0\/5 \| PASS \| SKIP \| - \| SKIP \| criu-check: Error \(criu\/kerndat\.c:1972\): kerndat_has_membarrier_get_registrations failed/);
-    expect(md).toMatch(/\| 3\.17\.1_6\.12_none_native \| 3\.17\.1 \| none \| .* \| debian-binary \| PASS \| 1\/2 \| PASS \| PASS \| PASS \| FAIL \| membarrier\/registration: after restore: EPERM \|/);
+    expect(md).toMatch(
+      /\| 4\.1\.1_nomb_none_native \| 4\.1\.1 \| none \| nomb \(6\.12\.107\) \| native \| debian-source, static \| FAIL \| 0\/5 \| PASS \| SKIP \| - \| SKIP \| criu-check: Error \(criu\/kerndat\.c:1972\): kerndat_has_membarrier_get_registrations failed/,
+    );
+    expect(md).toMatch(
+      /\| 3\.17\.1_6\.12_none_native \| 3\.17\.1 \| none \| .* \| debian-binary \| PASS \| 1\/2 \| PASS \| PASS \| PASS \| FAIL \| membarrier\/registration: after restore: EPERM \|/,
+    );
     // Six tests failing with the same startup error are one entry with the error once.
-    expect(md).toContain("- `criu-check`, `feature/timens`, `feature/apparmor_stacking` and 3 more FAIL: criu check: exit 1");
-    expect(md.match(/kerndat_has_membarrier_get_registrations failed when initializing kerndat/g)!.length).toBeLessThan(6);
-    expect(md).toContain("**CRIU >= 3.19 needs CONFIG_MEMBARRIER in the guest kernel or the membarrier-probe-nonfatal patch");
+    expect(md).toContain(
+      "- `criu-check`, `feature/timens`, `feature/apparmor_stacking` and 3 more FAIL: criu check: exit 1",
+    );
+    expect(
+      md.match(/kerndat_has_membarrier_get_registrations failed when initializing kerndat/g)!.length,
+    ).toBeLessThan(6);
+    expect(md).toContain(
+      "**CRIU >= 3.19 needs CONFIG_MEMBARRIER in the guest kernel or the membarrier-probe-nonfatal patch",
+    );
     expect(md).toMatch(/Seen in: 4\.1\.1_nomb_none_native \(criu-check: `Error \(criu\/kerndat\.c:1972\)/);
     expect(md).toMatch(/Passes in: .*4\.1\.1_nomb_mb_native/);
     expect(md).toContain("loses that registration across a restore");
@@ -48,18 +81,25 @@ describe("matrix report", () => {
     expect(cellStatusOf("ERROR", [])).toBe("ERROR");
     // A scenario's observing case (the frozen-cgroup hang is the evidence) is listed in
     // scenarios.yaml and does not decide the cell either; it still shows in its column.
-    expect(observedTests(loadScenarios(join(REPO_ROOT, "scenarios.yaml"))).sort()).toEqual(["frozen-cgroup/without-freeze-cgroup", "kata-container/sandbox-mounts"]);
+    expect(observedTests(loadScenarios(join(REPO_ROOT, "scenarios.yaml"))).sort()).toEqual([
+      "frozen-cgroup/without-freeze-cgroup",
+      "kata-container/sandbox-mounts",
+    ]);
     const hung = good("4.1.1");
     hung.tests.push(t("frozen-cgroup/without-freeze-cgroup", "FAIL", "hang: dump did not finish in 10s"));
     expect(cellStatusOf("COMPLETE", hung.tests)).toBe("FAIL");
     expect(cellStatusOf("COMPLETE", hung.tests, hung.informational)).toBe("PASS");
-    expect(renderMarkdown(buildReport("x", [{ ...hung, status: "PASS" }]))).toMatch(/\| PASS \| 1\/2 \| PASS \| PASS \| PASS \| PASS \| FAIL \|/);
+    expect(renderMarkdown(buildReport("x", [{ ...hung, status: "PASS" }]))).toMatch(
+      /\| PASS \| 1\/2 \| PASS \| PASS \| PASS \| PASS \| FAIL \|/,
+    );
   });
 
   it("the first finding that explains a failure claims it: the catch-all criu-check rule stays silent", () => {
     const f = deriveFindings(CELLS, repoData().findings);
     expect(f.map((x) => x.id)).toEqual(["membarrier-probe-fatal", "membarrier-registration-lost"]);
-    const other = cell("4.2.1", "6.12", "none", [t("criu-check", "FAIL", "x", ["Error (criu/net.c:3300): nft: failed"])]);
+    const other = cell("4.2.1", "6.12", "none", [
+      t("criu-check", "FAIL", "x", ["Error (criu/net.c:3300): nft: failed"]),
+    ]);
     expect(deriveFindings([other], repoData().findings).map((x) => x.id)).toEqual(["criu-check-other"]);
   });
 
@@ -69,11 +109,22 @@ describe("matrix report", () => {
     // No single axis decides criu-check here (4.1.1 fails only without MEMBARRIER and without the patch).
     const mixed = statusDependencies(CELLS);
     // criu-check and feature/timens fail in the same cell only: one line for both.
-    expect(mixed).toContain("criu-check, feature/timens: not PASS in 4.1.1_nomb_none_native (FAIL); PASS elsewhere");
+    expect(mixed).toContain(
+      "criu-check, feature/timens: not PASS in 4.1.1_nomb_none_native (FAIL); PASS elsewhere",
+    );
   });
 
   it("HTML: one self-contained page, coloured statuses, each cell's evidence one click away", () => {
-    const html = renderHtml(buildReport("fixture", [...CELLS, cell("4.2.1", "6.12", "none", [], { status: "ERROR", reason: "timeout: boot timeout after 180 s", console_tail: "Kernel panic - not syncing <x>" })]));
+    const html = renderHtml(
+      buildReport("fixture", [
+        ...CELLS,
+        cell("4.2.1", "6.12", "none", [], {
+          status: "ERROR",
+          reason: "timeout: boot timeout after 180 s",
+          console_tail: "Kernel panic - not syncing <x>",
+        }),
+      ]),
+    );
     expect(html).toMatch(/^<!doctype html>/);
     expect(html).not.toMatch(/<(link|script) [^>]*src=|href="http/); // nothing loaded from elsewhere
     expect(html).toContain('<td class="s-fail">FAIL</td>');
@@ -81,15 +132,53 @@ describe("matrix report", () => {
     expect(html).toContain("kerndat_has_membarrier_get_registrations failed");
     expect(html).toContain("Kernel panic - not syncing &lt;x&gt;");
     expect(html).toMatch(/tr class="detail" id="d2" hidden/);
-    expect(html).toContain("addEventListener(\"click\"");
+    expect(html).toContain('addEventListener("click"');
   });
 
   it("JUnit, read with an XML parser: only unexpected failures fail; informational and expected failures are skipped with the reason", () => {
-    const predicted = { ...noMembarrier, predicted: [{ severity: "fail", id: "membarrier-probe", what: "CRIU 4.1.1 on a kernel with CONFIG_MEMBARRIER=n will fail every command", test: "criu-check", expect: "FAIL" as const }] };
-    const xml = renderJunit(buildReport("fixture", [noMembarrier, predicted, good("4.1.1"), cell("4.2.1", "6.12", "none", [], { status: "ERROR", reason: "panic: Kernel panic" }), cell("3.19", "6.12", "none", [], { status: "SKIPPED", reason: "no source" })]));
-    const doc = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: "", isArray: (n) => ["testsuite", "testcase"].includes(n) }).parse(xml);
-    type Case = { classname: string; name: string; time?: string; failure?: { type: string; message: string; "#text"?: string }; error?: { type: string; message: string }; skipped?: { message: string } };
-    type Suite = { name: string; tests: string; failures: string; errors: string; skipped: string; timestamp: string; testcase: Case[] };
+    const predicted = {
+      ...noMembarrier,
+      predicted: [
+        {
+          severity: "fail",
+          id: "membarrier-probe",
+          what: "CRIU 4.1.1 on a kernel with CONFIG_MEMBARRIER=n will fail every command",
+          test: "criu-check",
+          expect: "FAIL" as const,
+        },
+      ],
+    };
+    const xml = renderJunit(
+      buildReport("fixture", [
+        noMembarrier,
+        predicted,
+        good("4.1.1"),
+        cell("4.2.1", "6.12", "none", [], { status: "ERROR", reason: "panic: Kernel panic" }),
+        cell("3.19", "6.12", "none", [], { status: "SKIPPED", reason: "no source" }),
+      ]),
+    );
+    const doc = new XMLParser({
+      ignoreAttributes: false,
+      attributeNamePrefix: "",
+      isArray: (n) => ["testsuite", "testcase"].includes(n),
+    }).parse(xml);
+    type Case = {
+      classname: string;
+      name: string;
+      time?: string;
+      failure?: { type: string; message: string; "#text"?: string };
+      error?: { type: string; message: string };
+      skipped?: { message: string };
+    };
+    type Suite = {
+      name: string;
+      tests: string;
+      failures: string;
+      errors: string;
+      skipped: string;
+      timestamp: string;
+      testcase: Case[];
+    };
     const suites: Suite[] = doc.testsuites.testsuite;
     expect(Number(doc.testsuites.tests)).toBe(suites.reduce((n, x) => n + Number(x.tests), 0));
     const byName = (n: string) => suites.find((x) => x.name === n)!;
@@ -113,13 +202,23 @@ describe("matrix report", () => {
     // Predicted: the same failures are expected failures, skipped, naming the prediction.
     const xf = suites.filter((x) => x.name === "4.1.1_nomb_none_native")[1];
     expect(Number(xf.failures)).toBe(0);
-    expect(xf.testcase.find((c) => c.name === "criu-check")!.skipped!.message).toBe("expected failure: CRIU 4.1.1 on a kernel with CONFIG_MEMBARRIER=n will fail every command");
+    expect(xf.testcase.find((c) => c.name === "criu-check")!.skipped!.message).toBe(
+      "expected failure: CRIU 4.1.1 on a kernel with CONFIG_MEMBARRIER=n will fail every command",
+    );
     // A PASS cell with a failing informational test is green in a viewer.
     const green = byName("4.1.1_6.12_none_native");
     expect(Number(green.failures) + Number(green.errors)).toBe(0);
-    expect(green.testcase.find((c) => c.name === "criu-check-all")!.skipped!.message).toMatch(/^informational/);
-    expect(byName("4.2.1_6.12_none_native").testcase[0]).toMatchObject({ name: "boot", error: { type: "infrastructure", message: "panic: Kernel panic" } });
-    expect(byName("3.19_6.12_none_native").testcase[0]).toMatchObject({ name: "cell", skipped: { message: "no source" } });
+    expect(green.testcase.find((c) => c.name === "criu-check-all")!.skipped!.message).toMatch(
+      /^informational/,
+    );
+    expect(byName("4.2.1_6.12_none_native").testcase[0]).toMatchObject({
+      name: "boot",
+      error: { type: "infrastructure", message: "panic: Kernel panic" },
+    });
+    expect(byName("3.19_6.12_none_native").testcase[0]).toMatchObject({
+      name: "cell",
+      skipped: { message: "no source" },
+    });
   });
 
   it("merge keeps one cell per id, the newest", () => {
@@ -140,60 +239,91 @@ describe("matrix report", () => {
       good("4.2.1", "6.12", "mb"), // new
     ];
     const c = compareReports(old, now);
-    expect(c.regressions.map((x) => `${x.cell} ${x.test}`)).toEqual(["3.17.1_6.12_none_native membarrier/registration"]);
-    expect(c.fixes.map((x) => `${x.cell} ${x.test}`)).toEqual(["4.1.1_nomb_none_native criu-check", "4.1.1_nomb_none_native feature/timens"]);
+    expect(c.regressions.map((x) => `${x.cell} ${x.test}`)).toEqual([
+      "3.17.1_6.12_none_native membarrier/registration",
+    ]);
+    expect(c.fixes.map((x) => `${x.cell} ${x.test}`)).toEqual([
+      "4.1.1_nomb_none_native criu-check",
+      "4.1.1_nomb_none_native feature/timens",
+    ]);
     expect(c.newCells).toEqual(["4.2.1_6.12_mb_native"]);
     expect(c.removedCells).toEqual(["4.1.1_6.12_none_native"]);
     expect(c.errors).toEqual([{ cell: "4.2.1_6.12_none_native", side: "new", reason: "timeout" }]);
     const md = renderComparison(c, true);
     expect(md).toContain("### Regressions (1)");
-    expect(md).toContain("- `3.17.1_6.12_none_native` membarrier/registration: PASS -> FAIL (`after restore: EPERM`)");
-    expect(renderComparison(c, false)).toContain("1 regressions, 2 fixes, 1 new cells, 1 removed cells, 1 infrastructure errors");
+    expect(md).toContain(
+      "- `3.17.1_6.12_none_native` membarrier/registration: PASS -> FAIL (`after restore: EPERM`)",
+    );
+    expect(renderComparison(c, false)).toContain(
+      "1 regressions, 2 fixes, 1 new cells, 1 removed cells, 1 infrastructure errors",
+    );
     // A cell that stops building is a regression too.
-    const broken = compareReports([good("4.1.1")], [cell("4.1.1", "6.12", "none", [], { status: "BUILD-FAILED", reason: "criu: patch does not apply" })]);
+    const broken = compareReports(
+      [good("4.1.1")],
+      [cell("4.1.1", "6.12", "none", [], { status: "BUILD-FAILED", reason: "criu: patch does not apply" })],
+    );
     expect(broken.regressions).toMatchObject([{ test: "build", to: "BUILD-FAILED" }]);
   });
 
-  it("the CLI: compare exits 1 on a regression and 0 otherwise; report merge writes all four reports", { timeout: 60_000 }, async () => {
-    const dir = mkdtempSync(join(tmpdir(), "crg-compare-"));
-    const write = (name: string, cells: CellResult[]) => {
-      const f = join(dir, name);
-      writeFileSync(f, JSON.stringify(buildReport("fixture", cells)));
-      return f;
-    };
-    const a = write("old.json", [good("3.17.1"), good("4.1.1")]);
-    const b = write("new.json", [good("3.17.1", "6.12", "none", "FAIL"), good("4.1.1")]);
-    const regressed = await crGuest(["compare", a, b]);
-    expect(regressed.exitCode).toBe(1);
-    expect(regressed.stdout).toContain("Regressions (1)");
-    const same = await crGuest(["compare", a, a, "--markdown"]);
-    expect(same.exitCode, same.stderr).toBe(0);
-    expect(same.stdout).toContain("0 regressions");
-    // Only an infrastructure error in the new report: reported apart, exit 0.
-    const infra = write("infra.json", [good("3.17.1"), cell("4.1.1", "6.12", "none", [], { status: "ERROR", reason: "panic" })]);
-    const e = await crGuest(["compare", a, infra]);
-    expect(e.exitCode).toBe(0);
-    expect(e.stdout).toContain("Infrastructure errors (not compared) (1)");
-    const bad = await crGuest(["compare", a]);
-    expect(bad.exitCode).toBe(2);
-    expect(bad.stderr).toContain("compare takes two reports");
+  it(
+    "the CLI: compare exits 1 on a regression and 0 otherwise; report merge writes all four reports",
+    { timeout: 60_000 },
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), "crg-compare-"));
+      const write = (name: string, cells: CellResult[]) => {
+        const f = join(dir, name);
+        writeFileSync(f, JSON.stringify(buildReport("fixture", cells)));
+        return f;
+      };
+      const a = write("old.json", [good("3.17.1"), good("4.1.1")]);
+      const b = write("new.json", [good("3.17.1", "6.12", "none", "FAIL"), good("4.1.1")]);
+      const regressed = await crGuest(["compare", a, b]);
+      expect(regressed.exitCode).toBe(1);
+      expect(regressed.stdout).toContain("Regressions (1)");
+      const same = await crGuest(["compare", a, a, "--markdown"]);
+      expect(same.exitCode, same.stderr).toBe(0);
+      expect(same.stdout).toContain("0 regressions");
+      // Only an infrastructure error in the new report: reported apart, exit 0.
+      const infra = write("infra.json", [
+        good("3.17.1"),
+        cell("4.1.1", "6.12", "none", [], { status: "ERROR", reason: "panic" }),
+      ]);
+      const e = await crGuest(["compare", a, infra]);
+      expect(e.exitCode).toBe(0);
+      expect(e.stdout).toContain("Infrastructure errors (not compared) (1)");
+      const bad = await crGuest(["compare", a]);
+      expect(bad.exitCode).toBe(2);
+      expect(bad.stderr).toContain("compare takes two reports");
 
-    // Cells from two "machines" (per-version CI jobs), merged.
-    for (const [m, c] of [["m1", good("3.17.1")], ["m2", noMembarrier]] as const) {
-      mkdirSync(join(dir, m, "cells", c.id), { recursive: true });
-      writeFileSync(join(dir, m, "cells", c.id, "cell.json"), JSON.stringify(c));
-    }
-    const merged = await crGuest(["report", "merge", join(dir, "m1"), join(dir, "m2"), "--out", join(dir, "report")]);
-    expect(merged.exitCode, merged.stderr).toBe(0);
-    expect(merged.stdout).toContain("merged 2 cells from 2 inputs");
-    expect(JSON.parse(readFileSync(join(dir, "report", "matrix.json"), "utf8")).cells).toHaveLength(2);
-    expect(readFileSync(join(dir, "report", "matrix.md"), "utf8")).toContain("kerndat_has_membarrier_get_registrations");
-    expect(readFileSync(join(dir, "report", "junit.xml"), "utf8")).toContain("<testsuites");
-    expect(readFileSync(join(dir, "report", "matrix.html"), "utf8")).toContain("<table>");
-    const none = await crGuest(["report", "merge", join(dir, "report", "matrix.md")]);
-    expect(none.exitCode).toBe(2);
-    expect(none.stderr).toMatch(/matrix\.md is not JSON/);
-  });
+      // Cells from two "machines" (per-version CI jobs), merged.
+      for (const [m, c] of [
+        ["m1", good("3.17.1")],
+        ["m2", noMembarrier],
+      ] as const) {
+        mkdirSync(join(dir, m, "cells", c.id), { recursive: true });
+        writeFileSync(join(dir, m, "cells", c.id, "cell.json"), JSON.stringify(c));
+      }
+      const merged = await crGuest([
+        "report",
+        "merge",
+        join(dir, "m1"),
+        join(dir, "m2"),
+        "--out",
+        join(dir, "report"),
+      ]);
+      expect(merged.exitCode, merged.stderr).toBe(0);
+      expect(merged.stdout).toContain("merged 2 cells from 2 inputs");
+      expect(JSON.parse(readFileSync(join(dir, "report", "matrix.json"), "utf8")).cells).toHaveLength(2);
+      expect(readFileSync(join(dir, "report", "matrix.md"), "utf8")).toContain(
+        "kerndat_has_membarrier_get_registrations",
+      );
+      expect(readFileSync(join(dir, "report", "junit.xml"), "utf8")).toContain("<testsuites");
+      expect(readFileSync(join(dir, "report", "matrix.html"), "utf8")).toContain("<table>");
+      const none = await crGuest(["report", "merge", join(dir, "report", "matrix.md")]);
+      expect(none.exitCode).toBe(2);
+      expect(none.stderr).toMatch(/matrix\.md is not JSON/);
+    },
+  );
 
   it("the GitHub workflow is the one generated from matrix.yaml, valid, and thin", () => {
     const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")));
@@ -203,21 +333,39 @@ describe("matrix report", () => {
     // A maintained validator (GitHub's workflow schema) accepts it...
     expect(validateWorkflow(want).errors).toEqual([]);
     // ...and refuses a broken one, so the check can fail.
-    expect(validateWorkflow(want.replace("runs-on: ubuntu-24.04", "runs_on: ubuntu-24.04")).errors.length).toBeGreaterThan(0);
+    expect(
+      validateWorkflow(want.replace("runs-on: ubuntu-24.04", "runs_on: ubuntu-24.04")).errors.length,
+    ).toBeGreaterThan(0);
     type Step = { uses?: string; run?: string; if?: string; shell?: string };
-    type Job = { needs?: string | string[]; if?: string; steps: Step[]; strategy?: { matrix: { criu: string[] } } };
-    const wf = parse(want) as { permissions: Record<string, string>; concurrency: { group: string; "cancel-in-progress": string }; defaults: { run: { shell: string } }; jobs: Record<string, Job> };
+    type Job = {
+      needs?: string | string[];
+      if?: string;
+      steps: Step[];
+      strategy?: { matrix: { criu: string[] } };
+    };
+    const wf = parse(want) as {
+      permissions: Record<string, string>;
+      concurrency: { group: string; "cancel-in-progress": string };
+      defaults: { run: { shell: string } };
+      jobs: Record<string, Job>;
+    };
     expect(wf.permissions).toEqual({ contents: "read", actions: "read" });
     expect(wf.concurrency["cancel-in-progress"]).toContain("pull_request");
     // bash: GitHub runs it with -eo pipefail, so a piped command's failure fails the step.
     expect(wf.defaults.run.shell).toBe("bash");
-    expect(Object.fromEntries(Object.entries(wf.jobs).map(([n, j]) => [n, j.needs ?? null]))).toEqual({ kernels: null, cells: "kernels", report: "cells" });
+    expect(Object.fromEntries(Object.entries(wf.jobs).map(([n, j]) => [n, j.needs ?? null]))).toEqual({
+      kernels: null,
+      cells: "kernels",
+      report: "cells",
+    });
     expect(wf.jobs.report.if).toBe("${{ !cancelled() }}");
     expect(want).not.toMatch(/always\(\)/);
     for (const [name, job] of Object.entries(wf.jobs))
       for (const step of job.steps) {
         if (step.run === undefined) {
-          expect(step.uses, `${name}: a step is a run or a known action`).toMatch(/^actions\/(checkout|cache|upload-artifact|download-artifact|setup-node)@v4$/);
+          expect(step.uses, `${name}: a step is a run or a known action`).toMatch(
+            /^actions\/(checkout|cache|upload-artifact|download-artifact|setup-node)@v4$/,
+          );
           continue;
         }
         // One command of ours per step: no pipes, no chains, no inline scripts.
@@ -229,7 +377,15 @@ describe("matrix report", () => {
     const served = plan.spec.axes.criu.map((v) => v.id).filter((id) => servableFromPins(id, repoData().criu));
     expect(wf.jobs.cells.strategy!.matrix.criu).toEqual(served);
     expect(served).toContain("3.19");
-    const bare = { ...repoData().criu, versions: new Map([...repoData().criu.versions].map(([k, e]) => [k, k === "3.19" ? { version: k, min_suite: e.min_suite } : e])) };
+    const bare = {
+      ...repoData().criu,
+      versions: new Map(
+        [...repoData().criu.versions].map(([k, e]) => [
+          k,
+          k === "3.19" ? { version: k, min_suite: e.min_suite } : e,
+        ]),
+      ),
+    };
     expect(parse(renderGithubWorkflow(plan, bare)).jobs.cells.strategy.matrix.criu).not.toContain("3.19");
   });
 });
@@ -240,14 +396,20 @@ describe("findings follow the catalog's facts", () => {
     const { loadCriuCatalog, readableRange } = await import("../../scripts/data/criu-catalog.js");
     const { loadYamlFile } = await import("../../scripts/lib/yaml-file.js");
     const catalog = loadCriuCatalog();
-    const raw = (loadYamlFile(FINDINGS_FILE).value as { findings: { id: string; say: string; fact?: string }[] }).findings;
+    const raw = (
+      loadYamlFile(FINDINGS_FILE).value as { findings: { id: string; say: string; fact?: string }[] }
+    ).findings;
     // No hand-written version claim: a version number in a sentence must come from {criu}.
     for (const f of raw) expect(f.say, f.id).not.toMatch(/\d+\.\d+|\d\.x/);
     const rules = repoData().findings;
     const lost = rules.find((r) => r.id === "membarrier-registration-lost")!;
-    expect(lost.say).toContain(`CRIU ${readableRange(catalog.facts.restores_membarrier_registration.criu)} keeps it`);
+    expect(lost.say).toContain(
+      `CRIU ${readableRange(catalog.facts.restores_membarrier_registration.criu)} keeps it`,
+    );
     expect(lost.say).toContain("CRIU >= 3.19 keeps it");
-    expect(rules.find((r) => r.id === "membarrier-probe-fatal")!.say).toMatch(/^CRIU >= 3\.19 needs CONFIG_MEMBARRIER/);
+    expect(rules.find((r) => r.id === "membarrier-probe-fatal")!.say).toMatch(
+      /^CRIU >= 3\.19 needs CONFIG_MEMBARRIER/,
+    );
     expect(readableRange("<3.18.0")).toBe("< 3.18");
     expect(readableRange(">=4.1.1")).toBe(">= 4.1.1");
   });
@@ -256,7 +418,13 @@ describe("findings follow the catalog's facts", () => {
 describe("kernel-aware findings and predictions", () => {
   const on61 = (criu: string, membarrier: CellTest["status"]) => {
     const c = good(criu, "6.1", "none", membarrier);
-    return { ...c, identities: { ...c.identities, kernel: { key: "k61", version: "6.1.176", release: "6.1.176", config_sha256: "c" } } };
+    return {
+      ...c,
+      identities: {
+        ...c.identities,
+        kernel: { key: "k61", version: "6.1.176", release: "6.1.176", config_sha256: "c" },
+      },
+    };
   };
   it("a finding scoped to its fact counts only cells whose CRIU and kernel are in the fact's ranges", () => {
     const rule = repoData().findings.find((r) => r.id === "membarrier-without-get-registrations")!;
@@ -277,7 +445,13 @@ describe("kernel-aware findings and predictions", () => {
     const c = {
       ...on61("3.17.1", "FAIL"),
       predicted: [
-        { severity: "fail", id: "membarrier-registration", what: "loses it", test: "membarrier/registration", expect: "FAIL" as const },
+        {
+          severity: "fail",
+          id: "membarrier-registration",
+          what: "loses it",
+          test: "membarrier/registration",
+          expect: "FAIL" as const,
+        },
         { severity: "info", id: "x", what: "starts", test: "criu-check", expect: "FAIL" as const },
         { severity: "warn", id: "kernel-TUN", what: "kernel lacks CONFIG_TUN" },
       ],
@@ -287,7 +461,9 @@ describe("kernel-aware findings and predictions", () => {
       ["membarrier/registration", "FAIL", true],
       ["criu-check", "PASS", false],
     ]);
-    expect(renderMarkdown(buildReport("m", [c], { rules: [] }))).toContain('predicted FAIL for criu-check ("starts"); observed: PASS (NOT as predicted)');
+    expect(renderMarkdown(buildReport("m", [c], { rules: [] }))).toContain(
+      'predicted FAIL for criu-check ("starts"); observed: PASS (NOT as predicted)',
+    );
     // A cell that never booted has nothing to check a prediction against.
     expect(predictionChecks({ ...c, status: "ERROR" })[0].held).toBeUndefined();
   });
@@ -295,21 +471,49 @@ describe("kernel-aware findings and predictions", () => {
 
 describe("verdicts: deciding, informational, expected failures", () => {
   const hang = t("frozen-cgroup/without-freeze-cgroup", "FAIL", "hang: dump did not finish in 10s");
-  const withHang = (c: CellResult) => ({ ...c, tests: [...c.tests, { ...hang, outcome: "hang" }, t("frozen-cgroup/with-freeze-cgroup", "PASS")] });
+  const withHang = (c: CellResult) => ({
+    ...c,
+    tests: [...c.tests, { ...hang, outcome: "hang" }, t("frozen-cgroup/with-freeze-cgroup", "PASS")],
+  });
   it("one summary line that separates what decides from what informs", () => {
     const c = withHang(good("4.1.1"));
     expect(c.status).toBe("PASS");
-    expect(cellSummary(c)).toBe("deciding: 8 passed, 0 failed; informational: 1/2 features, observed: criu-check-all (FAIL), frozen-cgroup/without-freeze-cgroup (hang)");
+    expect(cellSummary(c)).toBe(
+      "deciding: 8 passed, 0 failed; informational: 1/2 features, observed: criu-check-all (FAIL), frozen-cgroup/without-freeze-cgroup (hang)",
+    );
     // The observing case does not colour its column; a deciding failure does.
     const cols = reportColumns([c]);
-    expect(columnStatus(c, cols.find((x) => x.key === "frozen-cgroup")!)).toBe("PASS");
-    const broken = { ...c, tests: c.tests.map((x) => (x.name === "frozen-cgroup/with-freeze-cgroup" ? { ...x, status: "FAIL" as const } : x)) };
-    expect(columnStatus(broken, cols.find((x) => x.key === "frozen-cgroup")!)).toBe("FAIL");
+    expect(
+      columnStatus(
+        c,
+        cols.find((x) => x.key === "frozen-cgroup")!,
+      ),
+    ).toBe("PASS");
+    const broken = {
+      ...c,
+      tests: c.tests.map((x) =>
+        x.name === "frozen-cgroup/with-freeze-cgroup" ? { ...x, status: "FAIL" as const } : x,
+      ),
+    };
+    expect(
+      columnStatus(
+        broken,
+        cols.find((x) => x.key === "frozen-cgroup")!,
+      ),
+    ).toBe("FAIL");
     // Over several cells an observation is counted, not repeated.
-    expect(reportSummary([c, withHang(good("4.2.1"))])).toBe("deciding: 16 passed, 0 failed; informational: 2/4 features, observed: criu-check-all (FAIL) in 2 cells, frozen-cgroup/without-freeze-cgroup (hang) in 2 cells");
+    expect(reportSummary([c, withHang(good("4.2.1"))])).toBe(
+      "deciding: 16 passed, 0 failed; informational: 2/4 features, observed: criu-check-all (FAIL) in 2 cells, frozen-cgroup/without-freeze-cgroup (hang) in 2 cells",
+    );
   });
   it("a predicted failure is expected (XFAIL) and explains the failures of a CRIU that cannot start; a predicted failure that passes is XPASS", () => {
-    const p = { severity: "fail", id: "membarrier-probe", what: "will fail every command", test: "criu-check", expect: "FAIL" as const };
+    const p = {
+      severity: "fail",
+      id: "membarrier-probe",
+      what: "will fail every command",
+      test: "criu-check",
+      expect: "FAIL" as const,
+    };
     const xf = { ...noMembarrier, predicted: [p] };
     const j = judgeCell(xf);
     expect(j.filter((x) => x.verdict === "fail")).toEqual([]);
@@ -320,7 +524,18 @@ describe("verdicts: deciding, informational, expected failures", () => {
     // Without the prediction the same cell has an unexpected failure.
     expect(tally(judgeCell(noMembarrier)).failed).toBe(1);
     // The prediction did not come true: an unexpected pass, never hidden.
-    const xp = { ...good("3.17.1"), predicted: [{ severity: "warn", id: "membarrier-registration", what: "loses it", test: "membarrier/registration", expect: "FAIL" as const }] };
+    const xp = {
+      ...good("3.17.1"),
+      predicted: [
+        {
+          severity: "warn",
+          id: "membarrier-registration",
+          what: "loses it",
+          test: "membarrier/registration",
+          expect: "FAIL" as const,
+        },
+      ],
+    };
     expect(judgeCell(xp).find((x) => x.test.name === "membarrier/registration")!.verdict).toBe("xpass");
     expect(cellSummary(xp)).toContain("1 unexpected pass");
     // A lost registration it predicted is expected, and only that test.
@@ -331,14 +546,26 @@ describe("verdicts: deciding, informational, expected failures", () => {
 
 describe("how well a run packed the machine", () => {
   it("boot-seconds over wall-clock, counting only cells that booted", () => {
-    const at = (c: CellResult, start: string, end: string, boot: number, cached = false) => ({ ...c, started: start, finished: end, stages: { boot: { seconds: boot, cached, shared: false, vcpus: 1 } } });
+    const at = (c: CellResult, start: string, end: string, boot: number, cached = false) => ({
+      ...c,
+      started: start,
+      finished: end,
+      stages: { boot: { seconds: boot, cached, shared: false, vcpus: 1 } },
+    });
     const cells = [
       at(good("4.1.1"), "2026-11-30T10:00:00.000Z", "2026-11-30T10:02:00.000Z", 100),
       at(good("4.2.1"), "2026-11-30T10:00:30.000Z", "2026-11-30T10:03:20.000Z", 120),
       at(good("3.17.1"), "2026-11-30T09:00:00.000Z", "2026-11-30T09:00:01.000Z", 90, true),
     ];
-    expect(bootParallelism(cells)).toEqual({ bootSeconds: 220, wallSeconds: 200, parallelism: 1.1, vcpus: { 1: 2 } });
-    expect(renderMarkdown(buildReport("m", cells, { rules: [] }))).toContain("Boots: 220 boot-seconds in 200 s of wall-clock, a parallelism of 1.10 (guests: 2 with 1 vCPU).");
+    expect(bootParallelism(cells)).toEqual({
+      bootSeconds: 220,
+      wallSeconds: 200,
+      parallelism: 1.1,
+      vcpus: { 1: 2 },
+    });
+    expect(renderMarkdown(buildReport("m", cells, { rules: [] }))).toContain(
+      "Boots: 220 boot-seconds in 200 s of wall-clock, a parallelism of 1.10 (guests: 2 with 1 vCPU).",
+    );
     expect(bootParallelism([cells[2]])).toBeNull();
   });
 });

@@ -21,7 +21,9 @@ import { realStages } from "../../scripts/matrix/stages.js";
 const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "test/fixtures/matrix/small.yaml")));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function recordingStages(o: { failKernel?: string; bootStatus?: (c: PlannedCell) => RunResults["status"]; delayMs?: number } = {}) {
+function recordingStages(
+  o: { failKernel?: string; bootStatus?: (c: PlannedCell) => RunResults["status"]; delayMs?: number } = {},
+) {
   const calls = { kernel: [] as string[], image: [] as string[], boot: [] as string[] };
   let running = { build: 0, boot: 0 };
   const peak = { boot: 0, buildWithOther: false };
@@ -37,14 +39,30 @@ function recordingStages(o: { failKernel?: string; bootStatus?: (c: PlannedCell)
       await sleep(o.delayMs ?? 5);
       running.build--;
       if (o.failKernel === c.axes.kernel) throw new Error(`make failed for ${c.axes.kernel}`);
-      return { handle: `k-${c.axes.kernel}`, cached: false, identity: { key: `k${c.axes.kernel}`, version: "6.12.107", release: null, config_sha256: "x" } };
+      return {
+        handle: `k-${c.axes.kernel}`,
+        cached: false,
+        identity: { key: `k${c.axes.kernel}`, version: "6.12.107", release: null, config_sha256: "x" },
+      };
     },
     async image(c, k) {
       calls.image.push(`${c.criuVersion}+${c.patches.join(",")}`);
       enter("build");
       await sleep(o.delayMs ?? 5);
       running.build--;
-      return { handle: `${k}/img`, cached: false, criu: { key: "c", version: c.criuVersion, provider: "debian-source", link: "static", sha256: "s", patches: c.patches }, image: { key: "i", base: "fresh", suite: "trixie" } };
+      return {
+        handle: `${k}/img`,
+        cached: false,
+        criu: {
+          key: "c",
+          version: c.criuVersion,
+          provider: "debian-source",
+          link: "static",
+          sha256: "s",
+          patches: c.patches,
+        },
+        image: { key: "i", base: "fresh", suite: "trixie" },
+      };
     },
     async boot(c) {
       calls.boot.push(c.id);
@@ -58,7 +76,13 @@ function recordingStages(o: { failKernel?: string; bootStatus?: (c: PlannedCell)
   return { stages, calls, peak, reset: () => (running = { build: 0, boot: 0 }) };
 }
 
-const opts = (outDir: string, stages: CellStages<string, string>, extra: object = {}) => ({ outDir, stages, capacity: 2, bootWeight: 1, ...extra });
+const opts = (outDir: string, stages: CellStages<string, string>, extra: object = {}) => ({
+  outDir,
+  stages,
+  capacity: 2,
+  bootWeight: 1,
+  ...extra,
+});
 
 describe("matrix runner", () => {
   it("runs each shared stage once: 2 kernels, 3 CRIU+image builds, 6 boots for 6 cells", async () => {
@@ -74,7 +98,9 @@ describe("matrix runner", () => {
     expect(cell.identities.criu?.patches).toEqual(["membarrier-probe-nonfatal"]);
     expect(storedCell(out, "4.1_nomb_none_native")!.status).toBe("FAIL");
     // Cells sharing a stage say so, with the time it took.
-    const shared = plan.cells.filter((c) => c.axes.kernel === "nomb").map((c) => storedCell(out, c.id)!.stages.kernel!);
+    const shared = plan.cells
+      .filter((c) => c.axes.kernel === "nomb")
+      .map((c) => storedCell(out, c.id)!.stages.kernel!);
     expect(shared.filter((t) => t.shared)).toHaveLength(shared.length - 1);
   });
 
@@ -83,9 +109,13 @@ describe("matrix runner", () => {
     const r = recordingStages();
     r.stages.predict = (c, kernel) => [{ severity: "info", id: "k", what: `${c.criuVersion} on ${kernel}` }];
     await runMatrix(plan, plan.cells, opts(out, r.stages));
-    const shared = plan.cells.filter((c) => c.criuVersion === plan.cells[0].criuVersion && c.patches.length === 0);
+    const shared = plan.cells.filter(
+      (c) => c.criuVersion === plan.cells[0].criuVersion && c.patches.length === 0,
+    );
     expect(new Set(shared.map((c) => c.groups.image)).size).toBe(1);
-    expect(shared.map((c) => storedCell(out, c.id)!.predicted[0].what).sort()).toEqual(shared.map((c) => `${c.criuVersion} on k-${c.axes.kernel}`).sort());
+    expect(shared.map((c) => storedCell(out, c.id)!.predicted[0].what).sort()).toEqual(
+      shared.map((c) => `${c.criuVersion} on k-${c.axes.kernel}`).sort(),
+    );
     expect(new Set(shared.map((c) => storedCell(out, c.id)!.predicted[0].what)).size).toBe(shared.length);
   });
 
@@ -107,30 +137,58 @@ describe("matrix runner", () => {
 
   it("a kernel that cannot boot the image (modules, no initrd) makes its cells SKIPPED, naming what is missing, never booted", async () => {
     const r = recordingStages();
-    const stages = { ...r.stages, boot: async (c: PlannedCell) => {
-      const blockers = bootBlockers(new Map([["CONFIG_VIRTIO_BLK", "m"], ["CONFIG_BLK_DEV_NVME", "m"], ["CONFIG_VIRTIO_PCI", "y"], ["CONFIG_EXT4_FS", "m"], ["CONFIG_DEVTMPFS", "y"]]));
-      if (c.axes.kernel === "nomb") throw new KernelCannotBootError("linux 6.12.57+deb13-cloud-amd64", blockers);
-      return r.stages.boot(c, "", "");
-    } };
+    const stages = {
+      ...r.stages,
+      boot: async (c: PlannedCell) => {
+        const blockers = bootBlockers(
+          new Map([
+            ["CONFIG_VIRTIO_BLK", "m"],
+            ["CONFIG_BLK_DEV_NVME", "m"],
+            ["CONFIG_VIRTIO_PCI", "y"],
+            ["CONFIG_EXT4_FS", "m"],
+            ["CONFIG_DEVTMPFS", "y"],
+          ]),
+        );
+        if (c.axes.kernel === "nomb")
+          throw new KernelCannotBootError("linux 6.12.57+deb13-cloud-amd64", blockers);
+        return r.stages.boot(c, "", "");
+      },
+    };
     const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
     const s = await runMatrix(plan, plan.cells, opts(out, stages));
     const nomb = s.cells.filter((c) => c.axes.kernel === "nomb");
     expect(nomb.length).toBeGreaterThan(0);
     for (const c of nomb) {
       expect(c.status).toBe("SKIPPED");
-      expect(c.reason).toMatch(/cannot boot the image: CONFIG_VIRTIO_BLK=m \/ CONFIG_BLK_DEV_NVME=m .*; CONFIG_EXT4_FS=m/);
+      expect(c.reason).toMatch(
+        /cannot boot the image: CONFIG_VIRTIO_BLK=m \/ CONFIG_BLK_DEV_NVME=m .*; CONFIG_EXT4_FS=m/,
+      );
       expect(c.tests).toEqual([]);
     }
     expect(s.cells.filter((c) => c.axes.kernel !== "nomb").every((c) => c.status !== "SKIPPED")).toBe(true);
     // A kernel that builds them in has no blockers.
-    expect(bootBlockers(new Map([["CONFIG_VIRTIO_BLK", "y"], ["CONFIG_VIRTIO_PCI", "y"], ["CONFIG_EXT4_FS", "y"], ["CONFIG_DEVTMPFS", "y"]]))).toEqual([]);
+    expect(
+      bootBlockers(
+        new Map([
+          ["CONFIG_VIRTIO_BLK", "y"],
+          ["CONFIG_VIRTIO_PCI", "y"],
+          ["CONFIG_EXT4_FS", "y"],
+          ["CONFIG_DEVTMPFS", "y"],
+        ]),
+      ),
+    ).toEqual([]);
   });
 
   it("an infrastructure error is ERROR, not a test failure, and is retried by the next run", async () => {
     const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
-    const first = recordingStages({ bootStatus: (c) => (c.id === "4.1_6.12_mb_native" ? "ERROR" : "COMPLETE") });
+    const first = recordingStages({
+      bootStatus: (c) => (c.id === "4.1_6.12_mb_native" ? "ERROR" : "COMPLETE"),
+    });
     await runMatrix(plan, plan.cells, opts(out, first.stages));
-    expect(storedCell(out, "4.1_6.12_mb_native")).toMatchObject({ status: "ERROR", reason: "timeout: boot timeout after 180 s" });
+    expect(storedCell(out, "4.1_6.12_mb_native")).toMatchObject({
+      status: "ERROR",
+      reason: "timeout: boot timeout after 180 s",
+    });
     const second = recordingStages();
     const s = await runMatrix(plan, plan.cells, opts(out, second.stages));
     expect(second.calls.boot).toEqual(["4.1_6.12_mb_native"]);
@@ -166,7 +224,11 @@ describe("matrix runner", () => {
     expect(r.peak.buildWithOther).toBe(false);
     expect(r.peak.boot).toBe(2);
     const one = recordingStages({ delayMs: 10 });
-    await runMatrix(plan, plan.cells, opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), one.stages, { bootWeight: 2 }));
+    await runMatrix(
+      plan,
+      plan.cells,
+      opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), one.stages, { bootWeight: 2 }),
+    );
     expect(one.peak.boot).toBe(1);
   });
 
@@ -186,7 +248,10 @@ describe("matrix runner", () => {
       image: (c, k) => span("image", () => base.stages.image(c, k)),
       boot: (c, k, i) => span("boot", () => base.stages.boot(c, k, i)),
     });
-    const overlaps = () => spans.some((a) => a.kind === "image" && spans.some((b) => b.kind === "boot" && a.from < b.to && b.from < a.to));
+    const overlaps = () =>
+      spans.some(
+        (a) => a.kind === "image" && spans.some((b) => b.kind === "boot" && a.from < b.to && b.from < a.to),
+      );
     await runMatrix(plan, plan.cells, opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), stages(true)));
     expect(overlaps()).toBe(true);
     spans.length = 0;
@@ -213,7 +278,10 @@ describe("matrix runner", () => {
     expect(guestVcpus(1, 2, 0)).toBe(1);
     const base = recordingStages({ delayMs: 5 });
     const given: { id: string; vcpus?: number }[] = [];
-    const stages: CellStages<string, string> = { ...base.stages, boot: (c, k, i, vcpus) => (given.push({ id: c.id, vcpus }), base.stages.boot(c, k, i)) };
+    const stages: CellStages<string, string> = {
+      ...base.stages,
+      boot: (c, k, i, vcpus) => (given.push({ id: c.id, vcpus }), base.stages.boot(c, k, i)),
+    };
     const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
     await runMatrix(plan, plan.cells, opts(out, stages, { bootWeight: 2, adaptiveVcpus: true }));
     // Six boots arriving together: each shares the two cores with another (the last one too).
@@ -222,21 +290,30 @@ describe("matrix runner", () => {
     expect(storedCell(out, given[0].id)?.stages.boot?.vcpus).toBe(1);
     // A boot alone gets both; the share is read when the cores are granted, not when it asked.
     given.length = 0;
-    await runMatrix(plan, plan.cells.slice(0, 1), opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), stages, { bootWeight: 2, adaptiveVcpus: true }));
+    await runMatrix(
+      plan,
+      plan.cells.slice(0, 1),
+      opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), stages, { bootWeight: 2, adaptiveVcpus: true }),
+    );
     expect(given.map((g) => g.vcpus)).toEqual([2]);
     given.length = 0;
-    await runMatrix(plan, plan.cells, opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), stages, { bootWeight: 2 }));
+    await runMatrix(
+      plan,
+      plan.cells,
+      opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), stages, { bootWeight: 2 }),
+    );
     expect(given.every((g) => g.vcpus === undefined)).toBe(true);
   });
 
   it("Capacity serves waiters first come, first served", async () => {
     const cap = new Capacity(2);
     const order: string[] = [];
-    const job = (name: string, w: number, ms: number) => cap.run(w, async () => {
-      order.push(`+${name}`);
-      await sleep(ms);
-      order.push(`-${name}`);
-    });
+    const job = (name: string, w: number, ms: number) =>
+      cap.run(w, async () => {
+        order.push(`+${name}`);
+        await sleep(ms);
+        order.push(`-${name}`);
+      });
     await Promise.all([job("boot1", 1, 20), job("build", 2, 5), job("boot2", 1, 5)]);
     // boot2 would fit beside boot1, but the build asked first.
     expect(order).toEqual(["+boot1", "-boot1", "+build", "-build", "+boot2", "-boot2"]);
@@ -247,7 +324,13 @@ describe("matrix runner", () => {
       await sleep(10);
       share = 1;
     });
-    await Promise.all([holder, cap.run(() => share, async (w) => void granted.push(w))]);
+    await Promise.all([
+      holder,
+      cap.run(
+        () => share,
+        async (w) => void granted.push(w),
+      ),
+    ]);
     expect(granted).toEqual([1]);
   });
 });

@@ -38,14 +38,18 @@ describe("repository data", () => {
     expect(d.kernels.size).toBeGreaterThan(0);
     expect(d.criuPatches.get("membarrier-probe-nonfatal")?.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(d.findings.length).toBeGreaterThan(0);
-    expect([...d.fragments.keys()]).toEqual(expect.arrayContaining(["guest-base", "checkpoint-restore", "no-membarrier"]));
+    expect([...d.fragments.keys()]).toEqual(
+      expect.arrayContaining(["guest-base", "checkpoint-restore", "no-membarrier"]),
+    );
     expect(d.criu.kernelOptions.required).toHaveProperty("CHECKPOINT_RESTORE");
   });
 
   it("each file as committed is valid under its published JSON Schema", () => {
     const ajv = new Ajv2020({ allErrors: true, strict: false });
     for (const [name, file] of Object.entries(FILES)) {
-      const validate = ajv.compile(JSON.parse(readFileSync(join(SCHEMAS_DIR, `${name}.schema.json`), "utf8")));
+      const validate = ajv.compile(
+        JSON.parse(readFileSync(join(SCHEMAS_DIR, `${name}.schema.json`), "utf8")),
+      );
       // YAML 1.2 as the yaml package reads it; unquoted numbers that mean strings are quoted in these files.
       const ok = validate(parse(readFileSync(join(REPO_ROOT, file), "utf8")));
       expect(ok, `${file}: ${JSON.stringify(validate.errors)}`).toBe(true);
@@ -54,25 +58,56 @@ describe("repository data", () => {
 
   it("a typo in the CRIU catalog is named with its file, line and the key meant", () => {
     const f = join(tmp(), "versions.yaml");
-    writeFileSync(f, readFileSync(CRIU_CATALOG_FILE, "utf8").replace(/^(\s+)min_suite: trixie/m, "$1min_suit: trixie"));
-    const line = readFileSync(f, "utf8").split("\n").findIndex((l) => l.includes("min_suit:")) + 1;
-    expect(() => loadCriuCatalog(f)).toThrow(new RegExp(`versions\\.yaml:${line}: unknown key 'versions\\.[0-9.]+\\.min_suit' \\(did you mean 'min_suite'\\?\\)`));
-    writeFileSync(f, readFileSync(CRIU_CATALOG_FILE, "utf8").replace(/provider_order: \[local-source,/, "provider_order: [local-sourse,"));
-    expect(() => loadCriuCatalog(f)).toThrow(/provider_order\.0 must be one of .*got "local-sourse" \(did you mean 'local-source'\?\)/);
+    writeFileSync(
+      f,
+      readFileSync(CRIU_CATALOG_FILE, "utf8").replace(/^(\s+)min_suite: trixie/m, "$1min_suit: trixie"),
+    );
+    const line =
+      readFileSync(f, "utf8")
+        .split("\n")
+        .findIndex((l) => l.includes("min_suit:")) + 1;
+    expect(() => loadCriuCatalog(f)).toThrow(
+      new RegExp(
+        `versions\\.yaml:${line}: unknown key 'versions\\.[0-9.]+\\.min_suit' \\(did you mean 'min_suite'\\?\\)`,
+      ),
+    );
+    writeFileSync(
+      f,
+      readFileSync(CRIU_CATALOG_FILE, "utf8").replace(
+        /provider_order: \[local-source,/,
+        "provider_order: [local-sourse,",
+      ),
+    );
+    expect(() => loadCriuCatalog(f)).toThrow(
+      /provider_order\.0 must be one of .*got "local-sourse" \(did you mean 'local-source'\?\)/,
+    );
   });
 
   it("findings, allowlist and agent patches refuse what they cannot use", () => {
     const d = tmp();
     const findings = join(d, "findings.yaml");
-    writeFileSync(findings, "findings:\n  - id: x\n    test: criu-check\n    message: '(['\n    say: broken\n");
-    expect(() => loadFindingRules(repoData().criu, findings)).toThrow(/findings\.yaml:4: findings\.0\.message: must be a regular expression/);
-    writeFileSync(findings, "findings:\n  - id: x\n    test: criu-check\n    message: x\n    fact: no_such_fact\n    say: CRIU {criu} x\n");
-    expect(() => loadFindingRules(repoData().criu, findings)).toThrow(/findings\.yaml:2: finding x names fact 'no_such_fact'/);
+    writeFileSync(
+      findings,
+      "findings:\n  - id: x\n    test: criu-check\n    message: '(['\n    say: broken\n",
+    );
+    expect(() => loadFindingRules(repoData().criu, findings)).toThrow(
+      /findings\.yaml:4: findings\.0\.message: must be a regular expression/,
+    );
+    writeFileSync(
+      findings,
+      "findings:\n  - id: x\n    test: criu-check\n    message: x\n    fact: no_such_fact\n    say: CRIU {criu} x\n",
+    );
+    expect(() => loadFindingRules(repoData().criu, findings)).toThrow(
+      /findings\.yaml:2: finding x names fact 'no_such_fact'/,
+    );
     const allow = join(d, "allowlist.yaml");
     writeFileSync(allow, "accepted:\n  - symbol: CONFIG_X\n    kernels: '>=6.1'\n");
     expect(() => loadAllowlist(allow)).toThrow(/allowlist\.yaml:2: accepted\.0 needs the key 'reason'/);
     copyFileSync(join(AGENT_PATCHES_DIR, "patches.yaml"), join(d, "patches.yaml"));
-    writeFileSync(join(d, "patches.yaml"), readFileSync(join(d, "patches.yaml"), "utf8").replace('fixed_in: ">=4.1.0"', "fixed_in: soon"));
+    writeFileSync(
+      join(d, "patches.yaml"),
+      readFileSync(join(d, "patches.yaml"), "utf8").replace('fixed_in: ">=4.1.0"', "fixed_in: soon"),
+    );
     expect(() => loadAgentPatches(d)).toThrow(/patches\.yaml:\d+: fixed_in: must be a semver range/);
   });
 });
