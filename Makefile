@@ -3,7 +3,8 @@ CRG := bin/cr-guest
 ARGS ?=
 CRIU ?= 4.1
 
-.PHONY: schemas all setup ci-local test test-unit test-integration kernel criu image smoke matrix matrix-plan check-config bench bench-kernel bench-criu bench-image bench-smoke typecheck clean help
+PHONY_LINT := lint format
+.PHONY: $(PHONY_LINT) schemas all setup ci-local test test-unit test-integration kernel criu image smoke matrix matrix-plan check-config bench bench-kernel bench-criu bench-image bench-smoke typecheck clean help
 
 ## all: the main job on the built-in default config: kernel, CRIU, image, boot and test
 all: node_modules
@@ -22,12 +23,21 @@ node_modules: package-lock.json
 	npm ci --no-audit --no-fund
 	@touch node_modules
 
-## test: typecheck, unit tests and integration tests (what CI runs)
+## test: typecheck, lint, unit tests and integration tests (what CI runs)
 test: node_modules
 	npm test
 
+## lint: Prettier's check and ESLint (typescript-eslint); part of `make test`
+lint: node_modules
+	npm run --silent lint
+
+## format: rewrite the sources in Prettier's format
+format: node_modules
+	npm run --silent format
+
+## test-unit: typecheck and the unit tests only (seconds, no root, no host tools)
 test-unit: node_modules
-	npx vitest run test/unit
+	node_modules/.bin/tsc --noEmit && node_modules/.bin/vitest run test/unit
 
 test-integration: node_modules
 	npx vitest run test/integration

@@ -13,7 +13,7 @@ import { REPO_ROOT } from "./lib/paths.js";
 import { didYouMean } from "./lib/suggest.js";
 import { interruptHandler } from "./lib/interrupt.js";
 
-interface Command {
+export interface Command {
   summary: string;
   usage: string;
   /** Flags that stand for config keys or options of this command. */
@@ -54,7 +54,7 @@ const KERNEL: FlagName[] = [
 const AGENT: FlagName[] = ["agent", "kata-src"];
 const CRIU_ALIASES = { version: "criu", suite: "guest-suite" } as const;
 
-const COMMANDS: Record<string, Command> = {
+export const COMMANDS: Record<string, Command> = {
   kernel: {
     summary: "build (or fetch) a checkpoint/restore guest kernel and prove its config",
     usage: "cr-guest kernel [--kernel K] [--check-config] [--criu V] [options]",

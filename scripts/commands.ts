@@ -574,8 +574,7 @@ export async function ciCommand(ctx: CommandContext): Promise<number> {
     );
   const store = resolve((v.store as string | undefined) ?? "ci-store");
   const ci = await import("./matrix/ci.js");
-  const { loadMatrixSpec, planMatrix, filterCells, planPairs } = await import("./matrix/spec.js");
-  const { pairId, pairAxes } = await import("./migrate/pair.js");
+  const { loadMatrixSpec, planMatrix, filterCells } = await import("./matrix/spec.js");
   const { REPO_ROOT } = await import("./lib/paths.js");
   const plan = () =>
     planMatrix(loadMatrixSpec(resolve((v.matrix as string | undefined) ?? join(REPO_ROOT, "matrix.yaml"))), {

@@ -7,7 +7,7 @@ import { UserError } from "../lib/errors.js";
 import type { fragmentSummary } from "./configure.js";
 import type { KernelSource } from "./sources.js";
 import type { TrapEntry } from "./expert-trap.js";
-import { formatVerifyReport, type AllowEntry, type VerifyReport } from "./verify.js";
+import { formatVerifyReport, type VerifyReport } from "./verify.js";
 
 export interface KernelMetadata {
   kind: "build" | "debian-cloud";

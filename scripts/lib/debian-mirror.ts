@@ -7,7 +7,7 @@
 import { writeAtomic } from "./fs-atomic.js";
 import { KeyedQueue } from "./keyed-queue.js";
 import { existsSync } from "node:fs";
-import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import { readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { download, NotAvailableError } from "./download.js";
 import { UserError } from "./errors.js";

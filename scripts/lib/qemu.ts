@@ -6,7 +6,7 @@
  */
 import { writeAtomic } from "./fs-atomic.js";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import { UserError } from "./errors.js";
 import { run } from "./exec.js";

@@ -13,7 +13,6 @@ import {
   type CellTestSchema,
 } from "../lib/output-schemas.js";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { TestRecord } from "../boot/results.js";
 import { loadScenarios, observedTests } from "../data/scenarios.js";

@@ -5,9 +5,8 @@
  */
 import { writeAtomic } from "../lib/fs-atomic.js";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, rename, writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
-import { dirname, join, relative } from "node:path";
+import { join, relative } from "node:path";
 import { Listr } from "listr2";
 import { ArtifactCache } from "../lib/cache.js";
 import { REPO_ROOT } from "../lib/paths.js";
