@@ -90,9 +90,9 @@ export async function kernelCommand(ctx: CommandContext): Promise<number> {
   if (configOut) ctx.say(`final .config: ${configOut}`);
   let findings: import("./data/doctor.js").Finding[] = [];
   if (criuPlan && kernel.config) {
-    const { doctorFor } = await import("./criu/stage.js");
+    const { doctorFor, servingCandidate } = await import("./criu/stage.js");
     const { formatFindings } = await import("./data/doctor.js");
-    findings = doctorFor(config, criuPlan, criuPlan.candidates.find((c) => c.key)?.provider, {
+    findings = doctorFor(config, criuPlan, servingCandidate(criuPlan)?.provider, {
       kernelConfig: kernel.config,
       kernelVersion: result.metadata?.version ?? config.kernel.version,
     });
@@ -158,7 +158,8 @@ function symbolTable(report: import("./kernel/verify.js").VerifyReport, final?: 
 export async function criuCommand(ctx: CommandContext): Promise<number> {
   const v = ctx.values;
   const config = configOf(ctx);
-  const { resolveAndPlanCriu, describeCriuPlan, doctorFor } = await import("./criu/stage.js");
+  const { resolveAndPlanCriu, describeCriuPlan, doctorFor, servingCandidate } =
+    await import("./criu/stage.js");
   const { ArtifactCache } = await import("./lib/cache.js");
   const { formatFindings } = await import("./data/doctor.js");
   const kernelConfig = v["kernel-config"] ? await readKernelConfig(v["kernel-config"] as string) : undefined;
@@ -170,14 +171,14 @@ export async function criuCommand(ctx: CommandContext): Promise<number> {
       `guest suite: ${plan.guestSuite}; link: ${config.criu.link}; patches: ${plan.patches.map((p) => p.name).join(", ") || "none"}`,
     );
     for (const line of describeCriuPlan(plan, cached)) ctx.say(line);
-    const findings = doctorFor(config, plan, plan.candidates.find((c) => c.key)?.provider, { kernelConfig });
+    const findings = doctorFor(config, plan, servingCandidate(plan)?.provider, { kernelConfig });
     ctx.say(formatFindings(findings, "compatibility"));
     ctx.emit({
       version: plan.entry.version,
       version_from: plan.resolved.versionFrom,
       guest_suite: plan.guestSuite,
       patches: plan.patches.map((p) => p.name),
-      serving: plan.candidates.find((c) => c.key)?.provider ?? null,
+      serving: servingCandidate(plan)?.provider ?? null,
       providers: plan.candidates.map((c) => ({
         provider: c.provider,
         key: c.key ?? null,
@@ -214,7 +215,7 @@ export async function criuCommand(ctx: CommandContext): Promise<number> {
 export async function doctorCommand(ctx: CommandContext): Promise<number> {
   const v = ctx.values;
   const config = configOf(ctx);
-  const { resolveAndPlanCriu, doctorFor } = await import("./criu/stage.js");
+  const { resolveAndPlanCriu, doctorFor, servingCandidate } = await import("./criu/stage.js");
   const { formatFindings } = await import("./data/doctor.js");
   let kernelConfig: Map<string, string> | undefined;
   let kernelLabel: string;
@@ -243,7 +244,7 @@ export async function doctorCommand(ctx: CommandContext): Promise<number> {
       : `the configured kernel (${config.kernel.version}, ${config.kernel.base})`;
   }
   const plan = resolveAndPlanCriu(config, { strict: true });
-  const provider = plan.candidates.find((c) => c.key)?.provider;
+  const provider = servingCandidate(plan)?.provider;
   const findings = doctorFor(config, plan, provider, {
     kernelConfig,
     kernelVersion: kernelVersion ?? config.kernel.version,

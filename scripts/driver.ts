@@ -9,7 +9,7 @@ import { basename, join } from "node:path";
 import { runAgentStage, type AgentArtifact } from "./agent/stage.js";
 import { accelProbeDue, chooseAccel, hostProbeKernel } from "./boot/accel.js";
 import { runBootTests, type RunOptions as BootRunOptions, type RunRecord } from "./boot/stage.js";
-import { runCriuStage, type CriuStageOptions, type CriuStageResult } from "./criu/stage.js";
+import { runCriuStage, servingCandidate, type CriuStageOptions, type CriuStageResult } from "./criu/stage.js";
 import { runImageStage, type ImageResult, type PreparedImage } from "./image/stage.js";
 import { loadDotConfig } from "./data/fragments.js";
 import {
@@ -292,7 +292,7 @@ async function kernelWithSideWork(
   boots: boolean,
 ): Promise<{ kernel: Stripped<"kernel">; criu?: Stripped<"criu">; image?: Stripped<"image"> }> {
   const plan = o.criu!.plan!;
-  const key = plan.candidates.find((c) => c.key)?.key;
+  const key = servingCandidate(plan)?.key;
   const criuCached = Boolean(key && new ArtifactCache(config.cache_dir).has("criu", key));
   const items = sideWorkPlan(config, wants, plan, criuCached);
   const probe = boots ? await earlyAccelProbe(config) : undefined;

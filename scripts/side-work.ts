@@ -14,7 +14,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { criuBuildDeps } from "./criu/build-recipe.js";
 import { obtainCriuSource, type SourceProvider } from "./criu/sources.js";
-import type { CriuPlan, CriuStageResult } from "./criu/stage.js";
+import { servingCandidate, type CriuPlan, type CriuStageResult } from "./criu/stage.js";
 import { ensureGuestHelpers } from "./image/helpers.js";
 import { prepareFreshImage, releasePrepared, type ImageResult, type PreparedImage } from "./image/stage.js";
 import { ArtifactCache } from "./lib/cache.js";
@@ -64,7 +64,7 @@ export function sideWorkPlan(
   criuCached: boolean,
 ): SideItem[] {
   const items: SideItem[] = [];
-  const candidate = plan.candidates.find((c) => c.key);
+  const candidate = servingCandidate(plan);
   const buildsCriu =
     wants.criu && !criuCached && candidate !== undefined && candidate.provider !== "debian-binary";
   if (buildsCriu) {

@@ -78,6 +78,14 @@ export interface CriuPlan {
   buildSuite: (provider: CriuProvider) => string;
 }
 
+/**
+ * The candidate that serves the plan: the first provider that can (it has a key). A later one
+ * may deliver other content (a release tarball instead of the user's tree), so never "any".
+ */
+export function servingCandidate(plan: Pick<CriuPlan, "candidates">): CriuCandidate | undefined {
+  return plan.candidates.find((c) => c.key);
+}
+
 /** Raised when no provider can serve a version: the matrix lists such a cell as SKIPPED. */
 export class NoCriuSourceError extends UserError {}
 
@@ -153,7 +161,7 @@ export function describeCriuPlan(plan: CriuPlan, cached: (key: string) => boolea
     lines.push(
       `source builds apply Debian's ${r.debianPatches.names.join(", ")} from ${r.debianPatches.archive} (from the ${r.debianPatches.suite} mirror at build time; without it no source provider can serve this version)`,
     );
-  const serving = plan.candidates.find((c) => c.key);
+  const serving = servingCandidate(plan);
   lines.push(
     `served by: ${serving ? `${serving.provider} (${serving.from})` : `nothing here: ${SOURCE_FIX}`}`,
   );
@@ -247,8 +255,7 @@ export async function runCriuStage(
   const state = { result: undefined as CriuStageResult | undefined, attempts: [] as string[] };
   const pctx: ProviderContext = { cacheRoot: cache.root, mirror: config.debian.mirror, log: () => undefined };
   const plan = opts.plan ?? resolveAndPlanCriu(config, { strict: opts.strict ?? true });
-  const mode =
-    plan.candidates.find((c) => c.key)?.provider === "debian-binary" ? "Debian binary" : config.criu.link;
+  const mode = servingCandidate(plan)?.provider === "debian-binary" ? "Debian binary" : config.criu.link;
   const label = `CRIU ${plan.entry.version} (${mode}${plan.patches.length ? `, patches: ${plan.patches.map((p) => p.name).join(", ")}` : ""}) for ${plan.guestSuite}`;
 
   await runSteps(state, [
@@ -258,7 +265,7 @@ export async function runCriuStage(
         // Only the first provider that can serve: a later one may deliver other content (a
         // release tarball instead of the user's tree). The same content from any provider is
         // the same key, so a mirror's build is also upstream's.
-        const c = plan.candidates.find((x) => x.key);
+        const c = servingCandidate(plan);
         const hit = c && (await cache.lookup<CriuMetadata>("criu", c.key!));
         if (c && hit)
           s.result = {

@@ -7,7 +7,7 @@ import type { PipelineConfig } from "../lib/config.js";
 import { withProgressSink } from "../lib/progress.js";
 import { drive, type Outcomes, type StageOutcome } from "../driver.js";
 import type { RunRecord } from "../boot/stage.js";
-import { doctorForBuilt, resolveAndPlanCriu } from "../criu/stage.js";
+import { doctorForBuilt, resolveAndPlanCriu, servingCandidate } from "../criu/stage.js";
 import { ArtifactCache } from "../lib/cache.js";
 import { applyRun, baseCell, type CellStages, type ImageOutcome, type KernelOutcome } from "./run.js";
 import { informationalFor, type CellResult } from "./cell.js";
@@ -93,7 +93,7 @@ export function realStages(
       return { handle: stages, cached: out.image!.cached && out.criu!.cached, ...imageIdentities(stages) };
     },
     imageIsLight(c) {
-      const key = resolveAndPlanCriu(c.config, { strict: false }).candidates.find((x) => x.key)?.key;
+      const key = servingCandidate(resolveAndPlanCriu(c.config, { strict: false }))?.key;
       return Boolean(key && new ArtifactCache(c.config.cache_dir).has("criu", key));
     },
     predict: (c, kernel, image) => predictionsFor(c.config, kernel, image),

@@ -7,7 +7,7 @@
  */
 import { join, relative } from "node:path";
 import type { RunRecord } from "../boot/stage.js";
-import { resolveAndPlanCriu } from "../criu/stage.js";
+import { resolveAndPlanCriu, servingCandidate } from "../criu/stage.js";
 import { migratingCases, loadScenarios } from "../data/scenarios.js";
 import { repoData } from "../data/repo-data.js";
 import { drive, type Outcomes, type StageOutcome } from "../driver.js";
@@ -63,7 +63,7 @@ export function sideConfig(base: { configFile?: string; set: string[] }, side: P
   const config = loadConfig({ configFile: base.configFile, set: sets });
   // A Debian binary is dynamic, linked against its own suite: never one of a pair.
   const plan = resolveAndPlanCriu(config, { strict: true });
-  const first = plan.candidates.find((c) => c.key);
+  const first = servingCandidate(plan);
   if (first?.provider !== "debian-binary") return config;
   const others = plan.candidates.map((c) => c.provider).filter((p) => p !== "debian-binary");
   return loadConfig({
