@@ -84,7 +84,7 @@ export const FLAGS = {
   "guest-suite": {
     type: "string",
     arg: "S",
-    help: "the guest userland suite (bookworm, trixie, sid; default: the CRIU version's own)",
+    help: "the guest userland suite (bookworm, trixie, sid; default: criu.static_guest_suite (trixie) for a static build, else the CRIU version's min_suite)",
     sets: (v: string) => [`criu.guest_suite=${j(v)}`],
   },
   "local-source": {

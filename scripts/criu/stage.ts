@@ -19,6 +19,7 @@ import { runSteps } from "../lib/progress.js";
 import { buildCriuInChroot, criuBuildDeps } from "./build-recipe.js";
 import {
   entryForSourceVersion,
+  guestSuiteFor,
   suitesFrom,
   type CriuCatalog,
   type CriuVersionEntry,
@@ -72,10 +73,13 @@ export interface CriuPlan {
   entry: CriuVersionEntry;
   catalog: CriuCatalog;
   resolved: ResolvedCriu;
+  /** The guest suite of the serving candidate (of a source build when none serves). */
   guestSuite: string;
   patches: SelectedPatch[];
   candidates: CriuCandidate[];
   buildSuite: (provider: CriuProvider) => string;
+  /** A provider's guest suite: Debian's binary package is dynamic whatever criu.link says. */
+  guestSuiteOf: (provider: CriuProvider) => string;
 }
 
 /**
@@ -115,15 +119,20 @@ export function planCriu(
   patchCatalog: Map<string, PatchSpec>,
 ): CriuPlan {
   const entry = resolved.entry;
-  const guestSuite = config.criu.guest_suite || entry.min_suite;
-  suitesFrom(catalog, guestSuite); // validates the suite name
+  const guestSuiteOf = (provider: CriuProvider) =>
+    guestSuiteFor(
+      entry,
+      catalog,
+      provider === "debian-binary" ? "debian-binary" : config.criu.link,
+      config.criu,
+    );
   const patches = selectPatches(config.criu.patches, entry.version, patchCatalog);
   const buildSuite = (provider: CriuProvider) =>
     provider === "debian-binary"
       ? entry.binary!.suite
       : config.criu.link === "static"
         ? config.criu.static_build_suite
-        : guestSuite;
+        : guestSuiteOf(provider);
   const candidates = resolved.providers.map((r): CriuCandidate => {
     if (!r.identity) return r;
     if (r.provider === "debian-binary" && patches.length)
@@ -138,12 +147,16 @@ export function planCriu(
           : [],
       patches: patches.map((p) => [p.name, p.sha256]),
       link: fromSource ? config.criu.link : "debian-binary",
+      // The suite it is built in, never the guest suite: a static build (and Debian's
+      // binary) is the same file in every guest suite; a dynamic one is built in its guest's.
       buildSuite: buildSuite(r.provider),
       recipe: CRIU_RECIPE_VERSION,
     });
     return { ...r, key };
   });
-  return { entry, catalog, resolved, guestSuite, patches, candidates, buildSuite };
+  const serving = servingCandidate({ candidates });
+  const guestSuite = guestSuiteOf(serving?.provider ?? "upstream");
+  return { entry, catalog, resolved, guestSuite, patches, candidates, buildSuite, guestSuiteOf };
 }
 
 /** The plan in words: the version and where it came from, then each provider's answer. */
@@ -257,6 +270,14 @@ export async function runCriuStage(
   const plan = opts.plan ?? resolveAndPlanCriu(config, { strict: opts.strict ?? true });
   const mode = servingCandidate(plan)?.provider === "debian-binary" ? "Debian binary" : config.criu.link;
   const label = `CRIU ${plan.entry.version} (${mode}${plan.patches.length ? `, patches: ${plan.patches.map((p) => p.name).join(", ")}` : ""}) for ${plan.guestSuite}`;
+  // The plan as a provider sees it: a fallback to Debian's binary has that binary's guest suite.
+  const planFor = (c: CriuCandidate): CriuPlan => ({ ...plan, guestSuite: plan.guestSuiteOf(c.provider) });
+  // A cached static build (or Debian binary) serves every guest suite its key does not name:
+  // its metadata says the suite of the run that built it, the result this run's.
+  const thisRun = (m: CriuMetadata, c: CriuCandidate): CriuMetadata => ({
+    ...m,
+    guest_suite: planFor(c).guestSuite,
+  });
 
   await runSteps(state, [
     {
@@ -271,8 +292,8 @@ export async function runCriuStage(
           s.result = {
             dir: hit.dir,
             cached: true,
-            metadata: hit.metadata,
-            findings: doctorFor(config, plan, c.provider, opts),
+            metadata: thisRun(hit.metadata, c),
+            findings: doctorFor(config, planFor(c), c.provider, opts),
             attempts: [],
           };
       },
@@ -292,11 +313,17 @@ export async function runCriuStage(
             s.attempts.push(`${c.provider}: ${c.skip}`);
             continue;
           }
-          const findings = doctorFor(config, plan, c.provider, opts);
+          const findings = doctorFor(config, planFor(c), c.provider, opts);
           // Reached after an earlier provider could not serve: its own build may be cached.
           const hit = await cache.lookup<CriuMetadata>("criu", c.key);
           if (hit) {
-            s.result = { dir: hit.dir, cached: true, metadata: hit.metadata, findings, attempts: s.attempts };
+            s.result = {
+              dir: hit.dir,
+              cached: true,
+              metadata: thisRun(hit.metadata, c),
+              findings,
+              attempts: s.attempts,
+            };
             return;
           }
           if (findings.some((f) => f.severity === "fail") && !opts.force)
@@ -308,10 +335,10 @@ export async function runCriuStage(
           try {
             const art = await cache.getOrBuild<CriuMetadata>("criu", c.key, (tmp) =>
               c.provider === "debian-binary"
-                ? extractBinary(config, plan, pctx, tmp)
+                ? extractBinary(config, planFor(c), pctx, tmp)
                 : buildFromSource(
                     config,
-                    plan,
+                    planFor(c),
                     c as CriuCandidate & { provider: SourceProvider },
                     pctx,
                     tmp,
@@ -321,7 +348,7 @@ export async function runCriuStage(
             s.result = {
               dir: art.dir,
               cached: art.cached,
-              metadata: art.metadata,
+              metadata: thisRun(art.metadata, c),
               findings,
               attempts: s.attempts,
             };

@@ -202,7 +202,7 @@ export function checkFeatures(catalog: CriuCatalog, version: string): string[] {
 }
 
 /** Suites a binary built for `suite` runs in: that suite and newer ones. */
-export function suitesFrom(catalog: CriuCatalog, suite: string): string[] {
+export function suitesFrom(catalog: Pick<CriuCatalog, "suites">, suite: string): string[] {
   const i = catalog.suites.findIndex((s) => s.name === suite);
   if (i < 0)
     throw new UserError(
@@ -210,4 +210,60 @@ export function suitesFrom(catalog: CriuCatalog, suite: string): string[] {
       `known suites: ${catalog.suites.map((s) => s.name).join(", ")}`,
     );
   return catalog.suites.slice(i).map((s) => s.name);
+}
+
+/** What a CRIU binary is, for where it may run: Debian's binary package is always dynamic. */
+export type CriuBinaryKind = "static" | "dynamic" | "debian-binary";
+
+export interface GuestSuiteSettings {
+  /** criu.guest_suite: "" leaves the suite to the rule below. */
+  guest_suite: string;
+  /** criu.static_guest_suite: a static build's guest suite when guest_suite is empty. */
+  static_guest_suite: string;
+  /** criu.static_build_suite: the suite a static build is made in (its glibc). */
+  static_build_suite: string;
+}
+
+/**
+ * The guest userland a CRIU runs in. criu.guest_suite when set. Otherwise a static build runs
+ * in criu.static_guest_suite: it needs only the glibc of the suite it was built in, so the
+ * version's min_suite (which binds Debian's dynamic builds) does not apply. A dynamic source
+ * build is made in its guest suite and defaults to the version's min_suite; Debian's binary
+ * package needs its own suite's libraries, so it defaults to min_suite or the package's suite,
+ * whichever is later (the doctor fails it in an older suite). A static build asked to run in
+ * a suite older than the one it is built in is an error: its glibc would be too old.
+ */
+export function guestSuiteFor(
+  entry: Pick<CriuVersionEntry, "version" | "min_suite" | "binary">,
+  catalog: Pick<CriuCatalog, "suites">,
+  kind: CriuBinaryKind,
+  settings: GuestSuiteSettings,
+): string {
+  const names = catalog.suites.map((s) => s.name);
+  const known = (suite: string, key: string) => {
+    if (!names.includes(suite))
+      throw new UserError(`unknown guest suite '${suite}' (${key})`, `known suites: ${names.join(", ")}`);
+    return suite;
+  };
+  if (settings.guest_suite) known(settings.guest_suite, "criu.guest_suite");
+  if (kind === "static") {
+    const key = settings.guest_suite ? "criu.guest_suite" : "criu.static_guest_suite";
+    const suite = known(settings.guest_suite || settings.static_guest_suite, key);
+    const build = known(settings.static_build_suite, "criu.static_build_suite");
+    const runsIn = suitesFrom(catalog, build);
+    if (!runsIn.includes(suite)) {
+      const glibc = (name: string) => catalog.suites.find((s) => s.name === name)!.glibc;
+      throw new UserError(
+        `a static CRIU ${entry.version} built in ${build} (glibc ${glibc(build)}) does not run in ${suite} (glibc ${glibc(suite)}), the guest suite ${key} asks for`,
+        `set ${key} to ${runsIn.join(" or ")} (--guest-suite), or build in an older suite (criu.static_build_suite)`,
+      );
+    }
+    return suite;
+  }
+  if (settings.guest_suite) return settings.guest_suite;
+  if (kind === "debian-binary" && entry.binary) {
+    const binarySuite = known(entry.binary.suite, `the catalog's binary suite of CRIU ${entry.version}`);
+    return names[Math.max(names.indexOf(entry.min_suite), names.indexOf(binarySuite))];
+  }
+  return entry.min_suite;
 }

@@ -10,8 +10,10 @@
  * The host's apt sources and packages are never touched.
  */
 import { existsSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { ArtifactCache } from "./cache.js";
+import { CommandError } from "./errors.js";
 import { run, type RunResult } from "./exec.js";
 import { cacheKey } from "./hash.js";
 import { requireHostTools } from "./host-tools.js";
@@ -26,7 +28,21 @@ export type Bootstrapper = (typeof BOOTSTRAPPERS)[number];
 export interface DebianSource {
   mirror: string;
   bootstrap: Bootstrapper;
+  /** debian.accept_expired_release: bootstrap from a mirror whose Release is past Valid-Until. */
+  accept_expired_release?: boolean;
 }
+
+/** The apt option that accepts an expired Release; mmdebstrap keeps it in this file. */
+export const ACCEPT_EXPIRED_APTOPT = 'Acquire::Check-Valid-Until "false"';
+const MMDEBSTRAP_APT_CONF = "etc/apt/apt.conf.d/99mmdebstrap";
+
+/** apt's words for a Release past its Valid-Until ("... is expired (invalid since 29d 16h)"). */
+export function isExpiredReleaseError(output: string): boolean {
+  return /Release file for \S+ is expired|is expired \(invalid since/.test(output);
+}
+
+export const EXPIRED_RELEASE_FIX =
+  "the mirror's Release file is past its Valid-Until: use a current mirror (debian.mirror), or accept it with --set debian.accept_expired_release=true";
 
 export interface ChrootMetadata {
   suite: string;
@@ -39,6 +55,10 @@ export interface ChrootMetadata {
   created: string;
 }
 
+/**
+ * Not debian.accept_expired_release: it changes whether a bootstrap succeeds, never what it
+ * installs (the mirror's indexes decide that), and the apt option is removed afterwards.
+ */
 export function chrootKey(suite: string, packages: string[], debian: DebianSource): string {
   return cacheKey({
     suite,
@@ -62,9 +82,16 @@ export function bootstrapArgs(
 ): string[] {
   const include = [...new Set(packages)].sort();
   const includeArg = include.length ? [`--include=${include.join(",")}`] : [];
+  // debootstrap reads the Release file without checking Valid-Until: it needs no option.
   const tool =
     debian.bootstrap === "mmdebstrap"
-      ? ["mmdebstrap", "--mode=root", "--variant=minbase", "--dpkgopt=force-unsafe-io"]
+      ? [
+          "mmdebstrap",
+          "--mode=root",
+          "--variant=minbase",
+          "--dpkgopt=force-unsafe-io",
+          ...(debian.accept_expired_release ? [`--aptopt=${ACCEPT_EXPIRED_APTOPT}`] : []),
+        ]
       : ["debootstrap", "--variant=minbase"];
   return [
     "unshare",
@@ -149,12 +176,17 @@ export async function ensureChroot(opts: {
     const root = join(tmp, "root");
     opts.log?.(`${debian.bootstrap} ${opts.suite} (${opts.packages.length} extra packages)`);
     const t0 = Date.now();
-    await run(bootstrapArgs(opts.suite, root, opts.packages, debian), {
-      timeoutMs: BOOTSTRAP_TIMEOUT_MS,
-      logFile: join(tmp, `${debian.bootstrap}.log`),
-      onLine: opts.log,
-    });
+    try {
+      await run(bootstrapArgs(opts.suite, root, opts.packages, debian), {
+        timeoutMs: BOOTSTRAP_TIMEOUT_MS,
+        logFile: join(tmp, `${debian.bootstrap}.log`),
+        onLine: opts.log,
+      });
+    } catch (err) {
+      throw withExpiredReleaseFix(err, debian);
+    }
     const seconds = (Date.now() - t0) / 1000;
+    await dropBootstrapAptOptions(root, debian);
     const query = await runInChroot(root, ["dpkg-query", "-W", "-f", "${Package} ${Version}\\n"], {
       timeoutMs: 60_000,
     });
@@ -182,4 +214,21 @@ export async function ensureChroot(opts: {
   const dir = join(art.dir, "root");
   if (!existsSync(join(dir, "bin"))) throw new Error(`chroot ${dir} is incomplete`);
   return { dir, cached: art.cached, metadata: art.metadata };
+}
+
+/**
+ * mmdebstrap keeps --aptopt in the chroot (etc/apt/apt.conf.d/99mmdebstrap, written only when
+ * options are given): removed, so the chroot (and an image made of it) is what it is without
+ * debian.accept_expired_release, and apt in it never accepts an expired Release.
+ */
+export async function dropBootstrapAptOptions(root: string, debian: DebianSource): Promise<void> {
+  if (debian.bootstrap === "mmdebstrap" && debian.accept_expired_release)
+    await rm(join(root, MMDEBSTRAP_APT_CONF), { force: true });
+}
+
+/** A bootstrap that failed on an expired Release says which setting accepts it. */
+export function withExpiredReleaseFix(err: unknown, debian: DebianSource): unknown {
+  if (!(err instanceof CommandError) || debian.accept_expired_release || !isExpiredReleaseError(err.output))
+    return err;
+  return new CommandError(err.message, err.argv, err.code, err.timedOut, err.output, EXPIRED_RELEASE_FIX);
 }

@@ -67,6 +67,7 @@ const CriuConfigSchema = strictObject({
   upstream_url_base: str,
   guest_suite: str,
   static_build_suite: str,
+  static_guest_suite: str,
   jobs: num,
   build_timeout_minutes: num,
 });
@@ -76,7 +77,7 @@ export const ACCELS = ["auto", "kvm", "tcg"] as const;
 /** pipeline.yaml: one schema for the type, the check and the published JSON Schema. */
 export const CONFIG_SCHEMA = strictObject({
   cache_dir: filePath(),
-  debian: strictObject({ mirror: str, bootstrap: z.enum(BOOTSTRAPPERS) }),
+  debian: strictObject({ mirror: str, bootstrap: z.enum(BOOTSTRAPPERS), accept_expired_release: bool }),
   kernel: KernelConfigSchema,
   criu: CriuConfigSchema,
   image: strictObject({

@@ -30,6 +30,18 @@ describe("pipeline config", () => {
     expect(c.cache_dir).toMatch(/\/images$/);
   });
 
+  it("accepts an expired Release only when asked; a static CRIU's guest suite defaults to trixie", () => {
+    const c = loadConfig();
+    expect(c.debian.accept_expired_release).toBe(false);
+    expect(c.criu.static_guest_suite).toBe("trixie");
+    expect(c.criu.guest_suite).toBe("");
+    expect(loadConfig({ set: ["debian.accept_expired_release=true"] }).debian.accept_expired_release).toBe(
+      true,
+    );
+    const e = errorOf(() => loadConfig({ set: ["debian.accept_expired_release=yes please"] }));
+    expect(e.message).toContain("debian.accept_expired_release");
+  });
+
   it("merges a user file and resolves its relative paths against that file", () => {
     const c = loadConfig({
       configFile: file("ok.yaml", "kernel:\n  base: tinyconfig\n  local_tree: src/linux\ncache_dir: out\n"),

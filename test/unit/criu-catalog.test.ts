@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   checkFeatures,
+  guestSuiteFor,
   hasFact,
   loadCriuCatalog,
   resolveCriuVersion,
@@ -15,6 +16,7 @@ import { diagnose, formatFindings } from "../../scripts/data/doctor.js";
 import { loadYamlFile } from "../../scripts/lib/yaml-file.js";
 import { CRIU_CATALOG_FILE } from "../../scripts/lib/paths.js";
 import { run } from "../../scripts/lib/exec.js";
+import { UserError } from "../../scripts/lib/errors.js";
 
 const catalog = loadCriuCatalog();
 const kernelOptions = (
@@ -245,5 +247,78 @@ describe("doctor", () => {
       expect(f.find((x) => x.id === "vdso-vvar-vclock")).toBeDefined();
       expect(f.find((x) => x.id === "membarrier-registration")).toBeUndefined();
     });
+  });
+});
+
+describe("guest suite", () => {
+  const defaults = { guest_suite: "", static_guest_suite: "trixie", static_build_suite: "bookworm" };
+  // Written out, so a catalog change that moves a version's suite shows here.
+  const expected: Record<string, { static: string; dynamic: string; "debian-binary": string }> = {
+    "3.17.1": { static: "trixie", dynamic: "bookworm", "debian-binary": "bookworm" },
+    "3.18": { static: "trixie", dynamic: "bookworm", "debian-binary": "bookworm" },
+    "3.19": { static: "trixie", dynamic: "bookworm", "debian-binary": "bookworm" },
+    "4.0": { static: "trixie", dynamic: "trixie", "debian-binary": "trixie" },
+    "4.1": { static: "trixie", dynamic: "trixie", "debian-binary": "trixie" },
+    "4.1.1": { static: "trixie", dynamic: "trixie", "debian-binary": "trixie" },
+    "4.2": { static: "trixie", dynamic: "trixie", "debian-binary": "trixie" },
+    "4.2.1": { static: "trixie", dynamic: "sid", "debian-binary": "sid" },
+  };
+  it("covers every catalog version", () => {
+    expect(Object.keys(expected).sort()).toEqual([...catalog.versions.keys()].sort());
+  });
+  for (const [version, want] of Object.entries(expected))
+    it(`of CRIU ${version}: static in the configured default, dynamic and Debian's binary in min_suite`, () => {
+      const entry = catalog.versions.get(version)!;
+      for (const kind of ["static", "dynamic", "debian-binary"] as const)
+        expect(guestSuiteFor(entry, catalog, kind, defaults), kind).toBe(want[kind]);
+      // A static build never takes min_suite: another default moves every version with it.
+      expect(guestSuiteFor(entry, catalog, "static", { ...defaults, static_guest_suite: "sid" })).toBe("sid");
+      expect(guestSuiteFor(entry, catalog, "static", { ...defaults, static_guest_suite: "bookworm" })).toBe(
+        "bookworm",
+      );
+      // criu.guest_suite wins for every kind (the doctor judges a binary in an older suite).
+      for (const kind of ["static", "dynamic", "debian-binary"] as const)
+        expect(guestSuiteFor(entry, catalog, kind, { ...defaults, guest_suite: "sid" }), kind).toBe("sid");
+    });
+  it("Debian's binary takes its package's suite when that is later than min_suite", () => {
+    const entry = { version: "9.9", min_suite: "bookworm", binary: { version: "9.9-1", suite: "trixie" } };
+    expect(guestSuiteFor(entry, catalog, "debian-binary", defaults)).toBe("trixie");
+    expect(guestSuiteFor(entry, catalog, "dynamic", defaults)).toBe("bookworm");
+  });
+  it("refuses a static build in a suite older than the one it is built in (exit 2, naming the key)", () => {
+    const entry = catalog.versions.get("4.2.1")!;
+    const older = { ...defaults, static_build_suite: "trixie", guest_suite: "bookworm" };
+    const err = (() => {
+      try {
+        guestSuiteFor(entry, catalog, "static", older);
+      } catch (e) {
+        return e as UserError;
+      }
+    })();
+    expect(err).toBeInstanceOf(UserError);
+    expect(err!.exitCode).toBe(2);
+    expect(err!.message).toMatch(
+      /static CRIU 4\.2\.1 built in trixie \(glibc 2\.41\) does not run in bookworm \(glibc 2\.36\)/,
+    );
+    expect(err!.message).toContain("criu.guest_suite");
+    expect(err!.hint).toMatch(/criu\.guest_suite to trixie or sid/);
+    // The same through the default names the default's key.
+    expect(() => guestSuiteFor(entry, catalog, "static", { ...defaults, static_build_suite: "sid" })).toThrow(
+      /criu\.static_guest_suite asks for/,
+    );
+    // A dynamic build is made in its guest suite: nothing to refuse.
+    expect(guestSuiteFor(entry, catalog, "dynamic", older)).toBe("bookworm");
+  });
+  it("names the key of an unknown suite", () => {
+    const entry = catalog.versions.get("4.1.1")!;
+    expect(() => guestSuiteFor(entry, catalog, "dynamic", { ...defaults, guest_suite: "buster" })).toThrow(
+      /unknown guest suite 'buster' \(criu\.guest_suite\)/,
+    );
+    expect(() =>
+      guestSuiteFor(entry, catalog, "static", { ...defaults, static_guest_suite: "trixi" }),
+    ).toThrow(/'trixi' \(criu\.static_guest_suite\)/);
+    expect(() =>
+      guestSuiteFor(entry, catalog, "static", { ...defaults, static_build_suite: "jessie" }),
+    ).toThrow(/'jessie' \(criu\.static_build_suite\)/);
   });
 });
