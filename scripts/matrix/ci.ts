@@ -23,8 +23,10 @@ import { collectCells, type CellResult } from "./cell.js";
 import type { PlannedCell } from "./spec.js";
 import {
   compareReports,
+  mdEscape,
   renderComparison,
   reportSummary,
+  totalsLine,
   type Comparison,
   type MatrixReport,
 } from "./report.js";
@@ -229,14 +231,12 @@ export function ciVerdict(cells: CellResult[], comparison?: Comparison): CiVerdi
 
 /** The job summary (GitHub's $GITHUB_STEP_SUMMARY, or summary.md locally). */
 export function renderCiSummary(report: MatrixReport, v: CiVerdict, baseline: string): string {
-  const md = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
-  const t = report.totals;
   const lines = [
     `# cr-guest CI: ${report.name}`,
     "",
     `**${v.exitCode === 0 ? "green" : v.exitCode === 4 ? "infrastructure errors" : "red"}**: ${v.unexpected.length} unexpected failures, ${v.comparison?.regressions.length ?? 0} regressions against ${baseline}.`,
     "",
-    `${report.cells.length} cells: ${t.PASS} PASS, ${t.FAIL} FAIL, ${t.ERROR} ERROR (infrastructure), ${t["BUILD-FAILED"]} BUILD-FAILED, ${t.SKIPPED} SKIPPED.`,
+    totalsLine(report),
     "",
     `Tests: ${reportSummary(report.cells)}.`,
   ];
@@ -248,7 +248,7 @@ export function renderCiSummary(report: MatrixReport, v: CiVerdict, baseline: st
       "",
       `| ${head.join(" | ")} |`,
       `|${head.map(() => "---").join("|")}|`,
-      ...rows.map((r) => `| ${r.map(md).join(" | ")} |`),
+      ...rows.map((r) => `| ${r.map(mdEscape).join(" | ")} |`),
     );
   };
   table(
