@@ -96,9 +96,9 @@ export async function packKernels(
       config_sha256: ref.config_sha256,
       requested: [...ref.requested],
     };
-    log(
-      `kernel ${c.axes.kernel}: linux ${ref.release ?? ref.version} (${ref.key})${kernel!.cached ? ", cached" : ""}, ${((Date.now() - t0) / 1000).toFixed(0)} s`,
-    );
+    const cached = kernel!.cached ? ", cached" : "";
+    const seconds = ((Date.now() - t0) / 1000).toFixed(0);
+    log(`kernel ${c.axes.kernel}: linux ${ref.release ?? ref.version} (${ref.key})${cached}, ${seconds} s`);
   }
   await writeAtomic(join(dir, "index.json"), `${JSON.stringify({ schema: 1, kernels: packed }, null, 2)}\n`);
   return Object.values(packed);
@@ -262,7 +262,9 @@ export function renderCiSummary(report: MatrixReport, v: CiVerdict, baseline: st
   const lines = [
     `# cr-guest CI: ${report.name}`,
     "",
-    `**${v.exitCode === 0 ? "green" : v.exitCode === 4 ? "infrastructure errors" : "red"}**: ${v.unexpected.length} unexpected failures, ${v.comparison?.regressions.length ?? 0} regressions against ${baseline}.`,
+    `**${v.exitCode === 0 ? "green" : v.exitCode === 4 ? "infrastructure errors" : "red"}**: ` +
+      `${v.unexpected.length} unexpected failures, ` +
+      `${v.comparison?.regressions.length ?? 0} regressions against ${baseline}.`,
     "",
     totalsLine(report),
     "",

@@ -80,8 +80,9 @@ export async function formatPlan(
   const cached = (group: string) => Boolean(index[group] && existsSync(join(index[group], "metadata.json")));
   const lines: string[] = [];
   const s = sharedStages(picked);
+  const most = `${s.kernels} kernel builds, ${s.criuBuilds} CRIU builds, ${s.images} images, ${s.boots} boots`;
   lines.push(
-    `matrix '${plan.spec.name}' (${plan.spec.file}): ${picked.length} of ${plan.cells.length} cells; at most ${s.kernels} kernel builds, ${s.criuBuilds} CRIU builds, ${s.images} images, ${s.boots} boots`,
+    `matrix '${plan.spec.name}' (${plan.spec.file}): ${picked.length} of ${plan.cells.length} cells; at most ${most}`,
   );
   lines.push(`results: ${outDir}`);
   lines.push("");
@@ -103,9 +104,9 @@ export async function formatPlan(
     let criu = `${serving?.provider ?? "?"}`.padEnd(14);
     for (const cand of c.criuCandidates)
       if (cand.key && (await cache.lookup("criu", cand.key))) criu = `cached (${cand.provider})`.padEnd(14);
-    lines.push(
-      `  ${c.id.padEnd(width)}  ${result} ${(cached(c.groups.kernel) ? "cached" : "?").padEnd(8)} ${criu} ${cached(c.groups.image) ? "cached" : "?"}`,
-    );
+    const kernel = (cached(c.groups.kernel) ? "cached" : "?").padEnd(8);
+    const image = cached(c.groups.image) ? "cached" : "?";
+    lines.push(`  ${c.id.padEnd(width)}  ${result} ${kernel} ${criu} ${image}`);
   }
   const planned = pairs ? planPairs(plan.spec) : [];
   if (planned.length) {
@@ -268,7 +269,8 @@ export async function runMatrixCommand(
           throttledOutput((line) => (task.output = line)),
         );
         const cell = await deferred.get(c.id)!.promise;
-        task.title = `${c.id}: ${cell.status}${cellSummary(cell) ? ` (${cellSummary(cell)})` : cell.reason ? ` (${cell.reason.split("\n")[0].slice(0, 120)})` : ""}`;
+        const why = cellSummary(cell) || cell.reason?.split("\n")[0].slice(0, 120);
+        task.title = `${c.id}: ${cell.status}${why ? ` (${why})` : ""}`;
       },
     })),
     {
