@@ -174,7 +174,8 @@ function checkPair(
   const given = checkRule(axes, where, m.base, ["migrate", i, "base"]);
   const to = checkRule(axes, where, m.to, ["migrate", i, "to"]);
   const base = Object.fromEntries(AXES.map((a) => [a, given[a] ?? axes[a][0].id])) as AxisValues;
-  for (const [a, v] of Object.entries({ ...given, ...to }))
+  // Both sides checked apart: a range in the base is refused even when `to` names that axis too.
+  for (const [a, v] of [...Object.entries(given), ...Object.entries(to)])
     if (!axes[a as AxisName].some((x) => x.id === v))
       throw new UserError(
         `invalid matrix at ${where(["migrate", i])}: ${a} '${v}' must be an id of axis '${a}', not a range`,
