@@ -5,8 +5,11 @@
  *   ci cell --criu V    the cells of one CRIU version, booting those kernels -> STORE/cells-V/
  *   ci report           merges STORE/cells-*, compares with a baseline, writes the summary,
  *                       junit.xml and the exit code
+ *   ci keys             the workflow's cache keys, and the CRIU versions that get a job
  * The kernels travel as their artifacts (vmlinuz, config, metadata.json) under their cache
- * keys, so a cell's run key is the one a local run of the same cell has.
+ * keys, so a cell's run key is the one a local run of the same cell has. The workflow itself
+ * (.github/workflows/cr-guest-matrix.yml) is checked in: it only checks out, caches and moves
+ * artifacts, and takes its list of CRIU jobs from `ci keys`, so matrix.yaml reaches CI as it is.
  */
 import { copyFile, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -16,6 +19,9 @@ import { cacheKey } from "../lib/hash.js";
 import { UserError } from "../lib/errors.js";
 import { writeAtomic } from "../lib/fs-atomic.js";
 import { loadDotConfig } from "../data/fragments.js";
+import { servableFromPins, type CriuCatalog } from "../data/criu-catalog.js";
+import { repoData } from "../data/repo-data.js";
+import { REPO_ROOT } from "../lib/paths.js";
 import type { KernelMetadata, KernelStageResult } from "../kernel/result.js";
 import { drive, type StageOutcome } from "../driver.js";
 import type { KernelOutcome } from "./run.js";
@@ -23,12 +29,17 @@ import { collectCells, type CellResult } from "./cell.js";
 import type { PlannedCell } from "./spec.js";
 import {
   compareReports,
+  mdEscape,
   renderComparison,
   reportSummary,
+  totalsLine,
   type Comparison,
   type MatrixReport,
 } from "./report.js";
 import { judgeCell } from "./verdicts.js";
+
+/** The CI workflow: checked in, its CRIU jobs from `ci keys` (criuJobs). */
+export const GITHUB_WORKFLOW = join(REPO_ROOT, ".github", "workflows", "cr-guest-matrix.yml");
 
 export const KERNELS_DIR = "kernels";
 const KERNEL_FILES = ["vmlinuz", "config", "metadata.json"];
@@ -85,9 +96,9 @@ export async function packKernels(
       config_sha256: ref.config_sha256,
       requested: [...ref.requested],
     };
-    log(
-      `kernel ${c.axes.kernel}: linux ${ref.release ?? ref.version} (${ref.key})${kernel!.cached ? ", cached" : ""}, ${((Date.now() - t0) / 1000).toFixed(0)} s`,
-    );
+    const cached = kernel!.cached ? ", cached" : "";
+    const seconds = ((Date.now() - t0) / 1000).toFixed(0);
+    log(`kernel ${c.axes.kernel}: linux ${ref.release ?? ref.version} (${ref.key})${cached}, ${seconds} s`);
   }
   await writeAtomic(join(dir, "index.json"), `${JSON.stringify({ schema: 1, kernels: packed }, null, 2)}\n`);
   return Object.values(packed);
@@ -163,15 +174,34 @@ export async function packedKernelOutcome(
 }
 
 /**
- * The workflow's cache keys: one over the kernel stages of every cell, one over the CRIU and
- * image stages of a CRIU job's cells (the matrix's stage groups: what each stage reads).
+ * The matrix's CRIU axis values that get a CI job, in the matrix's order: those whose version
+ * the catalog can serve from its pins (a CI runner fetches them; a local tree or mirror it
+ * does not have).
  */
-export function cacheKeys(all: PlannedCell[], job?: PlannedCell[]): { kernels: string; criu?: string } {
+export function criuJobs(cells: PlannedCell[], catalog: CriuCatalog = repoData().criu): string[] {
+  const ids = new Map<string, string>();
+  for (const c of cells) if (!ids.has(c.axes.criu)) ids.set(c.axes.criu, c.criuVersion);
+  return [...ids].filter(([, version]) => servableFromPins(version, catalog)).map(([id]) => id);
+}
+
+/**
+ * What the workflow reads from `ci keys` (step outputs, one `name=value` line each): the cache
+ * keys, one over the kernel stages of every cell, one over the CRIU and image stages of a CRIU
+ * job's cells (the matrix's stage groups: what each stage reads); and for the whole matrix the
+ * CRIU jobs as a JSON list, which the cells job's strategy reads with fromJSON.
+ */
+export function cacheKeys(
+  all: PlannedCell[],
+  job?: PlannedCell[],
+  catalog: CriuCatalog = repoData().criu,
+): { kernels: string; criu?: string; criu_versions?: string } {
   const groups = (cs: PlannedCell[], g: (c: PlannedCell) => string[]) =>
     cacheKey([...new Set(cs.filter((c) => !c.skip).flatMap(g))].sort());
   return {
     kernels: groups(all, (c) => [c.groups.kernel]),
-    ...(job ? { criu: groups(job, (c) => [c.groups.criu, c.groups.image]) } : {}),
+    ...(job
+      ? { criu: groups(job, (c) => [c.groups.criu, c.groups.image]) }
+      : { criu_versions: JSON.stringify(criuJobs(all, catalog)) }),
   };
 }
 
@@ -229,14 +259,14 @@ export function ciVerdict(cells: CellResult[], comparison?: Comparison): CiVerdi
 
 /** The job summary (GitHub's $GITHUB_STEP_SUMMARY, or summary.md locally). */
 export function renderCiSummary(report: MatrixReport, v: CiVerdict, baseline: string): string {
-  const md = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
-  const t = report.totals;
   const lines = [
     `# cr-guest CI: ${report.name}`,
     "",
-    `**${v.exitCode === 0 ? "green" : v.exitCode === 4 ? "infrastructure errors" : "red"}**: ${v.unexpected.length} unexpected failures, ${v.comparison?.regressions.length ?? 0} regressions against ${baseline}.`,
+    `**${v.exitCode === 0 ? "green" : v.exitCode === 4 ? "infrastructure errors" : "red"}**: ` +
+      `${v.unexpected.length} unexpected failures, ` +
+      `${v.comparison?.regressions.length ?? 0} regressions against ${baseline}.`,
     "",
-    `${report.cells.length} cells: ${t.PASS} PASS, ${t.FAIL} FAIL, ${t.ERROR} ERROR (infrastructure), ${t["BUILD-FAILED"]} BUILD-FAILED, ${t.SKIPPED} SKIPPED.`,
+    totalsLine(report),
     "",
     `Tests: ${reportSummary(report.cells)}.`,
   ];
@@ -248,7 +278,7 @@ export function renderCiSummary(report: MatrixReport, v: CiVerdict, baseline: st
       "",
       `| ${head.join(" | ")} |`,
       `|${head.map(() => "---").join("|")}|`,
-      ...rows.map((r) => `| ${r.map(md).join(" | ")} |`),
+      ...rows.map((r) => `| ${r.map(mdEscape).join(" | ")} |`),
     );
   };
   table(

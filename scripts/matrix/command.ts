@@ -1,7 +1,6 @@
 /**
  * `cr-guest matrix`: plan -> run the cells (listr2, one line per cell) -> reports. Also the
- * plan display with cache state, report writing, and the GitHub Actions workflow generated
- * from matrix.yaml (one job per CRIU version, then a merge-and-compare job).
+ * plan display with cache state, report writing and the matrix's migration pairs.
  */
 import { writeAtomic } from "../lib/fs-atomic.js";
 import { existsSync, readFileSync } from "node:fs";
@@ -10,8 +9,6 @@ import { join, relative } from "node:path";
 import { Listr } from "listr2";
 import { ArtifactCache } from "../lib/cache.js";
 import { REPO_ROOT } from "../lib/paths.js";
-import { repoData } from "../data/repo-data.js";
-import { servableFromPins, type CriuCatalog } from "../data/criu-catalog.js";
 import { listrOnStderr, throttledOutput } from "../lib/progress.js";
 import { collectCells, storedCell, writeCell, type CellResult } from "./cell.js";
 import { pairCell, pairInputsKey } from "./pairs.js";
@@ -39,8 +36,10 @@ import {
   type PlannedCell,
 } from "./spec.js";
 import { realStages } from "./stages.js";
+import { GITHUB_WORKFLOW } from "./ci.js";
 
-export const GITHUB_WORKFLOW = join(REPO_ROOT, ".github", "workflows", "cr-guest-matrix.yml");
+/** The workflow's path lives with the CI steps; the CLI imports it from here too. */
+export { GITHUB_WORKFLOW };
 
 export function defaultOutDir(plan: MatrixPlan, cacheDir: string): string {
   return join(cacheDir, "matrix", plan.spec.name);
@@ -81,8 +80,9 @@ export async function formatPlan(
   const cached = (group: string) => Boolean(index[group] && existsSync(join(index[group], "metadata.json")));
   const lines: string[] = [];
   const s = sharedStages(picked);
+  const most = `${s.kernels} kernel builds, ${s.criuBuilds} CRIU builds, ${s.images} images, ${s.boots} boots`;
   lines.push(
-    `matrix '${plan.spec.name}' (${plan.spec.file}): ${picked.length} of ${plan.cells.length} cells; at most ${s.kernels} kernel builds, ${s.criuBuilds} CRIU builds, ${s.images} images, ${s.boots} boots`,
+    `matrix '${plan.spec.name}' (${plan.spec.file}): ${picked.length} of ${plan.cells.length} cells; at most ${most}`,
   );
   lines.push(`results: ${outDir}`);
   lines.push("");
@@ -104,9 +104,9 @@ export async function formatPlan(
     let criu = `${serving?.provider ?? "?"}`.padEnd(14);
     for (const cand of c.criuCandidates)
       if (cand.key && (await cache.lookup("criu", cand.key))) criu = `cached (${cand.provider})`.padEnd(14);
-    lines.push(
-      `  ${c.id.padEnd(width)}  ${result} ${(cached(c.groups.kernel) ? "cached" : "?").padEnd(8)} ${criu} ${cached(c.groups.image) ? "cached" : "?"}`,
-    );
+    const kernel = (cached(c.groups.kernel) ? "cached" : "?").padEnd(8);
+    const image = cached(c.groups.image) ? "cached" : "?";
+    lines.push(`  ${c.id.padEnd(width)}  ${result} ${kernel} ${criu} ${image}`);
   }
   const planned = pairs ? planPairs(plan.spec) : [];
   if (planned.length) {
@@ -269,7 +269,8 @@ export async function runMatrixCommand(
           throttledOutput((line) => (task.output = line)),
         );
         const cell = await deferred.get(c.id)!.promise;
-        task.title = `${c.id}: ${cell.status}${cellSummary(cell) ? ` (${cellSummary(cell)})` : cell.reason ? ` (${cell.reason.split("\n")[0].slice(0, 120)})` : ""}`;
+        const why = cellSummary(cell) || cell.reason?.split("\n")[0].slice(0, 120);
+        task.title = `${c.id}: ${cell.status}${why ? ` (${why})` : ""}`;
       },
     })),
     {
@@ -319,140 +320,15 @@ export function matrixExitCode(cells: CellResult[], strict = false): number {
 }
 
 /**
- * The CI workflow, generated from the matrix: a kernels job (every kernel variant built once,
- * passed on as an artifact), one job per CRIU version the catalog can serve from its pins,
- * and a report job. Every step with logic is one `cr-guest` or `make` command that also runs
- * locally (`make ci-local`); the YAML only checks out, caches and moves artifacts.
+ * The workflow is no longer generated: it is checked in (matrix/ci.ts, GITHUB_WORKFLOW) and takes
+ * its CRIU jobs from `cr-guest ci keys`. Kept for `matrix --emit-github` until that flag goes: it
+ * says so instead of writing a file.
+ * @deprecated
  */
-export function renderGithubWorkflow(plan: MatrixPlan, catalog: CriuCatalog = repoData().criu): string {
-  const versions = plan.spec.axes.criu.map((v) => v.id).filter((id) => servableFromPins(id, catalog));
-  const unserved = plan.spec.axes.criu.map((v) => v.id).filter((id) => !versions.includes(id));
-  const matrixFile = relative(REPO_ROOT, plan.spec.file) || "matrix.yaml";
-  const container = `    container:
-      # Debian 12 (bookworm) with Node 20, make and git; mmdebstrap, unshare and guestfish need privileges.
-      image: node:20-bookworm
-      options: --privileged`;
-  const ccache = (job: string) => `      - name: ccache (shared by every job)
-        uses: actions/cache@v4
-        with:
-          path: ~/.cache/ccache
-          key: cr-guest-ccache-${job}-\${{ github.run_id }}-\${{ github.run_attempt }}
-          restore-keys: |
-            cr-guest-ccache-${job}-
-            cr-guest-ccache-`;
-  return `# Generated by \`cr-guest matrix --emit-github\` from ${matrixFile}: do not edit by hand
-# (a unit test fails when this file and the matrix disagree). Each step is a command that runs
-# locally too: \`make ci-local CRIU=<version>\` plays this workflow against a local store.
-name: cr-guest matrix
-on:
-  push:
-    branches: [main]
-  pull_request:
-  workflow_dispatch:
-  schedule:
-    - cron: "17 3 * * 1"
-permissions:
-  contents: read
-  actions: read
-concurrency:
-  group: cr-guest-matrix-\${{ github.event.pull_request.number || github.ref }}
-  cancel-in-progress: \${{ github.event_name == 'pull_request' }}
-defaults:
-  run:
-    shell: bash
-jobs:
-  kernels:
-    name: Kernels of the matrix
-    runs-on: ubuntu-24.04
-${container}
-    timeout-minutes: 150
-    steps:
-      - uses: actions/checkout@v4
-      - run: make setup
-      - id: keys
-        run: bin/cr-guest ci keys --matrix ${matrixFile}
-${ccache("kernels")}
-      - name: Kernel sources and built kernels, by the kernel stages' keys
-        uses: actions/cache@v4
-        with:
-          path: |
-            images/downloads
-            images/sources
-            images/debian-index
-            images/kernel
-          key: cr-guest-kernels-\${{ steps.keys.outputs.kernels }}-\${{ github.run_id }}
-          restore-keys: |
-            cr-guest-kernels-\${{ steps.keys.outputs.kernels }}-
-            cr-guest-kernels-
-      - run: bin/cr-guest ci kernels --matrix ${matrixFile} --store store
-      - uses: actions/upload-artifact@v4
-        with:
-          name: kernels
-          path: store/kernels/
-          retention-days: 7
-  cells:
-    name: CRIU \${{ matrix.criu }}
-    needs: kernels
-    runs-on: ubuntu-24.04
-${container}
-    timeout-minutes: 150
-    strategy:
-      fail-fast: false
-      matrix:
-        # The matrix's CRIU versions the catalog can serve from its pins${unserved.length ? ` (not: ${unserved.join(", ")})` : ""}.
-        criu: [${versions.map((v) => JSON.stringify(v)).join(", ")}]
-    steps:
-      - uses: actions/checkout@v4
-      - run: make setup
-      - id: keys
-        run: bin/cr-guest ci keys --matrix ${matrixFile} --criu "\${{ matrix.criu }}"
-${ccache("criu")}
-      - name: CRIU builds, chroots and images, by the stages' keys
-        uses: actions/cache@v4
-        with:
-          path: |
-            images/downloads
-            images/debian-index
-            images/chroots
-            images/criu
-            images/image
-          key: cr-guest-criu-\${{ matrix.criu }}-\${{ steps.keys.outputs.criu }}-\${{ github.run_id }}
-          restore-keys: |
-            cr-guest-criu-\${{ matrix.criu }}-\${{ steps.keys.outputs.criu }}-
-            cr-guest-criu-\${{ matrix.criu }}-
-      - uses: actions/download-artifact@v4
-        with:
-          name: kernels
-          path: store/kernels
-      - run: bin/cr-guest ci cell --matrix ${matrixFile} --criu "\${{ matrix.criu }}" --store store
-      - uses: actions/upload-artifact@v4
-        if: \${{ !cancelled() }}
-        with:
-          name: cells-\${{ matrix.criu }}
-          path: store/cells-\${{ matrix.criu }}/
-  report:
-    name: Report, baseline and verdict
-    needs: cells
-    if: \${{ !cancelled() }}
-    runs-on: ubuntu-24.04
-    timeout-minutes: 20
-    steps:
-      - uses: actions/checkout@v4
-      - uses: actions/setup-node@v4
-        with:
-          node-version: 20
-      - run: make node_modules
-      - uses: actions/download-artifact@v4
-        with:
-          pattern: cells-*
-          path: store
-      - run: bin/cr-guest ci report --store store
-        env:
-          GITHUB_TOKEN: \${{ github.token }}
-      - uses: actions/upload-artifact@v4
-        if: \${{ !cancelled() }}
-        with:
-          name: matrix-report
-          path: store/report/
-`;
+export function renderGithubWorkflow(_plan?: MatrixPlan): never {
+  throw new UserError(
+    `the CI workflow is no longer generated: ${relative(REPO_ROOT, GITHUB_WORKFLOW)} is checked in and ` +
+      "takes its CRIU versions from matrix.yaml at run time (`cr-guest ci keys`)",
+    "drop --emit-github: matrix.yaml reaches CI as it is; edit the workflow by hand only for its jobs and steps",
+  );
 }

@@ -15,7 +15,9 @@ export const CRIT_TEST_PREFIX = "crit/";
 
 /** A side of a pair as a reader names it: "4.1.1 on 6.12" (patches and suite when not the default). */
 export function sideLabel(a: AxisValues): string {
-  return `${a.criu} on ${a.kernel}${a.patches !== "unpatched" ? ` +${a.patches}` : ""}${a.suite !== "native" ? ` (${a.suite})` : ""}`;
+  const patches = a.patches !== "unpatched" ? ` +${a.patches}` : "";
+  const suite = a.suite !== "native" ? ` (${a.suite})` : "";
+  return `${a.criu} on ${a.kernel}${patches}${suite}`;
 }
 
 /** The pair's result as a cell: id, from/to axes, one test per migrating case. */
@@ -151,7 +153,8 @@ export function renderPairGrids(cells: CellResult[]): string[] {
           .filter((j) => j.verdict === "fail" || j.verdict === "xfail")
           .map(({ test: t, verdict, because }) => {
             const line = t.error_lines.find((l) => !t.message.includes(l));
-            return `- ${p.id}, ${t.name}: ${verdict === "xfail" ? `expected (${because}): ` : ""}${t.message}${line ? `\n  \`${line}\`` : ""}`;
+            const expected = verdict === "xfail" ? `expected (${because}): ` : "";
+            return `- ${p.id}, ${t.name}: ${expected}${t.message}${line ? `\n  \`${line}\`` : ""}`;
           }),
   );
   if (failures.length) out.push("Failures, with CRIU's first Error line:", "", ...failures, "");

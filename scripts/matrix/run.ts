@@ -220,101 +220,60 @@ export function keepStored(stored: CellResult | undefined, c: PlannedCell, force
   return stored.status !== "SKIPPED" || Boolean(c.skip);
 }
 
-export async function runMatrix<K, I>(
-  plan: MatrixPlan,
-  cells: PlannedCell[],
-  o: MatrixRunOptions<K, I>,
-): Promise<MatrixRunSummary> {
-  const t0 = Date.now();
-  const machine = new Capacity(o.capacity);
-  const kernels = new SharedStages<{ out: KernelOutcome<K>; seconds: number }>();
-  const images = new SharedStages<{ out: ImageOutcome<I>; seconds: number }>();
-  let boots = 0;
-  // The cells still to boot (neither kept nor skipped): they share the cores (guestVcpus).
-  let bootsToCome = cells.filter(
-    (c) => !c.skip && !keepStored(storedCell(o.outDir, c.id), c, Boolean(o.force)),
-  ).length;
-  const kept: string[] = [];
-  const ran: string[] = [];
-  const progress = o.onProgress ?? (() => undefined);
-  const timed = async <T>(fn: () => Promise<T>): Promise<{ out: T; seconds: number }> => {
-    const s = Date.now();
-    const out = await fn();
-    return { out, seconds: (Date.now() - s) / 1000 };
-  };
+type Timed<T> = { out: T; seconds: number };
 
-  const runCell = async (c: PlannedCell): Promise<CellResult> => {
-    const stored = storedCell(o.outDir, c.id);
-    if (keepStored(stored, c, Boolean(o.force))) {
-      kept.push(c.id);
-      o.onCellDone?.(stored!, true);
+async function timed<T>(fn: () => Promise<T>): Promise<Timed<T>> {
+  const s = Date.now();
+  const out = await fn();
+  return { out, seconds: (Date.now() - s) / 1000 };
+}
+
+/** What a matrix run shares between its cells: the machine's units, the shared stages, the counts. */
+class MatrixRun<K, I> {
+  private readonly machine: Capacity;
+  readonly kernels = new SharedStages<Timed<KernelOutcome<K>>>();
+  readonly images = new SharedStages<Timed<ImageOutcome<I>>>();
+  boots = 0;
+  /** The cells still to boot (neither kept nor skipped): they share the cores (guestVcpus). */
+  private bootsToCome: number;
+  readonly kept: string[] = [];
+  readonly ran: string[] = [];
+  private readonly progress: (cellId: string, step: string) => void;
+
+  constructor(
+    private readonly plan: MatrixPlan,
+    cells: PlannedCell[],
+    private readonly o: MatrixRunOptions<K, I>,
+  ) {
+    this.machine = new Capacity(o.capacity);
+    this.bootsToCome = cells.filter(
+      (c) => !c.skip && !keepStored(storedCell(o.outDir, c.id), c, Boolean(o.force)),
+    ).length;
+    this.progress = o.onProgress ?? (() => undefined);
+  }
+
+  /** One cell: kept when stored with the same inputs, else kernel -> image -> boot, then written. */
+  async runCell(c: PlannedCell): Promise<CellResult> {
+    const stored = storedCell(this.o.outDir, c.id);
+    if (keepStored(stored, c, Boolean(this.o.force))) {
+      this.kept.push(c.id);
+      this.o.onCellDone?.(stored!, true);
       return stored!;
     }
-    ran.push(c.id);
+    this.ran.push(c.id);
     const started = new Date();
-    const cell = baseCell(plan.spec.name, c, started);
-    const finish = async (status: CellStatus, reason: string | null = null): Promise<CellResult> => {
-      if (!c.skip) bootsToCome--;
-      cell.status = status;
-      cell.reason = reason;
-      cell.finished = new Date().toISOString();
-      cell.seconds = (Date.now() - started.getTime()) / 1000;
-      await writeCell(o.outDir, cell);
-      o.onCellDone?.(cell, false);
-      return cell;
-    };
+    const cell = baseCell(this.plan.spec.name, c, started);
+    const finish = (status: CellStatus, reason: string | null = null) =>
+      this.finish(c, cell, started, status, reason);
     if (c.skip) return finish("SKIPPED", c.skip);
 
     let stage: "kernel" | "image" | "boot" = "kernel";
     try {
-      progress(c.id, "kernel");
-      const k = kernels.get(c.groups.kernel, c.id, () =>
-        machine.run(o.capacity, () => timed(() => o.stages.kernel(c))),
-      );
-      if (k.shared) progress(c.id, `kernel ${c.axes.kernel}: shared with ${k.owner}`);
-      const kernel = await k.promise;
-      cell.identities.kernel = kernel.out.identity;
-      cell.stages.kernel = {
-        seconds: kernel.seconds,
-        cached: kernel.out.cached,
-        shared: k.shared,
-      } satisfies StageTiming;
-
+      const kernel = await this.kernel(c, cell);
       stage = "image";
-      progress(c.id, "CRIU and image");
-      const imageWeight = o.stages.imageIsLight?.(c) ? 1 : o.capacity;
-      const im = images.get(c.groups.image, c.id, () =>
-        machine.run(imageWeight, () => timed(() => o.stages.image(c, kernel.out.handle))),
-      );
-      if (im.shared) progress(c.id, `CRIU and image: shared with ${im.owner}`);
-      const image = await im.promise;
-      cell.identities.criu = image.out.criu;
-      cell.identities.image = image.out.image;
-      cell.predicted = o.stages.predict?.(c, kernel.out.handle, image.out.handle) ?? [];
-      cell.stages.image = { seconds: image.seconds, cached: image.out.cached, shared: im.shared };
-
+      const image = await this.image(c, cell, kernel);
       stage = "boot";
-      progress(c.id, "waiting for a boot slot");
-      // Adaptive: the share is read when the cores are granted, from the boots still to come then.
-      let vcpus = o.bootWeight;
-      const boot = await machine.run(
-        o.adaptiveVcpus ? () => guestVcpus(o.capacity, o.bootWeight, bootsToCome) : o.bootWeight,
-        (granted) => {
-          boots++;
-          vcpus = granted;
-          progress(c.id, `boot and test (${vcpus} vCPU${vcpus > 1 ? "s" : ""})`);
-          return timed(() =>
-            o.stages.boot(c, kernel.out.handle, image.out.handle, o.adaptiveVcpus ? vcpus : undefined),
-          );
-        },
-      );
-      cell.stages.boot = {
-        seconds: boot.seconds,
-        cached: boot.out.cached,
-        shared: false,
-        vcpus: boot.out.results.attempts.at(-1)?.vcpus ?? vcpus,
-      };
-      applyRun(cell, boot.out, informationalFor(c.config), c.config.cache_dir);
+      await this.boot(c, cell, kernel, image);
       return finish(cell.status, cell.reason);
     } catch (err) {
       // No provider could serve this CRIU after all (e.g. upstream unreachable): not a build.
@@ -325,14 +284,103 @@ export async function runMatrix<K, I>(
       // A boot stage that throws (QEMU missing, disk full) is infrastructure, not a build.
       return finish(stage === "boot" ? "ERROR" : "BUILD-FAILED", `${stage}: ${errorMessage(err)}`);
     }
-  };
+  }
 
-  const results = await Promise.all(cells.map(runCell));
+  private async finish(
+    c: PlannedCell,
+    cell: CellResult,
+    started: Date,
+    status: CellStatus,
+    reason: string | null,
+  ): Promise<CellResult> {
+    if (!c.skip) this.bootsToCome--;
+    cell.status = status;
+    cell.reason = reason;
+    cell.finished = new Date().toISOString();
+    cell.seconds = (Date.now() - started.getTime()) / 1000;
+    await writeCell(this.o.outDir, cell);
+    this.o.onCellDone?.(cell, false);
+    return cell;
+  }
+
+  /** The cell's kernel, built once per kernel group with the whole machine. */
+  private async kernel(c: PlannedCell, cell: CellResult): Promise<KernelOutcome<K>> {
+    this.progress(c.id, "kernel");
+    const k = this.kernels.get(c.groups.kernel, c.id, () =>
+      this.machine.run(this.o.capacity, () => timed(() => this.o.stages.kernel(c))),
+    );
+    if (k.shared) this.progress(c.id, `kernel ${c.axes.kernel}: shared with ${k.owner}`);
+    const kernel = await k.promise;
+    cell.identities.kernel = kernel.out.identity;
+    cell.stages.kernel = {
+      seconds: kernel.seconds,
+      cached: kernel.out.cached,
+      shared: k.shared,
+    } satisfies StageTiming;
+    return kernel.out;
+  }
+
+  /** The cell's CRIU and image, built once per image group; a cached CRIU takes one unit only. */
+  private async image(c: PlannedCell, cell: CellResult, kernel: KernelOutcome<K>): Promise<ImageOutcome<I>> {
+    this.progress(c.id, "CRIU and image");
+    const imageWeight = this.o.stages.imageIsLight?.(c) ? 1 : this.o.capacity;
+    const im = this.images.get(c.groups.image, c.id, () =>
+      this.machine.run(imageWeight, () => timed(() => this.o.stages.image(c, kernel.handle))),
+    );
+    if (im.shared) this.progress(c.id, `CRIU and image: shared with ${im.owner}`);
+    const image = await im.promise;
+    cell.identities.criu = image.out.criu;
+    cell.identities.image = image.out.image;
+    cell.predicted = this.o.stages.predict?.(c, kernel.handle, image.out.handle) ?? [];
+    cell.stages.image = { seconds: image.seconds, cached: image.out.cached, shared: im.shared };
+    return image.out;
+  }
+
+  /** The cell's own boot, when the machine has its share of cores free; its results into the cell. */
+  private async boot(
+    c: PlannedCell,
+    cell: CellResult,
+    kernel: KernelOutcome<K>,
+    image: ImageOutcome<I>,
+  ): Promise<void> {
+    const o = this.o;
+    this.progress(c.id, "waiting for a boot slot");
+    // Adaptive: the share is read when the cores are granted, from the boots still to come then.
+    let vcpus = o.bootWeight;
+    const boot = await this.machine.run(
+      o.adaptiveVcpus ? () => guestVcpus(o.capacity, o.bootWeight, this.bootsToCome) : o.bootWeight,
+      (granted) => {
+        this.boots++;
+        vcpus = granted;
+        this.progress(c.id, `boot and test (${vcpus} vCPU${vcpus > 1 ? "s" : ""})`);
+        return timed(() =>
+          o.stages.boot(c, kernel.handle, image.handle, o.adaptiveVcpus ? vcpus : undefined),
+        );
+      },
+    );
+    cell.stages.boot = {
+      seconds: boot.seconds,
+      cached: boot.out.cached,
+      shared: false,
+      vcpus: boot.out.results.attempts.at(-1)?.vcpus ?? vcpus,
+    };
+    applyRun(cell, boot.out, informationalFor(c.config), c.config.cache_dir);
+  }
+}
+
+export async function runMatrix<K, I>(
+  plan: MatrixPlan,
+  cells: PlannedCell[],
+  o: MatrixRunOptions<K, I>,
+): Promise<MatrixRunSummary> {
+  const t0 = Date.now();
+  const run = new MatrixRun(plan, cells, o);
+  const results = await Promise.all(cells.map((c) => run.runCell(c)));
   return {
     cells: results,
-    kept,
-    ran,
-    stageRuns: { kernel: kernels.runs, image: images.runs, boot: boots },
+    kept: run.kept,
+    ran: run.ran,
+    stageRuns: { kernel: run.kernels.runs, image: run.images.runs, boot: run.boots },
     seconds: (Date.now() - t0) / 1000,
   };
 }

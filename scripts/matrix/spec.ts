@@ -89,8 +89,9 @@ function validateSets(
     const schema = schemaAt(CONFIG_SCHEMA, path);
     if (!schema || keysOf(schema).length > 0) {
       const line = src.lineOf([...at, "set", dotted]);
+      const suggestion = didYouMean(path.at(-1)!, keysOf(schemaAt(CONFIG_SCHEMA, path.slice(0, -1))));
       throw new UserError(
-        `invalid matrix at ${src.file}${line ? `:${line}` : ""}: '${dotted}' is not a pipeline config key${didYouMean(path.at(-1)!, keysOf(schemaAt(CONFIG_SCHEMA, path.slice(0, -1))))}`,
+        `invalid matrix at ${src.file}${line ? `:${line}` : ""}: '${dotted}' is not a pipeline config key${suggestion}`,
         `set takes keys of pipeline.yaml in dotted form, e.g. criu.version or kernel.fragment_set`,
       );
     }
@@ -104,15 +105,18 @@ function validateSets(
   return out;
 }
 
-export function loadMatrixSpec(file: string): MatrixSpec {
-  const src = loadYamlFile(file);
-  const raw = checkYaml(MATRIX_SCHEMA, src, { what: "matrix" });
-  const where = (path: (string | number)[]) => `${src.file}${src.lineOf(path) ? `:${src.lineOf(path)}` : ""}`;
+/** "file:line" of a path in the matrix file, for its error messages. */
+type Where = (path: (string | number)[]) => string;
 
-  const axesRaw = raw.axes;
+/** Each axis's values: at least one, ids well-formed and distinct, `set` keys of the pipeline config. */
+function checkAxes(
+  src: LocatedYaml,
+  raw: z.infer<typeof MATRIX_SCHEMA>["axes"],
+  where: Where,
+): Record<AxisName, AxisValue[]> {
   const axes = {} as Record<AxisName, AxisValue[]>;
   for (const axis of AXES) {
-    const values = axesRaw[axis];
+    const values = raw[axis];
     if (values.length === 0)
       throw new UserError(
         `invalid matrix at ${where(["axes", axis])}: axis '${axis}' has no values`,
@@ -135,23 +139,67 @@ export function loadMatrixSpec(file: string): MatrixSpec {
       return { id, set: validateSets(src, ["axes", axis, i], v.set) };
     });
   }
-  const checkRule = (rule: Partial<Record<string, unknown>>, at: (string | number)[]): CellRule => {
-    const out: CellRule = {};
-    for (const [axis, value] of Object.entries(rule)) {
-      const v = String(value);
-      const ids = axes[axis as AxisName].map((x) => x.id);
-      const isRange = axis === "criu" && !ids.includes(v) && semver.validRange(v) !== null;
-      if (!ids.includes(v) && !isRange)
-        throw new UserError(
-          `invalid matrix at ${where([...at, axis])}: ${axis} '${v}' is not a value of that axis${didYouMean(v, ids)}`,
-          `${axis} values: ${ids.join(", ")}${axis === "criu" ? " (or a semver range, e.g. <3.19)" : ""}`,
-        );
-      out[axis as AxisName] = v;
-    }
-    return out;
-  };
-  const exclude = (raw.exclude ?? []).map((r, i) => checkRule(r, ["exclude", i]));
-  const include = (raw.include ?? []).map((r, i) => checkRule(r, ["include", i]) as AxisValues);
+  return axes;
+}
+
+/** A rule's values are ids of their axes (for criu also a semver range). */
+function checkRule(
+  axes: Record<AxisName, AxisValue[]>,
+  where: Where,
+  rule: Partial<Record<string, unknown>>,
+  at: (string | number)[],
+): CellRule {
+  const out: CellRule = {};
+  for (const [axis, value] of Object.entries(rule)) {
+    const v = String(value);
+    const ids = axes[axis as AxisName].map((x) => x.id);
+    const isRange = axis === "criu" && !ids.includes(v) && semver.validRange(v) !== null;
+    if (!ids.includes(v) && !isRange)
+      throw new UserError(
+        `invalid matrix at ${where([...at, axis])}: ${axis} '${v}' is not a value of that axis${didYouMean(v, ids)}`,
+        `${axis} values: ${ids.join(", ")}${axis === "criu" ? " (or a semver range, e.g. <3.19)" : ""}`,
+      );
+    out[axis as AxisName] = v;
+  }
+  return out;
+}
+
+/** A migration pair: its base cell (ids; an axis not named takes its first value) and the one axis B changes. */
+function checkPair(
+  axes: Record<AxisName, AxisValue[]>,
+  where: Where,
+  m: { base: CellRule; to: CellRule },
+  i: number,
+): MatrixSpec["migrate"][number] {
+  const given = checkRule(axes, where, m.base, ["migrate", i, "base"]);
+  const to = checkRule(axes, where, m.to, ["migrate", i, "to"]);
+  const base = Object.fromEntries(AXES.map((a) => [a, given[a] ?? axes[a][0].id])) as AxisValues;
+  // Both sides checked apart: a range in the base is refused even when `to` names that axis too.
+  for (const [a, v] of [...Object.entries(given), ...Object.entries(to)])
+    if (!axes[a as AxisName].some((x) => x.id === v))
+      throw new UserError(
+        `invalid matrix at ${where(["migrate", i])}: ${a} '${v}' must be an id of axis '${a}', not a range`,
+        `${a} values: ${axes[a as AxisName].map((x) => x.id).join(", ")}`,
+      );
+  const changed = Object.entries(to).filter(([a, v]) => base[a as AxisName] !== v);
+  if (changed.length !== 1)
+    throw new UserError(
+      `invalid matrix at ${where(["migrate", i, "to"])}: a pair changes exactly one axis from its base cell, ` +
+        `this one changes ${changed.length ? changed.map(([a]) => a).join(" and ") : "nothing"}`,
+      'name one axis in `to` with a value other than the base\'s, e.g. to: { criu: "4.2.1" }',
+    );
+  return { base, to };
+}
+
+export function loadMatrixSpec(file: string): MatrixSpec {
+  const src = loadYamlFile(file);
+  const raw = checkYaml(MATRIX_SCHEMA, src, { what: "matrix" });
+  const where: Where = (path) => `${src.file}${src.lineOf(path) ? `:${src.lineOf(path)}` : ""}`;
+  const axes = checkAxes(src, raw.axes, where);
+  const rule = (r: Partial<Record<string, unknown>>, at: (string | number)[]) =>
+    checkRule(axes, where, r, at);
+  const exclude = (raw.exclude ?? []).map((r, i) => rule(r, ["exclude", i]));
+  const include = (raw.include ?? []).map((r, i) => rule(r, ["include", i]) as AxisValues);
   for (const [i, inc] of include.entries())
     for (const axis of AXES)
       if (!axes[axis].some((x) => x.id === inc[axis]))
@@ -160,27 +208,10 @@ export function loadMatrixSpec(file: string): MatrixSpec {
           `${axis} values: ${axes[axis].map((x) => x.id).join(", ")}`,
         );
   const overrides = (raw.overrides ?? []).map((o, i) => ({
-    match: checkRule(o.match, ["overrides", i, "match"]),
+    match: rule(o.match, ["overrides", i, "match"]),
     set: validateSets(src, ["overrides", i], o.set),
   }));
-  const migrate = (raw.migrate ?? []).map((m, i) => {
-    const given = checkRule(m.base, ["migrate", i, "base"]);
-    const to = checkRule(m.to, ["migrate", i, "to"]);
-    const base = Object.fromEntries(AXES.map((a) => [a, given[a] ?? axes[a][0].id])) as AxisValues;
-    for (const [a, v] of Object.entries({ ...given, ...to }))
-      if (!axes[a as AxisName].some((x) => x.id === v))
-        throw new UserError(
-          `invalid matrix at ${where(["migrate", i])}: ${a} '${v}' must be an id of axis '${a}', not a range`,
-          `${a} values: ${axes[a as AxisName].map((x) => x.id).join(", ")}`,
-        );
-    const changed = Object.entries(to).filter(([a, v]) => base[a as AxisName] !== v);
-    if (changed.length !== 1)
-      throw new UserError(
-        `invalid matrix at ${where(["migrate", i, "to"])}: a pair changes exactly one axis from its base cell, this one changes ${changed.length ? changed.map(([a]) => a).join(" and ") : "nothing"}`,
-        'name one axis in `to` with a value other than the base\'s, e.g. to: { criu: "4.2.1" }',
-      );
-    return { base, to };
-  });
+  const migrate = (raw.migrate ?? []).map((m, i) => checkPair(axes, where, m, i));
   return { file, name: raw.name ? String(raw.name) : "default", axes, exclude, include, overrides, migrate };
 }
 
@@ -288,9 +319,8 @@ export function dataHash(paths: string[], extraFiles: string[] = [], root = REPO
   return h.digest("hex");
 }
 
-export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan {
-  const catalog = opts.catalog ?? repoData().criu;
-  const patchCatalog = repoData().criuPatches;
+/** Every combination of the axes' values, then the inclusions outside the product. */
+function combinations(spec: MatrixSpec): AxisValues[] {
   const combos: AxisValues[] = [];
   const walk = (i: number, acc: Partial<AxisValues>) => {
     if (i === AXES.length) return void combos.push(acc as AxisValues);
@@ -299,100 +329,154 @@ export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan
   walk(0, {});
   const ids = new Set(combos.map(cellId));
   for (const inc of spec.include) if (!ids.has(cellId(inc))) combos.push(inc);
+  return combos;
+}
 
-  const value = (axis: AxisName, id: string) => spec.axes[axis].find((v) => v.id === id)!;
-  const repoDataHash = dataHash(CELL_DATA_PATHS);
-  const kernelData = dataHash(["kernel-fragments", "kernel-versions.yaml"]);
-  const guestData = dataHash(["guest"]);
+/** What planning each cell reads: the spec, the catalogs, hashes of the repo's data. */
+interface PlanContext {
+  spec: MatrixSpec;
+  opts: PlanOptions;
+  catalog: CriuCatalog;
+  patchCatalog: ReturnType<typeof repoData>["criuPatches"];
+  repoDataHash: string;
+  kernelData: string;
+  guestData: string;
+  /** One inspection per local tree, git ref and mirror file for the whole matrix. */
+  sourceMemo: Map<string, unknown>;
+}
+
+/** The cell's --set arguments (its axis values'), and its config with them on the user's. */
+function cellConfig(
+  ctx: PlanContext,
+  id: string,
+  axes: AxisValues,
+): { sets: string[]; config: PipelineConfig } {
+  const value = (axis: AxisName, vid: string) => ctx.spec.axes[axis].find((v) => v.id === vid)!;
+  const sets = [...AXES.flatMap((a) => setsToArgs(value(a, axes[a]).set))];
+  try {
+    return {
+      sets,
+      config: loadConfig({ configFile: ctx.opts.configFile, set: [...(ctx.opts.set ?? []), ...sets] }),
+    };
+  } catch (err) {
+    throw new UserError(
+      `matrix cell ${id}: ${errorMessage(err)}`,
+      `fix the axis values of this cell in ${ctx.spec.file}`,
+    );
+  }
+}
+
+/**
+ * Groups name what a stage reads: its config and the repo data behind it (fragments for a
+ * kernel, the guest runner for an image), so --plan's "cached" means the same artifact.
+ */
+function stageGroups(
+  ctx: PlanContext,
+  config: PipelineConfig,
+  criuKeys: (string | undefined)[],
+  guestSuite: string,
+): PlannedCell["groups"] {
+  const kernel = cacheKey({
+    kernel: config.kernel,
+    fragments: config.fragment_sets[config.kernel.fragment_set],
+    debian: config.debian,
+    cache: config.cache_dir,
+    data: ctx.kernelData,
+  });
+  const criu = cacheKey({ keys: criuKeys, cache: config.cache_dir });
+  const image = cacheKey({
+    criu,
+    suite: guestSuite,
+    image: config.image,
+    agent: config.agent,
+    data: ctx.guestData,
+  });
+  return { kernel, criu, image };
+}
+
+/** One combination: a planned cell, or why it is not in the matrix. */
+function planCell(ctx: PlanContext, axes: AxisValues): PlannedCell | { excluded: string } {
+  const { spec, opts } = ctx;
+  const id = cellId(axes);
+  const explicit = spec.include.some((inc) => cellId(inc) === id);
+  const base = cellConfig(ctx, id, axes);
+  const sets = base.sets;
+  let config = base.config;
+  const entry = resolveCriuVersion(config.criu.version, ctx.catalog);
+  const rule = spec.exclude.find((r) => ruleMatches(r, axes, entry.version));
+  if (rule && !explicit) return { excluded: `excluded by rule ${JSON.stringify(rule)}` };
+  try {
+    selectPatches(config.criu.patches, entry.version, ctx.patchCatalog);
+  } catch (err) {
+    return { excluded: errorMessage(err) };
+  }
+  const overrideSets = spec.overrides
+    .filter((o) => ruleMatches(o.match, axes, entry.version))
+    .flatMap((o) => setsToArgs(o.set));
+  if (overrideSets.length)
+    config = loadConfig({
+      configFile: opts.configFile,
+      set: [...(opts.set ?? []), ...sets, ...overrideSets],
+    });
+  const criuPlan = resolveAndPlanCriu(
+    config,
+    { strict: false, memo: ctx.sourceMemo },
+    { criu: ctx.catalog, criuPatches: ctx.patchCatalog },
+  );
+  const usable = criuPlan.candidates.filter((c) => c.key);
+  const reasons = criuPlan.candidates.map((c) => `${c.provider}: ${c.skip}`);
+  const skip = usable.length
+    ? undefined
+    : `no source for CRIU ${entry.version} here (${reasons.join("; ")}); ${SOURCE_FIX}`;
+  const { sources: _sources, ...settings } = config;
+  return {
+    id,
+    axes,
+    criuVersion: entry.version,
+    patches: config.criu.patches,
+    sets: [...sets, ...overrideSets],
+    config,
+    groups: stageGroups(
+      ctx,
+      config,
+      usable.map((c) => c.key),
+      criuPlan.guestSuite,
+    ),
+    // The CRIU keys name the source content: a changed local tree or git commit is a new cell.
+    inputsKey: cacheKey({
+      settings,
+      data: ctx.repoDataHash,
+      criu: usable.map((c) => c.key),
+      scenarios: dataHash([], [config.boot.scenarios]),
+      recipe: CELL_RECIPE_VERSION,
+    }),
+    criuCandidates: criuPlan.candidates.map(({ provider, key, skip, from }) => ({
+      provider,
+      key,
+      skip,
+      from,
+    })),
+    ...(skip ? { skip } : {}),
+  };
+}
+
+export function planMatrix(spec: MatrixSpec, opts: PlanOptions = {}): MatrixPlan {
+  const ctx: PlanContext = {
+    spec,
+    opts,
+    catalog: opts.catalog ?? repoData().criu,
+    patchCatalog: repoData().criuPatches,
+    repoDataHash: dataHash(CELL_DATA_PATHS),
+    kernelData: dataHash(["kernel-fragments", "kernel-versions.yaml"]),
+    guestData: dataHash(["guest"]),
+    sourceMemo: new Map(),
+  };
   const cells: PlannedCell[] = [];
   const excluded: MatrixPlan["excluded"] = [];
-  // One inspection per local tree, git ref and mirror file for the whole matrix.
-  const sourceMemo = new Map<string, unknown>();
-  for (const axes of combos) {
-    const id = cellId(axes);
-    const explicit = spec.include.some((inc) => cellId(inc) === id);
-    const sets = [...AXES.flatMap((a) => setsToArgs(value(a, axes[a]).set))];
-    let config: PipelineConfig;
-    try {
-      config = loadConfig({ configFile: opts.configFile, set: [...(opts.set ?? []), ...sets] });
-    } catch (err) {
-      throw new UserError(
-        `matrix cell ${id}: ${errorMessage(err)}`,
-        `fix the axis values of this cell in ${spec.file}`,
-      );
-    }
-    const entry = resolveCriuVersion(config.criu.version, catalog);
-    const rule = spec.exclude.find((r) => ruleMatches(r, axes, entry.version));
-    if (rule && !explicit) {
-      excluded.push({ id, reason: `excluded by rule ${JSON.stringify(rule)}` });
-      continue;
-    }
-    try {
-      selectPatches(config.criu.patches, entry.version, patchCatalog);
-    } catch (err) {
-      excluded.push({ id, reason: errorMessage(err) });
-      continue;
-    }
-    const overrideSets = spec.overrides
-      .filter((o) => ruleMatches(o.match, axes, entry.version))
-      .flatMap((o) => setsToArgs(o.set));
-    if (overrideSets.length)
-      config = loadConfig({
-        configFile: opts.configFile,
-        set: [...(opts.set ?? []), ...sets, ...overrideSets],
-      });
-    const criuPlan = resolveAndPlanCriu(
-      config,
-      { strict: false, memo: sourceMemo },
-      { criu: catalog, criuPatches: patchCatalog },
-    );
-    const usable = criuPlan.candidates.filter((c) => c.key);
-    const reasons = criuPlan.candidates.map((c) => `${c.provider}: ${c.skip}`);
-    const skip = usable.length
-      ? undefined
-      : `no source for CRIU ${entry.version} here (${reasons.join("; ")}); ${SOURCE_FIX}`;
-    const { sources: _sources, ...settings } = config;
-    // Groups name what a stage reads: its config and the repo data behind it (fragments for a
-    // kernel, the guest runner for an image), so --plan's "cached" means the same artifact.
-    const kernelGroup = cacheKey({
-      kernel: config.kernel,
-      fragments: config.fragment_sets[config.kernel.fragment_set],
-      debian: config.debian,
-      cache: config.cache_dir,
-      data: kernelData,
-    });
-    const criuGroup = cacheKey({ keys: usable.map((c) => c.key), cache: config.cache_dir });
-    const imageGroup = cacheKey({
-      criu: criuGroup,
-      suite: criuPlan.guestSuite,
-      image: config.image,
-      agent: config.agent,
-      data: guestData,
-    });
-    cells.push({
-      id,
-      axes,
-      criuVersion: entry.version,
-      patches: config.criu.patches,
-      sets: [...sets, ...overrideSets],
-      config,
-      groups: { kernel: kernelGroup, criu: criuGroup, image: imageGroup },
-      // The CRIU keys name the source content: a changed local tree or git commit is a new cell.
-      inputsKey: cacheKey({
-        settings,
-        data: repoDataHash,
-        criu: usable.map((c) => c.key),
-        scenarios: dataHash([], [config.boot.scenarios]),
-        recipe: CELL_RECIPE_VERSION,
-      }),
-      criuCandidates: criuPlan.candidates.map(({ provider, key, skip, from }) => ({
-        provider,
-        key,
-        skip,
-        from,
-      })),
-      ...(skip ? { skip } : {}),
-    });
+  for (const axes of combinations(spec)) {
+    const planned = planCell(ctx, axes);
+    if ("excluded" in planned) excluded.push({ id: cellId(axes), reason: planned.excluded });
+    else cells.push(planned);
   }
   return { spec, cells, excluded };
 }
@@ -432,7 +516,8 @@ export function filterCells(
   if (picked.length === 0)
     throw new UserError(
       `no cell of matrix '${plan.spec.name}' matches ${JSON.stringify(f)}`,
-      `cells: ${plan.cells.map((c) => c.id).join(", ")}; axis values: ${AXES.map((a) => `${a} ${plan.spec.axes[a].map((v) => v.id).join("|")}`).join("; ")}`,
+      `cells: ${plan.cells.map((c) => c.id).join(", ")}; ` +
+        `axis values: ${AXES.map((a) => `${a} ${plan.spec.axes[a].map((v) => v.id).join("|")}`).join("; ")}`,
     );
   return picked;
 }

@@ -210,6 +210,10 @@ describe("migration pairs in matrix.yaml", () => {
       loadMatrixSpec(file("unknown.yaml", '  - { base: { criu: "4.1.1" }, to: { kernel: "6.13" } }\n')),
     );
     expect(unknown.message).toMatch(/unknown\.yaml:7: kernel '6\.13' is not a value of that axis/);
+    const range = errorOf(() =>
+      loadMatrixSpec(file("range.yaml", '  - { base: { criu: "<4.2" }, to: { criu: "4.2.1" } }\n')),
+    );
+    expect(range.message).toMatch(/range\.yaml:7: criu '<4\.2' must be an id of axis 'criu', not a range/);
   });
 });
 

@@ -1,13 +1,10 @@
 /**
  * Reports from fixed cell results: the Markdown table and findings, the HTML page, JUnit,
  * what each result depends on, merging cells from several machines, comparing two reports
- * (and the CLI's exit codes for it), and the CI workflow kept in sync with matrix.yaml.
+ * (and the CLI's exit codes for it). The CI workflow's tests are in matrix-workflow.test.ts.
  */
 import { describe, expect, it } from "vitest";
 import { XMLParser } from "fast-xml-parser";
-import { validateWorkflow } from "@action-validator/core";
-import { parse } from "yaml";
-import { servableFromPins } from "../../scripts/data/criu-catalog.js";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,8 +30,6 @@ import {
   statusDependencies,
 } from "../../scripts/matrix/report.js";
 import { judgeCell, tally } from "../../scripts/matrix/verdicts.js";
-import { GITHUB_WORKFLOW, renderGithubWorkflow } from "../../scripts/matrix/command.js";
-import { loadMatrixSpec, planMatrix } from "../../scripts/matrix/spec.js";
 import { crGuest } from "../helpers/cli.js";
 
 import { KERNDAT, cell, good, noMembarrier, t } from "../helpers/cells.js";
@@ -324,70 +319,6 @@ describe("matrix report", () => {
       expect(none.stderr).toMatch(/matrix\.md is not JSON/);
     },
   );
-
-  it("the GitHub workflow is the one generated from matrix.yaml, valid, and thin", () => {
-    const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "matrix.yaml")));
-    const want = renderGithubWorkflow(plan);
-    // If this fails: run `cr-guest matrix --emit-github` and commit the file.
-    expect(readFileSync(GITHUB_WORKFLOW, "utf8")).toBe(want);
-    // A maintained validator (GitHub's workflow schema) accepts it...
-    expect(validateWorkflow(want).errors).toEqual([]);
-    // ...and refuses a broken one, so the check can fail.
-    expect(
-      validateWorkflow(want.replace("runs-on: ubuntu-24.04", "runs_on: ubuntu-24.04")).errors.length,
-    ).toBeGreaterThan(0);
-    type Step = { uses?: string; run?: string; if?: string; shell?: string };
-    type Job = {
-      needs?: string | string[];
-      if?: string;
-      steps: Step[];
-      strategy?: { matrix: { criu: string[] } };
-    };
-    const wf = parse(want) as {
-      permissions: Record<string, string>;
-      concurrency: { group: string; "cancel-in-progress": string };
-      defaults: { run: { shell: string } };
-      jobs: Record<string, Job>;
-    };
-    expect(wf.permissions).toEqual({ contents: "read", actions: "read" });
-    expect(wf.concurrency["cancel-in-progress"]).toContain("pull_request");
-    // bash: GitHub runs it with -eo pipefail, so a piped command's failure fails the step.
-    expect(wf.defaults.run.shell).toBe("bash");
-    expect(Object.fromEntries(Object.entries(wf.jobs).map(([n, j]) => [n, j.needs ?? null]))).toEqual({
-      kernels: null,
-      cells: "kernels",
-      report: "cells",
-    });
-    expect(wf.jobs.report.if).toBe("${{ !cancelled() }}");
-    expect(want).not.toMatch(/always\(\)/);
-    for (const [name, job] of Object.entries(wf.jobs))
-      for (const step of job.steps) {
-        if (step.run === undefined) {
-          expect(step.uses, `${name}: a step is a run or a known action`).toMatch(
-            /^actions\/(checkout|cache|upload-artifact|download-artifact|setup-node)@v4$/,
-          );
-          continue;
-        }
-        // One command of ours per step: no pipes, no chains, no inline scripts.
-        expect(step.run, `${name}: ${step.run}`).toMatch(/^(bin\/cr-guest|make) [^|;&\n]+$/);
-      }
-    // Cache keys are unique per run (saved every time) and restored by prefix.
-    expect(want.match(/key: .*\$\{\{ github\.run_id \}\}/g)!.length).toBe(4);
-    // Only versions the catalog serves from pins get a job; the list comes from data.
-    const served = plan.spec.axes.criu.map((v) => v.id).filter((id) => servableFromPins(id, repoData().criu));
-    expect(wf.jobs.cells.strategy!.matrix.criu).toEqual(served);
-    expect(served).toContain("3.19");
-    const bare = {
-      ...repoData().criu,
-      versions: new Map(
-        [...repoData().criu.versions].map(([k, e]) => [
-          k,
-          k === "3.19" ? { version: k, min_suite: e.min_suite } : e,
-        ]),
-      ),
-    };
-    expect(parse(renderGithubWorkflow(plan, bare)).jobs.cells.strategy.matrix.criu).not.toContain("3.19");
-  });
 });
 
 describe("findings follow the catalog's facts", () => {
