@@ -13,14 +13,20 @@ export interface Flag {
   /** The argument's name in --help. */
   arg?: string;
   help: string;
+  /**
+   * The value a command gets from the argument, checked once for every command that takes the
+   * flag (a bad one is refused at parse time, exit 2, naming the flag and the fix).
+   */
+  parse?: (value: string, name: string) => unknown;
   /** The pipeline config overrides (`--set` form) this flag stands for. */
   sets?: (value: never) => string[];
 }
 
 const j = (v: unknown) => JSON.stringify(v);
 
-function positiveInt(flag: string, v: string): number {
-  const n = Number(v);
+/** A count such as --jobs or --boots: a whole number of at least 1. */
+export function positiveInt(v: string, flag: string): number {
+  const n = /^\d+$/.test(v) ? Number(v) : NaN;
   if (!Number.isInteger(n) || n < 1)
     throw new UserError(`--${flag} ${v} is not a positive whole number`, `pass --${flag} 1 or more`);
   return n;
@@ -51,7 +57,8 @@ export const FLAGS = {
     short: "j",
     arg: "N",
     help: "parallel make jobs for kernel and CRIU builds (default: number of CPUs)",
-    sets: (v: string) => [`kernel.jobs=${positiveInt("jobs", v)}`, `criu.jobs=${positiveInt("jobs", v)}`],
+    parse: positiveInt,
+    sets: (v: number) => [`kernel.jobs=${v}`, `criu.jobs=${v}`],
   },
 
   // CRIU
@@ -282,7 +289,12 @@ export const FLAGS = {
     arg: "PATH",
     help: "the report to compare with (matrix.json or a directory of cells); on GitHub, the last successful run of main's matrix-report by default",
   },
-  boots: { type: "string", arg: "N", help: "guest boots at once (default: as many as the cores allow)" },
+  boots: {
+    type: "string",
+    arg: "N",
+    help: "guest boots at once (default: as many as the cores allow)",
+    parse: positiveInt,
+  },
   "emit-github": {
     type: "boolean",
     help: "write the GitHub Actions workflow for this matrix (.github/workflows/cr-guest-matrix.yml)",
@@ -292,13 +304,67 @@ export const FLAGS = {
 
 export type FlagName = keyof typeof FLAGS;
 
+/** The value of one flag: what its parser returns, else its argument (a list when repeatable). */
+type ValueOf<F> = F extends { type: "boolean" }
+  ? boolean
+  : F extends { parse: (value: string, name: string) => infer T }
+    ? F extends { multiple: true }
+      ? T[]
+      : T
+    : F extends { multiple: true }
+      ? string[]
+      : string;
+
+/** The flags given on a command line, each typed from its row of FLAGS; absent when not given. */
+export type FlagValues = { [K in FlagName]?: ValueOf<(typeof FLAGS)[K]> };
+
+/** The matrix filters: flags a command makes repeatable to pick cells, never config keys. */
+export type FilterName = "criu" | "kernel" | "patches" | "guest-suite" | "cell";
+export type FilterValues = { [K in FilterName]?: string[] };
+
+/** What the command line says, parsed: each flag by its canonical name, the filters apart. */
+export interface ParsedFlags {
+  values: FlagValues;
+  filters: FilterValues;
+}
+
+/**
+ * Turns node's parseArgs values (already checked against the command's option table) into
+ * typed flag values: each flag's parser runs here, once, so every command that takes a flag
+ * refuses the same bad argument with the same message.
+ */
+export function typedFlags(
+  raw: Record<string, string | boolean | (string | boolean)[] | undefined>,
+  filterNames: readonly FilterName[],
+): ParsedFlags {
+  const values: Record<string, unknown> = {};
+  const filters: FilterValues = {};
+  for (const [name, v] of Object.entries(raw)) {
+    if (v === undefined || name === "help") continue;
+    if ((filterNames as readonly string[]).includes(name)) {
+      filters[name as FilterName] = (Array.isArray(v) ? v : [v]).map(String);
+      continue;
+    }
+    if (!(name in FLAGS)) throw new Error(`parseArgs gave '${name}', which is no flag of FLAGS`);
+    const flag: Flag = FLAGS[name as FlagName];
+    if (flag.type === "boolean" || !flag.parse) values[name] = v;
+    else {
+      const parse = flag.parse;
+      values[name] = Array.isArray(v) ? v.map((x) => parse(String(x), name)) : parse(String(v), name);
+    }
+  }
+  // The shapes follow FLAGS: parseArgs took each flag with its own type and multiplicity.
+  return { values: values as FlagValues, filters };
+}
+
 /** The config overrides the given flag values stand for, in table order. */
-export function flagSets(values: Record<string, unknown>, names: readonly FlagName[]): string[] {
+export function flagSets(values: FlagValues, names: readonly FlagName[]): string[] {
   const sets: string[] = [];
   for (const name of names) {
     const flag: Flag = FLAGS[name];
     const v = values[name];
     if (v === undefined || v === false || !flag.sets) continue;
+    // Each row's `sets` takes the type its own parse (or argument) gives: ValueOf of that row.
     sets.push(...flag.sets(v as never));
   }
   // A CRIU source given without a version: build the version the source declares.

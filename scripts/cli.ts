@@ -6,7 +6,15 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { FLAGS, flagSets, type Flag, type FlagName } from "./cli-flags.js";
+import {
+  FLAGS,
+  flagSets,
+  typedFlags,
+  type FilterName,
+  type Flag,
+  type FlagName,
+  type ParsedFlags,
+} from "./cli-flags.js";
 import * as cmds from "./commands.js";
 import { UserError } from "./lib/errors.js";
 import { REPO_ROOT } from "./lib/paths.js";
@@ -19,7 +27,7 @@ export interface Command {
   /** Flags that stand for config keys or options of this command. */
   flags: FlagName[];
   /** Matrix filters: repeatable, and never config keys. */
-  filters?: FlagName[];
+  filters?: FilterName[];
   /** Old spellings in this command, each a deprecated alias of a flag. */
   aliases?: Record<string, FlagName>;
   positionals?: { usage: string; help: string };
@@ -57,11 +65,12 @@ const CRIU_ALIASES = { version: "criu", suite: "guest-suite" } as const;
 export const COMMANDS: Record<string, Command> = {
   kernel: {
     summary: "build (or fetch) a checkpoint/restore guest kernel and prove its config",
-    usage: "cr-guest kernel [--kernel K] [--check-config] [--criu V] [options]",
+    usage: "cr-guest kernel [--kernel K] [--check-config | --dry-run] [--criu V] [options]",
     flags: [
       ...CONFIG,
       ...KERNEL,
       "check-config",
+      "dry-run",
       "verify-config",
       "prebuilt",
       "cloud-suite",
@@ -72,13 +81,13 @@ export const COMMANDS: Record<string, Command> = {
       "json",
     ],
     aliases: { version: "kernel", base: "kernel-base", suite: "cloud-suite" },
-    json: "the per-symbol verification table (requested, final, reason), the EXPERT trap, the CRIU doctor's findings (--criu) and the artifact's metadata",
+    json: "the per-symbol verification table (requested, final, reason), the EXPERT trap, the CRIU doctor's findings (--criu) and the artifact's metadata (with --dry-run: the plan)",
     run: cmds.kernelCommand,
   },
   criu: {
     summary: "build or download a CRIU version for a guest userland (optionally patched)",
     usage:
-      "cr-guest criu [--criu V] [--criu-mirror DIR | --local-source PATH | --git URL --ref REF] [options]",
+      "cr-guest criu [--criu V] [--criu-mirror DIR | --local-source PATH | --git URL --ref REF] [--dry-run] [options]",
     flags: [...CONFIG, ...CRIU, "dry-run", "force", "kernel-config", "json"],
     aliases: { ...CRIU_ALIASES, plan: "dry-run" },
     json: "the artifact's metadata (with --dry-run: each provider's answer)",
@@ -86,7 +95,7 @@ export const COMMANDS: Record<string, Command> = {
   },
   doctor: {
     summary: "check a CRIU version against a kernel config and guest suite: what will fail, why, the fix",
-    usage: "cr-guest doctor --criu V [--kernel-config FILE | --debian-kernel SUITE] [options]",
+    usage: "cr-guest doctor [--criu V] [--kernel-config FILE | --debian-kernel SUITE] [options]",
     flags: [...CONFIG, ...CRIU, ...KERNEL, "kernel-config", "debian-kernel", "json"],
     aliases: CRIU_ALIASES,
     json: "the findings",
@@ -103,10 +112,11 @@ export const COMMANDS: Record<string, Command> = {
   image: {
     summary:
       "a guest image with CRIU, the kata-agent and the test runner (fresh, or from an existing Kata image)",
-    usage: "cr-guest image [--criu V] [--image-base FILE] [--agent FILE | --kata-src DIR] [options]",
-    flags: [...CONFIG, ...CRIU, ...AGENT, "image-base", "name", "force", "json"],
+    usage:
+      "cr-guest image [--criu V] [--image-base FILE] [--agent FILE | --kata-src DIR] [--name N] [--dry-run] [options]",
+    flags: [...CONFIG, ...CRIU, ...AGENT, "image-base", "name", "dry-run", "force", "json"],
     aliases: { ...CRIU_ALIASES, base: "image-base" },
-    json: "the image's metadata",
+    json: "the image's metadata (with --dry-run: the plan)",
     run: async (ctx) =>
       cmds.imageCommand(
         withSets(ctx, ctx.values.name ? [`image.name=${JSON.stringify(ctx.values.name)}`] : []),
@@ -115,17 +125,28 @@ export const COMMANDS: Record<string, Command> = {
   smoke: {
     summary:
       "boot the image with the kernel under QEMU: criu check, ptrace checks and dump/restore scenarios, bounded in time",
-    usage: "cr-guest smoke [--criu V] [--kernel K] [options]",
-    flags: [...CONFIG, ...CRIU, ...KERNEL, ...AGENT, "image-base", "accel", "force", "strict", "json"],
+    usage: "cr-guest smoke [--criu V] [--kernel K] [--dry-run] [options]",
+    flags: [
+      ...CONFIG,
+      ...CRIU,
+      ...KERNEL,
+      ...AGENT,
+      "image-base",
+      "accel",
+      "dry-run",
+      "force",
+      "strict",
+      "json",
+    ],
     aliases: { ...CRIU_ALIASES, base: "image-base", "kernel-version": "kernel" },
-    json: "the run: status, summary, paths and results.json",
+    json: "the run: status, summary, paths and results.json (with --dry-run: the plan)",
     run: cmds.smokeCommand,
   },
   migrate: {
     summary:
       "a migration pair: dump in boot A (one CRIU, one kernel), restore in boot B (another), as a checkpoint moves between Kata nodes",
     usage:
-      "cr-guest migrate --from-criu A --to-criu B [--from-kernel X --to-kernel Y] [--in-place] [options]",
+      "cr-guest migrate [--from-criu A] [--to-criu B] [--from-kernel X --to-kernel Y] [--in-place] [--dry-run] [options]",
     flags: [
       ...CONFIG,
       "from-criu",
@@ -147,10 +168,11 @@ export const COMMANDS: Record<string, Command> = {
       "kernel-mirror",
       "jobs",
       "accel",
+      "dry-run",
       "force",
       "json",
     ],
-    json: "the pair: status, each case's dump and restore halves, the runs and the transfer disk",
+    json: "the pair: status, each case's dump and restore halves, the runs and the transfer disk (with --dry-run: the plan)",
     run: cmds.migrateCommand,
   },
   matrix: {
@@ -201,8 +223,8 @@ export const COMMANDS: Record<string, Command> = {
   },
   ci: {
     summary:
-      "CI over jobs: ci kernels (build the matrix's kernels once), ci cell --criu V (its cells on them), ci report (merge, baseline, summary, junit, exit code)",
-    usage: "cr-guest ci kernels|cell|report [--store DIR] [--matrix FILE] [--criu V] [--baseline PATH]",
+      "CI over jobs: ci keys (the stage cache keys for the workflow), ci kernels (build the matrix's kernels once), ci cell --criu V (its cells on them), ci report (merge, baseline, summary, junit, exit code)",
+    usage: `cr-guest ci ${Object.keys(cmds.CI_STEPS).join("|")} [--store DIR] [--matrix FILE] [--criu V] [--baseline PATH] [options]`,
     flags: [
       ...CONFIG,
       "matrix",
@@ -220,7 +242,7 @@ export const COMMANDS: Record<string, Command> = {
     ],
     filters: ["criu"],
     positionals: {
-      usage: "kernels|cell|report",
+      usage: Object.keys(cmds.CI_STEPS).join("|"),
       help: "the CI step: the same command runs locally (make ci-local) and in the workflow",
     },
     json: "what the step made: the packed kernels, the cells, or the verdict and report files",
@@ -316,7 +338,7 @@ export function parseCommandArgs(
   name: string,
   cmd: Command,
   args: string[],
-): { values: Record<string, unknown>; positionals: string[]; notices: string[] } {
+): ParsedFlags & { help: boolean; positionals: string[]; notices: string[] } {
   const options: NonNullable<ParseArgsConfig["options"]> = { help: { type: "boolean", short: "h" } };
   for (const f of cmd.flags) {
     const flag: Flag = FLAGS[f];
@@ -334,20 +356,20 @@ export function parseCommandArgs(
   } catch (err) {
     throw new UserError(`${name}: ${(err as Error).message}`, `see 'cr-guest ${name} --help'`);
   }
-  const values: Record<string, unknown> = { ...parsed.values };
+  const raw = { ...parsed.values };
   const notices: string[] = [];
   for (const [old, now] of Object.entries(cmd.aliases ?? {})) {
-    if (values[old] === undefined) continue;
-    if (values[now] !== undefined && JSON.stringify(values[now]) !== JSON.stringify(values[old]))
-      throw new UserError(
-        `--${old} ${values[old]} and --${now} ${values[now]} disagree`,
-        `give --${now} once`,
-      );
-    values[now] = values[old];
-    delete values[old];
+    if (raw[old] === undefined) continue;
+    if (raw[now] !== undefined && JSON.stringify(raw[now]) !== JSON.stringify(raw[old]))
+      throw new UserError(`--${old} ${raw[old]} and --${now} ${raw[now]} disagree`, `give --${now} once`);
+    raw[now] = raw[old];
+    delete raw[old];
     notices.push(`note: --${old} is deprecated in '${name}': use --${now}`);
   }
-  return { values, positionals: parsed.positionals, notices };
+  const help = Boolean(raw.help);
+  // --help wins over a bad argument: the parsers run only for a command that will run.
+  const typed = help ? { values: {}, filters: {} } : typedFlags(raw, cmd.filters ?? []);
+  return { ...typed, help, positionals: parsed.positionals, notices };
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -367,8 +389,8 @@ export async function main(argv: string[]): Promise<number> {
       `unknown command '${name}'${didYouMean(name, Object.keys(COMMANDS))}`,
       `commands: ${Object.keys(COMMANDS).join(", ")}`,
     );
-  const { values, positionals, notices } = parseCommandArgs(name, cmd, rest);
-  if (values.help) {
+  const { values, filters, help, positionals, notices } = parseCommandArgs(name, cmd, rest);
+  if (help) {
     console.log(commandHelp(name, cmd));
     return 0;
   }
@@ -378,8 +400,9 @@ export async function main(argv: string[]): Promise<number> {
   let emitted = false;
   const ctx: cmds.CommandContext = {
     values,
+    filters,
     positionals,
-    sets: [...((values.set as string[] | undefined) ?? []), ...flagSets(values, cmd.flags)],
+    sets: [...(values.set ?? []), ...flagSets(values, cmd.flags)],
     json,
     say: json ? (l) => console.error(l) : (l) => stdout(l),
     emit: (doc) => {

@@ -5,11 +5,15 @@
  */
 import { existsSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
+import type { FilterValues, FlagValues } from "./cli-flags.js";
 import { UserError } from "./lib/errors.js";
 import { loadConfig, type PipelineConfig } from "./lib/config.js";
+import type { DryRun } from "./plan-only.js";
 
 export interface CommandContext {
-  values: Record<string, unknown>;
+  values: FlagValues;
+  /** The matrix filters of a command that takes them (matrix, ci). */
+  filters: FilterValues;
   positionals: string[];
   /** The config overrides the flags stand for (--set first). */
   sets: string[];
@@ -20,11 +24,45 @@ export interface CommandContext {
   emit: (doc: unknown) => void;
 }
 
+/** The config file and overrides of this run, as the matrix and migration code take them. */
+function baseOf(ctx: CommandContext): { configFile?: string; set: string[] } {
+  return { configFile: ctx.values.config, set: ctx.sets };
+}
+
 export function configOf(ctx: CommandContext, extraSets: string[] = []): PipelineConfig {
-  return loadConfig({
-    configFile: ctx.values.config as string | undefined,
-    set: [...ctx.sets, ...extraSets],
-  });
+  return loadConfig({ configFile: ctx.values.config, set: [...ctx.sets, ...extraSets] });
+}
+
+/** --dry-run of a command that builds or boots: the plan as text, or one JSON document. */
+async function printDryRun(ctx: CommandContext, plan: DryRun): Promise<number> {
+  const { formatDryRun } = await import("./plan-only.js");
+  ctx.say(formatDryRun(plan));
+  ctx.emit(plan);
+  return 0;
+}
+
+/** The matrix of --matrix (default: the repository's matrix.yaml), planned with this run's config. */
+async function matrixPlanOf(ctx: CommandContext) {
+  const { loadMatrixSpec, planMatrix } = await import("./matrix/spec.js");
+  const { REPO_ROOT } = await import("./lib/paths.js");
+  return planMatrix(
+    loadMatrixSpec(resolve(ctx.values.matrix ?? join(REPO_ROOT, "matrix.yaml"))),
+    baseOf(ctx),
+  );
+}
+
+/**
+ * Cell results from several inputs merged (of duplicates the newest is kept), the report
+ * written to `outDir`; `none` is the error when the inputs hold no cell.
+ */
+async function mergeAndReport(inputs: string[], outDir: string, name: string | undefined, none: UserError) {
+  const { collectCells } = await import("./matrix/cell.js");
+  const { mergeCells, buildReport } = await import("./matrix/report.js");
+  const { writeReports } = await import("./matrix/command.js");
+  const { cells, duplicates } = mergeCells(inputs.map((i) => collectCells(i)));
+  if (cells.length === 0) throw none;
+  const report = buildReport(name ?? cells[0].matrix, cells, { duplicates });
+  return { cells, duplicates, report, files: await writeReports(outDir, report) };
 }
 
 async function readKernelConfig(file: string): Promise<Map<string, string>> {
@@ -59,12 +97,14 @@ export async function kernelCommand(ctx: CommandContext): Promise<number> {
   const config = configOf(ctx);
   const { verifyConfigFile } = await import("./kernel/stage.js");
   if (v["verify-config"]) {
-    const { report, text } = verifyConfigFile(config, v["verify-config"] as string);
+    if (v["dry-run"])
+      throw new UserError("--verify-config builds nothing, --dry-run plans a build", "drop one of them");
+    const { report, text } = verifyConfigFile(config, v["verify-config"]);
     ctx.say(text);
     ctx.emit({ file: v["verify-config"], passed: report.passed, symbols: symbolTable(report) });
     return report.passed ? 0 : 1;
   }
-  const configOut = v["config-out"] ? resolve(v["config-out"] as string) : undefined;
+  const configOut = v["config-out"] ? resolve(v["config-out"]) : undefined;
   if (configOut && !existsSync(dirname(configOut)))
     throw new UserError(
       `--config-out ${v["config-out"]}: the directory ${dirname(configOut)} does not exist`,
@@ -74,14 +114,19 @@ export async function kernelCommand(ctx: CommandContext): Promise<number> {
   const criuPlan = v.criu
     ? (await import("./criu/stage.js")).resolveAndPlanCriu(config, { strict: false })
     : undefined;
+  const kernelOptions = {
+    extraFragments: v.fragment ?? [],
+    checkConfigOnly: Boolean(v["check-config"]),
+    bootCheck: v["boot-check"],
+  };
+  if (v["dry-run"]) {
+    const { planStages } = await import("./plan-only.js");
+    const plan = await planStages("kernel", config, ["kernel"], kernelOptions);
+    if (criuPlan) plan.notes.push(`the doctor judges the final .config for CRIU ${criuPlan.entry.version}`);
+    return printDryRun(ctx, plan);
+  }
   const out = await driveStages(config, ["kernel"], {
-    kernel: {
-      extraFragments: (v.fragment as string[] | undefined) ?? [],
-      checkConfigOnly: Boolean(v["check-config"]),
-      bootCheck: v["boot-check"] ? true : undefined,
-      criuVersion: criuPlan?.entry.version,
-      configOut,
-    },
+    kernel: { ...kernelOptions, criuVersion: criuPlan?.entry.version, configOut },
   });
   const kernel = out.kernel!.value;
   const result = kernel.stage;
@@ -162,7 +207,7 @@ export async function criuCommand(ctx: CommandContext): Promise<number> {
     await import("./criu/stage.js");
   const { ArtifactCache } = await import("./lib/cache.js");
   const { formatFindings } = await import("./data/doctor.js");
-  const kernelConfig = v["kernel-config"] ? await readKernelConfig(v["kernel-config"] as string) : undefined;
+  const kernelConfig = v["kernel-config"] ? await readKernelConfig(v["kernel-config"]) : undefined;
   if (v["dry-run"]) {
     const cache = new ArtifactCache(config.cache_dir);
     const plan = resolveAndPlanCriu(config, { strict: true });
@@ -222,7 +267,7 @@ export async function doctorCommand(ctx: CommandContext): Promise<number> {
   let kernelVersion: string | undefined;
   if (v["kernel-config"]) {
     // The kernel-aware predictions need the file's own version, not the configured kernel's.
-    const dot = (await import("./data/fragments.js")).readDotConfig(v["kernel-config"] as string);
+    const dot = (await import("./data/fragments.js")).readDotConfig(v["kernel-config"]);
     kernelConfig = dot.values;
     kernelVersion = dot.version;
     kernelLabel = `${v["kernel-config"]}${kernelVersion ? ` (linux ${kernelVersion})` : ""}`;
@@ -298,6 +343,10 @@ export async function agentCommand(ctx: CommandContext): Promise<number> {
 
 export async function imageCommand(ctx: CommandContext): Promise<number> {
   const config = configOf(ctx);
+  if (ctx.values["dry-run"]) {
+    const { planStages } = await import("./plan-only.js");
+    return printDryRun(ctx, await planStages("image", config, ["image"], { criuForce: ctx.values.force }));
+  }
   const out = await driveStages(config, ["image"], { criu: { force: Boolean(ctx.values.force) } });
   const result = out.image!.value;
   const m = result.manifest;
@@ -321,7 +370,14 @@ export async function imageCommand(ctx: CommandContext): Promise<number> {
 export async function smokeCommand(ctx: CommandContext): Promise<number> {
   const v = ctx.values;
   const config = configOf(ctx);
-  const extraFragments = (v.fragment as string[] | undefined) ?? [];
+  const extraFragments = v.fragment ?? [];
+  if (v["dry-run"]) {
+    const { planStages } = await import("./plan-only.js");
+    return printDryRun(
+      ctx,
+      await planStages("smoke", config, ["boot"], { extraFragments, force: v.force, criuForce: v.force }),
+    );
+  }
   // Bad CRIU input fails before the kernel stage starts.
   const plan = (await import("./criu/stage.js")).resolveAndPlanCriu(config, { strict: true });
   const { formatRun } = await import("./boot/stage.js");
@@ -371,24 +427,23 @@ export async function smokeCommand(ctx: CommandContext): Promise<number> {
   return code;
 }
 
-export async function migrateCommand(ctx: CommandContext): Promise<number> {
+/** The pair of `migrate`: each side from its flags, defaulting to the config, then to the other side. */
+async function pairOf(ctx: CommandContext, config: PipelineConfig) {
   const v = ctx.values;
-  const config = configOf(ctx);
-  const { runMigration, formatPair } = await import("./migrate/run.js");
   const { sideFromFlags } = await import("./migrate/pair.js");
   const { resolveCriuVersion } = await import("./data/criu-catalog.js");
   const { repoData } = await import("./data/repo-data.js");
   // Named as resolved (4.1 -> 4.1.1): the pair's id and report say which build ran.
   const version = (v: string) => resolveCriuVersion(v, repoData().criu).version;
   const from = sideFromFlags(
-    version((v["from-criu"] as string | undefined) ?? config.criu.version),
-    (v["from-kernel"] as string | undefined) ?? config.kernel.version,
-    (v["from-patch"] as string[] | undefined) ?? config.criu.patches,
+    version(v["from-criu"] ?? config.criu.version),
+    v["from-kernel"] ?? config.kernel.version,
+    v["from-patch"] ?? config.criu.patches,
   );
   const to = sideFromFlags(
-    version((v["to-criu"] as string | undefined) ?? from.criu),
-    (v["to-kernel"] as string | undefined) ?? from.kernel,
-    (v["to-patch"] as string[] | undefined) ?? from.patches,
+    version(v["to-criu"] ?? from.criu),
+    v["to-kernel"] ?? from.kernel,
+    v["to-patch"] ?? from.patches,
   );
   const inPlace = Boolean(v["in-place"]);
   if (inPlace && from.kernel !== to.kernel)
@@ -396,100 +451,60 @@ export async function migrateCommand(ctx: CommandContext): Promise<number> {
       `--in-place runs one boot, so one kernel: --from-kernel ${from.kernel} and --to-kernel ${to.kernel} differ`,
       "drop --in-place to migrate between kernels, or give one kernel",
     );
-  const r = await runMigration(
-    { configFile: v.config as string | undefined, set: ctx.sets },
-    { from, to, inPlace },
-    { force: Boolean(v.force), log: (l) => console.error(l), onOutcome: (x) => void printNotes(x) },
-  );
+  return { from, to, inPlace };
+}
+
+export async function migrateCommand(ctx: CommandContext): Promise<number> {
+  const v = ctx.values;
+  const config = configOf(ctx);
+  const pair = await pairOf(ctx, config);
+  if (v["dry-run"]) {
+    const { planMigration } = await import("./plan-only-migrate.js");
+    return printDryRun(ctx, await planMigration(baseOf(ctx), pair, { force: v.force }));
+  }
+  const { runMigration, formatPair } = await import("./migrate/run.js");
+  const r = await runMigration(baseOf(ctx), pair, {
+    force: Boolean(v.force),
+    log: (l) => console.error(l),
+    onOutcome: (x) => void printNotes(x),
+  });
   ctx.say(formatPair(r));
   ctx.say(`pair: ${join(config.cache_dir, "migrate", r.id, "pair.json")}`);
   ctx.emit(r);
   return r.status === "ERROR" ? 4 : r.status === "FAIL" ? 1 : 0;
 }
 
+type MatrixPlan = import("./matrix/spec.js").MatrixPlan;
+type PlannedCell = import("./matrix/spec.js").PlannedCell;
+
 export async function matrixCommand(ctx: CommandContext): Promise<number> {
   const v = ctx.values;
-  const { loadMatrixSpec, planMatrix, filterCells, planPairs } = await import("./matrix/spec.js");
-  const { pairId, pairAxes } = await import("./migrate/pair.js");
-  const {
-    defaultOutDir,
-    formatPlan,
-    runMatrixCommand,
-    matrixExitCode,
-    renderGithubWorkflow,
-    GITHUB_WORKFLOW,
-  } = await import("./matrix/command.js");
-  const { REPO_ROOT } = await import("./lib/paths.js");
-  const spec = loadMatrixSpec(resolve((v.matrix as string | undefined) ?? join(REPO_ROOT, "matrix.yaml")));
-  const plan = planMatrix(spec, { configFile: v.config as string | undefined, set: ctx.sets });
-  if (v["emit-github"]) {
-    const { mkdir, writeFile } = await import("node:fs/promises");
-    const { dirname } = await import("node:path");
-    await mkdir(dirname(GITHUB_WORKFLOW), { recursive: true });
-    await writeFile(GITHUB_WORKFLOW, renderGithubWorkflow(plan));
-    ctx.say(
-      `workflow: ${GITHUB_WORKFLOW} (one job per CRIU version: ${spec.axes.criu.map((x) => x.id).join(", ")})`,
-    );
-    ctx.emit({ workflow: GITHUB_WORKFLOW });
-    return 0;
-  }
+  const f = ctx.filters;
+  const { filterCells } = await import("./matrix/spec.js");
+  const { defaultOutDir, runMatrixCommand, matrixExitCode } = await import("./matrix/command.js");
+  const plan = await matrixPlanOf(ctx);
+  if (v["emit-github"]) return emitGithubWorkflow(ctx, plan);
   const cells = filterCells(plan, {
-    criu: v.criu as string[],
-    kernel: v.kernel as string[],
-    patches: v.patches as string[],
-    suite: v["guest-suite"] as string[],
-    cell: v.cell as string[],
+    criu: f.criu,
+    kernel: f.kernel,
+    patches: f.patches,
+    suite: f["guest-suite"],
+    cell: f.cell,
   });
-  const outDir = resolve((v.out as string | undefined) ?? defaultOutDir(plan, configOf(ctx).cache_dir));
+  const outDir = resolve(v.out ?? defaultOutDir(plan, configOf(ctx).cache_dir));
   // Without filters the matrix runs its cells, then its migration pairs; --pairs: only the pairs.
-  const filtered = ["criu", "kernel", "patches", "guest-suite", "cell"].some(
-    (f) => ((v[f] as string[] | undefined) ?? []).length > 0,
-  );
+  const filtered = Object.values(f).some((values) => values.length > 0);
   const withPairs = Boolean(v.pairs) || !filtered;
-  if (v["dry-run"]) {
-    ctx.say(
-      await formatPlan(
-        plan,
-        v.pairs ? [] : cells,
-        outDir,
-        Boolean(v.force),
-        withPairs ? { set: ctx.sets } : undefined,
-      ),
-    );
-    ctx.emit({
-      matrix: plan.spec.name,
-      out: outDir,
-      cells: (v.pairs ? [] : cells).map((c) => ({
-        id: c.id,
-        axes: c.axes,
-        criu: c.criuVersion,
-        skip: c.skip ?? null,
-        criu_provider: c.criuCandidates.find((x) => x.key)?.provider ?? null,
-        groups: c.groups,
-      })),
-      excluded: plan.excluded,
-      pairs: withPairs
-        ? planPairs(plan.spec).map((p) => ({
-            id: pairId(p.pair),
-            changes: pairAxes(p.pair),
-            from: p.base,
-            to: p.to,
-          }))
-        : [],
-    });
-    return 0;
-  }
-  const boots = v.boots ? Number(v.boots) : undefined;
-  if (boots !== undefined && !(Number.isInteger(boots) && boots >= 1))
-    throw new UserError(`--boots ${v.boots} is not a positive whole number`, "pass --boots 1 or more");
+  const picked = v.pairs ? [] : cells;
+  if (v["dry-run"]) return matrixDryRun(ctx, plan, picked, outDir, withPairs);
   const { summary, report, files } = await runMatrixCommand({
     plan,
-    cells: v.pairs ? [] : cells,
+    cells: picked,
     outDir,
     force: Boolean(v.force),
-    jobs: boots,
+    jobs: v.boots,
     pairs: withPairs,
-    base: { configFile: v.config as string | undefined, set: ctx.sets },
+    base: baseOf(ctx),
   });
   const t = report.totals;
   ctx.say(
@@ -499,7 +514,7 @@ export async function matrixCommand(ctx: CommandContext): Promise<number> {
     `report (${report.cells.length} cells: ${t.PASS} PASS, ${t.FAIL} FAIL, ${t.ERROR} ERROR, ${t["BUILD-FAILED"]} BUILD-FAILED, ${t.SKIPPED} SKIPPED):`,
   );
   for (const [kind, file] of Object.entries(files)) ctx.say(`  ${kind.padEnd(5)} ${file}`);
-  for (const f of report.findings) ctx.say(`finding: ${f.say}`);
+  for (const finding of report.findings) ctx.say(`finding: ${finding.say}`);
   const { reportSummary } = await import("./matrix/report.js");
   ctx.say(`tests: ${reportSummary(report.cells)}`);
   const code = matrixExitCode(summary.cells, Boolean(v.strict));
@@ -510,10 +525,67 @@ export async function matrixCommand(ctx: CommandContext): Promise<number> {
     kept: summary.kept,
     seconds: summary.seconds,
     files,
-    findings: report.findings.map((f) => f.say),
+    findings: report.findings.map((x) => x.say),
     cells: summary.cells.map((c) => ({ id: c.id, status: c.status, reason: c.reason })),
   });
   return code;
+}
+
+/** matrix --emit-github: the workflow file for this matrix. */
+async function emitGithubWorkflow(ctx: CommandContext, plan: MatrixPlan): Promise<number> {
+  const { renderGithubWorkflow, GITHUB_WORKFLOW } = await import("./matrix/command.js");
+  const { mkdir, writeFile } = await import("node:fs/promises");
+  await mkdir(dirname(GITHUB_WORKFLOW), { recursive: true });
+  await writeFile(GITHUB_WORKFLOW, renderGithubWorkflow(plan));
+  ctx.say(
+    `workflow: ${GITHUB_WORKFLOW} (one job per CRIU version: ${plan.spec.axes.criu.map((x) => x.id).join(", ")})`,
+  );
+  ctx.emit({ workflow: GITHUB_WORKFLOW });
+  return 0;
+}
+
+/** matrix --dry-run: the cells (kept or to run, what each stage would cost) and the pairs. */
+async function matrixDryRun(
+  ctx: CommandContext,
+  plan: MatrixPlan,
+  cells: PlannedCell[],
+  outDir: string,
+  withPairs: boolean,
+): Promise<number> {
+  const { formatPlan } = await import("./matrix/command.js");
+  const { planPairs } = await import("./matrix/spec.js");
+  const { pairId, pairAxes } = await import("./migrate/pair.js");
+  ctx.say(
+    await formatPlan(
+      plan,
+      cells,
+      outDir,
+      Boolean(ctx.values.force),
+      withPairs ? { set: ctx.sets } : undefined,
+    ),
+  );
+  ctx.emit({
+    matrix: plan.spec.name,
+    out: outDir,
+    cells: cells.map((c) => ({
+      id: c.id,
+      axes: c.axes,
+      criu: c.criuVersion,
+      skip: c.skip ?? null,
+      criu_provider: c.criuCandidates.find((x) => x.key)?.provider ?? null,
+      groups: c.groups,
+    })),
+    excluded: plan.excluded,
+    pairs: withPairs
+      ? planPairs(plan.spec).map((p) => ({
+          id: pairId(p.pair),
+          changes: pairAxes(p.pair),
+          from: p.base,
+          to: p.to,
+        }))
+      : [],
+  });
+  return 0;
 }
 
 export async function reportCommand(ctx: CommandContext): Promise<number> {
@@ -528,19 +600,15 @@ export async function reportCommand(ctx: CommandContext): Promise<number> {
       "report merge needs at least one input",
       "pass cell.json files, directories or matrix.json files",
     );
-  const { collectCells } = await import("./matrix/cell.js");
-  const { mergeCells, buildReport } = await import("./matrix/report.js");
-  const { writeReports } = await import("./matrix/command.js");
-  const { cells, duplicates } = mergeCells(inputs.map((i) => collectCells(i)));
-  if (cells.length === 0)
-    throw new UserError(
+  const { cells, duplicates, report, files } = await mergeAndReport(
+    inputs,
+    ctx.values.out ?? "report",
+    ctx.values.name,
+    new UserError(
       `no cell results in ${inputs.join(", ")}`,
       "pass the output directories of `cr-guest matrix` (they hold cells/<id>/cell.json)",
-    );
-  const report = buildReport((ctx.values.name as string | undefined) ?? cells[0].matrix, cells, {
-    duplicates,
-  });
-  const files = await writeReports((ctx.values.out as string | undefined) ?? "report", report);
+    ),
+  );
   ctx.say(
     `merged ${cells.length} cells from ${inputs.length} inputs${duplicates.length ? ` (${duplicates.length} duplicates: newest kept)` : ""}`,
   );
@@ -565,118 +633,111 @@ export async function compareCommand(ctx: CommandContext): Promise<number> {
 }
 
 /** The CI steps (matrix/ci.ts): the same commands run in the workflow and in `make ci-local`. */
+export const CI_STEPS: Record<string, (ctx: CommandContext, store: string) => Promise<number>> = {
+  keys: ciKeys,
+  kernels: ciKernels,
+  cell: ciCell,
+  report: ciReport,
+};
+
 export async function ciCommand(ctx: CommandContext): Promise<number> {
-  const v = ctx.values;
   const [step, ...extra] = ctx.positionals;
-  if (!["keys", "kernels", "cell", "report"].includes(step ?? "") || extra.length)
+  const run = step !== undefined && Object.hasOwn(CI_STEPS, step) ? CI_STEPS[step] : undefined;
+  if (!run || extra.length)
     throw new UserError(
       `unknown ci step '${ctx.positionals.join(" ")}'`,
       "use: cr-guest ci keys | ci kernels | ci cell --criu V | ci report",
     );
-  const store = resolve((v.store as string | undefined) ?? "ci-store");
-  const ci = await import("./matrix/ci.js");
-  const { loadMatrixSpec, planMatrix, filterCells } = await import("./matrix/spec.js");
-  const { REPO_ROOT } = await import("./lib/paths.js");
-  const plan = () =>
-    planMatrix(loadMatrixSpec(resolve((v.matrix as string | undefined) ?? join(REPO_ROOT, "matrix.yaml"))), {
-      configFile: v.config as string | undefined,
-      set: ctx.sets,
-    });
+  return run(ctx, resolve(ctx.values.store ?? "ci-store"));
+}
 
-  if (step === "keys") {
-    // Cache keys for the workflow: the matrix's stage groups (what each stage reads).
-    const p = plan();
-    const keys = ci.cacheKeys(
-      p.cells,
-      (v.criu as string[] | undefined)?.length ? filterCells(p, { criu: v.criu as string[] }) : undefined,
-    );
-    const text =
-      Object.entries(keys)
-        .map(([k, val]) => `${k}=${val}`)
-        .join("\n") + "\n";
-    if (process.env.GITHUB_OUTPUT) (await import("node:fs")).appendFileSync(process.env.GITHUB_OUTPUT, text);
-    ctx.say(text.trimEnd());
-    ctx.emit(keys);
-    return 0;
-  }
-  if (step === "kernels") {
-    const p = plan();
-    const kernels = await ci.packKernels(p.cells, store, (l) => console.error(l));
-    ctx.say(
-      `${kernels.length} kernels packed in ${join(store, ci.KERNELS_DIR)}: ${kernels.map((k) => `${k.axis} (${k.release ?? k.version})`).join(", ")}`,
-    );
-    ctx.emit({ store, kernels });
-    return 0;
-  }
-  if (step === "cell") {
-    const versions = (v.criu as string[] | undefined) ?? [];
-    if (versions.length !== 1)
-      throw new UserError(
-        "ci cell runs the cells of one CRIU version",
-        "pass --criu V once (one CI job per version)",
-      );
-    const p = plan();
-    const cells = filterCells(p, { criu: versions });
-    const index = ci.readKernelIndex(store);
-    const { runMatrixCommand, matrixExitCode } = await import("./matrix/command.js");
-    const outDir = join(store, `cells-${versions[0]}`);
-    const { summary, files } = await runMatrixCommand({
-      plan: p,
-      cells,
-      outDir,
-      force: Boolean(v.force),
-      jobs: v.boots ? Number(v.boots) : undefined,
-      kernelFrom: (c) => ci.packedKernelOutcome(store, index, c.axes.kernel),
-    });
-    ctx.say(
-      `${summary.cells.length} cells of CRIU ${versions[0]} in ${outDir} (${summary.ran.length} run, ${summary.kept.length} kept); kernels from ${join(store, ci.KERNELS_DIR)}`,
-    );
-    ctx.emit({
-      store,
-      out: outDir,
-      files,
-      cells: summary.cells.map((c) => ({ id: c.id, status: c.status, reason: c.reason })),
-    });
-    // Verdicts are the report step's: here only what stops the cells from being results.
-    return matrixExitCode(summary.cells);
-  }
-  // report
-  const { collectCells } = await import("./matrix/cell.js");
-  const { mergeCells, buildReport } = await import("./matrix/report.js");
-  const { writeReports } = await import("./matrix/command.js");
-  const dirs = ci.cellDirsIn(store);
-  const { cells, duplicates } = mergeCells(dirs.map((d) => collectCells(d)));
-  if (cells.length === 0)
+/** ci keys: cache keys for the workflow, the matrix's stage groups (what each stage reads). */
+async function ciKeys(ctx: CommandContext): Promise<number> {
+  const ci = await import("./matrix/ci.js");
+  const { filterCells } = await import("./matrix/spec.js");
+  const p = await matrixPlanOf(ctx);
+  const criu = ctx.filters.criu ?? [];
+  const keys = ci.cacheKeys(p.cells, criu.length ? filterCells(p, { criu }) : undefined);
+  const text =
+    Object.entries(keys)
+      .map(([k, val]) => `${k}=${val}`)
+      .join("\n") + "\n";
+  if (process.env.GITHUB_OUTPUT) (await import("node:fs")).appendFileSync(process.env.GITHUB_OUTPUT, text);
+  ctx.say(text.trimEnd());
+  ctx.emit(keys);
+  return 0;
+}
+
+/** ci kernels: the matrix's kernels, built once and packed into the store. */
+async function ciKernels(ctx: CommandContext, store: string): Promise<number> {
+  const ci = await import("./matrix/ci.js");
+  const kernels = await ci.packKernels((await matrixPlanOf(ctx)).cells, store, (l) => console.error(l));
+  ctx.say(
+    `${kernels.length} kernels packed in ${join(store, ci.KERNELS_DIR)}: ${kernels.map((k) => `${k.axis} (${k.release ?? k.version})`).join(", ")}`,
+  );
+  ctx.emit({ store, kernels });
+  return 0;
+}
+
+/** ci cell --criu V: the cells of one CRIU version, on the packed kernels. */
+async function ciCell(ctx: CommandContext, store: string): Promise<number> {
+  const ci = await import("./matrix/ci.js");
+  const { filterCells } = await import("./matrix/spec.js");
+  const versions = ctx.filters.criu ?? [];
+  if (versions.length !== 1)
     throw new UserError(
+      "ci cell runs the cells of one CRIU version",
+      "pass --criu V once (one CI job per version)",
+    );
+  const p = await matrixPlanOf(ctx);
+  const cells = filterCells(p, { criu: versions });
+  const index = ci.readKernelIndex(store);
+  const { runMatrixCommand, matrixExitCode } = await import("./matrix/command.js");
+  const outDir = join(store, `cells-${versions[0]}`);
+  const { summary, files } = await runMatrixCommand({
+    plan: p,
+    cells,
+    outDir,
+    force: Boolean(ctx.values.force),
+    jobs: ctx.values.boots,
+    kernelFrom: (c) => ci.packedKernelOutcome(store, index, c.axes.kernel),
+  });
+  ctx.say(
+    `${summary.cells.length} cells of CRIU ${versions[0]} in ${outDir} (${summary.ran.length} run, ${summary.kept.length} kept); kernels from ${join(store, ci.KERNELS_DIR)}`,
+  );
+  ctx.emit({
+    store,
+    out: outDir,
+    files,
+    cells: summary.cells.map((c) => ({ id: c.id, status: c.status, reason: c.reason })),
+  });
+  // Verdicts are the report step's: here only what stops the cells from being results.
+  return matrixExitCode(summary.cells);
+}
+
+/** ci report: the store's cells merged, compared with the baseline, the summary and the exit code. */
+async function ciReport(ctx: CommandContext, store: string): Promise<number> {
+  const ci = await import("./matrix/ci.js");
+  const reportDir = join(store, "report");
+  const { report, files } = await mergeAndReport(
+    ci.cellDirsIn(store),
+    reportDir,
+    undefined,
+    new UserError(
       `no cell results in ${store} (cells-*/)`,
       "run `cr-guest ci cell --criu V --store DIR` first (on GitHub: the cells jobs' artifacts)",
-    );
-  const report = buildReport((v.name as string | undefined) ?? cells[0].matrix, cells, { duplicates });
-  const reportDir = join(store, "report");
-  const files = await writeReports(reportDir, report);
-  let baseline = v.baseline as string | undefined;
-  let baselineLabel = baseline ? `the baseline ${baseline}` : "no baseline (none given, not on GitHub)";
-  if (!baseline) {
-    const gh = await import("./lib/github-baseline.js");
-    const { GITHUB_WORKFLOW } = await import("./matrix/command.js");
-    const context = gh.githubContext(process.env, basename(GITHUB_WORKFLOW));
-    if (context) {
-      const got = await gh.fetchBaseline(context, join(store, "baseline"));
-      if (got.status === "ok") {
-        baseline = join(store, "baseline");
-        baselineLabel = `the last successful run of ${got.branch} (run ${got.runId})`;
-      } else baselineLabel = `no baseline: ${got.note}`;
-    }
-  }
+    ),
+  );
+  const { baseline, label } = await ciBaseline(ctx.values.baseline, store);
   const verdict = ci.ciVerdict(report.cells, ci.compareWithBaseline(baseline, report.cells));
-  const summaryText = ci.renderCiSummary(report, verdict, baselineLabel);
+  const summaryText = ci.renderCiSummary(report, verdict, label);
   const summaryFile = await ci.writeCiSummary(reportDir, summaryText);
   ctx.say(summaryText);
   ctx.say(`summary: ${summaryFile}`);
   for (const [kind, file] of Object.entries(files)) ctx.say(`  ${kind.padEnd(5)} ${file}`);
   ctx.emit({
     store,
-    baseline: baselineLabel,
+    baseline: label,
     exit_code: verdict.exitCode,
     unexpected: verdict.unexpected,
     expected: verdict.expected,
@@ -686,6 +747,25 @@ export async function ciCommand(ctx: CommandContext): Promise<number> {
     files: { ...files, summary: summaryFile },
   });
   return verdict.exitCode;
+}
+
+/** The report to compare with: --baseline, else on GitHub the last successful run of the branch. */
+async function ciBaseline(
+  given: string | undefined,
+  store: string,
+): Promise<{ baseline: string | undefined; label: string }> {
+  if (given) return { baseline: given, label: `the baseline ${given}` };
+  const gh = await import("./lib/github-baseline.js");
+  const { GITHUB_WORKFLOW } = await import("./matrix/command.js");
+  const context = gh.githubContext(process.env, basename(GITHUB_WORKFLOW));
+  if (!context) return { baseline: undefined, label: "no baseline (none given, not on GitHub)" };
+  const got = await gh.fetchBaseline(context, join(store, "baseline"));
+  return got.status === "ok"
+    ? {
+        baseline: join(store, "baseline"),
+        label: `the last successful run of ${got.branch} (run ${got.runId})`,
+      }
+    : { baseline: undefined, label: `no baseline: ${got.note}` };
 }
 
 export async function configCommand(ctx: CommandContext): Promise<number> {

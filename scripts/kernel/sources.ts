@@ -42,7 +42,8 @@ const STAGE = "sources";
 const DOWNLOAD_TIMEOUT_MS = 20 * 60_000;
 const UNPACK_TIMEOUT_MS = 10 * 60_000;
 
-function sourceKey(version: string, provider: KernelProvider, kernel: KernelConfig): string {
+/** The cache key of one provider's tree (read by --dry-run, which only looks in the cache). */
+export function sourceKey(version: string, provider: KernelProvider, kernel: KernelConfig): string {
   if (provider === "local-tree") return `linux-${version}-local-tree`;
   const patched = provider === "debian" && kernel.debian_patches ? "-dfsg" : "";
   return `linux-${version}-${provider}${patched}`;

@@ -63,12 +63,27 @@ describe("one meaning per flag, clean machine output", () => {
     const jobs = await crGuest(["kernel", "--check-config", "-j", "zero"]);
     expect(jobs.exitCode).toBe(2);
     expect(jobs.stderr).toContain("--jobs zero is not a positive whole number");
+    const boots = await crGuest(["matrix", "--dry-run", "--boots", "0"]);
+    expect(boots.exitCode).toBe(2);
+    expect(boots.stderr).toContain("--boots 0 is not a positive whole number");
+  });
+
+  it("--dry-run is refused where nothing is built, and with --verify-config", async () => {
+    const doctor = await crGuest(["doctor", "--dry-run"]);
+    expect(doctor.exitCode).toBe(2);
+    expect(doctor.stderr).toContain("--dry-run");
+    const verify = await crGuest(["kernel", "--verify-config", "/dev/null", "--dry-run"]);
+    expect(verify.exitCode).toBe(2);
+    expect(verify.stderr).toContain("--verify-config builds nothing, --dry-run plans a build");
   });
 
   it("--json: stdout is exactly one JSON document, progress and text go to stderr", async () => {
     for (const args of [
       ["criu", "--criu", "4.1", "--dry-run", "--json"],
       ["matrix", "--dry-run", "--json", "--criu", "4.1"],
+      ["kernel", "--dry-run", "--json"],
+      ["smoke", "--dry-run", "--json"],
+      ["migrate", "--from-criu", "4.1", "--to-criu", "4.2", "--dry-run", "--json"],
       ["config", "--json"],
     ]) {
       const r = await crGuest(args, 5 * 60_000);
@@ -82,5 +97,16 @@ describe("one meaning per flag, clean machine output", () => {
       (await crGuest(["matrix", "--dry-run", "--json", "--criu", "4.1"], 5 * 60_000)).stdout,
     ).cells;
     expect(cells.every((c: { criu: string }) => c.criu === "4.1.1")).toBe(true);
+    // A dry run of a command that boots: each stage in the driver's order, hit or not.
+    const smoke = JSON.parse((await crGuest(["smoke", "--dry-run", "--json"])).stdout);
+    expect(smoke.command).toBe("smoke");
+    expect(smoke.stages.map((s: { stage: string }) => s.stage)).toEqual([
+      "kernel",
+      "criu",
+      "agent",
+      "image",
+      "boot",
+    ]);
+    for (const s of smoke.stages) expect(["reuse", "build", "run", "skip"]).toContain(s.would);
   });
 });
