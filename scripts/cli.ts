@@ -104,9 +104,9 @@ export const COMMANDS: Record<string, Command> = {
   agent: {
     summary:
       "a kata-agent for the image: check and patch a Kata tree for setsid(), build it, or take a prebuilt one",
-    usage: "cr-guest agent (--kata-src DIR [--check] | --agent FILE) [options]",
-    flags: [...CONFIG, ...AGENT, "check", "json"],
-    json: "the agent's metadata",
+    usage: "cr-guest agent (--kata-src DIR [--check] | --agent FILE) [--dry-run] [options]",
+    flags: [...CONFIG, ...AGENT, "check", "dry-run", "json"],
+    json: "the agent's metadata (with --dry-run: the plan)",
     run: cmds.agentCommand,
   },
   image: {

@@ -319,6 +319,10 @@ export async function agentCommand(ctx: CommandContext): Promise<number> {
       "no agent given",
       "pass --kata-src DIR (a kata-containers tree) or --agent FILE (a prebuilt kata-agent)",
     );
+  if (ctx.values["dry-run"] && !ctx.values.check) {
+    const { planStages } = await import("./plan-only.js");
+    return printDryRun(ctx, await planStages("agent", config, ["agent"]));
+  }
   if (ctx.values.check) {
     if (!config.agent.kata_src) throw new UserError("--check reads a source tree", "pass --kata-src DIR");
     const { kataSourceIdentity } = await import("./agent/stage.js");

@@ -198,24 +198,27 @@ export async function planKernelStage(
   if (config.kernel.kind === "debian-cloud") return planCloudKernel(config, cache, plan, o);
   const k = config.kernel;
   const label = `linux ${plan.entry.version} (${k.base}, ${k.kata_fragments ? "Kata fragments" : `fragment set ${k.fragment_set}`}; ${plan.requested.values.size} symbols requested)`;
-  // The first provider whose tree is cached serves, as obtainKernelSource takes it.
-  // Providers that could fetch it (a local mirror only when one is set).
-  const providers = k.providers.filter((p) => p !== "local-tree" && (p !== "local-mirror" || k.local_mirror));
-  const sources = providers.map((p) => ({ p, key: sourceKey(plan.entry.version, p, k) }));
-  const cachedSource = sources.find((s) => cache.has("sources", s.key));
-  const source = cachedSource
-    ? await cache.lookup<KernelSourceMetadata>("sources", cachedSource.key)
-    : undefined;
-  const uses = sources.length
-    ? [
-        input(
-          cache,
-          "sources",
-          (cachedSource ?? sources[0]).key,
-          cachedSource ? "source tree" : `source tree (fetched from ${providers.join(", then ")})`,
-        ),
-      ]
-    : [];
+  // The first provider (in config order) whose tree is cached serves, as obtainKernelSource takes it.
+  const keyOf = (p: (typeof k.providers)[number]) => sourceKey(plan.entry.version, p, k);
+  const cachedKey = k.providers
+    .filter((p) => p !== "local-tree")
+    .map(keyOf)
+    .find((key) => cache.has("sources", key));
+  const source = cachedKey ? await cache.lookup<KernelSourceMetadata>("sources", cachedKey) : undefined;
+  // Else the providers that could fetch it (a local mirror only when one is set).
+  const fetching = k.providers.filter((p) => p !== "local-tree" && (p !== "local-mirror" || k.local_mirror));
+  const uses = cachedKey
+    ? [input(cache, "sources", cachedKey, "source tree")]
+    : fetching.length
+      ? [
+          input(
+            cache,
+            "sources",
+            keyOf(fetching[0]),
+            `source tree (fetched from ${fetching.join(", then ")})`,
+          ),
+        ]
+      : [];
   if (o.checkConfigOnly)
     return {
       stage: plannedStage("kernel", null, undefined, {
@@ -379,7 +382,7 @@ export async function planAgentStage(
   return {
     stage: plannedStage("agent", key, hit?.dir, {
       fresh: "build",
-      detail: `${detail}${hit || a.binary ? "" : ": patch a copy and build it"}`,
+      detail: `${detail}${hit ? "" : a.binary ? ": copy it into the cache" : ": patch a copy and build it"}`,
       role: o.role,
     }),
     known: hit ? { sha256: hit.metadata.agent.sha256 } : undefined,
@@ -397,7 +400,7 @@ export async function planImageStage(
   const suite = criu?.guest_suite ?? known.criuPlan?.guestSuite ?? "?";
   const version = criu?.version ?? known.criuPlan?.entry.version ?? "?";
   const more = o.moreCriu ?? [];
-  const label = `${existing ? `CRIU ${version} added to a copy of ${existing}` : `fresh ${suite} image with CRIU ${version}`}${more.length ? ` and ${more.map((m) => m.metadata.version).join(", ")}` : ""}${known.agent ? " and the kata-agent" : ""}`;
+  const label = `${existing ? `CRIU ${version} added to a copy of ${existing}` : `fresh ${suite} image with CRIU ${version}`}${more.length ? ` and ${more.map((m) => m.metadata.version).join(", ")}` : ""}${config.agent.binary || config.agent.kata_src ? " and the kata-agent" : ""}`;
   // A static CRIU adds no runtime packages; a dynamic one's are known once it is built.
   const runtime = criu?.runtime_packages ?? (config.criu.link === "static" ? [] : undefined);
   const uses =

@@ -7,7 +7,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { resolveAndPlanCriu, type CriuMetadata } from "../../scripts/criu/stage.js";
 import { repoData } from "../../scripts/data/repo-data.js";
 import { kernelCacheKey, planKernel, resolveKernelInputs } from "../../scripts/kernel/plan.js";
@@ -97,7 +97,7 @@ const imageMetadata = {
 };
 
 /** Plants each stage's artifact in turn, checking the plan after each. */
-async function plantChain(config: PipelineConfig, kernelConfig = BOOTABLE) {
+async function plantChain(config: PipelineConfig, kernelConfig = BOOTABLE, upToCriu = false) {
   await plant(
     config,
     "sources",
@@ -110,6 +110,7 @@ async function plantChain(config: PipelineConfig, kernelConfig = BOOTABLE) {
   });
   const criuPlan = resolveAndPlanCriu(config, { strict: true });
   await plant(config, "criu", stage(await smoke(config), "criu").key!, criuMetadata(criuPlan));
+  if (upToCriu) return { kernelKey, runKey: null };
   await plant(config, "image", stage(await smoke(config), "image").key!, imageMetadata, {
     "manifest.json": "{}",
   });
@@ -196,6 +197,27 @@ describe("dry-run plan of smoke", () => {
     const boot = stage(await smoke(config), "boot");
     expect(boot).toMatchObject({ would: "skip", key: null });
     expect(boot.detail).toContain("CONFIG_EXT4_FS=n");
+  });
+
+  it("a configured agent is planned, and the image's key names it", async () => {
+    const agentFile = join(mkdtempSync(join(tmpdir(), "crg-agent-")), "kata-agent");
+    dirs.push(dirname(agentFile));
+    writeFileSync(agentFile, "\x7fELF not really");
+    const config = emptyCache([`agent.binary=${JSON.stringify(agentFile)}`]);
+    const withoutAgent = emptyCache();
+    await plantChain(withoutAgent);
+    await plantChain(config, BOOTABLE, true); // its image key waits for the agent
+    let agent = stage(await smoke(config), "agent");
+    expect(agent).toMatchObject({ would: "build", cached: false });
+    expect(agent.key).toMatch(/^[0-9a-f]{16}$/);
+    expect(stage(await smoke(config), "image")).toMatchObject({ key: null, would: "build" });
+    expect(stage(await smoke(config), "image").detail).toContain("once the agent is built");
+    await plant(config, "agent", agent.key!, { agent: { sha256: "34".repeat(32) } });
+    agent = stage(await smoke(config), "agent");
+    expect(agent).toMatchObject({ would: "reuse", cached: true });
+    const image = stage(await smoke(config), "image");
+    expect(image.key).toMatch(/^[0-9a-f]{16}$/);
+    expect(image.key).not.toBe(stage(await smoke(withoutAgent), "image").key);
   });
 
   it("kernel --check-config plans a configure, never a build", async () => {

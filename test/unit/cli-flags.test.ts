@@ -88,7 +88,7 @@ describe("typed flag values", () => {
   });
 
   it("--dry-run is taken by every command that builds or boots", () => {
-    for (const name of ["kernel", "criu", "image", "smoke", "migrate", "matrix"])
+    for (const name of ["kernel", "criu", "agent", "image", "smoke", "migrate", "matrix"])
       expect(parse(name, ["--dry-run"]).values["dry-run"], name).toBe(true);
   });
 
