@@ -297,7 +297,7 @@ export const FLAGS = {
   },
   "emit-github": {
     type: "boolean",
-    help: "write the GitHub Actions workflow for this matrix (.github/workflows/cr-guest-matrix.yml)",
+    help: "deprecated: the workflow (.github/workflows/cr-guest-matrix.yml) is checked in and reads matrix.yaml at run time; says so, writes nothing",
   },
   markdown: { type: "boolean", help: "print Markdown (for a CI job summary or a pull request comment)" },
 } satisfies Record<string, Flag>;

@@ -487,7 +487,8 @@ export async function matrixCommand(ctx: CommandContext): Promise<number> {
   const { filterCells } = await import("./matrix/spec.js");
   const { defaultOutDir, runMatrixCommand, matrixExitCode } = await import("./matrix/command.js");
   const plan = await matrixPlanOf(ctx);
-  if (v["emit-github"]) return emitGithubWorkflow(ctx, plan);
+  // The workflow is checked in now: the old flag says where, and writes nothing.
+  if (v["emit-github"]) (await import("./matrix/command.js")).renderGithubWorkflow(plan);
   const cells = filterCells(plan, {
     criu: f.criu,
     kernel: f.kernel,
@@ -533,19 +534,6 @@ export async function matrixCommand(ctx: CommandContext): Promise<number> {
     cells: summary.cells.map((c) => ({ id: c.id, status: c.status, reason: c.reason })),
   });
   return code;
-}
-
-/** matrix --emit-github: the workflow file for this matrix. */
-async function emitGithubWorkflow(ctx: CommandContext, plan: MatrixPlan): Promise<number> {
-  const { renderGithubWorkflow, GITHUB_WORKFLOW } = await import("./matrix/command.js");
-  const { mkdir, writeFile } = await import("node:fs/promises");
-  await mkdir(dirname(GITHUB_WORKFLOW), { recursive: true });
-  await writeFile(GITHUB_WORKFLOW, renderGithubWorkflow(plan));
-  ctx.say(
-    `workflow: ${GITHUB_WORKFLOW} (one job per CRIU version: ${plan.spec.axes.criu.map((x) => x.id).join(", ")})`,
-  );
-  ctx.emit({ workflow: GITHUB_WORKFLOW });
-  return 0;
 }
 
 /** matrix --dry-run: the cells (kept or to run, what each stage would cost) and the pairs. */

@@ -340,7 +340,10 @@ export async function planCriuStage(
       role: o.role,
       uses,
     }),
-    known: hit ? { dir: hit.dir, metadata: hit.metadata } : undefined,
+    // A cached static build serves every guest suite: this run's is the plan's, as the CRIU stage says.
+    known: hit
+      ? { dir: hit.dir, metadata: { ...hit.metadata, guest_suite: plan.guestSuiteOf(c.provider) } }
+      : undefined,
   };
 }
 
