@@ -220,6 +220,20 @@ describe("dry-run plan of smoke", () => {
     expect(image.key).not.toBe(stage(await smoke(withoutAgent), "image").key);
   });
 
+  it("a cached static CRIU built for another guest suite is planned in this run's suite", async () => {
+    const config = emptyCache();
+    const plan = resolveAndPlanCriu(config, { strict: true });
+    const other = plan.guestSuite === "bookworm" ? "sid" : "bookworm";
+    await plant(config, "criu", stage(await smoke(config), "criu").key!, {
+      ...criuMetadata(plan),
+      guest_suite: other,
+    });
+    const d = await smoke(config);
+    expect(stage(d, "criu").would).toBe("reuse");
+    expect(stage(d, "image").detail).toContain(`fresh ${plan.guestSuite} image`);
+    expect(stage(d, "image").uses[0].what).toBe(`${plan.guestSuite} guest rootfs`);
+  });
+
   it("kernel --check-config plans a configure, never a build", async () => {
     const d = await planStages("kernel", emptyCache(), ["kernel"], { ...opts, checkConfigOnly: true });
     expect(d.stages).toEqual([expect.objectContaining({ stage: "kernel", would: "run", key: null })]);
