@@ -68,38 +68,42 @@ export async function runDebianCloudKernel(
   const suite = config.kernel.debian_cloud_suite;
   const plan = planKernel(config, repoData(), resolveKernelInputs(config, opts.extraFragments));
   const r: PrebuiltRun = {};
-  const timings = await runSteps(r, [
-    {
-      name: "index",
-      title: `Debian ${suite} ${META_PACKAGE}`,
-      run: async (r) => void (r.pkg = await cloudImagePackage(config, cache)),
-    },
-    {
-      name: "fetch",
-      title: "Download and extract",
-      run: async (r, log, setTitle) => {
-        const pkg = fromPhase(r.pkg, "the image package");
-        setTitle(`${pkg.package} ${pkg.version}`);
-        r.kernel = await fetchCloudKernel(config, cache, plan, pkg, log);
+  const timings = await runSteps(
+    r,
+    [
+      {
+        name: "index",
+        title: `Debian ${suite} ${META_PACKAGE}`,
+        run: async (r) => void (r.pkg = await cloudImagePackage(config, cache)),
       },
-    },
-    {
-      name: "verify",
-      title: "Verify",
-      run: async (r) => {
-        // Verified again (with a cached source tree's Kconfig when there is one): the
-        // artifact's summary was made without it.
-        const kernel = fromPhase(r.kernel, "the extracted kernel");
-        r.report = verifyConfig({
-          requested: plan.requested,
-          final: parseDotConfig(readFileSync(join(kernel.dir, "config"), "utf8")),
-          kconfig: cachedKconfig(cache.root, kernel.metadata.version),
-          kernelVersion: kernel.metadata.version,
-          ...acceptedMisses(config.kernel.allowlist, plan.whitelist),
-        });
+      {
+        name: "fetch",
+        title: "Download and extract",
+        run: async (r, log, setTitle) => {
+          const pkg = fromPhase(r.pkg, "the image package");
+          setTitle(`${pkg.package} ${pkg.version}`);
+          r.kernel = await fetchCloudKernel(config, cache, plan, pkg, log);
+        },
       },
-    },
-  ]);
+      {
+        name: "verify",
+        title: "Verify",
+        run: async (r) => {
+          // Verified again (with a cached source tree's Kconfig when there is one): the
+          // artifact's summary was made without it.
+          const kernel = fromPhase(r.kernel, "the extracted kernel");
+          r.report = verifyConfig({
+            requested: plan.requested,
+            final: parseDotConfig(readFileSync(join(kernel.dir, "config"), "utf8")),
+            kconfig: cachedKconfig(cache.root, kernel.metadata.version),
+            kernelVersion: kernel.metadata.version,
+            ...acceptedMisses(config.kernel.allowlist, plan.whitelist),
+          });
+        },
+      },
+    ],
+    { stage: "kernel" },
+  );
   const pkg = fromPhase(r.pkg, "the image package");
   const kernel = fromPhase(r.kernel, "the extracted kernel");
   const report = fromPhase(r.report, "the verification report");

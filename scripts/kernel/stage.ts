@@ -109,7 +109,7 @@ export async function runKernelStage(
     r.warnings.push(
       `${o.symbol}: ${o.from.file}:${o.from.line} sets ${o.from.value}, ${o.to.file}:${o.to.line} overrides it with ${o.to.value}`,
     );
-  const timings = await runSteps(r, kernelSteps(k));
+  const timings = await runSteps(r, kernelSteps(k), { stage: "kernel" });
   if (opts.configOut && r.kernel && !opts.checkConfigOnly)
     await keepConfig(join(r.kernel.dir, "config"), opts.configOut);
   return kernelResult(k.label, requestedValues(plan.requested), r, phaseSeconds(timings));

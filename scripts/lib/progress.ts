@@ -69,14 +69,20 @@ export function listrOnStderr() {
 /**
  * Runs the steps in order as phases (lib/phases.ts), each a listr2 line, or inside a sink (a
  * matrix cell, a concurrent branch) on the sink's line. A step that took a second or more shows
- * its time in its title. Returns every step's timing.
+ * its time in its title. A failing step's error names `opts.stage` and the step. Returns every
+ * step's timing.
  */
-export async function runSteps<C extends object>(ctx: C, steps: Step<C>[]): Promise<PhaseTiming[]> {
+export async function runSteps<C extends object>(
+  ctx: C,
+  steps: Step<C>[],
+  opts: { stage?: string } = {},
+): Promise<PhaseTiming[]> {
   const phases = steps.map((step) => ({ ...step, name: step.name ?? step.title }));
   const sink = sinks.getStore();
   if (sink) {
     const titles = new Map(steps.map((s, i) => [phases[i].name, s.title]));
     return runPhases(ctx, phases, {
+      stage: opts.stage,
       log: sink.line,
       setTitle: sink.title,
       started: (name) => sink.title(titles.get(name) ?? name),
@@ -87,6 +93,7 @@ export async function runSteps<C extends object>(ctx: C, steps: Step<C>[]): Prom
     title: phase.title,
     task: async (c, task) => {
       const timing = await runPhase(c, phase, timings, {
+        stage: opts.stage,
         log: throttledOutput((line) => (task.output = line)),
         setTitle: (title) => (task.title = title),
         ended: (_t, skipped) => skipped && task.skip(skipped),
