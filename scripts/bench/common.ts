@@ -1,5 +1,5 @@
 /** Benchmarks run the real CLI, as a user would, and print a table of what they measured. */
-import { runPhases, type RunResults } from "../boot/stage.js";
+import { runTimeline, type RunResults } from "../boot/stage.js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "../lib/exec.js";
@@ -56,7 +56,7 @@ export async function cpuCount(): Promise<string> {
 
 /** A guest run's per-phase clock as bench rows, each with its share of the whole run. */
 export function addPhases(bench: Bench, results: RunResults, indent: string): void {
-  for (const p of runPhases(results))
+  for (const p of runTimeline(results))
     bench.add(
       `${indent}${p.phase}`,
       p.seconds,

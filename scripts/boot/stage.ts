@@ -16,6 +16,7 @@ import type { ImageResult } from "../image/stage.js";
 import { ArtifactCache } from "../lib/cache.js";
 import type { PipelineConfig } from "../lib/config.js";
 import { cacheKey, sha256 } from "../lib/hash.js";
+import { fromPhase, runPhases, type Phase, type PhaseLog, type PhaseTiming } from "../lib/phases.js";
 import { bootVm, type Accel, type BootResult } from "../lib/qemu.js";
 import { createResultsDisk, readResultsDisk } from "./results-disk.js";
 import { parseKeyValues, readTestRecords, RESULTS_SCHEMA, summarize, type TestRecord } from "./results.js";
@@ -61,6 +62,8 @@ export interface RunRecord {
   dir: string;
   cached: boolean;
   results: RunResults;
+  /** This call's phases, each timed (none for a run of record found in the cache). */
+  phases?: PhaseTiming[];
 }
 
 export interface RunOptions {
@@ -113,16 +116,52 @@ export function kernelCommandLine(
   return [root, "rw", "rootwait", `init=${GUEST_INIT}`, "quiet", "loglevel=4", ...extra];
 }
 
+/**
+ * plan (inputs and run key) -> the run of record when it is complete -> else boot attempts with
+ * retry (each: results disk, QEMU, read back) -> collect the guest's records -> results.json,
+ * promoted to the run of record when complete.
+ */
 export async function runBootTests(config: PipelineConfig, o: RunOptions): Promise<RunRecord> {
-  const log = o.log ?? (() => undefined);
-  const cache = new ArtifactCache(config.cache_dir);
-  const catalog = repoData().criu;
+  const plan = planRun(config, o);
+  // Only complete runs count as cached: an ERROR run is tried again.
+  const hit = await plan.cache.lookup<RunResults>("runs", plan.key);
+  if (hit && hit.metadata.status === "COMPLETE" && !o.force)
+    return { dir: hit.dir, cached: true, results: asResults(hit.metadata) };
+
+  // Every run goes into an attempt directory of its own; only a complete one replaces the
+  // run of record, so a forced rerun that dies never takes the last good evidence with it.
+  const attemptDirs = new ArtifactCache(join(plan.cache.root, "runs"));
+  const phases: PhaseTiming[] = [];
+  const art = await attemptDirs.getOrBuild<RunResults>(`${plan.key}.attempts`, attemptStamp(), (tmp) =>
+    makeRun(plan, tmp, phases),
+  );
+  const results = asResults(art.metadata);
+  await writeFile(join(art.dir, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
+  const dir = await promoteRun(join(plan.cache.root, "runs"), plan.key, art.dir, results.status);
+  return { dir, cached: false, results, phases };
+}
+
+/** What a run boots, with what input, and its key: decided before anything boots. */
+export interface RunPlan {
+  config: PipelineConfig;
+  o: RunOptions;
+  log: PhaseLog;
+  cache: ArtifactCache;
+  criu: CriuStageResult["metadata"];
+  input: ReturnType<typeof runInput>;
+  /** The guest's vCPUs: o.vcpus within 1..boot.cpus. */
+  vcpus: number;
+  append: string[];
+  tries: number;
+  key: string;
+}
+
+export function planRun(config: PipelineConfig, o: RunOptions): RunPlan {
   const criu = o.criu.metadata;
-  const vcpus = Math.min(Math.max(1, o.vcpus ?? config.boot.cpus), config.boot.cpus);
   const input = runInput({
     criuVersion: criu.version,
     patches: criu.patches.map((p) => p.name),
-    catalog,
+    catalog: repoData().criu,
     requested: o.kernel.requested,
     scenarios: loadScenarios(config.boot.scenarios),
     testTimeoutSeconds: config.boot.test_timeout_seconds,
@@ -130,168 +169,202 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
     conf: o.conf,
   });
   const transferRecord = o.transfer?.mode === "read" ? verifyTransferDisk(o.transfer.readFrom) : undefined;
+  const append = kernelCommandLine(o.image, config.boot.kernel_args, o.bus);
   const key = cacheKey({
     kernel: o.kernel.key,
     image: basename(o.image.dir),
     input: Object.fromEntries(Object.entries(input.files).map(([k, v]) => [k, sha256(v)])),
     memory: config.boot.memory_mib,
     cpus: config.boot.cpus,
-    append: kernelCommandLine(o.image, config.boot.kernel_args, o.bus),
+    append,
     // Only a non-default bus is part of the key, so earlier runs keep their keys.
     ...(o.bus === "nvme" ? { bus: o.bus } : {}),
     ...(o.transfer ? { transfer: transferRecord ? { read: transferRecord.sha256 } : "write" } : {}),
     recipe: RUN_RECIPE_VERSION,
   });
-  // Only complete runs count as cached: an ERROR run is tried again.
-  const hit = await cache.lookup<RunResults>("runs", key);
-  if (hit && hit.metadata.status === "COMPLETE" && !o.force)
-    return { dir: hit.dir, cached: true, results: asResults(hit.metadata) };
+  return {
+    config,
+    o,
+    log: o.log ?? (() => undefined),
+    cache: new ArtifactCache(config.cache_dir),
+    criu,
+    input,
+    vcpus: Math.min(Math.max(1, o.vcpus ?? config.boot.cpus), config.boot.cpus),
+    append,
+    tries: 1 + Math.max(0, config.boot.retries),
+    key,
+  };
+}
 
-  // Every run goes into an attempt directory of its own; only a complete one replaces the
-  // run of record, so a forced rerun that dies never takes the last good evidence with it.
-  const attempts = new ArtifactCache(join(cache.root, "runs"));
-  const art = await attempts.getOrBuild<RunResults>(`${key}.attempts`, attemptStamp(), async (tmp) => {
-    const t0 = Date.now();
-    const attempts: Attempt[] = [];
-    let tests: TestRecord[] = [];
-    let guest: Record<string, string> = {};
-    const tries = 1 + Math.max(0, config.boot.retries);
-    for (let i = 1; i <= tries; i++) {
-      const disk = join(tmp, `results-${i}.img`);
-      const tPrepare = Date.now();
-      await createResultsDisk(disk, input.files, join(tmp, "scratch"));
-      const prepare_seconds = (Date.now() - tPrepare) / 1000;
-      const transferDisk = join(tmp, `transfer-${i}.img`);
-      if (o.transfer?.mode === "write") await createTransferDisk(transferDisk);
-      if (o.transfer?.mode === "read") await copyTransferDisk(o.transfer.readFrom, transferDisk);
-      const consoleLog = join(tmp, `console-${i}.log`);
-      log(`boot ${i}/${tries} (${o.accel}, deadline ${config.boot.deadline_minutes} min)`);
-      const boot = await bootVm({
-        kernel: join(o.kernel.dir, "vmlinuz"),
-        drives: [
-          { path: o.image.image, snapshot: true },
-          { path: disk },
-          ...(o.transfer ? [{ path: transferDisk }] : []),
-        ],
-        append: kernelCommandLine(o.image, config.boot.kernel_args, o.bus),
-        bus: o.bus,
-        memoryMiB: config.boot.memory_mib,
-        cpus: vcpus,
-        accel: o.accel,
-        timeoutMs: config.boot.deadline_minutes * 60_000,
-        consoleLog,
-        endMarker: GUEST_END_MARKER,
-        started: { marker: GUEST_STARTED_MARKER, timeoutMs: config.boot.boot_timeout_seconds * 1000 },
-      });
-      const rel = `console-${i}.log`;
-      const marks = existsSync(consoleLog) ? parseGuestClock(readFileSync(consoleLog, "utf8")) : [];
-      const clock = {
-        boot_seconds: boot.startedAfter ?? null,
-        prepare_seconds,
-        end_seconds: boot.endedAfter ?? null,
-        vcpus,
-        ...(marks.length ? { guest_clock: marks } : {}),
+/** A run being made, in its attempt directory. */
+interface RunBuild {
+  readonly tmp: string;
+  attempts: Attempt[];
+  /** Where the complete attempt's results disk was unpacked. */
+  out?: string;
+  tests: TestRecord[];
+  guest: Record<string, string>;
+}
+
+/** Boots (with retry) and collects in the attempt directory `tmp`; each phase's timing goes to `phases`. */
+async function makeRun(plan: RunPlan, tmp: string, phases: PhaseTiming[]): Promise<RunResults> {
+  const t0 = Date.now();
+  const run: RunBuild = { tmp, attempts: [], tests: [], guest: {} };
+  await runPhases(run, [attemptsPhase(plan), collectPhase(plan)], {
+    stage: "boot",
+    log: plan.log,
+    ended: (timing) => phases.push(timing),
+  });
+  return runResults(plan, run, (Date.now() - t0) / 1000);
+}
+
+/** Boots until one attempt brings results back, at most `tries` times. */
+function attemptsPhase(plan: RunPlan): Phase<RunBuild> {
+  return {
+    name: "attempts",
+    run: async (run, log) => {
+      for (let i = 1; i <= plan.tries && !run.out; i++) {
+        const { attempt, out } = await bootAttempt(plan, run.tmp, i, log);
+        run.attempts.push(attempt);
+        run.out = out;
+      }
+      await rm(join(run.tmp, "scratch"), { recursive: true, force: true });
+      for (let i = 1; i <= plan.tries; i++) await rm(join(run.tmp, `transfer-${i}.img`), { force: true });
+    },
+  };
+}
+
+/**
+ * One attempt: a fresh results disk (and transfer disk), one QEMU run, the results read back.
+ * `out` is where they are when the attempt is complete.
+ */
+async function bootAttempt(
+  plan: RunPlan,
+  tmp: string,
+  i: number,
+  log: PhaseLog,
+): Promise<{ attempt: Attempt; out?: string }> {
+  const { config, o } = plan;
+  const disk = join(tmp, `results-${i}.img`);
+  const tPrepare = Date.now();
+  await createResultsDisk(disk, plan.input.files, join(tmp, "scratch"));
+  const prepare_seconds = (Date.now() - tPrepare) / 1000;
+  const transferDisk = join(tmp, `transfer-${i}.img`);
+  if (o.transfer?.mode === "write") await createTransferDisk(transferDisk);
+  if (o.transfer?.mode === "read") await copyTransferDisk(o.transfer.readFrom, transferDisk);
+  const consoleLog = join(tmp, `console-${i}.log`);
+  log(`boot ${i}/${plan.tries} (${o.accel}, deadline ${config.boot.deadline_minutes} min)`);
+  const boot = await bootVm({
+    kernel: join(o.kernel.dir, "vmlinuz"),
+    drives: [
+      { path: o.image.image, snapshot: true },
+      { path: disk },
+      ...(o.transfer ? [{ path: transferDisk }] : []),
+    ],
+    append: plan.append,
+    bus: o.bus,
+    memoryMiB: config.boot.memory_mib,
+    cpus: plan.vcpus,
+    accel: o.accel,
+    timeoutMs: config.boot.deadline_minutes * 60_000,
+    consoleLog,
+    endMarker: GUEST_END_MARKER,
+    started: { marker: GUEST_STARTED_MARKER, timeoutMs: config.boot.boot_timeout_seconds * 1000 },
+  });
+  const marks = existsSync(consoleLog) ? parseGuestClock(readFileSync(consoleLog, "utf8")) : [];
+  const record = {
+    seconds: boot.seconds,
+    boot_seconds: boot.startedAfter ?? null,
+    prepare_seconds,
+    end_seconds: boot.endedAfter ?? null,
+    vcpus: plan.vcpus,
+    ...(marks.length ? { guest_clock: marks } : {}),
+  };
+  const console_log = `console-${i}.log`;
+  if (boot.status !== "ok") {
+    log(`attempt ${i}: ${boot.status}: ${boot.reason}`);
+    await rm(disk, { force: true });
+    await rm(transferDisk, { force: true });
+    return { attempt: { status: boot.status, reason: boot.reason, ...record, console_log } };
+  }
+  const out = join(tmp, "out");
+  await rm(out, { recursive: true, force: true });
+  const tRead = Date.now();
+  const read = await readResultsDisk(disk, out);
+  await rm(disk, { force: true });
+  const read_seconds = (Date.now() - tRead) / 1000;
+  if (!read.ok)
+    return {
+      attempt: { status: "results-unreadable", reason: read.reason, ...record, read_seconds, console_log },
+    };
+  if (o.transfer?.mode === "write") await rename(transferDisk, join(tmp, "transfer.img"));
+  return { attempt: { status: "ok", reason: boot.reason, ...record, read_seconds, console_log }, out };
+}
+
+/** The complete attempt's test records and what the guest said about itself. */
+function collectPhase(plan: RunPlan): Phase<RunBuild> {
+  return {
+    name: "collect",
+    skip: (run) => (run.out ? false : "no attempt brought results back"),
+    run: async (run, log) => {
+      const out = fromPhase(run.out, "the unpacked results");
+      run.tests = readTestRecords(out, run.tmp);
+      const info = (name: string) => {
+        const file = join(out, "info", name);
+        return existsSync(file) ? parseKeyValues(readFileSync(file, "utf8")) : undefined;
       };
-      if (boot.status !== "ok") {
-        attempts.push({
-          status: boot.status,
-          reason: boot.reason,
-          seconds: boot.seconds,
-          ...clock,
-          console_log: rel,
-        });
-        log(`attempt ${i}: ${boot.status}: ${boot.reason}`);
-        await rm(disk, { force: true });
-        await rm(transferDisk, { force: true });
-        continue;
-      }
-      const out = join(tmp, "out");
-      await rm(out, { recursive: true, force: true });
-      const tRead = Date.now();
-      const read = await readResultsDisk(disk, out);
-      await rm(disk, { force: true });
-      const read_seconds = (Date.now() - tRead) / 1000;
-      if (!read.ok) {
-        attempts.push({
-          status: "results-unreadable",
-          reason: read.reason,
-          seconds: boot.seconds,
-          ...clock,
-          read_seconds,
-          console_log: rel,
-        });
-        continue;
-      }
-      attempts.push({
-        status: "ok",
-        reason: boot.reason,
-        seconds: boot.seconds,
-        ...clock,
-        read_seconds,
-        console_log: rel,
-      });
-      if (o.transfer?.mode === "write") await rename(transferDisk, join(tmp, "transfer.img"));
-      tests = readTestRecords(out, tmp);
-      guest = existsSync(join(out, "info/guest.txt"))
-        ? parseKeyValues(readFileSync(join(out, "info/guest.txt"), "utf8"))
-        : {};
-      const online = onlineCpus(guest.cpus_online);
-      if (online !== undefined && online < vcpus)
+      run.guest = info("guest.txt") ?? {};
+      const online = onlineCpus(run.guest.cpus_online);
+      if (online !== undefined && online < plan.vcpus)
         log(
-          `warning: the guest saw ${online} of its ${vcpus} vCPUs (cpus_online=${guest.cpus_online}): its scenarios and checks ran with fewer workers`,
+          `warning: the guest saw ${online} of its ${plan.vcpus} vCPUs (cpus_online=${run.guest.cpus_online}): its scenarios and checks ran with fewer workers`,
         );
       // A migration boot's transfer disk, as the guest saw it (status=read|unreadable|written|unwritten).
-      if (existsSync(join(out, "info/transfer.txt")))
-        for (const [k, v] of Object.entries(
-          parseKeyValues(readFileSync(join(out, "info/transfer.txt"), "utf8")),
-        ))
-          guest[`transfer_${k}`] = v;
-      break;
-    }
-    await rm(join(tmp, "scratch"), { recursive: true, force: true });
-    for (let i = 1; i <= tries; i++) await rm(join(tmp, `transfer-${i}.img`), { force: true });
-    const last = attempts.at(-1)!;
-    const complete = last.status === "ok";
-    const agent = o.image.metadata.agent;
-    return {
-      schema: RESULTS_SCHEMA,
-      run_key: key,
-      status: complete ? "COMPLETE" : "ERROR",
-      error: complete ? null : `${last.status}: ${last.reason}`,
-      accel: o.accel,
-      attempts,
-      identities: {
-        kernel: {
-          key: o.kernel.key,
-          version: o.kernel.version,
-          release: o.kernel.release ?? null,
-          config_sha256: o.kernel.config_sha256,
-        },
-        criu: {
-          version: criu.version,
-          sha256: criu.criu.sha256,
-          provider: criu.provider,
-          link: criu.link,
-          patches: criu.patches.map((p) => p.name),
-        },
-        agent: agent
-          ? { sha256: agent.sha256, kata_version: agent.kata_version, setsid: agent.setsid_after }
-          : null,
-        image: { key: basename(o.image.dir), base: o.image.manifest.base },
+      for (const [k, v] of Object.entries(info("transfer.txt") ?? {})) run.guest[`transfer_${k}`] = v;
+    },
+  };
+}
+
+/** results.json of a run: COMPLETE when its last attempt brought results back. */
+function runResults(plan: RunPlan, run: RunBuild, seconds: number): RunResults {
+  const { o, criu, input } = plan;
+  const last = run.attempts.at(-1)!;
+  const complete = last.status === "ok";
+  const agent = o.image.metadata.agent;
+  return {
+    schema: RESULTS_SCHEMA,
+    run_key: plan.key,
+    status: complete ? "COMPLETE" : "ERROR",
+    error: complete ? null : `${last.status}: ${last.reason}`,
+    accel: o.accel,
+    attempts: run.attempts,
+    identities: {
+      kernel: {
+        key: o.kernel.key,
+        version: o.kernel.version,
+        release: o.kernel.release ?? null,
+        config_sha256: o.kernel.config_sha256,
       },
-      expectations: input.expectations,
-      scenarios: input.scenarios.map((s) => ({ name: s.name, about: s.about })),
-      guest,
-      tests,
-      summary: summarize(tests),
-      seconds: (Date.now() - t0) / 1000,
-      created: new Date().toISOString(),
-    };
-  });
-  const results = asResults(art.metadata);
-  await writeFile(join(art.dir, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
-  const dir = await promoteRun(join(cache.root, "runs"), key, art.dir, results.status);
-  return { dir, cached: false, results };
+      criu: {
+        version: criu.version,
+        sha256: criu.criu.sha256,
+        provider: criu.provider,
+        link: criu.link,
+        patches: criu.patches.map((p) => p.name),
+      },
+      agent: agent
+        ? { sha256: agent.sha256, kata_version: agent.kata_version, setsid: agent.setsid_after }
+        : null,
+      image: { key: basename(o.image.dir), base: o.image.manifest.base },
+    },
+    expectations: input.expectations,
+    scenarios: input.scenarios.map((s) => ({ name: s.name, about: s.about })),
+    guest: run.guest,
+    tests: run.tests,
+    summary: summarize(run.tests),
+    seconds,
+    created: new Date().toISOString(),
+  };
 }
 
 /** results.json is the run as its schema says: without the cache's own metadata (cache_key). */
@@ -362,11 +435,11 @@ function markPhase(mark: string): string {
 }
 
 /**
- * The per-phase clock of a complete run (pure): where the time from QEMU start to the results
+ * The timeline of a complete run (pure): where the time from QEMU start to the results
  * in hand goes. With the guest's marks, the guest's part splits into set-up, checks, each
  * scenario and packing; without them (older runs) into the tests' own clocks and the rest.
  */
-export function runPhases(r: RunResults): { phase: string; seconds: number | null }[] {
+export function runTimeline(r: RunResults): { phase: string; seconds: number | null }[] {
   const a = r.attempts.at(-1);
   if (!a) return [];
   const tests = r.tests.reduce((n, t) => n + t.seconds, 0);

@@ -399,79 +399,102 @@ export function resolveCriuSource(
   const git = c.git.url
     ? once(`git:${c.git.url}@${c.git.ref}`, () => resolveGitSource(opts.cacheRoot, c.git.url, c.git.ref))
     : undefined;
-  let entry: CriuVersionEntry;
-  let versionFrom: ResolvedCriu["versionFrom"] = "config";
-  if (c.version) entry = resolveCriuVersion(c.version, catalog);
-  else if (local) [entry, versionFrom] = [entryForSourceVersion(local.version, catalog), "local-source"];
-  else if (git) [entry, versionFrom] = [entryForSourceVersion(git.version, catalog), "git"];
-  else
-    throw new UserError(
-      "criu.version is empty and no source names a version",
-      "give --criu V, or --local-source DIR / --git URL",
-    );
+  const { entry, versionFrom } = criuVersionFor(c.version, catalog, local, git);
+  const sources: ProviderSources = { config, entry, strict: opts.strict, local, git, once };
+  const providers = providerOrderFor(entry, catalog, c.providers).map((p) => providerAnswer(p, sources));
+  return { entry, versionFrom, providers, debianPatches: debianPatchSet(entry), local, git };
+}
 
-  const mismatch = (what: string, found: string) => {
-    const text = `${what} is CRIU ${found}, not ${entry.version}`;
-    if (opts.strict)
-      throw new UserError(
-        `${text}`,
-        `ask for --criu ${found}, leave --criu out to take the source's version, or give a source of ${entry.version}`,
-      );
-    return text;
-  };
-  const patches = debianPatchSet(entry);
-  const providers = providerOrderFor(entry, catalog, c.providers).map((provider): ResolvedProvider => {
-    switch (provider) {
-      case "local-source":
-        if (!local) return { provider, skip: "criu.local_source is not set (--local-source)" };
-        if (local.version !== entry.version)
-          return { provider, skip: mismatch(`the local ${local.kind} ${local.path}`, local.version) };
+/** The catalog entry of the config's version, else of the version the local or git tree declares. */
+function criuVersionFor(
+  version: string | undefined,
+  catalog: CriuCatalog,
+  local: ResolvedCriu["local"],
+  git: ResolvedCriu["git"],
+): { entry: CriuVersionEntry; versionFrom: ResolvedCriu["versionFrom"] } {
+  if (version) return { entry: resolveCriuVersion(version, catalog), versionFrom: "config" };
+  if (local) return { entry: entryForSourceVersion(local.version, catalog), versionFrom: "local-source" };
+  if (git) return { entry: entryForSourceVersion(git.version, catalog), versionFrom: "git" };
+  throw new UserError(
+    "criu.version is empty and no source names a version",
+    "give --criu V, or --local-source DIR / --git URL",
+  );
+}
+
+/** What resolveCriuSource knows when it asks each provider. */
+interface ProviderSources {
+  config: PipelineConfig;
+  entry: CriuVersionEntry;
+  strict?: boolean;
+  local: ResolvedCriu["local"];
+  git: ResolvedCriu["git"];
+  once: <T>(key: string, f: () => T) => T;
+}
+
+/** A source of another version: refused when strict, else a provider skipped with the reason. */
+function versionMismatch(s: ProviderSources, what: string, found: string): string {
+  const text = `${what} is CRIU ${found}, not ${s.entry.version}`;
+  if (s.strict)
+    throw new UserError(
+      `${text}`,
+      `ask for --criu ${found}, leave --criu out to take the source's version, or give a source of ${s.entry.version}`,
+    );
+  return text;
+}
+
+/** One provider's answer for this version: what it would serve (its identity), or why it cannot. */
+function providerAnswer(provider: CriuProvider, s: ProviderSources): ResolvedProvider {
+  const { entry, local, git } = s;
+  const c = s.config.criu;
+  switch (provider) {
+    case "local-source":
+      if (!local) return { provider, skip: "criu.local_source is not set (--local-source)" };
+      if (local.version !== entry.version)
+        return { provider, skip: versionMismatch(s, `the local ${local.kind} ${local.path}`, local.version) };
+      return {
+        provider,
+        identity: local.identity,
+        from: local.path,
+        commit: local.commit,
+        ...(local.kind === "tarball" ? { file: local.path } : {}),
+      };
+    case "git":
+      if (!git) return { provider, skip: "criu.git is not set (--git URL --ref REF)" };
+      if (git.version !== entry.version)
         return {
           provider,
-          identity: local.identity,
-          from: local.path,
-          commit: local.commit,
-          ...(local.kind === "tarball" ? { file: local.path } : {}),
+          skip: versionMismatch(s, `${git.url} at ${git.ref} (${git.commit.slice(0, 12)})`, git.version),
         };
-      case "git":
-        if (!git) return { provider, skip: "criu.git is not set (--git URL --ref REF)" };
-        if (git.version !== entry.version)
-          return {
-            provider,
-            skip: mismatch(`${git.url} at ${git.ref} (${git.commit.slice(0, 12)})`, git.version),
-          };
-        return { provider, identity: `git:${git.commit}`, from: `${git.url}@${git.ref}`, commit: git.commit };
-      case "local-mirror":
-        if (!c.local_mirror) return { provider, skip: "criu.local_mirror is not set (--criu-mirror DIR)" };
-        return once(`mirror:${c.local_mirror}:${entry.version}`, () => resolveMirror(c.local_mirror, entry));
-      case "debian-source":
-        if (!entry.debian) return { provider, skip: `Debian does not package CRIU ${entry.version}` };
+      return { provider, identity: `git:${git.commit}`, from: `${git.url}@${git.ref}`, commit: git.commit };
+    case "local-mirror":
+      if (!c.local_mirror) return { provider, skip: "criu.local_mirror is not set (--criu-mirror DIR)" };
+      return s.once(`mirror:${c.local_mirror}:${entry.version}`, () => resolveMirror(c.local_mirror, entry));
+    case "debian-source":
+      if (!entry.debian) return { provider, skip: `Debian does not package CRIU ${entry.version}` };
+      return {
+        provider,
+        identity: `sha256:${entry.debian.orig_sha256}`,
+        from: `Debian ${entry.debian.suite} criu ${entry.debian.version} orig tarball`,
+      };
+    case "upstream":
+      if (!entry.upstream)
         return {
           provider,
-          identity: `sha256:${entry.debian.orig_sha256}`,
-          from: `Debian ${entry.debian.suite} criu ${entry.debian.version} orig tarball`,
+          skip: `no sha256 pinned for CRIU ${entry.version}'s tag archive (an unverified download is refused)`,
         };
-      case "upstream":
-        if (!entry.upstream)
-          return {
-            provider,
-            skip: `no sha256 pinned for CRIU ${entry.version}'s tag archive (an unverified download is refused)`,
-          };
-        return {
-          provider,
-          identity: `sha256:${entry.upstream.sha256}`,
-          from: upstreamUrl(c.upstream_url_base, entry.version),
-        };
-      case "debian-binary":
-        if (!entry.binary) return { provider, skip: `Debian has no binary package of CRIU ${entry.version}` };
-        return {
-          provider,
-          identity: `deb:${entry.binary.suite}:${entry.binary.version}`,
-          from: `Debian ${entry.binary.suite} package criu ${entry.binary.version}`,
-        };
-    }
-  });
-  return { entry, versionFrom, providers, debianPatches: patches, local, git };
+      return {
+        provider,
+        identity: `sha256:${entry.upstream.sha256}`,
+        from: upstreamUrl(c.upstream_url_base, entry.version),
+      };
+    case "debian-binary":
+      if (!entry.binary) return { provider, skip: `Debian has no binary package of CRIU ${entry.version}` };
+      return {
+        provider,
+        identity: `deb:${entry.binary.suite}:${entry.binary.version}`,
+        from: `Debian ${entry.binary.suite} package criu ${entry.binary.version}`,
+      };
+  }
 }
 
 export interface ProviderContext {
@@ -540,103 +563,8 @@ export async function obtainCriuSource(
   upstreamBase: string,
 ): Promise<{ tree: string; origin: CriuOrigin }> {
   const entry = resolved.entry;
-  const downloads = join(ctx.cacheRoot, "downloads");
-  await mkdir(downloads, { recursive: true });
   const identity = p.identity!;
-  let tree: string;
-  switch (p.provider) {
-    case "local-source": {
-      const local = resolved.local!;
-      if (local.kind === "tarball") {
-        await verified(local.path, identity, "criu.local_source");
-        tree = await unpackInto(local.path, dest, "criu.local_source");
-      } else {
-        tree = join(dest, "src");
-        await mkdir(tree, { recursive: true });
-        // A copy: patches and build products never touch the user's tree.
-        await copyLocalTree(local, tree, dest);
-      }
-      break;
-    }
-    case "git": {
-      const git = resolved.git!;
-      const tar = join(dest, "git-archive.tar");
-      await run(
-        [
-          "git",
-          "-C",
-          git.repo,
-          "archive",
-          "--format=tar",
-          `--prefix=criu-${git.version}/`,
-          "-o",
-          tar,
-          git.commit,
-        ],
-        { timeoutMs: 5 * 60_000 },
-      );
-      tree = await unpackInto(tar, dest, "git archive of");
-      await rm(tar);
-      break;
-    }
-    case "local-mirror":
-      await verified(p.file!, identity, "criu.local_mirror");
-      tree = await unpackInto(p.file!, dest, "criu.local_mirror");
-      break;
-    case "upstream": {
-      const url = upstreamUrl(upstreamBase, entry.version);
-      const file = join(downloads, `criu-${entry.version}.tar.gz`);
-      ctx.log(`downloading ${url}`);
-      await download({
-        url,
-        dest: file,
-        sha256: entry.upstream!.sha256,
-        size: entry.upstream!.size,
-        timeoutMs: DOWNLOAD_TIMEOUT_MS,
-        pinnedIn: "criu-builds/versions.yaml",
-      });
-      tree = await unpackInto(file, dest, "upstream tarball");
-      break;
-    }
-    case "debian-source": {
-      const pin = entry.debian!;
-      const index = await loadSuiteIndex({
-        mirror: ctx.mirror,
-        suite: pin.suite,
-        cacheDir: join(ctx.cacheRoot, "debian-index"),
-        kind: "source",
-      });
-      const pkg = index.sources("criu").find((x) => x.version === pin.version);
-      if (!pkg)
-        throw new NotAvailableError(
-          ctx.mirror,
-          `${pin.suite} has no criu ${pin.version} (it has ${
-            index
-              .sources("criu")
-              .map((x) => x.version)
-              .join(", ") || "none"
-          })`,
-        );
-      const orig = pkg.files.find((f) => /\.orig\.tar\.(xz|gz)$/.test(f.name));
-      if (!orig) throw new NotAvailableError(ctx.mirror, `criu ${pin.version} lists no orig tarball`);
-      if (orig.sha256 !== pin.orig_sha256)
-        throw new UserError(
-          `checksum mismatch for ${orig.name}: the signed ${pin.suite} index says ${orig.sha256}, criu-builds/versions.yaml pins ${pin.orig_sha256}`,
-          "check the pin against the Debian archive",
-        );
-      ctx.log(`downloading ${orig.url}`);
-      const file = join(downloads, orig.name);
-      await download({
-        url: orig.url,
-        dest: file,
-        sha256: orig.sha256,
-        size: orig.size,
-        timeoutMs: DOWNLOAD_TIMEOUT_MS,
-      });
-      tree = await unpackInto(file, dest, "Debian orig tarball");
-      break;
-    }
-  }
+  const tree = await unpackSource(p, resolved, ctx, dest, upstreamBase);
   const found = versionFromMakefile(
     readFileSync(join(tree, "Makefile.versions"), "utf8"),
     `${p.from}: Makefile.versions`,
@@ -653,6 +581,104 @@ export async function obtainCriuSource(
     tree,
     origin: { provider: p.provider, identity, from: p.from ?? "", commit: p.commit, debianPatches },
   };
+}
+
+/** The provider's source, checked against its identity and unpacked under `dest`: the tree. */
+async function unpackSource(
+  p: ResolvedProvider & { provider: SourceProvider },
+  resolved: ResolvedCriu,
+  ctx: ProviderContext,
+  dest: string,
+  upstreamBase: string,
+): Promise<string> {
+  const entry = resolved.entry;
+  const downloads = join(ctx.cacheRoot, "downloads");
+  await mkdir(downloads, { recursive: true });
+  const identity = p.identity!;
+  switch (p.provider) {
+    case "local-source": {
+      const local = resolved.local!;
+      if (local.kind === "tarball") {
+        await verified(local.path, identity, "criu.local_source");
+        return unpackInto(local.path, dest, "criu.local_source");
+      }
+      const tree = join(dest, "src");
+      await mkdir(tree, { recursive: true });
+      // A copy: patches and build products never touch the user's tree.
+      await copyLocalTree(local, tree, dest);
+      return tree;
+    }
+    case "git": {
+      const git = resolved.git!;
+      const tar = join(dest, "git-archive.tar");
+      const argv = ["git", "-C", git.repo, "archive", "--format=tar", `--prefix=criu-${git.version}/`];
+      await run([...argv, "-o", tar, git.commit], { timeoutMs: 5 * 60_000 });
+      const tree = await unpackInto(tar, dest, "git archive of");
+      await rm(tar);
+      return tree;
+    }
+    case "local-mirror":
+      await verified(p.file!, identity, "criu.local_mirror");
+      return unpackInto(p.file!, dest, "criu.local_mirror");
+    case "upstream": {
+      const url = upstreamUrl(upstreamBase, entry.version);
+      const file = join(downloads, `criu-${entry.version}.tar.gz`);
+      ctx.log(`downloading ${url}`);
+      await download({
+        url,
+        dest: file,
+        sha256: entry.upstream!.sha256,
+        size: entry.upstream!.size,
+        timeoutMs: DOWNLOAD_TIMEOUT_MS,
+        pinnedIn: "criu-builds/versions.yaml",
+      });
+      return unpackInto(file, dest, "upstream tarball");
+    }
+    case "debian-source":
+      return unpackInto(await downloadDebianOrig(entry.debian!, ctx, downloads), dest, "Debian orig tarball");
+  }
+}
+
+/** Debian's orig tarball of the pinned version, found in the suite's signed index: its path. */
+async function downloadDebianOrig(
+  pin: NonNullable<CriuVersionEntry["debian"]>,
+  ctx: ProviderContext,
+  downloads: string,
+): Promise<string> {
+  const index = await loadSuiteIndex({
+    mirror: ctx.mirror,
+    suite: pin.suite,
+    cacheDir: join(ctx.cacheRoot, "debian-index"),
+    kind: "source",
+  });
+  const pkg = index.sources("criu").find((x) => x.version === pin.version);
+  if (!pkg)
+    throw new NotAvailableError(
+      ctx.mirror,
+      `${pin.suite} has no criu ${pin.version} (it has ${
+        index
+          .sources("criu")
+          .map((x) => x.version)
+          .join(", ") || "none"
+      })`,
+    );
+  const orig = pkg.files.find((f) => /\.orig\.tar\.(xz|gz)$/.test(f.name));
+  if (!orig) throw new NotAvailableError(ctx.mirror, `criu ${pin.version} lists no orig tarball`);
+  if (orig.sha256 !== pin.orig_sha256)
+    throw new UserError(
+      `checksum mismatch for ${orig.name}: the signed ${pin.suite} index says ${orig.sha256}, criu-builds/versions.yaml pins ${pin.orig_sha256}`,
+      "check the pin against the Debian archive",
+    );
+  ctx.log(`downloading ${orig.url}`);
+  const file = join(downloads, orig.name);
+  await download({
+    url: orig.url,
+    dest: file,
+    sha256: orig.sha256,
+    size: orig.size,
+    timeoutMs: DOWNLOAD_TIMEOUT_MS,
+  });
+  return file;
 }
 
 /** Debian's quilt patches, from the pinned debian.tar.xz (checked against the signed index too). */

@@ -7,6 +7,7 @@ import { repoData, type RepoData } from "../data/repo-data.js";
 import { existsSync } from "node:fs";
 import { chmod, copyFile, mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { fromPhase, type PhaseLog } from "../lib/phases.js";
 import { ArtifactCache } from "../lib/cache.js";
 import { ensureChroot } from "../lib/chroot.js";
 import { criuVersionIn, ensureGuestRootfs } from "../lib/rootfs.js";
@@ -260,115 +261,136 @@ export function doctorFor(
   });
 }
 
+/** What one CRIU stage reads in each phase. */
+interface CriuContext {
+  config: PipelineConfig;
+  opts: CriuStageOptions;
+  cache: ArtifactCache;
+  plan: CriuPlan;
+  label: string;
+}
+
+/** The plan as a provider sees it: a fallback to Debian's binary has that binary's guest suite. */
+function planFor(k: CriuContext, c: CriuCandidate): CriuPlan {
+  return { ...k.plan, guestSuite: k.plan.guestSuiteOf(c.provider) };
+}
+
+/**
+ * A cached static build (or Debian binary) serves every guest suite its key does not name: its
+ * metadata says the suite of the run that built it, the result this run's.
+ */
+function thisRun(k: CriuContext, m: CriuMetadata, c: CriuCandidate): CriuMetadata {
+  return { ...m, guest_suite: planFor(k, c).guestSuite };
+}
+
+/** What the phases find: the artifact, and why each provider before the one that served could not. */
+interface CriuRun {
+  result?: Omit<CriuStageResult, "attempts">;
+  attempts: string[];
+}
+
 export async function runCriuStage(
   config: PipelineConfig,
   opts: CriuStageOptions = {},
 ): Promise<CriuStageResult> {
-  const cache = new ArtifactCache(config.cache_dir);
-  const state = { result: undefined as CriuStageResult | undefined, attempts: [] as string[] };
-  const pctx: ProviderContext = { cacheRoot: cache.root, mirror: config.debian.mirror, log: () => undefined };
   const plan = opts.plan ?? resolveAndPlanCriu(config, { strict: opts.strict ?? true });
   const mode = servingCandidate(plan)?.provider === "debian-binary" ? "Debian binary" : config.criu.link;
-  const label = `CRIU ${plan.entry.version} (${mode}${plan.patches.length ? `, patches: ${plan.patches.map((p) => p.name).join(", ")}` : ""}) for ${plan.guestSuite}`;
-  // The plan as a provider sees it: a fallback to Debian's binary has that binary's guest suite.
-  const planFor = (c: CriuCandidate): CriuPlan => ({ ...plan, guestSuite: plan.guestSuiteOf(c.provider) });
-  // A cached static build (or Debian binary) serves every guest suite its key does not name:
-  // its metadata says the suite of the run that built it, the result this run's.
-  const thisRun = (m: CriuMetadata, c: CriuCandidate): CriuMetadata => ({
-    ...m,
-    guest_suite: planFor(c).guestSuite,
-  });
+  const k: CriuContext = {
+    config,
+    opts,
+    cache: new ArtifactCache(config.cache_dir),
+    plan,
+    label: `CRIU ${plan.entry.version} (${mode}${plan.patches.length ? `, patches: ${plan.patches.map((p) => p.name).join(", ")}` : ""}) for ${plan.guestSuite}`,
+  };
+  const state: CriuRun = { attempts: [] };
+  await runSteps(
+    state,
+    [
+      {
+        name: "resolve",
+        title: `Resolve ${k.label}`,
+        run: async (s) => void (s.result = await servedFromCache(k)),
+      },
+      {
+        name: "build",
+        title: "Obtain and build",
+        skip: (s) => (s.result ? "cached" : false),
+        run: async (s, log) => void (s.result = await firstProviderThatServes(k, s.attempts, log)),
+      },
+    ],
+    { stage: "criu" },
+  );
+  return { ...fromPhase(state.result, "the CRIU artifact"), attempts: state.attempts };
+}
 
-  await runSteps(state, [
-    {
-      title: `Resolve ${label}`,
-      run: async (s) => {
-        // Only the first provider that can serve: a later one may deliver other content (a
-        // release tarball instead of the user's tree). The same content from any provider is
-        // the same key, so a mirror's build is also upstream's.
-        const c = servingCandidate(plan);
-        const hit = c && (await cache.lookup<CriuMetadata>("criu", c.key!));
-        if (c && hit)
-          s.result = {
-            dir: hit.dir,
-            cached: true,
-            metadata: thisRun(hit.metadata, c),
-            findings: doctorFor(config, planFor(c), c.provider, opts),
-            attempts: [],
-          };
-      },
-    },
-    {
-      title: "Obtain and build",
-      skip: (s) => (s.result ? "cached" : false),
-      run: async (s, log) => {
-        requireHostTools(
-          [config.debian.bootstrap, "tar", "xz", "patch", "gpgv", "dpkg-deb", "rsync"],
-          [],
-          "the CRIU stage",
-        );
-        pctx.log = log;
-        for (const c of plan.candidates) {
-          if (!c.key) {
-            s.attempts.push(`${c.provider}: ${c.skip}`);
-            continue;
-          }
-          const findings = doctorFor(config, planFor(c), c.provider, opts);
-          // Reached after an earlier provider could not serve: its own build may be cached.
-          const hit = await cache.lookup<CriuMetadata>("criu", c.key);
-          if (hit) {
-            s.result = {
-              dir: hit.dir,
-              cached: true,
-              metadata: thisRun(hit.metadata, c),
-              findings,
-              attempts: s.attempts,
-            };
-            return;
-          }
-          if (findings.some((f) => f.severity === "fail") && !opts.force)
-            throw new UserError(
-              formatFindings(findings, `${label} via ${c.provider}`),
-              "fix what the check names, or pass --force to build anyway",
-              1,
-            );
-          try {
-            const art = await cache.getOrBuild<CriuMetadata>("criu", c.key, (tmp) =>
-              c.provider === "debian-binary"
-                ? extractBinary(config, planFor(c), pctx, tmp)
-                : buildFromSource(
-                    config,
-                    planFor(c),
-                    c as CriuCandidate & { provider: SourceProvider },
-                    pctx,
-                    tmp,
-                    log,
-                  ),
-            );
-            s.result = {
-              dir: art.dir,
-              cached: art.cached,
-              metadata: thisRun(art.metadata, c),
-              findings,
-              attempts: s.attempts,
-            };
-            return;
-          } catch (err) {
-            // A source the user named (a tree, a git URL) never falls back to another provider.
-            if (!(err instanceof NotAvailableError) || c.provider === "local-source" || c.provider === "git")
-              throw err;
-            s.attempts.push(`${c.provider}: ${err.message}`);
-            log(`${c.provider}: ${err.message}`);
-          }
-        }
-        throw new NoCriuSourceError(
-          `no provider could supply ${label}:\n${s.attempts.map((a) => `  - ${a}`).join("\n")}`,
-          SOURCE_FIX,
-        );
-      },
-    },
-  ]);
-  return { ...state.result!, attempts: state.attempts };
+/**
+ * The cached artifact of the first provider that can serve. Only that one: a later one may
+ * deliver other content (a release tarball instead of the user's tree). The same content from
+ * any provider is the same key, so a mirror's build is also upstream's.
+ */
+async function servedFromCache(k: CriuContext): Promise<CriuRun["result"]> {
+  const c = servingCandidate(k.plan);
+  const hit = c && (await k.cache.lookup<CriuMetadata>("criu", c.key!));
+  if (!c || !hit) return undefined;
+  return {
+    dir: hit.dir,
+    cached: true,
+    metadata: thisRun(k, hit.metadata, c),
+    findings: doctorFor(k.config, planFor(k, c), c.provider, k.opts),
+  };
+}
+
+/**
+ * The providers in order: the first whose artifact is cached or builds. One that cannot supply
+ * the source is noted in `attempts` and the next is tried; a source the user named (a tree, a
+ * git URL) never falls back to another provider.
+ */
+async function firstProviderThatServes(
+  k: CriuContext,
+  attempts: string[],
+  log: PhaseLog,
+): Promise<CriuRun["result"]> {
+  const { config, plan, opts, cache, label } = k;
+  requireHostTools(
+    [config.debian.bootstrap, "tar", "xz", "patch", "gpgv", "dpkg-deb", "rsync"],
+    [],
+    "the CRIU stage",
+  );
+  const pctx: ProviderContext = { cacheRoot: cache.root, mirror: config.debian.mirror, log };
+  for (const c of plan.candidates) {
+    if (!c.key) {
+      attempts.push(`${c.provider}: ${c.skip}`);
+      continue;
+    }
+    const cPlan = planFor(k, c);
+    const findings = doctorFor(config, cPlan, c.provider, opts);
+    // Reached after an earlier provider could not serve: its own build may be cached.
+    const hit = await cache.lookup<CriuMetadata>("criu", c.key);
+    if (hit) return { dir: hit.dir, cached: true, metadata: thisRun(k, hit.metadata, c), findings };
+    if (findings.some((f) => f.severity === "fail") && !opts.force)
+      throw new UserError(
+        formatFindings(findings, `${label} via ${c.provider}`),
+        "fix what the check names, or pass --force to build anyway",
+        1,
+      );
+    try {
+      const art = await cache.getOrBuild<CriuMetadata>("criu", c.key, (tmp) =>
+        c.provider === "debian-binary"
+          ? extractBinary(config, cPlan, pctx, tmp)
+          : buildFromSource(config, cPlan, c as CriuCandidate & { provider: SourceProvider }, pctx, tmp, log),
+      );
+      return { dir: art.dir, cached: art.cached, metadata: thisRun(k, art.metadata, c), findings };
+    } catch (err) {
+      if (!(err instanceof NotAvailableError) || c.provider === "local-source" || c.provider === "git")
+        throw err;
+      attempts.push(`${c.provider}: ${err.message}`);
+      log(`${c.provider}: ${err.message}`);
+    }
+  }
+  throw new NoCriuSourceError(
+    `no provider could supply ${label}:\n${attempts.map((a) => `  - ${a}`).join("\n")}`,
+    SOURCE_FIX,
+  );
 }
 
 async function buildFromSource(

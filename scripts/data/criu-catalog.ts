@@ -195,6 +195,29 @@ export function hasFact(
   return kernelVersion !== undefined && semver.satisfies(kernelSemver(kernelVersion), f.kernel);
 }
 
+/**
+ * The oldest catalog version from which on every catalog version has the fact (`holds`), or
+ * lacks it (`holds: false`, for a fact that is a bug fixed later): where a text says "use CRIU
+ * >= X", X comes from here, never from a hand-written range. Only the fact's CRIU range counts.
+ */
+export function firstCriuWith(catalog: CriuCatalog, fact: string, holds = true): string {
+  const f = catalog.facts[fact];
+  if (!f) throw new Error(`unknown CRIU fact '${fact}'`);
+  const ascending = [...catalog.versions.keys()].sort((a, b) => semver.compare(semverOf(a), semverOf(b)));
+  const matches = ascending.map((v) => semver.satisfies(semverOf(v), f.criu) === holds);
+  if (!matches.at(-1))
+    throw new Error(
+      `the newest catalog CRIU ${holds ? "lacks" : "has"} fact '${fact}': no version to point to`,
+    );
+  const lastMiss = matches.lastIndexOf(false);
+  return ascending[lastMiss + 1];
+}
+
+/** "CRIU >= 3.18": the versions from firstCriuWith on. */
+export function criuFrom(catalog: CriuCatalog, fact: string, holds = true): string {
+  return `CRIU >= ${firstCriuWith(catalog, fact, holds)}`;
+}
+
 /** The `criu check --feature` names this version knows. */
 export function checkFeatures(catalog: CriuCatalog, version: string): string[] {
   const v = semverOf(version);

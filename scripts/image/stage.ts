@@ -18,6 +18,7 @@ import { UserError } from "../lib/errors.js";
 import { run } from "../lib/exec.js";
 import { cacheKey, sha256, sha256File } from "../lib/hash.js";
 import { requireHostTools } from "../lib/host-tools.js";
+import { fromPhase, runPhases, type Phase, type PhaseLog, type PhaseTiming } from "../lib/phases.js";
 import {
   GuestfishSession,
   injectionScript,
@@ -85,6 +86,8 @@ export interface ImageMetadata {
   injected: { path: string; sha256: string }[];
   guestfish_launches: number;
   seconds: { rootfs: number; image: number; inject: number };
+  /** The build's phases, each timed (artifacts built before phases were named have none). */
+  phases?: PhaseTiming[];
   bytes: number;
   created: string;
 }
@@ -386,11 +389,43 @@ export async function runImageStage(config: PipelineConfig, inp: ImageStageInput
   }
 }
 
+/** plan -> (build, unless cached) -> publish; the build is the phases in buildPhases. */
 async function imageStage(config: PipelineConfig, inp: ImageStageInputs): Promise<ImageResult> {
+  const plan = await planImage(config, inp);
+  const art = await plan.cache.getOrBuild<ImageMetadata>("image", plan.key, (tmp) => buildImage(plan, tmp));
+  return publishImage(plan, art);
+}
+
+/** One CRIU build of a multi-CRIU image, under its version. */
+interface CriuByVersion {
+  label: string;
+  file: string;
+  to: string;
+  metadata: CriuStageResult["metadata"];
+}
+
+/** What an image is made of and its cache key, decided before anything is built. */
+interface ImagePlan {
+  config: PipelineConfig;
+  inp: ImageStageInputs;
+  log: PhaseLog;
+  cache: ArtifactCache;
+  criuMeta: CriuStageResult["metadata"];
+  criuBin: string;
+  runner: RunnerFile[];
+  /** The user's Kata image (absolute path) and its sha256, for an existing base. */
+  existing?: { path: string; sha256: string };
+  suite: string;
+  packages: string[];
+  byVersion: CriuByVersion[];
+  key: string;
+  /** The base made beside the kernel, when it is this image's. */
+  prepared?: PreparedImage;
+}
+
+async function planImage(config: PipelineConfig, inp: ImageStageInputs): Promise<ImagePlan> {
   const log = inp.log ?? (() => undefined);
-  const cache = new ArtifactCache(config.cache_dir);
   const criuMeta = inp.criu.metadata;
-  const criuBin = join(inp.criu.dir, "criu");
   const runner = await runnerFiles();
   const existing = config.image.base ? resolve(config.image.base) : undefined;
   if (existing) {
@@ -403,8 +438,9 @@ async function imageStage(config: PipelineConfig, inp: ImageStageInputs): Promis
   }
   const suite = criuMeta.guest_suite;
   const packages = guestPackages(criuMeta.runtime_packages, config.image.extra_packages);
-  const baseId = existing
-    ? { existing: await sha256File(existing) }
+  const existingBase = existing ? { path: existing, sha256: await sha256File(existing) } : undefined;
+  const baseId = existingBase
+    ? { existing: existingBase.sha256 }
     : { fresh: suite, packages, mirror: config.debian.mirror, bootstrap: config.debian.bootstrap };
   const helperIds = [...(await helperSources()), ...(await helperHeaders())].map(
     (h) => `${h.name}:${h.sha256}`,
@@ -427,187 +463,332 @@ async function imageStage(config: PipelineConfig, inp: ImageStageInputs): Promis
     freeMiB: config.image.free_mib,
     ...(more.length ? { moreCriu: byVersion.map((c) => `${c.label}:${c.metadata.criu.sha256}`) } : {}),
   });
+  return {
+    config,
+    inp,
+    log,
+    cache: new ArtifactCache(config.cache_dir),
+    criuMeta,
+    criuBin: join(inp.criu.dir, "criu"),
+    runner,
+    existing: existingBase,
+    suite,
+    packages,
+    byVersion,
+    key,
+    prepared: existing ? undefined : preparedFor(inp.prepared, suite, packages, log),
+  };
+}
 
-  // A base made beside the kernel is this image's when its suite and packages are.
-  const prepared =
-    !existing &&
-    inp.prepared &&
-    inp.prepared.suite === suite &&
-    inp.prepared.packages.join(",") === packages.join(",")
-      ? inp.prepared
-      : undefined;
-  if (inp.prepared && !prepared)
-    log(
-      `the base made beside the kernel (${inp.prepared.suite}: ${inp.prepared.packages.join(", ")}) is not this image's: making it again`,
-    );
-  const art = await cache.getOrBuild<ImageMetadata>("image", key, async (tmp) => {
-    requireGuestfish();
-    const disk = join(tmp, "disk.img");
-    const seconds = { rootfs: 0, image: 0, inject: 0 };
-    let base: ImageMetadata["base"];
-    let layout: ImageLayout | null = null;
-    let inspection: ImageInspection | undefined;
-    let versionInRootfs: string | null = null;
-    let straceBundle: InjectionInputs["straceBundle"];
-    let t = Date.now();
-    if (existing) {
+/** A base made beside the kernel is this image's when its suite and packages are. */
+function preparedFor(
+  prepared: PreparedImage | undefined,
+  suite: string,
+  packages: string[],
+  log: PhaseLog,
+): PreparedImage | undefined {
+  if (!prepared) return undefined;
+  if (prepared.suite === suite && prepared.packages.join(",") === packages.join(",")) return prepared;
+  log(
+    `the base made beside the kernel (${prepared.suite}: ${prepared.packages.join(", ")}) is not this image's: making it again`,
+  );
+  return undefined;
+}
+
+/** What the build phases make, in the cache's temporary directory. */
+interface ImageBuild {
+  readonly tmp: string;
+  readonly disk: string;
+  readonly gfLog: string;
+  /** The fresh base's rootfs (made or taken from the prepared base). */
+  rootfs?: string;
+  base?: ImageMetadata["base"];
+  layout: ImageLayout | null;
+  inspection?: ImageInspection;
+  versionInRootfs: string | null;
+  straceBundle?: InjectionInputs["straceBundle"];
+  ops?: GuestOp[];
+  script?: ReturnType<typeof injectionScript>;
+  /** What guestfish printed: the checksums it read back. */
+  readBack?: string;
+  injected?: ImageMetadata["injected"];
+}
+
+/** The build's phases: the base (fresh or the user's copy), then the injection and its proof. */
+function buildPhases(plan: ImagePlan): Phase<ImageBuild>[] {
+  const base = plan.existing
+    ? [copyBasePhase(plan.existing), straceBundlePhase(plan)]
+    : [rootfsPhase(plan), criuRunsPhase(plan), diskPhase(plan)];
+  return [...base, scriptPhase(plan), injectPhase(plan), readBackPhase()];
+}
+
+async function buildImage(plan: ImagePlan, tmp: string): Promise<ImageMetadata> {
+  requireGuestfish();
+  const b: ImageBuild = {
+    tmp,
+    disk: join(tmp, "disk.img"),
+    gfLog: join(tmp, "guestfish.log"),
+    layout: null,
+    versionInRootfs: null,
+  };
+  const phases = await runPhases(b, buildPhases(plan), { stage: "image", log: plan.log });
+  await rm(join(tmp, "gf"), { recursive: true, force: true });
+  if (b.straceBundle) await rm(b.straceBundle.dir, { recursive: true, force: true });
+  return imageMetadata(plan, b, phases);
+}
+
+/** existing: a sparse copy of the user's image (never opened for writing), inspected. */
+function copyBasePhase(existing: { path: string; sha256: string }): Phase<ImageBuild> {
+  return {
+    name: "copy",
+    run: async (b, log) => {
       requireHostTools(["sfdisk", "blkid"], [], "an existing base image");
-      log(`copying ${existing}`);
-      // A sparse copy: the user's image is never opened for writing.
-      await run(["cp", "--sparse=always", "--reflink=auto", existing, disk], { timeoutMs: 20 * 60_000 });
-      inspection = await namingUserFile(() => inspectImage(disk), disk, existing);
-      base = {
+      log(`copying ${existing.path}`);
+      const argv = ["cp", "--sparse=always", "--reflink=auto", existing.path, b.disk];
+      await run(argv, { timeoutMs: 20 * 60_000 });
+      const inspection = await namingUserFile(() => inspectImage(b.disk), b.disk, existing.path);
+      b.inspection = inspection;
+      b.base = {
         kind: "existing",
-        path: existing,
-        sha256: (baseId as { existing: string }).existing,
+        path: existing.path,
+        sha256: existing.sha256,
         label: inspection.label,
         root_fs: inspection.root.fsType,
-        dax: await isDax(disk),
+        dax: await isDax(b.disk),
       };
-      // strace may be missing from a Kata image: bring one with its libraries (runs anywhere).
+    },
+  };
+}
+
+/** existing: strace may be missing from a Kata image: bring one with its libraries (runs anywhere). */
+function straceBundlePhase(plan: ImagePlan): Phase<ImageBuild> {
+  return {
+    name: "strace",
+    run: async (b, log) => {
       const tools = await ensureGuestRootfs({
-        cache,
-        suite: config.criu.static_build_suite,
+        cache: plan.cache,
+        suite: plan.config.criu.static_build_suite,
         runtimePackages: [],
-        debian: config.debian,
+        debian: plan.config.debian,
         log,
       });
-      straceBundle = await bundleStrace(tools.dir, join(tmp, "strace-bundle"));
-      seconds.image = (Date.now() - t) / 1000;
-    } else {
+      b.straceBundle = await bundleStrace(tools.dir, join(b.tmp, "strace-bundle"));
+    },
+  };
+}
+
+/** fresh: the guest rootfs (cached), or the prepared base's. */
+function rootfsPhase(plan: ImagePlan): Phase<ImageBuild> {
+  return {
+    name: "rootfs",
+    run: async (b, log) => {
       requireHostTools(["sgdisk", "mkfs.ext4", "truncate"], [], "a fresh image");
-      const rootfs = prepared
-        ? prepared.rootfs
+      const rootfs = plan.prepared
+        ? plan.prepared.rootfs
         : await ensureGuestRootfs({
-            cache,
-            suite,
-            runtimePackages: criuMeta.runtime_packages,
-            extraPackages: config.image.extra_packages,
-            debian: config.debian,
+            cache: plan.cache,
+            suite: plan.suite,
+            runtimePackages: plan.criuMeta.runtime_packages,
+            extraPackages: plan.config.image.extra_packages,
+            debian: plan.config.debian,
             log,
           });
-      seconds.rootfs = prepared ? prepared.seconds.rootfs : (Date.now() - t) / 1000;
-      // Proves this CRIU starts in this very userland before it goes into the image.
-      versionInRootfs = await criuVersionIn(rootfs.dir, criuBin);
-      log(`criu --version in the ${suite} rootfs: ${versionInRootfs.split("\n")[0]}`);
-      for (const c of more) {
-        if (!c.metadata.runs_in.includes(suite))
+      b.rootfs = rootfs.dir;
+      b.base = {
+        kind: "fresh",
+        suite: plan.suite,
+        packages: plan.packages,
+        rootfs_key: relative(plan.cache.root, rootfs.dir).split("/")[1],
+      };
+    },
+  };
+}
+
+/** fresh: proves each CRIU starts in this very userland before it goes into the image. */
+function criuRunsPhase(plan: ImagePlan): Phase<ImageBuild> {
+  return {
+    name: "criu-runs",
+    run: async (b, log) => {
+      const rootfs = fromPhase(b.rootfs, "the rootfs");
+      b.versionInRootfs = await criuVersionIn(rootfs, plan.criuBin);
+      log(`criu --version in the ${plan.suite} rootfs: ${b.versionInRootfs.split("\n")[0]}`);
+      for (const c of plan.inp.more ?? []) {
+        if (!c.metadata.runs_in.includes(plan.suite))
           throw new UserError(
-            `CRIU ${criuLabel(c.metadata)} (${c.metadata.link}, built in ${c.metadata.build_suite}) does not run in ${suite}, the image's suite`,
+            `CRIU ${criuLabel(c.metadata)} (${c.metadata.link}, built in ${c.metadata.build_suite}) does not run in ${plan.suite}, the image's suite`,
             "use static builds (criu.link: static) for an image with two CRIUs",
           );
-        log(
-          `criu ${criuLabel(c.metadata)} --version in the ${suite} rootfs: ${(await criuVersionIn(rootfs.dir, join(c.dir, "criu"))).split("\n")[0]}`,
-        );
+        const version = await criuVersionIn(rootfs, join(c.dir, "criu"));
+        log(`criu ${criuLabel(c.metadata)} --version in the ${plan.suite} rootfs: ${version.split("\n")[0]}`);
       }
-      t = Date.now();
-      if (prepared) {
-        // Same filesystem: the appliance keeps the disk it opened under its new name.
-        await rename(prepared.disk, disk);
-        layout = prepared.layout;
-        seconds.image = prepared.seconds.image;
-      } else {
-        layout = await makeRawImage({
-          rootfs: rootfs.dir,
-          image: disk,
-          extraMiB: config.image.free_mib,
-          log,
-        });
-        seconds.image = (Date.now() - t) / 1000;
-      }
-      base = { kind: "fresh", suite, packages, rootfs_key: relative(cache.root, rootfs.dir).split("/")[1] };
-    }
-    const helpers = await ensureGuestHelpers({
-      cache,
-      suite: config.criu.static_build_suite,
-      debian: config.debian,
-      log,
-    });
-    const manifest = guestManifest(
-      key,
-      config,
-      base,
-      criuMeta,
-      inp.agent,
-      runner,
-      byVersion.map((c) => c.metadata),
-    );
-    const manifestFile = join(tmp, "manifest.json");
-    await writeFile(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
+    },
+  };
+}
 
-    const ops = injectionOps({
-      criu: criuBin,
-      criuByVersion: byVersion.map((c) => ({ from: c.file, to: c.to })),
-      runner: { dir: GUEST_RUNNER_DIR, files: runner },
-      helpers,
-      agent: inp.agent?.binary,
-      straceBundle,
-      manifest: manifestFile,
-    });
-    const rootDevice = inspection?.rootDevice ?? "/dev/sda1";
-    const scratch = join(tmp, "gf");
-    await mkdir(scratch);
-    let n = 0;
-    const script = injectionScript(
-      ops,
-      (content) => {
+/** fresh: GPT + ext4 made from the rootfs (mkfs.ext4 -d), or the prepared base's disk. */
+function diskPhase(plan: ImagePlan): Phase<ImageBuild> {
+  return {
+    name: "disk",
+    run: async (b, log) => {
+      if (plan.prepared) {
+        // Same filesystem: the appliance keeps the disk it opened under its new name.
+        await rename(plan.prepared.disk, b.disk);
+        b.layout = plan.prepared.layout;
+        return;
+      }
+      b.layout = await makeRawImage({
+        rootfs: fromPhase(b.rootfs, "the rootfs"),
+        image: b.disk,
+        extraMiB: plan.config.image.free_mib,
+        log,
+      });
+    },
+  };
+}
+
+/** The guest helpers, the manifest and the one guestfish script that puts everything in place. */
+function scriptPhase(plan: ImagePlan): Phase<ImageBuild> {
+  return {
+    name: "script",
+    run: async (b, log) => {
+      const helpers = await ensureGuestHelpers({
+        cache: plan.cache,
+        suite: plan.config.criu.static_build_suite,
+        debian: plan.config.debian,
+        log,
+      });
+      const base = fromPhase(b.base, "the image's base");
+      const manifest = guestManifest(
+        plan.key,
+        plan.config,
+        base,
+        plan.criuMeta,
+        plan.inp.agent,
+        plan.runner,
+        plan.byVersion.map((c) => c.metadata),
+      );
+      const manifestFile = join(b.tmp, "manifest.json");
+      await writeFile(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
+      b.ops = injectionOps({
+        criu: plan.criuBin,
+        criuByVersion: plan.byVersion.map((c) => ({ from: c.file, to: c.to })),
+        runner: { dir: GUEST_RUNNER_DIR, files: plan.runner },
+        helpers,
+        agent: plan.inp.agent?.binary,
+        straceBundle: b.straceBundle,
+        manifest: manifestFile,
+      });
+      const scratch = join(b.tmp, "gf");
+      await mkdir(scratch);
+      let n = 0;
+      const writeScratch = (content: string) => {
         const f = join(scratch, `write-${n++}`);
         writeFileSync(f, content);
         return f;
-      },
-      rootDevice,
-    );
-    t = Date.now();
-    const gfLog = join(tmp, "guestfish.log");
-    let gf;
-    if (prepared) {
-      log(`guestfish: ${ops.length} operations in the session started beside the kernel`);
-      try {
-        gf = await prepared.session.finish(script.body);
-      } finally {
-        if (existsSync(prepared.logFile)) await rename(prepared.logFile, gfLog);
+      };
+      b.script = injectionScript(b.ops, writeScratch, rootDeviceOf(b));
+    },
+  };
+}
+
+const rootDeviceOf = (b: ImageBuild) => b.inspection?.rootDevice ?? "/dev/sda1";
+
+/** One guestfish session: in the appliance started beside the kernel, or a new one. */
+function injectPhase(plan: ImagePlan): Phase<ImageBuild> {
+  return {
+    name: "inject",
+    run: async (b, log) => {
+      const ops = fromPhase(b.ops, "the guestfish operations");
+      const script = fromPhase(b.script, "the guestfish script");
+      const prepared = plan.prepared;
+      if (prepared) {
+        log(`guestfish: ${ops.length} operations in the session started beside the kernel`);
+        try {
+          b.readBack = (await prepared.session.finish(script.body)).stdout;
+        } finally {
+          if (existsSync(prepared.logFile)) await rename(prepared.logFile, b.gfLog);
+        }
+        return;
       }
-    } else {
       log(`guestfish: ${ops.length} operations in one session`);
-      gf = await runGuestfish({
-        image: disk,
+      const gf = await runGuestfish({
+        image: b.disk,
         script: script.text,
-        timeoutMs: config.image.guestfish_timeout_minutes * 60_000,
-        kvm: inp.kvm ?? false,
-        logFile: gfLog,
+        timeoutMs: plan.config.image.guestfish_timeout_minutes * 60_000,
+        kvm: plan.inp.kvm ?? false,
+        logFile: b.gfLog,
       });
-    }
-    seconds.inject = (Date.now() - t) / 1000;
-    const injected = await verifyReadBack(ops, parseChecksums(gf.stdout), gfLog);
-    await rm(scratch, { recursive: true, force: true });
-    if (straceBundle) await rm(straceBundle.dir, { recursive: true, force: true });
-    return {
-      name: config.image.name,
-      base,
-      root: { device: rootDevice, partuuid: existing ? null : ROOT_PARTUUID },
-      criu: {
-        dir: inp.criu.dir,
-        version: criuMeta.version,
-        sha256: criuMeta.criu.sha256,
-        version_in_rootfs: versionInRootfs,
-      },
-      agent: inp.agent
-        ? {
-            dir: inp.agent.dir,
-            sha256: inp.agent.metadata.agent.sha256,
-            kata_version: inp.agent.metadata.kata_version,
-            setsid_after: inp.agent.metadata.setsid_after,
-          }
-        : null,
-      runner,
-      layout,
-      injected,
-      guestfish_launches: 1,
-      seconds,
-      bytes: statSync(disk).size,
-      created: new Date().toISOString(),
-    };
-  });
+      b.readBack = gf.stdout;
+    },
+  };
+}
+
+/** Every injected file, read back in the same session, must have the host's sha256. */
+function readBackPhase(): Phase<ImageBuild> {
+  return {
+    name: "read-back",
+    run: async (b) => {
+      const sums = parseChecksums(fromPhase(b.readBack, "guestfish's output"));
+      b.injected = await verifyReadBack(fromPhase(b.ops, "the guestfish operations"), sums, b.gfLog);
+    },
+  };
+}
+
+/**
+ * The seconds metadata.json has always recorded (bench/image.ts reads them): rootfs, the disk
+ * (for an existing base: its copy and the strace bundle), guestfish. A prepared base's were
+ * measured when it was made. Pure.
+ */
+export function imageSeconds(
+  phases: PhaseTiming[],
+  prepared?: Pick<PreparedImage, "seconds">,
+): ImageMetadata["seconds"] {
+  const of = (...names: string[]) =>
+    phases.filter((p) => names.includes(p.name)).reduce((s, p) => s + p.seconds, 0);
+  return {
+    rootfs: prepared ? prepared.seconds.rootfs : of("rootfs"),
+    image: prepared ? prepared.seconds.image : of("disk", "copy", "strace"),
+    inject: of("inject"),
+  };
+}
+
+function imageMetadata(plan: ImagePlan, b: ImageBuild, phases: PhaseTiming[]): ImageMetadata {
+  const { inp, criuMeta } = plan;
+  return {
+    name: plan.config.image.name,
+    base: fromPhase(b.base, "the image's base"),
+    root: { device: rootDeviceOf(b), partuuid: plan.existing ? null : ROOT_PARTUUID },
+    criu: {
+      dir: inp.criu.dir,
+      version: criuMeta.version,
+      sha256: criuMeta.criu.sha256,
+      version_in_rootfs: b.versionInRootfs,
+    },
+    agent: inp.agent
+      ? {
+          dir: inp.agent.dir,
+          sha256: inp.agent.metadata.agent.sha256,
+          kata_version: inp.agent.metadata.kata_version,
+          setsid_after: inp.agent.metadata.setsid_after,
+        }
+      : null,
+    runner: plan.runner,
+    layout: b.layout,
+    injected: fromPhase(b.injected, "the read-back"),
+    guestfish_launches: 1,
+    seconds: imageSeconds(phases, plan.prepared),
+    phases,
+    bytes: statSync(b.disk).size,
+    created: new Date().toISOString(),
+  };
+}
+
+/** images/<name>.img and <name>.json point at the artifact; the manifest is read back from it. */
+async function publishImage(
+  plan: ImagePlan,
+  art: { dir: string; cached: boolean; metadata: ImageMetadata },
+): Promise<ImageResult> {
+  const { cache, config } = plan;
   const image = join(art.dir, "disk.img");
   const link = join(cache.root, `${config.image.name}.img`);
   await pointAt(link, image);

@@ -280,189 +280,215 @@ export interface ParseOptions {
   readFile?: (path: string) => string | undefined;
 }
 
-export function parseKconfigTree(opts: ParseOptions, top = "Kconfig"): KconfigTree {
-  const read = opts.readFile ?? ((p: string) => (existsSync(p) ? readFileSync(p, "utf8") : undefined));
-  const symbols = new Map<string, KSymbol>();
-  let files = 0;
-  let choiceCounter = 0;
-  const symbol = (name: string): KSymbol => {
-    let s = symbols.get(name);
-    if (!s) symbols.set(name, (s = { name, defs: [], selectedBy: [], impliedBy: [] }));
-    return s;
-  };
-  const expandVars = (p: string) => p.replace(/\$\((\w+)\)/g, (_, v) => opts.vars[v] ?? "");
+type Block = { kind: "if" | "menu" | "choice"; deps: Expr[]; choice?: number };
 
+/** The entry (config, choice, menu, comment) the attribute lines that follow belong to. */
+type Entry = { def: SymbolDef; sym?: KSymbol; block?: Block };
+
+type Line = { text: string; no: number };
+
+/** A file's logical lines: backslash continuations joined, each with its first line's number. */
+function logicalLines(text: string): Line[] {
+  const rawLines = text.split("\n");
+  const lines: Line[] = [];
+  for (let i = 0; i < rawLines.length; i++) {
+    const no = i + 1;
+    let line = rawLines[i];
+    while (line.endsWith("\\") && i + 1 < rawLines.length)
+      line = line.slice(0, -1) + " " + rawLines[++i].trim();
+    lines.push({ text: line, no });
+  }
+  return lines;
+}
+
+/**
+ * The index of a help text's last line, the help keyword at `i`. Help text is every line
+ * indented at least as deep as its first line, as Kconfig's lexer reads it. The help keyword's
+ * own indent does not count: help text may sit at the same depth (6.1's
+ * drivers/scsi/aic7xxx/Kconfig.aic7xxx does). A first line at column 0 means no help text.
+ */
+function endOfHelp(lines: Line[], i: number): number {
+  let helpIndent = -1;
+  while (i + 1 < lines.length) {
+    const next = lines[i + 1].text;
+    if (!next.trim()) {
+      i++;
+      continue;
+    }
+    const w = indentWidth(next);
+    if (helpIndent < 0) helpIndent = w;
+    if (w === 0 || w < helpIndent) break;
+    i++;
+  }
+  return i;
+}
+
+/** One Kconfig tree being read: the symbols so far and the blocks open at this point. */
+class KconfigParser {
+  readonly symbols = new Map<string, KSymbol>();
+  files = 0;
+  private choiceCounter = 0;
   // Block stack shared across sourced files: if/menu/choice conditions apply to all inside.
-  type Block = { kind: "if" | "menu" | "choice"; deps: Expr[]; choice?: number };
-  const blocks: Block[] = [];
+  private readonly blocks: Block[] = [];
+  private readonly read: (path: string) => string | undefined;
 
-  const parseFile = (relPath: string, optional: boolean, from?: { file: string; line: number }) => {
-    const path = join(opts.srctree, relPath);
-    const text = read(path);
+  constructor(private readonly opts: ParseOptions) {
+    this.read = opts.readFile ?? ((p: string) => (existsSync(p) ? readFileSync(p, "utf8") : undefined));
+  }
+
+  private symbol(name: string): KSymbol {
+    let s = this.symbols.get(name);
+    if (!s) this.symbols.set(name, (s = { name, defs: [], selectedBy: [], impliedBy: [] }));
+    return s;
+  }
+
+  private expandVars(p: string): string {
+    return p.replace(/\$\((\w+)\)/g, (_, v) => this.opts.vars[v] ?? "");
+  }
+
+  parseFile(relPath: string, optional: boolean, from?: { file: string; line: number }): void {
+    const path = join(this.opts.srctree, relPath);
+    const text = this.read(path);
     if (text === undefined) {
       if (optional) return;
       throw new UserError(
         from
-          ? `${join(opts.srctree, from.file)}:${from.line}: sources ${relPath}, which does not exist`
+          ? `${join(this.opts.srctree, from.file)}:${from.line}: sources ${relPath}, which does not exist`
           : `Kconfig file not found: ${path}`,
         "is this a complete kernel source tree? (a help text read as a directive is a cr-guest bug: report it with this line)",
       );
     }
-    files++;
-    const rawLines = text.split("\n");
-    // Join backslash continuations, remembering each logical line's first line number.
-    const lines: { text: string; no: number }[] = [];
-    for (let i = 0; i < rawLines.length; i++) {
-      const no = i + 1;
-      let line = rawLines[i];
-      while (line.endsWith("\\") && i + 1 < rawLines.length)
-        line = line.slice(0, -1) + " " + rawLines[++i].trim();
-      lines.push({ text: line, no });
-    }
-    let current: { def: SymbolDef; sym?: KSymbol; block?: Block } | undefined;
+    this.files++;
+    const lines = logicalLines(text);
+    let current: Entry | undefined;
     for (let i = 0; i < lines.length; i++) {
-      const raw = lines[i].text;
-      const line = raw.replace(/(^|\s)#.*$/, "").trim();
+      const line = lines[i].text.replace(/(^|\s)#.*$/, "").trim();
       if (!line) continue;
-      // Help text: every line indented at least as deep as its first line, as Kconfig's lexer
-      // reads it. The help keyword's own indent does not count: help text may sit at the
-      // same depth (6.1's drivers/scsi/aic7xxx/Kconfig.aic7xxx does). A first line at column
-      // 0 means no help text.
       if (/^(help|---help---)$/.test(line)) {
-        let helpIndent = -1;
-        while (i + 1 < lines.length) {
-          const next = lines[i + 1].text;
-          if (!next.trim()) {
-            i++;
-            continue;
-          }
-          const w = indentWidth(next);
-          if (helpIndent < 0) helpIndent = w;
-          if (w === 0 || w < helpIndent) break;
-          i++;
-        }
+        i = endOfHelp(lines, i);
         continue;
       }
       if (ASSIGNMENT.test(line)) continue;
       const entry = ENTRY.exec(line);
-      if (entry) {
-        const [, kw, rest = ""] = entry;
-        current = undefined;
-        const enclosing = () => blocks.flatMap((b) => b.deps);
-        const choice = [...blocks].reverse().find((b) => b.kind === "choice")?.choice;
-        switch (kw) {
-          case "config":
-          case "menuconfig": {
-            const sym = symbol(rest.trim());
-            const def: SymbolDef = {
-              file: relPath,
-              line: lines[i].no,
-              depends: enclosing(),
-              defaults: [],
-              choice,
-            };
-            sym.defs.push(def);
-            current = { def, sym };
-            break;
-          }
-          case "choice": {
-            const block: Block = { kind: "choice", deps: [], choice: ++choiceCounter };
-            blocks.push(block);
-            current = { def: { file: relPath, line: lines[i].no, depends: [], defaults: [] }, block };
-            break;
-          }
-          case "menu":
-          case "comment": {
-            const block: Block = { kind: "menu", deps: [] };
-            if (kw === "menu") blocks.push(block);
-            current = { def: { file: relPath, line: lines[i].no, depends: [], defaults: [] }, block };
-            break;
-          }
-          case "if":
-            blocks.push({ kind: "if", deps: [parseExpr(rest)] });
-            break;
-          case "endif":
-          case "endmenu":
-          case "endchoice":
-            blocks.pop();
-            break;
-          case "source":
-          case "osource":
-            parseFile(expandVars(unquote(rest)), kw === "osource", { file: relPath, line: lines[i].no });
-            break;
-          case "rsource":
-          case "orsource":
-            parseFile(join(dirname(relPath), expandVars(unquote(rest))), kw === "orsource", {
-              file: relPath,
-              line: lines[i].no,
-            });
-            break;
-        }
-        continue;
+      if (entry) current = this.entry(entry[1], entry[2] ?? "", { file: relPath, line: lines[i].no });
+      else if (current) this.attribute(current, line); // else: macro assignments (X := ...) and the like
+    }
+  }
+
+  /** An entry keyword: opens a symbol, choice or menu, closes a block, or reads a sourced file. */
+  private entry(kw: string, rest: string, at: { file: string; line: number }): Entry | undefined {
+    const blocks = this.blocks;
+    const enclosing = () => blocks.flatMap((b) => b.deps);
+    const choice = [...blocks].reverse().find((b) => b.kind === "choice")?.choice;
+    const bare = (): SymbolDef => ({ file: at.file, line: at.line, depends: [], defaults: [] });
+    switch (kw) {
+      case "config":
+      case "menuconfig": {
+        const sym = this.symbol(rest.trim());
+        const def: SymbolDef = { file: at.file, line: at.line, depends: enclosing(), defaults: [], choice };
+        sym.defs.push(def);
+        return { def, sym };
       }
-      if (!current) continue; // macro assignments (X := ...) and the like
-      const { def, sym, block } = current;
-      const attr = /^(\S+)\s*(.*)$/.exec(line)!;
-      const [, key, rest] = attr;
-      switch (key) {
-        case "bool":
-        case "tristate":
-        case "string":
-        case "hex":
-        case "int":
-        case "def_bool":
-        case "def_tristate": {
-          const type = key.replace("def_", "");
-          def.type = type;
-          if (sym) sym.type = type;
-          if (key.startsWith("def_")) {
-            const { head, cond } = splitIf(rest);
-            def.defaults.push({ value: parseExpr(head), cond });
-          } else if (rest) {
-            const { head, cond } = splitIf(rest);
-            def.prompt = { text: unquote(head), cond };
-          }
-          break;
-        }
-        case "prompt": {
-          const { head, cond } = splitIf(rest);
-          def.prompt = { text: unquote(head), cond };
-          break;
-        }
-        case "depends":
-          if (rest.startsWith("on")) {
-            const e = parseExpr(rest.slice(2));
-            if (block) block.deps.push(e);
-            else def.depends.push(e);
-          }
-          break;
-        case "visible":
-          if (block && rest.startsWith("if")) block.deps.push(parseExpr(rest.slice(2)));
-          break;
-        case "default": {
+      case "choice": {
+        const block: Block = { kind: "choice", deps: [], choice: ++this.choiceCounter };
+        blocks.push(block);
+        return { def: bare(), block };
+      }
+      case "menu":
+      case "comment": {
+        const block: Block = { kind: "menu", deps: [] };
+        if (kw === "menu") blocks.push(block);
+        return { def: bare(), block };
+      }
+      case "if":
+        blocks.push({ kind: "if", deps: [parseExpr(rest)] });
+        return undefined;
+      case "endif":
+      case "endmenu":
+      case "endchoice":
+        blocks.pop();
+        return undefined;
+      case "source":
+      case "osource":
+        this.parseFile(this.expandVars(unquote(rest)), kw === "osource", at);
+        return undefined;
+      case "rsource":
+      case "orsource":
+        this.parseFile(join(dirname(at.file), this.expandVars(unquote(rest))), kw === "orsource", at);
+        return undefined;
+    }
+    return undefined;
+  }
+
+  /** An attribute line of the current entry: type, prompt, depends, default, select, imply. */
+  private attribute({ def, sym, block }: Entry, line: string): void {
+    const [, key, rest] = /^(\S+)\s*(.*)$/.exec(line)!;
+    switch (key) {
+      case "bool":
+      case "tristate":
+      case "string":
+      case "hex":
+      case "int":
+      case "def_bool":
+      case "def_tristate": {
+        const type = key.replace("def_", "");
+        def.type = type;
+        if (sym) sym.type = type;
+        if (key.startsWith("def_")) {
           const { head, cond } = splitIf(rest);
           def.defaults.push({ value: parseExpr(head), cond });
-          break;
-        }
-        case "select":
-        case "imply": {
-          if (!sym) break;
+        } else if (rest) {
           const { head, cond } = splitIf(rest);
-          const target = symbol(head.trim());
-          const depsCond = [...def.depends, ...(cond ? [cond] : [])].reduce<Expr | undefined>(
-            (acc, e) => (acc ? { kind: "and", l: acc, r: e } : e),
-            undefined,
-          );
-          (key === "select" ? target.selectedBy : target.impliedBy).push({ by: sym.name, cond: depsCond });
-          break;
+          def.prompt = { text: unquote(head), cond };
         }
+        break;
       }
+      case "prompt": {
+        const { head, cond } = splitIf(rest);
+        def.prompt = { text: unquote(head), cond };
+        break;
+      }
+      case "depends":
+        if (rest.startsWith("on")) {
+          const e = parseExpr(rest.slice(2));
+          if (block) block.deps.push(e);
+          else def.depends.push(e);
+        }
+        break;
+      case "visible":
+        if (block && rest.startsWith("if")) block.deps.push(parseExpr(rest.slice(2)));
+        break;
+      case "default": {
+        const { head, cond } = splitIf(rest);
+        def.defaults.push({ value: parseExpr(head), cond });
+        break;
+      }
+      case "select":
+      case "imply":
+        if (sym) this.reverseDependency(key, sym, def, rest);
+        break;
     }
-  };
-  parseFile(top, false);
+  }
+
+  /** `select X if c` / `imply X if c`: X is selected (implied) by this symbol under its deps and c. */
+  private reverseDependency(key: "select" | "imply", sym: KSymbol, def: SymbolDef, rest: string): void {
+    const { head, cond } = splitIf(rest);
+    const target = this.symbol(head.trim());
+    const depsCond = [...def.depends, ...(cond ? [cond] : [])].reduce<Expr | undefined>(
+      (acc, e) => (acc ? { kind: "and", l: acc, r: e } : e),
+      undefined,
+    );
+    (key === "select" ? target.selectedBy : target.impliedBy).push({ by: sym.name, cond: depsCond });
+  }
+}
+
+export function parseKconfigTree(opts: ParseOptions, top = "Kconfig"): KconfigTree {
+  const parser = new KconfigParser(opts);
+  parser.parseFile(top, false);
+  const symbols = parser.symbols;
   // Symbols only ever named by select/imply have no definition: drop them so "exists" is honest.
   for (const [name, s] of symbols) if (s.defs.length === 0) symbols.delete(name);
-  return { symbols, files };
+  return { symbols, files: parser.files };
 }
 
 export function parseKernelKconfig(srctree: string, srcarch = "x86"): KconfigTree {

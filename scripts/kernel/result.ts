@@ -53,7 +53,8 @@ export interface KernelStageResult {
   dir?: string;
   cached: boolean;
   metadata?: KernelMetadata;
-  report: VerifyReport;
+  /** This run's verification; none for a kernel found in the cache (metadata.verify sums it up). */
+  report?: VerifyReport;
   reportText: string;
   warnings: string[];
   /** What went right that a user wants to see (boot check results). */

@@ -1,17 +1,18 @@
 /**
- * The kernel stage: plan -> source -> configure -> verify -> build -> (boot check), each
- * step cached. Output: images/kernel/<key>/{vmlinuz,config,build.log,metadata.json}.
+ * The kernel stage as phases: source -> configure -> verify -> build -> (boot check), each
+ * cached where it can be. Output: images/kernel/<key>/{vmlinuz,config,build.log,metadata.json}.
  */
 import { readFileSync } from "node:fs";
 import { copyFile, mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { ArtifactCache } from "../lib/cache.js";
+import { ArtifactCache, type Artifact } from "../lib/cache.js";
 import type { PipelineConfig } from "../lib/config.js";
 import { UserError } from "../lib/errors.js";
 import { run, tail } from "../lib/exec.js";
 import { sha256, sha256File } from "../lib/hash.js";
 import { findInPath, requireHostTools } from "../lib/host-tools.js";
-import { runSteps } from "../lib/progress.js";
+import { fromPhase, phaseSeconds, type PhaseLog } from "../lib/phases.js";
+import { runSteps, type Step } from "../lib/progress.js";
 import { configureKernel, fragmentSummary, ARCH } from "./configure.js";
 import {
   explainTrap,
@@ -60,18 +61,32 @@ async function ccacheStats(): Promise<{ hits: number; misses: number } | null> {
   return { hits: get("direct_cache_hit") + get("preprocessed_cache_hit"), misses: get("cache_miss") };
 }
 
-interface Ctx {
+/** What every phase of one kernel stage reads: the config, the caller's options, the plan. */
+interface KernelContext {
+  config: PipelineConfig;
+  opts: KernelStageOptions;
+  cache: ArtifactCache;
   plan: KernelPlan;
+  label: string;
+}
+
+/** What the phases find and make, each field set by the phase named beside it. */
+export interface KernelRun {
+  readonly warnings: string[];
+  readonly notes: string[];
+  /** source */
   source?: KernelSource;
-  key?: string;
   tools?: string[];
+  key?: string;
+  /** source (a cache hit) or build */
+  kernel?: Artifact<KernelMetadata> & { cached: boolean };
+  /** configure: the build directory, its log, the final .config, the EXPERT trap */
+  build?: { outDir: string; logFile: string };
+  final?: Map<string, string>;
   kconfig?: KconfigTree;
-  report?: VerifyReport;
   trap?: TrapEntry[];
-  result?: Omit<KernelStageResult, "requested">;
-  warnings: string[];
-  notes: string[];
-  seconds: Record<string, number>;
+  /** verify */
+  report?: VerifyReport;
 }
 
 export async function runKernelStage(
@@ -81,222 +96,215 @@ export async function runKernelStage(
   if (config.kernel.kind === "debian-cloud") {
     return runDebianCloudKernel(config, opts);
   }
-  const cache = new ArtifactCache(config.cache_dir);
   const plan = planKernel(config, repoData(), resolveKernelInputs(config, opts.extraFragments));
-  const label = `linux ${plan.entry.version} (${config.kernel.base}, fragment set ${config.kernel.fragment_set})`;
-  const timed = async <T>(ctx: Ctx, name: string, fn: () => Promise<T>) => {
-    const t0 = Date.now();
-    try {
-      return await fn();
-    } finally {
-      ctx.seconds[name] = (Date.now() - t0) / 1000;
-    }
+  const k: KernelContext = {
+    config,
+    opts,
+    cache: new ArtifactCache(config.cache_dir),
+    plan,
+    label: `linux ${plan.entry.version} (${config.kernel.base}, fragment set ${config.kernel.fragment_set})`,
   };
-  const ctx: Ctx = { plan, warnings: [], notes: [], seconds: {} };
+  const r: KernelRun = { warnings: [], notes: [] };
   for (const o of plan.requested.overrides)
-    ctx.warnings.push(
+    r.warnings.push(
       `${o.symbol}: ${o.from.file}:${o.from.line} sets ${o.from.value}, ${o.to.file}:${o.to.line} overrides it with ${o.to.value}`,
     );
+  const timings = await runSteps(r, kernelSteps(k), { stage: "kernel" });
+  if (opts.configOut && r.kernel && !opts.checkConfigOnly)
+    await keepConfig(join(r.kernel.dir, "config"), opts.configOut);
+  return kernelResult(k.label, requestedValues(plan.requested), r, phaseSeconds(timings));
+}
 
-  await runSteps(ctx, [
+function kernelSteps(k: KernelContext): Step<KernelRun>[] {
+  const cached = (r: KernelRun) => (r.kernel ? "cached" : false);
+  const { opts, config } = k;
+  return [
+    { name: "source", title: `Resolve ${k.label}`, run: (r, log) => sourcePhase(k, r, log) },
+    { name: "configure", title: "Configure", skip: cached, run: (r, log) => configurePhase(k, r, log) },
     {
-      title: `Resolve ${label}`,
-      run: async (c, log) => {
-        requireHostTools(BUILD_TOOLS, BUILD_HEADERS, "building a kernel");
-        c.source = await timed(c, "source", () =>
-          obtainKernelSource({ cache, kernel: config.kernel, mirror: config.debian.mirror, log }, plan.entry),
-        );
-        c.tools = await toolchain();
-        c.key = kernelCacheKey(plan, config.kernel.base, c.source.metadata, c.tools);
-        const hit = opts.checkConfigOnly ? undefined : await cache.lookup<KernelMetadata>("kernel", c.key);
-        if (hit)
-          c.result = {
-            dir: hit.dir,
-            cached: true,
-            metadata: hit.metadata,
-            report: undefined as unknown as VerifyReport,
-            reportText: `${label}: ${hit.metadata.verify.ok}/${hit.metadata.verify.checked} requested symbols landed in the final .config (verified when built)\n\nverification ${hit.metadata.verify.passed ? "PASSED" : "FAILED"}`,
-            warnings: c.warnings,
-            notes: c.notes,
-            seconds: c.seconds,
-          };
-      },
+      name: "verify",
+      title: "Verify",
+      skip: cached,
+      run: (r, _log, setTitle) => verifyPhase(k, r, setTitle),
     },
     {
-      title: "Configure and verify",
-      skip: (c) => (c.result ? "cached" : false),
-      run: async (c, log, setTitle) => {
-        // One build dir per kernel variant: alternating variants (a matrix) rebuilds nothing.
-        // A check keeps one dir per source and base: kconfig's own tools are compiled once, and
-        // every configure rewrites .config whole (allnoconfig, defconfig), so nothing carries over.
-        const sourceDir = `${c.source!.metadata.provider}-${plan.entry.version}-${config.kernel.base}`;
-        const outDir = join(
-          cache.root,
-          "kbuild",
-          opts.checkConfigOnly ? `check-${sourceDir}` : `${sourceDir}-${variantName(config, plan)}`,
-        );
-        await mkdir(join(cache.root, "logs"), { recursive: true });
-        const logFile = join(cache.root, "logs", `kernel-${c.key}.log`);
-        await rm(logFile, { force: true });
-        const configure = (dir: string, requested: typeof plan.requested, log2 = logFile) =>
-          configureKernel({
-            tree: c.source!.tree,
-            outDir: dir,
-            base: config.kernel.base,
-            requested,
-            logFile: log2,
-            onLine: log,
-          });
-        // The exact trap: the same request without EXPERT, configured for real beside the
-        // real one (each make uses one core), then diffed. Kconfig is parsed meanwhile.
-        const configuring = timed(c, "configure", () =>
-          Promise.all([
-            configure(outDir, plan.requested),
-            requestsExpert(plan.requested)
-              ? configure(
-                  `${outDir}-without-expert`,
-                  withoutExpert(plan.requested),
-                  logFile.replace(/\.log$/, "-without-expert.log"),
-                )
-              : undefined,
-          ]),
-        );
-        c.kconfig = parseKernelKconfig(c.source!.tree);
-        const [final, noExpert] = await configuring;
-        if (noExpert) {
-          c.trap = explainTrap(trapSymbols(final, noExpert, plan.requested), {
-            ...trapCriu(config, opts.criuVersion),
-            kernelVersion: plan.entry.version,
-            withExpert: final,
-            noExpert,
-          });
-          if (c.trap.length) c.warnings.push(formatTrap(c.trap, config.kernel.base));
-        }
-        if (opts.configOut) await keepConfig(join(outDir, ".config"), opts.configOut);
-        c.report = verifyConfig({
-          requested: plan.requested,
-          final,
-          kconfig: c.kconfig,
-          kernelVersion: plan.entry.version,
-          ...acceptedMisses(config.kernel.allowlist, plan.whitelist),
-        });
-        if (opts.checkConfigOnly) {
-          c.result = {
-            cached: false,
-            report: c.report,
-            reportText: formatVerifyReport(c.report, label),
-            warnings: c.warnings,
-            notes: c.notes,
-            seconds: c.seconds,
-            finalConfig: final,
-            expertTrap: c.trap,
-          };
-          return;
-        }
-        failOnVerify(c.report, label);
-        opts.onConfigured?.(final, plan.entry.version);
-        setTitle(
-          `Configured and verified (${c.report.ok.length}/${c.report.checked} symbols); build bzImage (-j${plan.jobs})`,
-        );
-        c.result = await timed(c, "build", () => buildKernel(config, cache, c, outDir, logFile, label, log));
-      },
+      name: "build",
+      title: `Build bzImage (-j${k.plan.jobs})`,
+      skip: (r) => cached(r) || (opts.checkConfigOnly ? "check-config only" : false),
+      run: async (r, log) => void (r.kernel = await buildKernel(k, r, log)),
     },
     {
+      name: "boot-check",
       title: "Boot check under QEMU",
-      skip: (c) =>
-        !(opts.bootCheck ?? config.kernel.boot_check) || !c.result?.dir ? "not requested" : false,
-      run: async (c, log) => {
-        const { bootCheckKernel } = await import("./boot-check.js");
-        const values = Object.fromEntries([...plan.requested.values].map(([k, e]) => [k, e.value]));
-        log("booting to a config-check initramfs");
-        const boot = await timed(c, "boot_check", () =>
-          bootCheckKernel({
-            kernel: join(c.result!.dir!, "vmlinuz"),
-            requested: values,
-            workDir: join(cache.root, "boot-check", c.key!),
-          }),
-        );
-        if (boot.status !== "ok")
-          throw new UserError(
-            `boot check of ${label}: ${boot.status} after ${boot.seconds.toFixed(1)} s; console: ${boot.consoleLog}`,
-            "read the console log",
-            3,
-          );
-        if (boot.mismatches.length)
-          throw new UserError(
-            `boot check of ${label}: the guest's /proc/config.gz differs from the request:\n${boot.mismatches.map((m) => `  ${m.symbol}: requested ${m.requested}, guest ${m.guest}`).join("\n")}`,
-            "see the console log",
-            1,
-          );
-        c.notes.push(
-          `boot check: booted ${boot.kernelRelease ?? "?"} in ${boot.seconds.toFixed(1)} s, all requested symbols seen in /proc/config.gz`,
-        );
-      },
+      skip: (r) => (!(opts.bootCheck ?? config.kernel.boot_check) || !r.kernel ? "not requested" : false),
+      run: (r, log) => bootCheckPhase(k, r, log),
     },
+  ];
+}
+
+/** The source tree (cached), the toolchain, the key, and the built kernel if the cache has it. */
+async function sourcePhase(k: KernelContext, r: KernelRun, log: PhaseLog): Promise<void> {
+  const { config, cache, plan } = k;
+  requireHostTools(BUILD_TOOLS, BUILD_HEADERS, "building a kernel");
+  r.source = await obtainKernelSource(
+    { cache, kernel: config.kernel, mirror: config.debian.mirror, log },
+    plan.entry,
+  );
+  r.tools = await toolchain();
+  r.key = kernelCacheKey(plan, config.kernel.base, r.source.metadata, r.tools);
+  const hit = k.opts.checkConfigOnly ? undefined : await cache.lookup<KernelMetadata>("kernel", r.key);
+  if (hit) r.kernel = { ...hit, cached: true };
+}
+
+/**
+ * The .config from the fragments; with EXPERT requested, the same request without it beside
+ * (each make uses one core), diffed: the exact trap. Kconfig is parsed meanwhile.
+ */
+async function configurePhase(k: KernelContext, r: KernelRun, log: PhaseLog): Promise<void> {
+  const { config, cache, plan, opts } = k;
+  const source = fromPhase(r.source, "the kernel source");
+  // One build dir per kernel variant: alternating variants (a matrix) rebuilds nothing.
+  // A check keeps one dir per source and base: kconfig's own tools are compiled once, and
+  // every configure rewrites .config whole (allnoconfig, defconfig), so nothing carries over.
+  const sourceDir = `${source.metadata.provider}-${plan.entry.version}-${config.kernel.base}`;
+  const variant = opts.checkConfigOnly ? `check-${sourceDir}` : `${sourceDir}-${variantName(config, plan)}`;
+  const outDir = join(cache.root, "kbuild", variant);
+  await mkdir(join(cache.root, "logs"), { recursive: true });
+  const logFile = join(cache.root, "logs", `kernel-${fromPhase(r.key, "the kernel key")}.log`);
+  await rm(logFile, { force: true });
+  r.build = { outDir, logFile };
+  const configure = (dir: string, requested: typeof plan.requested, toLog = logFile) =>
+    configureKernel({
+      tree: source.tree,
+      outDir: dir,
+      base: config.kernel.base,
+      requested,
+      logFile: toLog,
+      onLine: log,
+    });
+  const configuring = Promise.all([
+    configure(outDir, plan.requested),
+    requestsExpert(plan.requested)
+      ? configure(
+          `${outDir}-without-expert`,
+          withoutExpert(plan.requested),
+          logFile.replace(/\.log$/, "-without-expert.log"),
+        )
+      : undefined,
   ]);
-  if (opts.configOut && ctx.result?.dir && !opts.checkConfigOnly)
-    await keepConfig(join(ctx.result.dir, "config"), opts.configOut);
+  r.kconfig = parseKernelKconfig(source.tree);
+  const [final, noExpert] = await configuring;
+  r.final = final;
+  if (noExpert) {
+    r.trap = explainTrap(trapSymbols(final, noExpert, plan.requested), {
+      ...trapCriu(config, opts.criuVersion),
+      kernelVersion: plan.entry.version,
+      withExpert: final,
+      noExpert,
+    });
+    if (r.trap.length) r.warnings.push(formatTrap(r.trap, config.kernel.base));
+  }
+  if (opts.configOut) await keepConfig(join(outDir, ".config"), opts.configOut);
+}
+
+/** Every requested symbol against the final .config; a failure stops before the long build. */
+async function verifyPhase(k: KernelContext, r: KernelRun, setTitle: (title: string) => void): Promise<void> {
+  const { config, plan, opts, label } = k;
+  const final = fromPhase(r.final, "the final .config");
+  r.report = verifyConfig({
+    requested: plan.requested,
+    final,
+    kconfig: r.kconfig,
+    kernelVersion: plan.entry.version,
+    ...acceptedMisses(config.kernel.allowlist, plan.whitelist),
+  });
+  if (opts.checkConfigOnly) return;
+  failOnVerify(r.report, label);
+  opts.onConfigured?.(final, plan.entry.version);
+  setTitle(`Verified (${r.report.ok.length}/${r.report.checked} symbols)`);
+}
+
+/** Boots the kernel to a config-check initramfs: the guest's /proc/config.gz must be the request. */
+async function bootCheckPhase(k: KernelContext, r: KernelRun, log: PhaseLog): Promise<void> {
+  const { cache, plan, label } = k;
+  const { bootCheckKernel } = await import("./boot-check.js");
+  const values = Object.fromEntries([...plan.requested.values].map(([s, e]) => [s, e.value]));
+  log("booting to a config-check initramfs");
+  const boot = await bootCheckKernel({
+    kernel: join(fromPhase(r.kernel, "the kernel").dir, "vmlinuz"),
+    requested: values,
+    workDir: join(cache.root, "boot-check", fromPhase(r.key, "the kernel key")),
+  });
+  if (boot.status !== "ok")
+    throw new UserError(
+      `boot check of ${label}: ${boot.status} after ${boot.seconds.toFixed(1)} s; console: ${boot.consoleLog}`,
+      "read the console log",
+      3,
+    );
+  if (boot.mismatches.length)
+    throw new UserError(
+      `boot check of ${label}: the guest's /proc/config.gz differs from the request:\n${boot.mismatches.map((m) => `  ${m.symbol}: requested ${m.requested}, guest ${m.guest}`).join("\n")}`,
+      "see the console log",
+      1,
+    );
+  r.notes.push(
+    `boot check: booted ${boot.kernelRelease ?? "?"} in ${boot.seconds.toFixed(1)} s, all requested symbols seen in /proc/config.gz`,
+  );
+}
+
+/**
+ * The stage's result: a built kernel with this run's report, a cached one with the summary it
+ * was built with (its report is not kept), or a check-config run's report and .config alone.
+ */
+export function kernelResult(
+  label: string,
+  requested: Map<string, string>,
+  r: KernelRun,
+  seconds: Record<string, number>,
+): KernelStageResult {
+  const common = { warnings: r.warnings, notes: r.notes, seconds, requested, expertTrap: r.trap };
+  if (!r.kernel) {
+    const report = fromPhase(r.report, "the verification report");
+    return {
+      ...common,
+      cached: false,
+      report,
+      reportText: formatVerifyReport(report, label),
+      finalConfig: r.final,
+    };
+  }
+  const { dir, cached, metadata } = r.kernel;
+  const v = metadata.verify;
   return {
-    ...ctx.result!,
-    warnings: ctx.warnings,
-    notes: ctx.notes,
-    seconds: ctx.seconds,
-    requested: requestedValues(plan.requested),
-    expertTrap: ctx.trap ?? ctx.result?.expertTrap,
+    ...common,
+    dir,
+    cached,
+    metadata,
+    report: r.report,
+    reportText: r.report
+      ? formatVerifyReport(r.report, label)
+      : `${label}: ${v.ok}/${v.checked} requested symbols landed in the final .config (verified when built)\n\nverification ${v.passed ? "PASSED" : "FAILED"}`,
   };
 }
 
+/** make bzImage into the variant's build dir, then the artifact: vmlinuz, config, build log. */
 async function buildKernel(
-  config: PipelineConfig,
-  cache: ArtifactCache,
-  c: Ctx,
-  outDir: string,
-  logFile: string,
-  label: string,
-  log: (line: string) => void,
-): Promise<Omit<KernelStageResult, "requested">> {
-  const art = await cache.getOrBuild<KernelMetadata>("kernel", c.key!, async (tmp) => {
-    const ccache = findInPath("ccache");
+  k: KernelContext,
+  r: KernelRun,
+  log: PhaseLog,
+): Promise<Artifact<KernelMetadata> & { cached: boolean }> {
+  const { config, cache, plan } = k;
+  const source = fromPhase(r.source, "the kernel source");
+  const report = fromPhase(r.report, "the verification report");
+  const { outDir, logFile } = fromPhase(r.build, "the build directory");
+  return cache.getOrBuild<KernelMetadata>("kernel", fromPhase(r.key, "the kernel key"), async (tmp) => {
     const before = await ccacheStats();
     const started = Date.now();
-    const makeArgs = [
-      "make",
-      "-C",
-      c.source!.tree,
-      `O=${outDir}`,
-      `ARCH=${ARCH}`,
-      `-j${c.plan.jobs}`,
-      ...(ccache ? ["CC=ccache gcc"] : []),
-    ];
-    const env = {
-      // Reproducible: the same inputs give the same bzImage.
-      KBUILD_BUILD_TIMESTAMP: "2000-01-01 00:00:00 UTC",
-      KBUILD_BUILD_USER: "cr-guest",
-      KBUILD_BUILD_HOST: "cr-guest",
-      KBUILD_BUILD_VERSION: "1",
-      // Paths under the cache become relative: a clone elsewhere still hits ccache.
-      CCACHE_BASEDIR: cache.root,
-    };
-    try {
-      await run([...makeArgs, "bzImage"], {
-        timeoutMs: config.kernel.build_timeout_minutes * 60_000,
-        logFile,
-        onLine: log,
-        env,
-      });
-    } catch (err) {
-      if (err instanceof CommandError)
-        throw new UserError(
-          `kernel build of ${label} failed${err.timedOut ? " (deadline)" : ""}; last lines:\n${tail(err.output, 40)}\n  full log: ${logFile}`,
-          "read the log; a compiler error usually names the option that needs a fragment change",
-          3,
-        );
-      throw err;
-    }
+    await makeBzImage(k, source.tree, outDir, logFile, log);
     const buildSeconds = (Date.now() - started) / 1000;
     const after = await ccacheStats();
     const release = (
-      await run(["make", "-s", "-C", c.source!.tree, `O=${outDir}`, `ARCH=${ARCH}`, "kernelrelease"], {
+      await run(["make", "-s", "-C", source.tree, `O=${outDir}`, `ARCH=${ARCH}`, "kernelrelease"], {
         timeoutMs: 60_000,
       })
     ).stdout.trim();
@@ -306,13 +314,13 @@ async function buildKernel(
     const configText = readFileSync(join(tmp, "config"), "utf8");
     return {
       kind: "build",
-      version: c.plan.entry.version,
+      version: plan.entry.version,
       release,
-      source: c.source!.metadata,
+      source: source.metadata,
       base: config.kernel.base,
-      fragments: fragmentSummary(c.plan.fragments),
+      fragments: fragmentSummary(plan.fragments),
       config_sha256: sha256(configText),
-      toolchain: c.tools,
+      toolchain: r.tools,
       build_seconds: buildSeconds,
       ccache:
         before && after ? { hits: after.hits - before.hits, misses: after.misses - before.misses } : null,
@@ -320,20 +328,47 @@ async function buildKernel(
         bytes: (await stat(join(tmp, "vmlinuz"))).size,
         sha256: await sha256File(join(tmp, "vmlinuz")),
       },
-      verify: verifySummary(c.report!),
+      verify: verifySummary(report),
       created: new Date().toISOString(),
     };
   });
-  return {
-    dir: art.dir,
-    cached: art.cached,
-    metadata: art.metadata,
-    report: c.report!,
-    reportText: formatVerifyReport(c.report!, label),
-    warnings: c.warnings,
-    notes: c.notes,
-    seconds: c.seconds,
+}
+
+async function makeBzImage(
+  k: KernelContext,
+  tree: string,
+  outDir: string,
+  logFile: string,
+  log: PhaseLog,
+): Promise<void> {
+  const ccache = findInPath("ccache");
+  const argv = ["make", "-C", tree, `O=${outDir}`, `ARCH=${ARCH}`, `-j${k.plan.jobs}`];
+  if (ccache) argv.push("CC=ccache gcc");
+  const env = {
+    // Reproducible: the same inputs give the same bzImage.
+    KBUILD_BUILD_TIMESTAMP: "2000-01-01 00:00:00 UTC",
+    KBUILD_BUILD_USER: "cr-guest",
+    KBUILD_BUILD_HOST: "cr-guest",
+    KBUILD_BUILD_VERSION: "1",
+    // Paths under the cache become relative: a clone elsewhere still hits ccache.
+    CCACHE_BASEDIR: k.cache.root,
   };
+  try {
+    await run([...argv, "bzImage"], {
+      timeoutMs: k.config.kernel.build_timeout_minutes * 60_000,
+      logFile,
+      onLine: log,
+      env,
+    });
+  } catch (err) {
+    if (err instanceof CommandError)
+      throw new UserError(
+        `kernel build of ${k.label} failed${err.timedOut ? " (deadline)" : ""}; last lines:\n${tail(err.output, 40)}\n  full log: ${logFile}`,
+        "read the log; a compiler error usually names the option that needs a fragment change",
+        3,
+      );
+    throw err;
+  }
 }
 
 /** Verifies an existing .config file (e.g. from another kernel) against the fragments. */

@@ -375,6 +375,26 @@ async function loadSuiteIndexOnce(opts: LoadSuiteIndexOptions): Promise<SuiteInd
   }
 
   const xzFile = join(dir, indexPath.split("/").pop()!);
+  const grouped = await fetchIndex({ mirror, suite, indexPath, entry, fields, xzFile, arch }, remaining);
+  await writeAtomic(indexFile, JSON.stringify(grouped));
+  await writeAtomic(metaFile, JSON.stringify(meta)); // written last: meta.json vouches for index.json
+  return makeIndex(meta, grouped, arch, false);
+}
+
+/** Downloads the index the signed InRelease pins (by hash when the suite offers it) and groups it by package. */
+async function fetchIndex(
+  at: {
+    mirror: string;
+    suite: string;
+    indexPath: string;
+    entry: { sha256: string; size: number };
+    fields: Record<string, string>;
+    xzFile: string;
+    arch: string | undefined;
+  },
+  remaining: () => number,
+): Promise<Grouped> {
+  const { mirror, suite, indexPath, entry, fields, xzFile, arch } = at;
   const plainUrl = `${mirror}/dists/${suite}/${indexPath}`;
   const pinnedIn = `${mirror}/dists/${suite}/InRelease (signed)`;
   const get = (url: string) =>
@@ -399,9 +419,7 @@ async function loadSuiteIndexOnce(opts: LoadSuiteIndexOptions): Promise<SuiteInd
   for (const p of list) (grouped[p.package] ??= []).push(p);
   for (const versions of Object.values(grouped))
     if (versions.length > 1) versions.sort((a, b) => compareDebianVersions(b.version, a.version));
-  await writeAtomic(indexFile, JSON.stringify(grouped));
-  await writeAtomic(metaFile, JSON.stringify(meta)); // written last: meta.json vouches for index.json
-  return makeIndex(meta, grouped, arch, false);
+  return grouped;
 }
 
 async function readMeta(

@@ -130,15 +130,7 @@ export async function run(requested: string[], opts: RunOptions): Promise<RunRes
     quiet: true,
     verbose: false,
   })`${cmd} ${args}`;
-  let partial = "";
-  const onData = (chunk: Buffer) => {
-    log?.write(chunk);
-    if (!opts.onLine) return;
-    partial += chunk.toString();
-    const lines = partial.split("\n");
-    partial = lines.pop() ?? "";
-    for (const line of lines) if (line.trim()) opts.onLine(line);
-  };
+  const onData = outputTo(log, opts.onLine);
   proc.stdout.on("data", onData);
   proc.stderr.on("data", onData);
   if (opts.stdin) void feedStdin(proc.stdin, opts.stdin).catch(() => undefined);
@@ -177,23 +169,45 @@ export async function run(requested: string[], opts: RunOptions): Promise<RunRes
     seconds: (Date.now() - started) / 1000,
     stoppedBy,
   };
-  if ((timedOut || stoppedBy || out.exitCode !== 0) && !opts.allowFailure) {
-    const how = stoppedBy
-      ? `was stopped: ${stoppedBy}`
-      : timedOut
-        ? `did not finish within ${Math.round(opts.timeoutMs / 1000)} s and was killed`
-        : `exited with code ${out.exitCode}${out.signal ? ` (signal ${out.signal})` : ""}`;
-    const output = tail(`${out.stdout}\n${out.stderr}`);
-    throw new CommandError(
-      `command ${how}: ${argv.join(" ")}${opts.logFile ? `\n  full log: ${opts.logFile}` : ""}\n${indent(output)}`,
-      argv,
-      out.exitCode,
-      timedOut,
-      output,
-      opts.hint,
-    );
-  }
+  if ((timedOut || stoppedBy || out.exitCode !== 0) && !opts.allowFailure)
+    throw commandFailure(argv, out, { timedOut, stoppedBy }, opts);
   return result;
+}
+
+/** A command's output goes to its log as it comes, and to `onLine` line by line. */
+function outputTo(log: WriteStream | undefined, onLine?: (line: string) => void): (chunk: Buffer) => void {
+  let partial = "";
+  return (chunk) => {
+    log?.write(chunk);
+    if (!onLine) return;
+    partial += chunk.toString();
+    const lines = partial.split("\n");
+    partial = lines.pop() ?? "";
+    for (const line of lines) if (line.trim()) onLine(line);
+  };
+}
+
+/** The error of a command that failed, ran past its deadline or was stopped: how, and its output's tail. */
+function commandFailure(
+  argv: string[],
+  out: { exitCode: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string },
+  how: { timedOut: boolean; stoppedBy?: string },
+  opts: RunOptions,
+): CommandError {
+  const what = how.stoppedBy
+    ? `was stopped: ${how.stoppedBy}`
+    : how.timedOut
+      ? `did not finish within ${Math.round(opts.timeoutMs / 1000)} s and was killed`
+      : `exited with code ${out.exitCode}${out.signal ? ` (signal ${out.signal})` : ""}`;
+  const output = tail(`${out.stdout}\n${out.stderr}`);
+  return new CommandError(
+    `command ${what}: ${argv.join(" ")}${opts.logFile ? `\n  full log: ${opts.logFile}` : ""}\n${indent(output)}`,
+    argv,
+    out.exitCode,
+    how.timedOut,
+    output,
+    opts.hint,
+  );
 }
 
 /** Writes each chunk as it comes; a command that stopped reading (killed, exited) ends it. */

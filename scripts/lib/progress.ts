@@ -9,12 +9,15 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { Listr, ListrLogger, ProcessOutput, type ListrTask } from "listr2";
 import { BranchCancelledError, type Branch } from "./exec.js";
+import { runPhase, runPhases, type Phase, type PhaseTiming } from "./phases.js";
 
-export interface Step<C> {
+/**
+ * A phase (lib/phases.ts) with the line it shows: `name` is its timing's name, the title when
+ * it has none.
+ */
+export interface Step<C> extends Omit<Phase<C>, "name"> {
   title: string;
-  /** Skip the step (shown as skipped) when this returns a reason. */
-  skip?: (ctx: C) => string | false;
-  run: (ctx: C, log: (line: string) => void, setTitle: (title: string) => void) => Promise<void>;
+  name?: string;
 }
 
 export interface ProgressSink {
@@ -63,32 +66,44 @@ export function listrOnStderr() {
   } as const;
 }
 
-export async function runSteps<C extends object>(ctx: C, steps: Step<C>[]): Promise<C> {
+/**
+ * Runs the steps in order as phases (lib/phases.ts), each a listr2 line, or inside a sink (a
+ * matrix cell, a concurrent branch) on the sink's line. A step that took a second or more shows
+ * its time in its title. A failing step's error names `opts.stage` and the step. Returns every
+ * step's timing.
+ */
+export async function runSteps<C extends object>(
+  ctx: C,
+  steps: Step<C>[],
+  opts: { stage?: string } = {},
+): Promise<PhaseTiming[]> {
+  const phases = steps.map((step) => ({ ...step, name: step.name ?? step.title }));
   const sink = sinks.getStore();
   if (sink) {
-    for (const step of steps) {
-      const skipped = step.skip?.(ctx);
-      if (skipped) continue;
-      sink.title(step.title);
-      await step.run(ctx, sink.line, sink.title);
-    }
-    return ctx;
+    const titles = new Map(steps.map((s, i) => [phases[i].name, s.title]));
+    return runPhases(ctx, phases, {
+      stage: opts.stage,
+      log: sink.line,
+      setTitle: sink.title,
+      started: (name) => sink.title(titles.get(name) ?? name),
+    });
   }
-  const tasks: ListrTask<C>[] = steps.map((step) => ({
-    title: step.title,
-    skip: step.skip ? (c: C) => step.skip!(c) : undefined,
+  const timings: PhaseTiming[] = [];
+  const tasks: ListrTask<C>[] = phases.map((phase) => ({
+    title: phase.title,
     task: async (c, task) => {
-      await step.run(
-        c,
-        throttledOutput((line) => (task.output = line)),
-        (title) => {
-          task.title = title;
-        },
-      );
+      const timing = await runPhase(c, phase, timings, {
+        stage: opts.stage,
+        log: throttledOutput((line) => (task.output = line)),
+        setTitle: (title) => (task.title = title),
+        ended: (_t, skipped) => skipped && task.skip(skipped),
+      });
+      if (timing.status === "done" && timing.seconds >= 1)
+        task.title = `${task.title} (${timing.seconds.toFixed(1)} s)`;
     },
   }));
-  const list = new Listr<C>(tasks, { concurrent: false, exitOnError: true, ...listrOnStderr() });
-  return list.run(ctx);
+  await new Listr<C>(tasks, { concurrent: false, exitOnError: true, ...listrOnStderr() }).run(ctx);
+  return timings;
 }
 
 export interface ConcurrentBranch {

@@ -95,19 +95,77 @@ function identity(o: Outcomes): SideIdentity {
   };
 }
 
+/** What both boots of a pair share: its sides' configs, the result being filled, how to boot. */
+interface PairRun {
+  pair: PairSpec;
+  cfgA: PipelineConfig;
+  cfgB: PipelineConfig;
+  catalog: ReturnType<typeof repoData>["criu"];
+  result: PairResult;
+  log: (line: string) => void;
+  /** A directory as the result records it: relative to the cache. */
+  rel: (dir: string) => string;
+  drv: (
+    config: PipelineConfig,
+    targets: Parameters<typeof drive>[1],
+    opts?: Parameters<typeof drive>[2],
+  ) => ReturnType<typeof drive>;
+  force?: boolean;
+}
+
+/** The kernels, CRIU builds and the one image of a pair, and where each CRIU is in it. */
+interface PairBuilds {
+  kA: StageOutcome<"kernel">;
+  kB: StageOutcome<"kernel">;
+  criuA: StageOutcome<"criu">;
+  criuB: StageOutcome<"criu">;
+  imageOut: Outcomes;
+  paths: { dump: string; restore: string };
+  versions: { dump: string; restore: string };
+}
+
 export async function runMigration(
   base: { configFile?: string; set: string[] },
   pair: PairSpec,
   o: MigrateOptions = {},
 ): Promise<PairResult> {
   const t0 = Date.now();
-  const log = o.log ?? (() => undefined);
   const cfgA = sideConfig(base, pair.from);
-  const cfgB = sideConfig(base, pair.to);
-  const catalog = repoData().criu;
   const id = pairId(pair);
-  const outDir = join(cfgA.cache_dir, "migrate", id);
-  const result: PairResult = {
+  const p: PairRun = {
+    pair,
+    cfgA,
+    cfgB: sideConfig(base, pair.to),
+    catalog: repoData().criu,
+    result: emptyPairResult(id, pair),
+    log: o.log ?? (() => undefined),
+    rel: (dir) => relative(cfgA.cache_dir, dir),
+    drv: (config, targets, opts = {}) => drive(config, targets, { ...opts, onOutcome: o.onOutcome }),
+    force: o.force,
+  };
+  const b = await pairBuilds(p);
+  // The cases both CRIUs run (a scenario's criu range may exclude one of them).
+  const { dump, restore } = b.versions;
+  const scenarios = loadScenarios(cfgA.boot.scenarios).filter(
+    (s) => semver.satisfies(dump, s.criu) && semver.satisfies(restore, s.criu),
+  );
+  const cases = migratingCases(scenarios);
+  p.result.predicted = pairPredictions(
+    p.catalog,
+    { ...b.versions, dumpKernel: b.kA.value.ref?.version, restoreKernel: b.kB.value.ref?.version },
+    cases,
+  );
+  await (pair.inPlace ? bootInPlace(p, b, cases) : bootAcross(p, b, cases));
+  p.result.seconds = (Date.now() - t0) / 1000;
+  await writeAtomic(
+    join(cfgA.cache_dir, "migrate", id, "pair.json"),
+    `${JSON.stringify(p.result, null, 2)}\n`,
+  );
+  return p.result;
+}
+
+function emptyPairResult(id: string, pair: PairSpec): PairResult {
+  return {
     schema: PAIR_SCHEMA,
     id,
     axes: { from: pair.from, to: pair.to, in_place: pair.inPlace, changes: pairAxes(pair) },
@@ -122,19 +180,11 @@ export async function runMigration(
     seconds: 0,
     created: new Date().toISOString(),
   };
-  const done = async (): Promise<PairResult> => {
-    result.seconds = (Date.now() - t0) / 1000;
-    await writeAtomic(join(outDir, "pair.json"), `${JSON.stringify(result, null, 2)}\n`);
-    return result;
-  };
-  const rel = (dir: string) => relative(cfgA.cache_dir, dir);
-  const drv = (
-    config: PipelineConfig,
-    targets: Parameters<typeof drive>[1],
-    opts: Parameters<typeof drive>[2] = {},
-  ) => drive(config, targets, { ...opts, onOutcome: o.onOutcome });
+}
 
-  // Kernels and CRIUs: the stages of any cell (shared caches).
+/** Kernels and CRIUs: the stages of any cell (shared caches); then one image for both. */
+async function pairBuilds(p: PairRun): Promise<PairBuilds> {
+  const { cfgA, cfgB, drv, result } = p;
   const kA = (await drv(cfgA, ["kernel"])).kernel!;
   const kB =
     JSON.stringify(cfgB.kernel) === JSON.stringify(cfgA.kernel) ? kA : (await drv(cfgB, ["kernel"])).kernel!;
@@ -148,58 +198,62 @@ export async function runMigration(
   // One image for both: the older of the two CRIUs' guest suites that both run in (static
   // builds run in their build suite and every later one), else the later one.
   const sameCriu = criuA.value.metadata.criu.sha256 === criuB.value.metadata.criu.sha256;
-  const [primaryCfg, primary, other] = imageSide(catalog, [cfgA, criuA], [cfgB, criuB]);
+  const [primaryCfg, primary, other] = imageSide(p.catalog, [cfgA, criuA], [cfgB, criuB]);
   const imageOut = await drv(primaryCfg, ["image"], {
     given: { criu: primary },
     image: { more: sameCriu ? [] : [other.value] },
   });
-  const image = imageOut.image!;
-  result.identities.image = image.value.manifest.image_key;
+  result.identities.image = imageOut.image!.value.manifest.image_key;
   const paths = sameCriu
     ? { dump: GUEST_PATHS.criu, restore: GUEST_PATHS.criu }
     : { dump: criuGuestPath(criuA.value.metadata), restore: criuGuestPath(criuB.value.metadata) };
   const versions = { dump: criuA.value.metadata.version, restore: criuB.value.metadata.version };
+  return { kA, kB, criuA, criuB, imageOut, paths, versions };
+}
 
-  // The cases both CRIUs run (a scenario's criu range may exclude one of them).
-  const scenarios = loadScenarios(cfgA.boot.scenarios).filter(
-    (s) => semver.satisfies(versions.dump, s.criu) && semver.satisfies(versions.restore, s.criu),
-  );
-  const cases = migratingCases(scenarios);
-  result.predicted = pairPredictions(
-    catalog,
-    { ...versions, dumpKernel: kA.value.ref?.version, restoreKernel: kB.value.ref?.version },
-    cases,
-  );
-  const boot = (
-    config: PipelineConfig,
-    kernel: StageOutcome<"kernel">,
-    criu: StageOutcome<"criu">,
-    conf: Record<string, string>,
-    transfer?: { mode: "write" } | { mode: "read"; readFrom: string },
-  ) =>
-    drv(config, ["boot"], {
-      given: { kernel, criu, agent: imageOut.agent, image },
-      boot: { force: o.force, log, conf, transfer },
-    });
+/** One boot of a pair's side, in the pair's image. */
+async function bootSide(
+  p: PairRun,
+  b: PairBuilds,
+  side: "A" | "B",
+  conf: Record<string, string>,
+  transfer?: { mode: "write" } | { mode: "read"; readFrom: string },
+): Promise<RunRecord> {
+  const [config, kernel, criu] = side === "A" ? [p.cfgA, b.kA, b.criuA] : [p.cfgB, b.kB, b.criuB];
+  const given = { kernel, criu, agent: b.imageOut.agent, image: b.imageOut.image };
+  return (await p.drv(config, ["boot"], { given, boot: { force: p.force, log: p.log, conf, transfer } }))
+    .boot!.value;
+}
 
-  if (pair.inPlace) {
-    log(`in place: ${cases.length} cases, dump with ${paths.dump}, restore with ${paths.restore}`);
-    const run = (await boot(cfgA, kA, criuA, migrateConf("both", cases, paths, versions, catalog))).boot!
-      .value;
-    result.runs.dump = rel(run.dir);
-    Object.assign(result, pick(judgePair(cases, run.results, null, true)));
-    return done();
-  }
+/** In place: one boot dumps and restores each case. */
+async function bootInPlace(
+  p: PairRun,
+  b: PairBuilds,
+  cases: ReturnType<typeof migratingCases>,
+): Promise<void> {
+  const { paths, versions } = b;
+  p.log(`in place: ${cases.length} cases, dump with ${paths.dump}, restore with ${paths.restore}`);
+  const run = await bootSide(p, b, "A", migrateConf("both", cases, paths, versions, p.catalog));
+  p.result.runs.dump = p.rel(run.dir);
+  Object.assign(p.result, pick(judgePair(cases, run.results, null, true)));
+}
 
-  log(`boot A (${pair.from.kernel}, CRIU ${versions.dump}): dump ${cases.length} cases`);
-  const runA: RunRecord = (
-    await boot(cfgA, kA, criuA, migrateConf("dump", cases, paths, versions, catalog), { mode: "write" })
-  ).boot!.value;
+/** Boot A dumps onto the transfer disk, which is verified; boot B restores from a copy of it. */
+async function bootAcross(
+  p: PairRun,
+  b: PairBuilds,
+  cases: ReturnType<typeof migratingCases>,
+): Promise<void> {
+  const { paths, versions } = b;
+  const { result, rel, log } = p;
+  log(`boot A (${p.pair.from.kernel}, CRIU ${versions.dump}): dump ${cases.length} cases`);
+  const confA = migrateConf("dump", cases, paths, versions, p.catalog);
+  const runA = await bootSide(p, b, "A", confA, { mode: "write" });
   result.runs.dump = rel(runA.dir);
   const afterA = judgePair(cases, runA.results);
   if (!afterA.restoreBootNeeded) {
     Object.assign(result, pick(afterA));
-    return done();
+    return;
   }
   const disk = join(runA.dir, "transfer.img");
   try {
@@ -208,29 +262,24 @@ export async function runMigration(
   } catch (err) {
     if (!(err instanceof TransferDiskError)) throw err;
     Object.assign(result, pick(afterA), { status: "ERROR", reason: err.message });
-    return done();
+    return;
   }
   // crit reads the dump on the host while boot B runs (it never throws: its failures are evidence).
   const crit = inspectPairDump(
     [
-      { role: "dump", config: cfgA, criu: criuA.value.metadata },
-      { role: "restore", config: cfgB, criu: criuB.value.metadata },
+      { role: "dump", config: p.cfgA, criu: b.criuA.value.metadata },
+      { role: "restore", config: p.cfgB, criu: b.criuB.value.metadata },
     ],
     disk,
     cases,
     log,
   );
-  log(`boot B (${pair.to.kernel}, CRIU ${versions.restore}): restore from ${disk}`);
-  const runB = (
-    await boot(cfgB, kB, criuB, migrateConf("restore", cases, paths, versions, catalog), {
-      mode: "read",
-      readFrom: disk,
-    })
-  ).boot!.value;
+  log(`boot B (${p.pair.to.kernel}, CRIU ${versions.restore}): restore from ${disk}`);
+  const confB = migrateConf("restore", cases, paths, versions, p.catalog);
+  const runB = await bootSide(p, b, "B", confB, { mode: "read", readFrom: disk });
   result.runs.restore = rel(runB.dir);
   result.crit = await crit;
   Object.assign(result, pick(judgePair(cases, runA.results, runB.results)));
-  return done();
 }
 
 type Side = [PipelineConfig, StageOutcome<"criu">];

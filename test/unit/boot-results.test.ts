@@ -11,7 +11,7 @@ import {
   kernelCommandLine,
   onlineCpus,
   parseGuestClock,
-  runPhases,
+  runTimeline,
 } from "../../scripts/boot/stage.js";
 import { loadCriuCatalog } from "../../scripts/data/criu-catalog.js";
 import { run } from "../../scripts/lib/exec.js";
@@ -403,7 +403,7 @@ describe("results", () => {
       ],
       tests: [{ seconds: 14.3 }, { seconds: 13.1 }, { seconds: 7.4 }],
     } as never;
-    const p = Object.fromEntries(runPhases(r).map((x) => [x.phase, x.seconds]));
+    const p = Object.fromEntries(runTimeline(r).map((x) => [x.phase, x.seconds]));
     expect(p["QEMU start to guest init"]).toBe(2.5);
     expect(p["tests (sum of each test's clock)"]).toBeCloseTo(34.8);
     expect(p["guest outside tests (set-up, collecting, packing)"]).toBeCloseTo(71 - 2.5 - 34.8);
@@ -416,7 +416,7 @@ describe("results", () => {
       tests: [],
     } as never;
     expect(
-      Object.fromEntries(runPhases(old).map((x) => [x.phase, x.seconds]))[
+      Object.fromEntries(runTimeline(old).map((x) => [x.phase, x.seconds]))[
         "end marker to QEMU exit (power-off)"
       ],
     ).toBeNull();
@@ -466,7 +466,7 @@ describe("results", () => {
       ],
       tests: [{ seconds: 20 }],
     } as never;
-    const p = Object.fromEntries(runPhases(r).map((x) => [x.phase, x.seconds]));
+    const p = Object.fromEntries(runTimeline(r).map((x) => [x.phase, x.seconds]));
     expect(p["guest: set-up (mounts, input disk)"]).toBeCloseTo(1.5);
     expect(p["guest: criu --version, criu check, check --all"]).toBeCloseTo(2);
     expect(p["guest: the --feature checks"]).toBeCloseTo(20);
@@ -514,7 +514,7 @@ describe("results", () => {
       ],
       tests: [],
     } as never;
-    const rows = runPhases(r);
+    const rows = runTimeline(r);
     const names = rows.map((x) => x.phase);
     const p = Object.fromEntries(rows.map((x) => [x.phase, x.seconds]));
     expect(p["guest: the scenarios"]).toBeCloseTo(14.1);
@@ -548,6 +548,38 @@ describe("results", () => {
     } as unknown as ImageResult;
     expect(kernelCommandLine(existing)).toContain("root=/dev/vda2");
     expect(kernelCommandLine(existing)).toContain("init=/usr/libexec/cr-guest/init");
+  });
+});
+
+describe("run plan", () => {
+  it("keys a run by kernel, image, input, memory, the most vCPUs and a non-default bus; gives it the vCPUs asked within boot.cpus", async () => {
+    const { planRun } = await import("../../scripts/boot/stage.js");
+    const { loadConfig } = await import("../../scripts/lib/config.js");
+    const catalog = loadCriuCatalog();
+    const config = loadConfig({ set: ["boot.cpus=2", "boot.retries=1"] });
+    const options = {
+      kernel: { dir: "/k/abc", key: "abc", version: "6.12.107", config_sha256: "c", requested: new Map() },
+      image: {
+        dir: "/i/img1",
+        metadata: { root: { device: "/dev/sda1", partuuid: "c7a5" }, agent: null },
+        manifest: { base: "fresh trixie minbase" },
+      } as unknown as ImageResult,
+      criu: { metadata: { version: [...catalog.versions.keys()].at(-1)!, patches: [] } } as never,
+      accel: "tcg" as const,
+    };
+    const plan = planRun(config, options);
+    expect([plan.vcpus, plan.tries]).toEqual([2, 2]);
+    expect(plan.append).toContain("root=PARTUUID=c7a5");
+    expect(planRun(config, { ...options, vcpus: 1 })).toMatchObject({ key: plan.key, vcpus: 1 });
+    expect(planRun(config, { ...options, vcpus: 9 }).vcpus).toBe(2);
+    expect(planRun(config, { ...options, bus: "virtio" }).key).toBe(plan.key);
+    expect(planRun(config, { ...options, bus: "nvme" }).key).not.toBe(plan.key);
+    expect(planRun(config, { ...options, kernel: { ...options.kernel, key: "def" } }).key).not.toBe(plan.key);
+    expect(planRun(loadConfig({ set: ["boot.cpus=2", "boot.memory_mib=4096"] }), options).key).not.toBe(
+      plan.key,
+    );
+    expect(planRun(config, { ...options, conf: { PHASE: "A" } }).key).not.toBe(plan.key);
+    expect(planRun(config, { ...options, transfer: { mode: "write" } }).key).not.toBe(plan.key);
   });
 });
 

@@ -1,9 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   checkFeatures,
+  criuFrom,
+  firstCriuWith,
   guestSuiteFor,
   hasFact,
   loadCriuCatalog,
@@ -14,7 +16,7 @@ import { applyPatches } from "../../scripts/criu/patches.js";
 import { loadPatchCatalog, selectPatches } from "../../scripts/data/criu-patches.js";
 import { diagnose, formatFindings } from "../../scripts/data/doctor.js";
 import { loadYamlFile } from "../../scripts/lib/yaml-file.js";
-import { CRIU_CATALOG_FILE } from "../../scripts/lib/paths.js";
+import { CRIU_CATALOG_FILE, REPO_ROOT } from "../../scripts/lib/paths.js";
 import { run } from "../../scripts/lib/exec.js";
 import { UserError } from "../../scripts/lib/errors.js";
 
@@ -72,6 +74,30 @@ describe("CRIU catalog", () => {
   });
 });
 
+describe("the first CRIU with a fact (what a fix text's 'CRIU >= X' comes from)", () => {
+  it("is the oldest catalog version from which on every version has the fact, or lacks a fixed bug", () => {
+    expect(firstCriuWith(catalog, "membarrier_get_registrations_probe")).toBe("3.19");
+    expect(firstCriuWith(catalog, "memfd_hugetlb_enosys_fatal", false)).toBe("3.18");
+    expect(firstCriuWith(catalog, "nftables_probe_fatal", false)).toBe("4.0");
+    expect(criuFrom(catalog, "vdso_vvar_vclock_unknown", false)).toBe("CRIU >= 4.1");
+    expect(criuFrom(catalog, "sockopt_passcred_refused", false)).toBe("CRIU >= 4.2");
+  });
+
+  it("follows the catalog, skips a version the fact holds for in between, and refuses a fact the newest lacks", () => {
+    const c = {
+      ...catalog,
+      facts: {
+        middle: { criu: ">=3.18.0 <4.1.0", says: "" },
+        gap: { criu: ">=3.18.0 <3.19.0 || >=4.1.0", says: "" },
+      },
+    };
+    expect(firstCriuWith(c, "middle", false)).toBe("4.1");
+    expect(firstCriuWith(c, "gap")).toBe("4.1");
+    expect(() => firstCriuWith(c, "middle")).toThrow(/newest catalog CRIU lacks fact 'middle'/);
+    expect(() => firstCriuWith(c, "nope")).toThrow(/unknown CRIU fact 'nope'/);
+  });
+});
+
 describe("CRIU patches", () => {
   const patches = loadPatchCatalog();
   it("selects the membarrier patch for >= 3.19 and refuses it before", () => {
@@ -98,6 +124,41 @@ describe("CRIU patches", () => {
 });
 
 describe("doctor", () => {
+  it("writes no CRIU version range by hand: each comes from the catalog fact its rule rests on", () => {
+    const source = readFileSync(join(REPO_ROOT, "scripts/data/doctor.ts"), "utf8");
+    const code = source.replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, ""); // comments may cite versions
+    expect(code.match(/CRIU [<>]=? ?\d|[<>]=? ?\d+\.\d+/g) ?? []).toEqual([]);
+  });
+
+  it("takes each fix's 'CRIU >= X' from the catalog", () => {
+    const noHugetlb = new Map([["CONFIG_CHECKPOINT_RESTORE", "y"]]);
+    const old = diagnose({
+      ...base,
+      criu: resolveCriuVersion("3.17.1", catalog),
+      kernelConfig: noHugetlb,
+      withNftables: true,
+    });
+    expect(old.find((x) => x.id === "memfd-hugetlb")?.fix).toMatch(/or use CRIU >= 3\.18$/);
+    expect(old.find((x) => x.id === "nftables-probe")?.fix).toMatch(/or CRIU >= 4\.0$/);
+    const lost = diagnose({
+      ...base,
+      criu: resolveCriuVersion("3.17.1", catalog),
+      kernelConfig: new Map([
+        ["CONFIG_MEMBARRIER", "y"],
+        ["CONFIG_HUGETLBFS", "y"],
+        ["CONFIG_NF_TABLES_INET", "y"],
+      ]),
+    });
+    expect(lost.find((x) => x.id === "membarrier-registration")?.fix).toBe("use CRIU >= 3.19");
+    const vdso = diagnose({ ...base, criu: resolveCriuVersion("4.0", catalog), kernelVersion: "7.1.8" });
+    expect(vdso.find((x) => x.id === "vdso-vvar-vclock")?.fix).toBe(
+      "use CRIU >= 4.1, or a guest kernel < 6.13",
+    );
+    expect(vdso.find((x) => x.id === "sockopt-passcred")?.fix).toBe(
+      "use CRIU >= 4.2, or a guest kernel < 6.16",
+    );
+  });
+
   const noMembarrier = new Map([
     ["CONFIG_CHECKPOINT_RESTORE", "y"],
     ["CONFIG_PROC_FS", "y"],

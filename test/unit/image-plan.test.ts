@@ -7,6 +7,7 @@ import {
   GUEST_PATHS,
   guestManifest,
   imageKey,
+  imageSeconds,
   injectionOps,
   runnerFiles,
   withParentDirs,
@@ -196,6 +197,26 @@ describe("image plan", () => {
     expect(imageKey({ ...k, runner: [{ ...runner[0], sha256: "e".repeat(64) }, runner[1]] })).not.toBe(key);
     expect(imageKey({ ...k, helpers: ["crg-tcp:2"] })).not.toBe(key);
     expect(imageKey({ ...k, base: { fresh: "trixie" } })).not.toBe(key);
+  });
+
+  it("metadata's seconds come from the build's phases: the disk of an existing base is its copy and strace, a prepared base's its own", () => {
+    const t = (name: string, seconds: number) => ({ name, seconds, status: "done" as const });
+    const fresh = [
+      t("rootfs", 40),
+      t("criu-runs", 0.5),
+      t("disk", 3),
+      t("script", 1),
+      t("inject", 9),
+      t("read-back", 0.1),
+    ];
+    expect(imageSeconds(fresh)).toEqual({ rootfs: 40, image: 3, inject: 9 });
+    expect(imageSeconds(fresh, { seconds: { rootfs: 55, image: 4 } })).toEqual({
+      rootfs: 55,
+      image: 4,
+      inject: 9,
+    });
+    const existing = [t("copy", 2), t("strace", 5), t("script", 1), t("inject", 8), t("read-back", 0.1)];
+    expect(imageSeconds(existing)).toEqual({ rootfs: 0, image: 7, inject: 8 });
   });
 
   it("the runner is every file under guest/ except the helper sources", async () => {

@@ -19,6 +19,8 @@ import {
   resolveKernelVersion,
 } from "../../scripts/data/kernel-catalog.js";
 import { FRAGMENTS_DIR } from "../../scripts/lib/paths.js";
+import { kernelResult, type KernelMetadata } from "../../scripts/kernel/stage.js";
+import { formatVerifyReport, verifyConfig } from "../../scripts/kernel/verify.js";
 
 describe("fragments", () => {
   it("parses values, reasons and 'is not set', and rejects garbage with file:line", () => {
@@ -147,6 +149,58 @@ describe("kernel cache key", () => {
     };
     expect(() => planKernel(config, without, inputs)).toThrow(
       /names 'checkpoint-restore', but kernel-fragments\/checkpoint-restore\.conf does not exist/,
+    );
+  });
+});
+
+describe("kernel stage result", () => {
+  const config = loadConfig();
+  const plan = planKernel(config, repoData(), resolveKernelInputs(config));
+  const requested = new Map([...plan.requested.values].map(([k, e]) => [k, e.value]));
+  const final = new Map([...requested].map(([k, v]) => [k, v]));
+  const report = verifyConfig({ requested: plan.requested, final, kernelVersion: plan.entry.version });
+  const metadata = {
+    verify: { checked: 10, ok: 9, mismatches: [], unknown: [], passed: true },
+  } as unknown as KernelMetadata;
+  const seconds = { source: 1 };
+
+  it("a cached kernel has no report of this run: its text is the summary it was built with", () => {
+    const r = kernelResult(
+      "linux X",
+      requested,
+      { warnings: [], notes: [], kernel: { dir: "/k", metadata, cached: true } },
+      seconds,
+    );
+    expect(r.report).toBeUndefined();
+    expect(r.reportText).toBe(
+      "linux X: 9/10 requested symbols landed in the final .config (verified when built)\n\nverification PASSED",
+    );
+    expect([r.dir, r.cached, r.requested]).toEqual(["/k", true, requested]);
+  });
+
+  it("a built kernel carries this run's report; a check-config run its report and .config, no kernel", () => {
+    const built = kernelResult(
+      "linux X",
+      requested,
+      { warnings: ["w"], notes: [], kernel: { dir: "/k", metadata, cached: false }, report, final },
+      seconds,
+    );
+    expect([built.report, built.reportText, built.finalConfig, built.warnings]).toEqual([
+      report,
+      formatVerifyReport(report, "linux X"),
+      undefined,
+      ["w"],
+    ]);
+    const check = kernelResult("linux X", requested, { warnings: [], notes: [], report, final }, seconds);
+    expect([check.dir, check.metadata, check.cached, check.finalConfig, check.report]).toEqual([
+      undefined,
+      undefined,
+      false,
+      final,
+      report,
+    ]);
+    expect(() => kernelResult("linux X", requested, { warnings: [], notes: [] }, seconds)).toThrow(
+      /the verification report is not set/,
     );
   });
 });
