@@ -3,10 +3,10 @@
  * (byte-identical to GitHub's), unpacked into release trees and made into git checkouts.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
+import { tempDir } from "./temp.js";
 
 export const CRIU_TARBALLS =
   process.env.CR_GUEST_CRIU_MIRROR ?? join(REPO_ROOT, "..", "shared", "criu-tarballs");
@@ -22,7 +22,7 @@ export function missingTarballs(): string | undefined {
 
 /** The v<version> release tree, unpacked from its tag archive into a fresh directory. */
 export function unpackRelease(version: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `crg-criu-${version}-`));
+  const dir = tempDir(`crg-criu-${version}-`);
   execFileSync("tar", ["-xzf", join(CRIU_TARBALLS, `criu-${version}.tar.gz`), "-C", dir]);
   return join(dir, `criu-${version}`);
 }

@@ -6,14 +6,14 @@
  * baseline in which that test passed, the same report is red and names the regression.
  */
 import { describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { XMLParser } from "fast-xml-parser";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import type { MatrixReport } from "../../scripts/matrix/report.js";
 import { crGuest, missingTools } from "../helpers/cli.js";
 import { expectValid } from "../helpers/schemas.js";
+import { tempDir } from "../helpers/temp.js";
 
 const skip = missingTools([
   "qemu-system-x86_64",
@@ -27,7 +27,7 @@ const skip = missingTools([
 const MATRIX = ["--matrix", join(REPO_ROOT, "test/fixtures/matrix/ci.yaml")];
 
 describe.skipIf(skip)("CI steps on a two-cell matrix (integration)", () => {
-  const store = mkdtempSync(join(tmpdir(), "crg-ci-store-"));
+  const store = tempDir("crg-ci-store-");
 
   it(
     "ci keys, ci kernels: the one kernel, packed under its cache key",

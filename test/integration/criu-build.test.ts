@@ -5,14 +5,14 @@
  * error; `criu --version` of each in its chroot; the doctor on real configs.
  */
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { crGuest, missingTools } from "../helpers/cli.js";
 import { chrootKey } from "../../scripts/lib/chroot.js";
 import { criuBuildDeps } from "../../scripts/criu/build-recipe.js";
 import { loadConfig } from "../../scripts/lib/config.js";
 import { criuVersionIn } from "../../scripts/lib/rootfs.js";
+import { tempDir } from "../helpers/temp.js";
 
 const skip = missingTools(["debootstrap", "unshare", "chroot", "gpgv", "xz", "patch", "dpkg-deb", "rsync"]);
 const config = loadConfig();
@@ -126,7 +126,7 @@ describe.skipIf(skip)("CRIU stage (integration)", () => {
     "the doctor fails CRIU 4.1 on a kernel without MEMBARRIER and passes the patched build",
     { timeout: 5 * 60_000 },
     async () => {
-      const dir = mkdtempSync(join(tmpdir(), "crg-doctor-"));
+      const dir = tempDir("crg-doctor-");
       const cfg = join(dir, "config");
       const ours = (await crGuest(["kernel", "--check-config"], 5 * 60_000)).stdout;
       expect(ours).toContain("verification PASSED");

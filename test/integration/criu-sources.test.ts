@@ -6,16 +6,7 @@
  * with nothing cached.
  */
 import { describe, expect, it } from "vitest";
-import {
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  truncateSync,
-  copyFileSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, readdirSync, truncateSync, copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { crGuest, missingTools } from "../helpers/cli.js";
 import {
@@ -27,6 +18,7 @@ import {
 } from "../helpers/criu-sources.js";
 import { loadConfig } from "../../scripts/lib/config.js";
 import type { RunResults } from "../../scripts/boot/stage.js";
+import { tempDir } from "../helpers/temp.js";
 
 const skip =
   missingTools(["qemu-system-x86_64", "guestfish", "debootstrap", "git", "rsync"]) ?? missingTarballs();
@@ -122,7 +114,7 @@ describe.skipIf(skip)("CRIU 3.19 from its real sources (integration)", () => {
         identity: `git:${head}`,
       });
       // The git provider over file:// builds the same commit: the same content key.
-      const bare = join(mkdtempSync(join(tmpdir(), "crg-bare-")), "criu.git");
+      const bare = join(tempDir("crg-bare-"), "criu.git");
       git(dir, "clone", "--quiet", "--bare", dir, bare);
       const viaGit = await crGuest(["criu", "--git", `file://${bare}`, "--ref", "criu-dev", "--plan"]);
       expect(viaGit.exitCode, viaGit.stdout + viaGit.stderr).toBe(0);
@@ -136,15 +128,15 @@ describe.skipIf(skip)("CRIU 3.19 from its real sources (integration)", () => {
     async () => {
       const before = criuArtifacts();
       const tree = unpackRelease("3.19");
-      const notCriu = mkdtempSync(join(tmpdir(), "crg-not-criu-"));
+      const notCriu = tempDir("crg-not-criu-");
       writeFileSync(join(notCriu, "README"), "hello\n");
-      const two = join(mkdtempSync(join(tmpdir(), "crg-two-")), "two.tar.gz");
+      const two = join(tempDir("crg-two-"), "two.tar.gz");
       const { execFileSync } = await import("node:child_process");
       execFileSync("tar", ["-czf", two, "-C", join(tree, ".."), "criu-3.19", "-C", notCriu, "README"]);
-      const badMirror = mkdtempSync(join(tmpdir(), "crg-bad-mirror-"));
+      const badMirror = tempDir("crg-bad-mirror-");
       copyFileSync(join(CRIU_TARBALLS, "criu-3.19.tar.gz"), join(badMirror, "criu-3.19.tar.gz"));
       truncateSync(join(badMirror, "criu-3.19.tar.gz"), 700_000);
-      const bare = join(mkdtempSync(join(tmpdir(), "crg-bare-")), "criu.git");
+      const bare = join(tempDir("crg-bare-"), "criu.git");
       const { dir } = gitCheckoutOf("3.19");
       git(dir, "clone", "--quiet", "--bare", dir, bare);
       const cases: [string[], RegExp][] = [

@@ -4,12 +4,11 @@
  * tests are skipped with the reason printed.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { existsSync, rmSync } from "node:fs";
 import { DEBIAN_KEYRING, loadSuiteIndex } from "../../scripts/lib/debian-mirror.js";
 import { errorMessage } from "../../scripts/lib/errors.js";
 import { missingTools } from "../helpers/cli.js";
+import { tempDir } from "../helpers/temp.js";
 
 // Overridable to point the test at another mirror (or to check the CI failure path).
 const MIRROR = process.env.CR_GUEST_TEST_DEBIAN_MIRROR ?? "http://deb.debian.org/debian";
@@ -37,7 +36,7 @@ async function unavailable(): Promise<string | undefined> {
 }
 
 const skip = await unavailable();
-const cacheDir = mkdtempSync(join(tmpdir(), "crg-debidx-"));
+const cacheDir = tempDir("crg-debidx-");
 afterAll(() => rmSync(cacheDir, { recursive: true, force: true })); // ~130 MB of indexes
 
 describe.skipIf(skip)("Debian mirror indexes (integration)", () => {

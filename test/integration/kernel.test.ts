@@ -4,8 +4,7 @@
  * hit the cache. Real builds: this takes ~11 minutes cold, ~2 with a warm ccache.
  */
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { crGuest, missingTools } from "../helpers/cli.js";
 import { writeKataTree } from "../helpers/kata-tree.js";
@@ -19,6 +18,7 @@ import { FRAGMENTS_DIR } from "../../scripts/lib/paths.js";
 import { bootVm } from "../../scripts/lib/qemu.js";
 import { run } from "../../scripts/lib/exec.js";
 import { mkdirSync, symlinkSync, copyFileSync, chmodSync } from "node:fs";
+import { tempDir } from "../helpers/temp.js";
 
 let builtKernel = "";
 
@@ -74,7 +74,7 @@ describe.skipIf(skip)("kernel stage (integration)", () => {
     { timeout: 120_000 },
     async () => {
       expect(builtKernel, "the build test runs first").not.toBe("");
-      const dir = mkdtempSync(join(tmpdir(), "crg-hang-"));
+      const dir = tempDir("crg-hang-");
       const root = join(dir, "root");
       mkdirSync(join(root, "bin"), { recursive: true });
       copyFileSync("/bin/busybox", join(root, "bin/busybox"));
@@ -130,7 +130,7 @@ describe.skipIf(skip)("kernel stage (integration)", () => {
     "--check-config reports a nonexistent symbol with a suggestion and exits 1",
     { timeout: 20 * 60_000 },
     async () => {
-      const dir = mkdtempSync(join(tmpdir(), "crg-frag-"));
+      const dir = tempDir("crg-frag-");
       const bad = join(dir, "typo.conf");
       // PROC_FS has a prompt only with EXPERT: turning it off needs both (and springs the EXPERT trap).
       writeFileSync(
@@ -157,7 +157,7 @@ describe.skipIf(skip)("kernel stage (integration)", () => {
     "the EXPERT trap over --fragment-set minimal fails --criu 4.1, MEMBARRIER first with its consequence; --config-out keeps the .config",
     { timeout: 20 * 60_000 },
     async () => {
-      const dir = mkdtempSync(join(tmpdir(), "crg-trap-"));
+      const dir = tempDir("crg-trap-");
       const frag = join(dir, "trap.conf");
       writeFileSync(
         frag,
@@ -204,7 +204,7 @@ describe.skipIf(skip)("kernel stage (integration)", () => {
     "a Kata fragments tree: Kata's selection, its whitelisted misses apart, our C/R fragments on top",
     { timeout: 20 * 60_000 },
     async () => {
-      const tree = writeKataTree(mkdtempSync(join(tmpdir(), "crg-kata-")));
+      const tree = writeKataTree(tempDir("crg-kata-"));
       const r = await crGuest(
         [
           "kernel",
@@ -282,7 +282,7 @@ describe.skipIf(skip)("kernel stage (integration)", () => {
     "the Kconfig reader agrees with scripts/kconfig on every requested symbol, on whole 6.1 and 6.12 trees",
     { timeout: 20 * 60_000 },
     async () => {
-      const dir = mkdtempSync(join(tmpdir(), "crg-ref-"));
+      const dir = tempDir("crg-ref-");
       const procOff = join(dir, "proc-off.conf");
       // Turning PROC_FS off (it has a prompt only with EXPERT) drops CHECKPOINT_RESTORE and more.
       writeFileSync(procOff, "CONFIG_EXPERT=y # expert\n# CONFIG_PROC_FS is not set\n");

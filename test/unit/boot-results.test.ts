@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createResultsDisk, parseDoneRecord, readResultsDisk } from "../../scripts/boot/results-disk.js";
 import { errorLines, readTestRecords, summarize } from "../../scripts/boot/results.js";
@@ -18,13 +17,13 @@ import { run } from "../../scripts/lib/exec.js";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { guestContractEnv } from "../../scripts/lib/guest-contract.js";
 import type { ImageResult } from "../../scripts/image/stage.js";
+import { tempDir } from "../helpers/temp.js";
 
 const LIB = join(REPO_ROOT, "guest/lib.sh");
-const tmp = (p: string) => mkdtempSync(join(tmpdir(), p));
 
 describe("run_bounded (guest/lib.sh, run by this host's sh)", () => {
   it("returns the command's exit code at once, and 124 with diagnostics at the deadline, leaving no watchdog behind", async () => {
-    const dir = tmp("crg-bounded-");
+    const dir = tempDir("crg-bounded-");
     const env = join(dir, "contract.env");
     writeFileSync(env, guestContractEnv());
     // Unique sleep lengths, so leftovers can be told apart from anything else on the host.
@@ -66,7 +65,7 @@ describe("run_bounded (guest/lib.sh, run by this host's sh)", () => {
 
 describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this host)", () => {
   it("runs the feature checks in a pool under one deadline: each its own verdict, the hung one a timeout with diagnostics, the unreached skipped", async () => {
-    const dir = tmp("crg-features-");
+    const dir = tempDir("crg-features-");
     writeFileSync(join(dir, "contract.env"), guestContractEnv());
     // A CRIU stand-in: `check --feature F` passes, fails with an Error line, or hangs.
     const criu = join(dir, "criu");
@@ -104,7 +103,7 @@ describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this
   });
 
   it("runs the scenarios side by side in the order listed, never two that hold the same thing at once, each under its own deadline", async () => {
-    const dir = tmp("crg-scenarios-");
+    const dir = tempDir("crg-scenarios-");
     writeFileSync(join(dir, "contract.env"), guestContractEnv());
     // HERE as the guest has it: lib.sh, and stand-in scenarios that log their start and end.
     const here = join(dir, "here");
@@ -184,7 +183,7 @@ describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this
   });
 
   it("waits for a value, a change and a process's end with builtins, and gives up at the deadline", async () => {
-    const dir = tmp("crg-waits-");
+    const dir = tempDir("crg-waits-");
     writeFileSync(join(dir, "contract.env"), guestContractEnv());
     const f = join(dir, "count");
     const script = `HERE=${join(REPO_ROOT, "guest")}; IN=${dir}; OUT=${dir}/out; CRIU=/bin/true; SCENARIO=waits; STEP_TIMEOUT=5; CRG_CONTRACT_ENV=${dir}/contract.env
@@ -208,7 +207,7 @@ describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this
 
 describe("counter files (guest/helpers/crg-counter.h, read by scenario-lib.sh's counter)", () => {
   it("are rewritten in place at a fixed size, so a dump that catches a write restores the same file", async () => {
-    const dir = tmp("crg-counter-");
+    const dir = tempDir("crg-counter-");
     await run(
       [
         "gcc",
@@ -254,7 +253,7 @@ describe("counter files (guest/helpers/crg-counter.h, read by scenario-lib.sh's 
 
 describe("results disk", () => {
   it("carries the input to the guest's shell code and its results back", async () => {
-    const dir = tmp("crg-rdisk-");
+    const dir = tempDir("crg-rdisk-");
     const disk = join(dir, "results.img");
     await createResultsDisk(
       disk,
@@ -275,7 +274,7 @@ describe("results disk", () => {
   });
 
   it("a disk the guest never wrote is an infrastructure error, not a result", async () => {
-    const dir = tmp("crg-rdisk-");
+    const dir = tempDir("crg-rdisk-");
     const disk = join(dir, "results.img");
     await createResultsDisk(disk, { "run.conf": "" }, dir);
     const r = await readResultsDisk(disk, join(dir, "out"));
@@ -326,7 +325,7 @@ describe("run input", () => {
   });
 
   it("rejects a scenario list with a typo, a missing script or a bad range, naming file and line", () => {
-    const dir = tmp("crg-scen-");
+    const dir = tempDir("crg-scen-");
     const f = join(dir, "s.yaml");
     writeFileSync(
       f,
@@ -349,7 +348,7 @@ describe("run input", () => {
 
 describe("results", () => {
   it("reads the guest's records: nested names, CRIU Error lines, diagnostics", () => {
-    const out = tmp("crg-out-");
+    const out = tempDir("crg-out-");
     const t = join(out, "tests", "pidns-init", "no-setsid");
     mkdirSync(t, { recursive: true });
     writeFileSync(join(t, "status"), "PASS\n");
@@ -555,7 +554,7 @@ describe("runs of record", () => {
   it("an ERROR rerun keeps the last complete run; a complete one replaces it, the old one kept as superseded", async () => {
     const { promoteRun } = await import("../../scripts/boot/stage.js");
     const { mkdirSync, existsSync, readdirSync } = await import("node:fs");
-    const runs = tmp("crg-runs-");
+    const runs = tempDir("crg-runs-");
     const attempt = (name: string, text: string) => {
       const d = join(runs, "k1.attempts", name);
       mkdirSync(d, { recursive: true });

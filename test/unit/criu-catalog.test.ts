@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   checkFeatures,
@@ -15,6 +14,7 @@ import { diagnose, formatFindings } from "../../scripts/data/doctor.js";
 import { loadYamlFile } from "../../scripts/lib/yaml-file.js";
 import { CRIU_CATALOG_FILE } from "../../scripts/lib/paths.js";
 import { run } from "../../scripts/lib/exec.js";
+import { tempDir } from "../helpers/temp.js";
 
 const catalog = loadCriuCatalog();
 const kernelOptions = (
@@ -84,7 +84,7 @@ describe("CRIU patches", () => {
   });
 
   it("dry-runs before applying: a tree the patch does not fit is left untouched", async () => {
-    const tree = mkdtempSync(join(tmpdir(), "crg-patch-"));
+    const tree = tempDir("crg-patch-");
     mkdirSync(join(tree, "criu"));
     const unrelated = "int main(void) { return 0; }\n";
     writeFileSync(join(tree, "criu/kerndat.c"), unrelated);

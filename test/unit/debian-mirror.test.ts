@@ -1,7 +1,6 @@
 /** The Debian index parsers, on small fixtures shaped like the real archive's files. */
 import { afterAll, describe, expect, it } from "vitest";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   clearsignedBody,
@@ -14,6 +13,7 @@ import {
 } from "../../scripts/lib/debian-mirror.js";
 import { UserError } from "../../scripts/lib/errors.js";
 import { findInPath } from "../../scripts/lib/host-tools.js";
+import { tempDir } from "../helpers/temp.js";
 
 const H = (c: string) => c.repeat(64);
 const MIRROR = "http://deb.debian.org/debian/";
@@ -233,7 +233,7 @@ describe("compareDebianVersions", () => {
 
 const dirs: string[] = [];
 const tmp = (prefix: string) => {
-  const d = mkdtempSync(join(tmpdir(), prefix));
+  const d = tempDir(prefix);
   dirs.push(d);
   return d;
 };

@@ -2,14 +2,14 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { AddressInfo } from "node:net";
 import { download, NotAvailableError } from "../../scripts/lib/download.js";
 import { UserError } from "../../scripts/lib/errors.js";
 import { sha256 } from "../../scripts/lib/hash.js";
+import { tempDir } from "../helpers/temp.js";
 
 const PAYLOAD = randomBytes(1024 * 1024 + 123);
 const SHA = sha256(PAYLOAD);
@@ -64,7 +64,7 @@ beforeEach(() => {
 });
 
 const tmp = () => {
-  const d = mkdtempSync(join(tmpdir(), "crg-dl-"));
+  const d = tempDir("crg-dl-");
   dirs.push(d);
   return d;
 };

@@ -8,8 +8,7 @@ import { XMLParser } from "fast-xml-parser";
 import { validateWorkflow } from "@action-validator/core";
 import { parse } from "yaml";
 import { servableFromPins } from "../../scripts/data/criu-catalog.js";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { cellStatusOf, type CellResult, type CellTest } from "../../scripts/matrix/cell.js";
@@ -36,6 +35,7 @@ import { judgeCell, tally } from "../../scripts/matrix/verdicts.js";
 import { GITHUB_WORKFLOW, renderGithubWorkflow } from "../../scripts/matrix/command.js";
 import { loadMatrixSpec, planMatrix } from "../../scripts/matrix/spec.js";
 import { crGuest } from "../helpers/cli.js";
+import { tempDir } from "../helpers/temp.js";
 
 import { KERNDAT, cell, good, noMembarrier, t } from "../helpers/cells.js";
 const CELLS = [
@@ -269,7 +269,7 @@ describe("matrix report", () => {
     "the CLI: compare exits 1 on a regression and 0 otherwise; report merge writes all four reports",
     { timeout: 60_000 },
     async () => {
-      const dir = mkdtempSync(join(tmpdir(), "crg-compare-"));
+      const dir = tempDir("crg-compare-");
       const write = (name: string, cells: CellResult[]) => {
         const f = join(dir, name);
         writeFileSync(f, JSON.stringify(buildReport("fixture", cells)));

@@ -8,11 +8,11 @@ import { loadPatchCatalog } from "../../scripts/data/criu-patches.js";
 import { resolveAndPlanCriu } from "../../scripts/criu/stage.js";
 import { loadConfig } from "../../scripts/lib/config.js";
 import { runSideWork, sideLanes, sideWorkPlan } from "../../scripts/side-work.js";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { Branch, BranchCancelledError, branchArgv, run } from "../../scripts/lib/exec.js";
 import { runConcurrently, withProgressSink } from "../../scripts/lib/progress.js";
+import { tempDir } from "../helpers/temp.js";
 
 const catalog = loadCriuCatalog();
 const patches = loadPatchCatalog();
@@ -148,7 +148,7 @@ describe("side work lanes", () => {
     // A mirror nothing answers on: the rootfs bootstrap fails at once, for real.
     const config = {
       ...b.config,
-      cache_dir: mkdtempSync(join(tmpdir(), "crg-side-")),
+      cache_dir: tempDir("crg-side-"),
       debian: { ...b.config.debian, mirror: "http://127.0.0.1:9/debian" },
     };
     const items = sideWorkPlan(config, { criu: true, image: true }, b.plan, false).filter(
