@@ -6,9 +6,10 @@
  * with nothing cached.
  */
 import { describe, expect, it } from "vitest";
-import { existsSync, readFileSync, readdirSync, truncateSync, copyFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { crGuest, missingTools } from "../helpers/cli.js";
+import { crGuest, missingTools, withTestCache } from "../helpers/cli.js";
 import {
   CRIU_TARBALLS,
   git,
@@ -16,13 +17,13 @@ import {
   missingTarballs,
   unpackRelease,
 } from "../helpers/criu-sources.js";
-import { loadConfig } from "../../scripts/lib/config.js";
 import type { RunResults } from "../../scripts/boot/stage.js";
 import { tempDir } from "../helpers/temp.js";
+import { testConfig } from "../helpers/test-cache.js";
 
 const skip =
   missingTools(["qemu-system-x86_64", "guestfish", "debootstrap", "git", "rsync"]) ?? missingTarballs();
-const config = loadConfig();
+const config = testConfig();
 const metadataOf = (out: string) => JSON.parse(readFileSync(/metadata: (\S+)/.exec(out)![1], "utf8"));
 const criuArtifacts = () =>
   existsSync(join(config.cache_dir, "criu")) ? readdirSync(join(config.cache_dir, "criu")).sort() : [];
@@ -134,8 +135,11 @@ describe.skipIf(skip)("CRIU 3.19 from its real sources (integration)", () => {
       const { execFileSync } = await import("node:child_process");
       execFileSync("tar", ["-czf", two, "-C", join(tree, ".."), "criu-3.19", "-C", notCriu, "README"]);
       const badMirror = tempDir("crg-bad-mirror-");
-      copyFileSync(join(CRIU_TARBALLS, "criu-3.19.tar.gz"), join(badMirror, "criu-3.19.tar.gz"));
-      truncateSync(join(badMirror, "criu-3.19.tar.gz"), 700_000);
+      // Written, not copied: a copy keeps the mirror's read-only mode, which only root can truncate.
+      writeFileSync(
+        join(badMirror, "criu-3.19.tar.gz"),
+        readFileSync(join(CRIU_TARBALLS, "criu-3.19.tar.gz")).subarray(0, 700_000),
+      );
       const bare = join(tempDir("crg-bare-"), "criu.git");
       const { dir } = gitCheckoutOf("3.19");
       git(dir, "clone", "--quiet", "--bare", dir, bare);
@@ -180,7 +184,8 @@ describe.skipIf(skip)("CRIU 3.19 from its real sources (integration)", () => {
       writeFileSync(join(tree, "criu/interrupt-test.c"), `/* ${Date.now()} */\n`);
       const { spawn } = await import("node:child_process");
       const { CLI } = await import("../helpers/cli.js");
-      const child = spawn(CLI, ["criu", "--criu", "3.19", "--local-source", tree], {
+      const child = spawn(CLI, withTestCache(["criu", "--criu", "3.19", "--local-source", tree]), {
+        cwd: tmpdir(),
         stdio: ["ignore", "pipe", "pipe"],
       });
       let err = "";
