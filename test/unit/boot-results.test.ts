@@ -17,6 +17,7 @@ import { run } from "../../scripts/lib/exec.js";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { guestContractEnv } from "../../scripts/lib/guest-contract.js";
 import type { ImageResult } from "../../scripts/image/stage.js";
+import { missingTools } from "../helpers/cli.js";
 import { tempDir } from "../helpers/temp.js";
 
 const LIB = join(REPO_ROOT, "guest/lib.sh");
@@ -206,24 +207,26 @@ describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this
 });
 
 describe("counter files (guest/helpers/crg-counter.h, read by scenario-lib.sh's counter)", () => {
-  it("are rewritten in place at a fixed size, so a dump that catches a write restores the same file", async () => {
-    const dir = tempDir("crg-counter-");
-    await run(
-      [
-        "gcc",
-        "-O2",
-        "-Wall",
-        "-Werror",
-        "-o",
-        join(dir, "crg-kata"),
-        join(REPO_ROOT, "guest/helpers/crg-kata.c"),
-      ],
-      { timeoutMs: 120_000 },
-    );
-    mkdirSync(join(dir, "st"));
-    const st = join(dir, "st");
-    const port = 40_000 + (process.pid % 20_000);
-    const script = `HERE=${join(REPO_ROOT, "guest")}; IN=${dir}; OUT=${dir}/out; CRIU=/bin/true; SCENARIO=counter; STEP_TIMEOUT=5; CRG_CONTRACT_ENV=${dir}/contract.env
+  it.skipIf(missingTools(["gcc"]))(
+    "are rewritten in place at a fixed size, so a dump that catches a write restores the same file",
+    async () => {
+      const dir = tempDir("crg-counter-");
+      await run(
+        [
+          "gcc",
+          "-O2",
+          "-Wall",
+          "-Werror",
+          "-o",
+          join(dir, "crg-kata"),
+          join(REPO_ROOT, "guest/helpers/crg-kata.c"),
+        ],
+        { timeoutMs: 120_000 },
+      );
+      mkdirSync(join(dir, "st"));
+      const st = join(dir, "st");
+      const port = 40_000 + (process.pid % 20_000);
+      const script = `HERE=${join(REPO_ROOT, "guest")}; IN=${dir}; OUT=${dir}/out; CRIU=/bin/true; SCENARIO=counter; STEP_TIMEOUT=5; CRG_CONTRACT_ENV=${dir}/contract.env
       . ${join(REPO_ROOT, "guest/scenario-lib.sh")}
       ${join(dir, "crg-kata")} ${port} ${st} & pid=$!
       wait_value ${st}/count "v >= 1" 10 && first=$(stat -c %i ${st}/count)
@@ -233,22 +236,23 @@ describe("counter files (guest/helpers/crg-counter.h, read by scenario-lib.sh's 
       wait_value ${st}/count "v >= 12" 10 && echo "value $(counter ${st}/count) size $(stat -c %s ${st}/count) $(stat -c %s ${st}/accepts) inode $([ "$(stat -c %i ${st}/count)" = "$first" ] && echo same)"
       ls ${st}
       kill $pid`;
-    writeFileSync(join(dir, "contract.env"), guestContractEnv());
-    const r = await run(["sh", "-c", script], { timeoutMs: 30_000, allowFailure: true });
-    const m = /value (\d+) size (\d+) (\d+) inode (\w*)/.exec(r.stdout);
-    expect(m, r.stdout + r.stderr).not.toBeNull();
-    expect(Number(m![1])).toBeGreaterThanOrEqual(12);
-    expect([m![2], m![3], m![4]]).toEqual(["21", "21", "same"]);
-    expect(r.stdout).toMatch(/^early accepts 0 size 21$/m);
-    // No temporary name ever: a dump can only have the counter itself open.
-    expect(
-      r.stdout
-        .split("\n")
-        .filter((l) => /^(count|accepts|lock)$/.test(l))
-        .sort(),
-    ).toEqual(["accepts", "count", "lock"]);
-    expect(r.stdout).not.toMatch(/\.tmp/);
-  });
+      writeFileSync(join(dir, "contract.env"), guestContractEnv());
+      const r = await run(["sh", "-c", script], { timeoutMs: 30_000, allowFailure: true });
+      const m = /value (\d+) size (\d+) (\d+) inode (\w*)/.exec(r.stdout);
+      expect(m, r.stdout + r.stderr).not.toBeNull();
+      expect(Number(m![1])).toBeGreaterThanOrEqual(12);
+      expect([m![2], m![3], m![4]]).toEqual(["21", "21", "same"]);
+      expect(r.stdout).toMatch(/^early accepts 0 size 21$/m);
+      // No temporary name ever: a dump can only have the counter itself open.
+      expect(
+        r.stdout
+          .split("\n")
+          .filter((l) => /^(count|accepts|lock)$/.test(l))
+          .sort(),
+      ).toEqual(["accepts", "count", "lock"]);
+      expect(r.stdout).not.toMatch(/\.tmp/);
+    },
+  );
 });
 
 describe("results disk", () => {

@@ -12,7 +12,7 @@ import {
   parseStanzas,
 } from "../../scripts/lib/debian-mirror.js";
 import { UserError } from "../../scripts/lib/errors.js";
-import { findInPath } from "../../scripts/lib/host-tools.js";
+import { missingTools } from "../helpers/cli.js";
 import { tempDir } from "../helpers/temp.js";
 
 const H = (c: string) => c.repeat(64);
@@ -263,7 +263,7 @@ describe("loadSuiteIndex error paths (local mirror, no network)", () => {
     ).rejects.toThrow(/invalid Debian architecture/);
   });
 
-  it.skipIf(!findInPath("gpgv"))("refuses an InRelease whose signature does not verify", async () => {
+  it.skipIf(missingTools(["gpgv"]))("refuses an InRelease whose signature does not verify", async () => {
     const mirror = tmp("crg-mirror-");
     mkdirSync(join(mirror, "dists", "trixie"), { recursive: true });
     writeFileSync(join(mirror, "dists", "trixie", "InRelease"), INRELEASE);
