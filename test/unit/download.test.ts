@@ -225,7 +225,8 @@ describe("download", () => {
     const took = Date.now() - started;
     expect(err).toBeInstanceOf(UserError);
     expect(err.message).toMatch(/did not finish within 0\.6 s/);
-    expect(took).toBeLessThan(1500);
+    // Ended by its deadline, not by the stalled server (which never ends): a generous bound.
+    expect(took).toBeLessThan(5000);
     expect(existsSync(dest)).toBe(false);
     server.closeAllConnections();
   });
@@ -237,7 +238,7 @@ describe("download", () => {
       (e) => e,
     );
     expect(err).toBeInstanceOf(UserError);
-    expect(Date.now() - started).toBeLessThan(1500);
+    expect(Date.now() - started).toBeLessThan(5000);
     server.closeAllConnections();
   });
 
