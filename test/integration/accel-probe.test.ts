@@ -3,14 +3,14 @@
  * kernel of ours exists yet. Real QEMU, the real /boot kernel, the real probe initramfs.
  */
 import { describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { accelProbeDue, chooseAccel, hostProbeKernel } from "../../scripts/boot/accel.js";
 import { buildConfigCheckInitramfs, END_MARKER } from "../../scripts/kernel/boot-check.js";
 import { loadConfig } from "../../scripts/lib/config.js";
 import { bootVm } from "../../scripts/lib/qemu.js";
 import { missingTools } from "../helpers/cli.js";
+import { tempDir } from "../helpers/temp.js";
 
 const skip = missingTools(["qemu-system-x86_64", "busybox", "cpio"]);
 
@@ -22,7 +22,7 @@ describe.skipIf(skip)("the KVM probe with the host's kernel (integration)", () =
       const kernel = hostProbeKernel();
       // `make setup` installs linux-image-amd64 (libguestfs boots it too).
       expect(kernel, "a kernel under /boot").toBeDefined();
-      const dir = mkdtempSync(join(tmpdir(), "crg-probe-"));
+      const dir = tempDir("crg-probe-");
       const initrd = await buildConfigCheckInitramfs({ dir, symbols: [] });
       const r = await bootVm({
         kernel: kernel!,
@@ -44,7 +44,7 @@ describe.skipIf(skip)("the KVM probe with the host's kernel (integration)", () =
     "a probe with it caches the verdict the boot stage then reads, with the kernel that probed",
     { timeout: 2 * 60_000 },
     async () => {
-      const cache = mkdtempSync(join(tmpdir(), "crg-probe-cache-"));
+      const cache = tempDir("crg-probe-cache-");
       const config = loadConfig({ set: [`cache_dir=${cache}`, "boot.accel=auto"] });
       const kernel = hostProbeKernel()!;
       const due = await accelProbeDue(config);

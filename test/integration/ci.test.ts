@@ -5,15 +5,16 @@
  * registration: predicted by the catalog, so an expected failure and green; with a planted
  * baseline in which that test passed, the same report is red and names the regression.
  */
-import { describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { beforeAll, describe, expect, it } from "vitest";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { XMLParser } from "fast-xml-parser";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import type { MatrixReport } from "../../scripts/matrix/report.js";
 import { crGuest, missingTools } from "../helpers/cli.js";
 import { expectValid } from "../helpers/schemas.js";
+import type { RunResult } from "../../scripts/lib/exec.js";
+import { tempDir } from "../helpers/temp.js";
 
 const skip = missingTools([
   "qemu-system-x86_64",
@@ -27,11 +28,16 @@ const skip = missingTools([
 const MATRIX = ["--matrix", join(REPO_ROOT, "test/fixtures/matrix/ci.yaml")];
 
 describe.skipIf(skip)("CI steps on a two-cell matrix (integration)", () => {
-  const store = mkdtempSync(join(tmpdir(), "crg-ci-store-"));
+  const store = tempDir("crg-ci-store-");
+  // The first step of the workflow, which the cells then boot from: its own test checks it.
+  let kernelsStep: RunResult;
+  beforeAll(async () => {
+    kernelsStep = await crGuest(["ci", "kernels", ...MATRIX, "--store", store, "--json"], 60 * 60_000);
+  }, 65 * 60_000);
 
   it(
     "ci keys, ci kernels: the one kernel, packed under its cache key",
-    { timeout: 60 * 60_000 },
+    { timeout: 10 * 60_000 },
     async () => {
       const keys = await crGuest(["ci", "keys", ...MATRIX, "--criu", "3.17.1", "--json"], 5 * 60_000);
       expect(keys.exitCode, keys.stderr).toBe(0);
@@ -39,7 +45,7 @@ describe.skipIf(skip)("CI steps on a two-cell matrix (integration)", () => {
         kernels: expect.stringMatching(/^[0-9a-f]{16}$/),
         criu: expect.stringMatching(/^[0-9a-f]{16}$/),
       });
-      const r = await crGuest(["ci", "kernels", ...MATRIX, "--store", store, "--json"], 60 * 60_000);
+      const r = kernelsStep;
       expect(r.exitCode, r.stderr).toBe(0);
       const { kernels } = JSON.parse(r.stdout) as {
         kernels: { axis: string; key: string; version: string }[];
@@ -56,6 +62,7 @@ describe.skipIf(skip)("CI steps on a two-cell matrix (integration)", () => {
     "ci cell per CRIU version boots the packed kernel; ci report is green with the expected failure listed",
     { timeout: 60 * 60_000 },
     async () => {
+      expect(kernelsStep.exitCode, kernelsStep.stderr).toBe(0);
       for (const v of ["4.1.1", "3.17.1"]) {
         const r = await crGuest(
           ["ci", "cell", ...MATRIX, "--criu", v, "--store", store, "--json"],

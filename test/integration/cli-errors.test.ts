@@ -1,11 +1,11 @@
 /** Bad input through the real CLI: a clear message naming the input and the fix, non-zero exit. */
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { crGuest } from "../helpers/cli.js";
+import { tempDir } from "../helpers/temp.js";
 
-const dir = mkdtempSync(join(tmpdir(), "crg-cli-"));
+const dir = tempDir("crg-cli-");
 
 describe("cr-guest CLI errors", () => {
   it("--help works for the program and each command", async () => {

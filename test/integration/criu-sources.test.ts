@@ -6,18 +6,10 @@
  * with nothing cached.
  */
 import { describe, expect, it } from "vitest";
-import {
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  truncateSync,
-  copyFileSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { crGuest, missingTools } from "../helpers/cli.js";
+import { crGuest, missingTools, withTestCache } from "../helpers/cli.js";
 import {
   CRIU_TARBALLS,
   git,
@@ -25,12 +17,13 @@ import {
   missingTarballs,
   unpackRelease,
 } from "../helpers/criu-sources.js";
-import { loadConfig } from "../../scripts/lib/config.js";
 import type { RunResults } from "../../scripts/boot/stage.js";
+import { tempDir } from "../helpers/temp.js";
+import { testConfig } from "../helpers/test-cache.js";
 
 const skip =
   missingTools(["qemu-system-x86_64", "guestfish", "debootstrap", "git", "rsync"]) ?? missingTarballs();
-const config = loadConfig();
+const config = testConfig();
 const metadataOf = (out: string) => JSON.parse(readFileSync(/metadata: (\S+)/.exec(out)![1], "utf8"));
 const criuArtifacts = () =>
   existsSync(join(config.cache_dir, "criu")) ? readdirSync(join(config.cache_dir, "criu")).sort() : [];
@@ -122,7 +115,7 @@ describe.skipIf(skip)("CRIU 3.19 from its real sources (integration)", () => {
         identity: `git:${head}`,
       });
       // The git provider over file:// builds the same commit: the same content key.
-      const bare = join(mkdtempSync(join(tmpdir(), "crg-bare-")), "criu.git");
+      const bare = join(tempDir("crg-bare-"), "criu.git");
       git(dir, "clone", "--quiet", "--bare", dir, bare);
       const viaGit = await crGuest(["criu", "--git", `file://${bare}`, "--ref", "criu-dev", "--plan"]);
       expect(viaGit.exitCode, viaGit.stdout + viaGit.stderr).toBe(0);
@@ -136,15 +129,18 @@ describe.skipIf(skip)("CRIU 3.19 from its real sources (integration)", () => {
     async () => {
       const before = criuArtifacts();
       const tree = unpackRelease("3.19");
-      const notCriu = mkdtempSync(join(tmpdir(), "crg-not-criu-"));
+      const notCriu = tempDir("crg-not-criu-");
       writeFileSync(join(notCriu, "README"), "hello\n");
-      const two = join(mkdtempSync(join(tmpdir(), "crg-two-")), "two.tar.gz");
+      const two = join(tempDir("crg-two-"), "two.tar.gz");
       const { execFileSync } = await import("node:child_process");
       execFileSync("tar", ["-czf", two, "-C", join(tree, ".."), "criu-3.19", "-C", notCriu, "README"]);
-      const badMirror = mkdtempSync(join(tmpdir(), "crg-bad-mirror-"));
-      copyFileSync(join(CRIU_TARBALLS, "criu-3.19.tar.gz"), join(badMirror, "criu-3.19.tar.gz"));
-      truncateSync(join(badMirror, "criu-3.19.tar.gz"), 700_000);
-      const bare = join(mkdtempSync(join(tmpdir(), "crg-bare-")), "criu.git");
+      const badMirror = tempDir("crg-bad-mirror-");
+      // Written, not copied: a copy keeps the mirror's read-only mode, which only root can truncate.
+      writeFileSync(
+        join(badMirror, "criu-3.19.tar.gz"),
+        readFileSync(join(CRIU_TARBALLS, "criu-3.19.tar.gz")).subarray(0, 700_000),
+      );
+      const bare = join(tempDir("crg-bare-"), "criu.git");
       const { dir } = gitCheckoutOf("3.19");
       git(dir, "clone", "--quiet", "--bare", dir, bare);
       const cases: [string[], RegExp][] = [
@@ -188,7 +184,8 @@ describe.skipIf(skip)("CRIU 3.19 from its real sources (integration)", () => {
       writeFileSync(join(tree, "criu/interrupt-test.c"), `/* ${Date.now()} */\n`);
       const { spawn } = await import("node:child_process");
       const { CLI } = await import("../helpers/cli.js");
-      const child = spawn(CLI, ["criu", "--criu", "3.19", "--local-source", tree], {
+      const child = spawn(CLI, withTestCache(["criu", "--criu", "3.19", "--local-source", tree]), {
+        cwd: tmpdir(),
         stdio: ["ignore", "pipe", "pipe"],
       });
       let err = "";

@@ -4,17 +4,16 @@
  * tests are skipped with the reason printed.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { existsSync, rmSync } from "node:fs";
 import { DEBIAN_KEYRING, loadSuiteIndex } from "../../scripts/lib/debian-mirror.js";
 import { errorMessage } from "../../scripts/lib/errors.js";
-import { missingTools } from "../helpers/cli.js";
+import { missingTools, unavailable } from "../helpers/cli.js";
+import { tempDir } from "../helpers/temp.js";
 
 // Overridable to point the test at another mirror (or to check the CI failure path).
 const MIRROR = process.env.CR_GUEST_TEST_DEBIAN_MIRROR ?? "http://deb.debian.org/debian";
 
-async function unavailable(): Promise<string | undefined> {
+async function mirrorUnavailable(): Promise<string | undefined> {
   const tools = missingTools(["gpgv", "xz"]); // throws in CI
   if (tools) return tools;
   let reason: string | undefined;
@@ -31,13 +30,11 @@ async function unavailable(): Promise<string | undefined> {
       reason = `${MIRROR} is unreachable: ${errorMessage(err)}${(err as { cause?: unknown }).cause ? ` (${errorMessage((err as { cause: unknown }).cause)})` : ""}`;
     }
   }
-  if (reason && process.env.CI === "true") throw new Error(reason);
-  if (reason) console.warn(`skipping Debian mirror tests: ${reason}`);
-  return reason;
+  return reason === undefined ? undefined : unavailable(`the Debian mirror tests: ${reason}`);
 }
 
-const skip = await unavailable();
-const cacheDir = mkdtempSync(join(tmpdir(), "crg-debidx-"));
+const skip = await mirrorUnavailable();
+const cacheDir = tempDir("crg-debidx-");
 afterAll(() => rmSync(cacheDir, { recursive: true, force: true })); // ~130 MB of indexes
 
 describe.skipIf(skip)("Debian mirror indexes (integration)", () => {
@@ -70,8 +67,8 @@ describe.skipIf(skip)("Debian mirror indexes (integration)", () => {
       const t1 = Date.now();
       const warm = await loadSuiteIndex({ mirror: MIRROR, suite: "trixie", cacheDir, kind: "source" });
       const warmMs = Date.now() - t1;
+      // fromCache is the point (no network); the time is printed, not judged.
       expect(warm.fromCache).toBe(true);
-      expect(warmMs).toBeLessThan(1000);
       expect(warm.sources("linux")).toEqual(index.sources("linux"));
       console.log(`trixie source index: cold ${cold} ms, warm ${warmMs} ms`);
     },

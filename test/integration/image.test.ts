@@ -4,8 +4,7 @@
  * guestfish call; an existing (msdos, ext4) image gets CRIU without being changed itself.
  */
 import { describe, expect, it } from "vitest";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { crGuest, missingTools } from "../helpers/cli.js";
 import { run } from "../../scripts/lib/exec.js";
@@ -17,6 +16,7 @@ import {
 } from "../../scripts/image/guestfish.js";
 import { makeRawImage } from "../../scripts/image/layout.js";
 import { sha256File } from "../../scripts/lib/hash.js";
+import { tempDir } from "../helpers/temp.js";
 
 const skip = missingTools(["guestfish", "debootstrap", "sgdisk", "mkfs.ext4", "sfdisk", "blkid"]);
 
@@ -95,7 +95,7 @@ describe.skipIf(skip)("image stage (integration)", () => {
     "an early guestfish session boots while its script is made, then injects it: one launch, files read back",
     { timeout: 20 * 60_000 },
     async () => {
-      const dir = mkdtempSync(join(tmpdir(), "crg-gf-session-"));
+      const dir = tempDir("crg-gf-session-");
       const rootfs = join(dir, "rootfs");
       mkdirSync(join(rootfs, "etc"), { recursive: true });
       mkdirSync(join(rootfs, "usr", "libexec", "cr-guest"), { recursive: true }); // readBack lists it
@@ -137,7 +137,7 @@ describe.skipIf(skip)("image stage (integration)", () => {
     "installs an agent with Kata's units (an ELF placeholder: no real agent can be built offline here)",
     { timeout: 20 * 60_000 },
     async () => {
-      const dir = mkdtempSync(join(tmpdir(), "crg-agent-"));
+      const dir = tempDir("crg-agent-");
       const agent = join(dir, "kata-agent");
       copyFileSync("/usr/bin/true", agent);
       const r = await crGuest(
@@ -167,7 +167,7 @@ describe.skipIf(skip)("image stage (integration)", () => {
     "adds CRIU to an existing msdos/ext4 image without changing the original",
     { timeout: 40 * 60_000 },
     async () => {
-      const dir = mkdtempSync(join(tmpdir(), "crg-base-"));
+      const dir = tempDir("crg-base-");
       const rootfs = join(dir, "rootfs");
       for (const d of ["etc", "usr/bin", "usr/local/sbin", "sbin"])
         mkdirSync(join(rootfs, d), { recursive: true });

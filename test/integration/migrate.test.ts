@@ -8,13 +8,13 @@ import { describe, expect, it } from "vitest";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { crGuest, missingTools } from "../helpers/cli.js";
-import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import type { PairResult } from "../../scripts/migrate/run.js";
 import type { RunResults } from "../../scripts/boot/stage.js";
 import { verifyTransferDisk } from "../../scripts/boot/transfer-disk.js";
+import { testCacheDir } from "../helpers/test-cache.js";
 
 const skip = missingTools(["qemu-system-x86_64", "guestfish", "debootstrap", "sgdisk", "mkfs.ext4"]);
-const CACHE = join(REPO_ROOT, "images");
+const CACHE = testCacheDir();
 
 describe.skipIf(skip)("migration (integration)", () => {
   it(

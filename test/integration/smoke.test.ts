@@ -85,7 +85,6 @@ describe.skipIf(skip)("boot and test (integration)", () => {
     "a guest that never finishes booting is an ERROR within the boot deadline",
     { timeout: 20 * 60_000 },
     async () => {
-      const t0 = Date.now();
       // init never prints the runner's first line: sleep as init.
       const r = await smoke(
         [
@@ -100,7 +99,6 @@ describe.skipIf(skip)("boot and test (integration)", () => {
         ],
         20 * 60_000,
       );
-      const seconds = (Date.now() - t0) / 1000;
       expect(r.code).toBe(4);
       expect(r.results.status).toBe("ERROR");
       expect(r.results.tests).toEqual([]);
@@ -111,7 +109,9 @@ describe.skipIf(skip)("boot and test (integration)", () => {
         expect(a.seconds).toBeLessThan(60);
       }
       expect(r.out).toMatch(/ERROR \(infrastructure, not a CRIU result\)/);
-      expect(seconds).toBeLessThan(10 * 60);
+      // The boot stage itself (not the kernel and image builds before it, cold or cached) ended
+      // by the two boot deadlines of 25 s, far before the run's own (boot.deadline_minutes).
+      expect(r.results.seconds).toBeLessThan(5 * 60);
     },
   );
 });

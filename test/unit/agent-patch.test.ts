@@ -1,14 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { patchAgentSource, setsidState } from "../../scripts/agent/agent.js";
 import { loadAgentPatches, selectAgentPatch } from "../../scripts/data/agent-patches.js";
+import { tempDir } from "../helpers/temp.js";
 
 const FIXTURES = join(__dirname, "../fixtures/kata");
 const RS = "src/agent/rustjail/src/container.rs";
 function copyOf(name: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `crg-kata-${name}-`));
+  const dir = tempDir(`crg-kata-${name}-`);
   cpSync(join(FIXTURES, name), dir, { recursive: true });
   return dir;
 }

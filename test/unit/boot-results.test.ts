@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createResultsDisk, parseDoneRecord, readResultsDisk } from "../../scripts/boot/results-disk.js";
 import { errorLines, readTestRecords, summarize } from "../../scripts/boot/results.js";
@@ -18,13 +17,14 @@ import { run } from "../../scripts/lib/exec.js";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { guestContractEnv } from "../../scripts/lib/guest-contract.js";
 import type { ImageResult } from "../../scripts/image/stage.js";
+import { missingTools } from "../helpers/cli.js";
+import { tempDir } from "../helpers/temp.js";
 
 const LIB = join(REPO_ROOT, "guest/lib.sh");
-const tmp = (p: string) => mkdtempSync(join(tmpdir(), p));
 
 describe("run_bounded (guest/lib.sh, run by this host's sh)", () => {
   it("returns the command's exit code at once, and 124 with diagnostics at the deadline, leaving no watchdog behind", async () => {
-    const dir = tmp("crg-bounded-");
+    const dir = tempDir("crg-bounded-");
     const env = join(dir, "contract.env");
     writeFileSync(env, guestContractEnv());
     // Unique sleep lengths, so leftovers can be told apart from anything else on the host.
@@ -66,7 +66,7 @@ describe("run_bounded (guest/lib.sh, run by this host's sh)", () => {
 
 describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this host)", () => {
   it("runs the feature checks in a pool under one deadline: each its own verdict, the hung one a timeout with diagnostics, the unreached skipped", async () => {
-    const dir = tmp("crg-features-");
+    const dir = tempDir("crg-features-");
     writeFileSync(join(dir, "contract.env"), guestContractEnv());
     // A CRIU stand-in: `check --feature F` passes, fails with an Error line, or hangs.
     const criu = join(dir, "criu");
@@ -104,7 +104,7 @@ describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this
   });
 
   it("runs the scenarios side by side in the order listed, never two that hold the same thing at once, each under its own deadline", async () => {
-    const dir = tmp("crg-scenarios-");
+    const dir = tempDir("crg-scenarios-");
     writeFileSync(join(dir, "contract.env"), guestContractEnv());
     // HERE as the guest has it: lib.sh, and stand-in scenarios that log their start and end.
     const here = join(dir, "here");
@@ -184,7 +184,7 @@ describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this
   });
 
   it("waits for a value, a change and a process's end with builtins, and gives up at the deadline", async () => {
-    const dir = tmp("crg-waits-");
+    const dir = tempDir("crg-waits-");
     writeFileSync(join(dir, "contract.env"), guestContractEnv());
     const f = join(dir, "count");
     const script = `HERE=${join(REPO_ROOT, "guest")}; IN=${dir}; OUT=${dir}/out; CRIU=/bin/true; SCENARIO=waits; STEP_TIMEOUT=5; CRG_CONTRACT_ENV=${dir}/contract.env
@@ -207,24 +207,26 @@ describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this
 });
 
 describe("counter files (guest/helpers/crg-counter.h, read by scenario-lib.sh's counter)", () => {
-  it("are rewritten in place at a fixed size, so a dump that catches a write restores the same file", async () => {
-    const dir = tmp("crg-counter-");
-    await run(
-      [
-        "gcc",
-        "-O2",
-        "-Wall",
-        "-Werror",
-        "-o",
-        join(dir, "crg-kata"),
-        join(REPO_ROOT, "guest/helpers/crg-kata.c"),
-      ],
-      { timeoutMs: 120_000 },
-    );
-    mkdirSync(join(dir, "st"));
-    const st = join(dir, "st");
-    const port = 40_000 + (process.pid % 20_000);
-    const script = `HERE=${join(REPO_ROOT, "guest")}; IN=${dir}; OUT=${dir}/out; CRIU=/bin/true; SCENARIO=counter; STEP_TIMEOUT=5; CRG_CONTRACT_ENV=${dir}/contract.env
+  it.skipIf(missingTools(["gcc"]))(
+    "are rewritten in place at a fixed size, so a dump that catches a write restores the same file",
+    async () => {
+      const dir = tempDir("crg-counter-");
+      await run(
+        [
+          "gcc",
+          "-O2",
+          "-Wall",
+          "-Werror",
+          "-o",
+          join(dir, "crg-kata"),
+          join(REPO_ROOT, "guest/helpers/crg-kata.c"),
+        ],
+        { timeoutMs: 120_000 },
+      );
+      mkdirSync(join(dir, "st"));
+      const st = join(dir, "st");
+      const port = 40_000 + (process.pid % 20_000);
+      const script = `HERE=${join(REPO_ROOT, "guest")}; IN=${dir}; OUT=${dir}/out; CRIU=/bin/true; SCENARIO=counter; STEP_TIMEOUT=5; CRG_CONTRACT_ENV=${dir}/contract.env
       . ${join(REPO_ROOT, "guest/scenario-lib.sh")}
       ${join(dir, "crg-kata")} ${port} ${st} & pid=$!
       wait_value ${st}/count "v >= 1" 10 && first=$(stat -c %i ${st}/count)
@@ -234,27 +236,28 @@ describe("counter files (guest/helpers/crg-counter.h, read by scenario-lib.sh's 
       wait_value ${st}/count "v >= 12" 10 && echo "value $(counter ${st}/count) size $(stat -c %s ${st}/count) $(stat -c %s ${st}/accepts) inode $([ "$(stat -c %i ${st}/count)" = "$first" ] && echo same)"
       ls ${st}
       kill $pid`;
-    writeFileSync(join(dir, "contract.env"), guestContractEnv());
-    const r = await run(["sh", "-c", script], { timeoutMs: 30_000, allowFailure: true });
-    const m = /value (\d+) size (\d+) (\d+) inode (\w*)/.exec(r.stdout);
-    expect(m, r.stdout + r.stderr).not.toBeNull();
-    expect(Number(m![1])).toBeGreaterThanOrEqual(12);
-    expect([m![2], m![3], m![4]]).toEqual(["21", "21", "same"]);
-    expect(r.stdout).toMatch(/^early accepts 0 size 21$/m);
-    // No temporary name ever: a dump can only have the counter itself open.
-    expect(
-      r.stdout
-        .split("\n")
-        .filter((l) => /^(count|accepts|lock)$/.test(l))
-        .sort(),
-    ).toEqual(["accepts", "count", "lock"]);
-    expect(r.stdout).not.toMatch(/\.tmp/);
-  });
+      writeFileSync(join(dir, "contract.env"), guestContractEnv());
+      const r = await run(["sh", "-c", script], { timeoutMs: 30_000, allowFailure: true });
+      const m = /value (\d+) size (\d+) (\d+) inode (\w*)/.exec(r.stdout);
+      expect(m, r.stdout + r.stderr).not.toBeNull();
+      expect(Number(m![1])).toBeGreaterThanOrEqual(12);
+      expect([m![2], m![3], m![4]]).toEqual(["21", "21", "same"]);
+      expect(r.stdout).toMatch(/^early accepts 0 size 21$/m);
+      // No temporary name ever: a dump can only have the counter itself open.
+      expect(
+        r.stdout
+          .split("\n")
+          .filter((l) => /^(count|accepts|lock)$/.test(l))
+          .sort(),
+      ).toEqual(["accepts", "count", "lock"]);
+      expect(r.stdout).not.toMatch(/\.tmp/);
+    },
+  );
 });
 
 describe("results disk", () => {
   it("carries the input to the guest's shell code and its results back", async () => {
-    const dir = tmp("crg-rdisk-");
+    const dir = tempDir("crg-rdisk-");
     const disk = join(dir, "results.img");
     await createResultsDisk(
       disk,
@@ -275,7 +278,7 @@ describe("results disk", () => {
   });
 
   it("a disk the guest never wrote is an infrastructure error, not a result", async () => {
-    const dir = tmp("crg-rdisk-");
+    const dir = tempDir("crg-rdisk-");
     const disk = join(dir, "results.img");
     await createResultsDisk(disk, { "run.conf": "" }, dir);
     const r = await readResultsDisk(disk, join(dir, "out"));
@@ -326,7 +329,7 @@ describe("run input", () => {
   });
 
   it("rejects a scenario list with a typo, a missing script or a bad range, naming file and line", () => {
-    const dir = tmp("crg-scen-");
+    const dir = tempDir("crg-scen-");
     const f = join(dir, "s.yaml");
     writeFileSync(
       f,
@@ -349,7 +352,7 @@ describe("run input", () => {
 
 describe("results", () => {
   it("reads the guest's records: nested names, CRIU Error lines, diagnostics", () => {
-    const out = tmp("crg-out-");
+    const out = tempDir("crg-out-");
     const t = join(out, "tests", "pidns-init", "no-setsid");
     mkdirSync(t, { recursive: true });
     writeFileSync(join(t, "status"), "PASS\n");
@@ -587,7 +590,7 @@ describe("runs of record", () => {
   it("an ERROR rerun keeps the last complete run; a complete one replaces it, the old one kept as superseded", async () => {
     const { promoteRun } = await import("../../scripts/boot/stage.js");
     const { mkdirSync, existsSync, readdirSync } = await import("node:fs");
-    const runs = tmp("crg-runs-");
+    const runs = tempDir("crg-runs-");
     const attempt = (name: string, text: string) => {
       const d = join(runs, "k1.attempts", name);
       mkdirSync(d, { recursive: true });

@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ArtifactCache } from "../../scripts/lib/cache.js";
 import { cacheKey, canonicalJson } from "../../scripts/lib/hash.js";
+import { tempDir } from "../helpers/temp.js";
 
 describe("artifact cache", () => {
   it("builds once, then hits, with metadata.json", async () => {
-    const cache = new ArtifactCache(mkdtempSync(join(tmpdir(), "crg-cache-")));
+    const cache = new ArtifactCache(tempDir("crg-cache-"));
     let builds = 0;
     const build = async (dir: string) => {
       builds++;
@@ -24,7 +24,7 @@ describe("artifact cache", () => {
   });
 
   it("leaves nothing that looks finished when a build fails", async () => {
-    const root = mkdtempSync(join(tmpdir(), "crg-cache-"));
+    const root = tempDir("crg-cache-");
     const cache = new ArtifactCache(root);
     await expect(
       cache.getOrBuild("stage", "k2", async (dir) => {
@@ -45,7 +45,7 @@ describe("artifact cache", () => {
 
 describe("concurrent builds of one artifact", () => {
   it("take turns: the second finds the first's artifact and never builds", async () => {
-    const cache = new ArtifactCache(mkdtempSync(join(tmpdir(), "crg-cache-")));
+    const cache = new ArtifactCache(tempDir("crg-cache-"));
     let builds = 0;
     const build = async () => {
       builds++;

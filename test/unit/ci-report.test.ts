@@ -4,14 +4,14 @@
  * regression against a planted baseline; the summary names each. Also ciVerdict itself.
  */
 import { describe, expect, it } from "vitest";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ciVerdict } from "../../scripts/matrix/ci.js";
 import { buildReport } from "../../scripts/matrix/report.js";
 import type { CellResult } from "../../scripts/matrix/cell.js";
 import { crGuest } from "../helpers/cli.js";
 import { good, noMembarrier } from "../helpers/cells.js";
+import { tempDir } from "../helpers/temp.js";
 
 const PREDICTED = {
   severity: "fail",
@@ -23,7 +23,7 @@ const PREDICTED = {
 const expectedFail = { ...noMembarrier, predicted: [PREDICTED] };
 
 function store(cells: Record<string, CellResult[]>): string {
-  const dir = mkdtempSync(join(tmpdir(), "crg-ci-"));
+  const dir = tempDir("crg-ci-");
   for (const [v, cs] of Object.entries(cells))
     for (const c of cs) {
       mkdirSync(join(dir, `cells-${v}`, "cells", c.id), { recursive: true });
@@ -102,7 +102,7 @@ describe("ci report", () => {
       expect(r.stdout).toMatch(
         /Unexpected failures \(these make CI red\)[\s\S]*\| 4\.1\.1_nomb_none_native \| criu-check \| Error \(criu\/kerndat\.c/,
       );
-      const empty = await crGuest(["ci", "report", "--store", mkdtempSync(join(tmpdir(), "crg-ci-empty-"))]);
+      const empty = await crGuest(["ci", "report", "--store", tempDir("crg-ci-empty-")]);
       expect(empty.exitCode).toBe(2);
       expect(empty.stderr).toMatch(/no cell results in .*crg-ci-empty-.* \(cells-\*\/\)/);
       const step = await crGuest(["ci", "deploy"]);

@@ -4,9 +4,9 @@
  * ArtifactCache, as a stage leaves them) each stage becomes a hit and the next one's key is
  * known, down to the guest run. Nothing here builds, configures or boots.
  */
+import { tempDir } from "../helpers/temp.js";
 import { afterAll, describe, expect, it } from "vitest";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { resolveAndPlanCriu, type CriuMetadata } from "../../scripts/criu/stage.js";
 import { repoData } from "../../scripts/data/repo-data.js";
@@ -23,7 +23,7 @@ const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
 function emptyCache(set: string[] = []): PipelineConfig {
-  const dir = mkdtempSync(join(tmpdir(), "crg-dry-run-"));
+  const dir = tempDir("crg-dry-run-");
   dirs.push(dir);
   return loadConfig({ set: [`cache_dir=${JSON.stringify(dir)}`, ...set] });
 }
@@ -200,7 +200,7 @@ describe("dry-run plan of smoke", () => {
   });
 
   it("a configured agent is planned, and the image's key names it", async () => {
-    const agentFile = join(mkdtempSync(join(tmpdir(), "crg-agent-")), "kata-agent");
+    const agentFile = join(tempDir("crg-agent-"), "kata-agent");
     dirs.push(dirname(agentFile));
     writeFileSync(agentFile, "\x7fELF not really");
     const config = emptyCache([`agent.binary=${JSON.stringify(agentFile)}`]);

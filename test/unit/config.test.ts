@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig } from "../../scripts/lib/config.js";
 import { UserError } from "../../scripts/lib/errors.js";
+import { tempDir } from "../helpers/temp.js";
 
-const dir = mkdtempSync(join(tmpdir(), "crg-config-"));
+const dir = tempDir("crg-config-");
 function file(name: string, text: string): string {
   const path = join(dir, name);
   writeFileSync(path, text);

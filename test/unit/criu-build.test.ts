@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { tempDir } from "../helpers/temp.js";
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildFlags, criuBuildDeps } from "../../scripts/criu/build-recipe.js";
 import { parseLdd } from "../../scripts/lib/rootfs.js";
@@ -60,7 +60,7 @@ describe("chroots", () => {
     expect(chrootKey("sid", ["a"], { ...m, accept_expired_release: true })).toBe(chrootKey("sid", ["a"], m));
   });
   it("leave no apt option of the bootstrap in the chroot", async () => {
-    const root = mkdtempSync(join(tmpdir(), "crg-chroot-"));
+    const root = tempDir("crg-chroot-");
     const conf = join(root, "etc/apt/apt.conf.d");
     mkdirSync(conf, { recursive: true });
     // What mmdebstrap 1.3.5 left with the option (and no 99mmdebstrap without any --aptopt).

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   checkFeatures,
@@ -19,6 +18,7 @@ import { loadYamlFile } from "../../scripts/lib/yaml-file.js";
 import { CRIU_CATALOG_FILE, REPO_ROOT } from "../../scripts/lib/paths.js";
 import { run } from "../../scripts/lib/exec.js";
 import { UserError } from "../../scripts/lib/errors.js";
+import { tempDir } from "../helpers/temp.js";
 
 const catalog = loadCriuCatalog();
 const kernelOptions = (
@@ -112,7 +112,7 @@ describe("CRIU patches", () => {
   });
 
   it("dry-runs before applying: a tree the patch does not fit is left untouched", async () => {
-    const tree = mkdtempSync(join(tmpdir(), "crg-patch-"));
+    const tree = tempDir("crg-patch-");
     mkdirSync(join(tree, "criu"));
     const unrelated = "int main(void) { return 0; }\n";
     writeFileSync(join(tree, "criu/kerndat.c"), unrelated);

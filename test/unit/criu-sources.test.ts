@@ -10,17 +10,14 @@ import {
   existsSync,
   lstatSync,
   mkdirSync,
-  mkdtempSync,
   readFileSync,
   readdirSync,
   readlinkSync,
   rmSync,
-  truncateSync,
   writeFileSync,
 } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 import { loadCriuCatalog, resolveCriuVersion } from "../../scripts/data/criu-catalog.js";
@@ -43,10 +40,11 @@ import {
   missingTarballs,
   unpackRelease,
 } from "../helpers/criu-sources.js";
+import { tempDir } from "../helpers/temp.js";
 
 const catalog = loadCriuCatalog();
 const patchCatalog = loadPatchCatalog();
-const cacheRoot = mkdtempSync(join(tmpdir(), "crg-src-cache-"));
+const cacheRoot = tempDir("crg-src-cache-");
 const cfg = (...set: string[]) => loadConfig({ set: [`cache_dir=${JSON.stringify(cacheRoot)}`, ...set] });
 const plan = (strict: boolean, ...set: string[]) =>
   resolveAndPlanCriu(cfg(...set), { strict }, { criu: catalog, criuPatches: patchCatalog });
@@ -125,7 +123,7 @@ describe.skipIf(missingTarballs())("local mirror", () => {
   });
 
   it("accepts vX.tar.gz names, ignores other files, and says what it lacks", () => {
-    const dir = mkdtempSync(join(tmpdir(), "crg-mirror-"));
+    const dir = tempDir("crg-mirror-");
     copyFileSync(join(CRIU_TARBALLS, "criu-4.0.tar.gz"), join(dir, "v4.0.tar.gz"));
     writeFileSync(join(dir, "README"), "not a tarball\n");
     expect(serving(plan(true, 'criu.version="4.0"', `criu.local_mirror=${dir}`))).toMatchObject({
@@ -142,10 +140,10 @@ describe.skipIf(missingTarballs())("local mirror", () => {
   });
 
   it("refuses a truncated tarball, naming it and both checksums", () => {
-    const dir = mkdtempSync(join(tmpdir(), "crg-mirror-bad-"));
+    const dir = tempDir("crg-mirror-bad-");
     const file = join(dir, "criu-3.19.tar.gz");
-    copyFileSync(join(CRIU_TARBALLS, "criu-3.19.tar.gz"), file);
-    truncateSync(file, 500_000);
+    // Written, not copied: a copy keeps the mirror's read-only mode, which only root can truncate.
+    writeFileSync(file, readFileSync(join(CRIU_TARBALLS, "criu-3.19.tar.gz")).subarray(0, 500_000));
     const err = thrown(() => plan(true, "criu.version=3.19", `criu.local_mirror=${dir}`));
     expect(err.message).toContain(file);
     expect(err.message).toContain("990cdd147cb670a5d5d14216c2b5c2fc2b9a53ef19396569a6413807ba2a6aa2");
@@ -192,12 +190,12 @@ describe.skipIf(missingTarballs())("local source: a real release tree, a git che
   });
 
   it("refuses a directory that is not a CRIU tree and a tarball with two top directories", () => {
-    const notCriu = mkdtempSync(join(tmpdir(), "crg-notcriu-"));
+    const notCriu = tempDir("crg-notcriu-");
     writeFileSync(join(notCriu, "Makefile"), "all:\n");
     expect(thrown(() => plan(true, "criu.version=3.19", `criu.local_source=${notCriu}`)).message).toBe(
       `criu.local_source ${notCriu} is not a CRIU source tree (no Makefile.versions and criu/ at its top)`,
     );
-    const two = join(mkdtempSync(join(tmpdir(), "crg-two-")), "two.tar.gz");
+    const two = join(tempDir("crg-two-"), "two.tar.gz");
     mkdirSync(join(notCriu, "b"));
     execFileSync("tar", ["-czf", two, "-C", join(tree, ".."), "criu-3.19", "-C", notCriu, "b"]);
     expect(thrown(() => plan(true, "criu.version=3.19", `criu.local_source=${two}`)).message).toMatch(
@@ -246,7 +244,7 @@ describe.skipIf(missingTarballs())("local source: a real release tree, a git che
     writeFileSync(join(dir, "untracked.c"), "int x;\n");
     execFileSync("sh", ["-c", 'echo "/* uncommitted */" >> criu/cr-restore.c'], { cwd: dir });
     const p = plan(true, "criu.version=3.19", `criu.local_source=${dir}`);
-    const dest = mkdtempSync(join(tmpdir(), "crg-obtain-"));
+    const dest = tempDir("crg-obtain-");
     const before = execFileSync("git", ["status", "--porcelain"], { cwd: dir }).toString();
     const { tree: copy, origin } = await obtainCriuSource(
       serving(p) as never,
@@ -269,7 +267,7 @@ describe.skipIf(missingTarballs())("git provider over file://", () => {
   let checkout: ReturnType<typeof gitCheckoutOf>;
   beforeAll(() => {
     checkout = gitCheckoutOf("3.19");
-    const bare = join(mkdtempSync(join(tmpdir(), "crg-bare-")), "criu.git");
+    const bare = join(tempDir("crg-bare-"), "criu.git");
     git(checkout.dir, "clone", "--quiet", "--bare", checkout.dir, bare);
     url = `file://${bare}`;
   });
@@ -292,7 +290,7 @@ describe.skipIf(missingTarballs())("git provider over file://", () => {
 
   it("obtains the commit's tree", async () => {
     const p = plan(true, 'criu.version=""', `criu.git={url: "${url}", ref: criu-dev}`);
-    const dest = mkdtempSync(join(tmpdir(), "crg-git-obtain-"));
+    const dest = tempDir("crg-git-obtain-");
     const { tree, origin } = await obtainCriuSource(
       serving(p) as never,
       p.resolved,
@@ -340,7 +338,7 @@ describe.skipIf(missingTarballs())("upstream provider against a loopback server"
     const p = plan(true, "criu.version=3.19", `criu.upstream_url_base=${base}/tags`);
     const up = serving(p);
     expect(up.provider).toBe("upstream");
-    const dest = mkdtempSync(join(tmpdir(), "crg-up-"));
+    const dest = tempDir("crg-up-");
     const { tree, origin } = await obtainCriuSource(
       up as never,
       p.resolved,
@@ -357,7 +355,7 @@ describe.skipIf(missingTarballs())("upstream provider against a loopback server"
   it("refuses a body that does not match the pin, and passes on a 404", async () => {
     rmSync(join(cacheRoot, "downloads"), { recursive: true, force: true });
     const p = plan(true, "criu.version=3.19", `criu.upstream_url_base=${base}/bad`);
-    const dest = mkdtempSync(join(tmpdir(), "crg-up-bad-"));
+    const dest = tempDir("crg-up-bad-");
     await expect(
       obtainCriuSource(
         serving(p) as never,

@@ -1,7 +1,6 @@
 /** The Debian index parsers, on small fixtures shaped like the real archive's files. */
 import { afterAll, describe, expect, it } from "vitest";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   clearsignedBody,
@@ -13,7 +12,8 @@ import {
   parseStanzas,
 } from "../../scripts/lib/debian-mirror.js";
 import { UserError } from "../../scripts/lib/errors.js";
-import { findInPath } from "../../scripts/lib/host-tools.js";
+import { missingTools } from "../helpers/cli.js";
+import { tempDir } from "../helpers/temp.js";
 
 const H = (c: string) => c.repeat(64);
 const MIRROR = "http://deb.debian.org/debian/";
@@ -233,7 +233,7 @@ describe("compareDebianVersions", () => {
 
 const dirs: string[] = [];
 const tmp = (prefix: string) => {
-  const d = mkdtempSync(join(tmpdir(), prefix));
+  const d = tempDir(prefix);
   dirs.push(d);
   return d;
 };
@@ -263,7 +263,7 @@ describe("loadSuiteIndex error paths (local mirror, no network)", () => {
     ).rejects.toThrow(/invalid Debian architecture/);
   });
 
-  it.skipIf(!findInPath("gpgv"))("refuses an InRelease whose signature does not verify", async () => {
+  it.skipIf(missingTools(["gpgv"]))("refuses an InRelease whose signature does not verify", async () => {
     const mirror = tmp("crg-mirror-");
     mkdirSync(join(mirror, "dists", "trixie"), { recursive: true });
     writeFileSync(join(mirror, "dists", "trixie", "InRelease"), INRELEASE);

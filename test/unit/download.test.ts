@@ -2,14 +2,14 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { AddressInfo } from "node:net";
 import { download, NotAvailableError } from "../../scripts/lib/download.js";
 import { UserError } from "../../scripts/lib/errors.js";
 import { sha256 } from "../../scripts/lib/hash.js";
+import { tempDir } from "../helpers/temp.js";
 
 const PAYLOAD = randomBytes(1024 * 1024 + 123);
 const SHA = sha256(PAYLOAD);
@@ -64,7 +64,7 @@ beforeEach(() => {
 });
 
 const tmp = () => {
-  const d = mkdtempSync(join(tmpdir(), "crg-dl-"));
+  const d = tempDir("crg-dl-");
   dirs.push(d);
   return d;
 };
@@ -225,7 +225,8 @@ describe("download", () => {
     const took = Date.now() - started;
     expect(err).toBeInstanceOf(UserError);
     expect(err.message).toMatch(/did not finish within 0\.6 s/);
-    expect(took).toBeLessThan(1500);
+    // Ended by its deadline, not by the stalled server (which never ends): a generous bound.
+    expect(took).toBeLessThan(5000);
     expect(existsSync(dest)).toBe(false);
     server.closeAllConnections();
   });
@@ -237,7 +238,7 @@ describe("download", () => {
       (e) => e,
     );
     expect(err).toBeInstanceOf(UserError);
-    expect(Date.now() - started).toBeLessThan(1500);
+    expect(Date.now() - started).toBeLessThan(5000);
     server.closeAllConnections();
   });
 

@@ -6,11 +6,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createServer, type IncomingMessage, type Server } from "node:http";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { zipSync, strToU8 } from "fflate";
 import { fetchBaseline, githubContext, unzipInto } from "../../scripts/lib/github-baseline.js";
+import { tempDir } from "../helpers/temp.js";
 
 type State = "no-run" | "no-artifact" | "good";
 
@@ -110,13 +110,13 @@ describe("the baseline from GitHub's REST API", () => {
 
   it("no successful run yet: says so", async () => {
     state = "no-run";
-    const got = await fetchBaseline(githubContext(env(), "x")!, mkdtempSync(join(tmpdir(), "crg-bl-")));
+    const got = await fetchBaseline(githubContext(env(), "x")!, tempDir("crg-bl-"));
     expect(got).toMatchObject({ status: "no-run", branch: "main" });
   });
 
   it("a run without the artifact: says which run", async () => {
     state = "no-artifact";
-    const got = await fetchBaseline(githubContext(env(), "x")!, mkdtempSync(join(tmpdir(), "crg-bl-")));
+    const got = await fetchBaseline(githubContext(env(), "x")!, tempDir("crg-bl-"));
     expect(got).toMatchObject({ status: "no-artifact", runId: 4242 });
     if (got.status === "no-artifact") expect(got.note).toContain("no unexpired 'matrix-report' artifact");
   });
@@ -124,7 +124,7 @@ describe("the baseline from GitHub's REST API", () => {
   it("a good run: follows the redirect, unzips the report; the token goes to the API only", async () => {
     state = "good";
     seen.length = 0;
-    const dir = mkdtempSync(join(tmpdir(), "crg-bl-"));
+    const dir = tempDir("crg-bl-");
     const got = await fetchBaseline(githubContext(env(), "x")!, dir);
     expect(got).toMatchObject({
       status: "ok",
@@ -140,10 +140,10 @@ describe("the baseline from GitHub's REST API", () => {
 
   it("an HTTP error names the URL and the fix; a zip entry outside its directory is refused", async () => {
     const ctx = { ...githubContext(env(), "x")!, repo: "acme/nope" };
-    await expect(fetchBaseline(ctx, mkdtempSync(join(tmpdir(), "crg-bl-")))).rejects.toThrow(
+    await expect(fetchBaseline(ctx, tempDir("crg-bl-"))).rejects.toThrow(
       /GitHub API .*\/repos\/acme\/nope: HTTP 404/,
     );
-    const dir = mkdtempSync(join(tmpdir(), "crg-bl-"));
+    const dir = tempDir("crg-bl-");
     await expect(unzipInto(zipSync({ "../evil": strToU8("x") }), dir)).rejects.toThrow(
       /outside its directory/,
     );

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   criuGuestPath,
@@ -19,6 +18,7 @@ import { chooseRoot } from "../../scripts/image/inspect.js";
 import { planLayout } from "../../scripts/image/layout.js";
 import { loadConfig } from "../../scripts/lib/config.js";
 import type { CriuMetadata } from "../../scripts/criu/stage.js";
+import { tempDir } from "../helpers/temp.js";
 
 const runner: RunnerFile[] = [
   { path: "init", sha256: "a".repeat(64), mode: 0o755 },
@@ -274,7 +274,7 @@ describe("image plan", () => {
 
   it("rejects a bad image name and two agents at once", () => {
     expect(() => loadConfig({ set: ["image.name=../x"] })).toThrow(/not a plain file name/);
-    const dir = mkdtempSync(join(tmpdir(), "crg-img-"));
+    const dir = tempDir("crg-img-");
     writeFileSync(join(dir, "a"), "x");
     expect(() => loadConfig({ set: [`agent.binary=${join(dir, "a")}`, `agent.kata_src=${dir}`] })).toThrow(
       /both set/,

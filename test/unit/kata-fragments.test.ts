@@ -4,8 +4,7 @@
  * apart without failing.
  */
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { acceptedMisses } from "../../scripts/data/allowlist.js";
 import { readKataTree, whitelistFor, whitelisted } from "../../scripts/data/kata-fragments.js";
@@ -15,8 +14,9 @@ import { planKernel } from "../../scripts/kernel/plan.js";
 import { repoData } from "../../scripts/data/repo-data.js";
 import { loadConfig } from "../../scripts/lib/config.js";
 import { writeKataTree } from "../helpers/kata-tree.js";
+import { tempDir } from "../helpers/temp.js";
 
-const tree = () => writeKataTree(mkdtempSync(join(tmpdir(), "crg-kata-")));
+const tree = () => writeKataTree(tempDir("crg-kata-"));
 
 describe("Kata fragment trees", () => {
   it("selects common/ minus !arch and !confidential files, then <arch>/, then the build type", () => {
@@ -123,7 +123,7 @@ describe("Kata fragment trees", () => {
   });
 
   it("a directory without common/ is refused, naming it", () => {
-    const dir = mkdtempSync(join(tmpdir(), "crg-notkata-"));
+    const dir = tempDir("crg-notkata-");
     mkdirSync(join(dir, "x86_64"));
     expect(() => readKataTree(dir, { arch: "x86_64" })).toThrow(
       new RegExp(`${dir} is not a Kata fragments tree: it has no common/ directory`),

@@ -13,9 +13,9 @@ import {
   parseFragment,
   readDotConfig,
 } from "../../scripts/data/fragments.js";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { formatVerifyReport, verifyConfig } from "../../scripts/kernel/verify.js";
+import { tempDir } from "../helpers/temp.js";
 
 const tree = parseKernelKconfig(join(__dirname, "../fixtures/kconfig"));
 const cfg = (text: string) => parseDotConfig(text);
@@ -135,9 +135,7 @@ describe("verification", () => {
 
 describe("Kconfig help text as real trees write it", () => {
   it("help text at the help keyword's own indent is help (6.1's aic7xxx), not a source directive", async () => {
-    const { mkdtempSync, writeFileSync } = await import("node:fs");
-    const { tmpdir } = await import("node:os");
-    const dir = mkdtempSync(join(tmpdir(), "crg-kconfig-help-"));
+    const dir = tempDir("crg-kconfig-help-");
     // The shape of drivers/scsi/aic7xxx/Kconfig.aic7xxx in 6.1: help and its text, one tab each.
     writeFileSync(
       join(dir, "Kconfig"),
@@ -165,7 +163,7 @@ describe("Kconfig help text as real trees write it", () => {
 
 describe("a user's .config file", () => {
   it("gives its values and the kernel version of its header from one read; unreadable is refused by name", () => {
-    const f = join(mkdtempSync(join(tmpdir(), "crg-dot-")), ".config");
+    const f = join(tempDir("crg-dot-"), ".config");
     writeFileSync(
       f,
       "#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86_64 6.1.176 Kernel Configuration\n#\nCONFIG_MEMBARRIER=y\n# CONFIG_RSEQ is not set\n",

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig } from "../../scripts/lib/config.js";
 import {
@@ -21,6 +20,7 @@ import {
 import { FRAGMENTS_DIR } from "../../scripts/lib/paths.js";
 import { kernelResult, type KernelMetadata } from "../../scripts/kernel/stage.js";
 import { formatVerifyReport, verifyConfig } from "../../scripts/kernel/verify.js";
+import { tempDir } from "../helpers/temp.js";
 
 describe("fragments", () => {
   it("parses values, reasons and 'is not set', and rejects garbage with file:line", () => {
@@ -129,7 +129,7 @@ describe("kernel cache key", () => {
     expect(kernelCacheKey(plan, "tinyconfig", source, tools)).not.toBe(key);
     expect(kernelCacheKey(plan, "allnoconfig", { ...source, sha256: "cd" }, tools)).not.toBe(key);
     expect(kernelCacheKey(plan, "allnoconfig", source, ["gcc 14", "ld 2.40"])).not.toBe(key);
-    const dir = mkdtempSync(join(tmpdir(), "crg-frag-"));
+    const dir = tempDir("crg-frag-");
     const extra = join(dir, "extra.conf");
     writeFileSync(extra, "CONFIG_MAGIC_SYSRQ=y # sysrq\n");
     expect(

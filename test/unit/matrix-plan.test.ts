@@ -5,8 +5,7 @@
 import { CRIU_TARBALLS, missingTarballs } from "../helpers/criu-sources.js";
 import { describe, expect, it } from "vitest";
 import { join } from "node:path";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { UserError } from "../../scripts/lib/errors.js";
 import {
@@ -20,6 +19,7 @@ import {
   sharedStages,
 } from "../../scripts/matrix/spec.js";
 import { pairId } from "../../scripts/migrate/pair.js";
+import { tempDir } from "../helpers/temp.js";
 
 const fixture = (name: string) => join(REPO_ROOT, "test/fixtures/matrix", name);
 const errorOf = (fn: () => unknown): UserError => {
@@ -185,7 +185,7 @@ describe("migration pairs in matrix.yaml", () => {
   });
 
   it("a pair that changes no axis or two, or names an unknown value, is refused at its line", () => {
-    const dir = mkdtempSync(join(tmpdir(), "crg-pairs-"));
+    const dir = tempDir("crg-pairs-");
     const axes = `axes:\n  criu: [{ id: "4.1.1", set: { criu.version: "4.1.1" } }, { id: "4.2.1", set: { criu.version: "4.2.1" } }]\n  kernel: [{ id: "6.12" }, { id: "6.1" }]\n  patches: [{ id: unpatched }]\n  suite: [{ id: native }]\n`;
     const file = (name: string, migrate: string) => {
       const f = join(dir, name);
@@ -219,7 +219,7 @@ describe("migration pairs in matrix.yaml", () => {
 
 describe("cell inputs", () => {
   it("a stored cell is stale when the guest runner or scenario data changes, not only the config", () => {
-    const dir = mkdtempSync(join(tmpdir(), "crg-data-"));
+    const dir = tempDir("crg-data-");
     mkdirSync(join(dir, "guest"));
     writeFileSync(join(dir, "guest", "run-tests"), "echo one\n");
     const before = dataHash(["guest"], [], dir);

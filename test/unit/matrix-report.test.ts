@@ -5,8 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { XMLParser } from "fast-xml-parser";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { cellStatusOf, type CellResult, type CellTest } from "../../scripts/matrix/cell.js";
@@ -31,6 +30,7 @@ import {
 } from "../../scripts/matrix/report.js";
 import { judgeCell, tally } from "../../scripts/matrix/verdicts.js";
 import { crGuest } from "../helpers/cli.js";
+import { tempDir } from "../helpers/temp.js";
 
 import { KERNDAT, cell, good, noMembarrier, t } from "../helpers/cells.js";
 const CELLS = [
@@ -264,7 +264,7 @@ describe("matrix report", () => {
     "the CLI: compare exits 1 on a regression and 0 otherwise; report merge writes all four reports",
     { timeout: 60_000 },
     async () => {
-      const dir = mkdtempSync(join(tmpdir(), "crg-compare-"));
+      const dir = tempDir("crg-compare-");
       const write = (name: string, cells: CellResult[]) => {
         const f = join(dir, name);
         writeFileSync(f, JSON.stringify(buildReport("fixture", cells)));

@@ -5,8 +5,6 @@
  * the real ones are exercised by the integration test of a two-cell matrix.
  */
 import { describe, expect, it } from "vitest";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { loadMatrixSpec, planMatrix, type PlannedCell } from "../../scripts/matrix/spec.js";
@@ -17,6 +15,7 @@ import { bootBlockers, KernelCannotBootError } from "../../scripts/kernel/bootab
 import { storedCell, writeCell } from "../../scripts/matrix/cell.js";
 import { indexedStages } from "../../scripts/matrix/command.js";
 import { realStages } from "../../scripts/matrix/stages.js";
+import { tempDir } from "../helpers/temp.js";
 
 const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "test/fixtures/matrix/small.yaml")));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -86,7 +85,7 @@ const opts = (outDir: string, stages: CellStages<string, string>, extra: object 
 
 describe("matrix runner", () => {
   it("runs each shared stage once: 2 kernels, 3 CRIU+image builds, 6 boots for 6 cells", async () => {
-    const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
+    const out = tempDir("crg-matrix-");
     const r = recordingStages();
     const s = await runMatrix(plan, plan.cells, opts(out, r.stages));
     expect(r.calls.kernel.sort()).toEqual(["6.12", "nomb"]);
@@ -105,7 +104,7 @@ describe("matrix runner", () => {
   });
 
   it("predictions are per cell, with the cell's own kernel, though the image is shared across kernels", async () => {
-    const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
+    const out = tempDir("crg-matrix-");
     const r = recordingStages();
     r.stages.predict = (c, kernel) => [{ severity: "info", id: "k", what: `${c.criuVersion} on ${kernel}` }];
     await runMatrix(plan, plan.cells, opts(out, r.stages));
@@ -120,7 +119,7 @@ describe("matrix runner", () => {
   });
 
   it("a failing kernel build fails its cells (BUILD-FAILED, with the reason) and no other", async () => {
-    const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
+    const out = tempDir("crg-matrix-");
     const r = recordingStages({ failKernel: "nomb" });
     const s = await runMatrix(plan, plan.cells, opts(out, r.stages));
     const byId = new Map(s.cells.map((c) => [c.id, c]));
@@ -154,7 +153,7 @@ describe("matrix runner", () => {
         return r.stages.boot(c, "", "");
       },
     };
-    const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
+    const out = tempDir("crg-matrix-");
     const s = await runMatrix(plan, plan.cells, opts(out, stages));
     const nomb = s.cells.filter((c) => c.axes.kernel === "nomb");
     expect(nomb.length).toBeGreaterThan(0);
@@ -180,7 +179,7 @@ describe("matrix runner", () => {
   });
 
   it("an infrastructure error is ERROR, not a test failure, and is retried by the next run", async () => {
-    const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
+    const out = tempDir("crg-matrix-");
     const first = recordingStages({
       bootStatus: (c) => (c.id === "4.1_6.12_mb_native" ? "ERROR" : "COMPLETE"),
     });
@@ -197,7 +196,7 @@ describe("matrix runner", () => {
   });
 
   it("resumes: stored cells with the same inputs are kept; --force or changed inputs run them again", async () => {
-    const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
+    const out = tempDir("crg-matrix-");
     await runMatrix(plan, plan.cells, opts(out, recordingStages().stages));
     const again = recordingStages();
     const kept = await runMatrix(plan, plan.cells, opts(out, again.stages));
@@ -218,17 +217,13 @@ describe("matrix runner", () => {
   });
 
   it("a build takes the whole machine; boots share it up to its capacity", async () => {
-    const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
+    const out = tempDir("crg-matrix-");
     const r = recordingStages({ delayMs: 30 });
     await runMatrix(plan, plan.cells, opts(out, r.stages));
     expect(r.peak.buildWithOther).toBe(false);
     expect(r.peak.boot).toBe(2);
     const one = recordingStages({ delayMs: 10 });
-    await runMatrix(
-      plan,
-      plan.cells,
-      opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), one.stages, { bootWeight: 2 }),
-    );
+    await runMatrix(plan, plan.cells, opts(tempDir("crg-matrix-"), one.stages, { bootWeight: 2 }));
     expect(one.peak.boot).toBe(1);
   });
 
@@ -252,17 +247,17 @@ describe("matrix runner", () => {
       spans.some(
         (a) => a.kind === "image" && spans.some((b) => b.kind === "boot" && a.from < b.to && b.from < a.to),
       );
-    await runMatrix(plan, plan.cells, opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), stages(true)));
+    await runMatrix(plan, plan.cells, opts(tempDir("crg-matrix-"), stages(true)));
     expect(overlaps()).toBe(true);
     spans.length = 0;
-    await runMatrix(plan, plan.cells, opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), stages(false)));
+    await runMatrix(plan, plan.cells, opts(tempDir("crg-matrix-"), stages(false)));
     expect(overlaps()).toBe(false);
   });
 
   it("the matrix command hands the runner every hook of the real stages, imageIsLight too", () => {
     // Dropped once: every image stage then took the whole machine and the boots waited.
     const real = realStages();
-    const handed = indexedStages(real, {}, mkdtempSync(join(tmpdir(), "crg-index-")));
+    const handed = indexedStages(real, {}, tempDir("crg-index-"));
     expect(Object.keys(handed).sort()).toEqual(Object.keys(real).sort());
     expect(handed.imageIsLight).toBe(real.imageIsLight);
     expect(handed.boot).toBe(real.boot);
@@ -282,7 +277,7 @@ describe("matrix runner", () => {
       ...base.stages,
       boot: (c, k, i, vcpus) => (given.push({ id: c.id, vcpus }), base.stages.boot(c, k, i)),
     };
-    const out = mkdtempSync(join(tmpdir(), "crg-matrix-"));
+    const out = tempDir("crg-matrix-");
     await runMatrix(plan, plan.cells, opts(out, stages, { bootWeight: 2, adaptiveVcpus: true }));
     // Six boots arriving together: each shares the two cores with another (the last one too).
     expect(given.map((g) => g.vcpus)).toEqual([1, 1, 1, 1, 1, 1]);
@@ -293,15 +288,11 @@ describe("matrix runner", () => {
     await runMatrix(
       plan,
       plan.cells.slice(0, 1),
-      opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), stages, { bootWeight: 2, adaptiveVcpus: true }),
+      opts(tempDir("crg-matrix-"), stages, { bootWeight: 2, adaptiveVcpus: true }),
     );
     expect(given.map((g) => g.vcpus)).toEqual([2]);
     given.length = 0;
-    await runMatrix(
-      plan,
-      plan.cells,
-      opts(mkdtempSync(join(tmpdir(), "crg-matrix-")), stages, { bootWeight: 2 }),
-    );
+    await runMatrix(plan, plan.cells, opts(tempDir("crg-matrix-"), stages, { bootWeight: 2 }));
     expect(given.every((g) => g.vcpus === undefined)).toBe(true);
   });
 

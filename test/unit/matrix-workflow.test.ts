@@ -4,11 +4,11 @@
  * moves artifacts, every other step is one command of ours that runs locally too); and its CRIU
  * jobs taken at run time from what `cr-guest ci keys` prints for matrix.yaml.
  */
+import { tempDir } from "../helpers/temp.js";
 import { describe, expect, it } from "vitest";
 import { validateWorkflow } from "@action-validator/core";
 import { parse } from "yaml";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { servableFromPins } from "../../scripts/data/criu-catalog.js";
@@ -41,7 +41,7 @@ const runs = (job: Job) => job.steps.flatMap((s) => (s.run === undefined ? [] : 
 
 /** `name=value` lines as `ci keys` writes them to $GITHUB_OUTPUT. */
 async function keysOutput(args: string[]): Promise<Record<string, string>> {
-  const file = join(mkdtempSync(join(tmpdir(), "crg-keys-")), "github-output");
+  const file = join(tempDir("crg-keys-"), "github-output");
   const r = await crGuest(["ci", "keys", ...args], 120_000, { GITHUB_OUTPUT: file });
   expect(r.exitCode, r.stderr).toBe(0);
   return Object.fromEntries(

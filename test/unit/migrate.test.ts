@@ -5,8 +5,7 @@
  * what each boot is told; and the pair's verdict from the two runs.
  */
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, readFileSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "../../scripts/lib/exec.js";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
@@ -38,8 +37,8 @@ import { loadScenarios, migratingCases } from "../../scripts/data/scenarios.js";
 import type { RunResults } from "../../scripts/boot/stage.js";
 import { deriveFindings } from "../../scripts/matrix/report.js";
 import { repoData } from "../../scripts/data/repo-data.js";
+import { tempDir } from "../helpers/temp.js";
 
-const tmp = (p: string) => mkdtempSync(join(tmpdir(), p));
 const LIB = join(REPO_ROOT, "guest/lib.sh");
 const SCENARIO_LIB = join(REPO_ROOT, "guest/scenario-lib.sh");
 
@@ -54,7 +53,7 @@ async function guestSh(dir: string, script: string, ...args: string[]) {
 
 describe("transfer disk", () => {
   it("boot A's write_transfer is verified by the host; a fresh copy reads back in boot B's read_transfer", async () => {
-    const dir = tmp("crg-xfer-");
+    const dir = tempDir("crg-xfer-");
     const disk = join(dir, "transfer.img");
     await createTransferDisk(disk);
     expect(() => verifyTransferDisk(disk)).toThrow(
@@ -87,7 +86,7 @@ describe("transfer disk", () => {
   });
 
   it("a corrupt or missing disk is refused by name, by the host and by the guest", async () => {
-    const dir = tmp("crg-xfer-");
+    const dir = tempDir("crg-xfer-");
     const disk = join(dir, "transfer.img");
     await createTransferDisk(disk);
     await guestSh(
@@ -126,7 +125,7 @@ run_case moves dump_demo restore_demo
 run_case stays other true
 `;
   it("boot A hands the case over, boot B takes it over and restores; a case that does not migrate runs in neither", async () => {
-    const dir = tmp("crg-halves-");
+    const dir = tempDir("crg-halves-");
     const sh = (phase: string, out: string) =>
       run(
         [

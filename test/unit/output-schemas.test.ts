@@ -5,8 +5,7 @@
  * refuse other schema numbers and malformed files with the file's name.
  */
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { SCHEMAS_DIR, schemaFiles } from "../../scripts/schemas.js";
@@ -18,6 +17,7 @@ import { collectCells, readCell } from "../../scripts/matrix/cell.js";
 import { buildReport } from "../../scripts/matrix/report.js";
 import { parseOutput } from "../../scripts/lib/output-schemas.js";
 import { UserError } from "../../scripts/lib/errors.js";
+import { tempDir } from "../helpers/temp.js";
 
 const ajv = new Ajv2020({ allErrors: true, strict: false });
 const validator = (name: string) =>
@@ -31,7 +31,7 @@ describe("published JSON Schemas", () => {
 
   it("cell.json and matrix.json written by the matrix runner validate; a broken one does not", async () => {
     const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "test/fixtures/matrix/small.yaml")));
-    const out = mkdtempSync(join(tmpdir(), "crg-schema-"));
+    const out = tempDir("crg-schema-");
     const stub = {
       kernel: async () => ({
         handle: "k",
@@ -125,7 +125,7 @@ describe("published JSON Schemas", () => {
   });
 
   it("a reader names a cell.json that is not one", () => {
-    const dir = mkdtempSync(join(tmpdir(), "crg-badcell-"));
+    const dir = tempDir("crg-badcell-");
     const f = join(dir, "cell.json");
     writeFileSync(f, JSON.stringify({ schema: 1, id: "x" }));
     expect(() => readCell(f)).toThrow(new RegExp(`${f} is not a valid cell\\.json`));

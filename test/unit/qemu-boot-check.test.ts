@@ -1,6 +1,4 @@
 import { describe, expect, it } from "vitest";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { classifyBoot, qemuArgs, QEMU } from "../../scripts/lib/qemu.js";
 import { accelProbeDue, chooseAccel, hostProbeKernel } from "../../scripts/boot/accel.js";
@@ -14,6 +12,7 @@ import {
 } from "../../scripts/kernel/boot-check.js";
 import { run } from "../../scripts/lib/exec.js";
 import { missingTools } from "../helpers/cli.js";
+import { tempDir } from "../helpers/temp.js";
 
 describe("QEMU command line", () => {
   it("uses TCG with cx16 off, no reboot, a serial console file and the panic options", () => {
@@ -120,7 +119,7 @@ describe("config-check initramfs", () => {
   });
 
   it.skipIf(missingTools(["cpio", "busybox"]))("holds /init, busybox and the requested symbols", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "crg-initramfs-"));
+    const dir = tempDir("crg-initramfs-");
     const cpio = await buildConfigCheckInitramfs({ dir, symbols: ["CONFIG_MEMBARRIER", "CONFIG_TUN"] });
     const list = (await run(["cpio", "-t", "--quiet", "-F", cpio], { timeoutMs: 10_000 })).stdout.split("\n");
     expect(list).toEqual(expect.arrayContaining(["init", "bin/busybox", "bin/sh", "bin/zcat"]));
@@ -136,7 +135,7 @@ describe("the accelerator probe", () => {
   it.skipIf(missingTools(["qemu-system-x86_64"]))(
     "boots started together ask once, and a cached verdict builds no probe initramfs",
     async () => {
-      const cache = mkdtempSync(join(tmpdir(), "crg-accel-"));
+      const cache = tempDir("crg-accel-");
       const version = (await run([QEMU, "--version"], { timeoutMs: 10_000 })).stdout.split("\n")[0];
       mkdirSync(join(cache, "boot-check"));
       writeFileSync(
@@ -154,7 +153,7 @@ describe("the accelerator probe", () => {
 
 describe("a probe before our kernel exists", () => {
   it("probes with the newest readable /boot/vmlinuz-*, and with none when /boot has none", () => {
-    const boot = mkdtempSync(join(tmpdir(), "crg-boot-"));
+    const boot = tempDir("crg-boot-");
     expect(hostProbeKernel(boot)).toBeUndefined();
     expect(hostProbeKernel(join(boot, "missing"))).toBeUndefined();
     for (const n of [
@@ -173,7 +172,7 @@ describe("a probe before our kernel exists", () => {
   it.skipIf(missingTools(["qemu-system-x86_64"]))(
     "is due only with boot.accel auto, /dev/kvm there and no verdict cached for this QEMU",
     async () => {
-      const cache = mkdtempSync(join(tmpdir(), "crg-accel-due-"));
+      const cache = tempDir("crg-accel-due-");
       const auto = loadConfig({ set: [`cache_dir=${cache}`, "boot.accel=auto"] });
       expect(await accelProbeDue(loadConfig({ set: [`cache_dir=${cache}`, "boot.accel=tcg"] }))).toBe(false);
       expect(await accelProbeDue(auto)).toBe(existsSync("/dev/kvm") && !process.env.CR_GUEST_ACCEL);

@@ -3,8 +3,7 @@
  * file:line and "did you mean"; the published JSON Schemas accept the files as they are.
  */
 import { describe, expect, it } from "vitest";
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { parse } from "yaml";
@@ -15,6 +14,7 @@ import { loadAllowlist } from "../../scripts/data/allowlist.js";
 import { loadAgentPatches } from "../../scripts/data/agent-patches.js";
 import { AGENT_PATCHES_DIR, CRIU_CATALOG_FILE, REPO_ROOT } from "../../scripts/lib/paths.js";
 import { SCHEMAS_DIR } from "../../scripts/schemas.js";
+import { tempDir } from "../helpers/temp.js";
 
 const FILES: Record<string, string> = {
   pipeline: "pipeline.yaml",
@@ -28,7 +28,7 @@ const FILES: Record<string, string> = {
   allowlist: "kernel-fragments/allowlist.yaml",
 };
 
-const tmp = () => mkdtempSync(join(tmpdir(), "crg-data-"));
+const tmp = () => tempDir("crg-data-");
 
 describe("repository data", () => {
   it("loads once: every catalog, the patches, the findings rules and the fragments", () => {
