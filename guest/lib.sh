@@ -1,5 +1,21 @@
 # cr-guest guest library (POSIX sh): the results disk protocol, bounded commands with hang
 # diagnostics, and per-test records. Sourced by init, run-tests and the scenarios.
+#
+# Variable names, in every file of guest/. A POSIX shell has one namespace for variables: what
+# a function sets is everyone's, and a scenario and both libraries share one shell. `local` is
+# no cure: POSIX lacks it, and where it exists (dash, busybox ash) it scopes dynamically, so a
+# function still sees and sets the locals of whoever called it. Hence:
+#   - A function's own variables are named _<p>_<what>, <p> a prefix of that function alone
+#     (run_bounded: _rb_limit; start_session: _ses_pid). Check a new prefix is free with grep.
+#   - What a function hands back goes into a variable its caller names (uptime_cs VAR) or an
+#     UPPERCASE global that its comment names (RC, SEEN, KILLED_PIDS; CASE, CDIR, IMG).
+#   - Unprefixed lowercase names belong to a script's top level (init, run-tests, a scenario)
+#     and to a scenario's halves, which share its case's state through them (and `carry` it to
+#     a migration's boot B): no library function sets one.
+#
+# Waits. Every wait has a deadline. One that runs out says what it waited for (ran_out: on
+# stderr, and in the case's out.log) and returns non-zero; its caller fails the case with that
+# message (last_wait) rather than going on with what it did not get.
 
 # The contract shared with the host (markers, results disk layout), generated into the image
 # from scripts/lib/guest-contract.ts: RESULTS_MARKER, RESULTS_DONE_MARKER, END_MARKER,
@@ -7,12 +23,12 @@
 . "${CRG_CONTRACT_ENV:-/usr/libexec/cr-guest/contract.env}"
 
 find_disk() { # marker: the block device whose first sector starts with it
-	for sys in /sys/block/*; do
-		dev=/dev/${sys##*/}
-		[ -b "$dev" ] || continue
+	for _fd_sys in /sys/block/*; do
+		_fd_dev=/dev/${_fd_sys##*/}
+		[ -b "$_fd_dev" ] || continue
 		# One program per disk: the shell drops the NUL bytes of a disk that is not ours.
-		head=$(head -c ${#1} "$dev" 2>/dev/null)
-		if [ "$head" = "$1" ]; then echo "$dev"; return 0; fi
+		_fd_head=$(head -c ${#1} "$_fd_dev" 2>/dev/null)
+		if [ "$_fd_head" = "$1" ]; then echo "$_fd_dev"; return 0; fi
 	done
 	return 1
 }
@@ -22,21 +38,21 @@ find_results_disk() { find_disk "$RESULTS_MARKER"; }
 # The transfer disk of a migration (see scripts/lib/guest-contract.ts).
 write_transfer() { # dev dir
 	tar -czf /run/cr-guest/transfer.tgz -C "$2" . || return 1
-	size=$(stat -c %s /run/cr-guest/transfer.tgz)
-	sum=$(sha256sum /run/cr-guest/transfer.tgz | cut -d' ' -f1)
+	_wtr_size=$(stat -c %s /run/cr-guest/transfer.tgz)
+	_wtr_sum=$(sha256sum /run/cr-guest/transfer.tgz | cut -d' ' -f1)
 	dd if=/run/cr-guest/transfer.tgz of="$1" bs=1M seek=$TRANSFER_OFFSET_MIB conv=notrunc,fsync 2>/dev/null || return 1
 	rm -f /run/cr-guest/transfer.tgz
-	printf '%s size=%s sha256=%s\n' "$TRANSFER_DONE_MARKER" "$size" "$sum" | dd of="$1" bs=512 seek=1 conv=notrunc,fsync 2>/dev/null
+	printf '%s size=%s sha256=%s\n' "$TRANSFER_DONE_MARKER" "$_wtr_size" "$_wtr_sum" | dd of="$1" bs=512 seek=1 conv=notrunc,fsync 2>/dev/null
 }
 
 read_transfer() { # dev dir: fails with the reason on stdout
-	rec=$(dd if="$1" bs=512 skip=1 count=1 2>/dev/null | tr -d '\000' | head -n 1)
-	size=$(echo "$rec" | sed -n "s/^$TRANSFER_DONE_MARKER size=\([0-9]*\) sha256=.*/\1/p")
-	sum=$(echo "$rec" | sed -n "s/^$TRANSFER_DONE_MARKER size=[0-9]* sha256=\([0-9a-f]*\)$/\1/p")
-	[ -n "$size" ] && [ -n "$sum" ] || { echo "no transfer record on $1"; return 1; }
-	dd if="$1" bs=1M skip=$TRANSFER_OFFSET_MIB count="$size" iflag=count_bytes 2>/dev/null > /run/cr-guest/transfer.tgz
-	got=$(sha256sum /run/cr-guest/transfer.tgz | cut -d' ' -f1)
-	[ "$got" = "$sum" ] || { echo "transfer on $1 is corrupt: sha256 $got, record says $sum"; return 1; }
+	_rtr_rec=$(dd if="$1" bs=512 skip=1 count=1 2>/dev/null | tr -d '\000' | head -n 1)
+	_rtr_size=$(echo "$_rtr_rec" | sed -n "s/^$TRANSFER_DONE_MARKER size=\([0-9]*\) sha256=.*/\1/p")
+	_rtr_sum=$(echo "$_rtr_rec" | sed -n "s/^$TRANSFER_DONE_MARKER size=[0-9]* sha256=\([0-9a-f]*\)$/\1/p")
+	[ -n "$_rtr_size" ] && [ -n "$_rtr_sum" ] || { echo "no transfer record on $1"; return 1; }
+	dd if="$1" bs=1M skip=$TRANSFER_OFFSET_MIB count="$_rtr_size" iflag=count_bytes 2>/dev/null > /run/cr-guest/transfer.tgz
+	_rtr_got=$(sha256sum /run/cr-guest/transfer.tgz | cut -d' ' -f1)
+	[ "$_rtr_got" = "$_rtr_sum" ] || { echo "transfer on $1 is corrupt: sha256 $_rtr_got, record says $_rtr_sum"; return 1; }
 	mkdir -p "$2" && tar -xzf /run/cr-guest/transfer.tgz -C "$2" || { echo "transfer on $1 does not unpack"; return 1; }
 	rm -f /run/cr-guest/transfer.tgz
 }
@@ -45,17 +61,17 @@ read_input() { # dev dir
 	# The header is two text lines (the marker, in=SIZE): read with builtins.
 	{ read -r _ri_marker; read -r _ri_in; } < "$1" 2>/dev/null
 	[ "$_ri_marker" = "$RESULTS_MARKER" ] || return 1
-	size=${_ri_in#in=}
-	case $size in '' | *[!0-9]*) return 1 ;; esac
-	[ "$size" -gt 0 ] || return 1
-	dd if="$1" bs=1M skip=$INPUT_OFFSET_MIB count="$size" iflag=count_bytes 2>/dev/null | tar -xzf - -C "$2"
+	_ri_size=${_ri_in#in=}
+	case $_ri_size in '' | *[!0-9]*) return 1 ;; esac
+	[ "$_ri_size" -gt 0 ] || return 1
+	dd if="$1" bs=1M skip=$INPUT_OFFSET_MIB count="$_ri_size" iflag=count_bytes 2>/dev/null | tar -xzf - -C "$2"
 }
 
 write_output() { # dev dir
 	tar -czf /run/cr-guest/out.tgz -C "$2" . || return 1
-	size=$(stat -c %s /run/cr-guest/out.tgz)
+	_wo_size=$(stat -c %s /run/cr-guest/out.tgz)
 	dd if=/run/cr-guest/out.tgz of="$1" bs=1M seek=$OUTPUT_OFFSET_MIB conv=notrunc,fsync 2>/dev/null || return 1
-	printf '%s out=%s\n' "$RESULTS_DONE_MARKER" "$size" | dd of="$1" bs=512 seek=1 conv=notrunc,fsync 2>/dev/null
+	printf '%s out=%s\n' "$RESULTS_DONE_MARKER" "$_wo_size" | dd of="$1" bs=512 seek=1 conv=notrunc,fsync 2>/dev/null
 }
 
 # The uptime in centiseconds into the variable named $1, and the seconds since such a reading
@@ -74,7 +90,8 @@ mark() { read -r _mk_up _mk_rest < /proc/uptime; echo "clock $1 $_mk_up"; }
 # Every process under a pid (inclusive), from /proc: no pstree needed.
 tree_pids() {
 	echo "$1"
-	for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do tree_pids "$child"; done
+	# The list is expanded before the loop starts: the recursion reusing _tp_child is harmless.
+	for _tp_child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do tree_pids "$_tp_child"; done
 }
 
 # kill_tree PID: SIGKILL for the whole tree. Each process is stopped first, and the tree read
@@ -101,13 +118,13 @@ kill_tree() {
 
 # /proc/<pid>/{wchan,stack,status} of a process tree: where each task is stuck.
 proc_diag() { # pid...
-	for root in "$@"; do
-		for p in $(tree_pids "$root"); do
-			[ -d /proc/"$p" ] || continue
-			echo "--- pid $p: $(tr '\000' ' ' < /proc/"$p"/cmdline 2>/dev/null)"
-			echo "wchan: $(cat /proc/"$p"/wchan 2>/dev/null)"
-			grep -E '^(State|PPid|NSpid|NSsid|TracerPid|SigBlk|SigPnd)' /proc/"$p"/status 2>/dev/null
-			echo "stack:"; cat /proc/"$p"/stack 2>/dev/null | sed 's/^/  /'
+	for _pd_root in "$@"; do
+		for _pd_p in $(tree_pids "$_pd_root"); do
+			[ -d /proc/"$_pd_p" ] || continue
+			echo "--- pid $_pd_p: $(tr '\000' ' ' < /proc/"$_pd_p"/cmdline 2>/dev/null)"
+			echo "wchan: $(cat /proc/"$_pd_p"/wchan 2>/dev/null)"
+			grep -E '^(State|PPid|NSpid|NSsid|TracerPid|SigBlk|SigPnd)' /proc/"$_pd_p"/status 2>/dev/null
+			echo "stack:"; cat /proc/"$_pd_p"/stack 2>/dev/null | sed 's/^/  /'
 		done
 	done
 }
@@ -117,7 +134,7 @@ proc_diag() { # pid...
 # stack of a CRIU outside the trees shown: a process that left the tree (reparented when its
 # parent died) is often where a hang is.
 proc_table() { # pid... (the trees already shown)
-	_pt_shown=" $(for r in "$@"; do tree_pids "$r"; done | tr '\n' ' ') "
+	_pt_shown=" $(for _pt_r in "$@"; do tree_pids "$_pt_r"; done | tr '\n' ' ') "
 	for _pt_d in /proc/[0-9]*; do
 		_pt_stat=; { read -r _pt_stat < "$_pt_d/stat"; } 2>/dev/null || [ -n "$_pt_stat" ] || continue
 		_pt_comm=${_pt_stat#*\(}; _pt_comm=${_pt_comm%\)*}
@@ -135,8 +152,8 @@ proc_table() { # pid... (the trees already shown)
 # diagnostics (the cmd tree, $DIAG_PIDS, $DIAG_CGROUP, $DIAG_LOG) and kills it. Returns the
 # command's exit code, or 124 on timeout.
 run_bounded() {
-	limit=$1; diagfile=$2; shift 2
-	rm -f "$diagfile.deadline" "$diagfile.pid"
+	_rb_limit=$1; _rb_diag=$2; shift 2
+	rm -f "$_rb_diag.deadline" "$_rb_diag.pid"
 	# A watchdog that sleeps once, not a poll: under TCG every fork costs (a 0.1 s poll with
 	# its date and awk took a core's worth of time beside every test and scenario). It starts
 	# before the command, so nothing of ours forks while the command starts (a CRIU restore
@@ -147,89 +164,91 @@ run_bounded() {
 		# The sleep is stopped with KILL: until the forked child has reset the traps it inherited
 		# (the one below among them) a TERM would be caught and lost, and the sleep outlive us.
 		_rb_stop=; trap '_rb_stop=1' TERM
-		sleep "$limit" & spid=$!
-		trap 'kill -KILL "$spid" 2>/dev/null; exit 0' TERM
-		[ -n "$_rb_stop" ] && { kill -KILL "$spid" 2>/dev/null; exit 0; }
-		wait "$spid"
+		sleep "$_rb_limit" & _rb_spid=$!
+		trap 'kill -KILL "$_rb_spid" 2>/dev/null; exit 0' TERM
+		[ -n "$_rb_stop" ] && { kill -KILL "$_rb_spid" 2>/dev/null; exit 0; }
+		wait "$_rb_spid"
 		# From here on the watchdog finishes its work: the command ends as it is killed, and
 		# the TERM that follows must not cut the kill short.
 		trap '' TERM
 		# The command's pid, written right after its fork: on a loaded machine the deadline can
 		# come first, and an empty pid would leave the command running past it.
-		bpid=; _rb_n=0
-		while { read -r bpid < "$diagfile.pid"; } 2>/dev/null; [ -z "$bpid" ] && [ "$_rb_n" -lt 1000 ]; do sleep 0.01; _rb_n=$((_rb_n + 1)); done
-		: > "$diagfile.deadline"
+		_rb_bpid=; _rb_n=0
+		while { read -r _rb_bpid < "$_rb_diag.pid"; } 2>/dev/null; [ -z "$_rb_bpid" ] && [ "$_rb_n" -lt 1000 ]; do sleep 0.01; _rb_n=$((_rb_n + 1)); done
+		: > "$_rb_diag.deadline"
 		{
-			echo "TIMEOUT after ${limit}s: $*"
-			proc_diag "$bpid" $DIAG_PIDS
+			echo "TIMEOUT after ${_rb_limit}s: $*"
+			# A wait that ran out: the deadline stands (124), but nothing of the command is known.
+			[ -n "$_rb_bpid" ] || echo "timed out after 10s waiting for the command's pid in $_rb_diag.pid: it is not killed"
+			proc_diag "$_rb_bpid" $DIAG_PIDS
 			echo "--- every process (pid ppid state wchan command)"
-			proc_table "$bpid" $DIAG_PIDS
+			proc_table "$_rb_bpid" $DIAG_PIDS
 			if [ -n "$DIAG_CGROUP" ]; then echo "--- $DIAG_CGROUP/cgroup.events"; cat "$DIAG_CGROUP/cgroup.events" 2>/dev/null; fi
 			if [ -n "$DIAG_LOG" ] && [ -f "$DIAG_LOG" ]; then
 				echo "--- tail of $DIAG_LOG"; tail -n 30 "$DIAG_LOG"
 				echo "--- Error lines"; grep -E 'Error|Warn' "$DIAG_LOG" | tail -n 20
 			fi
-		} >> "$diagfile" 2>&1
-		kill_tree "$bpid"
+		} >> "$_rb_diag" 2>&1
+		[ -n "$_rb_bpid" ] && kill_tree "$_rb_bpid"
 	) &
-	wpid=$!
+	_rb_wpid=$!
 	"$@" &
-	bpid=$!
-	echo "$bpid" > "$diagfile.pid"
-	wait "$bpid"
-	brc=$?
-	kill "$wpid" 2>/dev/null
-	wait "$wpid" 2>/dev/null
-	rm -f "$diagfile.pid"
-	if [ -e "$diagfile.deadline" ]; then
-		rm -f "$diagfile.deadline"
+	_rb_bpid=$!
+	echo "$_rb_bpid" > "$_rb_diag.pid"
+	wait "$_rb_bpid"
+	_rb_rc=$?
+	kill "$_rb_wpid" 2>/dev/null
+	wait "$_rb_wpid" 2>/dev/null
+	rm -f "$_rb_diag.pid"
+	if [ -e "$_rb_diag.deadline" ]; then
+		rm -f "$_rb_diag.deadline"
 		return 124
 	fi
-	return $brc
+	return $_rb_rc
 }
 
 # record NAME STATUS RC SECONDS MESSAGE: one test's verdict, read by the host.
 record() {
-	d=$OUT/tests/$1
-	[ -d "$d" ] || mkdir -p "$d"
-	printf '%s\n' "$2" > "$d/status"
-	printf '%s\n' "$3" > "$d/rc"
-	printf '%s\n' "$4" > "$d/seconds"
-	printf '%s\n' "$5" > "$d/message"
+	_rec_d=$OUT/tests/$1
+	[ -d "$_rec_d" ] || mkdir -p "$_rec_d"
+	printf '%s\n' "$2" > "$_rec_d/status"
+	printf '%s\n' "$3" > "$_rec_d/rc"
+	printf '%s\n' "$4" > "$_rec_d/seconds"
+	printf '%s\n' "$5" > "$_rec_d/message"
 	echo "$2 $1${5:+: $5}"
 }
 
 # run_test NAME CMD...: a test that passes when CMD exits 0, under setsid, bounded in time
 # ($TEST_TIMEOUT); its verdict and evidence go to $OUT/tests/NAME.
 run_test() {
-	name=$1; shift
-	d=$OUT/tests/$name; [ -d "$d" ] || mkdir -p "$d"
-	uptime_cs start
-	run_bounded "$TEST_TIMEOUT" "$d/diag.txt" setsid -w "$@" > "$d/out.log" 2>&1
-	rc=$?
-	seconds_since secs "$start"
-	verdict "$name" "$rc" "$secs"
-	return $rc
+	_rt_name=$1; shift
+	_rt_d=$OUT/tests/$_rt_name; [ -d "$_rt_d" ] || mkdir -p "$_rt_d"
+	uptime_cs _rt_start
+	run_bounded "$TEST_TIMEOUT" "$_rt_d/diag.txt" setsid -w "$@" > "$_rt_d/out.log" 2>&1
+	_rt_rc=$?
+	seconds_since _rt_secs "$_rt_start"
+	verdict "$_rt_name" "$_rt_rc" "$_rt_secs"
+	return $_rt_rc
 }
 
 # verdict NAME RC SECONDS: the record of a finished test from its out.log: PASS with its last
 # line, a timeout, or FAIL with CRIU's first Error line (else its last line).
 verdict() {
-	_vd=$OUT/tests/$1
-	if [ "$2" -eq 0 ]; then last_line _msg "$_vd/out.log"; record "$1" PASS 0 "$3" "$_msg"
+	_vd_d=$OUT/tests/$1
+	if [ "$2" -eq 0 ]; then last_line _vd_msg "$_vd_d/out.log"; record "$1" PASS 0 "$3" "$_vd_msg"
 	elif [ "$2" -eq 124 ]; then record "$1" FAIL 124 "$3" "timeout after ${TEST_TIMEOUT}s"
 	else
-		_msg=$(first_error "$_vd/out.log")
-		[ -n "$_msg" ] || last_line _msg "$_vd/out.log"
-		record "$1" FAIL "$2" "$3" "$_msg"
+		_vd_msg=$(first_error "$_vd_d/out.log")
+		[ -n "$_vd_msg" ] || last_line _vd_msg "$_vd_d/out.log"
+		record "$1" FAIL "$2" "$3" "$_vd_msg"
 	fi
 }
 
 # last_line VAR FILE: the file's last line into VAR, with builtins only.
 last_line() {
-	_ll=
-	while IFS= read -r _l || [ -n "$_l" ]; do _ll=$_l; done < "$2"
-	eval "$1=\$_ll"
+	_ll_v=
+	while IFS= read -r _ll_l || [ -n "$_ll_l" ]; do _ll_v=$_ll_l; done < "$2"
+	eval "$1=\$_ll_v"
 }
 
 # run_feature_checks FEATURE...: a test feature/F per feature, `$CRIU check --feature F`, as
@@ -240,25 +259,25 @@ last_line() {
 # them); those not reached are SKIPped, naming it.
 run_feature_checks() {
 	[ $# -gt 0 ] || return 0
-	_dirs=; for _rf in "$@"; do _dirs="$_dirs $OUT/tests/feature/$_rf"; done
+	_rf_dirs=; for _rf_f in "$@"; do _rf_dirs="$_rf_dirs $OUT/tests/feature/$_rf_f"; done
 	# shellcheck disable=SC2086
-	mkdir -p $_dirs
-	_diag=$OUT/tests/feature-checks.diag
+	mkdir -p $_rf_dirs
+	_rf_diag=$OUT/tests/feature-checks.diag
 	# shellcheck disable=SC2016
-	run_bounded "$TEST_TIMEOUT" "$_diag" setsid -w sh -c '. "$HERE/lib.sh"; feature_pool "$@"' sh "$@"
-	_hung=
-	for _rf in "$@"; do
-		_d=$OUT/tests/feature/$_rf
-		[ -f "$_d/status" ] && continue
-		if [ -f "$_d/out.log" ]; then
-			cp "$_diag" "$_d/diag.txt" 2>/dev/null
-			record "feature/$_rf" FAIL 124 "$TEST_TIMEOUT" "timeout: the feature checks did not finish in ${TEST_TIMEOUT}s, this one was running"
-			_hung="$_hung feature/$_rf"
+	run_bounded "$TEST_TIMEOUT" "$_rf_diag" setsid -w sh -c '. "$HERE/lib.sh"; feature_pool "$@"' sh "$@"
+	_rf_hung=
+	for _rf_f in "$@"; do
+		_rf_d=$OUT/tests/feature/$_rf_f
+		[ -f "$_rf_d/status" ] && continue
+		if [ -f "$_rf_d/out.log" ]; then
+			cp "$_rf_diag" "$_rf_d/diag.txt" 2>/dev/null
+			record "feature/$_rf_f" FAIL 124 "$TEST_TIMEOUT" "timeout: the feature checks did not finish in ${TEST_TIMEOUT}s, this one was running"
+			_rf_hung="$_rf_hung feature/$_rf_f"
 		else
-			record "feature/$_rf" SKIP 0 0 "not run: the feature checks' deadline (${TEST_TIMEOUT}s) passed while${_hung:- another check} ran"
+			record "feature/$_rf_f" SKIP 0 0 "not run: the feature checks' deadline (${TEST_TIMEOUT}s) passed while${_rf_hung:- another check} ran"
 		fi
 	done
-	rm -f "$_diag"
+	rm -f "$_rf_diag"
 }
 
 # The pool of run_feature_checks: worker K of N takes every Nth feature from the Kth (they
@@ -328,15 +347,15 @@ scenario_worker() { # queue pooldir
 
 take_holds() { # dir holds: every one of them (a directory each) or none
 	_th_got=
-	for _th in $2; do
-		[ "$_th" = - ] && continue
-		if mkdir "$1/$_th" 2>/dev/null; then _th_got="$_th_got $_th"
+	for _th_h in $2; do
+		[ "$_th_h" = - ] && continue
+		if mkdir "$1/$_th_h" 2>/dev/null; then _th_got="$_th_got $_th_h"
 		else drop_holds "$1" "$_th_got"; return 1; fi
 	done
 }
 
 drop_holds() { # dir holds
-	for _dh in $2; do [ "$_dh" = - ] || rmdir "$1/$_dh" 2>/dev/null; done
+	for _dh_h in $2; do [ "$_dh_h" = - ] || rmdir "$1/$_dh_h" 2>/dev/null; done
 }
 
 # run_scenario NAME TIMEOUT SCRIPT: one scenario script, bounded; it records its own cases.
@@ -354,3 +373,12 @@ run_scenario() {
 criu_errors() { grep -h -E '^\(?[0-9. ]*\)? *Error|Error \(' "$@" 2>/dev/null | head -n 5; }
 
 first_error() { criu_errors "$@" | head -n 1 | sed 's/^ *([0-9. ]*) *//'; }
+
+# ran_out WHAT SECONDS: a wait ran out; says so, naming what it waited for, on stderr and (while
+# a scenario's case runs) in the case's out.log, where last_wait (scenario-lib.sh) finds it for
+# the case's message. Returns 1, for the wait to return.
+ran_out() {
+	echo "timed out after ${2}s waiting for $1" >&2
+	if [ -n "$CDIR" ] && [ -d "$CDIR" ]; then echo "timed out after ${2}s waiting for $1" >> "$CDIR/out.log"; fi
+	return 1
+}

@@ -30,7 +30,7 @@ if [ "$PHASE" != restore ]; then # boot B takes the sandbox and state over from 
 	echo "nameserver 192.0.2.53" > "$SANDBOX/resolv.conf"
 fi
 
-container() { # prints the host pid of the container's init
+container() { # prints the host pid of the container's init; fails (ran_out) without one
 	start_session unshare --pid --mount --net --ipc --uts --fork --mount-proc --propagation private setsid sh -ec "
 		ip link set lo up
 		echo crg-kata > /proc/sys/kernel/hostname
@@ -51,7 +51,7 @@ container() { # prints the host pid of the container's init
 		mkdir /dev/shm
 		mount -t tmpfs -o size=8m,mode=1777 shm /dev/shm
 		exec crg-kata $PORT $ST < /dev/null > /dev/null 2>&1
-	" > "$WORK/outer"
+	" > "$WORK/outer" || return 1
 	ns_init "$(cat "$WORK/outer")"
 }
 
@@ -66,8 +66,8 @@ inside() { # pid
 lock_held() { flock -n -E 99 "$ST/lock" true; [ $? -eq 99 ]; }
 
 dump_kata() {
-	init=$(container) || { case_end FAIL "no container appeared" error; return 1; }
-	wait_value "$ST/count" "v >= 5" 10 || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "the container's round trips did not start" error; return 1; }
+	init=$(container) || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "no container appeared: $(last_wait)" error; return 1; }
+	wait_value "$ST/count" "v >= 5" 10 || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "the container's round trips did not start: $(last_wait)" error; return 1; }
 	note "container init $init: $(inside "$init")"
 	# shellcheck disable=SC2086
 	criu_run dump dump -t "$init" -D "$IMG" $KATA_DUMP_FLAGS
@@ -77,7 +77,8 @@ dump_kata() {
 	if [ $RC -ne 0 ] && grep -q "In-flight connection" "$CDIR/dump.log"; then
 		note "an in-flight connection at the dump (PoC flags have no --skip-in-flight): dumping once more after the next round trip"
 		mv "$CDIR/dump.log" "$CDIR/dump.in-flight.log"
-		v=$(counter "$ST/count"); wait_value "$ST/count" "v > $v" 5
+		v=$(counter "$ST/count")
+		wait_value "$ST/count" "v > $v" 5 || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "an in-flight connection at the dump, and no round trip after it: $(last_wait)" error; return 1; }
 		rm -rf "$IMG"; mkdir -p "$IMG"
 		# shellcheck disable=SC2086
 		criu_run dump dump -t "$init" -D "$IMG" $KATA_DUMP_FLAGS
@@ -86,10 +87,10 @@ dump_kata() {
 	# Read after the dump: the dumped values are at most these (the process ran on while CRIU started).
 	at_dump=$(counter "$ST/count")
 	# --leave-running: the original goes on after the dump; it is killed 10 ticks later, as a migration does.
-	wait_value "$ST/count" "v >= $((at_dump + 10))" 10
+	wait_value "$ST/count" "v >= $((at_dump + 10))" 10 || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "dumped, but the original stopped its round trips (--leave-running): $(last_wait)" error; return 1; }
 	before_kill=$(counter "$ST/count")
 	accepts_at_kill=$(counter "$ST/accepts")
-	kill_tree_wait "$(cat "$WORK/outer")"
+	kill_tree_wait "$(cat "$WORK/outer")" || { case_end FAIL "dumped, but the container outlived its kill: $(last_wait)" error; return 1; }
 	carry at_dump before_kill accepts_at_kill
 	carry_dir "$K"
 }
@@ -101,7 +102,9 @@ restore_kata() {
 	[ -n "$new" ] && alive "$new" || { case_end FAIL "restore returned 0 but no restored init is running (${new:-no pidfile})" error; return 1; }
 	# From the dump's state: the counter goes back below the kill's value, then on. It ticks
 	# every 100 ms: the value that satisfied the wait is the evidence (a second read may already
-	# be past the kill's value under TCG), and the kill waits 10 ticks past the dump.
+	# be past the kill's value under TCG), and the kill waits 10 ticks past the dump. The waits
+	# below that run out do not stop the case: the checks further down restate their conditions
+	# and name each one that failed, beside the other observations (out.log has the waits').
 	if wait_value "$ST/count" "v < $before_kill" 30; then after=$SEEN; else after=$(counter "$ST/count"); fi
 	wait_value "$ST/count" "v > $after + 10" 30
 	later=$(counter "$ST/count")

@@ -6,9 +6,17 @@ probe() { rm -f "$st/result"; : > "$st/probe"; wait_for "$st/result" 5 && cat "$
 
 dump_membarrier() {
 	mkdir -p "$st"; rm -f "$st"/*
-	pid=$(start_session crg-membarrier "$st")
+	pid=$(start_session crg-membarrier "$st") || { case_end FAIL "the membarrier process did not start: $(last_wait)" error; return 1; }
 	# Registered (STATEDIR/ready) or refused (STATEDIR/error, and it exits): no need to wait more.
+	uptime_cs t0
 	i=0; while [ ! -e "$st/ready" ] && [ ! -e "$st/error" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+	if [ ! -e "$st/ready" ] && [ ! -e "$st/error" ]; then
+		kill_tree "$pid"
+		seconds_since t0 "$t0"
+		ran_out "$st/ready or $st/error from crg-membarrier" "$t0"
+		case_end FAIL "the membarrier process did not answer: $(last_wait)" error
+		return 1
+	fi
 	if [ -e "$st/error" ] || ! before=$(probe); then
 		kill_tree "$pid"
 		# A kernel without membarrier() has no registration to keep: not applicable, not a failure.

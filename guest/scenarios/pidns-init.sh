@@ -4,9 +4,9 @@
 #    The setsid case migrates.
 . "$HERE/scenario-lib.sh"
 
-pidns_target() { # setsid|nosetsid -> pid of the namespace's init (host view)
+pidns_target() { # setsid|nosetsid -> pid of the namespace's init (host view); fails (ran_out) without one
 	if [ "$1" = setsid ]; then
-		start_session unshare --pid --fork setsid sh -c 'while :; do sleep 0.5; done' > "$WORK/outer"
+		start_session unshare --pid --fork setsid sh -c 'while :; do sleep 0.5; done' > "$WORK/outer" || return 1
 	else
 		# No setsid inside: the init inherits the session of the process that made it.
 		unshare --pid --fork sh -c 'while :; do sleep 0.5; done' < /dev/null > /dev/null 2>&1 &
@@ -16,7 +16,7 @@ pidns_target() { # setsid|nosetsid -> pid of the namespace's init (host view)
 }
 
 no_setsid() {
-	init=$(pidns_target nosetsid) || { case_end FAIL "no pidns init appeared" error; return 1; }
+	init=$(pidns_target nosetsid) || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "no pidns init appeared: $(last_wait)" error; return 1; }
 	note "pidns init $init: $(grep -E '^(NSpid|NSsid)' /proc/$init/status | tr '\n' ' ')"
 	criu_run dump dump -t "$init" -D "$IMG"
 	msg=$(err_of dump)
@@ -32,9 +32,9 @@ no_setsid() {
 }
 
 dump_setsid() {
-	init=$(pidns_target setsid) || { case_end FAIL "no pidns init appeared" error; return 1; }
+	init=$(pidns_target setsid) || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "no pidns init appeared: $(last_wait)" error; return 1; }
 	criu_run dump dump -t "$init" -D "$IMG" || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "dump: $(err_of dump)" "$(outcome_of $RC)"; return 1; }
-	kill_tree_wait "$(cat "$WORK/outer")"
+	kill_tree_wait "$(cat "$WORK/outer")" || { case_end FAIL "dumped, but the namespace outlived its kill: $(last_wait)" error; return 1; }
 	carry init
 }
 

@@ -19,16 +19,19 @@ container() { # a process in new mount+pid namespaces whose /dev/shm is a slave 
 		mount --bind $SRC /dev/shm
 		exec < /dev/null > /dev/null 2>&1
 		while :; do sleep 0.5; done
-	" > "$WORK/outer"
-	init=$(ns_init "$(cat "$WORK/outer")") || return 1
+	" > "$WORK/outer" || return 1
+	_ct_init=$(ns_init "$(cat "$WORK/outer")") || return 1
 	# Until the bind mount is there (the init's shell makes it after it starts).
-	deadline_cs end 5
-	until grep -q " /dev/shm .* - tmpfs crg-shm " /proc/"$init"/mountinfo 2>/dev/null; do past "$end" && return 1; sleep 0.025; done
-	echo "$init"
+	deadline_cs _ct_end 5
+	until grep -q " /dev/shm .* - tmpfs crg-shm " /proc/"$_ct_init"/mountinfo 2>/dev/null; do
+		past "$_ct_end" && { ran_out "the crg-shm tmpfs on /dev/shm in the mount namespace of pid $_ct_init" 5; return 1; }
+		sleep 0.025
+	done
+	echo "$_ct_init"
 }
 
 no_flags() {
-	init=$(container) || { case_end FAIL "no container with its /dev/shm mount appeared" error; return 1; }
+	init=$(container) || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "no container with its /dev/shm mount appeared: $(last_wait)" error; return 1; }
 	note "propagation inside: $(grep ' /dev/shm ' /proc/$init/mountinfo)"
 	criu_run dump dump -t "$init" -D "$IMG"
 	if [ $RC -ne 0 ] && grep -q "has unreachable sharing" "$CDIR/dump.log"; then case_end PASS "reproduced: $(err_of dump)" error
@@ -39,10 +42,10 @@ no_flags() {
 }
 
 dump_external() {
-	init=$(container) || { case_end FAIL "no container with its /dev/shm mount appeared" error; return 1; }
+	init=$(container) || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "no container with its /dev/shm mount appeared: $(last_wait)" error; return 1; }
 	# shellcheck disable=SC2086
 	criu_run dump dump -t "$init" -D "$IMG" $dump_flags || { kill_tree "$(cat "$WORK/outer")"; case_end FAIL "dump with $dump_flags: $(err_of dump)" "$(outcome_of $RC)"; return 1; }
-	kill_tree_wait "$(cat "$WORK/outer")"
+	kill_tree_wait "$(cat "$WORK/outer")" || { case_end FAIL "dumped, but the container outlived its kill: $(last_wait)" error; return 1; }
 }
 
 restore_external() {

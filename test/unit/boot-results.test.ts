@@ -183,26 +183,65 @@ describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this
     expect(() => readFileSync(join(dir, "pool"))).toThrow();
   });
 
-  it("waits for a value, a change and a process's end with builtins, and gives up at the deadline", async () => {
+  it("waits for a value, a change and a process's end with builtins, and gives up at the deadline, saying what it waited for", async () => {
     const dir = tempDir("crg-waits-");
     writeFileSync(join(dir, "contract.env"), guestContractEnv());
     const f = join(dir, "count");
+    // start_session's wait (200 polls, seconds) runs beside the others: a command that never
+    // becomes a session leader running its program (setsid cannot exec it).
     const script = `HERE=${join(REPO_ROOT, "guest")}; IN=${dir}; OUT=${dir}/out; CRIU=/bin/true; SCENARIO=waits; STEP_TIMEOUT=5; CRG_CONTRACT_ENV=${dir}/contract.env
       . ${join(REPO_ROOT, "guest/scenario-lib.sh")}
+      ( pid=$(start_session ${dir}/no-such-program); echo "rc=$? pid=[$pid]" > ${dir}/session ) 2> ${dir}/session.err &
+      sleep 30.37 & lone=$!
+      ( ns_init $lone || echo "no ns init under $lone" > ${dir}/ns ) 2> ${dir}/ns.err &
       echo x > ${f}
       ( i=0; while [ $i -lt 8 ]; do i=$((i + 1)); echo $i > ${f}.t; mv ${f}.t ${f}; sleep 0.1; done ) &
       wait_value ${f} "v >= 5" 5 && echo "reached $SEEN"
       wait_value ${f} "v > 100" 1 || echo "gave up"
       wait_changed ${f} 8 1 || echo "unchanged"
+      wait_for ${dir}/never 1 || echo "never written"
+      wait_value ${f} "x > 1" 1; echo "bad condition rc=$?"
       pid=$(start_session sh -c 'while :; do sleep 0.05; done')
       [ "$(ps -o sid= -p "$pid" | tr -d ' ')" = "$pid" ] && echo "session leader $pid"
-      kill_tree_wait "$pid" && ! [ -e /proc/$pid ] && echo "gone"`;
-    const r = await run(["sh", "-c", script], { timeoutMs: 30_000, allowFailure: true });
+      kill -STOP $pid; wait_gone 1 $pid || echo "still there"; kill -CONT $pid
+      kill_tree_wait "$pid" && ! [ -e /proc/$pid ] && echo "gone"
+      # In a case: the wait's message goes to the case's log, and last_wait gives it to the case.
+      case_begin a-case; wait_for ${dir}/never 1 || case_end FAIL "nothing came: $(last_wait)" error
+      kill $lone; wait; cat ${dir}/session`;
+    const r = await run(["sh", "-c", script], { timeoutMs: 60_000, allowFailure: true });
     const lines = r.stdout.trim().split("\n");
     expect(Number(/reached (\d+)/.exec(lines[0])?.[1])).toBeGreaterThanOrEqual(5);
-    expect(lines.slice(1, 3)).toEqual(["gave up", "unchanged"]);
-    expect(lines[3]).toMatch(/^session leader \d+$/);
-    expect(lines[4]).toBe("gone");
+    expect(lines.slice(1, 5)).toEqual(["gave up", "unchanged", "never written", "bad condition rc=2"]);
+    expect(lines[5]).toMatch(/^session leader \d+$/);
+    expect(lines.slice(6, 8)).toEqual(["still there", "gone"]);
+    const pid = lines[5].split(" ")[2];
+    const said = r.stderr.split("\n");
+    expect(said).toContain(
+      `timed out after 1s waiting for the number in ${f} to satisfy v > 100 (it reads '8')`,
+    );
+    expect(said).toContain(`timed out after 1s waiting for ${f} to change from '8'`);
+    expect(said).toContain(`timed out after 1s waiting for ${dir}/never to be written`);
+    expect(said).toContain("wait_value: the condition must start with 'v ' (the number): x > 1");
+    expect(said).toContain(`timed out after 1s waiting for pid(s) ${pid} to be gone`);
+    const lone = /no ns init under (\d+)/.exec(readFileSync(join(dir, "ns"), "utf8"))?.[1];
+    expect(readFileSync(join(dir, "ns.err"), "utf8").trim()).toMatch(
+      new RegExp(
+        `^timed out after \\d+\\.\\d\\ds waiting for a namespace init under pid ${lone} running its own program \\(last seen: none\\)$`,
+      ),
+    );
+    // A session that never started: a failure and a message, no pid.
+    expect(readFileSync(join(dir, "session"), "utf8").trim()).toBe("rc=1 pid=[]");
+    expect(readFileSync(join(dir, "session.err"), "utf8")).toMatch(
+      new RegExp(
+        `^timed out after \\d+\\.\\d\\ds waiting for pid \\d+ \\(${dir}/no-such-program\\) to lead its own session running its command \\(killed\\)$`,
+        "m",
+      ),
+    );
+    const message = readFileSync(join(dir, "out/tests/waits/a-case/message"), "utf8").trim();
+    expect(message).toBe(`nothing came: timed out after 1s waiting for ${dir}/never to be written`);
+    expect(readFileSync(join(dir, "out/tests/waits/a-case/out.log"), "utf8")).toContain(
+      `timed out after 1s waiting for ${dir}/never to be written`,
+    );
   });
 });
 

@@ -5,7 +5,7 @@
  * what each boot is told; and the pair's verdict from the two runs.
  */
 import { describe, expect, it } from "vitest";
-import { readFileSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "../../scripts/lib/exec.js";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
@@ -140,7 +140,7 @@ run_case stays other true
     expect(a.exitCode, a.stdout + a.stderr).toBe(0);
     expect(readFileSync(join(dir, "outA/tests/demo/moves/status"), "utf8").trim()).toBe("PASS");
     expect(readFileSync(join(dir, "outA/tests/demo/moves/message"), "utf8")).toMatch(/handed over/);
-    expect(readFileSync(join(dir, "transfer/demo/moves/carried.env"), "utf8")).toBe("at_dump='41'\n");
+    expect(readFileSync(join(dir, "transfer/demo/moves/carried.tsv"), "utf8")).toBe("at_dump\t41\n");
     await run(["rm", "-rf", join(dir, "state-same")], { timeoutMs: 5000 }); // boot B starts from a fresh root
     const b = await sh("restore", join(dir, "outB"));
     expect(b.exitCode, b.stdout + b.stderr).toBe(0);
@@ -154,6 +154,101 @@ run_case stays other true
     expect(readFileSync(join(dir, "outC/tests/demo/moves/message"), "utf8")).toMatch(
       /nothing to restore: .*transfer\/demo\/moves is missing/,
     );
+  });
+});
+
+describe("carry (guest/scenario-lib.sh, on this host): values are data, parsed in boot B, never sourced", () => {
+  // Boot A and boot B of a stand-in scenario whose dump half carries the values in vals/ (one
+  // file each, read whole) and whose restore half writes back what it got.
+  const halves = (dir: string, phase: "dump" | "restore", out: string, carried: string) =>
+    run(
+      [
+        "sh",
+        "-c",
+        `HERE=${join(REPO_ROOT, "guest")}; IN=${dir}/in; OUT=${out}; CRIU=/bin/true; SCENARIO=carrydemo; STEP_TIMEOUT=5
+PHASE=${phase}; MIGRATE="carrydemo/values"; TRANSFER=${dir}/transfer
+. ${SCENARIO_LIB}
+dump_half() { mkdir -p "$IMG"; for f in ${dir}/vals/*; do v=$(cat "$f"); eval "\${f##*/}=\\$v"; done; carry ${carried}; }
+restore_half() { mkdir -p ${dir}/got; for n in $(ls ${dir}/vals); do eval "v=\\$$n"; printf '%s' "$v" > ${dir}/got/$n; done; case_end PASS "restored" success; }
+run_case values dump_half restore_half`,
+      ],
+      { timeoutMs: 30_000, allowFailure: true, env: { CRG_CONTRACT_ENV: join(dir, "contract.env") } },
+    );
+  const setUp = (values: Record<string, string>) => {
+    const dir = tempDir("crg-carry-");
+    writeFileSync(join(dir, "contract.env"), guestContractEnv());
+    mkdirSync(join(dir, "vals"));
+    for (const [name, value] of Object.entries(values)) writeFileSync(join(dir, "vals", name), value);
+    return dir;
+  };
+  const message = (dir: string, out: string) =>
+    readFileSync(join(dir, out, "tests/carrydemo/values/message"), "utf8").trim();
+
+  it("carries quotes, $, backticks, spaces, tabs and a shell injection unchanged, and runs none of them", async () => {
+    const pwned = (d: string) => join(d, "pwned");
+    const dir = tempDir("crg-carry-");
+    const values = {
+      quoted: `it's "quoted"`,
+      dollar: `$HOME \${PATH} $(touch ${pwned(dir)})`,
+      backtick: `\`touch ${pwned(dir)}\``,
+      spaces: "  two  spaces\tand a tab  ",
+      inject: `'; touch ${pwned(dir)}; '`,
+      backslash: "a\\b\\n",
+      empty: "",
+    };
+    const d = setUp(values);
+    // The values name a file in their own directory: nothing may create it.
+    for (const [name, value] of Object.entries(values))
+      writeFileSync(join(d, "vals", name), value.replaceAll(pwned(dir), pwned(d)));
+    const a = await halves(d, "dump", join(d, "outA"), Object.keys(values).join(" "));
+    expect(a.exitCode, a.stdout + a.stderr).toBe(0);
+    expect(message(d, "outA"), a.stderr).toMatch(/^dumped with .*handed over/);
+    expect(readFileSync(join(d, "transfer/carrydemo/values/carried.tsv"), "utf8")).toBe(
+      Object.keys(values)
+        .map((n) => `${n}\t${readFileSync(join(d, "vals", n), "utf8")}\n`)
+        .join(""),
+    );
+    const b = await halves(d, "restore", join(d, "outB"), "");
+    expect(b.exitCode, b.stdout + b.stderr).toBe(0);
+    expect(message(d, "outB")).toBe("restored");
+    for (const name of Object.keys(values))
+      expect([name, readFileSync(join(d, "got", name), "utf8")]).toEqual([
+        name,
+        readFileSync(join(d, "vals", name), "utf8"),
+      ]);
+    expect(readFileSync(join(d, "outB/tests/carrydemo/values/out.log"), "utf8")).toContain(
+      "carried: quoted dollar backtick spaces inject backslash empty",
+    );
+    expect(existsSync(pwned(d))).toBe(false);
+  });
+
+  it("refuses a name that is not a scenario variable's and a value with a newline: boot A fails the case, naming them", async () => {
+    const d = setUp({ fine: "1", multi: "two\nlines" });
+    const a = await halves(d, "dump", join(d, "outA"), "fine multi PATH 'x;y'");
+    expect(a.exitCode, a.stdout + a.stderr).toBe(0);
+    expect(readFileSync(join(d, "outA/tests/carrydemo/values/status"), "utf8").trim()).toBe("FAIL");
+    expect(message(d, "outA")).toBe(
+      "dumped, but a value cannot be handed over: multi holds a newline (a carried value is one line); " +
+        "'PATH' is not a scenario variable's name ([a-z][a-z0-9_]*); 'x;y' is not a scenario variable's name ([a-z][a-z0-9_]*)",
+    );
+    expect(a.stderr).toMatch(/^carry: multi holds a newline/m);
+    expect(existsSync(join(d, "transfer/carrydemo/values/complete"))).toBe(false);
+  });
+
+  it("boot B refuses a malformed carried.tsv by line, and evaluates no name it did not check", async () => {
+    const d = setUp({ x: "1" });
+    const a = await halves(d, "dump", join(d, "outA"), "x");
+    expect(a.exitCode, a.stdout + a.stderr).toBe(0);
+    for (const bad of [`x\t1\ntouch ${join(d, "pwned")}\t2\n`, "x\t1\nno tab here\n"]) {
+      writeFileSync(join(d, "transfer/carrydemo/values/carried.tsv"), bad);
+      const b = await halves(d, "restore", join(d, "outB"), "");
+      expect(b.exitCode, b.stdout + b.stderr).toBe(0);
+      expect(message(d, "outB")).toBe(
+        `nothing to restore: line 2 of ${d}/transfer/carrydemo/values/carried.tsv is not NAME<TAB>VALUE with NAME a scenario variable's name`,
+      );
+    }
+    expect(existsSync(join(d, "pwned"))).toBe(false);
+    expect(existsSync(join(d, "got"))).toBe(false);
   });
 });
 
