@@ -3,7 +3,7 @@ CRG := bin/cr-guest
 ARGS ?=
 CRIU ?= 4.1
 
-PHONY_LINT := lint format
+PHONY_LINT := lint format docs
 .PHONY: $(PHONY_LINT) schemas all setup ci-local test test-unit test-integration kernel criu image smoke matrix matrix-plan check-config bench bench-kernel bench-criu bench-image bench-smoke typecheck clean help
 
 ## all: the main job on the built-in default config: kernel, CRIU, image, boot and test
@@ -110,6 +110,10 @@ clean:
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## /  /'
+
+## docs: write docs/cli.md from the flag and command tables (a unit test fails when it is stale)
+docs: node_modules
+	node_modules/.bin/tsx scripts/docs/cli-reference.ts
 
 ## schemas: write the JSON Schemas of results.json, cell.json and matrix.json into schemas/
 schemas: node_modules

@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "../lib/exec.js";
 import { REPO_ROOT } from "../lib/paths.js";
+import { renderBenchTable, thisMachine, writeBenchRegion } from "./doc-table.js";
 
 export const CLI_PATH = join(REPO_ROOT, "bin", "cr-guest");
 
@@ -40,6 +41,19 @@ export class Bench {
       console.log(
         `  ${label.padEnd(44)} ${Number.isNaN(seconds) ? "      -" : seconds.toFixed(1).padStart(7)} s  ${note}`,
       );
+  }
+
+  /** The table, dated and with the machine, into its region of docs/benchmarks.md. */
+  async publish(region: string, command: string, title: string): Promise<void> {
+    const body = renderBenchTable({
+      command,
+      title,
+      date: new Date(),
+      machine: thisMachine(),
+      rows: this.rows,
+    });
+    await writeBenchRegion(region, body);
+    console.error(`table written to docs/benchmarks.md (${region})`);
   }
 }
 

@@ -46,3 +46,4 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 bench.print(`CRIU stage timings (${await cpuCount()} CPUs)`);
+await bench.publish("criu", `make bench-criu ARGS=${version}`, `The CRIU stage (CRIU ${version}, static)`);

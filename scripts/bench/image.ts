@@ -38,3 +38,4 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 bench.print(`image stage timings (${await cpuCount()} CPUs)`);
+await bench.publish("image", `make bench-image ARGS=${version}`, `The image stage (CRIU ${version})`);

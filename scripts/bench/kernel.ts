@@ -81,3 +81,8 @@ try {
 bench.print(
   `kernel stage timings (${await cpuCount()} CPUs, linux ${main.kernel.version}, ${main.kernel.base})`,
 );
+await bench.publish(
+  "kernel",
+  "make bench-kernel",
+  `The kernel stage (linux ${main.kernel.version}, ${main.kernel.base})`,
+);

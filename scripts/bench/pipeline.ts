@@ -38,3 +38,8 @@ for (const c of stagesOf()) {
 }
 await matrix("no-op: stored results kept", []);
 bench.print(`pipeline timings (${await cpuCount()} CPUs; cache ${cache}, remove it when done)`);
+await bench.publish(
+  "pipeline",
+  args.length ? `make bench ARGS="${args.join(" ")}"` : "make bench",
+  `The pipeline through the matrix, cold, warm and no-op (cells: ${cells.join(" ")})`,
+);

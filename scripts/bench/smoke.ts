@@ -26,3 +26,8 @@ bench.add(
 bench.print(
   `smoke timings (${await cpuCount()} CPUs, CRIU ${results.identities.criu.version}, linux ${results.identities.kernel.version})`,
 );
+await bench.publish(
+  "smoke",
+  args.length ? `make bench-smoke ARGS="${args.join(" ")}"` : "make bench-smoke",
+  `A guest run (CRIU ${results.identities.criu.version}, linux ${results.identities.kernel.version}, ${results.accel})`,
+);

@@ -2,7 +2,7 @@
  * The module layering of scripts/: no import cycles (static or `await import()`), and no
  * import from a lower layer into a higher one:
  *   lib/ < data/ (the repository's catalogs, patches, rules, each with its schema) < the stages (kernel/, criu/, agent/, image/, boot/) < the driver (driver.ts,
- *   side-work.ts, the --dry-run planners plan-only*.ts, matrix/, migrate/) < the CLI and the benches.
+ *   side-work.ts, the --dry-run planners plan-only*.ts, matrix/, migrate/) < the CLI, the benches and the docs generator.
  * And the driver is the only module that runs a stage's build step.
  */
 import { describe, expect, it } from "vitest";
@@ -74,7 +74,7 @@ const LAYERS: [RegExp, number, string][] = [
   [/^data\//, 1, "data"],
   [/^(kernel|criu|agent|image|boot)\//, 2, "stages"],
   [/^(driver\.ts|side-work\.ts|plan-only[a-z-]*\.ts|matrix\/|migrate\/)/, 3, "driver"],
-  [/^(cli\.ts|cli-flags\.ts|commands\.ts|schemas\.ts|bench\/)/, 4, "CLI"],
+  [/^(cli\.ts|cli-flags\.ts|commands\.ts|schemas\.ts|bench\/|docs\/)/, 4, "CLI"],
 ];
 
 function layerOf(module: string): [number, string] {
