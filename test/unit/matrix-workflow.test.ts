@@ -141,8 +141,8 @@ describe("the CI workflow", () => {
       expect(keysStep(WF.jobs.kernels).run).toBe("bin/cr-guest ci keys --matrix matrix.yaml");
       expect(keysStep(WF.jobs.cells).run).toContain('--criu "${{ matrix.criu }}"');
       const written = {
-        kernels: await keysOutput(["--matrix", "matrix.yaml"]),
-        cells: await keysOutput(["--matrix", "matrix.yaml", "--criu", "4.1.1"]),
+        kernels: await keysOutput(["--matrix", join(REPO_ROOT, "matrix.yaml")]),
+        cells: await keysOutput(["--matrix", join(REPO_ROOT, "matrix.yaml"), "--criu", "4.1.1"]),
       };
       // Every keys output a job reads is one the command writes.
       for (const job of ["kernels", "cells"] as const) {
