@@ -17,9 +17,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { AGENT_RECIPE_VERSION, kataSourceIdentity } from "./agent/stage.js";
-import { kernelCommandLine, RUN_RECIPE_VERSION, type RunResults } from "./boot/stage.js";
-import { runInput } from "./boot/run-input.js";
-import { verifyTransferDisk } from "./boot/transfer-disk.js";
+import { runIdentity, type RunResults } from "./boot/stage.js";
 import { criuBuildDeps } from "./criu/build-recipe.js";
 import {
   doctorFor,
@@ -42,16 +40,15 @@ import {
 } from "./image/stage.js";
 import { bootPlan } from "./kernel/bootable.js";
 import { kernelCacheKey, planKernel, resolveKernelInputs, type KernelPlan } from "./kernel/plan.js";
-import { imagePackageFromDepends } from "./kernel/prebuilt.js";
+import { cloudImagePackage, cloudKernelKey } from "./kernel/prebuilt.js";
 import { requestedValues, type KernelMetadata, type KernelRef } from "./kernel/result.js";
 import { sourceKey, type KernelSourceMetadata } from "./kernel/sources.js";
 import { ArtifactCache } from "./lib/cache.js";
 import { chrootKey } from "./lib/chroot.js";
 import type { PipelineConfig } from "./lib/config.js";
-import { loadSuiteIndex } from "./lib/debian-mirror.js";
 import { UserError } from "./lib/errors.js";
 import { run } from "./lib/exec.js";
-import { cacheKey, sha256, sha256File } from "./lib/hash.js";
+import { cacheKey, sha256File } from "./lib/hash.js";
 import { guestPackages } from "./lib/rootfs.js";
 
 /** What the command would do with a stage: take the cached artifact, build it, boot, or nothing. */
@@ -259,28 +256,8 @@ async function planCloudKernel(
   o: PlanOptions,
 ): Promise<{ stage: PlannedStage; known?: KnownKernel }> {
   const suite = config.kernel.debian_cloud_suite;
-  const index = await loadSuiteIndex({
-    mirror: config.debian.mirror,
-    suite,
-    cacheDir: join(cache.root, "debian-index"),
-    kind: { binaryArch: "amd64" },
-  });
-  const meta = index.binaries("linux-image-cloud-amd64")[0];
-  const name = meta && imagePackageFromDepends(meta.depends);
-  const pkg = name ? index.binaries(name)[0] : undefined;
-  if (!pkg)
-    throw new UserError(
-      `${suite} has no cloud kernel package (linux-image-cloud-amd64)`,
-      "pick another kernel.debian_cloud_suite (bookworm, trixie, sid)",
-    );
-  // As kernel/prebuilt.ts composes it.
-  const key = cacheKey({
-    kind: "debian-cloud",
-    package: pkg.package,
-    version: pkg.version,
-    sha256: pkg.sha256,
-    fragment: [...plan.requested.values].map(([s, e]) => `${s}=${e.value}`),
-  });
+  const pkg = await cloudImagePackage(config, cache);
+  const key = cloudKernelKey(pkg, plan);
   const hit = await cache.lookup<KernelMetadata>("kernel", key);
   return {
     stage: plannedStage("kernel", key, hit?.dir, {
@@ -522,10 +499,18 @@ export async function planBootStage(
         role: o.role,
       }),
     };
-  const key = runKey(config, kernel, image, criu.metadata, bus, o);
+  const { key, input } = runIdentity(config, {
+    kernelKey: kernel.ref.key,
+    requested: kernel.ref.requested,
+    image,
+    criu: criu.metadata,
+    bus,
+    transfer: o.transfer,
+    conf: o.bootConf,
+  });
   const hit = await cache.lookup<RunResults>("runs", key);
   const complete = hit && hit.metadata.status === "COMPLETE" && !o.force ? hit : undefined;
-  const applicable = runInputOf(config, kernel, criu.metadata, o).scenarios.length;
+  const applicable = input.scenarios.length;
   return {
     stage: plannedStage("boot", key, complete?.dir, {
       fresh: "run",
@@ -534,44 +519,6 @@ export async function planBootStage(
     }),
     known: complete?.metadata,
   };
-}
-
-function runInputOf(config: PipelineConfig, kernel: KnownKernel, criu: CriuMetadata, o: PlanOptions) {
-  return runInput({
-    criuVersion: criu.version,
-    patches: criu.patches.map((p) => p.name),
-    catalog: repoData().criu,
-    requested: kernel.ref.requested,
-    scenarios: loadScenarios(config.boot.scenarios),
-    testTimeoutSeconds: config.boot.test_timeout_seconds,
-    scenarioJobs: config.boot.scenario_jobs,
-    conf: o.bootConf,
-  });
-}
-
-/** A run's key, as boot/stage.ts composes it. */
-function runKey(
-  config: PipelineConfig,
-  kernel: KnownKernel,
-  image: ImageResult,
-  criu: CriuMetadata,
-  bus: "virtio" | "nvme" | undefined,
-  o: PlanOptions,
-): string {
-  const input = runInputOf(config, kernel, criu, o);
-  const transferSha =
-    o.transfer?.mode === "read" ? verifyTransferDisk(o.transfer.readFrom).sha256 : undefined;
-  return cacheKey({
-    kernel: kernel.ref.key,
-    image: basename(image.dir),
-    input: Object.fromEntries(Object.entries(input.files).map(([k, v]) => [k, sha256(v)])),
-    memory: config.boot.memory_mib,
-    cpus: config.boot.cpus,
-    append: kernelCommandLine(image, config.boot.kernel_args, bus),
-    ...(bus === "nvme" ? { bus } : {}),
-    ...(o.transfer ? { transfer: transferSha ? { read: transferSha } : "write" } : {}),
-    recipe: RUN_RECIPE_VERSION,
-  });
 }
 
 /**

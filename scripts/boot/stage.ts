@@ -156,31 +156,56 @@ export interface RunPlan {
   key: string;
 }
 
-export function planRun(config: PipelineConfig, o: RunOptions): RunPlan {
-  const criu = o.criu.metadata;
+/** What a run's key is made of: the kernel, the image, the guest's input and the machine. */
+export interface RunIdentity {
+  kernelKey: string;
+  requested: RunOptions["kernel"]["requested"];
+  image: RunOptions["image"];
+  criu: RunOptions["criu"]["metadata"];
+  bus?: RunOptions["bus"];
+  transfer?: RunOptions["transfer"];
+  conf?: RunOptions["conf"];
+}
+
+/** A run's input, command line and key; the dry-run planner computes the same through this. */
+export function runIdentity(config: PipelineConfig, r: RunIdentity) {
   const input = runInput({
-    criuVersion: criu.version,
-    patches: criu.patches.map((p) => p.name),
+    criuVersion: r.criu.version,
+    patches: r.criu.patches.map((p) => p.name),
     catalog: repoData().criu,
-    requested: o.kernel.requested,
+    requested: r.requested,
     scenarios: loadScenarios(config.boot.scenarios),
     testTimeoutSeconds: config.boot.test_timeout_seconds,
     scenarioJobs: config.boot.scenario_jobs,
-    conf: o.conf,
+    conf: r.conf,
   });
-  const transferRecord = o.transfer?.mode === "read" ? verifyTransferDisk(o.transfer.readFrom) : undefined;
-  const append = kernelCommandLine(o.image, config.boot.kernel_args, o.bus);
+  const transferRecord = r.transfer?.mode === "read" ? verifyTransferDisk(r.transfer.readFrom) : undefined;
+  const append = kernelCommandLine(r.image, config.boot.kernel_args, r.bus);
   const key = cacheKey({
-    kernel: o.kernel.key,
-    image: basename(o.image.dir),
+    kernel: r.kernelKey,
+    image: basename(r.image.dir),
     input: Object.fromEntries(Object.entries(input.files).map(([k, v]) => [k, sha256(v)])),
     memory: config.boot.memory_mib,
     cpus: config.boot.cpus,
     append,
     // Only a non-default bus is part of the key, so earlier runs keep their keys.
-    ...(o.bus === "nvme" ? { bus: o.bus } : {}),
-    ...(o.transfer ? { transfer: transferRecord ? { read: transferRecord.sha256 } : "write" } : {}),
+    ...(r.bus === "nvme" ? { bus: r.bus } : {}),
+    ...(r.transfer ? { transfer: transferRecord ? { read: transferRecord.sha256 } : "write" } : {}),
     recipe: RUN_RECIPE_VERSION,
+  });
+  return { input, append, key };
+}
+
+export function planRun(config: PipelineConfig, o: RunOptions): RunPlan {
+  const criu = o.criu.metadata;
+  const { input, append, key } = runIdentity(config, {
+    kernelKey: o.kernel.key,
+    requested: o.kernel.requested,
+    image: o.image,
+    criu,
+    bus: o.bus,
+    transfer: o.transfer,
+    conf: o.conf,
   });
   return {
     config,

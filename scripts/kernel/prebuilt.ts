@@ -121,7 +121,10 @@ export async function runDebianCloudKernel(
 }
 
 /** The versioned cloud image package the suite's metapackage points at, from its signed index. */
-async function cloudImagePackage(config: PipelineConfig, cache: ArtifactCache): Promise<BinaryPackage> {
+export async function cloudImagePackage(
+  config: PipelineConfig,
+  cache: ArtifactCache,
+): Promise<BinaryPackage> {
   const suite = config.kernel.debian_cloud_suite;
   const index = await loadSuiteIndex({
     mirror: config.debian.mirror,
@@ -145,6 +148,17 @@ async function cloudImagePackage(config: PipelineConfig, cache: ArtifactCache): 
   return pkg;
 }
 
+/** The cloud kernel's artifact key: the package (by content) and the symbols it is verified against. */
+export function cloudKernelKey(pkg: BinaryPackage, plan: KernelPlan): string {
+  return cacheKey({
+    kind: "debian-cloud",
+    package: pkg.package,
+    version: pkg.version,
+    sha256: pkg.sha256,
+    fragment: [...plan.requested.values].map(([k, e]) => `${k}=${e.value}`),
+  });
+}
+
 /** The package's vmlinuz and config, downloaded (sha256-checked) and extracted: cached by package and request. */
 async function fetchCloudKernel(
   config: PipelineConfig,
@@ -153,13 +167,7 @@ async function fetchCloudKernel(
   pkg: BinaryPackage,
   log: PhaseLog,
 ): Promise<Artifact<KernelMetadata> & { cached: boolean }> {
-  const key = cacheKey({
-    kind: "debian-cloud",
-    package: pkg.package,
-    version: pkg.version,
-    sha256: pkg.sha256,
-    fragment: [...plan.requested.values].map(([k, e]) => `${k}=${e.value}`),
-  });
+  const key = cloudKernelKey(pkg, plan);
   return cache.getOrBuild<KernelMetadata>("kernel", key, async (tmp) => {
     const downloads = join(cache.root, "downloads");
     await mkdir(downloads, { recursive: true });
