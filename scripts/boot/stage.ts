@@ -123,6 +123,7 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
     criuVersion: criu.version,
     patches: criu.patches.map((p) => p.name),
     catalog,
+    requirements: repoData().kernelRequirements,
     requested: o.kernel.requested,
     scenarios: loadScenarios(config.boot.scenarios),
     testTimeoutSeconds: config.boot.test_timeout_seconds,
