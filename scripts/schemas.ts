@@ -18,6 +18,7 @@ import { AGENT_PATCHES_SCHEMA } from "./data/agent-patches.js";
 import { FINDINGS_SCHEMA } from "./data/findings.js";
 import { SCENARIOS_SCHEMA } from "./data/scenarios.js";
 import { ALLOWLIST_SCHEMA } from "./data/allowlist.js";
+import { KERNEL_REQUIREMENTS_SCHEMA } from "./data/kernel-requirements.js";
 
 export const SCHEMAS_DIR = join(REPO_ROOT, "schemas");
 
@@ -49,6 +50,10 @@ export const INPUT_DOCUMENTS: Record<string, { schema: z.ZodType; title: string 
   allowlist: {
     schema: ALLOWLIST_SCHEMA,
     title: "cr-guest kernel allowlist (kernel-fragments/allowlist.yaml)",
+  },
+  "kernel-requirements": {
+    schema: KERNEL_REQUIREMENTS_SCHEMA,
+    title: "cr-guest kernel requirements of CRIU's checks (criu-builds/kernel-requirements.yaml)",
   },
 };
 

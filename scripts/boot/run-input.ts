@@ -4,13 +4,16 @@
  * catalog's facts, so the guest never guesses which behaviour is right for a version.
  */
 import semver from "semver";
-import { checkFeatures, hasFact, semverOf, type CriuCatalog } from "../data/criu-catalog.js";
+import { hasFact, semverOf, type CriuCatalog } from "../data/criu-catalog.js";
+import { featureNames, type KernelRequirements } from "../data/kernel-requirements.js";
 import type { Scenario } from "../data/scenarios.js";
 
 export interface RunInputOptions {
   criuVersion: string;
   patches: string[];
   catalog: CriuCatalog;
+  /** The kernel requirements map: the `criu check --feature` names of this CRIU version. */
+  requirements: KernelRequirements;
   requested: Map<string, string>;
   scenarios: Scenario[];
   testTimeoutSeconds: number;
@@ -43,7 +46,7 @@ export function runInput(o: RunInputOptions): {
   const conf = {
     CRIU_VERSION: o.criuVersion,
     CRIU_PATCHES: o.patches.join(" "),
-    FEATURES: checkFeatures(o.catalog, o.criuVersion).join(" "),
+    FEATURES: featureNames(o.requirements, o.criuVersion).join(" "),
     TEST_TIMEOUT: String(o.testTimeoutSeconds),
     ...(o.scenarioJobs ? { SCENARIO_JOBS: String(o.scenarioJobs) } : {}),
     ...expectations,

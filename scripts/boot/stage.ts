@@ -173,6 +173,7 @@ export function runIdentity(config: PipelineConfig, r: RunIdentity) {
     criuVersion: r.criu.version,
     patches: r.criu.patches.map((p) => p.name),
     catalog: repoData().criu,
+    requirements: repoData().kernelRequirements,
     requested: r.requested,
     scenarios: loadScenarios(config.boot.scenarios),
     testTimeoutSeconds: config.boot.test_timeout_seconds,

@@ -41,7 +41,6 @@ export const CRIU_CATALOG_SCHEMA = z.strictObject({
   versions: z.record(z.string(), VersionEntrySchema),
   suites: z.record(z.string(), z.strictObject({ glibc: z.string() })),
   facts: z.record(z.string(), FactSchema).optional(),
-  check_features: z.array(z.strictObject({ criu: semverRange, names: z.array(z.string()) })).optional(),
   provider_order: z.array(z.enum(CRIU_PROVIDERS)).optional(),
   /** The kernel options CRIU needs (required) or uses (optional), with what for: the doctor's list. */
   kernel_options: z.strictObject({
@@ -63,7 +62,6 @@ export interface CriuCatalog {
   /** Guest suites, oldest first. */
   suites: { name: string; glibc: string }[];
   facts: Record<string, CriuFact>;
-  checkFeatures: { criu: string; names: string[] }[];
   /** Providers in the order tried when the config names none. */
   providerOrder: CriuProvider[];
   kernelOptions: { required: Record<string, string>; optional: Record<string, string> };
@@ -91,7 +89,6 @@ export function parseCriuCatalog(src: LocatedYaml): CriuCatalog {
     versions,
     suites: Object.entries(doc.suites).map(([name, s]) => ({ name, glibc: s.glibc })),
     facts: doc.facts ?? {},
-    checkFeatures: doc.check_features ?? [],
     providerOrder: doc.provider_order ?? [...CRIU_PROVIDERS],
     kernelOptions: doc.kernel_options,
   };
@@ -216,12 +213,6 @@ export function firstCriuWith(catalog: CriuCatalog, fact: string, holds = true):
 /** "CRIU >= 3.18": the versions from firstCriuWith on. */
 export function criuFrom(catalog: CriuCatalog, fact: string, holds = true): string {
   return `CRIU >= ${firstCriuWith(catalog, fact, holds)}`;
-}
-
-/** The `criu check --feature` names this version knows. */
-export function checkFeatures(catalog: CriuCatalog, version: string): string[] {
-  const v = semverOf(version);
-  return catalog.checkFeatures.filter((g) => semver.satisfies(v, g.criu)).flatMap((g) => g.names);
 }
 
 /** Suites a binary built for `suite` runs in: that suite and newer ones. */

@@ -8,6 +8,7 @@ import { loadPatchCatalog, type PatchSpec } from "./criu-patches.js";
 import { loadFindingRules, type FindingRule } from "./findings.js";
 import { loadKernelCatalog, type KernelCatalog } from "./kernel-catalog.js";
 import { loadFragmentDir, type Fragment } from "./fragments.js";
+import { loadKernelRequirements, type KernelRequirements } from "./kernel-requirements.js";
 
 export interface RepoData {
   kernels: KernelCatalog;
@@ -17,6 +18,8 @@ export interface RepoData {
   findings: FindingRule[];
   /** kernel-fragments/*.conf by name (guest-base, checkpoint-restore, ...). */
   fragments: Map<string, Fragment>;
+  /** What each CRIU check, feature and start-up probe needs from the kernel. */
+  kernelRequirements: KernelRequirements;
 }
 
 let loaded: RepoData | undefined;
@@ -25,13 +28,15 @@ let loaded: RepoData | undefined;
 export function repoData(): RepoData {
   if (!loaded) {
     const criu = loadCriuCatalog();
+    const criuPatches = loadPatchCatalog();
     loaded = {
       kernels: loadKernelCatalog(),
       criu,
-      criuPatches: loadPatchCatalog(),
+      criuPatches,
       agentPatches: loadAgentPatches(),
       findings: loadFindingRules(criu),
       fragments: loadFragmentDir(),
+      kernelRequirements: loadKernelRequirements(undefined, { knownPatches: new Set(criuPatches.keys()) }),
     };
   }
   return loaded;

@@ -13,6 +13,7 @@ import {
   runTimeline,
 } from "../../scripts/boot/stage.js";
 import { loadCriuCatalog } from "../../scripts/data/criu-catalog.js";
+import { loadKernelRequirements } from "../../scripts/data/kernel-requirements.js";
 import { run } from "../../scripts/lib/exec.js";
 import { REPO_ROOT } from "../../scripts/lib/paths.js";
 import { guestContractEnv } from "../../scripts/lib/guest-contract.js";
@@ -335,6 +336,7 @@ describe("run input", () => {
   it("expects the fatal membarrier probe from 3.19 on, unless patched", () => {
     const base = {
       catalog,
+      requirements: loadKernelRequirements(),
       requested: new Map([
         ["CONFIG_MEMBARRIER", "y"],
         ["CONFIG_EXPERT", "n"],
@@ -352,8 +354,10 @@ describe("run input", () => {
     expect(patched.expectations.MEMBARRIER_PROBE).toBe("tolerant");
     expect(patched.files["run.conf"]).toContain("CRIU_PATCHES='membarrier-probe-nonfatal'");
     expect(patched.files["requested.conf"]).toBe("CONFIG_MEMBARRIER=y\n# CONFIG_EXPERT is not set\n");
-    // Features differ by version: 4.x knows pagemap_scan, 3.17.1 does not.
+    // Features differ by version: 4.x knows pagemap_scan, 3.17.1 does not; every version's
+    // cr-check.c has uffd-noncoop, so the guest checks it too.
     expect(patched.files["run.conf"]).toMatch(/FEATURES='[^']*pagemap_scan/);
+    expect(patched.files["run.conf"]).toMatch(/FEATURES='[^']*\buffd-noncoop\b/);
     expect(runInput({ ...base, criuVersion: "3.17.1", patches: [] }).files["run.conf"]).not.toMatch(
       /pagemap_scan/,
     );
