@@ -188,7 +188,8 @@ function feedingProbe(x: Assessment, v: ConfigVerdict): string {
 export function fragmentLineFor(symbol: string, fragments: Fragment[]): string | undefined {
   for (const f of fragments) {
     const e = f.entries.find((x) => x.symbol === `CONFIG_${symbol}` && x.value !== "n");
-    if (e) return `${relative(REPO_ROOT, e.file).startsWith("..") ? e.file : relative(REPO_ROOT, e.file)}:${e.line}`;
+    if (e)
+      return `${relative(REPO_ROOT, e.file).startsWith("..") ? e.file : relative(REPO_ROOT, e.file)}:${e.line}`;
   }
   return undefined;
 }
@@ -249,7 +250,8 @@ export function causeOf(test: string, ctx: CauseContext): Cause | undefined {
     found.length > 0 ||
     test === "criu-check" ||
     test === "criu-check-all" ||
-    (feature !== undefined && ctx.assessments.some((a) => a.req.kind === "feature" && a.req.name === feature));
+    (feature !== undefined &&
+      ctx.assessments.some((a) => a.req.kind === "feature" && a.req.name === feature));
   if (!covered) return undefined;
   if (!found.length) {
     const entry = ctx.assessments.find((a) => a.req.kind === "feature" && a.req.name === feature);
@@ -267,12 +269,28 @@ export function causeOf(test: string, ctx: CauseContext): Cause | undefined {
   }
   const symbols = [...new Set(found.flatMap((a) => [...a.unmet.missing, ...a.unmet.anyOf.map((g) => g[0])]))];
   const fatal = found[0].req.effect === FATAL;
-  const needs = found.map((a) => `${a.req.kind === "probe" ? "start-up probe " : ""}${a.req.name} needs ${unmetText(a.unmet).join(", ")}`);
+  const needs = found.map(
+    (a) =>
+      `${a.req.kind === "probe" ? "start-up probe " : ""}${a.req.name} needs ${unmetText(a.unmet).join(", ")}`,
+  );
   return {
     test,
     kind: "config",
     entries: found.map((a) => `${a.req.kind}/${a.req.name}`),
     symbols,
     text: `${fatal ? "every CRIU command fails at start: " : ""}${needs.join("; ")}, not in this kernel${fixFor(symbols, ctx.fragments)}`,
+  };
+}
+
+/**
+ * The build conditions of a CRIU build from its metadata: Debian's binaries and dynamic builds
+ * link libnftables, static builds leave it out (criu/build-recipe.ts); every build has the
+ * x86 compat support (the guest's compat_cr passes with each).
+ */
+export function criuFacts(meta: { version: string; link?: string; patches: { name: string }[] }): CriuFacts {
+  return {
+    version: meta.version,
+    build: meta.link === "static" ? ["compat"] : ["compat", "libnftables"],
+    patches: meta.patches.map((p) => p.name),
   };
 }

@@ -7,6 +7,7 @@ import { UserError } from "../lib/errors.js";
 import type { fragmentSummary } from "./configure.js";
 import type { KernelSource } from "./sources.js";
 import type { TrapEntry } from "./expert-trap.js";
+import type { KconfigTree } from "./kconfig.js";
 import { formatVerifyReport, type VerifyReport } from "./verify.js";
 
 export interface KernelMetadata {
@@ -43,6 +44,11 @@ export interface KernelStageOptions {
   configOut?: string;
   log?: (line: string) => void;
   /**
+   * Build in the fragment set's build dir instead of one of its own (an incremental make from
+   * the set's kernel): for variants that differ from it in a few symbols (proofs).
+   */
+  incremental?: boolean;
+  /**
    * Called with the final .config once it is configured and verified, before the compile:
    * what the side work needs to build CRIU for this kernel while it compiles.
    */
@@ -66,6 +72,8 @@ export interface KernelStageResult {
   requested: Map<string, string>;
   /** Options EXPERT=y turned off (measured by a second configure), C/R-relevant first. */
   expertTrap?: TrapEntry[];
+  /** The kernel's Kconfig, parsed (when this run configured). */
+  kconfig?: KconfigTree;
 }
 
 /** What a guest run needs to know about a kernel. */

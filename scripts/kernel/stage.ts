@@ -167,7 +167,11 @@ async function configurePhase(k: KernelContext, r: KernelRun, log: PhaseLog): Pr
   // A check keeps one dir per source and base: kconfig's own tools are compiled once, and
   // every configure rewrites .config whole (allnoconfig, defconfig), so nothing carries over.
   const sourceDir = `${source.metadata.provider}-${plan.entry.version}-${config.kernel.base}`;
-  const variant = opts.checkConfigOnly ? `check-${sourceDir}` : `${sourceDir}-${variantName(config, plan)}`;
+  // A short-lived variant (a proof) builds in its fragment set's dir: an incremental make from
+  // that kernel recompiles what the changed symbols touch, not the whole tree.
+  const variant = opts.checkConfigOnly
+    ? `check-${sourceDir}`
+    : `${sourceDir}-${opts.incremental ? fragmentSetDir(config) : variantName(config, plan)}`;
   const outDir = join(cache.root, "kbuild", variant);
   await mkdir(join(cache.root, "logs"), { recursive: true });
   const logFile = join(cache.root, "logs", `kernel-${fromPhase(r.key, "the kernel key")}.log`);
@@ -262,7 +266,14 @@ export function kernelResult(
   r: KernelRun,
   seconds: Record<string, number>,
 ): KernelStageResult {
-  const common = { warnings: r.warnings, notes: r.notes, seconds, requested, expertTrap: r.trap };
+  const common = {
+    warnings: r.warnings,
+    notes: r.notes,
+    seconds,
+    requested,
+    expertTrap: r.trap,
+    kconfig: r.kconfig,
+  };
   if (!r.kernel) {
     const report = fromPhase(r.report, "the verification report");
     return {
@@ -391,8 +402,11 @@ export function verifyConfigFile(
 }
 
 /** The build dir's variant part: the fragment set (or the Kata tree) and any extra fragments. */
+const fragmentSetDir = (config: PipelineConfig) =>
+  config.kernel.kata_fragments ? "kata" : config.kernel.fragment_set;
+
 function variantName(config: PipelineConfig, plan: KernelPlan): string {
-  const set = config.kernel.kata_fragments ? "kata" : config.kernel.fragment_set;
+  const set = fragmentSetDir(config);
   const extra =
     plan.fragments.length -
     (config.kernel.kata_fragments ? 0 : config.fragment_sets[config.kernel.fragment_set].length);

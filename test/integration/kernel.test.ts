@@ -4,7 +4,9 @@
  * hit the cache. Real builds: this takes ~11 minutes cold, ~2 with a warm ccache.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { CRIU_REF, KERNEL_REF } from "../../scripts/data/kernel-requirements.js";
+import { buildSymbolsFixture, readSymbolsFixture } from "../../scripts/kernel/requirement-symbols.js";
 import { join } from "node:path";
 import { crGuest, missingTools } from "../helpers/cli.js";
 import { writeKataTree } from "../helpers/kata-tree.js";
@@ -111,6 +113,27 @@ describe.skipIf(skip)("kernel stage (integration)", () => {
         expect(r.console).toContain("CRG-HANGING");
         // The point is the deadline: ended by it (15 s), with room for QEMU's start and stop.
         expect(Date.now() - t0).toBeLessThan(15_000 + 45_000);
+      },
+    );
+
+    it(
+      "the kernel requirements map against the source tree it was built from: the symbols fixture is what its Kconfig says, every kernel line cited exists",
+      { timeout: 120_000 },
+      () => {
+        expect(kernelPath, out).toBeDefined();
+        const map = repoData().kernelRequirements;
+        const meta = JSON.parse(readFileSync(join(kernelPath!, "..", "metadata.json"), "utf8"));
+        expect(meta.version).toBe(map.kernelTree);
+        const srctree = join(testCacheDir(), "sources", `linux-${map.kernelTree}-debian-dfsg`, "tree");
+        expect(buildSymbolsFixture(srctree, map)).toEqual(readSymbolsFixture());
+        const cited = map.entries.flatMap((r) => r.sources).filter((s) => !CRIU_REF.test(s));
+        for (const ref of new Set(cited)) {
+          const [, path, line] = KERNEL_REF.exec(ref)!;
+          const file = join(srctree, path);
+          expect(existsSync(file), ref).toBe(true);
+          if (line)
+            expect(readFileSync(file, "utf8").split("\n").length, ref).toBeGreaterThanOrEqual(Number(line));
+        }
       },
     );
   });

@@ -25,7 +25,6 @@ import {
   buildSymbolsFixture,
   readSymbolsFixture,
   symbolFacts,
-  treeVersion,
 } from "../../scripts/kernel/requirement-symbols.js";
 import { parseKernelKconfig } from "../../scripts/kernel/kconfig.js";
 import { loadCriuCatalog, semverOf } from "../../scripts/data/criu-catalog.js";
@@ -325,25 +324,9 @@ describe.skipIf(missingTarballs())("the map against each catalog version's CRIU 
   });
 });
 
-describe("the map's Kconfig symbols against the kernel tree", () => {
-  const srctree = process.env.CR_GUEST_KERNEL_TREE;
-  const usable = srctree && existsSync(join(srctree, "Makefile")) && treeVersion(srctree) === map.kernelTree;
-  if (!usable)
-    console.warn(
-      `skipping the kernel-tree checks: set CR_GUEST_KERNEL_TREE to a linux ${map.kernelTree} source tree (the committed fixture is checked instead)`,
-    );
-
-  it.skipIf(!usable)("the fixture is what the tree says, and every kernel line cited exists", () => {
-    expect(buildSymbolsFixture(srctree!, map)).toEqual(fixture);
-    for (const ref of new Set(map.entries.flatMap((r) => r.sources).filter((s) => !CRIU_REF.test(s)))) {
-      const [, path, line] = KERNEL_REF.exec(ref)!;
-      const file = join(srctree!, path);
-      expect(existsSync(file), ref).toBe(true);
-      if (line)
-        expect(readFileSync(file, "utf8").split("\n").length, ref).toBeGreaterThanOrEqual(Number(line));
-    }
-  });
-
+// The fixture against the real tree it was generated from: test/integration/kernel.test.ts,
+// where the suite's kernel source is unpacked.
+describe("the map's Kconfig symbols against the kernel's Kconfig", () => {
   it("the fixture's generator refuses a symbol the Kconfig lacks, and a tree that is not the map's kernel", () => {
     const small = join(__dirname, "../fixtures/kconfig");
     expect(() => symbolFacts(parseKernelKconfig(small), ["USERFAULTFD_NO_SUCH"])).toThrow(

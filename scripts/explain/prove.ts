@@ -1,0 +1,268 @@
+/**
+ * `cr-guest explain --prove [SYMBOL...]`: proof by experiment that the kernel requirements map
+ * says true. Per batch of symbols: a variant of the default kernel with them off (EXPERT and the
+ * trap it springs handled, selectors turned off too, Kconfig's consequences measured by
+ * configuring), built incrementally from the default kernel, booted with the checks and
+ * features only, and judged against the default kernel's run: exactly the predicted tests fail.
+ * Each batch's outcome is kept under the cache (a second run resumes where it stopped).
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { join, relative } from "node:path";
+import { drive, type Outcomes } from "../driver.js";
+import { repoData } from "../data/repo-data.js";
+import { loadDotConfig } from "../data/fragments.js";
+import { criuFacts, type CriuFacts, type KernelFacts } from "../data/requirement-check.js";
+import type { KconfigTree } from "../kernel/kconfig.js";
+import type { PipelineConfig } from "../lib/config.js";
+import { UserError } from "../lib/errors.js";
+import { writeAtomic } from "../lib/fs-atomic.js";
+import { cacheKey } from "../lib/hash.js";
+import {
+  batch,
+  candidates,
+  configDiff,
+  judgeBatch,
+  mapTests,
+  predictedFailures,
+  refineVariant,
+  renderVariant,
+  variantLines,
+  type BatchVerdict,
+  type Candidate,
+  type VariantLine,
+} from "./prove-plan.js";
+
+/** Configures before a variant's request is stable (trap put back, forced-off recorded). */
+const MAX_CONFIGURES = 4;
+
+export interface ProveOptions {
+  symbols?: string[];
+  maxBatch?: number;
+  force?: boolean;
+  log: (line: string) => void;
+}
+
+/** One variant's outcome, as kept under the cache and in the proofs record. */
+export interface BatchOutcome {
+  id: string;
+  symbols: string[];
+  criu: string;
+  kernel: { version: string; default_key: string; variant_key: string | null };
+  date: string;
+  /** The variant's fragment, line by line with why. */
+  request: VariantLine[];
+  /** Every symbol whose value differs from the default kernel's final .config. */
+  config_diff: { symbol: string; base: string; variant: string }[];
+  verdict: BatchVerdict;
+  cannot: { symbol: string; why: string }[];
+  run: { key: string; dir: string; status: string } | null;
+}
+
+export interface ProveReport {
+  criu: string;
+  kernel: { version: string; key: string };
+  baseline: { key: string; dir: string };
+  skipped: { symbol: string; why: string }[];
+  batches: BatchOutcome[];
+}
+
+/** The guest run of proofs: checks and features only (no scenarios), the same for both kernels. */
+async function proofConfig(config: PipelineConfig): Promise<PipelineConfig> {
+  const dir = join(config.cache_dir, "prove");
+  await mkdir(dir, { recursive: true });
+  const scenarios = join(dir, "no-scenarios.yaml");
+  if (!existsSync(scenarios))
+    await writeAtomic(scenarios, "# explain --prove: the checks and features alone\nscenarios: []\n");
+  return { ...config, boot: { ...config.boot, scenarios } };
+}
+
+const statuses = (o: Outcomes) => new Map(o.boot!.value.results.tests.map((t) => [t.name, t.status]));
+
+interface Baseline {
+  config: PipelineConfig;
+  outcomes: Outcomes;
+  kernel: KernelFacts;
+  criu: CriuFacts;
+  key: string;
+  tests: Map<string, string>;
+}
+
+/** The default kernel, the CRIU build, the image and their run: what every variant is held against. */
+async function baseline(config: PipelineConfig): Promise<Baseline> {
+  const proof = await proofConfig(config);
+  const outcomes = await drive(proof, ["boot"]);
+  const k = outcomes.kernel!.value;
+  const boot = outcomes.boot!.value;
+  if (boot.results.status !== "COMPLETE")
+    throw new UserError(
+      `the default kernel's run did not complete (${boot.results.status}): ${boot.dir}`,
+      "a proof needs a working default kernel: run `cr-guest smoke` and read its console log",
+      3,
+    );
+  return {
+    config: proof,
+    outcomes,
+    kernel: { config: k.config!, version: k.ref!.version },
+    criu: criuFacts(outcomes.criu!.value.metadata),
+    key: k.ref!.key,
+    tests: statuses(outcomes),
+  };
+}
+
+/** Configure the variant until its request is stable; returns the final .config and Kconfig. */
+async function configureVariant(
+  b: Baseline,
+  file: string,
+  lines: VariantLine[],
+  title: string,
+): Promise<{ lines: VariantLine[]; final: Map<string, string>; kconfig?: KconfigTree }> {
+  let current = lines;
+  for (let i = 0; i < MAX_CONFIGURES; i++) {
+    await writeAtomic(file, renderVariant(current, title));
+    const out = await drive(b.config, ["kernel"], {
+      kernel: { extraFragments: [file], checkConfigOnly: true },
+    });
+    const stage = out.kernel!.value.stage;
+    const final = stage.finalConfig!;
+    const forcedOff = (stage.report?.mismatches ?? [])
+      .filter((m) => m.requested === "y" && m.final !== "y")
+      .map((m) => m.symbol.replace(/^CONFIG_/, ""));
+    const trap = (stage.expertTrap ?? []).map((t) => t.symbol.replace(/^CONFIG_/, ""));
+    const next = refineVariant(current, { trap, forcedOff });
+    if (JSON.stringify(next) === JSON.stringify(current))
+      return { lines: current, final, kconfig: stage.kconfig };
+    current = next;
+  }
+  throw new UserError(
+    `the variant ${title} did not settle in ${MAX_CONFIGURES} configures: ${file}`,
+    "turn fewer symbols off at once (--max-batch 1)",
+  );
+}
+
+function batchId(b: Baseline, symbols: string[]): string {
+  return `${[...symbols].sort().join("+").slice(0, 60)}-${cacheKey({ base: b.key, criu: b.criu, symbols }).slice(0, 8)}`;
+}
+
+/** Where a batch's outcome is kept: one file per batch under the cache. */
+const outcomeFile = (config: PipelineConfig, id: string) =>
+  join(config.cache_dir, "prove", "outcomes", `${id}.json`);
+
+/** One batch: its variant configured, built, booted and judged. */
+async function proveBatch(
+  b: Baseline,
+  tree: KconfigTree,
+  batchOf: Candidate[],
+  o: ProveOptions,
+): Promise<BatchOutcome> {
+  const symbols = batchOf.map((c) => c.symbol);
+  const id = batchId(b, symbols);
+  const file = join(b.config.cache_dir, "prove", "variants", `${id}.conf`);
+  await mkdir(join(b.config.cache_dir, "prove", "variants"), { recursive: true });
+  const first = variantLines(symbols, tree, b.kernel.config);
+  const title = `explain --prove: the default kernel without ${symbols.join(", ")}`;
+  const { lines, final } = await configureVariant(b, file, first.lines, title);
+  const stillOn = symbols.filter((s) => ["y", "m"].includes(final.get(`CONFIG_${s}`) ?? "n"));
+  const cannot = [
+    ...first.cannot,
+    ...stillOn.map((s) => ({
+      symbol: s,
+      why: `still ${final.get(`CONFIG_${s}`)} in the final .config after the request`,
+    })),
+  ];
+  const common = {
+    id,
+    symbols,
+    criu: b.criu.version,
+    date: new Date().toISOString().slice(0, 10),
+    request: lines,
+    config_diff: configDiff(b.kernel.config, final),
+    cannot,
+  };
+  const kernelOf = (variantKey: string | null) => ({
+    version: b.kernel.version!,
+    default_key: b.key,
+    variant_key: variantKey,
+  });
+  if (cannot.length)
+    return {
+      ...common,
+      kernel: kernelOf(null),
+      verdict: { symbols: [], unpredicted: [], otherChanges: [] },
+      run: null,
+    };
+  o.log(`building and booting the variant without ${symbols.join(", ")}`);
+  const given = { criu: b.outcomes.criu, agent: b.outcomes.agent, image: b.outcomes.image };
+  const out = await drive(b.config, ["boot"], {
+    given,
+    kernel: { extraFragments: [file], incremental: true },
+  });
+  const run = out.boot!.value;
+  const variantFacts = { config: out.kernel!.value.config!, version: b.kernel.version };
+  const map = repoData().kernelRequirements;
+  const universe = mapTests(map, b.criu, b.kernel);
+  const verdict = judgeBatch(
+    batchOf,
+    universe,
+    b.tests,
+    statuses(out),
+    predictedFailures(map, b.kernel, variantFacts, b.criu),
+  );
+  return {
+    ...common,
+    kernel: kernelOf(out.kernel!.value.ref!.key),
+    verdict,
+    run: { key: run.results.run_key, dir: relative(b.config.cache_dir, run.dir), status: run.results.status },
+  };
+}
+
+/** Prove: baseline, candidates, batches, each batch unless its outcome is kept; returns them all. */
+export async function prove(config: PipelineConfig, o: ProveOptions): Promise<ProveReport> {
+  const b = await baseline(config);
+  const map = repoData().kernelRequirements;
+  const { prove: cands, skipped } = candidates(map, b.kernel, b.criu, o.symbols);
+  const batches = batch(cands, o.maxBatch);
+  let tree: KconfigTree | undefined;
+  const outcomes: BatchOutcome[] = [];
+  for (const [i, batchOf] of batches.entries()) {
+    const id = batchId(
+      b,
+      batchOf.map((c) => c.symbol),
+    );
+    const kept = outcomeFile(config, id);
+    if (existsSync(kept) && !o.force) {
+      o.log(`batch ${i + 1}/${batches.length} (${id}): kept from an earlier run`);
+      outcomes.push(JSON.parse(readFileSync(kept, "utf8")) as BatchOutcome);
+      continue;
+    }
+    o.log(`batch ${i + 1}/${batches.length}: ${batchOf.map((c) => c.symbol).join(", ")}`);
+    tree ??= await kconfigTree(b);
+    const outcome = await proveBatch(b, tree, batchOf, o);
+    await mkdir(join(config.cache_dir, "prove", "outcomes"), { recursive: true });
+    await writeAtomic(kept, `${JSON.stringify(outcome, null, 2)}\n`);
+    outcomes.push(outcome);
+  }
+  const run = b.outcomes.boot!.value;
+  return {
+    criu: b.criu.version,
+    kernel: { version: b.kernel.version!, key: b.key },
+    baseline: { key: run.results.run_key, dir: relative(config.cache_dir, run.dir) },
+    skipped,
+    batches: outcomes,
+  };
+}
+
+/** The kernel's Kconfig, from a check-config of the default kernel (which parses it). */
+async function kconfigTree(b: Baseline): Promise<KconfigTree> {
+  const out = await drive(b.config, ["kernel"], { kernel: { checkConfigOnly: true } });
+  const tree = out.kernel!.value.stage.kconfig;
+  if (!tree) throw new Error("a check-config run gave no Kconfig tree");
+  return tree;
+}
+
+/** The plan alone: what --prove would build and boot, from the map and the cache. */
+export function dryRunBaseline(config: PipelineConfig, baseConfigFile: string, criu: CriuFacts) {
+  const map = repoData().kernelRequirements;
+  const kernel: KernelFacts = { config: loadDotConfig(baseConfigFile) };
+  return candidates(map, kernel, criu);
+}
