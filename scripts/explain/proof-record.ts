@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import semver from "semver";
-import { isSeq, parseDocument, stringify, type Document } from "yaml";
+import { isMap, isScalar, isSeq, parseDocument, stringify, type Document } from "yaml";
 import { semverOf } from "../data/criu-catalog.js";
 import {
   KERNEL_REQUIREMENTS_FILE,
@@ -136,19 +136,27 @@ const proofItem = (p: SymbolProof): Proof => ({
   run: p.run ?? "",
 });
 
-/** The map file's text with each entry's `proven` list updated (comments and layout kept). */
+/**
+ * The map file's text with each proven entry's `proven` list rewritten in place: only those
+ * values change, every other byte (comments, flow lists, wrapping) stays as written.
+ */
 export function recordInMap(mapText: string, map: KernelRequirements, proofs: SymbolProof[]): string {
+  const edits = new Map<Requirement, Proof[]>();
   const doc = parseDocument(mapText);
   for (const p of proofs)
     for (const r of entriesProvenBy(map, p)) {
-      const path = entryPath(doc, r);
-      const old = doc.getIn([...path, "proven"]);
-      const items = (isSeq(old) ? (old.toJSON() as Proof[]) : []).filter(
+      const have = edits.get(r) ?? provenOf(doc, r);
+      const kept = have.filter(
         (x) => !(x.symbols.join() === p.symbol && x.criu === p.criu && x.kernel.startsWith(p.kernel)),
       );
-      doc.setIn([...path, "proven"], doc.createNode([...items, proofItem(p)], { flow: false }));
+      edits.set(r, [...kept, proofItem(p)]);
     }
-  return doc.toString({ lineWidth: 110 });
+  // From the end of the file backwards, so earlier offsets stay valid.
+  const spans = [...edits].map(([r, list]) => ({ ...provenSpan(doc, mapText, r), list }));
+  let text = mapText;
+  for (const { start, end, indent, list } of spans.sort((a, b) => b.start - a.start))
+    text = text.slice(0, start) + renderProvenList(list, indent) + text.slice(end);
+  return text;
 }
 
 function entryPath(doc: Document, r: Requirement): (string | number)[] {
@@ -156,6 +164,43 @@ function entryPath(doc: Document, r: Requirement): (string | number)[] {
   if (!isSeq(node)) return [r.kind, r.name];
   const i = (node.toJSON() as { criu: string }[]).findIndex((e) => e.criu === r.criu);
   return [r.kind, r.name, i];
+}
+
+function provenOf(doc: Document, r: Requirement): Proof[] {
+  const v = doc.getIn([...entryPath(doc, r), "proven"]);
+  return isSeq(v) ? (v.toJSON() as Proof[]) : [];
+}
+
+/** Where an entry's `proven` value is in the text, and the column of its key. */
+function provenSpan(
+  doc: Document,
+  text: string,
+  r: Requirement,
+): { start: number; end: number; indent: number } {
+  const entry = doc.getIn(entryPath(doc, r), true);
+  const pair = isMap(entry)
+    ? entry.items.find((i) => isScalar(i.key) && i.key.value === "proven")
+    : undefined;
+  const key = pair?.key as { range?: [number, number, number] } | undefined;
+  const value = pair?.value as { range?: [number, number, number] } | undefined;
+  if (!key?.range || !value?.range)
+    throw new Error(`${r.at}: ${r.kind}/${r.name} has no 'proven:' to record into (write proven: false)`);
+  const indent = key.range[0] - text.lastIndexOf("\n", key.range[0]) - 1;
+  return { start: key.range[1], end: value.range[1], indent };
+}
+
+/** `proven:` followed by a block list, at the key's indent. */
+function renderProvenList(list: Proof[], indent: number): string {
+  const pad = " ".repeat(indent + 2);
+  const item = (p: Proof) =>
+    [
+      `${pad}- symbols: [${p.symbols.join(", ")}]`,
+      `${pad}  kernel: ${JSON.stringify(p.kernel)}`,
+      `${pad}  criu: ${JSON.stringify(p.criu)}`,
+      `${pad}  date: ${JSON.stringify(p.date)}`,
+      `${pad}  run: ${JSON.stringify(p.run)}`,
+    ].join("\n");
+  return `:\n${list.map(item).join("\n")}`;
 }
 
 export function readProofs(file = PROOFS_FILE): ProofsRecord {
@@ -177,7 +222,7 @@ export function renderProofs(record: ProofsRecord): string {
 /** docs/kernel-proofs.md: one row per symbol and CRIU version. */
 export function renderProofsDoc(record: ProofsRecord): string {
   const rows = record.proofs.map((p) => {
-    const what = p.failed.length ? p.failed.join(", ") : (p.why ?? "");
+    const what = [p.failed.join(", "), p.status === "proven" ? "" : (p.why ?? "")].filter(Boolean).join("; ");
     const evidence = p.run ? `run ${p.run}; variant kernel ${p.variant_kernel}` : (p.why ?? "");
     return `| \`${p.symbol}\` | ${p.criu} | ${p.kernel} | ${p.status} | ${what} | ${p.batch.join(", ")} | ${p.date} | ${evidence} |`;
   });

@@ -1,0 +1,134 @@
+/**
+ * What `explain --prove --record` writes: one outcome per symbol, the map entries a proof
+ * explains (their `proven` lists, written into the real map's text with its comments kept),
+ * and the docs table.
+ */
+import { describe, expect, it } from "vitest";
+import { readFileSync } from "node:fs";
+import {
+  KERNEL_REQUIREMENTS_FILE,
+  loadKernelRequirements,
+  parseKernelRequirements,
+} from "../../scripts/data/kernel-requirements.js";
+import { parseYaml } from "../../scripts/lib/yaml-file.js";
+import {
+  entriesProvenBy,
+  mergeProofs,
+  recordInMap,
+  renderProofsDoc,
+  symbolProofs,
+  type SymbolProof,
+} from "../../scripts/explain/proof-record.js";
+import type { ProveReport } from "../../scripts/explain/prove.js";
+
+const map = loadKernelRequirements();
+
+const report: ProveReport = {
+  criu: "4.1.1",
+  kernel: { version: "6.12.107", key: "e78f973ae98cc8d3" },
+  baseline: { key: "aaaa", dir: "runs/aaaa" },
+  skipped: [],
+  batches: [
+    {
+      id: "TUN+USERFAULTFD-12345678",
+      symbols: ["TUN", "USERFAULTFD"],
+      criu: "4.1.1",
+      kernel: { version: "6.12.107", default_key: "e78f973ae98cc8d3", variant_key: "0123456789abcdef" },
+      date: "2026-12-06",
+      request: [
+        { symbol: "TUN", value: "n", why: "proved: off" },
+        { symbol: "USERFAULTFD", value: "n", why: "proved: off" },
+      ],
+      config_diff: [
+        { symbol: "TUN", base: "y", variant: "n" },
+        { symbol: "USERFAULTFD", base: "y", variant: "n" },
+        { symbol: "HAVE_ARCH_USERFAULTFD_MINOR", base: "y", variant: "n" },
+      ],
+      verdict: {
+        symbols: [
+          {
+            symbol: "TUN",
+            status: "proven",
+            predicted: ["feature/tun", "feature/tun_ns"],
+            failed: ["feature/tun", "feature/tun_ns"],
+            stillPassed: [],
+          },
+          {
+            symbol: "USERFAULTFD",
+            status: "mismatch",
+            predicted: ["feature/uffd", "feature/uffd-noncoop"],
+            failed: ["feature/uffd"],
+            stillPassed: ["feature/uffd-noncoop"],
+            why: "predicted to fail but passed: feature/uffd-noncoop",
+          },
+        ],
+        unpredicted: [],
+        otherChanges: [],
+      },
+      cannot: [],
+      run: { key: "bbbb", dir: "runs/bbbb", status: "COMPLETE" },
+    },
+  ],
+};
+
+describe("the proofs record", () => {
+  const proofs = symbolProofs(report);
+
+  it("one outcome per symbol, with what else the variant changed", () => {
+    expect(proofs.map((p) => `${p.symbol}:${p.status}`)).toEqual(["TUN:proven", "USERFAULTFD:mismatch"]);
+    expect(proofs[0].also_changed).toEqual(["HAVE_ARCH_USERFAULTFD_MINOR=n"]);
+    expect(proofs[0].run).toBe("bbbb (COMPLETE)");
+  });
+
+  it("a newer outcome of the same symbol, CRIU and kernel replaces the older one", () => {
+    const older: SymbolProof = { ...proofs[0], date: "2026-12-01", status: "mismatch" };
+    const merged = mergeProofs({ proofs: [older] }, proofs);
+    expect(merged.proofs.filter((p) => p.symbol === "TUN").map((p) => p.date)).toEqual(["2026-12-06"]);
+  });
+
+  it("a proven symbol proves the entries that need it and whose test failed; a mismatch proves none", () => {
+    const names = entriesProvenBy(map, proofs[0]).map((r) => `${r.kind}/${r.name}`);
+    expect(names).toEqual(expect.arrayContaining(["feature/tun", "feature/tun_ns"]));
+    // check_tun_cr runs under --all, which fails on the default kernel already: not shown.
+    expect(names.every((n) => n.startsWith("feature/"))).toBe(true);
+    expect(entriesProvenBy(map, proofs[1])).toEqual([]);
+  });
+
+  it("the map keeps its comments and gets the proof in each proven entry", () => {
+    const text = readFileSync(KERNEL_REQUIREMENTS_FILE, "utf8");
+    const written = recordInMap(text, map, proofs);
+    expect(written).toContain("# What each CRIU kernel check needs from the kernel");
+    expect(recordInMap(text, map, [])).toBe(text);
+    // Only the proven entries' values change: every other line stays as written.
+    const count = (t: string, line: string) => t.split("\n").filter((l) => l.trim() === line).length;
+    expect(count(text, "proven: false") - count(written, "proven: false")).toBe(2);
+    expect(written.split("\n").length - text.split("\n").length).toBe(2 * 5);
+    expect(written.replace(/proven:\n(\s+- symbols: \[TUN\]\n(\s+\w+: .*\n){4})/g, "proven: false\n")).toBe(
+      text,
+    );
+    const again = parseKernelRequirements(parseYaml(written, KERNEL_REQUIREMENTS_FILE));
+    const tun = again.entries.find((r) => r.kind === "feature" && r.name === "tun")!;
+    expect(tun.proven).toEqual([
+      {
+        symbols: ["TUN"],
+        kernel: "6.12.107 (variant 0123456789abcdef)",
+        criu: "4.1.1",
+        date: "2026-12-06",
+        run: "bbbb (COMPLETE)",
+      },
+    ]);
+    const uffd = again.entries.find((r) => r.kind === "feature" && r.name === "uffd")!;
+    expect(uffd.proven).toEqual([]);
+    // Recording twice does not list the proof twice.
+    const twice = parseKernelRequirements(parseYaml(recordInMap(written, again, proofs), "x"));
+    expect(twice.entries.find((r) => r.kind === "feature" && r.name === "tun")!.proven).toHaveLength(1);
+  });
+
+  it("the docs table has a row per symbol with what failed and the evidence", () => {
+    const doc = renderProofsDoc({ proofs });
+    expect(doc).toContain(
+      "| `TUN` | 4.1.1 | 6.12.107 | proven | feature/tun, feature/tun_ns | TUN, USERFAULTFD |",
+    );
+    expect(doc).toContain("predicted to fail but passed: feature/uffd-noncoop");
+  });
+});
