@@ -49,11 +49,16 @@ export interface ProofsRecord {
 }
 
 /** A report's batches as one outcome per symbol. */
-export function symbolProofs(report: ProveReport): SymbolProof[] {
+export function symbolProofs(
+  report: Pick<ProveReport, "criu" | "kernel" | "baseline" | "batches">,
+): SymbolProof[] {
   return report.batches.flatMap((b) => batchProofs(report, b));
 }
 
-function batchProofs(report: ProveReport, b: BatchOutcome): SymbolProof[] {
+function batchProofs(
+  report: Pick<ProveReport, "criu" | "kernel" | "baseline">,
+  b: BatchOutcome,
+): SymbolProof[] {
   const common = {
     criu: report.criu,
     kernel: report.kernel.version,
@@ -246,7 +251,10 @@ export function renderProofsDoc(record: ProofsRecord): string {
 }
 
 /** Writes the record, the map's proven lists and the docs table (each by temp file and rename). */
-export async function recordProofs(report: ProveReport, map: KernelRequirements): Promise<SymbolProof[]> {
+export async function recordProofs(
+  report: Pick<ProveReport, "criu" | "kernel" | "baseline" | "batches">,
+  map: KernelRequirements,
+): Promise<SymbolProof[]> {
   const add = symbolProofs(report);
   const record = mergeProofs(readProofs(), add);
   await writeAtomic(PROOFS_FILE, renderProofs(record));

@@ -79,15 +79,18 @@ export async function proveCommand(ctx: CommandContext, config: PipelineConfig):
   if (v["dry-run"]) return dryRun(ctx, config, symbols);
   const { prove } = await import("./prove.js");
   const { symbolProofs, recordProofs } = await import("./proof-record.js");
+  const map = repoData().kernelRequirements;
   const report: ProveReport = await prove(config, {
     symbols,
     force: v.force,
     maxBatch: v["max-batch"],
     log: (l) => console.error(l),
+    // Each batch recorded as it ends: a long run stopped half-way keeps what it proved.
+    onBatch: v.record
+      ? async (b, head) => void (await recordProofs({ ...head, batches: [b] }, map))
+      : undefined,
   });
-  const outcomes = v.record
-    ? await recordProofs(report, repoData().kernelRequirements)
-    : symbolProofs(report);
+  const outcomes = symbolProofs(report);
   ctx.say(
     `explain --prove: CRIU ${report.criu} on linux ${report.kernel.version} (default kernel ${report.kernel.key})`,
   );

@@ -89,7 +89,8 @@ export function batch(cands: Candidate[], maxSize = 6): Candidate[][] {
     if (fits) fits.push(c);
     else batches.push([c]);
   }
-  return batches;
+  // The fullest variants first: each build proves the most symbols (a run cut short gets most).
+  return batches.sort((a, b) => b.length - a.length);
 }
 
 /** One line of a variant's fragment, with why it is there. */

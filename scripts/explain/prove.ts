@@ -41,6 +41,8 @@ export interface ProveOptions {
   maxBatch?: number;
   force?: boolean;
   log: (line: string) => void;
+  /** Called as each batch's outcome is known (kept or new): recording as it goes survives a stop. */
+  onBatch?: (b: BatchOutcome, report: Pick<ProveReport, "criu" | "kernel" | "baseline">) => Promise<void>;
 }
 
 /** One variant's outcome, as kept under the cache and in the proofs record. */
@@ -224,6 +226,12 @@ export async function prove(config: PipelineConfig, o: ProveOptions): Promise<Pr
   const batches = batch(cands, o.maxBatch);
   let tree: KconfigTree | undefined;
   const outcomes: BatchOutcome[] = [];
+  const run = b.outcomes.boot!.value;
+  const head = {
+    criu: b.criu.version,
+    kernel: { version: b.kernel.version!, key: b.key },
+    baseline: { key: run.results.run_key, dir: relative(config.cache_dir, run.dir) },
+  };
   for (const [i, batchOf] of batches.entries()) {
     const id = batchId(
       b,
@@ -233,6 +241,7 @@ export async function prove(config: PipelineConfig, o: ProveOptions): Promise<Pr
     if (existsSync(kept) && !o.force) {
       o.log(`batch ${i + 1}/${batches.length} (${id}): kept from an earlier run`);
       outcomes.push(JSON.parse(readFileSync(kept, "utf8")) as BatchOutcome);
+      await o.onBatch?.(outcomes.at(-1)!, head);
       continue;
     }
     o.log(`batch ${i + 1}/${batches.length}: ${batchOf.map((c) => c.symbol).join(", ")}`);
@@ -241,15 +250,9 @@ export async function prove(config: PipelineConfig, o: ProveOptions): Promise<Pr
     await mkdir(join(config.cache_dir, "prove", "outcomes"), { recursive: true });
     await writeAtomic(kept, `${JSON.stringify(outcome, null, 2)}\n`);
     outcomes.push(outcome);
+    await o.onBatch?.(outcome, head);
   }
-  const run = b.outcomes.boot!.value;
-  return {
-    criu: b.criu.version,
-    kernel: { version: b.kernel.version!, key: b.key },
-    baseline: { key: run.results.run_key, dir: relative(config.cache_dir, run.dir) },
-    skipped,
-    batches: outcomes,
-  };
+  return { ...head, skipped, batches: outcomes };
 }
 
 /** The kernel's Kconfig, from a check-config of the default kernel (which parses it). */
