@@ -41,16 +41,13 @@ type Diagnosable = { name: string; status: string; cause?: TestCause };
 
 /**
  * The build conditions of a CRIU binary, from how it was obtained. Dynamic builds and
- * Debian's binary link libnftables, static builds leave it out (as the doctor says). cr-guest's
- * build chroots have no 32-bit libc, so CRIU's Makefile leaves compat out of its builds;
- * Debian's binary is taken to have it, so a diagnosis never blames what it cannot know.
+ * Debian's binary link libnftables, static builds leave it out (as the doctor says). Compat
+ * support is in every build seen: feature/compat_cr passes with cr-guest's static 4.1.1 and
+ * 4.2.1 builds (guest runs, 2026-12-06).
  */
 export function criuBuildConditions(c: Pick<CriuIdentity, "provider" | "link">): CriuFacts["build"] {
-  const debian = c.provider === "debian-binary" || c.link === "debian-binary";
-  return [
-    ...(debian || c.link === "dynamic" ? ["libnftables" as const] : []),
-    ...(debian ? ["compat" as const] : []),
-  ];
+  const nftables = c.provider === "debian-binary" || c.link === "debian-binary" || c.link === "dynamic";
+  return [...(nftables ? ["libnftables" as const] : []), "compat"];
 }
 
 /** The fragments a fix text points into: those of the run's own fragment set first, then the rest. */
