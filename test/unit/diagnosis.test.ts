@@ -48,6 +48,10 @@ function failing(r: RunResults, ...names: string[]): RunResults {
   return { ...r, tests };
 }
 
+/** The .config file's text with one option unset. */
+const configWithout = (symbol: string) =>
+  readFileSync(CONFIG, "utf8").replace(`CONFIG_${symbol}=y`, `# CONFIG_${symbol} is not set`);
+
 function diagnosed(r: RunResults, config: Map<string, string>): RunResults {
   const tests = withCauses(r.tests, {
     config,
@@ -212,15 +216,48 @@ describe("diagnosis of a recorded run against its kernel's .config", () => {
 
   it("a run read from the cache gets causes from <kernel dir>/config; none when the file is gone", () => {
     const kernelDir = tempDir("crg-diag-kernel-");
-    writeFileSync(
-      join(kernelDir, "config"),
-      readFileSync(CONFIG, "utf8").replace("CONFIG_USERFAULTFD=y", "# CONFIG_USERFAULTFD is not set"),
-    );
+    writeFileSync(join(kernelDir, "config"), configWithout("USERFAULTFD"));
     const r = failing(recorded(), "feature/uffd");
     expect(test(diagnoseRun(r, join(kernelDir, "config"), FRAGMENTS), "feature/uffd").cause?.symbols).toEqual(
       ["USERFAULTFD"],
     );
     expect(diagnoseRun(r, join(kernelDir, "missing"), FRAGMENTS)).toBe(r);
+  });
+
+  it("the boot stage returns a cached run with causes from its kernel's .config, its key and files untouched", async () => {
+    const { planRun, runBootTests } = await import("../../scripts/boot/stage.js");
+    const { loadConfig } = await import("../../scripts/lib/config.js");
+    const cacheDir = tempDir("crg-diag-runs-");
+    const kernelDir = tempDir("crg-diag-kernel-");
+    writeFileSync(join(kernelDir, "config"), configWithout("USERFAULTFD"));
+    const config = loadConfig({ set: [`cache_dir=${cacheDir}`] });
+    const run = failing(recorded(), "feature/uffd");
+    const options = {
+      kernel: {
+        dir: kernelDir,
+        key: run.identities.kernel.key,
+        version: "6.12.107",
+        config_sha256: "c",
+        requested: new Map(),
+      },
+      image: {
+        dir: "/i/img1",
+        metadata: { root: { device: "/dev/sda1", partuuid: "c7a5" }, agent: null },
+        manifest: { base: "fresh trixie minbase" },
+      } as never,
+      criu: { metadata: { ...run.identities.criu, patches: [] } } as never,
+      accel: "tcg" as const,
+    };
+    const key = planRun(config, options).key;
+    const stored = join(cacheDir, "runs", key, "metadata.json");
+    mkdirSync(join(cacheDir, "runs", key), { recursive: true });
+    writeFileSync(stored, JSON.stringify({ ...run, run_key: key }));
+    const before = readFileSync(stored, "utf8");
+    const r = await runBootTests(config, options);
+    expect(r.cached).toBe(true);
+    expect(r.results.run_key).toBe(key);
+    expect(test(r.results, "feature/uffd").cause?.symbols).toEqual(["USERFAULTFD"]);
+    expect(readFileSync(stored, "utf8")).toBe(before);
   });
 
   it("a cell stored before causes existed gets them from its kernel's .config in the cache", () => {
@@ -232,14 +269,28 @@ describe("diagnosis of a recorded run against its kernel's .config", () => {
     expect(diagnoseCell(stored, cacheDir, FRAGMENTS)).toBe(stored);
     const dir = join(cacheDir, "kernel", r.identities.kernel.key);
     mkdirSync(dir, { recursive: true });
-    writeFileSync(
-      join(dir, "config"),
-      readFileSync(CONFIG, "utf8").replace("CONFIG_USERFAULTFD=y", "# CONFIG_USERFAULTFD is not set"),
-    );
+    writeFileSync(join(dir, "config"), configWithout("USERFAULTFD"));
     const fresh = diagnoseCell(stored, cacheDir, FRAGMENTS);
     expect(test(fresh, "feature/uffd").cause?.symbols).toEqual(["USERFAULTFD"]);
     expect(test(fresh, "feature/nftables").cause?.kind).toBe("build");
     expectValid("cell", fresh);
+  });
+
+  it("the matrix report takes its stored cells with the causes their kernels' .config give now", async () => {
+    const { loadMatrixSpec, planMatrix } = await import("../../scripts/matrix/spec.js");
+    const { storedCellsOf } = await import("../../scripts/matrix/command.js");
+    const { writeCell } = await import("../../scripts/matrix/cell.js");
+    const cacheDir = tempDir("crg-diag-matrix-");
+    const plan = planMatrix(loadMatrixSpec(join(REPO_ROOT, "test/fixtures/matrix/small.yaml")), {
+      set: [`cache_dir=${cacheDir}`],
+    });
+    const r = failing(recorded(), "feature/uffd");
+    const outDir = join(cacheDir, "matrix", "small");
+    await writeCell(outDir, { ...cellOf(r), id: plan.cells[0].id });
+    mkdirSync(join(cacheDir, "kernel", r.identities.kernel.key), { recursive: true });
+    writeFileSync(join(cacheDir, "kernel", r.identities.kernel.key, "config"), configWithout("USERFAULTFD"));
+    const [cell] = storedCellsOf(plan, outDir);
+    expect(test(cell, "feature/uffd").cause?.symbols).toEqual(["USERFAULTFD"]);
   });
 
   it("a CRIU's build conditions come from how it was obtained", () => {
