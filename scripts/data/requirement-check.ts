@@ -261,16 +261,18 @@ export function unmetSentence(u: Unmet): string {
   ].join(", and ");
 }
 
-/** "; set it in a fragment (kernel-fragments/checkpoint-restore.conf:27 sets it)" */
-function fixFor(symbols: string[], fragments: Fragment[] | undefined): string {
+/**
+ * "; set it in a fragment (kernel-fragments/checkpoint-restore.conf:27 sets it)"; the symbols
+ * are named when the sentence before names more than one need (`it` would be ambiguous).
+ */
+function fixFor(symbols: string[], fragments: Fragment[] | undefined, plain: boolean): string {
   if (!symbols.length) return "";
-  const one = symbols.length === 1;
   const lines = symbols.flatMap((s) => {
     const at = fragmentLineFor(s, fragments ?? []);
-    return at ? [`${at} sets ${one ? "it" : cfg(s)}`] : [];
+    return at ? [`${at} sets ${plain ? "it" : cfg(s)}`] : [];
   });
   const where = lines.length ? lines.join(", ") : "e.g. kernel-fragments/checkpoint-restore.conf";
-  return `; set ${one ? "it" : "them"} in a fragment (${where})`;
+  return `; set ${plain ? "it" : symbols.map(cfg).join(", ")} in a fragment (${where})`;
 }
 
 function unexplained(test: string, feature: string | undefined, ctx: CauseContext): Cause {
@@ -313,6 +315,6 @@ export function causeOf(test: string, ctx: CauseContext): Cause | undefined {
     kind: byKernel ? "config" : "build",
     entries: found.map((a) => `${a.req.kind}/${a.req.name}`),
     symbols,
-    text: `${fatal ? "every CRIU command fails at start: " : ""}${needs}${fixFor(symbols, ctx.fragments)}`,
+    text: `${fatal ? "every CRIU command fails at start: " : ""}${needs}${fixFor(symbols, ctx.fragments, found.length === 1 && symbols.length === 1)}`,
   };
 }
