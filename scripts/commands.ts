@@ -502,6 +502,7 @@ export async function matrixCommand(ctx: CommandContext): Promise<number> {
   const withPairs = Boolean(v.pairs) || !filtered;
   const picked = v.pairs ? [] : cells;
   if (v["dry-run"]) return matrixDryRun(ctx, plan, picked, outDir, withPairs);
+  const { cellDiagnoses } = await import("./matrix/cell.js");
   const { summary, report, files } = await runMatrixCommand({
     plan,
     cells: picked,
@@ -531,7 +532,11 @@ export async function matrixCommand(ctx: CommandContext): Promise<number> {
     seconds: summary.seconds,
     files,
     findings: report.findings.map((x) => x.say),
-    cells: summary.cells.map((c) => ({ id: c.id, status: c.status, reason: c.reason })),
+    cells: summary.cells.map((c) => {
+      // The report's cell: a kept one has its causes refreshed from its kernel's .config.
+      const diagnoses = cellDiagnoses(report.cells.find((r) => r.id === c.id) ?? c);
+      return { id: c.id, status: c.status, reason: c.reason, ...(diagnoses.length ? { diagnoses } : {}) };
+    }),
   });
   return code;
 }
@@ -685,8 +690,9 @@ async function ciCell(ctx: CommandContext, store: string): Promise<number> {
   const cells = filterCells(p, { criu: versions });
   const index = ci.readKernelIndex(store);
   const { runMatrixCommand, matrixExitCode } = await import("./matrix/command.js");
+  const { cellDiagnoses } = await import("./matrix/cell.js");
   const outDir = join(store, `cells-${versions[0]}`);
-  const { summary, files } = await runMatrixCommand({
+  const { summary, report, files } = await runMatrixCommand({
     plan: p,
     cells,
     outDir,
@@ -701,7 +707,11 @@ async function ciCell(ctx: CommandContext, store: string): Promise<number> {
     store,
     out: outDir,
     files,
-    cells: summary.cells.map((c) => ({ id: c.id, status: c.status, reason: c.reason })),
+    cells: summary.cells.map((c) => {
+      // The report's cell: a kept one has its causes refreshed from its kernel's .config.
+      const diagnoses = cellDiagnoses(report.cells.find((r) => r.id === c.id) ?? c);
+      return { id: c.id, status: c.status, reason: c.reason, ...(diagnoses.length ? { diagnoses } : {}) };
+    }),
   });
   // Verdicts are the report step's: here only what stops the cells from being results.
   return matrixExitCode(summary.cells);

@@ -18,6 +18,7 @@ import type { PipelineConfig } from "../lib/config.js";
 import { cacheKey, sha256 } from "../lib/hash.js";
 import { fromPhase, runPhases, type Phase, type PhaseLog, type PhaseTiming } from "../lib/phases.js";
 import { bootVm, type Accel, type BootResult } from "../lib/qemu.js";
+import { diagnoseRun, fixFragments } from "./causes.js";
 import { createResultsDisk, readResultsDisk } from "./results-disk.js";
 import { parseKeyValues, readTestRecords, RESULTS_SCHEMA, summarize, type TestRecord } from "./results.js";
 import { runInput } from "./run-input.js";
@@ -126,7 +127,7 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
   // Only complete runs count as cached: an ERROR run is tried again.
   const hit = await plan.cache.lookup<RunResults>("runs", plan.key);
   if (hit && hit.metadata.status === "COMPLETE" && !o.force)
-    return { dir: hit.dir, cached: true, results: asResults(hit.metadata) };
+    return { dir: hit.dir, cached: true, results: diagnosed(config, o, asResults(hit.metadata)) };
 
   // Every run goes into an attempt directory of its own; only a complete one replaces the
   // run of record, so a forced rerun that dies never takes the last good evidence with it.
@@ -135,10 +136,19 @@ export async function runBootTests(config: PipelineConfig, o: RunOptions): Promi
   const art = await attemptDirs.getOrBuild<RunResults>(`${plan.key}.attempts`, attemptStamp(), (tmp) =>
     makeRun(plan, tmp, phases),
   );
-  const results = asResults(art.metadata);
+  const results = diagnosed(config, o, asResults(art.metadata));
   await writeFile(join(art.dir, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
   const dir = await promoteRun(join(plan.cache.root, "runs"), plan.key, art.dir, results.status);
   return { dir, cached: false, results, phases };
+}
+
+/**
+ * The run with the causes of its failures, held against its own kernel's .config: computed on
+ * every return, cached or fresh, so the run key and the cache never depend on it.
+ */
+function diagnosed(config: PipelineConfig, o: RunOptions, results: RunResults): RunResults {
+  const fragments = fixFragments(config.fragment_sets[config.kernel.fragment_set] ?? []);
+  return diagnoseRun(results, join(o.kernel.dir, "config"), fragments);
 }
 
 /** What a run boots, with what input, and its key: decided before anything boots. */
@@ -526,7 +536,8 @@ export function formatRun(r: RunResults): string {
     const main = `${t.status.padEnd(5)} ${t.name.padEnd(width)} ${t.seconds.toFixed(1).padStart(6)}s  ${t.message}`;
     const errs =
       t.status === "FAIL" ? t.error_lines.slice(0, 3).map((e) => `${" ".repeat(width + 16)}${e}`) : [];
-    return [main, ...errs].join("\n");
+    const cause = t.cause ? [`${" ".repeat(width + 16)}diagnosis: ${t.cause.text}`] : [];
+    return [main, ...errs, ...cause].join("\n");
   });
   return [...lines, "", `guest kernel ${r.guest.kernel ?? "?"}, ${r.accel}, ${r.seconds.toFixed(0)} s`].join(
     "\n",

@@ -184,7 +184,7 @@ function feedingProbe(x: Assessment, v: ConfigVerdict): string {
   return p ? short(p) : "?";
 }
 
-/** Where a fix goes: the fragment line of the default set that sets the symbol, if one does. */
+/** Where a fix goes: the first fragment line that sets the symbol (not to n), if one does. */
 export function fragmentLineFor(symbol: string, fragments: Fragment[]): string | undefined {
   for (const f of fragments) {
     const e = f.entries.find((x) => x.symbol === `CONFIG_${symbol}` && x.value !== "n");
@@ -197,8 +197,12 @@ export function fragmentLineFor(symbol: string, fragments: Fragment[]): string |
 /** The cause the map finds for a failing guest test. */
 export interface Cause {
   test: string;
-  /** config: a Kconfig symbol, the kernel version or CRIU's build explains it; unexplained: nothing does. */
-  kind: "config" | "unexplained";
+  /**
+   * config: the kernel explains it (a Kconfig symbol off, or its version), with or without
+   * CRIU's build; build: only how CRIU was built does (libnftables, compat); unexplained:
+   * the kernel has every option the map says it needs.
+   */
+  kind: "config" | "build" | "unexplained";
   /** The entries that explain it (kind/name). */
   entries: string[];
   /** The Kconfig symbols to turn on. */
@@ -210,7 +214,7 @@ export interface Cause {
 export interface CauseContext {
   verdict: ConfigVerdict;
   assessments: Assessment[];
-  /** The default fragments, to name the line that sets a symbol. */
+  /** Fragments to name the line that sets a symbol (the default set first). */
   fragments?: Fragment[];
 }
 
@@ -219,32 +223,76 @@ function runsCriu(test: string): boolean {
   return !["kernel-config", "criu-version"].includes(test) && !test.startsWith("ptrace-");
 }
 
-/** The entries whose unmet needs explain this test's failure, most basic first. */
-function explaining(test: string, ctx: CauseContext): Assessment[] {
+/** The entries whose unmet needs explain this test's failure, most basic first; fatal: CRIU does not start. */
+function explaining(test: string, ctx: CauseContext): { found: Assessment[]; fatal: boolean } {
   const v = ctx.verdict;
-  if (!runsCriu(test)) return [];
-  if (v.fatal.length) return v.fatal;
-  if (test === "criu-check") return v.plain;
-  if (test === "criu-check-all") return [...v.plain, ...v.all];
+  if (!runsCriu(test)) return { found: [], fatal: false };
+  if (v.fatal.length) return { found: v.fatal, fatal: true };
+  if (test === "criu-check") return { found: v.plain, fatal: false };
+  if (test === "criu-check-all") return { found: [...v.plain, ...v.all], fatal: false };
   const feature = /^feature\/(.+)$/.exec(test)?.[1];
-  if (!feature) return [];
+  if (!feature) return { found: [], fatal: false };
   const entry = ctx.assessments.filter((a) => a.req.kind === "feature" && a.req.name === feature);
   const probes = ctx.assessments.filter((a) => a.req.kind === "probe" && a.req.feeds.includes(feature));
-  return [...entry, ...probes].filter((a) => a.blocked);
+  return { found: [...entry, ...probes].filter((a) => a.blocked), fatal: false };
 }
 
-function fixFor(symbols: string[], fragments: Fragment[] | undefined): string {
+const cfg = (s: string) => `CONFIG_${s}`;
+
+/**
+ * What one entry lacks, in words: "CONFIG_USERFAULTFD, off in this kernel", "a CRIU linked
+ * with libnftables, which this build is not".
+ */
+export function unmetSentence(u: Unmet): string {
+  const isModule = (s: string) => u.modules.includes(s);
+  const off = u.missing.filter((s) => !isModule(s));
+  const modules = u.missing.filter(isModule);
+  return [
+    ...(off.length ? [`${off.map(cfg).join(", ")}, off in this kernel`] : []),
+    ...(modules.length
+      ? [`${modules.map(cfg).join(", ")} built in (=m in this kernel, and the image carries no modules)`]
+      : []),
+    ...u.anyOf.map((g) => `one of ${g.map(cfg).join(", ")}, none built into this kernel`),
+    ...(u.kernel ? [`a kernel ${u.kernel}, which this one is not`] : []),
+    ...u.build.map(
+      (b) =>
+        `${BUILD_CONDITIONS[b as keyof typeof BUILD_CONDITIONS].replace(/^CRIU was /, "a CRIU ")}, which this build is not`,
+    ),
+  ].join(", and ");
+}
+
+/**
+ * "; set it in a fragment (kernel-fragments/checkpoint-restore.conf:27 sets it)"; the symbols
+ * are named when the sentence before names more than one need (`it` would be ambiguous).
+ */
+function fixFor(symbols: string[], fragments: Fragment[] | undefined, plain: boolean): string {
   if (!symbols.length) return "";
-  const lines = symbols.map((s) => fragmentLineFor(s, fragments ?? [])).filter((x): x is string => !!x);
-  const set = symbols.map((s) => `CONFIG_${s}=y`).join(", ");
-  return lines.length
-    ? `; set ${set} in a fragment (the default fragments do: ${lines.join(", ")})`
-    : `; set ${set} in a fragment (e.g. kernel-fragments/checkpoint-restore.conf)`;
+  const lines = symbols.flatMap((s) => {
+    const at = fragmentLineFor(s, fragments ?? []);
+    return at ? [`${at} sets ${plain ? "it" : cfg(s)}`] : [];
+  });
+  const where = lines.length ? lines.join(", ") : "e.g. kernel-fragments/checkpoint-restore.conf";
+  return `; set ${plain ? "it" : symbols.map(cfg).join(", ")} in a fragment (${where})`;
+}
+
+function unexplained(test: string, feature: string | undefined, ctx: CauseContext): Cause {
+  const entry = ctx.assessments.find((a) => a.req.kind === "feature" && a.req.name === feature);
+  const runtime = entry?.unmet.runtime.filter((r) => r !== "root") ?? [];
+  const cond = runtime.length
+    ? `; it also needs ${runtime.map((r) => RUNTIME_CONDITIONS[r as keyof typeof RUNTIME_CONDITIONS]).join(", ")}, which a .config cannot show`
+    : "";
+  return {
+    test,
+    kind: "unexplained",
+    entries: entry ? [`feature/${entry.req.name}`] : [],
+    symbols: [],
+    text: `unexplained: the kernel has every option this needs${cond}`,
+  };
 }
 
 /** Why a failing test failed, as far as the map and the cell's .config tell; undefined for tests the map does not cover. */
 export function causeOf(test: string, ctx: CauseContext): Cause | undefined {
-  const found = explaining(test, ctx);
+  const { found, fatal } = explaining(test, ctx);
   const feature = /^feature\/(.+)$/.exec(test)?.[1];
   const covered =
     found.length > 0 ||
@@ -253,44 +301,45 @@ export function causeOf(test: string, ctx: CauseContext): Cause | undefined {
     (feature !== undefined &&
       ctx.assessments.some((a) => a.req.kind === "feature" && a.req.name === feature));
   if (!covered) return undefined;
-  if (!found.length) {
-    const entry = ctx.assessments.find((a) => a.req.kind === "feature" && a.req.name === feature);
-    const runtime = entry?.unmet.runtime.filter((r) => r !== "root") ?? [];
-    const cond = runtime.length
-      ? `; it also needs ${runtime.map((r) => RUNTIME_CONDITIONS[r as keyof typeof RUNTIME_CONDITIONS]).join(", ")}, which a .config cannot show`
-      : "";
-    return {
-      test,
-      kind: "unexplained",
-      entries: entry ? [`feature/${entry.req.name}`] : [],
-      symbols: [],
-      text: `unexplained: the kernel has every option this needs${cond}`,
-    };
-  }
+  if (!found.length) return unexplained(test, feature, ctx);
   const symbols = [...new Set(found.flatMap((a) => [...a.unmet.missing, ...a.unmet.anyOf.map((g) => g[0])]))];
-  const fatal = found[0].req.effect === FATAL;
-  const needs = found.map(
-    (a) =>
-      `${a.req.kind === "probe" ? "start-up probe " : ""}${a.req.name} needs ${unmetText(a.unmet).join(", ")}`,
-  );
+  // The test's own feature entry needs no name: "feature/uffd FAIL: needs CONFIG_USERFAULTFD, ...".
+  const label = (a: Assessment) =>
+    a.req.kind === "feature" && a.req.name === feature
+      ? ""
+      : `${a.req.kind === "probe" ? "start-up probe " : ""}${a.req.name} `;
+  const needs = found.map((a) => `${label(a)}needs ${unmetSentence(a.unmet)}`).join("; ");
+  const byKernel = symbols.length > 0 || found.some((a) => a.unmet.kernel);
   return {
     test,
-    kind: "config",
+    kind: byKernel ? "config" : "build",
     entries: found.map((a) => `${a.req.kind}/${a.req.name}`),
     symbols,
-    text: `${fatal ? "every CRIU command fails at start: " : ""}${needs.join("; ")}, not in this kernel${fixFor(symbols, ctx.fragments)}`,
+    text: `${fatal ? "every CRIU command fails at start: " : ""}${needs}${fixFor(symbols, ctx.fragments, found.length === 1 && symbols.length === 1)}`,
   };
 }
 
 /**
- * The build conditions of a CRIU build from its metadata: Debian's binaries and dynamic builds
- * link libnftables, static builds leave it out (criu/build-recipe.ts); every build has the
- * x86 compat support (the guest's compat_cr passes with each).
+ * The build conditions of a CRIU binary, from how it was obtained. Dynamic builds and
+ * Debian's binary link libnftables, static builds leave it out (criu/build-recipe.ts). Compat
+ * support is in every build seen: feature/compat_cr passes with cr-guest's static 4.1.1 and
+ * 4.2.1 builds (guest runs, 2026-12-06).
  */
-export function criuFacts(meta: { version: string; link?: string; patches: { name: string }[] }): CriuFacts {
+export function criuBuildConditions(c: { provider?: string; link?: string }): CriuFacts["build"] {
+  const nftables = c.provider === "debian-binary" || c.link === "debian-binary" || c.link === "dynamic";
+  return [...(nftables ? ["libnftables" as const] : []), "compat"];
+}
+
+/** A CRIU build's facts from its metadata (or the plan of one). */
+export function criuFacts(meta: {
+  version: string;
+  provider?: string;
+  link?: string;
+  patches: { name: string }[];
+}): CriuFacts {
   return {
     version: meta.version,
-    build: meta.link === "static" ? ["compat"] : ["compat", "libnftables"],
+    build: criuBuildConditions(meta),
     patches: meta.patches.map((p) => p.name),
   };
 }

@@ -17,20 +17,26 @@ export function mapTests(map: KernelRequirements, criu: CriuFacts, base: KernelF
   return ["criu-check", "criu-check-all", ...features];
 }
 
-/** The tests whose cause the map finds in `config`, by test id. */
-function explained(map: KernelRequirements, k: KernelFacts, criu: CriuFacts): Set<string> {
+/** The tests whose failure the map explains on this kernel: by its config, or also by CRIU's build. */
+function explained(
+  map: KernelRequirements,
+  k: KernelFacts,
+  criu: CriuFacts,
+  byBuildToo = false,
+): Set<string> {
   const ctx = { verdict: judgeConfig(map, k, criu), assessments: assess(map, k, criu) };
-  return new Set(mapTests(map, criu, k).filter((t) => causeOf(t, ctx)?.kind === "config"));
+  const kinds = byBuildToo ? ["config", "build"] : ["config"];
+  return new Set(mapTests(map, criu, k).filter((t) => kinds.includes(causeOf(t, ctx)?.kind ?? "")));
 }
 
-/** What turning symbols off is predicted to break: tests explained on the variant, not on the base. */
+/** What turning symbols off is predicted to break: tests the config explains on the variant, nothing on the base. */
 export function predictedFailures(
   map: KernelRequirements,
   base: KernelFacts,
   variant: KernelFacts,
   criu: CriuFacts,
 ): string[] {
-  const before = explained(map, base, criu);
+  const before = explained(map, base, criu, true);
   return [...explained(map, variant, criu)].filter((t) => !before.has(t));
 }
 
@@ -57,7 +63,6 @@ export function candidates(
   criu: CriuFacts,
   only?: string[],
 ): { prove: Candidate[]; skipped: { symbol: string; why: string }[] } {
-  const before = explained(map, base, criu);
   const prove: Candidate[] = [];
   const skipped: { symbol: string; why: string }[] = [];
   for (const symbol of only ?? allSymbols(map)) {
@@ -66,9 +71,7 @@ export function candidates(
       skipped.push({ symbol, why: `off in the default kernel (${value ?? "unset"}): nothing to take away` });
       continue;
     }
-    const predicted = predictedFailures(map, base, without(base, [symbol]), criu).filter(
-      (t) => !before.has(t),
-    );
+    const predicted = predictedFailures(map, base, without(base, [symbol]), criu);
     if (predicted.length) prove.push({ symbol, predicted });
     else
       skipped.push({

@@ -14,6 +14,21 @@ export const CELL_STATUSES = ["PASS", "FAIL", "ERROR", "BUILD-FAILED", "SKIPPED"
 const testStatus = z.enum(TEST_STATUSES);
 const summary = z.object({ PASS: z.number(), FAIL: z.number(), SKIP: z.number(), ERROR: z.number() });
 
+/**
+ * Why a FAIL or ERROR test failed, as the kernel requirements map finds it against the run's
+ * own kernel .config and version and its CRIU build (absent for tests the map does not cover).
+ */
+export const TestCauseSchema = z.object({
+  /** config: a Kconfig symbol off or the kernel version; build: how CRIU was built; unexplained: neither. */
+  kind: z.enum(["config", "build", "unexplained"]),
+  /** The map's entries that explain it (feature/NAME, check/NAME, probe/NAME). */
+  entries: z.array(z.string()),
+  /** The Kconfig symbols (without CONFIG_) to turn on. */
+  symbols: z.array(z.string()),
+  /** One sentence, as every output shows it after "diagnosis:". */
+  text: z.string(),
+});
+
 export const TestRecordSchema = z.object({
   name: z.string(),
   status: testStatus,
@@ -26,6 +41,8 @@ export const TestRecordSchema = z.object({
   error_lines: z.array(z.string()),
   /** Hang diagnostics (wchan, stack, cgroup.events, log tail), when a step timed out. */
   diagnostics: z.string().optional(),
+  /** The kernel requirements map's diagnosis, for a FAIL or ERROR it covers. */
+  cause: TestCauseSchema.optional(),
   logs: z.array(z.string()),
 });
 

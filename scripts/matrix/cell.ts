@@ -15,6 +15,9 @@ import {
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { TestRecord } from "../boot/results.js";
+import { kernelConfigOf, withCauses, type TestCause } from "../boot/causes.js";
+import type { Fragment } from "../data/fragments.js";
+import { repoData } from "../data/repo-data.js";
 import { loadScenarios, observedTests } from "../data/scenarios.js";
 import type { PipelineConfig } from "../lib/config.js";
 import { UserError } from "../lib/errors.js";
@@ -62,6 +65,7 @@ export function cellTests(tests: TestRecord[]): CellTest[] {
             t.diagnostics.length > DIAG_MAX ? `${t.diagnostics.slice(0, DIAG_MAX)}\n[...]` : t.diagnostics,
         }
       : {}),
+    ...(t.cause ? { cause: t.cause } : {}),
   }));
 }
 
@@ -99,6 +103,27 @@ export function cellStatusOf(
 
 export function tailLines(text: string, n = 60): string {
   return text.split("\n").slice(-n).join("\n");
+}
+
+/**
+ * A stored cell with the causes of its failures held against its kernel's .config in the
+ * cache, so a cell written before causes existed gets them; unchanged when the cache lacks it.
+ */
+export function diagnoseCell(cell: CellResult, cacheDir: string, fragments: Fragment[]): CellResult {
+  const kernel = cell.identities.kernel;
+  const criu = cell.identities.criu;
+  if (!kernel || !criu || cell.migration) return cell;
+  if (!cell.tests.some((t) => t.status === "FAIL" || t.status === "ERROR")) return cell;
+  const config = kernelConfigOf(join(cacheDir, "kernel", kernel.key, "config"));
+  if (!config) return cell;
+  const map = repoData().kernelRequirements;
+  const tests = withCauses(cell.tests, { config, kernelVersion: kernel.version, criu, map, fragments });
+  return { ...cell, tests };
+}
+
+/** The diagnosed failures of a cell, as `--json` lists them. */
+export function cellDiagnoses(cell: CellResult): { test: string; status: string; cause: TestCause }[] {
+  return cell.tests.flatMap((t) => (t.cause ? [{ test: t.name, status: t.status, cause: t.cause }] : []));
 }
 
 const CELL_FILE = "cell.json";

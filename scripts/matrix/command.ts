@@ -10,7 +10,8 @@ import { Listr } from "listr2";
 import { ArtifactCache } from "../lib/cache.js";
 import { REPO_ROOT } from "../lib/paths.js";
 import { listrOnStderr, throttledOutput } from "../lib/progress.js";
-import { collectCells, storedCell, writeCell, type CellResult } from "./cell.js";
+import { fixFragments } from "../boot/causes.js";
+import { collectCells, diagnoseCell, storedCell, writeCell, type CellResult } from "./cell.js";
 import { pairCell, pairInputsKey } from "./pairs.js";
 import { pairAxes, pairId } from "../migrate/pair.js";
 import { runMigration } from "../migrate/run.js";
@@ -149,6 +150,12 @@ export function storedCellsOf(plan: MatrixPlan, outDir: string): CellResult[] {
   const dir = join(outDir, "cells");
   if (!existsSync(dir)) return [];
   const byId = new Map(collectCells(dir).map((c) => [c.id, c]));
+  // A cell kept from an earlier run gets the causes the map finds now, from its kernel's .config.
+  for (const c of plan.cells) {
+    const stored = byId.get(c.id);
+    const sets = c.config.fragment_sets[c.config.kernel.fragment_set] ?? [];
+    if (stored) byId.set(c.id, diagnoseCell(stored, c.config.cache_dir, fixFragments(sets)));
+  }
   const ids = [...plan.cells.map((c) => c.id), ...planPairs(plan.spec).map((p) => pairId(p.pair))];
   return ids.map((id) => byId.get(id)).filter((c): c is CellResult => Boolean(c));
 }

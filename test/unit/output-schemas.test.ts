@@ -124,6 +124,31 @@ describe("published JSON Schemas", () => {
     expect(valid({ ...results, schema: 7 })).toBe(false);
   });
 
+  it("a failing test's cause (the kernel requirements map's diagnosis) validates; one of another kind does not", () => {
+    const file = join(REPO_ROOT, "test/fixtures/runs/6.12.107-criu-4.1.1-results.json");
+    const run = JSON.parse(readFileSync(file, "utf8"));
+    const cause = {
+      kind: "build",
+      entries: ["feature/nftables"],
+      symbols: [],
+      text: "needs a CRIU linked with libnftables, which this build is not",
+    };
+    const withCause = (c: object) => ({
+      ...run,
+      tests: run.tests.map((t: { name: string }) => (t.name === "feature/nftables" ? { ...t, cause: c } : t)),
+    });
+    // A fresh validator: this file's `validator` compiles each schema once.
+    const valid = new Ajv2020({ strict: false }).compile(
+      JSON.parse(readFileSync(join(SCHEMAS_DIR, "results.schema.json"), "utf8")),
+    );
+    expect(valid(withCause(cause)), JSON.stringify(valid.errors)).toBe(true);
+    expect(valid(withCause({ ...cause, kind: "guess" }))).toBe(false);
+    expect(parseOutput("results", withCause(cause), file).tests.find((t) => t.cause)?.cause).toEqual(cause);
+    expect(() => parseOutput("results", withCause({ ...cause, symbols: "NF_TABLES" }), file)).toThrow(
+      /tests\.\d+\.cause\.symbols/,
+    );
+  });
+
   it("a reader names a cell.json that is not one", () => {
     const dir = tempDir("crg-badcell-");
     const f = join(dir, "cell.json");

@@ -35,9 +35,10 @@ const details = (summary: string, text: string) =>
   `<details><summary>${summary}</summary><pre>${esc(text)}</pre></details>`;
 const list = (items: string[]) => `<ul>${items.map((i) => `<li>${i}</li>`).join("")}</ul>`;
 
-/** One test of a cell: its status, time, message and CRIU's Error lines, diagnostics folded. */
+/** One test of a cell: its status, time, message, the map's diagnosis and CRIU's Error lines, diagnostics folded. */
 function testRow(t: CellTest): string {
   const outcome = t.outcome ? ` <em>(${esc(t.outcome)})</em>` : "";
+  const cause = t.cause ? `<br>diagnosis: ${esc(t.cause.text)}` : "";
   const errors = t.error_lines.length ? `<pre>${esc(t.error_lines.join("\n"))}</pre>` : "";
   const diagnostics = t.diagnostics ? details("diagnostics", t.diagnostics) : "";
   return [
@@ -45,7 +46,7 @@ function testRow(t: CellTest): string {
     td(esc(t.name)),
     td(t.status, statusClass(t.status)),
     td(t.seconds.toFixed(1)),
-    td(`${esc(t.message)}${outcome}${errors}${diagnostics}`),
+    td(`${esc(t.message)}${outcome}${cause}${errors}${diagnostics}`),
     "</tr>",
   ].join("");
 }

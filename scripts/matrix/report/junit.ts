@@ -33,6 +33,10 @@ interface Case {
   xml: string;
 }
 
+/** A message with the map's diagnosis after it, when the test has one. */
+const withCause = (message: string, t: CellTest) =>
+  t.cause ? `${message}${message ? "; " : ""}diagnosis: ${t.cause.text}` : message;
+
 const evidence = (t: CellTest) => xmlEscape([...t.error_lines, t.diagnostics ?? ""].join("\n").trim());
 
 /** A judged test's content in its <testcase>, by verdict. */
@@ -42,22 +46,32 @@ const VERDICT_CONTENT: Record<Verdict, (j: JudgedTest) => { kind: Kind; inner: s
     kind: "failure",
     inner: element(
       "failure",
-      { type: j.test.outcome ?? "failure", message: j.test.message },
+      { type: j.test.outcome ?? "failure", message: withCause(j.test.message, j.test) },
       evidence(j.test),
     ),
   }),
   error: (j) => ({
     kind: "error",
-    inner: element("error", { type: "test-error", message: j.test.message }, evidence(j.test)),
+    inner: element(
+      "error",
+      { type: "test-error", message: withCause(j.test.message, j.test) },
+      evidence(j.test),
+    ),
   }),
   skip: (j) => ({ kind: "skipped", inner: element("skipped", { message: j.test.message }) }),
   informational: (j) => ({
     kind: "skipped",
-    inner: element("skipped", { message: `informational (${j.test.status}): ${j.test.message}` }),
+    inner: element("skipped", {
+      message: withCause(`informational (${j.test.status}): ${j.test.message}`, j.test),
+    }),
   }),
   xfail: (j) => ({
     kind: "skipped",
-    inner: element("skipped", { message: `expected failure: ${j.because}` }, evidence(j.test)),
+    inner: element(
+      "skipped",
+      { message: withCause(`expected failure: ${j.because}`, j.test) },
+      evidence(j.test),
+    ),
   }),
   // A predicted failure that passed: the prediction is wrong, which deserves a look, not a red build.
   xpass: (j) => ({

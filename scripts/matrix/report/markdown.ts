@@ -93,13 +93,13 @@ function predictions(r: MatrixReport): string[] {
 }
 
 /**
- * A cell's failing tests; those failing with the same evidence are one entry (a CRIU that
- * cannot start fails them all alike).
+ * A cell's failing tests; those failing with the same evidence and diagnosis are one entry (a
+ * CRIU that cannot start fails them all alike), the diagnosis under CRIU's Error lines.
  */
 function failureGroups(c: CellResult): string[] {
   const groups = new Map<string, CellTest[]>();
   for (const t of c.tests.filter((x) => x.status === "FAIL" || x.status === "ERROR")) {
-    const k = `${t.status}\u0000${t.outcome ?? ""}\u0000${t.message}\u0000${t.error_lines.join("\n")}`;
+    const k = `${t.status}\u0000${t.outcome ?? ""}\u0000${t.message}\u0000${t.error_lines.join("\n")}\u0000${t.cause?.text ?? ""}`;
     groups.set(k, [...(groups.get(k) ?? []), t]);
   }
   const lines: string[] = [];
@@ -110,6 +110,7 @@ function failureGroups(c: CellResult): string[] {
     const outcome = t.outcome ? ` (${t.outcome})` : "";
     lines.push(`- ${names} ${t.status}${info}${outcome}: ${mdEscape(t.message) || "(no message)"}`);
     for (const e of t.error_lines.slice(0, 4)) lines.push(`  - \`${mdEscape(e)}\``);
+    if (t.cause) lines.push(`  - diagnosis: ${mdEscape(t.cause.text)}`);
   }
   return lines;
 }
