@@ -5,7 +5,11 @@
  * reads the dump.
  */
 import { describe, expect, it } from "vitest";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { repoData } from "../../scripts/data/repo-data.js";
+import { tempDir } from "../helpers/temp.js";
+import { expectChecksMatch, expectFeaturesMatch, expectProbesMatch } from "../helpers/criu-map-sources.js";
 import { join } from "node:path";
 import { crGuest, missingTools } from "../helpers/cli.js";
 import type { PairResult } from "../../scripts/migrate/run.js";
@@ -74,6 +78,22 @@ describe.skipIf(skip)("migration (integration)", () => {
         );
       }
       expect(existsSync(join(CACHE, "migrate", pair.id, "pair.json"))).toBe(true);
+    },
+  );
+
+  it(
+    "the kernel requirements map against CRIU 4.2.1's own source (the orig tarball the pair's build downloaded)",
+    { timeout: 5 * 60_000 },
+    () => {
+      const tarball = join(CACHE, "downloads", "criu_4.2.1.orig.tar.xz");
+      expect(existsSync(tarball), `${tarball}: the 4.2.1 build above downloads it`).toBe(true);
+      const dir = tempDir("crg-criu-4.2.1-");
+      execFileSync("tar", ["-xf", tarball, "-C", dir], { timeout: 120_000 });
+      const tree = join(dir, readdirSync(dir)[0]);
+      const map = repoData().kernelRequirements;
+      expectFeaturesMatch(map, "4.2.1", tree);
+      expectChecksMatch(map, "4.2.1", tree);
+      expectProbesMatch(map, "4.2.1", tree);
     },
   );
 });

@@ -31,6 +31,12 @@ import { loadCriuCatalog, semverOf } from "../../scripts/data/criu-catalog.js";
 import { loadPatchCatalog } from "../../scripts/data/criu-patches.js";
 import { SCHEMAS_DIR } from "../../scripts/schemas.js";
 import { CRIU_TARBALLS, missingTarballs } from "../helpers/criu-sources.js";
+import {
+  body,
+  expectChecksMatch,
+  expectFeaturesMatch,
+  expectProbesMatch,
+} from "../helpers/criu-map-sources.js";
 
 const fixture = readSymbolsFixture();
 const knownSymbols = new Set(Object.keys(fixture.symbols));
@@ -231,14 +237,6 @@ function treeOf(version: string): string {
   return tree;
 }
 
-/** The body of a C function: from its definition line to the first "}" at the start of a line. */
-function body(text: string, fn: string): string {
-  const m = new RegExp(`^[^\\s#][^;\\n]*\\b${fn}\\([^;{]*\\)\\s*\\{\\n([\\s\\S]*?)\\n\\}`, "m").exec(text);
-  return m?.[1] ?? "";
-}
-
-const names = (entries: { name: string }[]) => [...new Set(entries.map((e) => e.name))].sort();
-
 describe.skipIf(missingTarballs())("the map against each catalog version's CRIU sources", () => {
   const versions = [...loadCriuCatalog().versions.keys()];
   const present = versions.filter((v) => archiveOf(v));
@@ -251,58 +249,16 @@ describe.skipIf(missingTarballs())("the map against each catalog version's CRIU 
   });
 
   it.each(present)("CRIU %s: each --feature name has an entry, and no entry names one it lacks", (v) => {
-    const src = readFileSync(join(treeOf(v), "criu/cr-check.c"), "utf8");
-    const table = /feature_list\[\] = \{([\s\S]*?)\n\};/.exec(src)?.[1] ?? "";
-    const listed = [...table.matchAll(/\{\s*"([^"]+)"\s*,/g)].map((m) => m[1]);
-    expect(listed.length).toBeGreaterThan(30);
-    expect(featureNames(map, v)).toEqual(listed);
+    expectFeaturesMatch(map, v, treeOf(v));
   });
 
   it.each(present)("CRIU %s: the checks of plain `criu check` and of --all are the map's", (v) => {
-    const src = readFileSync(join(treeOf(v), "criu/cr-check.c"), "utf8");
-    const crCheck = body(src, "cr_check");
-    const plain = [...crCheck.matchAll(/CHECK_CAT1\((\w+)\(/g)].map((m) => m[1]);
-    if (crCheck.includes("is_root_user()")) plain.push("cr_check");
-    const all = [...crCheck.matchAll(/ret \|= (\w+)\(/g)].map((m) => m[1]);
-    const checks = requirementsFor(map, v).filter((r) => r.kind === "check");
-    expect(names(checks.filter((r) => r.mode === "plain"))).toEqual([...new Set(plain)].sort());
-    expect(names(checks.filter((r) => r.mode === "all"))).toEqual([...new Set(all)].sort());
+    expectChecksMatch(map, v, treeOf(v));
   });
 
   it.each(present)(
     "CRIU %s: kerndat's probes are the map's, fatal exactly where the source returns the error",
-    (v) => {
-      const tree = treeOf(v);
-      const src = readFileSync(join(tree, "criu/kerndat.c"), "utf8");
-      const calls = [body(src, "kerndat_init"), body(src, "root_only_init")].join("\n");
-      const notProbes = new Set([
-        "kerndat_try_load_cache",
-        "kerndat_try_load_new",
-        "root_only_init",
-        "kerndat_save_cache",
-      ]);
-      const called = [...calls.matchAll(/\b(\w+)\(\)/g)].map((m) => m[1]).filter((f) => !notProbes.has(f));
-      // `if ([!ret && ]... probe() ...) { ... ret = -1; }`: the probe's error fails the start.
-      const fatal = new Set(
-        [...calls.matchAll(/if \(([^{;]*?)\)\s*\{([^}]*)\}/g)]
-          .filter((m) => /ret = -1/.test(m[2]))
-          .map((m) => /\b(\w+)\(\)/.exec(m[1])?.[1])
-          .filter((f): f is string => !!f && !notProbes.has(f)),
-      );
-      const crCheck = readFileSync(join(tree, "criu/cr-check.c"), "utf8");
-      if (/^int check_caps\(void\)/m.test(crCheck)) {
-        called.push("check_caps");
-        fatal.add("check_caps");
-      }
-      const probes = requirementsFor(map, v).filter((r) => r.kind === "probe");
-      expect(names(probes)).toEqual([...new Set(called)].sort());
-      for (const p of probes)
-        expect(p.effect, `${p.name} in CRIU ${v}`).toBe(
-          fatal.has(p.name)
-            ? "every CRIU command fails at start"
-            : "none: the result only sets a kerndat flag",
-        );
-    },
+    (v) => expectProbesMatch(map, v, treeOf(v)),
   );
 
   it("every CRIU function the map cites is defined in that file at that tag", () => {
