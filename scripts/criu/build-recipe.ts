@@ -43,6 +43,20 @@ export function criuBuildDeps(mode: LinkMode): string[] {
   return mode === "static" ? COMMON_DEPS : [...COMMON_DEPS, "libgnutls28-dev", "libnftables-dev"];
 }
 
+/**
+ * The build conditions of the kernel requirements map that a binary meets. libnftables: a
+ * dynamic build installs libnftables-dev (criuBuildDeps), and Debian's binary is taken to be
+ * linked with it; the static build leaves it out ("Building without nftables support" in its
+ * log). compat: CRIU's Makefile.config turns CONFIG_COMPAT on when the compiler assembles its
+ * x86 compat test (.code32 code, no -m32), which an amd64 gcc does without multilib: every
+ * build here has it (its log compiles sigaction_compat_pie.o), Debian's is taken to as well.
+ */
+export function buildConditionsOf(
+  kind: "static" | "dynamic" | "debian-binary",
+): ("libnftables" | "compat")[] {
+  return kind === "static" ? ["compat"] : ["libnftables", "compat"];
+}
+
 /** Static archives linked in place of their shared libraries (a -L directory holding only .a). */
 export const STATIC_LIBS = ["protobuf-c", "nl-3", "net", "uuid"];
 

@@ -9,6 +9,7 @@
 import type { CriuCatalog, CriuVersionEntry } from "../data/criu-catalog.js";
 import { diagnose } from "../data/doctor.js";
 import type { RequestedConfig } from "../data/fragments.js";
+import type { KernelRequirements } from "../data/kernel-requirements.js";
 
 export interface TrapEntry {
   symbol: string;
@@ -46,6 +47,7 @@ export function trapSymbols(
 
 export interface TrapContext {
   catalog: CriuCatalog;
+  requirements: KernelRequirements;
   /** The CRIU the kernel is for: its doctor's findings give the consequences. */
   criu?: CriuVersionEntry;
   patches?: string[];
@@ -56,23 +58,13 @@ export interface TrapContext {
 
 /** Each trapped option with what CRIU loses; C/R-relevant ones first. */
 export function explainTrap(symbols: string[], ctx: TrapContext): TrapEntry[] {
-  const { required, optional } = ctx.catalog.kernelOptions;
   // The doctor's findings that exist only because of EXPERT, each naming the option it is about.
   const added = ctx.criu ? findingsOnlyWith(ctx) : [];
-  // Ranked: what makes CRIU fail first, then what it needs, then what it uses, then the rest.
+  // Ranked: what makes CRIU fail first, then what it loses, then the rest.
   const ranked = symbols.map((symbol): TrapEntry & { rank: number } => {
     const name = symbol.replace(/^CONFIG_/, "");
-    const finding = added.find((f) => new RegExp(`\\b(CONFIG_)?${name}\\b`).test(`${f.what} ${f.why}`));
-    if (required[name])
-      return {
-        symbol,
-        consequence: `CRIU needs it: ${required[name]}`,
-        criu: true,
-        rank: finding?.severity === "fail" ? 1 : 2,
-      };
+    const finding = added.find((f) => new RegExp(`\\b(CONFIG_)?${name}\\b`).test(f.what));
     if (finding?.severity === "fail") return { symbol, consequence: said(finding), criu: true, rank: 0 };
-    if (optional[name])
-      return { symbol, consequence: `CRIU uses it: ${optional[name]}`, criu: true, rank: 3 };
     if (finding) return { symbol, consequence: said(finding), criu: true, rank: 3 };
     return { symbol, consequence: null, criu: false, rank: 4 };
   });
@@ -91,9 +83,10 @@ function findingsOnlyWith(ctx: TrapContext) {
       catalog: ctx.catalog,
       kernelConfig,
       kernelVersion: ctx.kernelVersion,
+      requirements: ctx.requirements,
       guestSuite: ctx.criu!.min_suite,
+      criuBuild: ["compat"],
       patches: ctx.patches ?? [],
-      kernelOptions: ctx.catalog.kernelOptions,
     });
   const without = new Set(run(ctx.noExpert).map((f) => f.id));
   return run(ctx.withExpert).filter((f) => !without.has(f.id));

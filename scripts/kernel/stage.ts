@@ -411,7 +411,7 @@ function trapCriu(config: PipelineConfig, criuVersion?: string) {
   } catch {
     criu = undefined; // a version the catalog lacks: the kernel options still rank the trap
   }
-  return { catalog, criu, patches: config.criu.patches };
+  return { catalog, requirements: repoData().kernelRequirements, criu, patches: config.criu.patches };
 }
 
 /** --config-out: the final .config, written whole or not at all. */

@@ -205,7 +205,7 @@ describe.skipIf(skip)("kernel stage (integration)", () => {
         doc.findings
           .filter((f: { severity: string }) => f.severity === "fail")
           .map((f: { id: string }) => f.id),
-      ).toContain("membarrier-probe");
+      ).toContain("probe/kerndat_has_membarrier_get_registrations");
       expect(r.stderr).toMatch(/CONFIG_MEMBARRIER off: CRIU 4\.1/);
     },
   );
