@@ -157,7 +157,7 @@ export function unmetText(u: Unmet): string[] {
     ...u.missing.map(sym),
     ...u.anyOf.map((g) => `one of ${g.map(sym).join(", ")}`),
     ...(u.kernel ? [`a kernel ${u.kernel}`] : []),
-    ...u.build.map((b) => `a CRIU build with ${b} (${BUILD_CONDITIONS[b as keyof typeof BUILD_CONDITIONS]})`),
+    ...u.build.map((b) => `a CRIU built with ${b}`),
   ];
 }
 
@@ -179,6 +179,25 @@ export function formatVerdict(v: ConfigVerdict, label = "this .config"): string 
   return `${head} ${check}; ${v.features.ok}/${v.features.total} features${missing.length ? `; missing: ${missing.join(", ")}` : ""}${patched}`;
 }
 
+/** One entry of a verdict's lists: its name and what the kernel leaves unmet. */
+const listed = (x: Assessment) => ({ name: x.req.name, needs: unmetText(x.unmet) });
+
+/** A verdict as --json prints it: the counts, what fails and why, and formatVerdict's line. */
+export function verdictDocument(v: ConfigVerdict, label = "this .config") {
+  return {
+    criu: v.criu,
+    starts: v.starts,
+    check_passes: v.checkPasses,
+    features: { ok: v.features.ok, total: v.features.total },
+    fatal: v.fatal.map(listed),
+    tolerated: v.tolerated.map((x) => ({ ...listed(x), patches: x.req.avoidedByPatches })),
+    plain: v.plain.map(listed),
+    all: v.all.map(listed),
+    missing_features: v.features.missing.map(listed),
+    line: formatVerdict(v, label),
+  };
+}
+
 function feedingProbe(x: Assessment, v: ConfigVerdict): string {
   const p = v.tolerated.find((t) => t.req.feeds.includes(x.req.name));
   return p ? short(p) : "?";
@@ -188,7 +207,8 @@ function feedingProbe(x: Assessment, v: ConfigVerdict): string {
 export function fragmentLineFor(symbol: string, fragments: Fragment[]): string | undefined {
   for (const f of fragments) {
     const e = f.entries.find((x) => x.symbol === `CONFIG_${symbol}` && x.value !== "n");
-    if (e) return `${relative(REPO_ROOT, e.file).startsWith("..") ? e.file : relative(REPO_ROOT, e.file)}:${e.line}`;
+    if (e)
+      return `${relative(REPO_ROOT, e.file).startsWith("..") ? e.file : relative(REPO_ROOT, e.file)}:${e.line}`;
   }
   return undefined;
 }
@@ -249,7 +269,8 @@ export function causeOf(test: string, ctx: CauseContext): Cause | undefined {
     found.length > 0 ||
     test === "criu-check" ||
     test === "criu-check-all" ||
-    (feature !== undefined && ctx.assessments.some((a) => a.req.kind === "feature" && a.req.name === feature));
+    (feature !== undefined &&
+      ctx.assessments.some((a) => a.req.kind === "feature" && a.req.name === feature));
   if (!covered) return undefined;
   if (!found.length) {
     const entry = ctx.assessments.find((a) => a.req.kind === "feature" && a.req.name === feature);
@@ -267,7 +288,10 @@ export function causeOf(test: string, ctx: CauseContext): Cause | undefined {
   }
   const symbols = [...new Set(found.flatMap((a) => [...a.unmet.missing, ...a.unmet.anyOf.map((g) => g[0])]))];
   const fatal = found[0].req.effect === FATAL;
-  const needs = found.map((a) => `${a.req.kind === "probe" ? "start-up probe " : ""}${a.req.name} needs ${unmetText(a.unmet).join(", ")}`);
+  const needs = found.map(
+    (a) =>
+      `${a.req.kind === "probe" ? "start-up probe " : ""}${a.req.name} needs ${unmetText(a.unmet).join(", ")}`,
+  );
   return {
     test,
     kind: "config",
