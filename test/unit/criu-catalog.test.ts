@@ -148,6 +148,32 @@ describe("doctor", () => {
     }
   });
 
+  it("warns of exactly the features that failed in the guest runs of that kernel (static CRIU 4.1.1 and 4.2.1)", () => {
+    // The failing feature/ tests of the runs on this .config's kernel (cache key e78f973ae98cc8d3,
+    // results.json of runs 6b3f40fc112be80d and 65a3e0e0c4e62f29, 2026-12-06).
+    const failedIn: Record<string, string[]> = {
+      "4.1.1": ["apparmor_stacking", "loginuid", "network_lock_nftables", "nftables"],
+      "4.2.1": [
+        "apparmor_stacking",
+        "loginuid",
+        "network_lock_nftables",
+        "nftables",
+        "pagemap_scan_guard_pages",
+        "timer_cr_ids",
+      ],
+    };
+    for (const [v, failed] of Object.entries(failedIn)) {
+      const f = on(v, real.values);
+      expect(
+        f
+          .filter((x) => x.test?.startsWith("feature/"))
+          .map((x) => x.test!.slice(8))
+          .sort(),
+        v,
+      ).toEqual(failed);
+    }
+  });
+
   it("a config without FILE_LOCKING: every CRIU command fails at start, named by its probe and symbol", () => {
     const f = on("4.1", without("FILE_LOCKING"));
     const probe = f.find((x) => x.id === "probe/kerndat_fdinfo_has_lock")!;
