@@ -48,6 +48,20 @@ export const FLAGS = {
   },
   json: { type: "boolean", help: "print one JSON document on stdout (everything else goes to stderr)" },
   "dry-run": { type: "boolean", help: "resolve and plan, build nothing" },
+  prove: {
+    type: "boolean",
+    help: "prove the kernel requirements map by experiment: the default kernel built again without each SYMBOL given (default: every symbol the map names that the default kernel has), booted beside it; exactly the predicted checks and features must fail",
+  },
+  record: {
+    type: "boolean",
+    help: "with --prove: write each outcome into criu-builds/kernel-proofs.yaml, the proven entries of criu-builds/kernel-requirements.yaml and docs/kernel-proofs.md",
+  },
+  "max-batch": {
+    type: "string",
+    arg: "N",
+    help: "with --prove: at most N symbols off in one kernel variant (default 6; symbols batch only when their predicted failures are disjoint)",
+    parse: positiveInt,
+  },
   force: {
     type: "boolean",
     help: "build or run again even when a cached result exists, or despite a predicted failure",

@@ -248,6 +248,19 @@ export const COMMANDS: Record<string, Command> = {
     json: "what the step made: the packed kernels, the cells, or the verdict and report files",
     run: cmds.ciCommand,
   },
+  explain: {
+    summary:
+      "what the kernel requirements map says about a CRIU feature, check, start-up probe or Kconfig symbol: CRIU ranges, probes, needs, effect, sources, proof",
+    usage:
+      "cr-guest explain NAME [--criu V] [--json] | explain --prove [SYMBOL...] [--record] [--dry-run] [--criu V]",
+    flags: [...CONFIG, "criu", "json", "prove", "record", "max-batch", "dry-run", "force"],
+    positionals: {
+      usage: "NAME | SYMBOL...",
+      help: "a feature (uffd or feature/uffd), a check (check_fdinfo_ext or check/check_fdinfo_ext), a start-up probe (kerndat_uffd) or a Kconfig symbol (USERFAULTFD or CONFIG_USERFAULTFD); with --prove, the Kconfig symbols to prove",
+    },
+    json: "the entry (one per CRIU range) or, for a symbol, the entries that need it; with --prove, the proof report (batches, outcomes) or, with --dry-run, its plan",
+    run: async (ctx) => (await import("./explain/command.js")).explainCommand(ctx),
+  },
   config: {
     summary: "print the resolved configuration (default + --config + flags)",
     usage: "cr-guest config [--config FILE] [--set KEY=VALUE]",

@@ -133,16 +133,15 @@ export async function kernelCommand(ctx: CommandContext): Promise<number> {
   for (const n of result.notes) ctx.say(n);
   ctx.say(result.reportText);
   if (configOut) ctx.say(`final .config: ${configOut}`);
-  let findings: import("./data/doctor.js").Finding[] = [];
-  if (criuPlan && kernel.config) {
-    const { doctorFor, servingCandidate } = await import("./criu/stage.js");
-    const { formatFindings } = await import("./data/doctor.js");
-    findings = doctorFor(config, criuPlan, servingCandidate(criuPlan)?.provider, {
-      kernelConfig: kernel.config,
-      kernelVersion: result.metadata?.version ?? config.kernel.version,
-    });
-    ctx.say(`\n${formatFindings(findings, `CRIU ${criuPlan.entry.version} on this kernel`)}`);
-  }
+  const { findings, verdicts } = kernel.config
+    ? await judgeForCriu(
+        ctx,
+        config,
+        criuPlan,
+        kernel.config,
+        result.metadata?.version ?? config.kernel.version,
+      )
+    : { findings: [], verdicts: [] };
   const doctorFailed = findings.some((f) => f.severity === "fail");
   if (result.dir) {
     ctx.say(`\nkernel: ${join(result.dir, "vmlinuz")}${result.cached ? " (cached)" : ""}`);
@@ -159,12 +158,42 @@ export async function kernelCommand(ctx: CommandContext): Promise<number> {
       ? { checked: result.report.checked, symbols: symbolTable(result.report, result.finalConfig) }
       : {}),
     expert_trap: result.expertTrap ?? [],
+    verdicts,
     ...(criuPlan ? { criu: criuPlan.entry.version, findings } : {}),
     ...(configOut ? { config_out: configOut } : {}),
     warnings: result.warnings,
     ...(result.metadata ? { metadata: result.metadata, dir: result.dir, cached: result.cached } : {}),
   });
   return passed ? 0 : 1;
+}
+
+/**
+ * A final .config judged for CRIU: per version what it gives (the planned CRIU's, else every
+ * catalog version's), and with a planned CRIU (--criu) the doctor's findings.
+ */
+async function judgeForCriu(
+  ctx: CommandContext,
+  config: PipelineConfig,
+  criuPlan: import("./criu/stage.js").CriuPlan | undefined,
+  kernelConfig: Map<string, string>,
+  kernelVersion: string,
+) {
+  const { configVerdicts } = await import("./criu/config-verdicts.js");
+  const { verdictDocument } = await import("./data/requirement-check.js");
+  const verdicts = configVerdicts(config, { config: kernelConfig, version: kernelVersion }, criuPlan);
+  ctx.say("");
+  for (const v of verdicts) ctx.say(verdictDocument(v).line);
+  let findings: import("./data/doctor.js").Finding[] = [];
+  if (criuPlan) {
+    const { doctorFor, servingCandidate } = await import("./criu/stage.js");
+    const { formatFindings } = await import("./data/doctor.js");
+    findings = doctorFor(config, criuPlan, servingCandidate(criuPlan)?.provider, {
+      kernelConfig,
+      kernelVersion,
+    });
+    ctx.say(`\n${formatFindings(findings, `CRIU ${criuPlan.entry.version} on this kernel`)}`);
+  }
+  return { findings, verdicts: verdicts.map((v) => verdictDocument(v)) };
 }
 
 /** Every requested symbol: requested value, final value and why (for --json). */
@@ -294,6 +323,10 @@ export async function doctorCommand(ctx: CommandContext): Promise<number> {
     kernelConfig,
     kernelVersion: kernelVersion ?? config.kernel.version,
   });
+  const verdict = kernelConfig
+    ? await configVerdictOf(config, plan, kernelConfig, kernelVersion ?? config.kernel.version)
+    : undefined;
+  if (verdict) ctx.say(verdict.line);
   ctx.say(
     formatFindings(
       findings,
@@ -307,9 +340,23 @@ export async function doctorCommand(ctx: CommandContext): Promise<number> {
     guest_suite: plan.guestSuite,
     kernel: kernelLabel,
     passed: !failed,
+    verdicts: verdict ? [verdict] : [],
     findings,
   });
   return failed ? 1 : 0;
+}
+
+/** The doctor's CRIU judged by the map against a .config: the counts, as --json prints them. */
+async function configVerdictOf(
+  config: PipelineConfig,
+  plan: import("./criu/stage.js").CriuPlan,
+  kernelConfig: Map<string, string>,
+  kernelVersion: string,
+) {
+  const { configVerdicts } = await import("./criu/config-verdicts.js");
+  const { verdictDocument } = await import("./data/requirement-check.js");
+  const [v] = configVerdicts(config, { config: kernelConfig, version: kernelVersion }, plan);
+  return verdictDocument(v);
 }
 
 export async function agentCommand(ctx: CommandContext): Promise<number> {

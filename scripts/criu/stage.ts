@@ -18,6 +18,7 @@ import { cacheKey, sha256File } from "../lib/hash.js";
 import { requireHostTools } from "../lib/host-tools.js";
 import { runSteps } from "../lib/progress.js";
 import { buildCriuInChroot, criuBuildDeps } from "./build-recipe.js";
+import type { Fragment } from "../data/fragments.js";
 import {
   entryForSourceVersion,
   guestSuiteFor,
@@ -26,6 +27,7 @@ import {
   type CriuVersionEntry,
 } from "../data/criu-catalog.js";
 import { diagnose, formatFindings, type Finding } from "../data/doctor.js";
+import { criuBuildConditions } from "../data/requirement-check.js";
 import { applyPatches } from "./patches.js";
 import { selectPatches, type PatchSpec, type SelectedPatch } from "../data/criu-patches.js";
 import {
@@ -236,6 +238,12 @@ export interface CriuStageOptions {
 /** What the compatibility check needs of a CRIU plan (a built CRIU's metadata gives the same). */
 export type DoctorPlan = Pick<CriuPlan, "entry" | "catalog" | "guestSuite"> & { patches: { name: string }[] };
 
+/** The fragments a fix points to: the default set's, where the pipeline sets CRIU's options. */
+function defaultFragments(config: PipelineConfig, data: RepoData): Fragment[] {
+  const names = config.fragment_sets.default ?? [...data.fragments.keys()];
+  return names.flatMap((n) => data.fragments.get(n) ?? []);
+}
+
 export function doctorFor(
   config: PipelineConfig,
   plan: DoctorPlan,
@@ -248,16 +256,20 @@ export function doctorFor(
       : config.criu.link === "dynamic"
         ? plan.guestSuite
         : undefined;
+  const data = repoData();
   return diagnose({
     criu: plan.entry,
     catalog: plan.catalog,
+    requirements: data.kernelRequirements,
     kernelConfig: opts.kernelConfig,
     kernelVersion: opts.kernelVersion,
     guestSuite: plan.guestSuite,
     binarySuite,
-    withNftables: provider === "debian-binary" || config.criu.link === "dynamic",
+    criuBuild: criuBuildConditions({
+      link: provider === "debian-binary" ? "debian-binary" : config.criu.link,
+    }),
     patches: plan.patches.map((p) => p.name),
-    kernelOptions: plan.catalog.kernelOptions,
+    fragments: defaultFragments(config, data),
   });
 }
 

@@ -42,11 +42,6 @@ export const CRIU_CATALOG_SCHEMA = z.strictObject({
   suites: z.record(z.string(), z.strictObject({ glibc: z.string() })),
   facts: z.record(z.string(), FactSchema).optional(),
   provider_order: z.array(z.enum(CRIU_PROVIDERS)).optional(),
-  /** The kernel options CRIU needs (required) or uses (optional), with what for: the doctor's list. */
-  kernel_options: z.strictObject({
-    required: z.record(z.string(), z.string()),
-    optional: z.record(z.string(), z.string()),
-  }),
 });
 
 export interface CriuVersionEntry extends z.infer<typeof VersionEntrySchema> {
@@ -64,7 +59,6 @@ export interface CriuCatalog {
   facts: Record<string, CriuFact>;
   /** Providers in the order tried when the config names none. */
   providerOrder: CriuProvider[];
-  kernelOptions: { required: Record<string, string>; optional: Record<string, string> };
 }
 
 /** CRIU writes "3.19" and "4.0": semver wants three parts. */
@@ -90,7 +84,6 @@ export function parseCriuCatalog(src: LocatedYaml): CriuCatalog {
     suites: Object.entries(doc.suites).map(([name, s]) => ({ name, glibc: s.glibc })),
     facts: doc.facts ?? {},
     providerOrder: doc.provider_order ?? [...CRIU_PROVIDERS],
-    kernelOptions: doc.kernel_options,
   };
 }
 

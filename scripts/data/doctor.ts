@@ -1,8 +1,10 @@
 /**
  * The compatibility check: a CRIU version, how it is obtained, a guest suite and a kernel
  * config -> what will fail, why, and the fix. Pure; the CLI feeds it a .config. Each rule is a
- * function over the input, run in order by diagnose(). No text here writes a CRIU version range:
- * each comes from the catalog fact its rule rests on (readableRange, criuFrom).
+ * function over the input, run in order by diagnose(). What the config lacks comes from the
+ * kernel requirements map (kernel-findings.ts); the rules here are about the kernel's version,
+ * the guest's glibc and what the scenarios will show. No text here writes a CRIU version range:
+ * each comes from the catalog fact its rule rests on (readableRange, criuFrom), or the map.
  */
 import {
   criuFrom,
@@ -12,6 +14,9 @@ import {
   type CriuCatalog,
   type CriuVersionEntry,
 } from "./criu-catalog.js";
+import type { Fragment } from "./fragments.js";
+import { kernelFindings, type BuildCondition } from "./kernel-findings.js";
+import type { KernelRequirements } from "./kernel-requirements.js";
 
 /** fail: something will not work; warn: something is lost; info: a prediction worth checking. */
 export type Severity = "fail" | "warn" | "info";
@@ -30,16 +35,19 @@ export interface Finding {
 export interface DoctorInput {
   criu: CriuVersionEntry;
   catalog: CriuCatalog;
+  /** What CRIU's start-up probes, checks and features need (criu-builds/kernel-requirements.yaml). */
+  requirements: KernelRequirements;
   /** CONFIG_X -> value of the kernel the guest will run; undefined when unknown. */
   kernelConfig?: Map<string, string>;
   kernelVersion?: string;
   guestSuite: string;
   /** The suite whose glibc the binary is linked against (undefined: static, runs anywhere). */
   binarySuite?: string;
-  /** Linked with libnftables (Debian's binary, dynamic builds); static builds leave it out. */
-  withNftables?: boolean;
+  /** How the binary was built, as the map's build conditions (data/requirement-check.ts criuBuildConditions). */
+  criuBuild: BuildCondition[];
   patches: string[];
-  kernelOptions: { required: Record<string, string>; optional: Record<string, string> };
+  /** The default fragments: a fix names the line that sets a symbol. */
+  fragments?: Fragment[];
 }
 
 /** ">=6.13.0" -> "<6.13.0": the kernels a one-sided fact does not cover. */
@@ -49,8 +57,12 @@ function negated(range: string): string {
   return `${({ ">=": "<", "<": ">=", ">": "<=", "<=": ">" } as Record<string, string>)[m[1]]}${m[2]}`;
 }
 
-/** A finding that says CRIU will not start at all. */
-const startsNot = (f: Finding) => f.test === "criu-check" && f.expect === "FAIL";
+/**
+ * A finding that says CRIU will not start at all. A plain check's finding (check/NAME) fails
+ * `criu check` too, but CRIU starts and dumps.
+ */
+const startsNot = (f: Finding) =>
+  f.test === "criu-check" && f.expect === "FAIL" && f.severity === "fail" && !f.id.startsWith("check/");
 const STARTS_NOT = { test: "criu-check", expect: "FAIL" } as const;
 
 const on = (config: Map<string, string>, sym: string) =>
@@ -61,79 +73,6 @@ const on = (config: Map<string, string>, sym: string) =>
  * the rules listed above it (a rule about a scenario says nothing when CRIU will not start).
  */
 type Rule = (input: DoctorInput, before: Finding[]) => Finding[];
-
-/** CRIU >= 3.19's membarrier probe on a kernel without CONFIG_MEMBARRIER (patched: a warning). */
-const membarrierProbe: Rule = ({ criu, catalog, kernelConfig, patches }) => {
-  const v = criu.version;
-  if (
-    !kernelConfig ||
-    !hasFact(catalog, "membarrier_get_registrations_probe", v) ||
-    on(kernelConfig, "MEMBARRIER")
-  )
-    return [];
-  if (patches.includes("membarrier-probe-nonfatal"))
-    return [
-      {
-        severity: "warn",
-        id: "membarrier-patched",
-        what: `CRIU ${v} on a kernel with CONFIG_MEMBARRIER=n starts only thanks to the membarrier patch`,
-        why: "membarrier registrations are neither dumped nor restored on this kernel",
-        fix: "enable CONFIG_MEMBARRIER for full fidelity",
-      },
-    ];
-  const fact = catalog.facts.membarrier_get_registrations_probe;
-  return [
-    {
-      severity: "fail",
-      id: "membarrier-probe",
-      what: `CRIU ${v} on a kernel with CONFIG_MEMBARRIER=n will fail every command with "kerndat_has_membarrier_get_registrations failed when initializing kerndat"`,
-      why: `CRIU ${readableRange(fact.criu)} ${fact.says}; without CONFIG_MEMBARRIER the kernel answers ENOSYS`,
-      fix: "enable CONFIG_MEMBARRIER (kernel-fragments/checkpoint-restore.conf sets it), or build CRIU with the membarrier-probe-nonfatal patch",
-      ...STARTS_NOT,
-    },
-  ];
-};
-
-/** CRIU < 3.18 on a kernel without HUGETLBFS: memfd_create(MFD_HUGETLB) ENOSYS is fatal. */
-const memfdHugetlb: Rule = ({ criu, catalog, kernelConfig }) => {
-  if (
-    !kernelConfig ||
-    !hasFact(catalog, "memfd_hugetlb_enosys_fatal", criu.version) ||
-    on(kernelConfig, "HUGETLBFS")
-  )
-    return [];
-  return [
-    {
-      severity: "fail",
-      id: "memfd-hugetlb",
-      what: `CRIU ${criu.version} on a kernel with CONFIG_HUGETLBFS=n will fail every command with "kerndat_has_memfd_hugetlb failed when initializing kerndat"`,
-      why: `CRIU ${criu.version} ${catalog.facts.memfd_hugetlb_enosys_fatal.says}`,
-      fix: `enable CONFIG_HUGETLBFS (kernel-fragments/checkpoint-restore.conf sets it), or use ${criuFrom(catalog, "memfd_hugetlb_enosys_fatal", false)}`,
-      ...STARTS_NOT,
-    },
-  ];
-};
-
-/** CRIU < 4.0 linked with libnftables on a kernel without nf_tables. */
-const nftablesProbe: Rule = ({ criu, catalog, kernelConfig, withNftables }) => {
-  if (
-    !kernelConfig ||
-    !withNftables ||
-    !hasFact(catalog, "nftables_probe_fatal", criu.version) ||
-    on(kernelConfig, "NF_TABLES_INET")
-  )
-    return [];
-  return [
-    {
-      severity: "fail",
-      id: "nftables-probe",
-      what: `CRIU ${criu.version} linked with libnftables on a kernel without nf_tables will fail every command with "kerndat_has_nftables_concat failed when initializing kerndat"`,
-      why: `CRIU ${criu.version} ${catalog.facts.nftables_probe_fatal.says}`,
-      fix: `enable CONFIG_NF_TABLES and CONFIG_NF_TABLES_INET (kernel-fragments/checkpoint-restore.conf sets them), or use the static build (no libnftables), or ${criuFrom(catalog, "nftables_probe_fatal", false)}`,
-      ...STARTS_NOT,
-    },
-  ];
-};
 
 /** A dynamic binary in a guest older than the suite it was linked in. */
 const glibc: Rule = ({ criu, catalog, binarySuite, guestSuite }) => {
@@ -154,27 +93,21 @@ const glibc: Rule = ({ criu, catalog, binarySuite, guestSuite }) => {
   ];
 };
 
-/** The catalog's kernel options: a required one missing fails, an optional one warns. */
-const kernelOptions: Rule = ({ kernelConfig, kernelOptions: options }) => {
-  if (!kernelConfig) return [];
-  const missing = (opts: Record<string, string>) =>
-    Object.entries(opts).filter(([sym]) => !on(kernelConfig, sym));
-  return [
-    ...missing(options.required).map(([sym, why]) => ({
-      severity: "fail" as const,
-      id: `kernel-${sym}`,
-      what: `kernel lacks CONFIG_${sym}`,
-      why,
-      fix: `set CONFIG_${sym}=y in a kernel fragment`,
-    })),
-    ...missing(options.optional).map(([sym, why]) => ({
-      severity: "warn" as const,
-      id: `kernel-${sym}`,
-      what: `kernel lacks CONFIG_${sym}`,
-      why,
-      fix: `set CONFIG_${sym}=y for ${why}`,
-    })),
-  ];
+/**
+ * The kernel requirements map held against the config: a start-up probe it blocks fails every
+ * command (a patch that tolerates it: a warning), a plain check it blocks fails `criu check`,
+ * a feature it blocks is a warning.
+ */
+const kernelRequirements: Rule = (input) => {
+  if (!input.kernelConfig) return [];
+  return kernelFindings({
+    requirements: input.requirements,
+    catalog: input.catalog,
+    // Our images carry no kernel modules: =m counts as absent.
+    kernel: { config: input.kernelConfig, version: input.kernelVersion, modules: false },
+    criu: { version: input.criu.version, build: input.criuBuild, patches: input.patches },
+    fragments: input.fragments,
+  });
 };
 
 /**
@@ -214,7 +147,7 @@ const sockoptPasscred = kernelFact(
 );
 
 /** Our images carry no kernel modules: a sock_diag handler built as one is never loaded. */
-const inetDiagModule: Rule = ({ kernelConfig, kernelOptions: options }, before) => {
+const inetDiagModule: Rule = ({ kernelConfig }, before) => {
   const module =
     kernelConfig && ["INET_DIAG", "TCP_DIAG"].find((sym) => kernelConfig.get(`CONFIG_${sym}`) === "m");
   if (!module || before.some(startsNot)) return [];
@@ -223,7 +156,7 @@ const inetDiagModule: Rule = ({ kernelConfig, kernelOptions: options }, before) 
       severity: "warn",
       id: "inet-diag-module",
       what: `CONFIG_${module}=m and the guest image has no kernel modules: dumping a process with a TCP socket will fail ("Sockets (family 2 proto 6) are not collected")`,
-      why: options.required.INET_DIAG ?? "TCP sockets are collected through sock_diag",
+      why: "CRIU collects TCP sockets through sock_diag, whose inet handler is that module",
       fix: `build CONFIG_${module} in (=y), or ship and load the kernel's modules in the guest`,
       test: "tcp-established",
       expect: "FAIL",
@@ -269,11 +202,8 @@ const membarrierRegistration: Rule = ({ criu, catalog, kernelConfig, kernelVersi
 
 /** The rules in the order their findings are listed; later ones read earlier ones' findings. */
 const RULES: Rule[] = [
-  membarrierProbe,
-  memfdHugetlb,
-  nftablesProbe,
+  kernelRequirements,
   glibc,
-  kernelOptions,
   vdsoVvarVclock,
   sockoptPasscred,
   inetDiagModule,

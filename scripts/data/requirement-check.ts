@@ -157,7 +157,7 @@ export function unmetText(u: Unmet): string[] {
     ...u.missing.map(sym),
     ...u.anyOf.map((g) => `one of ${g.map(sym).join(", ")}`),
     ...(u.kernel ? [`a kernel ${u.kernel}`] : []),
-    ...u.build.map((b) => `a CRIU build with ${b} (${BUILD_CONDITIONS[b as keyof typeof BUILD_CONDITIONS]})`),
+    ...u.build.map((b) => `a CRIU built with ${b}`),
   ];
 }
 
@@ -177,6 +177,25 @@ export function formatVerdict(v: ConfigVerdict, label = "this .config"): string 
     ? `; starts only thanks to a patch (${v.tolerated.map((x) => `${short(x)}: ${x.req.avoidedByPatches.join(", ")}`).join("; ")})`
     : "";
   return `${head} ${check}; ${v.features.ok}/${v.features.total} features${missing.length ? `; missing: ${missing.join(", ")}` : ""}${patched}`;
+}
+
+/** One entry of a verdict's lists: its name and what the kernel leaves unmet. */
+const listed = (x: Assessment) => ({ name: x.req.name, needs: unmetText(x.unmet) });
+
+/** A verdict as --json prints it: the counts, what fails and why, and formatVerdict's line. */
+export function verdictDocument(v: ConfigVerdict, label = "this .config") {
+  return {
+    criu: v.criu,
+    starts: v.starts,
+    check_passes: v.checkPasses,
+    features: { ok: v.features.ok, total: v.features.total },
+    fatal: v.fatal.map(listed),
+    tolerated: v.tolerated.map((x) => ({ ...listed(x), patches: x.req.avoidedByPatches })),
+    plain: v.plain.map(listed),
+    all: v.all.map(listed),
+    missing_features: v.features.missing.map(listed),
+    line: formatVerdict(v, label),
+  };
 }
 
 function feedingProbe(x: Assessment, v: ConfigVerdict): string {
@@ -320,10 +339,12 @@ export function causeOf(test: string, ctx: CauseContext): Cause | undefined {
 }
 
 /**
- * The build conditions of a CRIU binary, from how it was obtained. Dynamic builds and
- * Debian's binary link libnftables, static builds leave it out (criu/build-recipe.ts). Compat
- * support is in every build seen: feature/compat_cr passes with cr-guest's static 4.1.1 and
- * 4.2.1 builds (guest runs, 2026-12-06).
+ * The build conditions of the kernel requirements map that a binary meets. libnftables: a
+ * dynamic build installs libnftables-dev (criu/build-recipe.ts), and Debian's binary is taken
+ * to be linked with it; the static build leaves it out ("Building without nftables support" in
+ * its log). compat: CRIU's Makefile.config turns CONFIG_COMPAT on when the compiler assembles
+ * its x86 compat test (.code32 code, no -m32), which an amd64 gcc does without multilib: every
+ * build has it (its log compiles sigaction_compat_pie.o; feature/compat_cr passes in the guest).
  */
 export function criuBuildConditions(c: { provider?: string; link?: string }): CriuFacts["build"] {
   const nftables = c.provider === "debian-binary" || c.link === "debian-binary" || c.link === "dynamic";

@@ -5,6 +5,7 @@
  */
 import type { CommandContext } from "../commands.js";
 import { repoData } from "../data/repo-data.js";
+import { resolveKernelVersion } from "../data/kernel-catalog.js";
 import { allSymbols } from "../data/kernel-requirements.js";
 import { criuFacts } from "../data/requirement-check.js";
 import { UserError } from "../lib/errors.js";
@@ -41,7 +42,8 @@ async function dryRun(ctx: CommandContext, config: PipelineConfig, symbols?: str
   });
   // A configure of the default kernel (seconds), for its .config: the prediction reads it.
   const out = await drive(config, ["kernel"], { kernel: { checkConfigOnly: true } });
-  const base = { config: out.kernel!.value.stage.finalConfig!, version: config.kernel.version };
+  const version = resolveKernelVersion(config.kernel.version, repoData().kernels).version;
+  const base = { config: out.kernel!.value.stage.finalConfig!, version };
   const { prove, skipped } = candidates(repoData().kernelRequirements, base, criu, symbols);
   const batches = batch(prove);
   ctx.say(
@@ -74,7 +76,7 @@ function formatOutcome(p: SymbolProof): string {
 }
 
 export async function proveCommand(ctx: CommandContext, config: PipelineConfig): Promise<number> {
-  const v = ctx.values as { "dry-run"?: boolean; force?: boolean; record?: boolean; "max-batch"?: number };
+  const v = ctx.values;
   const symbols = proofSymbols(ctx.positionals);
   if (v["dry-run"]) return dryRun(ctx, config, symbols);
   const { prove } = await import("./prove.js");

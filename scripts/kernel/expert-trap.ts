@@ -3,19 +3,22 @@
  * visible, so an allnoconfig base turns their default-y options off (MEMBARRIER, RSEQ, FUTEX,
  * ...) unless the fragments set them. The kernel stage configures a second time without
  * EXPERT; what is on there, off here, and not set by any fragment is the trap, exactly.
- * Which of those matter to CRIU, and how, comes from the CRIU catalog's kernel options and the
- * doctor's rules (the findings the trap adds), not from a list kept here. Pure.
+ * Which of those matter to CRIU, and how, comes from the kernel requirements map held against
+ * the final .config (requirement-check.ts), not from a list kept here. Pure.
  */
-import type { CriuCatalog, CriuVersionEntry } from "../data/criu-catalog.js";
-import { diagnose } from "../data/doctor.js";
 import type { RequestedConfig } from "../data/fragments.js";
+import type { KernelRequirements } from "../data/kernel-requirements.js";
+import { assess, type Assessment, type CriuFacts } from "../data/requirement-check.js";
+import type { KconfigTree } from "./kconfig.js";
 
 export interface TrapEntry {
   symbol: string;
-  /** What CRIU loses, when it loses something. */
+  /** What CRIU loses, as the map says, when it loses something. */
   consequence: string | null;
   /** Relevant to checkpoint/restore: listed first. */
   criu: boolean;
+  /** The map's entries (kind/NAME) the option's absence blocks, directly or through what it selects. */
+  entries: string[];
 }
 
 const isOn = (v: string | undefined) => v === "y" || v === "m";
@@ -45,58 +48,92 @@ export function trapSymbols(
 }
 
 export interface TrapContext {
-  catalog: CriuCatalog;
-  /** The CRIU the kernel is for: its doctor's findings give the consequences. */
-  criu?: CriuVersionEntry;
-  patches?: string[];
+  requirements: KernelRequirements;
+  /** The CRIU the kernel is for: its version, build and patches. */
+  criu: CriuFacts;
   kernelVersion: string;
+  /** The final .config (with EXPERT). */
   withExpert: Map<string, string>;
-  noExpert: Map<string, string>;
+  /** Who selects whom: an option the map does not name may select one it does (FHANDLE, EXPORTFS). */
+  kconfig?: Pick<KconfigTree, "symbols">;
 }
 
-/** Each trapped option with what CRIU loses; C/R-relevant ones first. */
+/**
+ * Ranks, the order of the trap's lines: 0 CRIU does not start, 1 plain criu check fails, 2 a
+ * feature is lost, 3 nothing CRIU needs.
+ */
+const NOTHING = 3;
+
+/** What one blocked entry breaks: how bad, and the words of its group ("{}" takes the names). */
+function breakage(x: Assessment): { rank: number; says: string } | undefined {
+  const r = x.req;
+  if (r.kind === "probe" && r.effect === "every CRIU command fails at start")
+    return x.tolerated
+      ? { rank: 2, says: `CRIU starts only thanks to ${r.avoidedByPatches.join(", ")} (start-up probe {})` }
+      : { rank: 0, says: "every CRIU command fails at start (start-up probe {})" };
+  if (r.kind === "check" && r.mode === "plain") return { rank: 1, says: "plain criu check fails ({})" };
+  if (r.kind === "feature") return { rank: 2, says: "criu check --feature {} fails" };
+  // An --all check that runs a feature's function (same_as) says what the feature says.
+  if (r.kind === "check" && !r.sameAs) return { rank: 2, says: "criu check --all reports {} missing" };
+  return undefined;
+}
+
+/** The blocked entries that lack this symbol, and what the worst of them break, in the map's words. */
+function blockedBy(name: string, assessed: Assessment[]) {
+  const broken = assessed
+    .filter(
+      (x) => x.blocked && (x.unmet.missing.includes(name) || x.unmet.anyOf.some((g) => g.includes(name))),
+    )
+    .flatMap((x) => {
+      const b = breakage(x);
+      return b ? [{ ...b, x }] : [];
+    });
+  if (!broken.length) return undefined;
+  const rank = Math.min(...broken.map((b) => b.rank));
+  const groups = new Map<string, string[]>();
+  for (const b of broken.filter((y) => y.rank === rank))
+    groups.set(b.says, [...(groups.get(b.says) ?? []), b.x.req.name]);
+  return {
+    rank,
+    text: [...groups]
+      .map(([says, names]) =>
+        says.replace("probe {}", `probe${names.length > 1 ? "s" : ""} {}`).replace("{}", names.join(", ")),
+      )
+      .join("; "),
+    entries: broken.map((b) => `${b.x.req.kind}/${b.x.req.name}`),
+  };
+}
+
+/** Trapped options that select this one (its only way in when it has no prompt). */
+function selectorsOf(name: string, trapped: string[], kconfig: TrapContext["kconfig"]): string[] {
+  const by = kconfig?.symbols.get(name)?.selectedBy.map((s) => s.by) ?? [];
+  return trapped.filter((t) => by.includes(t));
+}
+
+/** Each trapped option with what CRIU loses by the map; what breaks most first, then the rest. */
 export function explainTrap(symbols: string[], ctx: TrapContext): TrapEntry[] {
-  const { required, optional } = ctx.catalog.kernelOptions;
-  // The doctor's findings that exist only because of EXPERT, each naming the option it is about.
-  const added = ctx.criu ? findingsOnlyWith(ctx) : [];
-  // Ranked: what makes CRIU fail first, then what it needs, then what it uses, then the rest.
-  const ranked = symbols.map((symbol): TrapEntry & { rank: number } => {
-    const name = symbol.replace(/^CONFIG_/, "");
-    const finding = added.find((f) => new RegExp(`\\b(CONFIG_)?${name}\\b`).test(`${f.what} ${f.why}`));
-    if (required[name])
-      return {
-        symbol,
-        consequence: `CRIU needs it: ${required[name]}`,
-        criu: true,
-        rank: finding?.severity === "fail" ? 1 : 2,
-      };
-    if (finding?.severity === "fail") return { symbol, consequence: said(finding), criu: true, rank: 0 };
-    if (optional[name])
-      return { symbol, consequence: `CRIU uses it: ${optional[name]}`, criu: true, rank: 3 };
-    if (finding) return { symbol, consequence: said(finding), criu: true, rank: 3 };
-    return { symbol, consequence: null, criu: false, rank: 4 };
+  const assessed = assess(
+    ctx.requirements,
+    { config: ctx.withExpert, version: ctx.kernelVersion, modules: false },
+    ctx.criu,
+  );
+  const names = symbols.map((s) => s.replace(/^CONFIG_/, ""));
+  const direct = new Map(names.map((n) => [n, blockedBy(n, assessed)]));
+  const ranked = symbols.map((symbol, i): TrapEntry & { rank: number } => {
+    const name = names[i];
+    const own = direct.get(name);
+    // An option the map does not name, selecting one it does: the selected one's loss is its own.
+    const selected = own
+      ? undefined
+      : names.find((n) => direct.get(n) && selectorsOf(n, names, ctx.kconfig).includes(name));
+    const b = own ?? (selected ? direct.get(selected) : undefined);
+    if (!b) return { symbol, consequence: null, criu: false, entries: [], rank: NOTHING };
+    const via = selected ? `selects ${selected}: ` : "";
+    return { symbol, consequence: `${via}${b.text}`, criu: true, entries: b.entries, rank: b.rank };
   });
   return ranked
     .sort((a, b) => a.rank - b.rank || a.symbol.localeCompare(b.symbol))
     .map(({ rank: _r, ...e }) => e);
-}
-
-/** A finding as one line: its own words, with the reason when they do not name CRIU. */
-const said = (f: { what: string; why: string }) => (/CRIU/.test(f.what) ? f.what : `${f.what}: ${f.why}`);
-
-function findingsOnlyWith(ctx: TrapContext) {
-  const run = (kernelConfig: Map<string, string>) =>
-    diagnose({
-      criu: ctx.criu!,
-      catalog: ctx.catalog,
-      kernelConfig,
-      kernelVersion: ctx.kernelVersion,
-      guestSuite: ctx.criu!.min_suite,
-      patches: ctx.patches ?? [],
-      kernelOptions: ctx.catalog.kernelOptions,
-    });
-  const without = new Set(run(ctx.noExpert).map((f) => f.id));
-  return run(ctx.withExpert).filter((f) => !without.has(f.id));
 }
 
 /** The warning a user reads: C/R-relevant options with their consequence, then the rest. */

@@ -23,6 +23,7 @@ import {
   type TrapEntry,
 } from "./expert-trap.js";
 import { resolveCriuVersion } from "../data/criu-catalog.js";
+import { criuBuildConditions, type CriuFacts } from "../data/requirement-check.js";
 import { writeAtomic } from "../lib/fs-atomic.js";
 import { parseKernelKconfig, type KconfigTree } from "./kconfig.js";
 import { kernelCacheKey, planKernel, resolveKernelInputs, type KernelPlan } from "./plan.js";
@@ -201,10 +202,11 @@ async function configurePhase(k: KernelContext, r: KernelRun, log: PhaseLog): Pr
   r.final = final;
   if (noExpert) {
     r.trap = explainTrap(trapSymbols(final, noExpert, plan.requested), {
-      ...trapCriu(config, opts.criuVersion),
+      requirements: repoData().kernelRequirements,
+      criu: trapCriu(config, opts.criuVersion),
       kernelVersion: plan.entry.version,
       withExpert: final,
-      noExpert,
+      kconfig: r.kconfig,
     });
     if (r.trap.length) r.warnings.push(formatTrap(r.trap, config.kernel.base));
   }
@@ -415,17 +417,19 @@ function variantName(config: PipelineConfig, plan: KernelPlan): string {
     : set;
 }
 
-/** The CRIU whose doctor explains the trap: --criu, else the config's version when the catalog has it. */
-function trapCriu(config: PipelineConfig, criuVersion?: string) {
+/**
+ * The CRIU whose needs rank the trap: --criu, else the config's version, else (a version the
+ * catalog lacks) the newest; built as the configured link mode builds it, with its patches.
+ */
+function trapCriu(config: PipelineConfig, criuVersion?: string): CriuFacts {
   const catalog = repoData().criu;
-  const version = criuVersion ?? config.criu.version;
-  let criu;
+  let version: string;
   try {
-    criu = version ? resolveCriuVersion(version, catalog) : undefined;
+    version = resolveCriuVersion(criuVersion ?? config.criu.version, catalog).version;
   } catch {
-    criu = undefined; // a version the catalog lacks: the kernel options still rank the trap
+    version = resolveCriuVersion("latest", catalog).version;
   }
-  return { catalog, criu, patches: config.criu.patches };
+  return { version, build: criuBuildConditions({ link: config.criu.link }), patches: config.criu.patches };
 }
 
 /** --config-out: the final .config, written whole or not at all. */

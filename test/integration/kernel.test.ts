@@ -187,7 +187,7 @@ describe.skipIf(skip)("kernel stage (integration)", () => {
   );
 
   it(
-    "the EXPERT trap over --fragment-set minimal fails --criu 4.1, MEMBARRIER first with its consequence; --config-out keeps the .config",
+    "the EXPERT trap over --fragment-set minimal fails --criu 4.1: what fails every command at start first (FILE_LOCKING, MEMBARRIER), none of it under 'also'; --config-out keeps the .config",
     { timeout: 20 * 60_000 },
     async () => {
       const dir = tempDir("crg-trap-");
@@ -217,8 +217,18 @@ describe.skipIf(skip)("kernel stage (integration)", () => {
       const doc = JSON.parse(r.stdout);
       expect(doc.verified).toBe(true);
       expect(doc.passed).toBe(false);
-      expect(doc.expert_trap[0]).toMatchObject({ symbol: "CONFIG_MEMBARRIER", criu: true });
-      expect(doc.expert_trap[0].consequence).toMatch(/CRIU 4\.1\.\d+ .* will fail every command/);
+      type Trapped = { symbol: string; criu: boolean; consequence: string | null };
+      const atStart = (doc.expert_trap as Trapped[]).filter((t) =>
+        t.consequence?.startsWith("every CRIU command fails at start"),
+      );
+      expect(atStart.map((t) => t.symbol)).toEqual(
+        expect.arrayContaining(["CONFIG_FILE_LOCKING", "CONFIG_MEMBARRIER"]),
+      );
+      expect(doc.expert_trap.slice(0, atStart.length)).toEqual(atStart);
+      for (const cr of ["CONFIG_EXPORTFS", "CONFIG_SIGNALFD", "CONFIG_TIMERFD", "CONFIG_POSIX_TIMERS"])
+        expect((doc.expert_trap as Trapped[]).find((t) => t.symbol === cr)?.criu, cr).toBe(true);
+      expect(doc.verdicts).toHaveLength(1);
+      expect(doc.verdicts[0]).toMatchObject({ starts: false, features: { ok: 0 } });
       // Exact: nothing the final .config has on is listed (the old guess named EVENTFD).
       const final = readFileSync(kept, "utf8");
       for (const t of doc.expert_trap)
@@ -228,8 +238,11 @@ describe.skipIf(skip)("kernel stage (integration)", () => {
         doc.findings
           .filter((f: { severity: string }) => f.severity === "fail")
           .map((f: { id: string }) => f.id),
-      ).toContain("membarrier-probe");
-      expect(r.stderr).toMatch(/CONFIG_MEMBARRIER off: CRIU 4\.1/);
+      ).toContain("probe/kerndat_has_membarrier_get_registrations");
+      expect(r.stderr).toMatch(
+        /CONFIG_FILE_LOCKING off: every CRIU command fails at start \(start-up probe kerndat_fdinfo_has_lock\)/,
+      );
+      expect(r.stderr).toMatch(/CRIU 4\.1\.\d+ with this \.config: every CRIU command fails at start/);
     },
   );
 

@@ -14,6 +14,8 @@ import { parseYaml } from "../../scripts/lib/yaml-file.js";
 import {
   entriesProvenBy,
   mergeProofs,
+  PROOFS_DOC,
+  readProofs,
   recordInMap,
   renderProofsDoc,
   symbolProofs,
@@ -130,5 +132,25 @@ describe("the proofs record", () => {
       "| `TUN` | 4.1.1 | 6.12.107 | proven | feature/tun, feature/tun_ns | TUN, USERFAULTFD |",
     );
     expect(doc).toContain("predicted to fail but passed: feature/uffd-noncoop");
+  });
+});
+
+describe("the committed record", () => {
+  it("docs/kernel-proofs.md is the table of criu-builds/kernel-proofs.yaml (rerun explain --prove --record)", () => {
+    const record = readProofs();
+    expect(record.proofs.length).toBeGreaterThan(0);
+    expect(readFileSync(PROOFS_DOC, "utf8")).toBe(renderProofsDoc(record));
+  });
+
+  it("every proven outcome is in the map: each entry it proves lists it", () => {
+    for (const p of readProofs().proofs.filter((x) => x.status === "proven")) {
+      const proved = entriesProvenBy(map, p);
+      expect(proved.length, `${p.symbol} proves no entry`).toBeGreaterThan(0);
+      for (const r of proved)
+        expect(
+          r.proven.some((x) => x.symbols.includes(p.symbol) && x.criu === p.criu),
+          `${r.kind}/${r.name} lacks the proof of ${p.symbol} with CRIU ${p.criu}`,
+        ).toBe(true);
+    }
   });
 });
