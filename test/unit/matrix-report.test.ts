@@ -437,6 +437,28 @@ describe("verdicts: deciding, informational, expected failures", () => {
       "deciding: 16 passed, 0 failed; informational: 2/4 features, observed: criu-check-all (FAIL) in 2 cells, frozen-cgroup/without-freeze-cgroup (hang) in 2 cells",
     );
   });
+  it("a plain check the kernel fails (check/NAME) explains criu check's failure alone; a start-up probe explains every one", () => {
+    const cell = {
+      ...noMembarrier,
+      tests: [
+        ...noMembarrier.tests,
+        { ...noMembarrier.tests.find((t) => t.name === "criu-check")!, name: "simple-process/dump-restore" },
+      ],
+    };
+    const plain = {
+      severity: "fail",
+      id: "check/check_fdinfo_ext",
+      what: "plain criu check fails",
+      test: "criu-check",
+      expect: "FAIL" as const,
+    };
+    const judged = (id: string) => judgeCell({ ...cell, predicted: [{ ...plain, id }] });
+    const byCheck = judged("check/check_fdinfo_ext");
+    expect(byCheck.find((x) => x.test.name === "criu-check")!.verdict).toBe("xfail");
+    expect(byCheck.find((x) => x.test.name === "simple-process/dump-restore")!.verdict).toBe("fail");
+    const byProbe = judged("probe/kerndat_fdinfo_has_lock");
+    expect(byProbe.find((x) => x.test.name === "simple-process/dump-restore")!.verdict).toBe("xfail");
+  });
   it("a predicted failure is expected (XFAIL) and explains the failures of a CRIU that cannot start; a predicted failure that passes is XPASS", () => {
     const p = {
       severity: "fail",
