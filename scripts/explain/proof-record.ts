@@ -220,8 +220,17 @@ const HEADER = `# Written by \`cr-guest explain --prove --record\`: each symbol'
 # default kernel), cannot-turn-off (the symbol could not be turned off alone).
 `;
 
+/** Each proof with its symbol and verdict first, lists inline where short, no YAML aliases. */
 export function renderProofs(record: ProofsRecord): string {
-  return `${HEADER}${stringify(record, { lineWidth: 110 })}`;
+  const ordered = record.proofs.map(({ symbol, status, criu, kernel, date, ...rest }) => ({
+    symbol,
+    status,
+    criu,
+    kernel,
+    date,
+    ...rest,
+  }));
+  return `${HEADER}${stringify({ proofs: ordered }, { lineWidth: 110, aliasDuplicateObjects: false })}`;
 }
 
 /** docs/kernel-proofs.md: one row per symbol and CRIU version. */
