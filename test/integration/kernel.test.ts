@@ -5,8 +5,12 @@
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { CRIU_REF, KERNEL_REF } from "../../scripts/data/kernel-requirements.js";
-import { buildSymbolsFixture, readSymbolsFixture } from "../../scripts/kernel/requirement-symbols.js";
+import { allSymbols, CRIU_REF, KERNEL_REF } from "../../scripts/data/kernel-requirements.js";
+import {
+  buildSymbolsFixture,
+  readSymbolsFixture,
+  symbolFacts,
+} from "../../scripts/kernel/requirement-symbols.js";
 import { join } from "node:path";
 import { crGuest, missingTools } from "../helpers/cli.js";
 import { writeKataTree } from "../helpers/kata-tree.js";
@@ -361,6 +365,8 @@ describe.skipIf(skip)("kernel stage (integration)", () => {
         );
         expect(source, r.stderr).toBeDefined();
         const kconfig = parseKernelKconfig(join(testCacheDir(), "sources", source!, "tree"));
+        // Every Kconfig symbol the kernel requirements map names exists in this pinned kernel too.
+        expect(() => symbolFacts(kconfig, allSymbols(data.kernelRequirements)), version).not.toThrow();
         const requested = mergeFragments([...defaults, ...c.extra.map(loadFragmentFile)]);
         const final = parseDotConfig(readFileSync(out, "utf8"));
         // Both ways: what the reader says lands did land, what it says cannot land did not.
