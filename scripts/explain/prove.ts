@@ -25,6 +25,7 @@ import {
   judgeBatch,
   mapTests,
   predictedFailures,
+  without,
   refineVariant,
   renderVariant,
   variantLines,
@@ -150,6 +151,73 @@ function batchId(b: Baseline, symbols: string[]): string {
 const outcomeFile = (config: PipelineConfig, id: string) =>
   join(config.cache_dir, "prove", "outcomes", `${id}.json`);
 
+/** The variant's request for the symbols that can be turned off, configured until stable. */
+async function settleVariant(b: Baseline, tree: KconfigTree, symbols: string[], file: string) {
+  const cannot: { symbol: string; why: string }[] = [];
+  let runnable = symbols;
+  // A symbol that stays on is dropped and the rest configured again (a batch is never lost to one).
+  for (;;) {
+    const first = variantLines(runnable, tree, b.kernel.config);
+    cannot.push(...first.cannot);
+    runnable = runnable.filter((s) => !first.cannot.some((c) => c.symbol === s));
+    if (!runnable.length) return { runnable, cannot, lines: [], final: b.kernel.config };
+    const title = `explain --prove: the default kernel without ${runnable.join(", ")}`;
+    const { lines, final } = await configureVariant(b, file, first.lines, title);
+    const stillOn = runnable.filter((s) => ["y", "m"].includes(final.get(`CONFIG_${s}`) ?? "n"));
+    if (!stillOn.length) return { runnable, cannot, lines, final };
+    for (const s of stillOn)
+      cannot.push({
+        symbol: s,
+        why: `still ${final.get(`CONFIG_${s}`)} in the final .config after the request`,
+      });
+    runnable = runnable.filter((s) => !stillOn.includes(s));
+  }
+}
+
+/**
+ * The verdict of a variant run, from the current map: the prediction is made again each time,
+ * so an outcome kept from before a correction of the map is judged by the corrected map.
+ */
+function judge(
+  b: Baseline,
+  symbols: string[],
+  variantConfig: Map<string, string>,
+  variantTests: Map<string, string>,
+) {
+  const map = repoData().kernelRequirements;
+  const cands = symbols.map((symbol): Candidate => ({
+    symbol,
+    predicted: predictedFailures(map, b.kernel, without(b.kernel, [symbol]), b.criu),
+  }));
+  const variantFacts = { config: variantConfig, version: b.kernel.version };
+  return judgeBatch(
+    cands,
+    mapTests(map, b.criu, b.kernel),
+    b.tests,
+    variantTests,
+    predictedFailures(map, b.kernel, variantFacts, b.criu),
+  );
+}
+
+/** A kept outcome judged again from its runs on disk (the variant's .config and results). */
+function rejudge(b: Baseline, kept: BatchOutcome): BatchOutcome {
+  if (!kept.run || !kept.kernel.variant_key) return kept;
+  const cache = b.config.cache_dir;
+  const config = loadDotConfig(join(cache, "kernel", kept.kernel.variant_key, "config"));
+  const results = JSON.parse(readFileSync(join(cache, kept.run.dir, "results.json"), "utf8")) as {
+    tests: { name: string; status: string }[];
+  };
+  const ran = kept.symbols.filter((s) => !kept.cannot.some((c) => c.symbol === s));
+  const tests = new Map(results.tests.map((t) => [t.name, t.status]));
+  return { ...kept, verdict: judge(b, ran, config, tests) };
+}
+
+/** A kept outcome, when it is complete: its variant ran, or none of its symbols could be turned off. */
+function readOutcome(file: string): BatchOutcome | undefined {
+  const o = JSON.parse(readFileSync(file, "utf8")) as BatchOutcome;
+  return o.run || o.symbols.every((s) => o.cannot.some((c) => c.symbol === s)) ? o : undefined;
+}
+
 /** One batch: its variant configured, built, booted and judged. */
 async function proveBatch(
   b: Baseline,
@@ -161,17 +229,7 @@ async function proveBatch(
   const id = batchId(b, symbols);
   const file = join(b.config.cache_dir, "prove", "variants", `${id}.conf`);
   await mkdir(join(b.config.cache_dir, "prove", "variants"), { recursive: true });
-  const first = variantLines(symbols, tree, b.kernel.config);
-  const title = `explain --prove: the default kernel without ${symbols.join(", ")}`;
-  const { lines, final } = await configureVariant(b, file, first.lines, title);
-  const stillOn = symbols.filter((s) => ["y", "m"].includes(final.get(`CONFIG_${s}`) ?? "n"));
-  const cannot = [
-    ...first.cannot,
-    ...stillOn.map((s) => ({
-      symbol: s,
-      why: `still ${final.get(`CONFIG_${s}`)} in the final .config after the request`,
-    })),
-  ];
+  const { runnable, cannot, lines, final } = await settleVariant(b, tree, symbols, file);
   const common = {
     id,
     symbols,
@@ -186,34 +244,24 @@ async function proveBatch(
     default_key: b.key,
     variant_key: variantKey,
   });
-  if (cannot.length)
+  if (!runnable.length)
     return {
       ...common,
       kernel: kernelOf(null),
       verdict: { symbols: [], unpredicted: [], otherChanges: [] },
       run: null,
     };
-  o.log(`building and booting the variant without ${symbols.join(", ")}`);
+  o.log(`building and booting the variant without ${runnable.join(", ")}`);
   const given = { criu: b.outcomes.criu, agent: b.outcomes.agent, image: b.outcomes.image };
   const out = await drive(b.config, ["boot"], {
     given,
     kernel: { extraFragments: [file], incremental: true },
   });
   const run = out.boot!.value;
-  const variantFacts = { config: out.kernel!.value.config!, version: b.kernel.version };
-  const map = repoData().kernelRequirements;
-  const universe = mapTests(map, b.criu, b.kernel);
-  const verdict = judgeBatch(
-    batchOf,
-    universe,
-    b.tests,
-    statuses(out),
-    predictedFailures(map, b.kernel, variantFacts, b.criu),
-  );
   return {
     ...common,
     kernel: kernelOf(out.kernel!.value.ref!.key),
-    verdict,
+    verdict: judge(b, runnable, out.kernel!.value.config!, statuses(out)),
     run: { key: run.results.run_key, dir: relative(b.config.cache_dir, run.dir), status: run.results.status },
   };
 }
@@ -238,9 +286,10 @@ export async function prove(config: PipelineConfig, o: ProveOptions): Promise<Pr
       batchOf.map((c) => c.symbol),
     );
     const kept = outcomeFile(config, id);
-    if (existsSync(kept) && !o.force) {
+    const earlier = existsSync(kept) && !o.force ? readOutcome(kept) : undefined;
+    if (earlier) {
       o.log(`batch ${i + 1}/${batches.length} (${id}): kept from an earlier run`);
-      outcomes.push(JSON.parse(readFileSync(kept, "utf8")) as BatchOutcome);
+      outcomes.push(rejudge(b, earlier));
       await o.onBatch?.(outcomes.at(-1)!, head);
       continue;
     }
@@ -261,11 +310,4 @@ async function kconfigTree(b: Baseline): Promise<KconfigTree> {
   const tree = out.kernel!.value.stage.kconfig;
   if (!tree) throw new Error("a check-config run gave no Kconfig tree");
   return tree;
-}
-
-/** The plan alone: what --prove would build and boot, from the map and the cache. */
-export function dryRunBaseline(config: PipelineConfig, baseConfigFile: string, criu: CriuFacts) {
-  const map = repoData().kernelRequirements;
-  const kernel: KernelFacts = { config: loadDotConfig(baseConfigFile) };
-  return candidates(map, kernel, criu);
 }
