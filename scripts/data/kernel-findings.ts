@@ -2,7 +2,7 @@
  * The doctor's findings about a kernel config, from the kernel requirements map
  * (criu-builds/kernel-requirements.yaml) held against it by requirement-check.ts: a start-up
  * probe the config blocks (every CRIU command fails), a check of plain `criu check` it blocks,
- * a feature it costs. Every symbol, range and alternative in the texts comes from the map and
+ * a feature it costs, a kind of resource whose dump or restore it fails. Every symbol, range and alternative in the texts comes from the map and
  * the catalog, none is written here. Pure.
  */
 import semver from "semver";
@@ -49,7 +49,7 @@ export interface KernelFindingsInput {
  * with its own rule.
  */
 function blockedByConfig(x: Assessment): boolean {
-  if (x.req.kind === "feature") return x.blocked;
+  if (x.req.kind === "feature" || x.req.kind === "dump") return x.blocked;
   return x.unmet.missing.length + x.unmet.anyOf.length + x.unmet.build.length > 0;
 }
 
@@ -168,18 +168,34 @@ function featureFinding(x: Assessment, i: KernelFindingsInput): KernelFinding {
   };
 }
 
+/** A dump entry: the test is the first scenario that shows it, if one does. */
+function dumpFinding(x: Assessment, i: KernelFindingsInput): KernelFinding {
+  const test = x.req.shownBy[0];
+  return {
+    severity: "warn",
+    id: `dump/${x.req.name}`,
+    what: `CRIU ${i.criu.version}: dumping or restoring ${x.req.name} will fail: needs ${needs(x, i)}`,
+    why: whyOf(x),
+    fix: fixOf(x, i),
+    ...(test ? { test, expect: "FAIL" as const } : {}),
+  };
+}
+
 /**
  * The findings, most basic first: fatal start-up probes (a patch that tolerates one makes it a
- * warning), then checks of plain `criu check`, then each feature the config costs.
+ * warning), then checks of plain `criu check`, then each feature the config costs, then each
+ * kind of resource it keeps from being dumped.
  */
 export function kernelFindings(i: KernelFindingsInput): KernelFinding[] {
   const blocked = assess(i.requirements, i.kernel, i.criu).filter(blockedByConfig);
   const fatal = blocked.filter((x) => x.req.kind === "probe" && x.req.effect === FATAL);
   const plain = blocked.filter((x) => x.req.kind === "check" && x.req.mode === "plain");
   const features = blocked.filter((x) => x.req.kind === "feature");
+  const dumps = blocked.filter((x) => x.req.kind === "dump");
   return [
     ...fatal.map((x) => probeFinding(x, i)),
     ...plain.map((x) => checkFinding(x, i)),
     ...features.map((x) => featureFinding(x, i)),
+    ...dumps.map((x) => dumpFinding(x, i)),
   ];
 }

@@ -16,7 +16,7 @@ import { semverOf } from "./criu-catalog.js";
 
 export const KERNEL_REQUIREMENTS_FILE = join(CRIU_BUILDS_DIR, "kernel-requirements.yaml");
 
-export const KINDS = ["feature", "check", "probe"] as const;
+export const KINDS = ["feature", "check", "probe", "dump"] as const;
 export type RequirementKind = (typeof KINDS)[number];
 
 /** Conditions of the running system a check can need (the file's header says each in full). */
@@ -45,6 +45,7 @@ export const EFFECTS = [
   "criu check --all reports it missing",
   "every CRIU command fails at start",
   "none: the result only sets a kerndat flag",
+  "dumping or restoring it fails",
 ] as const;
 
 const runtimeKeys = Object.keys(RUNTIME_CONDITIONS) as [keyof typeof RUNTIME_CONDITIONS];
@@ -115,6 +116,12 @@ const EntrySchema = z.strictObject({
   /** CRIU patches (criu-builds/patches) that make this fatal probe tolerant. */
   avoided_by_patches: z.array(z.string()).optional(),
   proven: z.union([z.literal(false), z.array(ProofSchema)]).optional(),
+  /** Dump entries only: the guest tests (scenario/case) whose failure the entry explains. */
+  shown_by: z
+    .array(
+      z.string().regex(/^[a-z0-9-]+\/[a-z0-9-]+$/, "must be scenario/case, e.g. tcp-established/loopback"),
+    )
+    .optional(),
   notes: z.string().optional(),
 });
 
@@ -129,6 +136,8 @@ export const KERNEL_REQUIREMENTS_SCHEMA = z.strictObject({
   feature: z.record(z.string(), entryOrList),
   check: z.record(z.string(), entryOrList),
   probe: z.record(z.string(), entryOrList),
+  /** What dumping or restoring a kind of resource needs. */
+  dump: z.record(z.string(), entryOrList).optional(),
 });
 
 const DocumentShape = z.strictObject({
@@ -136,6 +145,7 @@ const DocumentShape = z.strictObject({
   feature: z.record(z.string(), z.unknown()),
   check: z.record(z.string(), z.unknown()),
   probe: z.record(z.string(), z.unknown()),
+  dump: z.record(z.string(), z.unknown()).optional(),
 });
 
 export type Needs = z.infer<typeof NeedsSchema>;
@@ -157,6 +167,8 @@ export interface Requirement {
   feeds: string[];
   avoidedByPatches: string[];
   proven: Proof[];
+  /** Dump entries: the guest tests (scenario/case) whose failure it explains. */
+  shownBy: string[];
   notes?: string;
   /** Where the entry is written, for messages: file:line. */
   at: string;
@@ -172,6 +184,8 @@ export interface LoadOptions {
   knownSymbols?: ReadonlySet<string>;
   /** CRIU patch names (criu-builds/patches): avoided_by_patches must name one of them. */
   knownPatches?: ReadonlySet<string>;
+  /** Guest scenario tests (scenario/case): shown_by must name one of them. */
+  knownTests?: ReadonlySet<string>;
 }
 
 /** The Kconfig symbols an entry needs (all_of and every any_of alternative). */
@@ -202,6 +216,7 @@ function checkEntryShape(
   only("mode", "check");
   only("same_as", "check");
   only("feeds", "probe");
+  only("shown_by", "dump");
   if (kind === "check" && !e.mode)
     fail(src, path, `${id} needs mode: plain or all`, "add mode: plain (category 1) or mode: all");
   if (e.same_as) {
@@ -295,6 +310,7 @@ function parseName(
       feeds: e.feeds ?? [],
       avoidedByPatches: e.avoided_by_patches ?? [],
       proven: e.proven || [],
+      shownBy: e.shown_by ?? [],
       notes: e.notes,
       at: `${src.file}:${src.lineOf(path) ?? "?"}`,
     };
@@ -334,6 +350,17 @@ function resolveReferences(
         "name a feature entry",
       );
   });
+  const tests = o.knownTests;
+  if (tests)
+    r.shownBy.forEach((t, i) => {
+      if (!tests.has(t))
+        fail(
+          src,
+          [...path, "shown_by", i],
+          `${r.kind}/${r.name}: shown_by names '${t}', which is no scenario case of scenarios.yaml${didYouMean(t, tests)}`,
+          "name a scenario/case that scenarios.yaml lists (its migrate or observe cases), or drop it",
+        );
+    });
   const patches = o.knownPatches;
   if (patches)
     r.avoidedByPatches.forEach((p, i) => {
@@ -351,7 +378,9 @@ function resolveReferences(
 export function parseKernelRequirements(src: LocatedYaml, o: LoadOptions = {}): KernelRequirements {
   const doc = checkYaml(DocumentShape, src, { what: "kernel requirements" });
   const parsed = KINDS.flatMap((kind) =>
-    Object.entries(doc[kind]).flatMap(([name, value]) => parseName(kind, name, value, doc.kernel_tree, src)),
+    Object.entries(doc[kind] ?? {}).flatMap(([name, value]) =>
+      parseName(kind, name, value, doc.kernel_tree, src),
+    ),
   );
   const features = parsed.map((p) => p.r).filter((r) => r.kind === "feature");
   for (const { r, path } of parsed) {

@@ -9,6 +9,15 @@ import { loadFindingRules, type FindingRule } from "./findings.js";
 import { loadKernelCatalog, type KernelCatalog } from "./kernel-catalog.js";
 import { loadFragmentDir, type Fragment } from "./fragments.js";
 import { loadKernelRequirements, type KernelRequirements } from "./kernel-requirements.js";
+import { loadScenarios, migratingCases, observedTests } from "./scenarios.js";
+import { join } from "node:path";
+import { REPO_ROOT } from "../lib/paths.js";
+
+/** The scenario tests (scenario/case) scenarios.yaml names: its migrating and observing cases. */
+export function scenarioTests(file = join(REPO_ROOT, "scenarios.yaml")): Set<string> {
+  const scenarios = loadScenarios(file);
+  return new Set([...migratingCases(scenarios), ...observedTests(scenarios)]);
+}
 
 export interface RepoData {
   kernels: KernelCatalog;
@@ -36,7 +45,10 @@ export function repoData(): RepoData {
       agentPatches: loadAgentPatches(),
       findings: loadFindingRules(criu),
       fragments: loadFragmentDir(),
-      kernelRequirements: loadKernelRequirements(undefined, { knownPatches: new Set(criuPatches.keys()) }),
+      kernelRequirements: loadKernelRequirements(undefined, {
+        knownPatches: new Set(criuPatches.keys()),
+        knownTests: scenarioTests(),
+      }),
     };
   }
   return loaded;

@@ -119,6 +119,8 @@ export interface ConfigVerdict {
   /** What --all adds that the kernel fails. */
   all: Assessment[];
   features: { total: number; ok: number; missing: Assessment[] };
+  /** Dump entries the kernel fails: dumping or restoring that resource fails (not counted in features). */
+  dump: Assessment[];
   starts: boolean;
   checkPasses: boolean;
 }
@@ -142,6 +144,7 @@ export function judgeConfig(map: KernelRequirements, k: KernelFacts, c: CriuFact
       ok: fatal.length ? 0 : features.length - featureMissing.length,
       missing: fatal.length ? features : featureMissing,
     },
+    dump: blocked((r) => r.kind === "dump"),
     starts: fatal.length === 0,
     checkPasses: fatal.length === 0 && plain.length === 0,
   };
@@ -176,7 +179,8 @@ export function formatVerdict(v: ConfigVerdict, label = "this .config"): string 
   const patched = v.tolerated.length
     ? `; starts only thanks to a patch (${v.tolerated.map((x) => `${short(x)}: ${x.req.avoidedByPatches.join(", ")}`).join("; ")})`
     : "";
-  return `${head} ${check}; ${v.features.ok}/${v.features.total} features${missing.length ? `; missing: ${missing.join(", ")}` : ""}${patched}`;
+  const dumps = v.dump.length ? `; dumps that will fail: ${v.dump.map(short).join(", ")}` : "";
+  return `${head} ${check}; ${v.features.ok}/${v.features.total} features${missing.length ? `; missing: ${missing.join(", ")}` : ""}${patched}${dumps}`;
 }
 
 /** One entry of a verdict's lists: its name and what the kernel leaves unmet. */
@@ -194,6 +198,7 @@ export function verdictDocument(v: ConfigVerdict, label = "this .config") {
     plain: v.plain.map(listed),
     all: v.all.map(listed),
     missing_features: v.features.missing.map(listed),
+    dump: v.dump.map(listed),
     line: formatVerdict(v, label),
   };
 }
@@ -250,10 +255,15 @@ function explaining(test: string, ctx: CauseContext): { found: Assessment[]; fat
   if (test === "criu-check") return { found: v.plain, fatal: false };
   if (test === "criu-check-all") return { found: [...v.plain, ...v.all], fatal: false };
   const feature = /^feature\/(.+)$/.exec(test)?.[1];
-  if (!feature) return { found: [], fatal: false };
+  if (!feature) return { found: blockedDumpsShownBy(test, ctx.assessments), fatal: false };
   const entry = ctx.assessments.filter((a) => a.req.kind === "feature" && a.req.name === feature);
   const probes = ctx.assessments.filter((a) => a.req.kind === "probe" && a.req.feeds.includes(feature));
   return { found: [...entry, ...probes].filter((a) => a.blocked), fatal: false };
+}
+
+/** The blocked dump entries whose shown_by names this scenario test. */
+function blockedDumpsShownBy(test: string, assessments: Assessment[]): Assessment[] {
+  return assessments.filter((a) => a.req.kind === "dump" && a.blocked && a.req.shownBy.includes(test));
 }
 
 const cfg = (s: string) => `CONFIG_${s}`;
@@ -326,7 +336,7 @@ export function causeOf(test: string, ctx: CauseContext): Cause | undefined {
   const label = (a: Assessment) =>
     a.req.kind === "feature" && a.req.name === feature
       ? ""
-      : `${a.req.kind === "probe" ? "start-up probe " : ""}${a.req.name} `;
+      : `${a.req.kind === "probe" ? "start-up probe " : a.req.kind === "dump" ? "dumping or restoring " : ""}${a.req.name} `;
   const needs = found.map((a) => `${label(a)}needs ${unmetSentence(a.unmet)}`).join("; ");
   const byKernel = symbols.length > 0 || found.some((a) => a.unmet.kernel);
   return {

@@ -63,8 +63,8 @@ function unknownName(name: string, map: KernelRequirements): never {
     ...new Set(map.entries.flatMap((r) => [r.name, `${r.kind}/${r.name}`, ...symbolsOf(r.needs)])),
   ];
   throw new UserError(
-    `'${name}' is no feature, check, start-up probe or Kconfig symbol of the kernel requirements map${didYouMean(name.replace(/^CONFIG_/, ""), names)}`,
-    "name a feature (uffd), a check (check_fdinfo_ext), a probe (kerndat_uffd) or a symbol (USERFAULTFD); criu-builds/kernel-requirements.yaml lists them",
+    `'${name}' is no feature, check, start-up probe, dump entry or Kconfig symbol of the kernel requirements map${didYouMean(name.replace(/^CONFIG_/, ""), names)}`,
+    "name a feature (uffd), a check (check_fdinfo_ext), a probe (kerndat_uffd), a dump entry (tcp_socket) or a symbol (USERFAULTFD); criu-builds/kernel-requirements.yaml lists them",
   );
 }
 
@@ -144,6 +144,7 @@ function entryLines(r: Requirement): [string, string | string[] | undefined][] {
     ["when", whenText(r)],
     ["effect", r.effect],
     ["feeds", r.feeds.length ? r.feeds.map((f) => `feature/${f}`) : undefined],
+    ["shown by", r.shownBy.length ? r.shownBy : undefined],
     ["avoided by", r.avoidedByPatches.length ? r.avoidedByPatches.map((p) => `patch ${p}`) : undefined],
     ["sources", r.sources],
     ["proven", proofText(r)],
@@ -193,6 +194,7 @@ function entryDocument(r: Requirement) {
     ...(r.when ? { when: r.when } : {}),
     effect: r.effect,
     feeds: r.feeds,
+    ...(r.kind === "dump" ? { shown_by: r.shownBy } : {}),
     avoided_by_patches: r.avoidedByPatches,
     sources: r.sources,
     proven: r.proven,
