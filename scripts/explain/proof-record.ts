@@ -191,7 +191,10 @@ function provenSpan(
   if (!key?.range || !value?.range)
     throw new Error(`${r.at}: ${r.kind}/${r.name} has no 'proven:' to record into (write proven: false)`);
   const indent = key.range[0] - text.lastIndexOf("\n", key.range[0]) - 1;
-  return { start: key.range[1], end: value.range[1], indent };
+  // A block list's range runs over the line breaks after it: those stay.
+  let end = value.range[1];
+  while (end > value.range[0] && /\s/.test(text[end - 1])) end--;
+  return { start: key.range[1], end, indent };
 }
 
 /** `proven:` followed by a block list, at the key's indent. */

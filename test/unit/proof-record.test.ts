@@ -121,7 +121,8 @@ describe("the proofs record", () => {
     ]);
     const uffd = again.entries.find((r) => r.kind === "feature" && r.name === "uffd")!;
     expect(uffd.proven).toEqual([]);
-    // Recording twice does not list the proof twice.
+    // Recording twice does not list the proof twice, and changes nothing the second time.
+    expect(recordInMap(written, again, proofs)).toBe(written);
     const twice = parseKernelRequirements(parseYaml(recordInMap(written, again, proofs), "x"));
     expect(twice.entries.find((r) => r.kind === "feature" && r.name === "tun")!.proven).toHaveLength(1);
   });
