@@ -56,6 +56,10 @@ export const FLAGS = {
     type: "boolean",
     help: "with --prove: write each outcome into criu-builds/kernel-proofs.yaml, the proven entries of criu-builds/kernel-requirements.yaml and docs/kernel-proofs.md",
   },
+  kept: {
+    type: "boolean",
+    help: "with --prove: judge (and with --record, record) only the outcomes the cache keeps, with the current map; build and boot nothing",
+  },
   "max-batch": {
     type: "string",
     arg: "N",

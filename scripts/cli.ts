@@ -253,7 +253,7 @@ export const COMMANDS: Record<string, Command> = {
       "what the kernel requirements map says about a CRIU feature, check, start-up probe or Kconfig symbol: CRIU ranges, probes, needs, effect, sources, proof",
     usage:
       "cr-guest explain NAME [--criu V] [--json] | explain --prove [SYMBOL...] [--record] [--dry-run] [--criu V]",
-    flags: [...CONFIG, "criu", "json", "prove", "record", "max-batch", "dry-run", "force"],
+    flags: [...CONFIG, "criu", "json", "prove", "record", "kept", "max-batch", "dry-run", "force"],
     positionals: {
       usage: "NAME | SYMBOL...",
       help: "a feature (uffd or feature/uffd), a check (check_fdinfo_ext or check/check_fdinfo_ext), a start-up probe (kerndat_uffd) or a Kconfig symbol (USERFAULTFD or CONFIG_USERFAULTFD); with --prove, the Kconfig symbols to prove",

@@ -11,7 +11,7 @@ import { explain, explainedDocument, formatExplained } from "./entry.js";
 export async function explainCommand(ctx: CommandContext): Promise<number> {
   const v = ctx.values;
   if (v.prove) return (await import("./prove-command.js")).proveCommand(ctx, configOf(ctx));
-  for (const flag of ["record", "max-batch", "dry-run", "force"] as const)
+  for (const flag of ["record", "kept", "max-batch", "dry-run", "force"] as const)
     if (v[flag] !== undefined)
       throw new UserError(`explain: --${flag} goes with --prove`, `add --prove, or drop --${flag}`);
   const [name, ...extra] = ctx.positionals;

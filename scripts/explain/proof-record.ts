@@ -87,8 +87,8 @@ function batchProofs(
     failed: s.failed,
     ...(s.why ? { why: s.why } : {}),
   }));
-  // A batch stopped by a symbol it could not turn off: the others were not run.
-  const notRun = cannot.length
+  // A variant that never ran (each symbol stayed on, or an outcome of an older cr-guest).
+  const notRun = !b.run
     ? b.symbols
         .filter((s) => !b.cannot.some((c) => c.symbol === s))
         .map((s): SymbolProof => ({
@@ -106,8 +106,10 @@ function batchProofs(
 /** The record with these outcomes in: one per symbol, CRIU and kernel (a newer run replaces). */
 export function mergeProofs(record: ProofsRecord, add: SymbolProof[]): ProofsRecord {
   const key = (p: SymbolProof) => `${p.symbol} ${p.criu} ${p.kernel}`;
-  const fresh = new Set(add.map(key));
-  const proofs = [...record.proofs.filter((p) => !fresh.has(key(p))), ...add];
+  // One per key: of the added, the last one said wins.
+  const added = [...new Map(add.map((p) => [key(p), p])).values()];
+  const fresh = new Set(added.map(key));
+  const proofs = [...record.proofs.filter((p) => !fresh.has(key(p))), ...added];
   return { proofs: proofs.sort((a, b) => a.symbol.localeCompare(b.symbol) || a.criu.localeCompare(b.criu)) };
 }
 

@@ -85,6 +85,7 @@ export async function proveCommand(ctx: CommandContext, config: PipelineConfig):
   const report: ProveReport = await prove(config, {
     symbols,
     force: v.force,
+    keptOnly: v.kept,
     maxBatch: v["max-batch"],
     log: (l) => console.error(l),
     // Each batch recorded as it ends: a long run stopped half-way keeps what it proved.

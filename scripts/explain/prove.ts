@@ -41,6 +41,8 @@ export interface ProveOptions {
   symbols?: string[];
   maxBatch?: number;
   force?: boolean;
+  /** Judge (and record) only the outcomes the cache keeps: build and boot nothing new. */
+  keptOnly?: boolean;
   log: (line: string) => void;
   /** Called as each batch's outcome is known (kept or new): recording as it goes survives a stop. */
   onBatch?: (b: BatchOutcome, report: Pick<ProveReport, "criu" | "kernel" | "baseline">) => Promise<void>;
@@ -291,6 +293,10 @@ export async function prove(config: PipelineConfig, o: ProveOptions): Promise<Pr
       o.log(`batch ${i + 1}/${batches.length} (${id}): kept from an earlier run`);
       outcomes.push(rejudge(b, earlier));
       await o.onBatch?.(outcomes.at(-1)!, head);
+      continue;
+    }
+    if (o.keptOnly) {
+      o.log(`batch ${i + 1}/${batches.length} (${batchOf.map((c) => c.symbol).join(", ")}): not run yet`);
       continue;
     }
     o.log(`batch ${i + 1}/${batches.length}: ${batchOf.map((c) => c.symbol).join(", ")}`);

@@ -82,6 +82,34 @@ describe("the proofs record", () => {
     expect(proofs[0].run).toBe("bbbb (COMPLETE)");
   });
 
+  it("a symbol that stayed on is cannot-turn-off, and the rest of its variant ran: no 'not run' rows", () => {
+    const b = report.batches[0];
+    const withCannot = {
+      ...report,
+      batches: [
+        {
+          ...b,
+          symbols: [...b.symbols, "SECCOMP_FILTER"],
+          cannot: [{ symbol: "SECCOMP_FILTER", why: "no prompt" }],
+        },
+      ],
+    };
+    expect(symbolProofs(withCannot).map((p) => `${p.symbol}:${p.status}`)).toEqual([
+      "SECCOMP_FILTER:cannot-turn-off",
+      "TUN:proven",
+      "USERFAULTFD:mismatch",
+    ]);
+    const neverRan = { ...withCannot, batches: [{ ...withCannot.batches[0], run: null }] };
+    expect(
+      symbolProofs(neverRan)
+        .filter((p) => p.why?.startsWith("not run"))
+        .map((p) => p.symbol),
+    ).toEqual(["TUN", "USERFAULTFD"]);
+    // Two outcomes of one symbol in one record: the last one said is kept.
+    const merged = mergeProofs({ proofs: [] }, [...symbolProofs(neverRan), ...proofs]);
+    expect(merged.proofs.filter((p) => p.symbol === "TUN").map((p) => p.status)).toEqual(["proven"]);
+  });
+
   it("a newer outcome of the same symbol, CRIU and kernel replaces the older one", () => {
     const older: SymbolProof = { ...proofs[0], date: "2026-12-01", status: "mismatch" };
     const merged = mergeProofs({ proofs: [older] }, proofs);
