@@ -6,7 +6,7 @@
  * features only, and judged against the default kernel's run: exactly the predicted tests fail.
  * Each batch's outcome is kept under the cache (a second run resumes where it stopped).
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { drive, type Outcomes } from "../driver.js";
@@ -269,41 +269,63 @@ async function proveBatch(
 }
 
 /** Prove: baseline, candidates, batches, each batch unless its outcome is kept; returns them all. */
+/**
+ * The outcomes the cache keeps for this default kernel and CRIU, complete ones only, that cover
+ * one of the symbols asked for. Found by symbol, not by batch: a symbol proved once is not
+ * built again when an edit of the map regroups the batches.
+ */
+function keptOutcomes(b: Baseline, symbols: string[]): BatchOutcome[] {
+  const dir = join(b.config.cache_dir, "prove", "outcomes");
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => f.endsWith(".json"))
+    .sort()
+    .map((f) => readOutcome(join(dir, f)))
+    .filter((k): k is BatchOutcome => Boolean(k))
+    .filter((k) => k.kernel.default_key === b.key && k.criu === b.criu.version)
+    .filter((k) => k.symbols.some((s) => symbols.includes(s)));
+}
+
+/** Prove: baseline, candidates, the outcomes kept, then each new batch; returns them all. */
 export async function prove(config: PipelineConfig, o: ProveOptions): Promise<ProveReport> {
   const b = await baseline(config);
   const map = repoData().kernelRequirements;
   const { prove: cands, skipped } = candidates(map, b.kernel, b.criu, o.symbols);
-  const batches = batch(cands, o.maxBatch);
-  let tree: KconfigTree | undefined;
-  const outcomes: BatchOutcome[] = [];
   const run = b.outcomes.boot!.value;
   const head = {
     criu: b.criu.version,
     kernel: { version: b.kernel.version!, key: b.key },
     baseline: { key: run.results.run_key, dir: relative(config.cache_dir, run.dir) },
   };
+  const outcomes: BatchOutcome[] = [];
+  const kept = o.force
+    ? []
+    : keptOutcomes(
+        b,
+        cands.map((c) => c.symbol),
+      );
+  for (const k of kept) {
+    o.log(`${k.symbols.join(", ")} (${k.id}): kept from an earlier run`);
+    outcomes.push(rejudge(b, k));
+    await o.onBatch?.(outcomes.at(-1)!, head);
+  }
+  const done = new Set(kept.flatMap((k) => k.symbols));
+  const batches = batch(
+    cands.filter((c) => !done.has(c.symbol)),
+    o.maxBatch,
+  );
+  let tree: KconfigTree | undefined;
   for (const [i, batchOf] of batches.entries()) {
-    const id = batchId(
-      b,
-      batchOf.map((c) => c.symbol),
-    );
-    const kept = outcomeFile(config, id);
-    const earlier = existsSync(kept) && !o.force ? readOutcome(kept) : undefined;
-    if (earlier) {
-      o.log(`batch ${i + 1}/${batches.length} (${id}): kept from an earlier run`);
-      outcomes.push(rejudge(b, earlier));
-      await o.onBatch?.(outcomes.at(-1)!, head);
-      continue;
-    }
+    const names = batchOf.map((c) => c.symbol).join(", ");
     if (o.keptOnly) {
-      o.log(`batch ${i + 1}/${batches.length} (${batchOf.map((c) => c.symbol).join(", ")}): not run yet`);
+      o.log(`batch ${i + 1}/${batches.length} (${names}): not run yet`);
       continue;
     }
-    o.log(`batch ${i + 1}/${batches.length}: ${batchOf.map((c) => c.symbol).join(", ")}`);
+    o.log(`batch ${i + 1}/${batches.length}: ${names}`);
     tree ??= await kconfigTree(b);
     const outcome = await proveBatch(b, tree, batchOf, o);
     await mkdir(join(config.cache_dir, "prove", "outcomes"), { recursive: true });
-    await writeAtomic(kept, `${JSON.stringify(outcome, null, 2)}\n`);
+    await writeAtomic(outcomeFile(config, outcome.id), `${JSON.stringify(outcome, null, 2)}\n`);
     outcomes.push(outcome);
     await o.onBatch?.(outcome, head);
   }
