@@ -87,7 +87,13 @@ describe("explain: the text and the document", () => {
     expect(lines).toContain("  effect:     every CRIU command fails at start");
     expect(lines).toContain("  feeds:      feature/fdinfo_lock");
     expect(lines).toContain("              fs/locks.c:2982@6.12.107");
-    expect(lines).toContain("  proven:     not yet proven");
+    // The committed map holds the proof of FILE_LOCKING (explain --prove --record).
+    expect(text).toMatch(
+      /^ {2}proven: {5}FILE_LOCKING off: linux 6\.12\.107 \(variant \w+\), CRIU 4\.1\.1, \d{4}-\d{2}-\d{2}, run \w+/m,
+    );
+    expect(formatExplained(explain(map, "kerndat_has_inotify_setnextwd", "4.1.1"))).toMatch(
+      /^ {2}proven: {5}not yet proven$/m,
+    );
     expect(text).toMatch(/^ {2}notes: {6}opens \/proc\/locks/m);
     expect(text).toMatch(/^ {2}at: {9}criu-builds\/kernel-requirements\.yaml:\d+$/m);
   });
