@@ -221,8 +221,11 @@ ns_init() {
 # runs only when MIGRATE is empty (an ordinary run).
 run_case() {
 	_rca_name=$1; _rca_dump=$2; _rca_restore=$3
-	if [ -n "$MIGRATE" ]; then
-		case " $MIGRATE " in *" $SCENARIO/$_rca_name "*) ;; *) return 0 ;; esac
+	# A migration's cases, or the one case smoke --test names (ONLY=scenario/case).
+	_rca_only=$MIGRATE
+	case $ONLY in "$SCENARIO"/*) _rca_only=$ONLY ;; esac
+	if [ -n "$_rca_only" ]; then
+		case " $_rca_only " in *" $SCENARIO/$_rca_name "*) ;; *) return 0 ;; esac
 	fi
 	case_begin "$_rca_name"
 	: > "$CDIR/carried.tsv"; : > "$CDIR/carried.dirs"

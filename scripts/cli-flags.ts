@@ -283,6 +283,25 @@ export const FLAGS = {
     help: "auto (KVM only if a probe boot works), kvm or tcg",
     sets: (v: string) => [`boot.accel=${j(v)}`],
   },
+  test: {
+    type: "string",
+    arg: "ID",
+    help: "run one test and the gate it needs: a test id (criu-check, feature/uffd, pidns-init/setsid) or a scenario (all its cases)",
+  },
+  good: {
+    type: "string",
+    arg: "X",
+    help: "bisect: the good end (criu: a ref that passes; config: a .config, fragment file, fragment set or Kata fragment tree)",
+  },
+  bad: {
+    type: "string",
+    arg: "X",
+    help: "bisect: the bad end (criu: a later ref that fails; config: the config in which the test fails)",
+  },
+  "bisect-exit": {
+    type: "boolean",
+    help: "with --test: exit as `git bisect run` expects, on the test's raw status: 0 PASS, 1 FAIL, 125 cannot be tested (CRIU or the image does not build, the test SKIPped), 128 an infrastructure error after the retry",
+  },
   strict: {
     type: "boolean",
     help: "exit 1 when a deciding test fails unexpectedly (criu check --all, --feature, observing cases and failures the doctor predicted never decide)",

@@ -125,7 +125,7 @@ export const COMMANDS: Record<string, Command> = {
   smoke: {
     summary:
       "boot the image with the kernel under QEMU: criu check, ptrace checks and dump/restore scenarios, bounded in time",
-    usage: "cr-guest smoke [--criu V] [--kernel K] [--dry-run] [options]",
+    usage: "cr-guest smoke [--criu V] [--kernel K] [--test ID [--bisect-exit]] [--dry-run] [options]",
     flags: [
       ...CONFIG,
       ...CRIU,
@@ -133,6 +133,8 @@ export const COMMANDS: Record<string, Command> = {
       ...AGENT,
       "image-base",
       "accel",
+      "test",
+      "bisect-exit",
       "dry-run",
       "force",
       "strict",
@@ -140,7 +142,10 @@ export const COMMANDS: Record<string, Command> = {
     ],
     aliases: { ...CRIU_ALIASES, base: "image-base", "kernel-version": "kernel" },
     json: "the run: status, summary, paths and results.json (with --dry-run: the plan)",
-    run: cmds.smokeCommand,
+    run: async (ctx) =>
+      ctx.values.test || ctx.values["bisect-exit"]
+        ? (await import("./bisect/smoke-test.js")).smokeTestCommand(ctx)
+        : cmds.smokeCommand(ctx),
   },
   migrate: {
     summary:
@@ -212,6 +217,32 @@ export const COMMANDS: Record<string, Command> = {
     },
     json: "the merged totals and the report files",
     run: cmds.reportCommand,
+  },
+  bisect: {
+    summary:
+      "bisect a test's regression: bisect criu (to the first bad CRIU commit) or bisect config (to the kernel options that break it)",
+    usage: "cr-guest bisect criu --git SOURCE --good REF --bad REF --test ID [--dry-run] [options]",
+    flags: [
+      ...CONFIG,
+      ...KERNEL,
+      "git",
+      "patch",
+      "link",
+      "guest-suite",
+      "jobs",
+      "good",
+      "bad",
+      "test",
+      "accel",
+      "dry-run",
+      "json",
+    ],
+    positionals: {
+      usage: "criu",
+      help: "what to bisect: criu (commits of --git: a URL, a checkout or a git bundle)",
+    },
+    json: "bisect.json: every step with its evidence and the answer (with --dry-run: the plan)",
+    run: async (ctx) => (await import("./bisect/command.js")).bisectCommand(ctx),
   },
   compare: {
     summary: "compare two matrix reports: regressions, fixes, new and removed cells (exit 1 on a regression)",

@@ -90,6 +90,7 @@ export interface DriveOptions {
     force?: boolean;
     log?: (line: string) => void;
     conf?: Record<string, string>;
+    only?: BootRunOptions["only"];
     transfer?: BootRunOptions["transfer"];
     vcpus?: number;
   };
@@ -225,6 +226,7 @@ const RUNNERS: { [S in StageName]: Runner<S> } = {
             force: o.boot?.force,
             log: o.boot?.log ?? log,
             conf: o.boot?.conf,
+            only: o.boot?.only,
             transfer: o.boot?.transfer,
             vcpus: o.boot?.vcpus,
           })),

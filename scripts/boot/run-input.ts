@@ -7,6 +7,7 @@ import semver from "semver";
 import { hasFact, semverOf, type CriuCatalog } from "../data/criu-catalog.js";
 import { featureNames, type KernelRequirements } from "../data/kernel-requirements.js";
 import type { Scenario } from "../data/scenarios.js";
+import { scenariosFor, type TestSelection } from "./test-selection.js";
 
 export interface RunInputOptions {
   criuVersion: string;
@@ -21,6 +22,8 @@ export interface RunInputOptions {
   scenarioJobs?: number;
   /** More assignments for run.conf (a migration's phase and binaries). */
   conf?: Record<string, string>;
+  /** One test and its gate (smoke --test): ONLY in run.conf, and only its scenario. */
+  only?: TestSelection;
 }
 
 /** A value for a shell assignment: single-quoted, so the guest's sh takes it literally. */
@@ -51,8 +54,12 @@ export function runInput(o: RunInputOptions): {
     ...(o.scenarioJobs ? { SCENARIO_JOBS: String(o.scenarioJobs) } : {}),
     ...expectations,
     ...o.conf,
+    ...(o.only ? { ONLY: o.only.id } : {}),
   };
-  const applicable = o.scenarios.filter((s) => semver.satisfies(v, s.criu));
+  const applicable = scenariosFor(
+    o.only,
+    o.scenarios.filter((s) => semver.satisfies(v, s.criu)),
+  );
   const requested = [...o.requested]
     .map(([sym, val]) => (val === "n" ? `# ${sym} is not set` : `${sym}=${val}`))
     .join("\n");

@@ -21,6 +21,7 @@ import { bootVm, type Accel, type BootResult } from "../lib/qemu.js";
 import { diagnoseRun, fixFragments } from "./causes.js";
 import { createResultsDisk, readResultsDisk } from "./results-disk.js";
 import { parseKeyValues, readTestRecords, RESULTS_SCHEMA, summarize, type TestRecord } from "./results.js";
+import type { TestSelection } from "./test-selection.js";
 import { runInput } from "./run-input.js";
 import { copyTransferDisk, createTransferDisk, verifyTransferDisk } from "./transfer-disk.js";
 import { loadScenarios } from "../data/scenarios.js";
@@ -83,6 +84,8 @@ export interface RunOptions {
    * <run>/transfer.img; each attempt of boot B gets a fresh copy of `readFrom`.
    */
   transfer?: { mode: "write" } | { mode: "read"; readFrom: string };
+  /** One test and its gate (smoke --test): part of the run's input, so of its key. */
+  only?: TestSelection;
   /**
    * The guest's vCPUs for this boot (at most boot.cpus): a matrix picks them from the host's
    * free cores. Not part of the run key: boot.cpus, the most a run may get, is.
@@ -175,6 +178,7 @@ export interface RunIdentity {
   bus?: RunOptions["bus"];
   transfer?: RunOptions["transfer"];
   conf?: RunOptions["conf"];
+  only?: RunOptions["only"];
 }
 
 /** A run's input, command line and key; the dry-run planner computes the same through this. */
@@ -189,6 +193,7 @@ export function runIdentity(config: PipelineConfig, r: RunIdentity) {
     testTimeoutSeconds: config.boot.test_timeout_seconds,
     scenarioJobs: config.boot.scenario_jobs,
     conf: r.conf,
+    only: r.only,
   });
   const transferRecord = r.transfer?.mode === "read" ? verifyTransferDisk(r.transfer.readFrom) : undefined;
   const append = kernelCommandLine(r.image, config.boot.kernel_args, r.bus);
@@ -217,6 +222,7 @@ export function planRun(config: PipelineConfig, o: RunOptions): RunPlan {
     bus: o.bus,
     transfer: o.transfer,
     conf: o.conf,
+    only: o.only,
   });
   return {
     config,

@@ -181,7 +181,7 @@ export function tarballTopDir(file: string, what: string): string {
   return [...tops][0];
 }
 
-function gitOut(
+export function gitOut(
   args: string[],
   cwd: string,
   timeoutMs = 60_000,

@@ -3,7 +3,7 @@
  * runs in the guest, its deadline, the CRIU versions it applies to, and the cases that only
  * observe (reported, never deciding a verdict).
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import semver from "semver";
 import { z } from "zod";
@@ -48,6 +48,17 @@ export interface Scenario {
   observe: string[];
   migrate: string[];
   holds: string[];
+  /** The cases its script records (SCENARIO/CASE), read from the script's run_case and case_begin lines. */
+  cases: string[];
+}
+
+/**
+ * The case names a scenario script records: the literal first word of each `run_case NAME` and
+ * `case_begin NAME` line (scenario-lib.sh), in order. A case named by a variable is not listed.
+ */
+export function scriptCases(text: string): string[] {
+  const names = [...text.matchAll(/^\s*(?:run_case|case_begin)\s+([a-z0-9][a-z0-9-]*)(?=\s|$)/gm)].map((m) => m[1]!);
+  return [...new Set(names)];
 }
 
 /** The cases (scenario/case) that migrate, of the scenarios that apply. */
@@ -64,7 +75,8 @@ export function loadScenarios(file: string): Scenario[] {
   const src = loadYamlFile(file);
   const doc = checkYaml(SCENARIOS_SCHEMA, src, { what: "scenarios" });
   return doc.scenarios.map((s, i) => {
-    if (!existsSync(join(GUEST_RUNNER_DIR, "scenarios", s.script)))
+    const script = join(GUEST_RUNNER_DIR, "scenarios", s.script);
+    if (!existsSync(script))
       throw new UserError(
         `${file}:${src.lineOf(["scenarios", i, "script"]) ?? "?"}: scenario ${s.name}: script guest/scenarios/${s.script} does not exist`,
         "write the script, or fix the name",
@@ -79,6 +91,7 @@ export function loadScenarios(file: string): Scenario[] {
       observe: s.observe ?? [],
       migrate: s.migrate ?? [],
       holds: s.holds ?? [],
+      cases: scriptCases(readFileSync(script, "utf8")),
     };
   });
 }

@@ -228,6 +228,50 @@ export const MatrixReportSchema = z.object({
   merged_duplicates: z.array(z.string()),
 });
 
+const bisectCandidate = z.object({ id: z.string(), title: z.string() });
+export const BISECT_SCHEMA_VERSION = 1;
+/** A bisect's record (bisect.json): what was bisected, every step with its evidence, the answer. */
+export const BisectReportSchema = z.object({
+  schema: z.number().int(),
+  id: z.string(),
+  kind: z.enum(["criu", "config"]),
+  test: z.string(),
+  /** The source bisected (a git URL, checkout or bundle) or the two configs. */
+  source: z.string(),
+  good: z.object({ ref: z.string(), id: z.string() }),
+  bad: z.object({ ref: z.string(), id: z.string() }),
+  candidates: z.array(bisectCandidate),
+  steps: z.array(
+    z.object({
+      id: z.string(),
+      role: z.enum(["good-end", "bad-end", "step", "confirm-culprit", "confirm-parent"]),
+      verdict: z.enum(["good", "bad", "skip"]),
+      status: z.string(),
+      reason: z.string(),
+      evidence: z.string().nullable(),
+      seconds: z.number(),
+      at: z.string(),
+    }),
+  ),
+  answer: z.discriminatedUnion("kind", [
+    z.object({
+      kind: z.literal("found"),
+      culprit: bisectCandidate,
+      parent: bisectCandidate,
+      confirmed: z.boolean(),
+      why: z.string(),
+    }),
+    z.object({ kind: z.literal("ambiguous"), among: z.array(bisectCandidate), why: z.string() }),
+    z.object({ kind: z.literal("ends"), why: z.string() }),
+  ]),
+  /** For a config bisect: every symbol found, each with where it was set. */
+  found: z
+    .array(z.object({ symbol: z.string(), good: z.string(), bad: z.string(), set_by: z.string() }))
+    .optional(),
+  seconds: z.number(),
+  created: z.string(),
+});
+
 export const OUTPUT_DOCUMENTS = {
   results: {
     schema: RunResultsSchema,
@@ -246,6 +290,12 @@ export const OUTPUT_DOCUMENTS = {
     version: REPORT_SCHEMA_VERSION,
     file: "matrix.json",
     title: "cr-guest matrix report (matrix.json)",
+  },
+  bisect: {
+    schema: BisectReportSchema,
+    version: BISECT_SCHEMA_VERSION,
+    file: "bisect.json",
+    title: "cr-guest bisect (bisect.json)",
   },
 } as const;
 
