@@ -93,7 +93,7 @@ export async function bisectCriuCommand(ctx: CommandContext, config: PipelineCon
     step: (c) => ({ config: atCommit(config, repo, c.id), kernel: { extraFragments: v.fragment ?? [] } }),
   };
   if (v["dry-run"]) return dryRun(ctx, subject);
-  return runBisect(ctx, config, subject);
+  return (await runBisect(ctx, config, subject)).code;
 }
 
 function dryRun(ctx: CommandContext, s: BisectSubject): number {

@@ -23,6 +23,13 @@ import { runTestStep } from "./step.js";
 
 export type BisectReport = z.infer<typeof BisectReportSchema>;
 
+/** The pipeline of one candidate: its config, kernel options, and a note for its record. */
+export interface StepPlan {
+  config: PipelineConfig;
+  kernel?: DriveOptions["kernel"];
+  note?: string;
+}
+
 /** What is bisected, as the generic runner needs it. */
 export interface BisectSubject {
   id: string;
@@ -33,12 +40,8 @@ export interface BisectSubject {
   bad: { ref: string; id: string };
   range: BisectRange;
   describe: (c: Candidate) => string;
-  /** The pipeline of one candidate: its config and kernel options. */
-  step: (
-    c: Candidate,
-  ) =>
-    | { config: PipelineConfig; kernel?: DriveOptions["kernel"] }
-    | Promise<{ config: PipelineConfig; kernel?: DriveOptions["kernel"] }>;
+  /** The pipeline of one candidate. */
+  step: (c: Candidate) => StepPlan | Promise<StepPlan>;
   /** More for the report once the answer is known (a config bisect's symbols). */
   finish?: (
     answer: BisectAnswer,
@@ -102,11 +105,18 @@ export function renderMarkdown(r: BisectReport, describe: (c: Candidate) => stri
   ].join("\n");
 }
 
+export interface BisectOutcome {
+  /** The command's exit code: 0 a confirmed culprit, 1 no answer, 4 stopped by infrastructure. */
+  code: number;
+  answer?: BisectAnswer;
+  report?: BisectReport;
+}
+
 export async function runBisect(
   ctx: CommandContext,
   config: PipelineConfig,
   s: BisectSubject,
-): Promise<number> {
+): Promise<BisectOutcome> {
   const dir = bisectDir(config.cache_dir, s.id);
   const release = await lockBisect(dir, s.id);
   const t0 = Date.now();
@@ -121,7 +131,7 @@ export async function runBisect(
       const next = nextStep(range);
       if (next.action === "done") return await finish(ctx, s, dir, range, next.answer, created, t0);
       ctx.say(`${progress(range)}: ${s.describe(next.candidate)} [${next.role}]`);
-      const { config: stepConfig, kernel } = await s.step(next.candidate);
+      const { config: stepConfig, kernel, note } = await s.step(next.candidate);
       const { step } = await runTestStep(stepConfig, s.test, {
         force: true,
         rerun: next.role.startsWith("confirm"),
@@ -130,14 +140,14 @@ export async function runBisect(
       if (step.verdict === "abort") {
         ctx.say(`stopped: ${step.reason}`);
         ctx.say(`the state is kept (${range.steps.length} step(s)): run the same command again to resume`);
-        return 4;
+        return { code: 4 };
       }
       range.steps.push({
         id: next.candidate.id,
         role: next.role,
         verdict: step.verdict,
         status: step.status,
-        reason: step.reason,
+        reason: note ? `${step.reason}; ${note}` : step.reason,
         evidence: step.run?.results ?? null,
         seconds: step.seconds,
         at: new Date().toISOString(),
@@ -160,7 +170,7 @@ async function finish(
   answer: BisectAnswer,
   created: string,
   t0: number,
-): Promise<number> {
+): Promise<BisectOutcome> {
   const more = s.finish ? await s.finish(answer, range) : {};
   const report: BisectReport = BisectReportSchema.parse({
     schema: BISECT_SCHEMA_VERSION,
@@ -185,5 +195,5 @@ async function finish(
   for (const f of report.found ?? []) ctx.say(`  ${f.symbol}: ${f.good} -> ${f.bad} (${f.set_by})`);
   ctx.say(`report: ${md} (also ${json}); this run ${Math.round((Date.now() - t0) / 1000)} s`);
   ctx.emit({ ...report, files: { json, markdown: md } });
-  return answer.kind === "found" && answer.confirmed ? 0 : 1;
+  return { code: answer.kind === "found" && answer.confirmed ? 0 : 1, answer, report };
 }

@@ -5,6 +5,7 @@
  * The prediction is the diagnosis itself (causeOf on the variant's .config against the
  * default's): a proof proves exactly what every report will say.
  */
+import type { VariantLine as BaseVariantLine } from "../variant/kernel-variant.js";
 import { evalExpr, exprSymbols, type KconfigTree } from "../kernel/kconfig.js";
 import { allSymbols, type KernelRequirements } from "../data/kernel-requirements.js";
 import { assess, causeOf, judgeConfig, type CriuFacts, type KernelFacts } from "../data/requirement-check.js";
@@ -96,12 +97,8 @@ export function batch(cands: Candidate[], maxSize = 6): Candidate[][] {
   return batches.sort((a, b) => b.length - a.length);
 }
 
-/** One line of a variant's fragment, with why it is there. */
-export interface VariantLine {
-  symbol: string;
-  value: "y" | "n";
-  why: string;
-}
+/** A line of a proof's variant: a symbol off, or a trap's option put back on. */
+export type VariantLine = BaseVariantLine & { value: "y" | "n" };
 
 const on = (config: Map<string, string>, s: string) => ["y", "m"].includes(config.get(`CONFIG_${s}`) ?? "");
 
@@ -167,13 +164,6 @@ export function refineVariant(lines: VariantLine[], fb: ConfigureFeedback): Vari
     if (!next.some((l) => l.symbol === s))
       next.push({ symbol: s, value: "n", why: "depends on a symbol turned off (Kconfig forced it off)" });
   return next;
-}
-
-export function renderVariant(lines: VariantLine[], title: string): string {
-  const body = lines.map((l) =>
-    l.value === "n" ? `# CONFIG_${l.symbol} is not set  # ${l.why}` : `CONFIG_${l.symbol}=y  # ${l.why}`,
-  );
-  return [`# ${title}`, ...body, ""].join("\n");
 }
 
 /** Every symbol whose value differs between two .config files. */

@@ -17,6 +17,7 @@ import type { KconfigTree } from "../kernel/kconfig.js";
 import type { PipelineConfig } from "../lib/config.js";
 import { UserError } from "../lib/errors.js";
 import { writeAtomic } from "../lib/fs-atomic.js";
+import { configureVariant, variantKernel } from "../variant/kernel-variant.js";
 import { cacheKey } from "../lib/hash.js";
 import {
   batch,
@@ -27,7 +28,6 @@ import {
   predictedFailures,
   without,
   refineVariant,
-  renderVariant,
   variantLines,
   type BatchVerdict,
   type Candidate,
@@ -115,34 +115,20 @@ async function baseline(config: PipelineConfig): Promise<Baseline> {
   };
 }
 
-/** Configure the variant until its request is stable; returns the final .config and Kconfig. */
-async function configureVariant(
-  b: Baseline,
-  file: string,
-  lines: VariantLine[],
-  title: string,
-): Promise<{ lines: VariantLine[]; final: Map<string, string>; kconfig?: KconfigTree }> {
-  let current = lines;
-  for (let i = 0; i < MAX_CONFIGURES; i++) {
-    await writeAtomic(file, renderVariant(current, title));
-    const out = await drive(b.config, ["kernel"], {
-      kernel: { extraFragments: [file], checkConfigOnly: true },
-    });
-    const stage = out.kernel!.value.stage;
-    const final = stage.finalConfig!;
-    const forcedOff = (stage.report?.mismatches ?? [])
-      .filter((m) => m.requested === "y" && m.final !== "y")
-      .map((m) => m.symbol.replace(/^CONFIG_/, ""));
-    const trap = (stage.expertTrap ?? []).map((t) => t.symbol.replace(/^CONFIG_/, ""));
-    const next = refineVariant(current, { trap, forcedOff });
-    if (JSON.stringify(next) === JSON.stringify(current))
-      return { lines: current, final, kconfig: stage.kconfig };
-    current = next;
-  }
-  throw new UserError(
-    `the variant ${title} did not settle in ${MAX_CONFIGURES} configures: ${file}`,
-    "turn fewer symbols off at once (--max-batch 1)",
-  );
+/** Configure the variant until its request is stable: the trap put back, forced-off recorded. */
+async function configureProofVariant(b: Baseline, file: string, lines: VariantLine[], title: string) {
+  const r = await configureVariant(b.config, {
+    file,
+    title,
+    lines,
+    max: MAX_CONFIGURES,
+    refine: (current, fb) =>
+      refineVariant(current as VariantLine[], {
+        trap: fb.trap,
+        forcedOff: fb.mismatches.filter((m) => m.requested === "y" && m.final !== "y").map((m) => m.symbol),
+      }),
+  });
+  return { ...r, lines: r.lines as VariantLine[] };
 }
 
 function batchId(b: Baseline, symbols: string[]): string {
@@ -164,7 +150,7 @@ async function settleVariant(b: Baseline, tree: KconfigTree, symbols: string[], 
     runnable = runnable.filter((s) => !first.cannot.some((c) => c.symbol === s));
     if (!runnable.length) return { runnable, cannot, lines: [], final: b.kernel.config };
     const title = `explain --prove: the default kernel without ${runnable.join(", ")}`;
-    const { lines, final } = await configureVariant(b, file, first.lines, title);
+    const { lines, final } = await configureProofVariant(b, file, first.lines, title);
     const stillOn = runnable.filter((s) => ["y", "m"].includes(final.get(`CONFIG_${s}`) ?? "n"));
     if (!stillOn.length) return { runnable, cannot, lines, final };
     for (const s of stillOn)
@@ -257,7 +243,7 @@ async function proveBatch(
   const given = { criu: b.outcomes.criu, agent: b.outcomes.agent, image: b.outcomes.image };
   const out = await drive(b.config, ["boot"], {
     given,
-    kernel: { extraFragments: [file], incremental: true },
+    kernel: variantKernel(file),
   });
   const run = out.boot!.value;
   return {

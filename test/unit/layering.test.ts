@@ -73,7 +73,7 @@ const LAYERS: [RegExp, number, string][] = [
   [/^lib\//, 0, "lib"],
   [/^data\//, 1, "data"],
   [/^(kernel|criu|agent|image|boot)\//, 2, "stages"],
-  [/^(driver\.ts|side-work\.ts|plan-only[a-z-]*\.ts|matrix\/|migrate\/)/, 3, "driver"],
+  [/^(driver\.ts|side-work\.ts|plan-only[a-z-]*\.ts|matrix\/|migrate\/|variant\/)/, 3, "driver"],
   [/^(cli\.ts|cli-flags\.ts|commands\.ts|schemas\.ts|bench\/|docs\/|explain\/|bisect\/)/, 4, "CLI"],
 ];
 

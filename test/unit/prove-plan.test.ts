@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { loadKernelRequirements } from "../../scripts/data/kernel-requirements.js";
 import { loadDotConfig } from "../../scripts/data/fragments.js";
 import { parseKconfigTree } from "../../scripts/kernel/kconfig.js";
+import { renderVariant } from "../../scripts/variant/kernel-variant.js";
 import {
   batch,
   candidates,
@@ -17,7 +18,6 @@ import {
   mapTests,
   predictedFailures,
   refineVariant,
-  renderVariant,
   variantLines,
   without,
 } from "../../scripts/explain/prove-plan.js";
