@@ -145,6 +145,8 @@ export const CellResultSchema = z.object({
         link: z.string(),
         sha256: z.string(),
         patches: z.array(z.string()),
+        /** The git commit built (git provider, or a local git checkout): what `bisect criu` checks out. */
+        commit: z.string().optional(),
       })
       .optional(),
     image: z.object({ key: z.string(), base: z.string(), suite: z.string().nullable() }).optional(),

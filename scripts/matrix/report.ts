@@ -4,6 +4,7 @@
  * test's status depends on, read off the cells); merging cells from several machines;
  * comparing two reports. One module per concern under report/; this one gathers them.
  */
+export * from "./report/bisect.js";
 export * from "./report/columns.js";
 export * from "./report/compare.js";
 export * from "./report/escape.js";

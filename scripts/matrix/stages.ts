@@ -37,6 +37,7 @@ function imageIdentities(o: ImageStages): {
       link: m.link,
       sha256: m.criu.sha256,
       patches: m.patches.map((p) => p.name),
+      ...(m.commit ? { commit: m.commit } : {}),
     },
     image: { key: basename(im.dir), base: im.manifest.base, suite: im.manifest.suite },
   };

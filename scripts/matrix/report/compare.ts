@@ -1,5 +1,6 @@
 /** Comparing two runs' cells: regressions, fixes, other changes; and the comparison as text. */
-import type { CellResult, CellStatus, CellTest } from "../cell.js";
+import type { CellResult, CellStatus } from "../cell.js";
+import { bisectAdvice } from "./bisect.js";
 import { mdEscape } from "./escape.js";
 
 export interface Change {
@@ -10,8 +11,15 @@ export interface Change {
   message: string;
 }
 
+/** A regression, with the `cr-guest bisect` command that would find its cause, when one would. */
+export interface Regression extends Change {
+  bisect: string[];
+  /** Why there is no command when one was expected (both CRIU and the kernel config changed). */
+  bisect_note?: string;
+}
+
 export interface Comparison {
-  regressions: Change[];
+  regressions: Regression[];
   fixes: Change[];
   /** Other status changes (PASS <-> SKIP, tests added or gone). */
   changes: Change[];
@@ -24,10 +32,16 @@ export interface Comparison {
 const RAN = (s: CellStatus) => s === "PASS" || s === "FAIL";
 const failed = (s: string) => s === "FAIL" || s === "ERROR";
 
+function regression(change: Change, a: CellResult, b: CellResult): Regression {
+  const { commands, note } = bisectAdvice(a, b, change.test);
+  return { ...change, bisect: commands, ...(note ? { bisect_note: note } : {}) };
+}
+
 /** One cell on both sides, when neither is an infrastructure error. */
 function compareCell(cmp: Comparison, id: string, a: CellResult, b: CellResult): void {
   if (RAN(a.status) && b.status === "BUILD-FAILED") {
-    cmp.regressions.push({ cell: id, test: "build", from: a.status, to: b.status, message: b.reason ?? "" });
+    const change = { cell: id, test: "build", from: a.status, to: b.status, message: b.reason ?? "" };
+    cmp.regressions.push(regression(change, a, b));
     return;
   }
   if (a.status === "BUILD-FAILED" && RAN(b.status))
@@ -37,13 +51,14 @@ function compareCell(cmp: Comparison, id: string, a: CellResult, b: CellResult):
       cmp.changes.push({ cell: id, test: "cell", from: a.status, to: b.status, message: b.reason ?? "" });
     return;
   }
-  compareTests(cmp, id, a.tests, b.tests);
+  compareTests(cmp, a, b);
 }
 
 /** The tests of one cell that ran on both sides. */
-function compareTests(cmp: Comparison, id: string, old: CellTest[], now: CellTest[]): void {
-  const at = new Map(old.map((t) => [t.name, t]));
-  const bt = new Map(now.map((t) => [t.name, t]));
+function compareTests(cmp: Comparison, a: CellResult, b: CellResult): void {
+  const id = b.id;
+  const at = new Map(a.tests.map((t) => [t.name, t]));
+  const bt = new Map(b.tests.map((t) => [t.name, t]));
   for (const [name, t] of bt) {
     const before = at.get(name);
     const change = {
@@ -55,7 +70,7 @@ function compareTests(cmp: Comparison, id: string, old: CellTest[], now: CellTes
     };
     if (!before) cmp.changes.push(change);
     else if (before.status === t.status) continue;
-    else if (before.status === "PASS" && failed(t.status)) cmp.regressions.push(change);
+    else if (before.status === "PASS" && failed(t.status)) cmp.regressions.push(regression(change, a, b));
     else if (failed(before.status) && t.status === "PASS") cmp.fixes.push(change);
     else cmp.changes.push(change);
   }
@@ -88,6 +103,15 @@ export function compareReports(old: CellResult[], now: CellResult[]): Comparison
   return cmp;
 }
 
+/** A regression's bisect commands under it: a nested list item in Markdown, an indented line in text. */
+function bisectLines(x: Regression, markdown: boolean): string {
+  const lines = [
+    ...x.bisect.map((b) => `bisect: ${markdown ? `\`${b}\`` : b}`),
+    ...(x.bisect_note ? [x.bisect_note] : []),
+  ];
+  return lines.map((line) => (markdown ? `\n  - ${line}` : `\n    ${line}`)).join("");
+}
+
 export function renderComparison(c: Comparison, markdown: boolean): string {
   const out: string[] = [];
   const section = (title: string, items: string[]) => {
@@ -111,7 +135,10 @@ export function renderComparison(c: Comparison, markdown: boolean): string {
     `${c.errors.length} infrastructure errors`,
   ];
   out.push(counts.join(", "), "");
-  section("Regressions", c.regressions.map(ch));
+  section(
+    "Regressions",
+    c.regressions.map((x) => ch(x) + bisectLines(x, markdown)),
+  );
   section("Fixes", c.fixes.map(ch));
   section("Other changes", c.changes.map(ch));
   section("New cells", c.newCells);
