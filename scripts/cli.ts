@@ -221,10 +221,12 @@ export const COMMANDS: Record<string, Command> = {
   bisect: {
     summary:
       "bisect a test's regression: bisect criu (to the first bad CRIU commit) or bisect config (to the kernel options that break it)",
-    usage: "cr-guest bisect criu --git SOURCE --good REF --bad REF --test ID [--dry-run] [options]",
+    usage:
+      "cr-guest bisect criu --git SOURCE --good REF --bad REF --test ID | bisect config --good A --bad B --test ID [--criu V] [--dry-run] [options]",
     flags: [
       ...CONFIG,
       ...KERNEL,
+      "criu",
       "git",
       "patch",
       "link",
@@ -238,8 +240,8 @@ export const COMMANDS: Record<string, Command> = {
       "json",
     ],
     positionals: {
-      usage: "criu",
-      help: "what to bisect: criu (commits of --git: a URL, a checkout or a git bundle)",
+      usage: "criu|config",
+      help: "what to bisect: criu (commits of --git: a URL, a checkout or a git bundle) or config (kernel options; each end a fragment set, fragment files, a Kata fragment tree or a .config, joined with '+')",
     },
     json: "bisect.json: every step with its evidence and the answer (with --dry-run: the plan)",
     run: async (ctx) => (await import("./bisect/command.js")).bisectCommand(ctx),

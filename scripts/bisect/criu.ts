@@ -6,9 +6,9 @@
  * is the first-parent history from good to bad (git bisect --first-parent).
  */
 import { existsSync, readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import type { CommandContext } from "../commands.js";
-import { gitOut, resolveGitSource } from "../criu/sources.js";
+import { gitOut, resolveGitSource, type GitSource } from "../criu/sources.js";
 import type { PipelineConfig } from "../lib/config.js";
 import { UserError } from "../lib/errors.js";
 import { cacheKey, sha256 } from "../lib/hash.js";
@@ -40,6 +40,28 @@ export function rangeOf(repo: string, good: string, bad: string): Candidate[] {
     });
 }
 
+/**
+ * A ref of the source as a commit in the cache's object store. A source advertises only its
+ * branches and tags (a bundle nothing else), so `v3.18~3`, `2ba872782^` or an abbreviated
+ * commit are resolved after fetching its tags, in the store.
+ */
+export function resolveRef(cacheRoot: string, source: string, ref: string): GitSource {
+  try {
+    return resolveGitSource(cacheRoot, source, ref);
+  } catch (err) {
+    if (!(err instanceof UserError) || !/does not exist/.test(err.message)) throw err;
+    const repo = join(resolve(cacheRoot), "git", "criu.git");
+    gitOut(
+      ["fetch", "--quiet", "--force", "--no-tags", source, "+refs/tags/*:refs/tags/*"],
+      repo,
+      10 * 60_000,
+    );
+    const commit = gitOut(["rev-parse", "--verify", "--quiet", `${ref}^{commit}`], repo).out.trim();
+    if (!/^[0-9a-f]{40}$/.test(commit)) throw err;
+    return { ...resolveGitSource(cacheRoot, repo, commit), url: source, ref };
+  }
+}
+
 export async function bisectCriuCommand(ctx: CommandContext, config: PipelineConfig): Promise<number> {
   const v = ctx.values;
   const given = v.git;
@@ -50,8 +72,8 @@ export async function bisectCriuCommand(ctx: CommandContext, config: PipelineCon
     );
   // A path is taken from here (git fetch runs in the cache's object store).
   const source = existsSync(given) ? resolve(given) : given;
-  const good = resolveGitSource(config.cache_dir, source, v.good!);
-  const bad = resolveGitSource(config.cache_dir, source, v.bad!);
+  const good = resolveRef(config.cache_dir, source, v.good!);
+  const bad = resolveRef(config.cache_dir, source, v.bad!);
   if (good.commit === bad.commit)
     throw new UserError(
       `--good ${v.good} and --bad ${v.bad} are the same commit (${good.commit.slice(0, 12)})`,

@@ -144,7 +144,7 @@ export function stepsLeft(r: BisectRange): number {
 
 /** The worst case of a fresh bisect over `n` candidates (the bad end included). */
 export function worstCase(n: number): { steps: number; builds: number; boots: number } {
-  const halvings = Math.ceil(Math.log2(Math.max(1, n - 1) + 1));
+  const halvings = Math.ceil(Math.log2(Math.max(1, n)));
   // The confirmations boot again what was built: no new builds.
   return { steps: 2 + halvings + 2, builds: 2 + halvings, boots: 2 + halvings + 2 };
 }

@@ -7,7 +7,7 @@ import { SCHEMAS_DIR } from "../../scripts/schemas.js";
 
 const ajv = new Ajv2020({ allErrors: true, strict: false });
 
-export function expectValid(name: "results" | "cell" | "matrix", doc: unknown): void {
+export function expectValid(name: "results" | "cell" | "matrix" | "bisect", doc: unknown): void {
   const validate =
     ajv.getSchema(name) ??
     (ajv.addSchema(JSON.parse(readFileSync(join(SCHEMAS_DIR, `${name}.schema.json`), "utf8")), name),
