@@ -14,6 +14,7 @@
  * agent's, the cloud kernel's, a run's): they are composed here the same way, each marked
  * "as <file> composes it"; a change there must be made here too.
  */
+import type { TestSelection } from "./boot/test-selection.js";
 import { existsSync, readFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { AGENT_RECIPE_VERSION, kataSourceIdentity } from "./agent/stage.js";
@@ -122,6 +123,8 @@ export interface PlanOptions {
   moreCriu?: KnownCriu[];
   /** More run.conf assignments and the transfer disk of a migration's boot. */
   bootConf?: Record<string, string>;
+  /** smoke --test: one test and its gate (part of the run's key). */
+  only?: TestSelection;
   transfer?: { mode: "write" } | { mode: "read"; readFrom: string };
   /** The compiler and linker versions (a test gives fixed ones). */
   toolchain?: () => Promise<string[] | undefined>;
@@ -507,6 +510,7 @@ export async function planBootStage(
     bus,
     transfer: o.transfer,
     conf: o.bootConf,
+    only: o.only,
   });
   const hit = await cache.lookup<RunResults>("runs", key);
   const complete = hit && hit.metadata.status === "COMPLETE" && !o.force ? hit : undefined;

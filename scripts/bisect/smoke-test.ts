@@ -4,7 +4,7 @@
  * `git bisect run cr-guest smoke --local-source . --test criu-check --bisect-exit` works in a
  * CRIU checkout.
  */
-import { configOf, smokeCommand, type CommandContext } from "../commands.js";
+import { configOf, type CommandContext } from "../commands.js";
 import type { PipelineConfig } from "../lib/config.js";
 import { resolveAndPlanCriu } from "../criu/stage.js";
 import { repoData } from "../data/repo-data.js";
@@ -33,7 +33,6 @@ export function formatStep(id: string, step: StepResult): string[] {
 export async function smokeTestCommand(ctx: CommandContext): Promise<number> {
   const v = ctx.values;
   checkSmokeTestFlags(v);
-  if (v["dry-run"]) return smokeCommand(ctx);
   const config = configOf(ctx);
   const id = v.test!;
   const bisectExit = Boolean(v["bisect-exit"]);
@@ -42,6 +41,19 @@ export async function smokeTestCommand(ctx: CommandContext): Promise<number> {
   const plan = resolveAndPlanCriu(config, { strict: true });
   const version = plan.entry.version;
   const selection = testSelectionFor(config, id, version);
+  if (v["dry-run"]) {
+    const { planStages, formatDryRun } = await import("../plan-only.js");
+    const force = bisectExit || v.force;
+    const dry = await planStages("smoke", config, ["boot"], {
+      extraFragments: v.fragment ?? [],
+      force: v.force,
+      criuForce: force,
+      only: selection,
+    });
+    ctx.say(formatDryRun(dry));
+    ctx.emit(dry);
+    return 0;
+  }
   ctx.say(`smoke --test ${id}: CRIU ${version}, the test and its gate only`);
   const { step } = await runTestStep(config, id, {
     // The raw status decides a bisect step: CRIU is built whatever the doctor predicts.
