@@ -11,7 +11,6 @@ import type { CommandContext } from "../commands.js";
 import { drive } from "../driver.js";
 import { repoData } from "../data/repo-data.js";
 import {
-  loadDotConfig,
   loadFragmentFile,
   mergeFragments,
   parseDotConfig,
@@ -136,6 +135,55 @@ async function configureEnd(end: ConfigEnd): Promise<ConfiguredEnd> {
   };
 }
 
+/** The variant of candidate `c` in this round: the good end with changes up to it applied. */
+async function roundStep(
+  good: ConfiguredEnd,
+  left: SymbolChange[],
+  held: SymbolChange[],
+  round: number,
+  variants: string,
+  c: Candidate,
+): Promise<StepPlan> {
+  const upto = c.id === "good" ? -1 : left.findIndex((x) => x.symbol === c.id);
+  // The good end as given is a kernel the cache likely has: no variant of it.
+  if (upto < 0 && !good.dotLines.length && !held.length)
+    return { config: good.config, kernel: { extraFragments: good.fragments } };
+  const want = candidateLines(left, upto, held);
+  const lines = [...good.dotLines.filter((d) => !want.some((w) => w.symbol === d.symbol)), ...want];
+  const file = join(variants, `${upto < 0 ? "good" : String(upto).padStart(3, "0")}.conf`);
+  const settled = await configureVariant(good.config, {
+    file,
+    title: `bisect config round ${round}: ${upto < 0 ? "the good end" : `the good end with ${upto + 1} change(s) of the bad end's, up to ${c.id}`}`,
+    fragments: good.fragments,
+    lines,
+    refine: (current, fb) => dropForced(current, fb.mismatches),
+    max: 6,
+  });
+  return {
+    config: good.config,
+    kernel: variantKernel(file, good.fragments),
+    note: forcedNote(lines, settled.lines, settled.final) || undefined,
+  };
+}
+
+function dryRunConfig(
+  ctx: CommandContext,
+  id: string,
+  test: string,
+  criu: string,
+  changes: SymbolChange[],
+  bad: ConfiguredEnd,
+): number {
+  const w = worstCase(changes.length);
+  for (const c of changes)
+    ctx.say(`  ${candidateOf(c).title}  (${setBy(c.symbol, bad.requested, bad.trap)})`);
+  ctx.say(
+    `worst case for the first symbol: ${w.builds} kernel builds (incremental from the good end's) and ${w.boots} boots; each further symbol found costs another bisect over what is left`,
+  );
+  ctx.emit({ id, test, criu, changes, worst_case_first: w });
+  return 0;
+}
+
 export async function bisectConfigCommand(ctx: CommandContext, config: PipelineConfig): Promise<number> {
   const v = ctx.values;
   const test = v.test!;
@@ -166,16 +214,7 @@ export async function bisectConfigCommand(ctx: CommandContext, config: PipelineC
   ctx.say(
     `bisect config: ${changes.length} symbol(s) differ between --good ${good.spec} and --bad ${bad.spec} (CRIU ${plan.entry.version}, test ${test})`,
   );
-  if (v["dry-run"]) {
-    const w = worstCase(changes.length);
-    for (const c of changes)
-      ctx.say(`  ${candidateOf(c).title}  (${setBy(c.symbol, bad.requested, bad.trap)})`);
-    ctx.say(
-      `worst case for the first symbol: ${w.builds} kernel builds (incremental from the good end's) and ${w.boots} boots; each further symbol found costs another bisect over what is left`,
-    );
-    ctx.emit({ id: base, test, criu: plan.entry.version, changes, worst_case_first: w });
-    return 0;
-  }
+  if (v["dry-run"]) return dryRunConfig(ctx, base, test, plan.entry.version, changes, bad);
   const held: SymbolChange[] = [];
   const found: NonNullable<BisectReport["found"]> = [];
   const rounds: BisectReport[] = [];
@@ -184,27 +223,7 @@ export async function bisectConfigCommand(ctx: CommandContext, config: PipelineC
     if (!left.length) break;
     const id = `${base}-r${round}`;
     const variants = join(bisectDir(config.cache_dir, id), "variants");
-    const step = async (c: Candidate): Promise<StepPlan> => {
-      const upto = c.id === "good" ? -1 : left.findIndex((x) => x.symbol === c.id);
-      if (upto < 0 && !good.dotLines.length && !held.length)
-        return { config: good.config, kernel: { extraFragments: good.fragments } };
-      const want = candidateLines(left, upto, held);
-      const lines = [...good.dotLines.filter((d) => !want.some((w) => w.symbol === d.symbol)), ...want];
-      const file = join(variants, `${upto < 0 ? "good" : String(upto).padStart(3, "0")}.conf`);
-      const settled = await configureVariant(good.config, {
-        file,
-        title: `bisect config round ${round}: ${upto < 0 ? "the good end" : `the good end with ${upto + 1} change(s) of the bad end's, up to ${c.id}`}`,
-        fragments: good.fragments,
-        lines,
-        refine: (current, fb) => dropForced(current, fb.mismatches),
-        max: 6,
-      });
-      return {
-        config: good.config,
-        kernel: variantKernel(file, good.fragments),
-        note: forcedNote(lines, settled.lines, settled.final) || undefined,
-      };
-    };
+    const step = (c: Candidate) => roundStep(good, left, held, round, variants, c);
     const outcome = await runBisect(ctx, config, {
       id,
       kind: "config",
