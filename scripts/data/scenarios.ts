@@ -57,7 +57,9 @@ export interface Scenario {
  * `case_begin NAME` line (scenario-lib.sh), in order. A case named by a variable is not listed.
  */
 export function scriptCases(text: string): string[] {
-  const names = [...text.matchAll(/^\s*(?:run_case|case_begin)\s+([a-z0-9][a-z0-9-]*)(?=\s|$)/gm)].map((m) => m[1]!);
+  const names = [...text.matchAll(/^\s*(?:run_case|case_begin)\s+([a-z0-9][a-z0-9-]*)(?=\s|$)/gm)].map(
+    (m) => m[1]!,
+  );
   return [...new Set(names)];
 }
 

@@ -32,7 +32,11 @@ describe("config bisect plan", () => {
     expect(changes.length).toBeGreaterThan(40);
     const names = changes.map((c) => c.symbol);
     expect(names.indexOf("EXPERT")).toBeLessThan(names.indexOf("FILE_LOCKING"));
-    expect(changes.find((c) => c.symbol === "FILE_LOCKING")).toEqual({ symbol: "FILE_LOCKING", good: "y", bad: "n" });
+    expect(changes.find((c) => c.symbol === "FILE_LOCKING")).toEqual({
+      symbol: "FILE_LOCKING",
+      good: "y",
+      bad: "n",
+    });
     // RSEQ selects MEMBARRIER: left out of the fragment, it stays on; the two do not differ.
     expect(names).not.toContain("MEMBARRIER");
     expect(names.every((n) => !n.startsWith("CONFIG_"))).toBe(true);
@@ -48,7 +52,11 @@ describe("config bisect plan", () => {
     const none = candidateLines(changes, -1);
     expect(none.every((l, k) => l.value === changes[k]!.good)).toBe(true);
     const held = candidateLines(changes.slice(1), 5, [changes[0]!]);
-    expect(held.at(-1)).toEqual({ symbol: changes[0]!.symbol, value: changes[0]!.good, why: expect.stringMatching(/held/) });
+    expect(held.at(-1)).toEqual({
+      symbol: changes[0]!.symbol,
+      value: changes[0]!.good,
+      why: expect.stringMatching(/held/),
+    });
   });
 
   it("drops what Kconfig forced and says so", () => {
@@ -66,7 +74,9 @@ describe("config bisect plan", () => {
     const frag = parseFragment("CONFIG_EXPERT=y\n# CONFIG_TUN is not set\n", "/tmp/x.conf");
     const requested = mergeFragments([frag]).values;
     expect(setBy("TUN", requested, [])).toBe("/tmp/x.conf:2 (# CONFIG_TUN is not set)");
-    expect(setBy("FILE_LOCKING", requested, ["FILE_LOCKING"])).toMatch(/EXPERT trap: CONFIG_EXPERT=y at \/tmp\/x.conf:1/);
+    expect(setBy("FILE_LOCKING", requested, ["FILE_LOCKING"])).toMatch(
+      /EXPERT trap: CONFIG_EXPERT=y at \/tmp\/x.conf:1/,
+    );
     expect(setBy("DEBUG_KERNEL", requested, [])).toMatch(/Kconfig's resolution/);
   });
 
@@ -87,6 +97,8 @@ describe("config bisect plan", () => {
     expect(err).toBeInstanceOf(UserError);
     expect((err as UserError).message).toMatch(/did you mean 'minimal'/);
     expect(() => parseEnd("bad", "default+minimal", config)).toThrow(/two bases/);
-    expect(readFileSync(join(FIX, "6.12.107-minimal-expert-no-membarrier.config"), "utf8")).toMatch(/CONFIG_EXPERT=y/);
+    expect(readFileSync(join(FIX, "6.12.107-minimal-expert-no-membarrier.config"), "utf8")).toMatch(
+      /CONFIG_EXPERT=y/,
+    );
   });
 });
