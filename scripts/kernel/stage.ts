@@ -29,6 +29,7 @@ import { parseKernelKconfig, type KconfigTree } from "./kconfig.js";
 import { kernelCacheKey, planKernel, resolveKernelInputs, type KernelPlan } from "./plan.js";
 import { obtainKernelSource, type KernelSource } from "./sources.js";
 import { formatVerifyReport, verifyConfig, type VerifyReport } from "./verify.js";
+import { lockDir } from "../lib/dir-lock.js";
 import { repoData } from "../data/repo-data.js";
 import { parseDotConfig } from "../data/fragments.js";
 import { CommandError } from "../lib/errors.js";
@@ -83,6 +84,8 @@ export interface KernelRun {
   kernel?: Artifact<KernelMetadata> & { cached: boolean };
   /** configure: the build directory, its log, the final .config, the EXPERT trap */
   build?: { outDir: string; logFile: string };
+  /** The build directory's lock (another cr-guest on the same cache waits for it). */
+  release?: () => void;
   final?: Map<string, string>;
   kconfig?: KconfigTree;
   trap?: TrapEntry[];
@@ -110,7 +113,12 @@ export async function runKernelStage(
     r.warnings.push(
       `${o.symbol}: ${o.from.file}:${o.from.line} sets ${o.from.value}, ${o.to.file}:${o.to.line} overrides it with ${o.to.value}`,
     );
-  const timings = await runSteps(r, kernelSteps(k), { stage: "kernel" });
+  let timings;
+  try {
+    timings = await runSteps(r, kernelSteps(k), { stage: "kernel" });
+  } finally {
+    r.release?.();
+  }
   if (opts.configOut && r.kernel && !opts.checkConfigOnly)
     await keepConfig(join(r.kernel.dir, "config"), opts.configOut);
   return kernelResult(k.label, requestedValues(plan.requested), r, phaseSeconds(timings));
@@ -174,6 +182,8 @@ async function configurePhase(k: KernelContext, r: KernelRun, log: PhaseLog): Pr
     ? `check-${sourceDir}`
     : `${sourceDir}-${opts.incremental ? fragmentSetDir(config) : variantName(config, plan)}`;
   const outDir = join(cache.root, "kbuild", variant);
+  // Proofs and bisect steps share the set's dir (and checks one dir): one process at a time.
+  r.release = await lockDir(outDir, { log });
   await mkdir(join(cache.root, "logs"), { recursive: true });
   const logFile = join(cache.root, "logs", `kernel-${fromPhase(r.key, "the kernel key")}.log`);
   await rm(logFile, { force: true });
