@@ -224,7 +224,8 @@ export async function bisectConfigCommand(ctx: CommandContext, config: PipelineC
     const id = `${base}-r${round}`;
     const variants = join(bisectDir(config.cache_dir, id), "variants");
     const step = (c: Candidate) => roundStep(good, left, held, round, variants, c);
-    const outcome = await runBisect(ctx, config, {
+    // One JSON document for the whole bisect (the summary): a round's report stays on disk.
+    const outcome = await runBisect({ ...ctx, emit: () => undefined }, config, {
       id,
       kind: "config",
       test,
