@@ -19,6 +19,7 @@ import { FINDINGS_SCHEMA } from "./data/findings.js";
 import { SCENARIOS_SCHEMA } from "./data/scenarios.js";
 import { ALLOWLIST_SCHEMA } from "./data/allowlist.js";
 import { KERNEL_REQUIREMENTS_SCHEMA } from "./data/kernel-requirements.js";
+import { BOOT_PROFILE_SCHEMA } from "./data/boot-profiles.js";
 
 export const SCHEMAS_DIR = join(REPO_ROOT, "schemas");
 
@@ -54,6 +55,10 @@ export const INPUT_DOCUMENTS: Record<string, { schema: z.ZodType; title: string 
   "kernel-requirements": {
     schema: KERNEL_REQUIREMENTS_SCHEMA,
     title: "cr-guest kernel requirements of CRIU's checks (criu-builds/kernel-requirements.yaml)",
+  },
+  "boot-profile": {
+    schema: BOOT_PROFILE_SCHEMA,
+    title: "cr-guest boot profile: how another runtime boots its guest, cited (boot-profiles/*.yaml)",
   },
 };
 

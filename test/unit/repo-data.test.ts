@@ -26,6 +26,7 @@ const FILES: Record<string, string> = {
   findings: "criu-builds/findings.yaml",
   scenarios: "scenarios.yaml",
   allowlist: "kernel-fragments/allowlist.yaml",
+  "boot-profile": "boot-profiles/kata-4.1.0.yaml",
 };
 
 const tmp = () => tempDir("crg-data-");
