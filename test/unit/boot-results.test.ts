@@ -184,6 +184,25 @@ describe("feature checks and waits (guest/lib.sh, guest/scenario-lib.sh, on this
     expect(() => readFileSync(join(dir, "pool"))).toThrow();
   });
 
+  it("runs only the case smoke --test names (ONLY=scenario/case), every case without it", async () => {
+    const dir = tempDir("crg-only-");
+    writeFileSync(join(dir, "contract.env"), guestContractEnv());
+    const cases = (only: string) =>
+      `HERE=${join(REPO_ROOT, "guest")}; IN=${dir}; OUT=${dir}/out; CRIU=/bin/true; SCENARIO=pick; STEP_TIMEOUT=5; CRG_CONTRACT_ENV=${dir}/contract.env; ONLY=${only}
+      . ${join(REPO_ROOT, "guest/scenario-lib.sh")}
+      half() { echo "ran $CASE"; case_end PASS "ok" success; return 1; }
+      run_case one half half; run_case two half half`;
+    const ran = async (only: string) =>
+      (await run(["sh", "-c", cases(only)], { timeoutMs: 30_000, allowFailure: true })).stdout
+        .split("\n")
+        .filter((l) => l.startsWith("ran "));
+    expect(await ran("pick/two")).toEqual(["ran pick/two"]);
+    expect(await ran("")).toEqual(["ran pick/one", "ran pick/two"]);
+    // Another scenario's case, a check or a feature: this scenario's cases all run (the host
+    // sends only the named scenario, so this does not happen in a guest).
+    expect(await ran("criu-check")).toEqual(["ran pick/one", "ran pick/two"]);
+  });
+
   it("waits for a value, a change and a process's end with builtins, and gives up at the deadline, saying what it waited for", async () => {
     const dir = tempDir("crg-waits-");
     writeFileSync(join(dir, "contract.env"), guestContractEnv());
