@@ -30,6 +30,32 @@ export function lockOwner(file: string): { host: string; pid: number } | undefin
   }
 }
 
+/**
+ * Creates the lock file if nobody holds it (a dead owner's is taken over): its release, or
+ * undefined with the living owner.
+ */
+export function tryLock(file: string): { release: () => void } | { owner: { host: string; pid: number } } {
+  for (;;) {
+    try {
+      const fd = openSync(file, "wx");
+      writeSync(fd, `${hostname()} ${process.pid}\n`);
+      closeSync(fd);
+      const untrack = interruptHandler.temp(file);
+      return {
+        release: () => {
+          untrack();
+          rmSync(file, { force: true });
+        },
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    const owner = lockOwner(file);
+    if (owner) return { owner };
+    rmSync(file, { force: true });
+  }
+}
+
 /** Takes the lock of `dir`, waiting up to `timeoutMs` for another process; returns its release. */
 export async function lockDir(
   dir: string,
@@ -40,23 +66,9 @@ export async function lockDir(
   const deadline = Date.now() + (o.timeoutMs ?? 4 * 3600_000);
   let told = false;
   for (;;) {
-    try {
-      const fd = openSync(file, "wx");
-      writeSync(fd, `${hostname()} ${process.pid}\n`);
-      closeSync(fd);
-      const untrack = interruptHandler.temp(file);
-      return () => {
-        untrack();
-        rmSync(file, { force: true });
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    }
-    const owner = lockOwner(file);
-    if (!owner) {
-      rmSync(file, { force: true });
-      continue;
-    }
+    const got = tryLock(file);
+    if ("release" in got) return got.release;
+    const { owner } = got;
     if (owner.pid === process.pid && owner.host === hostname())
       throw new Error(`${dir} is locked by this process already (a nested use of one build directory)`);
     if (Date.now() > deadline)

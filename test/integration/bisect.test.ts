@@ -25,15 +25,22 @@ import { expectValid } from "../helpers/schemas.js";
 
 const BUNDLE = resolve(REPO_ROOT, "../shared/criu-git/criu-tags.bundle");
 const CULPRIT = "2ba872782";
+/** The culprit against its parent, with the test that shows it on the suite's own kernel. */
+const BISECT_CULPRIT = [
+  "bisect",
+  "criu",
+  "--git",
+  BUNDLE,
+  "--good",
+  `${CULPRIT}^`,
+  "--bad",
+  CULPRIT,
+  "--test",
+  "membarrier-enosys/check",
+];
 const skip =
   missingTools(["make", "gcc", "qemu-system-x86_64", "guestfish", "mmdebstrap", "sgdisk", "git"]) ||
   (existsSync(BUNDLE) ? undefined : unavailable(`${BUNDLE} is missing (CRIU's history as a git bundle)`));
-
-/** A clone of the bundle, for full commit ids and a plain checkout. */
-function clone(): string {
-  const dir = mkdtempSync(join(tmpdir(), "criu-checkout-"));
-  return dir;
-}
 
 describe.skipIf(skip)("bisect (integration)", () => {
   it(
@@ -86,22 +93,7 @@ describe.skipIf(skip)("bisect (integration)", () => {
     `bisect criu names ${CULPRIT} (the membarrier probe made fatal), confirmed; git bisect run agrees in a plain checkout`,
     { timeout: 60 * 60_000 },
     async () => {
-      const r = await crGuest(
-        [
-          "bisect",
-          "criu",
-          "--git",
-          BUNDLE,
-          "--good",
-          `${CULPRIT}^`,
-          "--bad",
-          CULPRIT,
-          "--test",
-          "membarrier-enosys/check",
-          "--json",
-        ],
-        50 * 60_000,
-      );
+      const r = await crGuest([...BISECT_CULPRIT, "--json"], 50 * 60_000);
       expect(r.exitCode, r.stderr.slice(-4000)).toBe(0);
       const report = JSON.parse(r.stdout);
       expectValid("bisect", report);
@@ -124,26 +116,12 @@ describe.skipIf(skip)("bisect (integration)", () => {
       expect(bad.reason).toMatch(/membarrier probe is fatal although it should be tolerated/);
 
       // Done again: the state answers at once (nothing built, nothing booted).
-      const again = await crGuest(
-        [
-          "bisect",
-          "criu",
-          "--git",
-          BUNDLE,
-          "--good",
-          `${CULPRIT}^`,
-          "--bad",
-          CULPRIT,
-          "--test",
-          "membarrier-enosys/check",
-        ],
-        5 * 60_000,
-      );
+      const again = await crGuest(BISECT_CULPRIT, 5 * 60_000);
       expect(again.exitCode).toBe(0);
       expect(again.stdout).toMatch(/resuming after 4 step\(s\)/);
 
       // git bisect run in a plain checkout: one step (the parent, built above), then the answer.
-      const dir = clone();
+      const dir = mkdtempSync(join(tmpdir(), "criu-checkout-"));
       const git = (...args: string[]) =>
         run(["git", ...args], { cwd: join(dir, "criu"), timeoutMs: 5 * 60_000, allowFailure: true });
       await run(["git", "clone", "--quiet", BUNDLE, "criu"], {
