@@ -270,6 +270,8 @@ export const BisectReportSchema = z.object({
   found: z
     .array(z.object({ symbol: z.string(), good: z.string(), bad: z.string(), set_by: z.string() }))
     .optional(),
+  /** Where this report and its Markdown were written (the --json document only). */
+  files: z.object({ json: z.string(), markdown: z.string() }).optional(),
   seconds: z.number(),
   created: z.string(),
 });
