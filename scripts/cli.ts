@@ -243,7 +243,7 @@ export const COMMANDS: Record<string, Command> = {
       usage: "criu|config",
       help: "what to bisect: criu (commits of --git: a URL, a checkout or a git bundle) or config (kernel options; each end a fragment set, fragment files, a Kata fragment tree or a .config, joined with '+')",
     },
-    json: "bisect.json: every step with its evidence and the answer (with --dry-run: the plan)",
+    json: "for criu bisect.json (every step with its evidence, the answer), for config bisect-config.json (the symbols found, each round's answer); with --dry-run: the plan",
     run: async (ctx) => (await import("./bisect/command.js")).bisectCommand(ctx),
   },
   compare: {
