@@ -9,12 +9,34 @@ import type { PipelineConfig } from "../lib/config.js";
 import { resolveAndPlanCriu } from "../criu/stage.js";
 import { repoData } from "../data/repo-data.js";
 import { UserError } from "../lib/errors.js";
-import { BISECT_EXIT, selectTest, type TestSelection } from "../boot/test-selection.js";
+import { BISECT_EXIT, knownTestIds, selectTest, type TestSelection } from "../boot/test-selection.js";
 import { runTestStep, scenariosOf, type StepResult } from "./step.js";
 
 /** The selection for `id` at this CRIU version (exit 2 with "did you mean" when it has none). */
 export function testSelectionFor(config: PipelineConfig, id: string, criuVersion: string): TestSelection {
   return selectTest(id, criuVersion, repoData().kernelRequirements, scenariosOf(config, criuVersion));
+}
+
+/**
+ * The selection at this version; with --bisect-exit, undefined when only another catalog
+ * version has the test (this commit cannot be tested). A name no version has is exit 2.
+ */
+function knownSomewhere(
+  config: PipelineConfig,
+  id: string,
+  version: string,
+  bisectExit: boolean,
+): TestSelection | undefined {
+  try {
+    return testSelectionFor(config, id, version);
+  } catch (err) {
+    if (!bisectExit) throw err;
+    const elsewhere = [...repoData().criu.versions.keys()].some((v) =>
+      knownTestIds(v, repoData().kernelRequirements, scenariosOf(config, v)).includes(id),
+    );
+    if (!elsewhere) throw err;
+    return undefined;
+  }
 }
 
 /** The step as lines: verdict, the records with CRIU's Error lines, the evidence. */
@@ -40,7 +62,19 @@ export async function smokeTestCommand(ctx: CommandContext): Promise<number> {
   // anything is built, --bisect-exit or not: it is the caller's mistake, not the commit's.
   const plan = resolveAndPlanCriu(config, { strict: true });
   const version = plan.entry.version;
-  const selection = testSelectionFor(config, id, version);
+  const selection = knownSomewhere(config, id, version, bisectExit);
+  if (!selection) {
+    // A test a later CRIU has (a feature this commit does not know yet): this commit cannot
+    // be tested, which is not the same as failing it.
+    ctx.say(`${id}: CRIU ${version} at this point has no such test: cannot be tested (exit 125)`);
+    ctx.emit({
+      test: id,
+      verdict: "skip",
+      exit_code: BISECT_EXIT.skip,
+      reason: `CRIU ${version} has no test ${id}`,
+    });
+    return BISECT_EXIT.skip;
+  }
   if (v["dry-run"]) {
     const { planStages, formatDryRun } = await import("../plan-only.js");
     const force = bisectExit || v.force;
