@@ -90,6 +90,7 @@ export async function smokeTestCommand(ctx: CommandContext): Promise<number> {
   }
   ctx.say(`smoke --test ${id}: CRIU ${version}, the test and its gate only`);
   const { step } = await runTestStep(config, id, {
+    plan,
     // The raw status decides a bisect step: CRIU is built whatever the doctor predicts.
     force: bisectExit || Boolean(v.force),
     rerun: Boolean(v.force),

@@ -35,6 +35,8 @@ export interface StepResult {
 }
 
 export interface StepOptions {
+  /** The CRIU plan when the caller resolved it already (smoke --test checks the test id with it). */
+  plan?: ReturnType<typeof resolveAndPlanCriu>;
   /** CRIU built even where the doctor predicts a failure: the raw status decides. */
   force?: boolean;
   /** Boot again even when the cache holds a complete run (a culprit re-checked). */
@@ -83,7 +85,7 @@ export async function runTestStep(
   let out: Outcomes;
   let plan;
   try {
-    plan = resolveAndPlanCriu(config, { strict: true });
+    plan = o.plan ?? resolveAndPlanCriu(config, { strict: true });
   } catch (err) {
     // The source at this point is no CRIU the pipeline can use (no Makefile.versions, ...).
     return { step: unbuilt("skip", "criu", `the CRIU source cannot be used: ${message(err)}`, seconds()) };
